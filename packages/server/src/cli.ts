@@ -1,0 +1,87 @@
+import pino from "pino";
+import { ConfigError, loadConfig } from "./config.ts";
+import { startService } from "./service.ts";
+import { startEmbeddedDb } from "./embeddedDb.ts";
+import { createPool } from "./store/db.ts";
+import { migrate } from "./store/migrate.ts";
+
+const USAGE = `usage: tidings <command>
+
+  serve     run the service (API, dispatcher, console)
+  migrate   apply database migrations and exit
+
+Configuration comes from the environment: TIDINGS_PORT (7400), TIDINGS_HOST (127.0.0.1),
+TIDINGS_DATA_DIR (./.tidings), DATABASE_URL (none: embedded PostgreSQL), TIDINGS_ADMIN_KEY,
+TIDINGS_LOG_LEVEL (info). See the README for the rest.`;
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0];
+  if (!command || command === "help" || command === "--help" || command === "-h") {
+    console.log(USAGE);
+    return command ? 0 : 2;
+  }
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`tidings: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
+  const log = pino({
+    level: config.logLevel,
+    base: { svc: "tidings" },
+    redact: { paths: ["req.headers.authorization", "*.secret", "*.apiKey", "*.password"], censor: "[redacted]" },
+  });
+
+  if (command === "migrate") {
+    const embedded = config.databaseUrl ? null : await startEmbeddedDb(config.dataDir, log);
+    const db = createPool(config.databaseUrl ?? embedded!.url, 2);
+    try {
+      const applied = await migrate(db);
+      console.log(applied.length ? `applied migrations ${applied.join(", ")}` : "the database is up to date");
+    } finally {
+      await db.end();
+      await embedded?.stop();
+    }
+    return 0;
+  }
+
+  if (command === "serve") {
+    const service = await startService(config, log);
+    const lines = [
+      `Tidings is running at ${service.url}`,
+      `  console:  ${service.url}/console`,
+      `  API docs: ${service.url}/openapi.json`,
+      service.adminKeyGenerated
+        ? `  admin key (generated, kept in ${config.dataDir}/admin-key): ${service.adminKey}`
+        : config.adminKey
+          ? "  admin key: from TIDINGS_ADMIN_KEY"
+          : `  admin key: ${service.adminKey} (kept in ${config.dataDir}/admin-key)`,
+    ];
+    process.stdout.write(`\n${lines.join("\n")}\n\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        log.info({ signal }, "shutting down");
+        resolve();
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    await service.close();
+    return 0;
+  }
+
+  console.error(`tidings: unknown command "${command}"\n\n${USAGE}`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error("tidings:", error instanceof Error ? (error.stack ?? error.message) : error);
+    process.exit(1);
+  },
+);

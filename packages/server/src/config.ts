@@ -1,0 +1,89 @@
+import { resolve } from "node:path";
+import { parseDuration } from "./domain/duration.ts";
+import { parseCidrs } from "./http/endpointPolicy.ts";
+
+/** Configuration, validated once at start; only this resolved form travels inward. */
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  /** null: run the embedded PostgreSQL in dataDir. */
+  readonly databaseUrl: string | null;
+  readonly adminKey: string | null;
+  readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /** Safety-net poll for due deliveries (retries, crashed nodes' leases). */
+  readonly pollIntervalMs: number;
+  /** How long a node owns a delivery it took; after that another node may take it. */
+  readonly leaseMs: number;
+  readonly deliveryTimeoutMs: number;
+  /** In-flight HTTP deliveries per process. */
+  readonly deliveryConcurrency: number;
+  readonly bodyLimitBytes: number;
+  readonly poolSize: number;
+  /** CIDRs endpoint URLs must be in (empty: any not denied). */
+  readonly endpointAllow: readonly string[];
+  /** CIDRs endpoint URLs may not be in; cloud metadata addresses are always refused unless allowed. */
+  readonly endpointDeny: readonly string[];
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function duration(env: Env, name: string, fallback: string): number {
+  const raw = env[name] || fallback;
+  const ms = parseDuration(raw);
+  if (ms === undefined) throw new ConfigError(`${name} must be a duration such as 500ms, 30s or 5m, got "${raw}"`);
+  return ms;
+}
+
+function cidrs(env: Env, name: string): string[] {
+  try {
+    return parseCidrs(env[name], name);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}
+
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+export function loadConfig(env: Env = process.env): Config {
+  const logLevel = (env.TIDINGS_LOG_LEVEL || "info") as Config["logLevel"];
+  if (!LEVELS.includes(logLevel)) {
+    throw new ConfigError(`TIDINGS_LOG_LEVEL must be one of ${LEVELS.join(", ")}, got "${env.TIDINGS_LOG_LEVEL}"`);
+  }
+  const databaseUrl = env.DATABASE_URL || null;
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError("DATABASE_URL must be a postgres:// or postgresql:// URL");
+  }
+  const adminKey = env.TIDINGS_ADMIN_KEY || null;
+  if (adminKey !== null && adminKey.length < 16) {
+    throw new ConfigError("TIDINGS_ADMIN_KEY must be at least 16 characters long");
+  }
+  return {
+    port: integer(env, "TIDINGS_PORT", 7400, 0, 65535),
+    host: env.TIDINGS_HOST || "127.0.0.1",
+    dataDir: resolve(env.TIDINGS_DATA_DIR || "./.tidings"),
+    databaseUrl,
+    adminKey,
+    logLevel,
+    pollIntervalMs: duration(env, "TIDINGS_POLL_INTERVAL", "1s"),
+    leaseMs: duration(env, "TIDINGS_LEASE", "30s"),
+    deliveryTimeoutMs: duration(env, "TIDINGS_DELIVERY_TIMEOUT", "10s"),
+    deliveryConcurrency: integer(env, "TIDINGS_DELIVERY_CONCURRENCY", 128, 1, 10_000),
+    bodyLimitBytes: integer(env, "TIDINGS_BODY_LIMIT", 1_048_576, 1024, 64 * 1_048_576),
+    poolSize: integer(env, "TIDINGS_DB_POOL", 16, 2, 200),
+    endpointAllow: cidrs(env, "TIDINGS_ENDPOINT_ALLOW"),
+    endpointDeny: cidrs(env, "TIDINGS_ENDPOINT_DENY"),
+  };
+}

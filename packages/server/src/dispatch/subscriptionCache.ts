@@ -1,0 +1,80 @@
+import type pg from "pg";
+import type { Logger } from "pino";
+import type { Db } from "../store/db.ts";
+import { listSubscriptions, SUBSCRIPTIONS_CHANNEL, type SubscriptionRow } from "../store/subscriptions.ts";
+
+/**
+ * Every node keeps the (small) subscriptions table in memory. It reloads on LISTEN/NOTIFY
+ * from any node's change, after its own changes at once, and every `refreshMs` as a safety net.
+ */
+export class SubscriptionCache {
+  private byId = new Map<number, SubscriptionRow>();
+  private enabled: number[] = [];
+  private listener: pg.PoolClient | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private reloading: Promise<void> | null = null;
+  private again = false;
+
+  constructor(private readonly db: Db, private readonly log: Logger, private readonly refreshMs = 10_000) {}
+
+  async start(): Promise<void> {
+    await this.reload();
+    await this.listen();
+    this.timer = setInterval(() => void this.reload().catch(() => {}), this.refreshMs);
+    this.timer.unref();
+  }
+
+  private async listen(): Promise<void> {
+    try {
+      const client = await this.db.connect();
+      client.on("notification", () => void this.reload().catch(() => {}));
+      client.on("error", () => {
+        client.release(true);
+        this.listener = null;
+        setTimeout(() => void this.listen(), 1000).unref();
+      });
+      await client.query(`listen ${SUBSCRIPTIONS_CHANNEL}`);
+      this.listener = client;
+      await this.reload();
+    } catch (error) {
+      this.log.warn({ err: error }, "could not listen for subscription changes; retrying");
+      setTimeout(() => void this.listen(), 1000).unref();
+    }
+  }
+
+  /** Reloads; concurrent calls coalesce into at most one more load. */
+  reload(): Promise<void> {
+    if (this.reloading) {
+      this.again = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      do {
+        this.again = false;
+        const rows = await listSubscriptions(this.db);
+        this.byId = new Map(rows.map((s) => [s.id, s]));
+        this.enabled = rows.filter((s) => s.enabled).map((s) => s.id);
+      } while (this.again);
+    })().finally(() => {
+      this.reloading = null;
+    });
+    return this.reloading;
+  }
+
+  get(id: number): SubscriptionRow | undefined {
+    return this.byId.get(id);
+  }
+
+  enabledIds(): readonly number[] {
+    return this.enabled;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (this.listener) {
+      this.listener.removeAllListeners("error");
+      this.listener.release(true);
+      this.listener = null;
+    }
+  }
+}

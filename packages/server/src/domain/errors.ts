@@ -1,0 +1,32 @@
+/** One error family with a stable code; the HTTP layer maps it to a status in one place. */
+export type ErrorCode =
+  | "invalid_request"
+  | "invalid_json"
+  | "payload_too_large"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "conflict"
+  | "unavailable";
+
+export class TidingsError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly field?: string,
+    options?: { cause?: unknown; details?: Record<string, unknown> },
+  ) {
+    super(message, options);
+    this.details = options?.details;
+  }
+  readonly details: Record<string, unknown> | undefined;
+  get retryable(): boolean {
+    return this.code === "unavailable";
+  }
+}
+
+export const invalid = (field: string, message: string) => new TidingsError("invalid_request", message, field);
+export const notFound = (what: string) => new TidingsError("not_found", `${what} not found`);
+export const conflict = (message: string, details?: Record<string, unknown>) =>
+  new TidingsError("conflict", message, undefined, { details });
+export const forbidden = (message: string) => new TidingsError("forbidden", message);

@@ -1,0 +1,59 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { FastifyRequest } from "fastify";
+import { TidingsError, forbidden } from "../domain/errors.ts";
+
+export type Principal = { kind: "admin" } | { kind: "app"; app: string };
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+}
+
+export const hashKey = (key: string): Buffer => createHash("sha256").update(key).digest();
+export const newApiKey = (): string => `tdk_${randomBytes(24).toString("base64url")}`;
+
+/** How long a node trusts a key it looked up: a deleted app's key stops working within this. */
+const KEY_CACHE_MS = 5_000;
+
+/** Authenticates `Authorization: Bearer <key>` as the admin or as one app. */
+export class Authenticator {
+  private readonly adminHash: Buffer;
+  private readonly cache = new Map<string, { app: string | null; until: number }>();
+
+  constructor(adminKey: string, private readonly appByKeyHash: (hash: Buffer) => Promise<string | null>) {
+    this.adminHash = hashKey(adminKey);
+  }
+
+  async authenticate(request: FastifyRequest): Promise<Principal> {
+    const header = request.headers.authorization;
+    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    if (!match) throw new TidingsError("unauthorized", "send Authorization: Bearer <key>");
+    const hash = hashKey(match[1]!);
+    if (timingSafeEqual(hash, this.adminHash)) return { kind: "admin" };
+    const cacheKey = hash.toString("base64");
+    const now = Date.now();
+    let hit = this.cache.get(cacheKey);
+    if (!hit || hit.until < now) {
+      hit = { app: await this.appByKeyHash(hash), until: now + KEY_CACHE_MS };
+      if (this.cache.size > 10_000) this.cache.clear();
+      this.cache.set(cacheKey, hit);
+    }
+    if (hit.app === null) throw new TidingsError("unauthorized", "the key is not valid");
+    return { kind: "app", app: hit.app };
+  }
+
+  /** Forgets cached keys (after an app is deleted on this node). */
+  forget(): void {
+    this.cache.clear();
+  }
+}
+
+export function requireAdmin(principal: Principal): void {
+  if (principal.kind !== "admin") throw forbidden("this needs the admin key");
+}
+
+/** An app key acts only on its own messages; the admin acts on all. */
+export function requireOwner(principal: Principal, messageApp: string | null): void {
+  if (principal.kind === "app" && principal.app !== messageApp) throw forbidden("this message belongs to another app");
+}

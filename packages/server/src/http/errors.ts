@@ -1,0 +1,77 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { TidingsError, type ErrorCode } from "../domain/errors.ts";
+
+const STATUS: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  invalid_json: 400,
+  payload_too_large: 413,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  unavailable: 503,
+};
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/** `/endpoint/url` + missing `x` → `endpoint.url`, `endpoint.x`. */
+function fieldOf(e: AjvError): string {
+  const path = e.instancePath
+    .split("/")
+    .filter(Boolean)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join("")
+    .replace(/^\./, "");
+  const extra = (e.params.missingProperty ?? e.params.additionalProperty) as string | undefined;
+  return extra ? (path ? `${path}.${extra}` : extra) : path;
+}
+
+function describe(e: AjvError, field: string): string {
+  if (e.keyword === "required") return `${field} is required`;
+  if (e.keyword === "additionalProperties") return `${field} is not a known field`;
+  return `${field || "body"} ${e.message ?? "is invalid"}`;
+}
+
+/** Maps every error to `{"error":{"code","message","field"?}}` with its status, in one place. */
+export function errorHandler(error: FastifyError | TidingsError, request: FastifyRequest, reply: FastifyReply): void {
+  if (error instanceof TidingsError) {
+    void reply.status(STATUS[error.code]).send({
+      error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}), ...error.details },
+    });
+    return;
+  }
+  const e = error as FastifyError;
+  if (e.validation && e.validation.length > 0) {
+    const first = e.validation[0] as unknown as AjvError;
+    const context = e.validationContext === "body" ? "" : `${e.validationContext}.`;
+    const field = `${context}${fieldOf(first)}`.replace(/\.$/, "");
+    void reply.status(400).send({ error: { code: "invalid_request", message: describe(first, field), field } });
+    return;
+  }
+  switch (e.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      void reply.status(413).send({ error: { code: "payload_too_large", message: "the request body is larger than the limit" } });
+      return;
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      void reply.status(415).send({ error: { code: "unsupported_media_type", message: "send application/json" } });
+      return;
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      void reply.status(400).send({ error: { code: "invalid_json", message: "the body is empty; send a JSON object" } });
+      return;
+  }
+  if (e.statusCode === 400 && (e instanceof SyntaxError || /JSON/i.test(e.message))) {
+    void reply.status(400).send({ error: { code: "invalid_json", message: `the body is not valid JSON: ${e.message}` } });
+    return;
+  }
+  if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+    void reply.status(e.statusCode).send({ error: { code: "invalid_request", message: e.message } });
+    return;
+  }
+  request.log.error({ err: error }, "request failed");
+  void reply.status(500).send({ error: { code: "internal", message: "internal error" } });
+}

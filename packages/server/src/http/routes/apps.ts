@@ -1,0 +1,62 @@
+import type { FastifyInstance } from "fastify";
+import { conflict, notFound } from "../../domain/errors.ts";
+import { newSigningSecret } from "../../dispatch/signature.ts";
+import { createApp, deleteApp, getApp, listApps, updateApp } from "../../store/apps.ts";
+import { hashKey, newApiKey } from "../auth.ts";
+import type { Services } from "../context.ts";
+import { App, AppCreated, CreateApp, ErrorBody, NameParams, PatchApp } from "../schemas.ts";
+import { Type } from "@sinclair/typebox";
+
+export function appRoutes(app: FastifyInstance, s: Services): void {
+  const tags = ["apps"];
+  const config = { admin: true };
+
+  app.post<{ Body: CreateApp }>(
+    "/v1/apps",
+    { config, schema: { tags, summary: "Create a producer app; its API key and secret are shown once", body: CreateApp, response: { 201: AppCreated, "4xx": ErrorBody } } },
+    async (request, reply) => {
+      const checkUrl = request.body.checkUrl ? s.checkEndpointUrl(request.body.checkUrl, "checkUrl") : null;
+      const apiKey = newApiKey();
+      const secret = newSigningSecret();
+      const created = await createApp(s.db, request.body.name, hashKey(apiKey), secret, checkUrl);
+      if (!created) throw conflict(`an app named ${request.body.name} exists`);
+      return reply.status(201).send({ ...created, apiKey, secret });
+    },
+  );
+
+  app.get("/v1/apps", { config, schema: { tags, summary: "List apps", response: { 200: Type.Object({ items: Type.Array(App) }) } } }, async () => ({
+    items: await listApps(s.db),
+  }));
+
+  app.get<{ Params: NameParams }>(
+    "/v1/apps/:name",
+    { config, schema: { tags, summary: "Get an app", params: NameParams, response: { 200: App, "4xx": ErrorBody } } },
+    async (request) => {
+      const found = await getApp(s.db, request.params.name);
+      if (!found) throw notFound(`app ${request.params.name}`);
+      return found;
+    },
+  );
+
+  app.patch<{ Params: NameParams; Body: PatchApp }>(
+    "/v1/apps/:name",
+    { config, schema: { tags, summary: "Change an app's check URL", params: NameParams, body: PatchApp, response: { 200: App, "4xx": ErrorBody } } },
+    async (request) => {
+      const { checkUrl } = request.body;
+      const patch = checkUrl === undefined ? {} : { checkUrl: checkUrl === null ? null : s.checkEndpointUrl(checkUrl, "checkUrl") };
+      const updated = await updateApp(s.db, request.params.name, patch);
+      if (!updated) throw notFound(`app ${request.params.name}`);
+      return updated;
+    },
+  );
+
+  app.delete<{ Params: NameParams }>(
+    "/v1/apps/:name",
+    { config, schema: { tags, summary: "Delete an app (its key stops working; its messages stay)", params: NameParams } },
+    async (request, reply) => {
+      if (!(await deleteApp(s.db, request.params.name))) throw notFound(`app ${request.params.name}`);
+      s.auth.forget();
+      return reply.status(204).send();
+    },
+  );
+}

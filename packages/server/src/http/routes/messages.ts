@@ -1,0 +1,216 @@
+import type { FastifyInstance } from "fastify";
+import { Type } from "@sinclair/typebox";
+import { conflict, invalid, notFound, TidingsError } from "../../domain/errors.ts";
+import { parseDuration } from "../../domain/duration.ts";
+import { uuidv7 } from "../../domain/ids.ts";
+import { contentHash } from "../../publish/canonical.ts";
+import type { InsertOutcome, NewMessage as StoredMessage } from "../../store/insertMessages.ts";
+import { getAttempts, getDeliveries, getMessage, listMessages } from "../../store/messageQueries.ts";
+import { deleteMessage, markDead, resendMessage } from "../../store/operatorOps.ts";
+import type { MessageRecord } from "../../store/rows.ts";
+import { getSubscription } from "../../store/subscriptions.ts";
+import { requireOwner, type Principal } from "../auth.ts";
+import type { Services } from "../context.ts";
+import {
+  Attempt,
+  ErrorBody,
+  ListMessagesQuery,
+  Message,
+  MessageBatch,
+  MessageIdParams,
+  NewMessage,
+  SubscriptionTarget,
+} from "../schemas.ts";
+
+const MAX_DELAY_MS = 366 * 86_400_000;
+
+/** Turns a validated request message into the stored form; `field` prefixes error fields. */
+function toStored(body: NewMessage, principal: Principal, field: string): StoredMessage {
+  if (!("payload" in body)) throw invalid(`${field}payload`, `${field}payload is required`);
+  if (body.delay !== undefined && body.deliverAt !== undefined) {
+    throw invalid(`${field}delay`, "give delay or deliverAt, not both");
+  }
+  let deliverAt: Date | null = null;
+  if (body.delay !== undefined) {
+    const ms = parseDuration(body.delay);
+    if (ms === undefined) throw invalid(`${field}delay`, `"${body.delay}" is not a duration (use e.g. 500ms, 30s, 5m, 2h)`);
+    if (ms > MAX_DELAY_MS) throw invalid(`${field}delay`, "the delay is over a year");
+    deliverAt = new Date(Date.now() + ms);
+  } else if (body.deliverAt !== undefined) {
+    deliverAt = new Date(body.deliverAt);
+    if (deliverAt.getTime() > Date.now() + MAX_DELAY_MS) throw invalid(`${field}deliverAt`, "deliverAt is over a year away");
+  }
+  const app = principal.kind === "app" ? principal.app : null;
+  const tag = body.tag ?? null;
+  const key = body.key ?? null;
+  const headers = body.headers ?? {};
+  return {
+    id: body.id ?? uuidv7(),
+    app,
+    topic: body.topic,
+    tag,
+    key,
+    payloadJson: JSON.stringify(body.payload),
+    headers,
+    contentHash: contentHash({ app, topic: body.topic, tag, key, payload: body.payload, headers }),
+    deliverAt,
+    state: "committed",
+  };
+}
+
+export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {}) {
+  const { seq: _seq, ...shown } = m;
+  return { ...shown, ...extra };
+}
+
+function conflictOf(outcome: InsertOutcome): TidingsError {
+  return conflict(`message ${outcome.message.id} was stored before with other content`, { id: outcome.message.id });
+}
+
+export function messageRoutes(app: FastifyInstance, s: Services): void {
+  const tags = ["messages"];
+
+  async function owned(principal: Principal, id: string): Promise<MessageRecord> {
+    const message = await getMessage(s.db, id);
+    if (!message) throw notFound(`message ${id}`);
+    requireOwner(principal, message.app);
+    return message;
+  }
+
+  async function subscriptionId(name: string | undefined): Promise<number | null> {
+    if (name === undefined) return null;
+    const row = await getSubscription(s.db, name);
+    if (!row) throw new TidingsError("not_found", `subscription ${name} not found`, "subscription");
+    return row.id;
+  }
+
+  app.post<{ Body: NewMessage }>(
+    "/v1/messages",
+    {
+      schema: {
+        tags,
+        summary: "Send a message: stored, then delivered to every matching subscription",
+        description: "The same id with the same content again answers 200 with the stored message; with other content, 409.",
+        body: NewMessage,
+        response: { 200: Message, 201: Message, "4xx": ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const outcome = await s.publisher.publish(toStored(request.body, request.principal, ""));
+      if (outcome.kind === "conflict") throw conflictOf(outcome);
+      return reply.status(outcome.kind === "created" ? 201 : 200).send(showMessage(outcome.message));
+    },
+  );
+
+  app.post<{ Body: MessageBatch }>(
+    "/v1/messages/batch",
+    {
+      schema: {
+        tags,
+        summary: "Send up to 1000 messages, all or nothing",
+        body: MessageBatch,
+        response: { 201: Type.Object({ items: Type.Array(Message) }), "4xx": ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const stored = request.body.messages.map((m, i) => toStored(m, request.principal, `messages[${i}].`));
+      const outcomes = await s.publisher.publishBatch(stored);
+      return reply.status(201).send({ items: outcomes.map((o) => showMessage(o.message)) });
+    },
+  );
+
+  app.get<{ Querystring: ListMessagesQuery }>(
+    "/v1/messages",
+    {
+      schema: {
+        tags,
+        summary: "Search messages, newest first, with keyset paging",
+        querystring: ListMessagesQuery,
+        response: { 200: Type.Object({ items: Type.Array(Message), nextCursor: Type.Union([Type.String(), Type.Null()]) }), "4xx": ErrorBody },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const limit = q.limit === undefined ? 50 : Number(q.limit);
+      if (limit < 1 || limit > 1000) throw invalid("query.limit", "limit must be from 1 to 1000");
+      if (q.subscription !== undefined) await subscriptionId(q.subscription);
+      const page = await listMessages(s.db, {
+        app: request.principal.kind === "app" ? request.principal.app : q.app,
+        topic: q.topic,
+        key: q.key,
+        state: q.state,
+        subscription: q.subscription,
+        deliveryState: q.deliveryState,
+        beforeSeq: q.cursor === undefined ? undefined : Number(q.cursor),
+        limit,
+      });
+      return { items: page.items.map((m) => showMessage(m)), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get<{ Params: MessageIdParams }>(
+    "/v1/messages/:id",
+    { schema: { tags, summary: "A message and its deliveries: the reconciliation query", params: MessageIdParams, response: { 200: Message, "4xx": ErrorBody } } },
+    async (request) => {
+      const message = await owned(request.principal, request.params.id);
+      return showMessage(message, { deliveries: await getDeliveries(s.db, message.id) });
+    },
+  );
+
+  app.get<{ Params: MessageIdParams }>(
+    "/v1/messages/:id/attempts",
+    { schema: { tags, summary: "The delivery log of a message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Attempt) }), "4xx": ErrorBody } } },
+    async (request) => {
+      const message = await owned(request.principal, request.params.id);
+      return { items: await getAttempts(s.db, message.id) };
+    },
+  );
+
+  app.post<{ Params: MessageIdParams; Body: SubscriptionTarget | undefined }>(
+    "/v1/messages/:id/resend",
+    {
+      schema: {
+        tags,
+        summary: "Deliver a message again (to one subscription, or all), with a fresh retry cycle",
+        params: MessageIdParams,
+        body: Type.Optional(SubscriptionTarget),
+        response: { 200: Type.Object({ resent: Type.Integer() }), "4xx": ErrorBody },
+      },
+    },
+    async (request) => {
+      const message = await owned(request.principal, request.params.id);
+      if (message.state !== "committed") throw conflict(`message ${message.id} is ${message.state}, not committed`, { state: message.state });
+      const resent = await resendMessage(s.db, message.id, await subscriptionId(request.body?.subscription));
+      s.dispatcher.wake();
+      return { resent };
+    },
+  );
+
+  app.post<{ Params: MessageIdParams; Body: SubscriptionTarget | undefined }>(
+    "/v1/messages/:id/dead",
+    {
+      schema: {
+        tags,
+        summary: "Stop delivering a message: its pending deliveries become dead",
+        params: MessageIdParams,
+        body: Type.Optional(SubscriptionTarget),
+        response: { 200: Type.Object({ dead: Type.Integer() }), "4xx": ErrorBody },
+      },
+    },
+    async (request) => {
+      const message = await owned(request.principal, request.params.id);
+      const reason = request.body?.reason ?? "marked dead by hand";
+      return { dead: await markDead(s.db, message.id, await subscriptionId(request.body?.subscription), reason) };
+    },
+  );
+
+  app.delete<{ Params: MessageIdParams }>(
+    "/v1/messages/:id",
+    { schema: { tags, summary: "Delete a message, its deliveries and their log", params: MessageIdParams } },
+    async (request, reply) => {
+      const message = await owned(request.principal, request.params.id);
+      await deleteMessage(s.db, message.id);
+      return reply.status(204).send();
+    },
+  );
+}

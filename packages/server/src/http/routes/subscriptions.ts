@@ -1,0 +1,156 @@
+import type { FastifyInstance } from "fastify";
+import { Type } from "@sinclair/typebox";
+import { conflict, invalid, notFound } from "../../domain/errors.ts";
+import { formatDuration } from "../../domain/duration.ts";
+import { compileRetryPolicy, RetryPolicyError, type RetryPolicy } from "../../domain/retrySchedule.ts";
+import { newSigningSecret } from "../../dispatch/signature.ts";
+import { resendDeadBatch } from "../../store/operatorOps.ts";
+import {
+  createSubscription,
+  deleteSubscription,
+  getSubscription,
+  listSubscriptions,
+  updateSubscription,
+  type Endpoint,
+  type SubscriptionRow,
+} from "../../store/subscriptions.ts";
+import type { Services } from "../context.ts";
+import {
+  CreateSubscription,
+  ErrorBody,
+  NameParams,
+  PatchSubscription,
+  ResendDead,
+  Subscription,
+  type RetryOptions,
+} from "../schemas.ts";
+
+function retryPolicy(options: RetryOptions | undefined): RetryPolicy {
+  try {
+    return compileRetryPolicy(options);
+  } catch (error) {
+    if (error instanceof RetryPolicyError) throw invalid(error.field, error.message);
+    throw error;
+  }
+}
+
+/** What the API shows of a subscription: durations spelled back, the secret never (but once). */
+export function showSubscription(row: SubscriptionRow, secret?: string) {
+  return {
+    name: row.name,
+    topic: row.topic,
+    tags: row.tags,
+    endpoint: row.endpoint,
+    retry: {
+      schedule: row.retry.schedule.map(formatDuration),
+      maxAttempts: row.retry.maxAttempts,
+      window: row.retry.windowMs === null ? null : formatDuration(row.retry.windowMs),
+    },
+    enabled: row.enabled,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+    ...(secret ? { secret } : {}),
+  };
+}
+
+export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
+  const tags = ["subscriptions"];
+  const config = { admin: true };
+  const endpoint = (e: Endpoint): Endpoint => ({ ...e, url: s.checkEndpointUrl(e.url, "endpoint.url") });
+
+  app.post<{ Body: CreateSubscription }>(
+    "/v1/subscriptions",
+    { config, schema: { tags, summary: "Subscribe an endpoint to a topic; the signing secret is shown once", body: CreateSubscription, response: { 201: Subscription, "4xx": ErrorBody } } },
+    async (request, reply) => {
+      const body = request.body;
+      const secret = newSigningSecret();
+      const created = await createSubscription(s.db, {
+        name: body.name,
+        topic: body.topic,
+        tags: body.tags ?? null,
+        endpoint: endpoint(body.endpoint),
+        secret,
+        retry: retryPolicy(body.retry),
+        enabled: body.enabled ?? true,
+      });
+      if (!created) throw conflict(`a subscription named ${body.name} exists`);
+      await s.subscriptions.reload();
+      return reply.status(201).send(showSubscription(created, secret));
+    },
+  );
+
+  app.get("/v1/subscriptions", { config, schema: { tags, summary: "List subscriptions", response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } }, async () => ({
+    items: (await listSubscriptions(s.db)).map((row) => showSubscription(row)),
+  }));
+
+  app.get<{ Params: NameParams }>(
+    "/v1/subscriptions/:name",
+    { config, schema: { tags, summary: "Get a subscription", params: NameParams, response: { 200: Subscription, "4xx": ErrorBody } } },
+    async (request) => {
+      const row = await getSubscription(s.db, request.params.name);
+      if (!row) throw notFound(`subscription ${request.params.name}`);
+      return showSubscription(row);
+    },
+  );
+
+  app.patch<{ Params: NameParams; Body: PatchSubscription }>(
+    "/v1/subscriptions/:name",
+    { config, schema: { tags, summary: "Change a subscription; `enabled: false` pauses it, `true` resumes", params: NameParams, body: PatchSubscription, response: { 200: Subscription, "4xx": ErrorBody } } },
+    async (request) => {
+      const body = request.body;
+      const secret = body.rotateSecret ? newSigningSecret() : undefined;
+      const row = await updateSubscription(s.db, request.params.name, {
+        topic: body.topic,
+        tags: body.tags,
+        endpoint: body.endpoint && endpoint(body.endpoint),
+        retry: body.retry && retryPolicy(body.retry),
+        enabled: body.enabled,
+        secret,
+      });
+      if (!row) throw notFound(`subscription ${request.params.name}`);
+      await s.subscriptions.reload();
+      if (row.enabled) s.dispatcher.wake();
+      return showSubscription(row, secret);
+    },
+  );
+
+  app.delete<{ Params: NameParams }>(
+    "/v1/subscriptions/:name",
+    { config, schema: { tags, summary: "Delete a subscription and its deliveries", params: NameParams } },
+    async (request, reply) => {
+      if (!(await deleteSubscription(s.db, request.params.name))) throw notFound(`subscription ${request.params.name}`);
+      await s.subscriptions.reload();
+      return reply.status(204).send();
+    },
+  );
+
+  app.post<{ Params: NameParams; Body: ResendDead | undefined }>(
+    "/v1/subscriptions/:name/resend-dead",
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Re-send a subscription's dead deliveries, in batches",
+        params: NameParams,
+        body: Type.Optional(ResendDead),
+        response: { 200: Type.Object({ resent: Type.Integer(), batches: Type.Integer() }), "4xx": ErrorBody },
+      },
+    },
+    async (request) => {
+      const row = await getSubscription(s.db, request.params.name);
+      if (!row) throw notFound(`subscription ${request.params.name}`);
+      const limit = request.body?.limit ?? Number.MAX_SAFE_INTEGER;
+      const batchSize = request.body?.batchSize ?? 500;
+      let resent = 0;
+      let batches = 0;
+      while (resent < limit) {
+        const n = await resendDeadBatch(s.db, row.id, Math.min(batchSize, limit - resent));
+        if (n === 0) break;
+        resent += n;
+        batches++;
+        s.dispatcher.wake();
+      }
+      return { resent, batches };
+    },
+  );
+}

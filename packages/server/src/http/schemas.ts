@@ -1,0 +1,169 @@
+import { Type, type Static, type TSchema } from "@sinclair/typebox";
+
+/**
+ * Request and response schemas: the one source of request types (Static<>), of validation
+ * (Fastify's Ajv) and of the OpenAPI document (@fastify/swagger).
+ */
+const Name = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", description: "lower-case letters, digits, `_ . -`; up to 63" });
+const Topic = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$" });
+const Tag = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$" });
+const MessageId = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.:@=+-]{0,199}$", description: "the producer's idempotency key" });
+const Duration = Type.String({ description: "an integer and a unit: 500ms, 30s, 5m, 2h, 1d" });
+const Url = Type.String({ maxLength: 2048 });
+const StringMap = Type.Record(Type.String({ maxLength: 200 }), Type.String({ maxLength: 4000 }), { maxProperties: 50 });
+const Timestamp = Type.String({ format: "date-time" });
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    field: Type.Optional(Type.String()),
+  }),
+});
+
+// ---- apps
+export const CreateApp = Type.Object({ name: Name, checkUrl: Type.Optional(Nullable(Url)) }, { additionalProperties: false });
+export type CreateApp = Static<typeof CreateApp>;
+export const PatchApp = Type.Object({ checkUrl: Type.Optional(Nullable(Url)) }, { additionalProperties: false });
+export type PatchApp = Static<typeof PatchApp>;
+export const App = Type.Object({ name: Type.String(), checkUrl: Nullable(Type.String()), createdAt: Timestamp, updatedAt: Timestamp });
+export const AppCreated = Type.Intersect([App, Type.Object({ apiKey: Type.String(), secret: Type.String() })]);
+export const NameParams = Type.Object({ name: Type.String({ maxLength: 100 }) });
+export type NameParams = Static<typeof NameParams>;
+
+// ---- subscriptions
+export const HttpEndpoint = Type.Object(
+  { type: Type.Literal("http"), url: Url, headers: Type.Optional(StringMap) },
+  { additionalProperties: false },
+);
+export const RetryOptions = Type.Object(
+  {
+    schedule: Type.Optional(Type.Array(Duration, { maxItems: 100 })),
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    window: Type.Optional(Duration),
+  },
+  { additionalProperties: false },
+);
+export type RetryOptions = Static<typeof RetryOptions>;
+const Tags = Type.Array(Tag, { minItems: 1, maxItems: 100 });
+export const CreateSubscription = Type.Object(
+  {
+    name: Name,
+    topic: Topic,
+    tags: Type.Optional(Nullable(Tags)),
+    endpoint: HttpEndpoint,
+    retry: Type.Optional(RetryOptions),
+    enabled: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type CreateSubscription = Static<typeof CreateSubscription>;
+export const PatchSubscription = Type.Object(
+  {
+    topic: Type.Optional(Topic),
+    tags: Type.Optional(Nullable(Tags)),
+    endpoint: Type.Optional(HttpEndpoint),
+    retry: Type.Optional(RetryOptions),
+    enabled: Type.Optional(Type.Boolean()),
+    rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new signing secret, returned once" })),
+  },
+  { additionalProperties: false },
+);
+export type PatchSubscription = Static<typeof PatchSubscription>;
+export const Subscription = Type.Object({
+  name: Type.String(),
+  topic: Type.String(),
+  tags: Nullable(Type.Array(Type.String())),
+  endpoint: Type.Object({ type: Type.String(), url: Type.String(), headers: Type.Optional(StringMap) }),
+  retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
+  enabled: Type.Boolean(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  secret: Type.Optional(Type.String({ description: "only when created or rotated" })),
+});
+export const ResendDead = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+  },
+  { additionalProperties: false },
+);
+export type ResendDead = Static<typeof ResendDead>;
+
+// ---- messages
+export const NewMessage = Type.Object(
+  {
+    id: Type.Optional(MessageId),
+    topic: Topic,
+    tag: Type.Optional(Nullable(Tag)),
+    key: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 200 }))),
+    payload: Type.Unknown({ description: "any JSON value" }),
+    headers: Type.Optional(StringMap),
+    delay: Type.Optional(Duration),
+    deliverAt: Type.Optional(Timestamp),
+  },
+  { additionalProperties: false, required: ["topic", "payload"] },
+);
+export type NewMessage = Static<typeof NewMessage>;
+export const MessageBatch = Type.Object(
+  { messages: Type.Array(NewMessage, { minItems: 1, maxItems: 1000 }) },
+  { additionalProperties: false },
+);
+export type MessageBatch = Static<typeof MessageBatch>;
+export const Delivery = Type.Object({
+  subscription: Type.String(),
+  state: Type.String(),
+  attempts: Type.Integer(),
+  nextAttemptAt: Nullable(Timestamp),
+  lastStatus: Nullable(Type.Integer()),
+  lastError: Nullable(Type.String()),
+  deliveredAt: Nullable(Timestamp),
+  deadAt: Nullable(Timestamp),
+  deadReason: Nullable(Type.String()),
+});
+export const Message = Type.Object({
+  id: Type.String(),
+  app: Nullable(Type.String()),
+  topic: Type.String(),
+  tag: Nullable(Type.String()),
+  key: Nullable(Type.String()),
+  payload: Type.Unknown(),
+  headers: StringMap,
+  state: Type.String(),
+  deliverAt: Timestamp,
+  createdAt: Timestamp,
+  committedAt: Nullable(Timestamp),
+  rolledBackAt: Nullable(Timestamp),
+  deliveries: Type.Optional(Type.Array(Delivery)),
+});
+export const MessageIdParams = Type.Object({ id: Type.String({ maxLength: 200 }) });
+export type MessageIdParams = Static<typeof MessageIdParams>;
+export const ListMessagesQuery = Type.Object(
+  {
+    topic: Type.Optional(Type.String()),
+    key: Type.Optional(Type.String()),
+    app: Type.Optional(Type.String()),
+    state: Type.Optional(Type.Union([Type.Literal("prepared"), Type.Literal("committed"), Type.Literal("rolled_back")])),
+    subscription: Type.Optional(Type.String()),
+    deliveryState: Type.Optional(Type.Union([Type.Literal("pending"), Type.Literal("delivered"), Type.Literal("dead")])),
+    limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),
+    cursor: Type.Optional(Type.String({ pattern: "^[0-9]{1,18}$" })),
+  },
+  { additionalProperties: false },
+);
+export type ListMessagesQuery = Static<typeof ListMessagesQuery>;
+export const SubscriptionTarget = Type.Object(
+  { subscription: Type.Optional(Type.String()), reason: Type.Optional(Type.String({ maxLength: 1000 })) },
+  { additionalProperties: false },
+);
+export type SubscriptionTarget = Static<typeof SubscriptionTarget>;
+export const Attempt = Type.Object({
+  at: Timestamp,
+  subscription: Type.String(),
+  attempt: Type.Integer(),
+  outcome: Type.String(),
+  statusCode: Nullable(Type.Integer()),
+  latencyMs: Type.Integer(),
+  error: Nullable(Type.String()),
+});

@@ -1,0 +1,64 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import swagger from "@fastify/swagger";
+import type { Services } from "./context.ts";
+import { errorHandler } from "./errors.ts";
+import { forbidden } from "../domain/errors.ts";
+import { appRoutes } from "./routes/apps.ts";
+import { messageRoutes } from "./routes/messages.ts";
+import { subscriptionRoutes } from "./routes/subscriptions.ts";
+import { consoleRoutes } from "./routes/console.ts";
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /** The route needs the admin key. */
+    admin?: boolean;
+  }
+}
+
+export async function buildServer(s: Services): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: s.log as unknown as FastifyBaseLogger,
+    // A log line per request would cost more than the request at the rates we aim for.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: s.config.bodyLimitBytes,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: { code: "not_found", message: `no route ${request.method} ${request.url.split("?")[0]}` } });
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: "Tidings", version: "0.1.0", description: "Reliable messaging between services that each own their database." },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  app.decorateRequest("principal", null as never);
+  app.addHook("onRequest", async (request) => {
+    if (!request.url.startsWith("/v1/")) return;
+    request.principal = await s.auth.authenticate(request);
+    if (request.routeOptions.config.admin && request.principal.kind !== "admin") {
+      throw forbidden("this needs the admin key");
+    }
+  });
+
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+    const ready = await s.ready();
+    return reply.status(ready ? 200 : 503).send({ ready });
+  });
+  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => {
+    const text = await s.metrics.registry.metrics();
+    return reply.type(s.metrics.registry.contentType).send(text);
+  });
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  appRoutes(app, s);
+  subscriptionRoutes(app, s);
+  messageRoutes(app, s);
+  consoleRoutes(app);
+  return app;
+}

@@ -1,0 +1,105 @@
+import type { Logger } from "pino";
+import { conflict } from "../domain/errors.ts";
+import type { Db } from "../store/db.ts";
+import { inTransaction } from "../store/db.ts";
+import type { LeasedDelivery } from "../store/deliveryOps.ts";
+import { insertMessages, type CreatedDelivery, type InsertOutcome, type NewMessage } from "../store/insertMessages.ts";
+import type { MessageRecord } from "../store/rows.ts";
+
+export interface PublisherDeps {
+  db: Db;
+  nodeId: string;
+  leaseMs: number;
+  log: Logger;
+  /** Whether the dispatcher can take more work from memory now. */
+  canDispatch(): boolean;
+  dispatch(deliveries: LeasedDelivery[]): void;
+  accepted(count: number): void;
+}
+
+interface Waiting {
+  message: NewMessage;
+  resolve(outcome: InsertOutcome): void;
+  reject(error: unknown): void;
+}
+
+/** Messages per combined statement; the batch API's own limit. */
+const MAX_COMBINED = 1000;
+/**
+ * Combined writes in flight at once. Requests that arrive while these run wait and go
+ * together in the next statement, so under load one commit serves many callers.
+ */
+const MAX_WRITES_IN_FLIGHT = 4;
+
+/**
+ * Stores messages. Concurrent single-message calls are gathered into one statement (a commit
+ * is the expensive part); each caller is answered only after the statement holding its
+ * message committed. Deliveries created due now are dispatched at once from memory.
+ */
+export class Publisher {
+  private waiting: Waiting[] = [];
+  private writes = 0;
+
+  constructor(private readonly deps: PublisherDeps) {}
+
+  publish(message: NewMessage): Promise<InsertOutcome> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ message, resolve, reject });
+      this.next();
+    });
+  }
+
+  private next(): void {
+    while (this.writes < MAX_WRITES_IN_FLIGHT && this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, MAX_COMBINED);
+      this.writes++;
+      void this.write(batch).finally(() => {
+        this.writes--;
+        this.next();
+      });
+    }
+  }
+
+  private async write(batch: Waiting[]): Promise<void> {
+    try {
+      // A single statement is atomic on its own: no begin/commit round trips needed.
+      const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, batch.map((w) => w.message));
+      this.afterCommit(outcomes, deliveries);
+      batch.forEach((w, i) => w.resolve(outcomes[i]!));
+    } catch (error) {
+      for (const w of batch) w.reject(error);
+    }
+  }
+
+  /** Stores a batch all or nothing: any id stored before with other content fails the whole batch. */
+  async publishBatch(messages: NewMessage[]): Promise<InsertOutcome[]> {
+    const { outcomes, deliveries } = await inTransaction(this.deps.db, async (tx) => {
+      const result = await insertMessages(tx, this.owner(), this.deps.leaseMs, messages);
+      const clash = result.outcomes.findIndex((o) => o.kind === "conflict");
+      if (clash >= 0) {
+        throw conflict(`message ${messages[clash]!.id} was stored before with other content`, { index: clash, id: messages[clash]!.id });
+      }
+      return result;
+    });
+    this.afterCommit(outcomes, deliveries);
+    return outcomes;
+  }
+
+  /** null when the dispatcher is backed up: then deliveries are left for the poller, unleased. */
+  private owner(): string | null {
+    return this.deps.canDispatch() ? this.deps.nodeId : null;
+  }
+
+  private afterCommit(outcomes: InsertOutcome[], deliveries: CreatedDelivery[]): void {
+    const created = new Map<string, MessageRecord>();
+    for (const o of outcomes) if (o.kind === "created") created.set(o.message.id, o.message);
+    if (created.size > 0) this.deps.accepted(created.size);
+    const leased: LeasedDelivery[] = [];
+    for (const d of deliveries) {
+      const message = created.get(d.messageId);
+      if (!d.leased || !message) continue;
+      leased.push({ deliveryId: d.deliveryId, subscriptionId: d.subscriptionId, attempt: 1, attemptInCycle: 1, firstAttemptAt: null, message });
+    }
+    if (leased.length > 0) this.deps.dispatch(leased);
+  }
+}

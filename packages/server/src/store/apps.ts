@@ -1,0 +1,54 @@
+import type { Db } from "./db.ts";
+
+export interface AppRecord {
+  name: string;
+  checkUrl: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const toApp = (r: Record<string, unknown>): AppRecord => ({
+  name: r.name as string,
+  checkUrl: r.check_url as string | null,
+  createdAt: (r.created_at as Date).toISOString(),
+  updatedAt: (r.updated_at as Date).toISOString(),
+});
+
+/** Returns null when the name is taken. */
+export async function createApp(db: Db, name: string, keyHash: Buffer, secret: string, checkUrl: string | null): Promise<AppRecord | null> {
+  const { rows } = await db.query(
+    `insert into apps (name, key_hash, secret, check_url) values ($1, $2, $3, $4)
+     on conflict (name) do nothing returning *`,
+    [name, keyHash, secret, checkUrl],
+  );
+  return rows[0] ? toApp(rows[0]) : null;
+}
+
+export async function listApps(db: Db): Promise<AppRecord[]> {
+  const { rows } = await db.query("select * from apps order by name");
+  return rows.map(toApp);
+}
+
+export async function getApp(db: Db, name: string): Promise<AppRecord | null> {
+  const { rows } = await db.query("select * from apps where name = $1", [name]);
+  return rows[0] ? toApp(rows[0]) : null;
+}
+
+export async function updateApp(db: Db, name: string, patch: { checkUrl?: string | null }): Promise<AppRecord | null> {
+  const { rows } = await db.query(
+    `update apps set check_url = case when $2 then $3 else check_url end, updated_at = now()
+      where name = $1 returning *`,
+    [name, patch.checkUrl !== undefined, patch.checkUrl ?? null],
+  );
+  return rows[0] ? toApp(rows[0]) : null;
+}
+
+export async function deleteApp(db: Db, name: string): Promise<boolean> {
+  const { rowCount } = await db.query("delete from apps where name = $1", [name]);
+  return (rowCount ?? 0) > 0;
+}
+
+export async function appByKeyHash(db: Db, keyHash: Buffer): Promise<string | null> {
+  const { rows } = await db.query({ name: "app_by_key", text: "select name from apps where key_hash = $1", values: [keyHash] });
+  return rows[0]?.name ?? null;
+}

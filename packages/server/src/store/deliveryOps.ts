@@ -1,0 +1,143 @@
+import type { Db } from "./db.ts";
+import { toMessage, MESSAGE_COLUMNS, type MessageRecord } from "./rows.ts";
+
+/** A delivery this node holds the lease of, with what it needs to send it. */
+export interface LeasedDelivery {
+  deliveryId: number;
+  subscriptionId: number;
+  /** The number of this attempt (1-based, counted over the delivery's life). */
+  attempt: number;
+  /** Attempts made since the last manual re-send: what the retry policy counts. */
+  attemptInCycle: number;
+  /** When the current retry cycle's first attempt ran, or null if this is it. */
+  firstAttemptAt: Date | null;
+  message: MessageRecord;
+}
+
+// $1 node id; $2 lease ms; $3 max rows; $4 ids of enabled subscriptions.
+// Takes the oldest due pending deliveries nobody holds, skipping rows another node is
+// taking right now, and moves their due time to the end of the lease.
+const CLAIM_SQL = `
+with due as (
+  select d.id from deliveries d
+  where d.state = 'pending' and d.next_attempt_at <= now() and d.subscription_id = any ($4::bigint[])
+  order by d.next_attempt_at
+  limit $3
+  for update skip locked
+)
+update deliveries d
+   set lease_owner = $1, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
+  from due, messages m
+ where d.id = due.id and m.id = d.message_id
+returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at, ${MESSAGE_COLUMNS}`;
+
+export async function claimDueDeliveries(
+  db: Db,
+  nodeId: string,
+  leaseMs: number,
+  limit: number,
+  subscriptionIds: readonly number[],
+): Promise<LeasedDelivery[]> {
+  if (subscriptionIds.length === 0 || limit <= 0) return [];
+  const { rows } = await db.query({
+    name: "claim_due_deliveries",
+    text: CLAIM_SQL,
+    values: [nodeId, leaseMs, limit, subscriptionIds],
+  });
+  return rows.map((row) => ({
+    deliveryId: row.delivery_id,
+    subscriptionId: row.subscription_id,
+    attempt: row.attempts + 1,
+    attemptInCycle: row.attempts - row.retry_base + 1,
+    firstAttemptAt: row.first_attempt_at,
+    message: toMessage(row),
+  }));
+}
+
+export type AttemptOutcome = "delivered" | "failed" | "dead";
+
+export interface AttemptResult {
+  deliveryId: number;
+  messageId: string;
+  subscriptionId: number;
+  attempt: number;
+  outcome: AttemptOutcome;
+  startedAt: Date;
+  latencyMs: number;
+  statusCode: number | null;
+  error: string | null;
+  /** For "failed": when to try again. */
+  nextAttemptAt: Date | null;
+  /** For "dead": why. */
+  deadReason: string | null;
+  /** For the first attempt of a cycle: it starts the retry window. */
+  firstAttemptAt: Date | null;
+}
+
+// Parallel arrays $2..$13, one element per attempt; $1 this node's id.
+// Writes a batch of attempt results in one statement: only rows this node still leases are
+// changed (a lease that expired and was taken over is not ours to finish), and each change
+// is logged in attempts. Returns the outcome of the rows written.
+const RECORD_SQL = `
+with r as (
+  select * from unnest($2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::int[],
+                       $9::int[], $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[])
+    as t(id, message_id, subscription_id, attempt, outcome, started_at, latency_ms, status_code, error, next_at, dead_reason, first_at)
+), upd as (
+  update deliveries d
+     set state = case r.outcome when 'delivered' then 'delivered' when 'dead' then 'dead' else 'pending' end::delivery_state,
+         attempts = r.attempt,
+         lease_owner = null,
+         next_attempt_at = coalesce(r.next_at, d.next_attempt_at),
+         first_attempt_at = coalesce(d.first_attempt_at, r.first_at),
+         last_attempt_at = r.started_at,
+         last_status = r.status_code,
+         last_error = r.error,
+         delivered_at = case when r.outcome = 'delivered' then now() end,
+         dead_at = case when r.outcome = 'dead' then now() end,
+         dead_reason = case when r.outcome = 'dead' then r.dead_reason end
+    from r
+   where d.id = r.id and d.state = 'pending' and d.lease_owner = $1
+  returning d.id
+), log as (
+  insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, status_code, error, outcome)
+  select r.id, r.message_id, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, r.outcome
+  from r join upd using (id)
+)
+select r.outcome, count(*)::int as n from r join upd using (id) group by r.outcome`;
+
+export async function recordAttempts(db: Db, nodeId: string, results: readonly AttemptResult[]): Promise<Record<AttemptOutcome, number>> {
+  const { rows } = await db.query<{ outcome: AttemptOutcome; n: number }>({
+    name: "record_attempts",
+    text: RECORD_SQL,
+    values: [
+      nodeId,
+      results.map((r) => r.deliveryId),
+      results.map((r) => r.messageId),
+      results.map((r) => r.subscriptionId),
+      results.map((r) => r.attempt),
+      results.map((r) => r.outcome),
+      results.map((r) => r.startedAt),
+      results.map((r) => r.latencyMs),
+      results.map((r) => r.statusCode),
+      results.map((r) => r.error),
+      results.map((r) => r.nextAttemptAt),
+      results.map((r) => r.deadReason),
+      results.map((r) => r.firstAttemptAt),
+    ],
+  });
+  const counts = { delivered: 0, failed: 0, dead: 0 };
+  for (const row of rows) counts[row.outcome] = row.n;
+  return counts;
+}
+
+// $1 node id; $2 delivery ids. Gives leases back without an attempt (subscription paused or
+// removed while the delivery waited in memory, or the node is shutting down).
+export async function releaseDeliveries(db: Db, nodeId: string, ids: readonly number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(
+    `update deliveries set lease_owner = null, next_attempt_at = now()
+      where id = any ($2::bigint[]) and state = 'pending' and lease_owner = $1`,
+    [nodeId, ids],
+  );
+}

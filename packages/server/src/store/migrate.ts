@@ -1,0 +1,49 @@
+import { readdir, readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import type { Db } from "./db.ts";
+import { inTransaction } from "./db.ts";
+
+const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
+/** Arbitrary constant naming Tidings' migration lock among other advisory locks. */
+const MIGRATION_LOCK = 7_400_001;
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export async function loadMigrations(): Promise<Migration[]> {
+  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  return Promise.all(
+    files.map(async (file) => ({
+      version: Number(file.slice(0, 4)),
+      name: file,
+      sql: await readFile(MIGRATIONS_DIR + file, "utf8"),
+    })),
+  );
+}
+
+/**
+ * Applies pending migrations in one transaction under an advisory lock. The ledger row is
+ * inserted before each migration's SQL, so two processes racing collide on the ledger's key
+ * rather than half-applying a file. Returns the versions applied.
+ */
+export async function migrate(db: Db): Promise<number[]> {
+  const migrations = await loadMigrations();
+  return inTransaction(db, async (tx) => {
+    await tx.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+    await tx.query(`create table if not exists tidings_migrations (
+      version integer primary key, name text not null, applied_at timestamptz not null default now())`);
+    const { rows } = await tx.query<{ version: number }>("select version from tidings_migrations");
+    const done = new Set(rows.map((r) => r.version));
+    const applied: number[] = [];
+    for (const migration of migrations) {
+      if (done.has(migration.version)) continue;
+      await tx.query("insert into tidings_migrations (version, name) values ($1, $2)", [migration.version, migration.name]);
+      await tx.query(migration.sql);
+      applied.push(migration.version);
+    }
+    return applied;
+  });
+}

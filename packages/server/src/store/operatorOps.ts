@@ -1,0 +1,49 @@
+import type { Db } from "./db.ts";
+
+// $1 message id; $2 subscription id or null (all of the message's deliveries).
+// Puts deliveries back to pending, due now, starting a new retry cycle; the attempt
+// history is kept. Returns the number of deliveries re-sent.
+export async function resendMessage(db: Db, messageId: string, subscriptionId: number | null): Promise<number> {
+  const { rowCount } = await db.query(
+    `update deliveries
+        set state = 'pending', next_attempt_at = now(), lease_owner = null, retry_base = attempts,
+            first_attempt_at = null, delivered_at = null, dead_at = null, dead_reason = null
+      where message_id = $1 and ($2::bigint is null or subscription_id = $2)`,
+    [messageId, subscriptionId],
+  );
+  return rowCount ?? 0;
+}
+
+// $1 message id; $2 subscription id or null; $3 reason. Pending deliveries become dead.
+export async function markDead(db: Db, messageId: string, subscriptionId: number | null, reason: string): Promise<number> {
+  const { rowCount } = await db.query(
+    `update deliveries set state = 'dead', dead_at = now(), dead_reason = $3, lease_owner = null
+      where message_id = $1 and ($2::bigint is null or subscription_id = $2) and state = 'pending'`,
+    [messageId, subscriptionId, reason],
+  );
+  return rowCount ?? 0;
+}
+
+export async function deleteMessage(db: Db, messageId: string): Promise<boolean> {
+  const { rowCount } = await db.query("delete from messages where id = $1", [messageId]);
+  return (rowCount ?? 0) > 0;
+}
+
+// $1 subscription id; $2 batch size. Re-sends one batch of a subscription's dead deliveries,
+// oldest first; each batch is its own short transaction so a large backlog never holds locks long.
+export async function resendDeadBatch(db: Db, subscriptionId: number, batchSize: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `update deliveries d
+        set state = 'pending', next_attempt_at = now(), lease_owner = null, retry_base = d.attempts,
+            first_attempt_at = null, dead_at = null, dead_reason = null
+      where d.id in (select id from deliveries where subscription_id = $1 and state = 'dead'
+                     order by id limit $2 for update skip locked)`,
+    [subscriptionId, batchSize],
+  );
+  return rowCount ?? 0;
+}
+
+export async function countPending(db: Db): Promise<number> {
+  const { rows } = await db.query<{ n: number }>("select count(*)::int as n from deliveries where state = 'pending'");
+  return rows[0]!.n;
+}

@@ -1,0 +1,70 @@
+import type { DeliveryState, MessageState } from "../domain/states.ts";
+
+/** A message as the API shows it. */
+export interface MessageRecord {
+  seq: number;
+  id: string;
+  app: string | null;
+  topic: string;
+  tag: string | null;
+  key: string | null;
+  payload: unknown;
+  headers: Record<string, string>;
+  state: MessageState;
+  deliverAt: string;
+  createdAt: string;
+  committedAt: string | null;
+  rolledBackAt: string | null;
+}
+
+export interface DeliveryRecord {
+  id: number;
+  subscription: string;
+  state: DeliveryState;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastStatus: number | null;
+  lastError: string | null;
+  deliveredAt: string | null;
+  deadAt: string | null;
+  deadReason: string | null;
+}
+
+export const MESSAGE_COLUMNS = `m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload, m.headers, m.state,
+  m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at`;
+
+const iso = (value: Date | null): string | null => (value === null ? null : value.toISOString());
+
+export function toMessage(row: Record<string, unknown>): MessageRecord {
+  return {
+    seq: row.seq as number,
+    id: row.id as string,
+    app: row.app as string | null,
+    topic: row.topic as string,
+    tag: row.tag as string | null,
+    key: row.key as string | null,
+    payload: row.payload,
+    headers: row.headers as Record<string, string>,
+    state: row.state as MessageState,
+    deliverAt: iso(row.deliver_at as Date)!,
+    createdAt: iso(row.created_at as Date)!,
+    committedAt: iso(row.committed_at as Date | null),
+    rolledBackAt: iso(row.rolled_back_at as Date | null),
+  };
+}
+
+export function toDelivery(row: Record<string, unknown>): DeliveryRecord {
+  const state = row.state as DeliveryState;
+  return {
+    id: row.id as number,
+    subscription: row.subscription as string,
+    state,
+    attempts: row.attempts as number,
+    nextAttemptAt: state === "pending" ? iso(row.next_attempt_at as Date) : null,
+    lastStatus: row.last_status as number | null,
+    lastError: row.last_error as string | null,
+    deliveredAt: iso(row.delivered_at as Date | null),
+    deadAt: iso(row.dead_at as Date | null),
+    deadReason: row.dead_reason as string | null,
+  };
+}

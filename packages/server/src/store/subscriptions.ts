@@ -1,0 +1,108 @@
+import type { RetryPolicy } from "../domain/retrySchedule.ts";
+import type { Db } from "./db.ts";
+
+export interface HttpEndpoint {
+  type: "http";
+  url: string;
+  headers?: Record<string, string>;
+}
+export type Endpoint = HttpEndpoint;
+
+export interface SubscriptionRow {
+  id: number;
+  name: string;
+  topic: string;
+  tags: string[] | null;
+  endpoint: Endpoint;
+  secret: string;
+  retry: RetryPolicy;
+  enabled: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
+  id: r.id as number,
+  name: r.name as string,
+  topic: r.topic as string,
+  tags: r.tags as string[] | null,
+  endpoint: r.endpoint as Endpoint,
+  secret: r.secret as string,
+  retry: r.retry as RetryPolicy,
+  enabled: r.enabled as boolean,
+  createdAt: (r.created_at as Date).toISOString(),
+  updatedAt: (r.updated_at as Date).toISOString(),
+});
+
+/** Subscription changes are announced so every node's in-memory copy follows at once. */
+export const SUBSCRIPTIONS_CHANNEL = "tidings_subscriptions";
+const announce = (db: Db) => db.query(`select pg_notify('${SUBSCRIPTIONS_CHANNEL}', '')`);
+
+export interface NewSubscription {
+  name: string;
+  topic: string;
+  tags: string[] | null;
+  endpoint: Endpoint;
+  secret: string;
+  retry: RetryPolicy;
+  enabled: boolean;
+}
+
+/** Returns null when the name is taken. */
+export async function createSubscription(db: Db, s: NewSubscription): Promise<SubscriptionRow | null> {
+  const { rows } = await db.query(
+    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled)
+     values ($1, $2, $3, $4, $5, $6, $7) on conflict (name) do nothing returning *`,
+    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled],
+  );
+  if (!rows[0]) return null;
+  await announce(db);
+  return toSubscription(rows[0]);
+}
+
+export async function listSubscriptions(db: Db): Promise<SubscriptionRow[]> {
+  const { rows } = await db.query("select * from subscriptions order by name");
+  return rows.map(toSubscription);
+}
+
+export async function getSubscription(db: Db, name: string): Promise<SubscriptionRow | null> {
+  const { rows } = await db.query("select * from subscriptions where name = $1", [name]);
+  return rows[0] ? toSubscription(rows[0]) : null;
+}
+
+export interface SubscriptionPatch {
+  topic?: string | undefined;
+  tags?: string[] | null | undefined;
+  endpoint?: Endpoint | undefined;
+  retry?: RetryPolicy | undefined;
+  enabled?: boolean | undefined;
+  secret?: string | undefined;
+}
+
+export async function updateSubscription(db: Db, name: string, p: SubscriptionPatch): Promise<SubscriptionRow | null> {
+  const { rows } = await db.query(
+    `update subscriptions set
+         topic = coalesce($2, topic),
+         tags = case when $3 then $4 else tags end,
+         endpoint = coalesce($5, endpoint),
+         retry = coalesce($6, retry),
+         enabled = coalesce($7, enabled),
+         secret = coalesce($8, secret),
+         updated_at = now()
+       where name = $1 returning *`,
+    [name, p.topic ?? null, p.tags !== undefined, p.tags ?? null, p.endpoint ?? null, p.retry ?? null, p.enabled ?? null, p.secret ?? null],
+  );
+  if (!rows[0]) return null;
+  await announce(db);
+  return toSubscription(rows[0]);
+}
+
+export async function deleteSubscription(db: Db, name: string): Promise<boolean> {
+  const { rows } = await db.query(
+    "delete from subscriptions where name = $1 returning id",
+    [name],
+  );
+  if (rows.length === 0) return false;
+  await announce(db);
+  return true;
+}

@@ -45,6 +45,11 @@ export async function buildServer(s: Services): Promise<FastifyInstance> {
     }
   });
 
+  // A POST without a body (resend, mark dead) means "no options": validate it as {}.
+  app.addHook("preValidation", async (request) => {
+    if (request.body === undefined && request.method === "POST") request.body = {};
+  });
+
   app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
   app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
     const ready = await s.ready();

@@ -166,41 +166,41 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     },
   );
 
-  app.post<{ Params: MessageIdParams; Body: SubscriptionTarget | undefined }>(
+  app.post<{ Params: MessageIdParams; Body: SubscriptionTarget }>(
     "/v1/messages/:id/resend",
     {
       schema: {
         tags,
         summary: "Deliver a message again (to one subscription, or all), with a fresh retry cycle",
         params: MessageIdParams,
-        body: Type.Optional(SubscriptionTarget),
+        body: SubscriptionTarget,
         response: { 200: Type.Object({ resent: Type.Integer() }), "4xx": ErrorBody },
       },
     },
     async (request) => {
       const message = await owned(request.principal, request.params.id);
       if (message.state !== "committed") throw conflict(`message ${message.id} is ${message.state}, not committed`, { state: message.state });
-      const resent = await resendMessage(s.db, message.id, await subscriptionId(request.body?.subscription));
+      const resent = await resendMessage(s.db, message.id, await subscriptionId(request.body.subscription));
       s.dispatcher.wake();
       return { resent };
     },
   );
 
-  app.post<{ Params: MessageIdParams; Body: SubscriptionTarget | undefined }>(
+  app.post<{ Params: MessageIdParams; Body: SubscriptionTarget }>(
     "/v1/messages/:id/dead",
     {
       schema: {
         tags,
         summary: "Stop delivering a message: its pending deliveries become dead",
         params: MessageIdParams,
-        body: Type.Optional(SubscriptionTarget),
+        body: SubscriptionTarget,
         response: { 200: Type.Object({ dead: Type.Integer() }), "4xx": ErrorBody },
       },
     },
     async (request) => {
       const message = await owned(request.principal, request.params.id);
-      const reason = request.body?.reason ?? "marked dead by hand";
-      return { dead: await markDead(s.db, message.id, await subscriptionId(request.body?.subscription), reason) };
+      const reason = request.body.reason ?? "marked dead by hand";
+      return { dead: await markDead(s.db, message.id, await subscriptionId(request.body.subscription), reason) };
     },
   );
 

@@ -124,7 +124,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
     },
   );
 
-  app.post<{ Params: NameParams; Body: ResendDead | undefined }>(
+  app.post<{ Params: NameParams; Body: ResendDead }>(
     "/v1/subscriptions/:name/resend-dead",
     {
       config,
@@ -132,15 +132,15 @@ export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
         tags,
         summary: "Re-send a subscription's dead deliveries, in batches",
         params: NameParams,
-        body: Type.Optional(ResendDead),
+        body: ResendDead,
         response: { 200: Type.Object({ resent: Type.Integer(), batches: Type.Integer() }), "4xx": ErrorBody },
       },
     },
     async (request) => {
       const row = await getSubscription(s.db, request.params.name);
       if (!row) throw notFound(`subscription ${request.params.name}`);
-      const limit = request.body?.limit ?? Number.MAX_SAFE_INTEGER;
-      const batchSize = request.body?.batchSize ?? 500;
+      const limit = request.body.limit ?? Number.MAX_SAFE_INTEGER;
+      const batchSize = request.body.batchSize ?? 500;
       let resent = 0;
       let batches = 0;
       while (resent < limit) {

@@ -51,7 +51,12 @@ export async function startService(config: Config, log: Logger): Promise<Running
       metrics.delivered.inc(counts.delivered);
       metrics.failed.inc(counts.failed);
       metrics.dead.inc(counts.dead);
-      for (const r of batch) metrics.deliveryLatency.observe(r.latencyMs / 1000);
+      let soonest = Infinity;
+      for (const r of batch) {
+        metrics.deliveryLatency.observe(r.latencyMs / 1000);
+        if (r.nextAttemptAt && r.nextAttemptAt.getTime() < soonest) soonest = r.nextAttemptAt.getTime();
+      }
+      if (soonest < Infinity) dispatcher.wakeAt(soonest);
     },
     log,
   );

@@ -38,6 +38,10 @@ export class Dispatcher {
   private inFlight = 0;
   private stopped = false;
   private pollTimer: NodeJS.Timeout | null = null;
+  /** When the pending poll timer fires (ms since epoch). */
+  private pollAt = Infinity;
+  /** A wakeAt() that arrived during a poll, applied when it ends. */
+  private wakeAfterPoll = Infinity;
   private polling = false;
   private pollAgain = false;
   private releases: number[] = [];
@@ -78,7 +82,24 @@ export class Dispatcher {
     }
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = null;
+    this.pollAt = Infinity;
     void this.poll();
+  }
+
+  /**
+   * Polls at `time` if that is sooner than the next poll: a retry due before the next tick
+   * goes out on time rather than up to a poll interval late.
+   */
+  wakeAt(time: number): void {
+    if (this.stopped || time >= this.pollAt) return;
+    if (this.polling) {
+      this.wakeAfterPoll = Math.min(this.wakeAfterPoll, time);
+      return;
+    }
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollAt = time;
+    this.pollTimer = setTimeout(() => this.wake(), Math.max(0, time - Date.now()));
+    this.pollTimer.unref();
   }
 
   private async poll(): Promise<void> {
@@ -105,7 +126,9 @@ export class Dispatcher {
       setImmediate(() => this.wake());
       return;
     }
-    this.pollTimer = setTimeout(() => this.wake(), this.options.pollIntervalMs);
+    this.pollAt = Math.min(Date.now() + this.options.pollIntervalMs, this.wakeAfterPoll);
+    this.wakeAfterPoll = Infinity;
+    this.pollTimer = setTimeout(() => this.wake(), Math.max(0, this.pollAt - Date.now()));
     this.pollTimer.unref();
   }
 

@@ -20,6 +20,12 @@ export interface Config {
   readonly deliveryConcurrency: number;
   readonly bodyLimitBytes: number;
   readonly poolSize: number;
+  /** Prepared messages: the default wait before the first check-back. */
+  readonly checkAfterMs: number;
+  /** Between check-backs answered unknown (or not answered). */
+  readonly checkIntervalMs: number;
+  /** Check-backs before a prepared message goes in doubt. */
+  readonly checkLimit: number;
   /** CIDRs endpoint URLs must be in (empty: any not denied). */
   readonly endpointAllow: readonly string[];
   /** CIDRs endpoint URLs may not be in; cloud metadata addresses are always refused unless allowed. */
@@ -83,6 +89,9 @@ export function loadConfig(env: Env = process.env): Config {
     deliveryConcurrency: integer(env, "TIDINGS_DELIVERY_CONCURRENCY", 128, 1, 10_000),
     bodyLimitBytes: integer(env, "TIDINGS_BODY_LIMIT", 1_048_576, 1024, 64 * 1_048_576),
     poolSize: integer(env, "TIDINGS_DB_POOL", 16, 2, 200),
+    checkAfterMs: duration(env, "TIDINGS_CHECK_AFTER", "10s"),
+    checkIntervalMs: duration(env, "TIDINGS_CHECK_INTERVAL", "30s"),
+    checkLimit: integer(env, "TIDINGS_CHECK_LIMIT", 15, 1, 1000),
     endpointAllow: cidrs(env, "TIDINGS_ENDPOINT_ALLOW"),
     endpointDeny: cidrs(env, "TIDINGS_ENDPOINT_DENY"),
   };

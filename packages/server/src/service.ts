@@ -5,7 +5,9 @@ import type { Config } from "./config.ts";
 import { resolveAdminKey } from "./adminKey.ts";
 import { startEmbeddedDb, type EmbeddedDb } from "./embeddedDb.ts";
 import { Dispatcher } from "./dispatch/dispatcher.ts";
-import { HttpTransport } from "./dispatch/httpTransport.ts";
+import { HttpTransport, errorText } from "./dispatch/httpTransport.ts";
+import { CheckBackScheduler, parseCheckAnswer } from "./dispatch/checkBack.ts";
+import { checkUnresolved, claimDueChecks, countCheck, logCheck } from "./store/transactional.ts";
 import { ResultWriter } from "./dispatch/resultWriter.ts";
 import { SubscriptionCache } from "./dispatch/subscriptionCache.ts";
 import { Authenticator } from "./http/auth.ts";
@@ -81,6 +83,32 @@ export async function startService(config: Config, log: Logger): Promise<Running
     dispatch: (deliveries) => dispatcher.push(deliveries),
     accepted: (n) => metrics.accepted.inc(n),
   });
+  const checkBack = new CheckBackScheduler(
+    {
+      claim: (limit) => claimDueChecks(db, nodeId, config.leaseMs, limit),
+      call: async (due, checkNo) => {
+        if (!due.checkUrl || !due.secret) return { statusCode: null, answer: null, error: "the app has no check URL" };
+        const m = due.message;
+        const body = JSON.stringify({ id: m.id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
+        try {
+          const response = await transport.post(due.checkUrl, due.secret, m.id, body, { "tidings-check": String(checkNo) });
+          const text = await response.body.text();
+          const answer = response.statusCode >= 200 && response.statusCode < 300 ? parseCheckAnswer(text) : null;
+          const error = answer ? null : `HTTP ${response.statusCode}: ${text.slice(0, 300)}`;
+          return { statusCode: response.statusCode, answer, error };
+        } catch (error) {
+          return { statusCode: null, answer: null, error: errorText(error) };
+        }
+      },
+      commit: async (id) => void (await publisher.commit(id)),
+      rollback: async (id) => void (await publisher.rollback(id)),
+      unresolved: (id) => checkUnresolved(db, id, nodeId, config.checkIntervalMs, config.checkLimit),
+      counted: (id) => countCheck(db, id),
+      log: (entry) => logCheck(db, entry),
+    },
+    { pollIntervalMs: config.pollIntervalMs, concurrency: 32 },
+    log,
+  );
   const auth = new Authenticator(admin.key, (hash) => appByKeyHash(db, hash));
   const server = await buildServer({
     config,
@@ -103,6 +131,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   });
   await server.listen({ port: config.port, host: config.host });
   dispatcher.start();
+  checkBack.start();
   const address = server.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
@@ -117,6 +146,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     close: () =>
       (closing ??= (async () => {
         await server.close();
+        await checkBack.stop();
         await dispatcher.stop();
         await results.drain();
         await subscriptions.stop();

@@ -2,6 +2,11 @@ import { Agent, request } from "undici";
 import type { HttpEndpoint } from "../store/subscriptions.ts";
 import { signWebhook } from "./signature.ts";
 
+export const errorText = (error: unknown): string => {
+  const err = error as Error & { code?: string };
+  return `${err.code ?? err.name}: ${err.message}`.slice(0, ERROR_TEXT_LIMIT);
+};
+
 export interface SendResult {
   ok: boolean;
   statusCode: number | null;
@@ -39,25 +44,32 @@ export class HttpTransport {
     });
   }
 
-  async send(endpoint: HttpEndpoint, secret: string, delivery: OutgoingDelivery): Promise<SendResult> {
+  /** POSTs a JSON body signed per Standard Webhooks; the caller reads the response. */
+  post(url: string, secret: string, id: string, body: string, extraHeaders: Record<string, string>) {
     const timestamp = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {
-      ...endpoint.headers,
+      ...extraHeaders,
       "content-type": "application/json",
       "user-agent": "tidings",
-      "webhook-id": delivery.messageId,
+      "webhook-id": id,
       "webhook-timestamp": String(timestamp),
-      "webhook-signature": signWebhook(secret, delivery.messageId, timestamp, delivery.body),
-      "tidings-attempt": String(delivery.attempt),
+      "webhook-signature": signWebhook(secret, id, timestamp, body),
     };
+    return request(url, {
+      method: "POST",
+      headers,
+      body,
+      dispatcher: this.agent,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
+  }
+
+  async send(endpoint: HttpEndpoint, secret: string, delivery: OutgoingDelivery): Promise<SendResult> {
     try {
-      const response = await request(endpoint.url, {
-        method: "POST",
-        headers,
-        body: delivery.body,
-        dispatcher: this.agent,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+      const response = await this.post(endpoint.url, secret, delivery.messageId, delivery.body, {
+        ...endpoint.headers,
+        "tidings-attempt": String(delivery.attempt),
       });
       const { statusCode } = response;
       if (statusCode >= 200 && statusCode < 300) {
@@ -72,8 +84,7 @@ export class HttpTransport {
       }
       return result;
     } catch (error) {
-      const err = error as Error & { code?: string };
-      return { ok: false, statusCode: null, error: `${err.code ?? err.name}: ${err.message}`.slice(0, ERROR_TEXT_LIMIT) };
+      return { ok: false, statusCode: null, error: errorText(error) };
     }
   }
 

@@ -102,6 +102,8 @@ export const NewMessage = Type.Object(
     headers: Type.Optional(StringMap),
     delay: Type.Optional(Duration),
     deliverAt: Type.Optional(Timestamp),
+    prepare: Type.Optional(Type.Boolean({ description: "store a half message: invisible to subscribers until committed" })),
+    checkAfter: Type.Optional(Duration),
   },
   { additionalProperties: false, required: ["topic", "payload"] },
 );
@@ -135,6 +137,9 @@ export const Message = Type.Object({
   createdAt: Timestamp,
   committedAt: Nullable(Timestamp),
   rolledBackAt: Nullable(Timestamp),
+  checks: Type.Integer({ description: "check-backs made while prepared" }),
+  nextCheckAt: Nullable(Timestamp),
+  inDoubtAt: Nullable(Timestamp),
   deliveries: Type.Optional(Type.Array(Delivery)),
 });
 export const MessageIdParams = Type.Object({ id: Type.String({ maxLength: 200 }) });
@@ -144,7 +149,9 @@ export const ListMessagesQuery = Type.Object(
     topic: Type.Optional(Type.String()),
     key: Type.Optional(Type.String()),
     app: Type.Optional(Type.String()),
-    state: Type.Optional(Type.Union([Type.Literal("prepared"), Type.Literal("committed"), Type.Literal("rolled_back")])),
+    state: Type.Optional(
+      Type.Union([Type.Literal("prepared"), Type.Literal("committed"), Type.Literal("rolled_back"), Type.Literal("in_doubt")]),
+    ),
     subscription: Type.Optional(Type.String()),
     deliveryState: Type.Optional(Type.Union([Type.Literal("pending"), Type.Literal("delivered"), Type.Literal("dead")])),
     limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),
@@ -158,6 +165,14 @@ export const SubscriptionTarget = Type.Object(
   { additionalProperties: false },
 );
 export type SubscriptionTarget = Static<typeof SubscriptionTarget>;
+export const Check = Type.Object({
+  at: Timestamp,
+  check: Type.Integer(),
+  statusCode: Nullable(Type.Integer()),
+  answer: Nullable(Type.String()),
+  latencyMs: Type.Integer(),
+  error: Nullable(Type.String()),
+});
 export const Attempt = Type.Object({
   at: Timestamp,
   subscription: Type.String(),

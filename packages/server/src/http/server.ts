@@ -5,6 +5,7 @@ import { errorHandler } from "./errors.ts";
 import { forbidden } from "../domain/errors.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { messageRoutes } from "./routes/messages.ts";
+import { alertRoutes } from "./routes/alerts.ts";
 import { subscriptionRoutes } from "./routes/subscriptions.ts";
 import { consoleRoutes } from "./routes/console.ts";
 
@@ -64,6 +65,7 @@ export async function buildServer(s: Services): Promise<FastifyInstance> {
   appRoutes(app, s);
   subscriptionRoutes(app, s);
   messageRoutes(app, s);
+  alertRoutes(app, s);
   consoleRoutes(app);
   return app;
 }

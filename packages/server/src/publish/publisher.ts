@@ -5,6 +5,7 @@ import { inTransaction } from "../store/db.ts";
 import type { LeasedDelivery } from "../store/deliveryOps.ts";
 import { insertMessages, type CreatedDelivery, type InsertOutcome, type NewMessage } from "../store/insertMessages.ts";
 import type { MessageRecord } from "../store/rows.ts";
+import { commitPrepared, rollbackPrepared, type ResolveOutcome } from "../store/transactional.ts";
 
 export interface PublisherDeps {
   db: Db;
@@ -85,15 +86,28 @@ export class Publisher {
     return outcomes;
   }
 
+  /** Commits a prepared message: its deliveries are created and dispatched at once. */
+  async commit(id: string): Promise<ResolveOutcome> {
+    const outcome = await commitPrepared(this.deps.db, id, this.owner(), this.deps.leaseMs);
+    if (outcome.kind === "resolved") {
+      this.afterCommit([{ kind: "created", message: outcome.message }], outcome.deliveries, false);
+    }
+    return outcome;
+  }
+
+  rollback(id: string): Promise<ResolveOutcome> {
+    return rollbackPrepared(this.deps.db, id);
+  }
+
   /** null when the dispatcher is backed up: then deliveries are left for the poller, unleased. */
   private owner(): string | null {
     return this.deps.canDispatch() ? this.deps.nodeId : null;
   }
 
-  private afterCommit(outcomes: InsertOutcome[], deliveries: CreatedDelivery[]): void {
+  private afterCommit(outcomes: InsertOutcome[], deliveries: CreatedDelivery[], count = true): void {
     const created = new Map<string, MessageRecord>();
     for (const o of outcomes) if (o.kind === "created") created.set(o.message.id, o.message);
-    if (created.size > 0) this.deps.accepted(created.size);
+    if (count && created.size > 0) this.deps.accepted(created.size);
     const leased: LeasedDelivery[] = [];
     for (const d of deliveries) {
       const message = created.get(d.messageId);

@@ -77,7 +77,7 @@ export interface AttemptResult {
 // Parallel arrays $2..$13, one element per attempt; $1 this node's id.
 // Writes a batch of attempt results in one statement: only rows this node still leases are
 // changed (a lease that expired and was taken over is not ours to finish), and each change
-// is logged in attempts. Returns the outcome of the rows written.
+// is logged in attempts; a delivery gone dead raises an alert. Returns the outcome of the rows written.
 const RECORD_SQL = `
 with r as (
   select * from unnest($2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::int[],
@@ -103,6 +103,10 @@ with r as (
   insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, status_code, error, outcome)
   select r.id, r.message_id, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, r.outcome
   from r join upd using (id)
+), alert as (
+  insert into alerts (kind, message_id, subscription_id, detail)
+  select 'delivery_dead', r.message_id, r.subscription_id, r.dead_reason || coalesce(' (last error: ' || r.error || ')', '')
+  from r join upd using (id) where r.outcome = 'dead'
 )
 select r.outcome, count(*)::int as n from r join upd using (id) group by r.outcome`;
 

@@ -1,5 +1,8 @@
 import type { Db, Tx } from "./db.ts";
 import { MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
+import { fanOut, splitFanOutRows, type CreatedDelivery } from "./fanOut.ts";
+
+export type { CreatedDelivery };
 
 export interface NewMessage {
   id: string;
@@ -14,14 +17,8 @@ export interface NewMessage {
   /** null: now. */
   deliverAt: Date | null;
   state: "committed" | "prepared";
-}
-
-/** A delivery created already leased to this node, to be dispatched from memory at once. */
-export interface CreatedDelivery {
-  deliveryId: number;
-  messageId: string;
-  subscriptionId: number;
-  leased: boolean;
+  /** Prepared messages: how long after storing to first ask the producer (ms). */
+  checkAfterMs: number | null;
 }
 
 export type InsertOutcome =
@@ -29,33 +26,24 @@ export type InsertOutcome =
   | { kind: "exists"; message: MessageRecord }
   | { kind: "conflict"; message: MessageRecord };
 
-// $1..$10 the message columns as parallel arrays; $11 this node's id, or null to leave the
-// deliveries to the poller; $12 the lease in ms.
+// $1..$11 the message columns as parallel arrays; $12 this node's id, or null to leave the
+// deliveries to the poller; $13 the lease in ms.
 // One statement inserts the messages, skips ids already taken, and fans each committed
-// message out to one delivery per matching subscription. Deliveries due now are leased to
-// this node so that it can dispatch them from memory without a claim round trip.
+// message out to one delivery per matching subscription (see fanOut).
 const INSERT_SQL = `
 with input as (
   select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::bytea[], $9::timestamptz[], $10::message_state[])
-    as t(id, app, topic, tag, key, payload, headers, content_hash, deliver_at, state)
+                       $8::bytea[], $9::timestamptz[], $10::message_state[], $11::float8[])
+    as t(id, app, topic, tag, key, payload, headers, content_hash, deliver_at, state, check_after_ms)
 ), ins as (
-  insert into messages (id, app, topic, tag, key, payload, headers, content_hash, state, deliver_at, committed_at)
+  insert into messages (id, app, topic, tag, key, payload, headers, content_hash, state, deliver_at, committed_at, next_check_at)
   select id, app, topic, tag, key, payload::jsonb, headers::jsonb, content_hash, state,
-         coalesce(deliver_at, now()), case when state = 'committed' then now() end
+         coalesce(deliver_at, now()), case when state = 'committed' then now() end,
+         case when state = 'prepared' then now() + make_interval(secs => check_after_ms / 1000) end
   from input
   on conflict (id) do nothing
   returning ${MESSAGE_COLUMNS.replaceAll("m.", "")}
-), dels as (
-  insert into deliveries (message_id, subscription_id, next_attempt_at, lease_owner)
-  select ins.id, s.id,
-         case when $11::text is not null and s.enabled and ins.deliver_at <= now()
-              then now() + make_interval(secs => $12::float8 / 1000) else ins.deliver_at end,
-         case when s.enabled and ins.deliver_at <= now() then $11::text end
-  from ins join subscriptions s on s.topic = ins.topic and (s.tags is null or ins.tag = any (s.tags))
-  where ins.state = 'committed'
-  returning id, message_id, subscription_id, lease_owner
-)
+), ${fanOut("ins", "$12", "$13")}
 select 'm' as kind, to_jsonb(ins) as row from ins
 union all
 select 'd', to_jsonb(dels) from dels`;
@@ -84,31 +72,12 @@ export async function insertMessages(
       messages.map((m) => m.contentHash),
       messages.map((m) => m.deliverAt),
       messages.map((m) => m.state),
+      messages.map((m) => m.checkAfterMs),
       nodeId,
       leaseMs,
     ],
   });
-  const created = new Map<string, MessageRecord>();
-  const deliveries: CreatedDelivery[] = [];
-  for (const { kind, row } of rows) {
-    if (kind === "m") {
-      const message = toMessage({
-        ...row,
-        deliver_at: new Date(row.deliver_at as string),
-        created_at: new Date(row.created_at as string),
-        committed_at: row.committed_at ? new Date(row.committed_at as string) : null,
-        rolled_back_at: null,
-      });
-      created.set(message.id, message);
-    } else {
-      deliveries.push({
-        deliveryId: row.id as number,
-        messageId: row.message_id as string,
-        subscriptionId: row.subscription_id as number,
-        leased: row.lease_owner !== null,
-      });
-    }
-  }
+  const { messages: created, deliveries } = splitFanOutRows(rows);
   const missing = messages.filter((m) => !created.has(m.id)).map((m) => m.id);
   const existing = new Map<string, { message: MessageRecord; hash: Buffer }>();
   if (missing.length > 0) {

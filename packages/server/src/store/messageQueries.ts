@@ -64,7 +64,8 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
   if (filter.app !== undefined) add("m.app = ?", filter.app);
   if (filter.topic !== undefined) add("m.topic = ?", filter.topic);
   if (filter.key !== undefined) add("m.key = ?", filter.key);
-  if (filter.state !== undefined) add("m.state = ?::message_state", filter.state);
+  if (filter.state === "in_doubt") where.push("m.state = 'prepared' and m.in_doubt_at is not null");
+  else if (filter.state !== undefined) add("m.state = ?::message_state", filter.state);
   if (filter.beforeSeq !== undefined) add("m.seq < ?", filter.beforeSeq);
   if (filter.subscription !== undefined || filter.deliveryState !== undefined) {
     const inner: string[] = ["d.message_id = m.id"];

@@ -4,14 +4,22 @@ import type { Db } from "./db.ts";
 // Puts deliveries back to pending, due now, starting a new retry cycle; the attempt
 // history is kept. Returns the number of deliveries re-sent.
 export async function resendMessage(db: Db, messageId: string, subscriptionId: number | null): Promise<number> {
-  const { rowCount } = await db.query(
-    `update deliveries
-        set state = 'pending', next_attempt_at = now(), lease_owner = null, retry_base = attempts,
-            first_attempt_at = null, delivered_at = null, dead_at = null, dead_reason = null
-      where message_id = $1 and ($2::bigint is null or subscription_id = $2)`,
+  const { rows } = await db.query(
+    `with upd as (
+       update deliveries
+          set state = 'pending', next_attempt_at = now(), lease_owner = null, retry_base = attempts,
+              first_attempt_at = null, delivered_at = null, dead_at = null, dead_reason = null
+        where message_id = $1 and ($2::bigint is null or subscription_id = $2)
+       returning subscription_id
+     ), resolved as (
+       update alerts set resolved_at = now()
+        where kind = 'delivery_dead' and message_id = $1 and resolved_at is null
+          and subscription_id in (select subscription_id from upd)
+     )
+     select count(*)::int as n from upd`,
     [messageId, subscriptionId],
   );
-  return rowCount ?? 0;
+  return rows[0].n;
 }
 
 // $1 message id; $2 subscription id or null; $3 reason. Pending deliveries become dead.
@@ -32,15 +40,23 @@ export async function deleteMessage(db: Db, messageId: string): Promise<boolean>
 // $1 subscription id; $2 batch size. Re-sends one batch of a subscription's dead deliveries,
 // oldest first; each batch is its own short transaction so a large backlog never holds locks long.
 export async function resendDeadBatch(db: Db, subscriptionId: number, batchSize: number): Promise<number> {
-  const { rowCount } = await db.query(
-    `update deliveries d
-        set state = 'pending', next_attempt_at = now(), lease_owner = null, retry_base = d.attempts,
-            first_attempt_at = null, dead_at = null, dead_reason = null
-      where d.id in (select id from deliveries where subscription_id = $1 and state = 'dead'
-                     order by id limit $2 for update skip locked)`,
+  const { rows } = await db.query(
+    `with upd as (
+       update deliveries d
+          set state = 'pending', next_attempt_at = now(), lease_owner = null, retry_base = d.attempts,
+              first_attempt_at = null, dead_at = null, dead_reason = null
+        where d.id in (select id from deliveries where subscription_id = $1 and state = 'dead'
+                       order by id limit $2 for update skip locked)
+       returning d.message_id
+     ), resolved as (
+       update alerts set resolved_at = now()
+        where kind = 'delivery_dead' and subscription_id = $1 and resolved_at is null
+          and message_id in (select message_id from upd)
+     )
+     select count(*)::int as n from upd`,
     [subscriptionId, batchSize],
   );
-  return rowCount ?? 0;
+  return rows[0].n;
 }
 
 export async function countPending(db: Db): Promise<number> {

@@ -15,6 +15,10 @@ export interface MessageRecord {
   createdAt: string;
   committedAt: string | null;
   rolledBackAt: string | null;
+  /** Check-backs made (prepared messages). */
+  checks: number;
+  nextCheckAt: string | null;
+  inDoubtAt: string | null;
 }
 
 export interface DeliveryRecord {
@@ -31,9 +35,11 @@ export interface DeliveryRecord {
 }
 
 export const MESSAGE_COLUMNS = `m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload, m.headers, m.state,
-  m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at`;
+  m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at`;
 
-const iso = (value: Date | null): string | null => (value === null ? null : value.toISOString());
+/** Timestamps arrive as Date from columns and as text from to_jsonb(); both become ISO text. */
+const iso = (value: Date | string | null | undefined): string | null =>
+  value === null || value === undefined ? null : (typeof value === "string" ? new Date(value) : value).toISOString();
 
 export function toMessage(row: Record<string, unknown>): MessageRecord {
   return {
@@ -50,6 +56,9 @@ export function toMessage(row: Record<string, unknown>): MessageRecord {
     createdAt: iso(row.created_at as Date)!,
     committedAt: iso(row.committed_at as Date | null),
     rolledBackAt: iso(row.rolled_back_at as Date | null),
+    checks: (row.checks as number | undefined) ?? 0,
+    nextCheckAt: iso(row.next_check_at as Date | null),
+    inDoubtAt: iso(row.in_doubt_at as Date | null),
   };
 }
 

@@ -9,10 +9,12 @@ import { getAttempts, getDeliveries, getMessage, listMessages } from "../../stor
 import { deleteMessage, markDead, resendMessage } from "../../store/operatorOps.ts";
 import type { MessageRecord } from "../../store/rows.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
+import { getChecks, type ResolveOutcome } from "../../store/transactional.ts";
 import { requireOwner, type Principal } from "../auth.ts";
 import type { Services } from "../context.ts";
 import {
   Attempt,
+  Check,
   ErrorBody,
   ListMessagesQuery,
   Message,
@@ -25,7 +27,7 @@ import {
 const MAX_DELAY_MS = 366 * 86_400_000;
 
 /** Turns a validated request message into the stored form; `field` prefixes error fields. */
-function toStored(body: NewMessage, principal: Principal, field: string): StoredMessage {
+function toStored(body: NewMessage, principal: Principal, field: string, defaults: { checkAfterMs: number }): StoredMessage {
   if (!("payload" in body)) throw invalid(`${field}payload`, `${field}payload is required`);
   if (body.delay !== undefined && body.deliverAt !== undefined) {
     throw invalid(`${field}delay`, "give delay or deliverAt, not both");
@@ -40,6 +42,16 @@ function toStored(body: NewMessage, principal: Principal, field: string): Stored
     deliverAt = new Date(body.deliverAt);
     if (deliverAt.getTime() > Date.now() + MAX_DELAY_MS) throw invalid(`${field}deliverAt`, "deliverAt is over a year away");
   }
+  if (body.checkAfter !== undefined && !body.prepare) throw invalid(`${field}checkAfter`, "checkAfter applies to prepared messages only");
+  let checkAfterMs: number | null = null;
+  if (body.prepare) {
+    checkAfterMs = defaults.checkAfterMs;
+    if (body.checkAfter !== undefined) {
+      const ms = parseDuration(body.checkAfter);
+      if (ms === undefined) throw invalid(`${field}checkAfter`, `"${body.checkAfter}" is not a duration (use e.g. 500ms, 30s, 5m)`);
+      checkAfterMs = ms;
+    }
+  }
   const app = principal.kind === "app" ? principal.app : null;
   const tag = body.tag ?? null;
   const key = body.key ?? null;
@@ -52,15 +64,26 @@ function toStored(body: NewMessage, principal: Principal, field: string): Stored
     key,
     payloadJson: JSON.stringify(body.payload),
     headers,
-    contentHash: contentHash({ app, topic: body.topic, tag, key, payload: body.payload, headers }),
+    contentHash: contentHash({ app, topic: body.topic, tag, key, payload: body.payload, headers, prepare: body.prepare === true }),
     deliverAt,
-    state: "committed",
+    state: body.prepare ? "prepared" : "committed",
+    checkAfterMs,
   };
 }
 
 export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {}) {
   const { seq: _seq, ...shown } = m;
   return { ...shown, ...extra };
+}
+
+/** The answer to commit/rollback: the message once in the wanted state, 409 with the state otherwise. */
+function showResolved(outcome: ResolveOutcome, wanted: "committed" | "rolled_back", id: string) {
+  const message = outcome.message;
+  if (!message) throw notFound(`message ${id}`);
+  if (message.state !== wanted) {
+    throw conflict(`message ${id} is ${message.state}`, { state: message.state });
+  }
+  return showMessage(message);
 }
 
 function conflictOf(outcome: InsertOutcome): TidingsError {
@@ -96,7 +119,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (request, reply) => {
-      const outcome = await s.publisher.publish(toStored(request.body, request.principal, ""));
+      const outcome = await s.publisher.publish(toStored(request.body, request.principal, "", s.config));
       if (outcome.kind === "conflict") throw conflictOf(outcome);
       return reply.status(outcome.kind === "created" ? 201 : 200).send(showMessage(outcome.message));
     },
@@ -113,7 +136,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (request, reply) => {
-      const stored = request.body.messages.map((m, i) => toStored(m, request.principal, `messages[${i}].`));
+      const stored = request.body.messages.map((m, i) => toStored(m, request.principal, `messages[${i}].`, s.config));
       const outcomes = await s.publisher.publishBatch(stored);
       return reply.status(201).send({ items: outcomes.map((o) => showMessage(o.message)) });
     },
@@ -201,6 +224,42 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       const message = await owned(request.principal, request.params.id);
       const reason = request.body.reason ?? "marked dead by hand";
       return { dead: await markDead(s.db, message.id, await subscriptionId(request.body.subscription), reason) };
+    },
+  );
+
+  const resolveSchema = (summary: string) => ({
+    tags,
+    summary,
+    params: MessageIdParams,
+    response: { 200: Message, "4xx": ErrorBody },
+  });
+
+  app.post<{ Params: MessageIdParams }>(
+    "/v1/messages/:id/commit",
+    { schema: resolveSchema("Commit a prepared message: it is delivered at once. Idempotent; 409 after a rollback") },
+    async (request) => {
+      await owned(request.principal, request.params.id);
+      const outcome = await s.publisher.commit(request.params.id);
+      return showResolved(outcome, "committed", request.params.id);
+    },
+  );
+
+  app.post<{ Params: MessageIdParams }>(
+    "/v1/messages/:id/rollback",
+    { schema: resolveSchema("Roll a prepared message back: it is never delivered. Idempotent; 409 after a commit") },
+    async (request) => {
+      await owned(request.principal, request.params.id);
+      const outcome = await s.publisher.rollback(request.params.id);
+      return showResolved(outcome, "rolled_back", request.params.id);
+    },
+  );
+
+  app.get<{ Params: MessageIdParams }>(
+    "/v1/messages/:id/checks",
+    { schema: { tags, summary: "The check-back log of a (once) prepared message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Check) }), "4xx": ErrorBody } } },
+    async (request) => {
+      const message = await owned(request.principal, request.params.id);
+      return { items: await getChecks(s.db, message.id) };
     },
   );
 

@@ -1,0 +1,146 @@
+import type { Db } from "./db.ts";
+import { fanOut, splitFanOutRows, type CreatedDelivery } from "./fanOut.ts";
+import { MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
+
+export type ResolveOutcome =
+  | { kind: "resolved"; message: MessageRecord; deliveries: CreatedDelivery[] }
+  /** Not prepared (any more): the message as it stands, or null when there is none. */
+  | { kind: "unchanged"; message: MessageRecord | null };
+
+const COLUMNS = MESSAGE_COLUMNS.replaceAll("m.", "");
+
+// $1 message id; $2 this node's id or null; $3 lease ms. Prepared → committed, with its deliveries.
+const COMMIT_SQL = `
+with upd as (
+  update messages set state = 'committed', committed_at = now(), next_check_at = null, check_owner = null
+   where id = $1 and state = 'prepared'
+  returning ${COLUMNS}
+), ${fanOut("upd", "$2", "$3")}, resolved as (
+  update alerts set resolved_at = now() where message_id = $1 and resolved_at is null and exists (select 1 from upd)
+)
+select 'm' as kind, to_jsonb(upd) as row from upd
+union all
+select 'd', to_jsonb(dels) from dels`;
+
+// $1 message id. Prepared → rolled back (terminal).
+const ROLLBACK_SQL = `
+with upd as (
+  update messages set state = 'rolled_back', rolled_back_at = now(), next_check_at = null, check_owner = null
+   where id = $1 and state = 'prepared'
+  returning ${COLUMNS}
+), resolved as (
+  update alerts set resolved_at = now() where message_id = $1 and resolved_at is null and exists (select 1 from upd)
+)
+select 'm' as kind, to_jsonb(upd) as row from upd`;
+
+async function current(db: Db, id: string): Promise<MessageRecord | null> {
+  const { rows } = await db.query(`select ${MESSAGE_COLUMNS} from messages m where m.id = $1`, [id]);
+  return rows[0] ? toMessage(rows[0]) : null;
+}
+
+export async function commitPrepared(db: Db, id: string, nodeId: string | null, leaseMs: number): Promise<ResolveOutcome> {
+  const { rows } = await db.query({ name: "commit_prepared", text: COMMIT_SQL, values: [id, nodeId, leaseMs] });
+  const { messages, deliveries } = splitFanOutRows(rows);
+  const message = messages.get(id);
+  return message ? { kind: "resolved", message, deliveries } : { kind: "unchanged", message: await current(db, id) };
+}
+
+export async function rollbackPrepared(db: Db, id: string): Promise<ResolveOutcome> {
+  const { rows } = await db.query({ name: "rollback_prepared", text: ROLLBACK_SQL, values: [id] });
+  const { messages } = splitFanOutRows(rows);
+  const message = messages.get(id);
+  return message ? { kind: "resolved", message, deliveries: [] } : { kind: "unchanged", message: await current(db, id) };
+}
+
+/** A prepared message this node holds the check lease of. */
+export interface DueCheck {
+  message: MessageRecord;
+  checkUrl: string | null;
+  secret: string | null;
+}
+
+// $1 node id; $2 lease ms; $3 max rows. Takes prepared messages due for a check that no other
+// node is checking; the lease (moving next_check_at to its end) keeps two nodes from asking at once.
+export async function claimDueChecks(db: Db, nodeId: string, leaseMs: number, limit: number): Promise<DueCheck[]> {
+  const { rows } = await db.query({
+    name: "claim_due_checks",
+    text: `with due as (
+      select id from messages
+       where state = 'prepared' and in_doubt_at is null and next_check_at <= now()
+       order by next_check_at limit $3
+       for update skip locked
+    ), claimed as (
+      update messages m set check_owner = $1, next_check_at = now() + make_interval(secs => $2::float8 / 1000)
+        from due where m.id = due.id
+      returning ${MESSAGE_COLUMNS}
+    )
+    select m.*, a.check_url, a.secret from claimed m left join apps a on a.name = m.app`,
+    values: [nodeId, leaseMs, limit],
+  });
+  return rows.map((row) => ({ message: toMessage(row), checkUrl: row.check_url ?? null, secret: row.secret ?? null }));
+}
+
+export interface CheckLog {
+  messageId: string;
+  checkNo: number;
+  startedAt: Date;
+  latencyMs: number;
+  statusCode: number | null;
+  answer: "commit" | "rollback" | "unknown" | null;
+  error: string | null;
+}
+
+export async function logCheck(db: Db, c: CheckLog): Promise<void> {
+  await db.query(
+    `insert into checks (message_id, check_no, started_at, latency_ms, status_code, answer, error)
+     select $1, $2, $3, $4, $5, $6, $7 where exists (select 1 from messages where id = $1)`,
+    [c.messageId, c.checkNo, c.startedAt, c.latencyMs, c.statusCode, c.answer, c.error],
+  );
+}
+
+// $1 id; $2 node id; $3 next check delay ms; $4 the check limit. An unresolved check: count it, and
+// schedule the next one or, at the limit, put the message in doubt and raise an alert.
+// Returns whether the message went in doubt.
+export async function checkUnresolved(db: Db, id: string, nodeId: string, nextMs: number, limit: number): Promise<{ inDoubt: boolean } | null> {
+  const { rows } = await db.query(
+    `with upd as (
+       update messages set checks = checks + 1, check_owner = null,
+              next_check_at = case when checks + 1 >= $4 then null else now() + make_interval(secs => $3::float8 / 1000) end,
+              in_doubt_at = case when checks + 1 >= $4 then now() end
+        where id = $1 and state = 'prepared' and check_owner = $2
+       returning id, in_doubt_at is not null as in_doubt, checks
+     ), alert as (
+       insert into alerts (kind, message_id, detail)
+       select 'message_in_doubt', id, 'still prepared after ' || checks || ' check-backs' from upd where in_doubt
+     )
+     select in_doubt from upd`,
+    [id, nodeId, nextMs, limit],
+  );
+  return rows[0] ? { inDoubt: rows[0].in_doubt } : null;
+}
+
+/** Counts a check that resolved the message (the state change itself is commit/rollbackPrepared). */
+export async function countCheck(db: Db, id: string): Promise<void> {
+  await db.query("update messages set checks = checks + 1 where id = $1", [id]);
+}
+
+export interface CheckRecord {
+  at: string;
+  check: number;
+  statusCode: number | null;
+  answer: string | null;
+  latencyMs: number;
+  error: string | null;
+}
+
+export async function getChecks(db: Db, messageId: string): Promise<CheckRecord[]> {
+  const { rows } = await db.query("select * from checks where message_id = $1 order by id", [messageId]);
+  return rows.map((r) => ({
+    at: (r.started_at as Date).toISOString(),
+    check: r.check_no,
+    statusCode: r.status_code,
+    answer: r.answer,
+    latencyMs: r.latency_ms,
+    error: r.error,
+  }));
+}

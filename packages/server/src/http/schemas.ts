@@ -15,11 +15,15 @@ const Timestamp = Type.String({ format: "date-time" });
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
 export const ErrorBody = Type.Object({
-  error: Type.Object({
-    code: Type.String(),
-    message: Type.String(),
-    field: Type.Optional(Type.String()),
-  }),
+  error: Type.Object(
+    {
+      code: Type.String(),
+      message: Type.String(),
+      field: Type.Optional(Type.String({ description: "the request field at fault" })),
+      state: Type.Optional(Type.String({ description: "409 on commit/rollback: the message's current state" })),
+    },
+    { additionalProperties: true },
+  ),
 });
 
 // ---- apps

@@ -4,9 +4,8 @@ alter table messages
   add column next_check_at  timestamptz,        -- prepared only: when to ask the producer next
   add column checks         integer not null default 0,
   add column check_owner    text,               -- the node holding the check lease
-  add column in_doubt_at    timestamptz,        -- prepared, checks exhausted: waiting for a person
-  add constraint check_only_when_prepared check (next_check_at is null or state = 'prepared'),
-  add constraint in_doubt_only_when_prepared check (in_doubt_at is null or state = 'prepared');
+  add column in_doubt_at    timestamptz,        -- when checks ran out; kept as history after a hand commit/rollback
+  add constraint check_only_when_prepared check (next_check_at is null or state = 'prepared');
 
 -- Only prepared messages not yet in doubt are ever due for a check.
 create index messages_check_due on messages (next_check_at) where state = 'prepared' and in_doubt_at is null;

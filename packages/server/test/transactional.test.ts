@@ -1,0 +1,155 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import pg from "pg";
+import { createServer, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Webhook } from "standardwebhooks";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { ADMIN_KEY, startTestService } from "./support/service.ts";
+import { Receiver } from "./support/receiver.ts";
+import { api } from "./support/api.ts";
+import { waitFor } from "./support/wait.ts";
+import type { RunningService } from "../src/service.ts";
+
+let database: TestDatabase;
+let services: RunningService[];
+let receiver: Receiver;
+/** The producer's check URL: answers (slowly, so overlapping checks of one message would show) from `answers`. */
+const checks: Array<{ id: string; checkNo: number; headers: IncomingHttpHeaders; body: string }> = [];
+const checker = createServer((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on("data", (c: Buffer) => chunks.push(c));
+  req.on("end", async () => {
+    const id = String(req.headers["webhook-id"]);
+    checks.push({ id, checkNo: Number(req.headers["tidings-check"]), headers: req.headers, body: Buffer.concat(chunks).toString() });
+    const now = (inFlight.get(id) ?? 0) + 1;
+    inFlight.set(id, now);
+    maxConcurrentChecks = Math.max(maxConcurrentChecks, now);
+    await new Promise((r) => setTimeout(r, 60));
+    inFlight.set(id, inFlight.get(id)! - 1);
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: answers.get(id) ?? "unknown" }));
+  });
+});
+let db: pg.Pool;
+let admin: ReturnType<typeof api>;
+let app: ReturnType<typeof api>;
+let appSecret: string;
+/** What the producer's check URL answers, per message id. */
+const answers = new Map<string, string>();
+/** Checks in flight per message id, and the most ever seen at once. */
+const inFlight = new Map<string, number>();
+let maxConcurrentChecks = 0;
+
+before(async () => {
+  database = await createTestDatabase("tx");
+  const env = { TIDINGS_CHECK_INTERVAL: "100ms", TIDINGS_CHECK_LIMIT: "4", TIDINGS_POLL_INTERVAL: "50ms" };
+  // Two service processes' worth of schedulers on one database.
+  services = [await startTestService(database.url, env), await startTestService(database.url, env)];
+  receiver = await new Receiver().start();
+  await new Promise<void>((resolve) => checker.listen(0, "127.0.0.1", resolve));
+  const checkUrl = `http://127.0.0.1:${(checker.address() as AddressInfo).port}/check`;
+  db = new pg.Pool({ connectionString: database.url, max: 2 });
+  admin = api(services[0]!.url, ADMIN_KEY);
+  const created = await admin.post("/v1/apps", { name: "orders", checkUrl });
+  appSecret = created.body.secret;
+  app = api(services[1]!.url, created.body.apiKey);
+  await admin.post("/v1/subscriptions", { name: "inventory", topic: "order.paid", endpoint: { type: "http", url: `${receiver.url}/inventory` } });
+});
+
+after(async () => {
+  for (const s of services) await s.close();
+  await receiver.stop();
+  checker.closeAllConnections();
+  checker.close();
+  await db.end();
+  await database.drop();
+});
+
+const deliveredTo = (id: string) => receiver.received.filter((r) => r.id === id).length;
+
+test("a prepared message is invisible until committed, then delivered at once; commit is idempotent", async () => {
+  const prepared = await app.post("/v1/messages", { id: "o-1", topic: "order.paid", key: "1", payload: { sn: 1 }, prepare: true, checkAfter: "1h" });
+  assert.equal(prepared.status, 201);
+  assert.equal(prepared.body.state, "prepared");
+  assert.equal((await app.get("/v1/messages/o-1")).body.deliveries.length, 0);
+  const committed = await app.post("/v1/messages/o-1/commit");
+  assert.equal(committed.status, 200);
+  assert.equal(committed.body.state, "committed");
+  await waitFor("delivery of o-1", () => deliveredTo("o-1") === 1);
+  assert.equal((await app.post("/v1/messages/o-1/commit")).status, 200);
+  const late = await app.post("/v1/messages/o-1/rollback");
+  assert.equal(late.status, 409);
+  assert.equal(late.body.error.state, "committed");
+  // The producer retrying its prepare after a lost reply gets the stored message back.
+  assert.equal((await app.post("/v1/messages", { id: "o-1", topic: "order.paid", key: "1", payload: { sn: 1 }, prepare: true, checkAfter: "1h" })).status, 200);
+});
+
+test("a rolled back message is never delivered; commit after rollback is 409", async () => {
+  await app.post("/v1/messages", { id: "o-2", topic: "order.paid", payload: { sn: 2 }, prepare: true, checkAfter: "1h" });
+  assert.equal((await app.post("/v1/messages/o-2/rollback")).body.state, "rolled_back");
+  assert.equal((await app.post("/v1/messages/o-2/rollback")).status, 200);
+  const commit = await app.post("/v1/messages/o-2/commit");
+  assert.equal(commit.status, 409);
+  assert.equal(commit.body.error.state, "rolled_back");
+  assert.equal((await app.get("/v1/messages/o-2")).body.deliveries.length, 0);
+  assert.equal((await admin.post("/v1/messages/o-2/resend")).status, 409);
+});
+
+test("an unresolved prepared message is checked back with its app, signed, and the answer applied", async () => {
+  answers.set("o-3", "commit");
+  answers.set("o-4", "rollback");
+  await app.post("/v1/messages", { id: "o-3", topic: "order.paid", payload: { sn: 3 }, prepare: true, checkAfter: "200ms" });
+  await app.post("/v1/messages", { id: "o-4", topic: "order.paid", payload: { sn: 4 }, prepare: true, checkAfter: "200ms" });
+  await waitFor("o-3 delivered after its check-back", () => deliveredTo("o-3") === 1);
+  await waitFor("o-4 rolled back", async () => (await app.get("/v1/messages/o-4")).body.state === "rolled_back");
+  const check = checks.find((r) => r.id === "o-3")!;
+  const body = new Webhook(appSecret).verify(check.body, {
+    "webhook-id": String(check.headers["webhook-id"]),
+    "webhook-timestamp": String(check.headers["webhook-timestamp"]),
+    "webhook-signature": String(check.headers["webhook-signature"]),
+  }) as Record<string, unknown>;
+  assert.deepEqual(body, { id: "o-3", topic: "order.paid", tag: null, key: null, payload: { sn: 3 }, checks: 1 });
+  const log = (await app.get("/v1/messages/o-3/checks")).body.items;
+  assert.deepEqual(log.map((c: { check: number; answer: string; statusCode: number }) => [c.check, c.answer, c.statusCode]), [[1, "commit", 200]]);
+  assert.equal(deliveredTo("o-4"), 0);
+});
+
+test("a producer that answers unknown every time leaves the message in doubt, with an alert; a hand commit delivers it", async () => {
+  await app.post("/v1/messages", { id: "o-5", topic: "order.paid", payload: { sn: 5 }, prepare: true, checkAfter: "100ms" });
+  const doubtful = await waitFor("o-5 in doubt", async () => {
+    const m = (await admin.get("/v1/messages/o-5")).body;
+    return m.inDoubtAt ? m : null;
+  });
+  assert.equal(doubtful.state, "prepared");
+  assert.equal(doubtful.checks, 4);
+  const log = (await admin.get("/v1/messages/o-5/checks")).body.items;
+  assert.deepEqual(log.map((c: { check: number; answer: string }) => [c.check, c.answer]), [[1, "unknown"], [2, "unknown"], [3, "unknown"], [4, "unknown"]]);
+  assert.ok((await admin.get("/v1/messages?state=in_doubt")).body.items.some((m: { id: string }) => m.id === "o-5"));
+  const alerts = (await admin.get("/v1/alerts")).body.items;
+  assert.ok(alerts.some((a: { kind: string; messageId: string }) => a.kind === "message_in_doubt" && a.messageId === "o-5"));
+  // No more checks once in doubt.
+  assert.equal(checks.filter((r) => r.id === "o-5").length, 4);
+  assert.equal((await admin.post("/v1/messages/o-5/commit")).status, 200);
+  await waitFor("o-5 delivered", () => deliveredTo("o-5") === 1);
+  assert.ok(!(await admin.get("/v1/alerts")).body.items.some((a: { messageId: string }) => a.messageId === "o-5"));
+});
+
+test("two service processes never check the same message at the same moment", async () => {
+  const ids = Array.from({ length: 20 }, (_, i) => `par-${i}`);
+  await app.post("/v1/messages/batch", { messages: ids.map((id) => ({ id, topic: "order.paid", payload: {}, prepare: true, checkAfter: "50ms" })) });
+  await waitFor("every message in doubt", async () => (await db.query("select count(*)::int as n from messages where id like 'par-%' and in_doubt_at is not null")).rows[0].n === 20, 30_000);
+  assert.equal(maxConcurrentChecks, 1);
+  for (const id of ids) {
+    const numbers = checks.filter((r) => r.id === id).map((r) => r.checkNo);
+    assert.deepEqual(numbers, [1, 2, 3, 4], id);
+  }
+});
+
+test("bad input to prepare is refused with the field named", async () => {
+  const bad = await app.post("/v1/messages", { topic: "order.paid", payload: {}, prepare: true, checkAfter: "soon" });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.error.field, "checkAfter");
+  const notPrepared = await app.post("/v1/messages", { topic: "order.paid", payload: {}, checkAfter: "1s" });
+  assert.equal(notPrepared.body.error.field, "checkAfter");
+  assert.equal((await app.post("/v1/messages/nope/commit")).status, 404);
+});

@@ -7,6 +7,7 @@ import { startEmbeddedDb, type EmbeddedDb } from "./embeddedDb.ts";
 import { Dispatcher } from "./dispatch/dispatcher.ts";
 import { HttpTransport, errorText } from "./dispatch/httpTransport.ts";
 import { CheckBackScheduler, parseCheckAnswer } from "./dispatch/checkBack.ts";
+import { sendVia, type Transports } from "./dispatch/transport.ts";
 import { checkUnresolved, claimDueChecks, countCheck, logCheck } from "./store/transactional.ts";
 import { ResultWriter } from "./dispatch/resultWriter.ts";
 import { SubscriptionCache } from "./dispatch/subscriptionCache.ts";
@@ -47,6 +48,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const subscriptions = new SubscriptionCache(db, log);
   await subscriptions.start();
   const transport = new HttpTransport(config.deliveryTimeoutMs, config.deliveryConcurrency);
+  const transports: Transports = { http: transport };
   const results = new ResultWriter(
     (batch) => recordAttempts(db, nodeId, batch),
     (counts, batch) => {
@@ -67,8 +69,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       claim: (limit) => claimDueDeliveries(db, nodeId, config.leaseMs, limit, subscriptions.enabledIds()),
       release: (ids) => releaseDeliveries(db, nodeId, ids),
       subscription: (id) => subscriptions.get(id),
-      send: (subscription, delivery, body) =>
-        transport.send(subscription.endpoint, subscription.secret, { messageId: delivery.message.id, attempt: delivery.attempt, body }),
+      send: (subscription, delivery, body) => sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret }),
     },
     results,
     { concurrency: config.deliveryConcurrency, pollIntervalMs: config.pollIntervalMs, maxQueued: config.deliveryConcurrency * 20 },
@@ -150,7 +151,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         await dispatcher.stop();
         await results.drain();
         await subscriptions.stop();
-        await transport.close();
+        await Promise.all(Object.values(transports).map((t) => t.close()));
         await db.end();
         await embedded?.stop();
       })()),

@@ -1,6 +1,7 @@
 import { Agent, request } from "undici";
 import type { HttpEndpoint } from "../store/subscriptions.ts";
 import { signWebhook } from "./signature.ts";
+import type { Outgoing, Transport } from "./transport.ts";
 
 export const errorText = (error: unknown): string => {
   const err = error as Error & { code?: string };
@@ -15,12 +16,6 @@ export interface SendResult {
   retryAfterMs?: number;
 }
 
-export interface OutgoingDelivery {
-  messageId: string;
-  attempt: number;
-  body: string;
-}
-
 const ERROR_TEXT_LIMIT = 500;
 
 /** Retry-After is either delay-seconds or an HTTP date. */
@@ -33,7 +28,7 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 }
 
 /** Delivers over HTTP POST with Standard Webhooks headers, on pooled keep-alive connections. */
-export class HttpTransport {
+export class HttpTransport implements Transport<HttpEndpoint> {
   private readonly agent: Agent;
 
   constructor(private readonly timeoutMs: number, connectionsPerOrigin: number) {
@@ -65,9 +60,9 @@ export class HttpTransport {
     });
   }
 
-  async send(endpoint: HttpEndpoint, secret: string, delivery: OutgoingDelivery): Promise<SendResult> {
+  async send(endpoint: HttpEndpoint, { delivery, body, secret }: Outgoing): Promise<SendResult> {
     try {
-      const response = await this.post(endpoint.url, secret, delivery.messageId, delivery.body, {
+      const response = await this.post(endpoint.url, secret, delivery.message.id, body, {
         ...endpoint.headers,
         "tidings-attempt": String(delivery.attempt),
       });

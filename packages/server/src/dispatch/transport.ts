@@ -1,0 +1,31 @@
+import type { LeasedDelivery } from "../store/deliveryOps.ts";
+import type { Endpoint } from "../store/subscriptions.ts";
+import type { SendResult } from "./httpTransport.ts";
+
+/** What a transport is given for one attempt. */
+export interface Outgoing {
+  delivery: LeasedDelivery;
+  /** The envelope, JSON: `{"id","topic","tag","key","payload","headers","createdAt"}`. */
+  body: string;
+  /** The subscription's signing secret (HTTP signs with it; brokers may carry the signature too). */
+  secret: string;
+}
+
+/**
+ * Delivers to one kind of endpoint. `send` never throws: a refusal, a timeout or a broker
+ * that is down is a failed attempt, retried on the subscription's schedule. It resolves ok
+ * only when the receiver acknowledged durably (2xx, publisher confirm, PubAck, XADD reply).
+ */
+export interface Transport<E extends Endpoint = Endpoint> {
+  send(endpoint: E, outgoing: Outgoing): Promise<SendResult>;
+  close(): Promise<void>;
+}
+
+export type Transports = { [K in Endpoint["type"]]: Transport<Extract<Endpoint, { type: K }>> };
+
+/** Sends through the transport of the endpoint's type. */
+export function sendVia(transports: Transports, endpoint: Endpoint, outgoing: Outgoing): Promise<SendResult> {
+  const transport = transports[endpoint.type] as Transport<Endpoint> | undefined;
+  if (!transport) return Promise.resolve({ ok: false, statusCode: null, error: `no transport for endpoint type ${endpoint.type}` });
+  return transport.send(endpoint, outgoing);
+}

@@ -26,6 +26,9 @@ export interface Config {
   readonly checkIntervalMs: number;
   /** Check-backs before a prepared message goes in doubt. */
   readonly checkLimit: number;
+  /** Finished messages (all delivered, or rolled back) are deleted this long after. */
+  readonly retentionMs: number;
+  readonly retentionIntervalMs: number;
   /** CIDRs endpoint URLs must be in (empty: any not denied). */
   readonly endpointAllow: readonly string[];
   /** CIDRs endpoint URLs may not be in; cloud metadata addresses are always refused unless allowed. */
@@ -92,6 +95,8 @@ export function loadConfig(env: Env = process.env): Config {
     checkAfterMs: duration(env, "TIDINGS_CHECK_AFTER", "10s"),
     checkIntervalMs: duration(env, "TIDINGS_CHECK_INTERVAL", "30s"),
     checkLimit: integer(env, "TIDINGS_CHECK_LIMIT", 15, 1, 1000),
+    retentionMs: duration(env, "TIDINGS_RETENTION", "7d"),
+    retentionIntervalMs: duration(env, "TIDINGS_RETENTION_INTERVAL", "1m"),
     endpointAllow: cidrs(env, "TIDINGS_ENDPOINT_ALLOW"),
     endpointDeny: cidrs(env, "TIDINGS_ENDPOINT_DENY"),
   };

@@ -8,6 +8,8 @@ import { Dispatcher } from "./dispatch/dispatcher.ts";
 import { HttpTransport, errorText } from "./dispatch/httpTransport.ts";
 import { CheckBackScheduler, parseCheckAnswer } from "./dispatch/checkBack.ts";
 import { sendVia, type Transports } from "./dispatch/transport.ts";
+import { RetentionSweeper } from "./maintenance/retention.ts";
+import { deleteFinishedMessages } from "./store/retention.ts";
 import { checkUnresolved, claimDueChecks, countCheck, logCheck } from "./store/transactional.ts";
 import { ResultWriter } from "./dispatch/resultWriter.ts";
 import { SubscriptionCache } from "./dispatch/subscriptionCache.ts";
@@ -131,8 +133,14 @@ export async function startService(config: Config, log: Logger): Promise<Running
     },
   });
   await server.listen({ port: config.port, host: config.host });
+  const retention = new RetentionSweeper(
+    (batchSize) => deleteFinishedMessages(db, config.retentionMs, batchSize),
+    { intervalMs: config.retentionIntervalMs, batchSize: 1000 },
+    log,
+  );
   dispatcher.start();
   checkBack.start();
+  retention.start();
   const address = server.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
@@ -148,6 +156,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       (closing ??= (async () => {
         await server.close();
         await checkBack.stop();
+        retention.stop();
         await dispatcher.stop();
         await results.drain();
         await subscriptions.stop();

@@ -9,6 +9,7 @@ const USAGE = `usage: tidings <command>
 
   serve     run the service (API, dispatcher, console)
   migrate   apply database migrations and exit
+  relay     ship a producer database's outbox rows to the service (tidings relay --help)
 
 Configuration comes from the environment: TIDINGS_PORT (7400), TIDINGS_HOST (127.0.0.1),
 TIDINGS_DATA_DIR (./.tidings), DATABASE_URL (none: embedded PostgreSQL), TIDINGS_ADMIN_KEY,
@@ -19,6 +20,11 @@ async function main(argv: string[]): Promise<number> {
   if (!command || command === "help" || command === "--help" || command === "-h") {
     console.log(USAGE);
     return command ? 0 : 2;
+  }
+  if (command === "relay") {
+    // The outbox relay sidecar lives in the SDK; it needs none of the service's configuration.
+    const { runRelayCli } = await import("@tidings/sdk/relay-cli");
+    return runRelayCli(argv.slice(1));
   }
   let config;
   try {

@@ -1,0 +1,90 @@
+import type { Executor, Listening, Row, TransactionOptions } from "./executor.ts";
+import { beginStatements, inSavepoint } from "./savepoints.ts";
+
+/** The part of `pg`'s Client and PoolClient the adapter uses. */
+export interface PgClientLike {
+  query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+/** The part of `pg`'s Pool the adapter uses. */
+export interface PgPoolLike extends PgClientLike {
+  connect(): Promise<PgClientLike & { release(error?: Error | boolean): void }>;
+}
+
+function isPool(db: PgClientLike | PgPoolLike): db is PgPoolLike {
+  return typeof (db as PgPoolLike).connect === "function" && "totalCount" in db;
+}
+
+/**
+ * An executor over node-postgres: a `Pool` (each transaction takes a client of its own) or a
+ * `Client`/`PoolClient` (statements run on it; a transaction is BEGIN/COMMIT on it, or a
+ * savepoint when it is already one of ours).
+ */
+export function fromPg(db: PgPoolLike | PgClientLike): Executor {
+  return isPool(db) ? poolExecutor(db) : clientExecutor(db, false);
+}
+
+function clientExecutor(client: PgClientLike, inTransaction: boolean): Executor {
+  const self: Executor = {
+    dialect: "postgres",
+    async query<R extends Row>(sql: string, params: readonly unknown[] = []) {
+      return (await client.query(sql, params as unknown[])).rows as R[];
+    },
+    async transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {
+      if (inTransaction) return inSavepoint(self, fn);
+      for (const statement of beginStatements(options, "postgres")) await client.query(statement);
+      const tx = clientExecutor(client, true);
+      try {
+        const result = await fn(tx);
+        await client.query("COMMIT");
+        return result;
+      } catch (error) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw error;
+      }
+    },
+  };
+  return self;
+}
+
+function poolExecutor(pool: PgPoolLike): Executor {
+  return {
+    dialect: "postgres",
+    async query<R extends Row>(sql: string, params: readonly unknown[] = []) {
+      return (await pool.query(sql, params as unknown[])).rows as R[];
+    },
+    async transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        for (const statement of beginStatements(options, "postgres")) await client.query(statement);
+        const result = await fn(clientExecutor(client, true));
+        await client.query("COMMIT");
+        return result;
+      } catch (error) {
+        // A connection whose ROLLBACK fails (reset, killed) must not go back to the pool.
+        await client.query("ROLLBACK").catch((e: Error) => (broken = e));
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    },
+    async listen(channel, onNotify, onError): Promise<Listening> {
+      const client = await pool.connect();
+      // A pg PoolClient is an EventEmitter: "notification" on NOTIFY, "error" when the connection dies.
+      const events = client as unknown as import("node:events").EventEmitter;
+      const notification = () => onNotify();
+      const failed = (error: unknown) => onError(error);
+      events.on("notification", notification);
+      events.on("error", failed);
+      await client.query(`LISTEN "${channel}"`);
+      return {
+        async close() {
+          await client.query(`UNLISTEN "${channel}"`).catch(() => undefined);
+          events.removeListener("notification", notification);
+          events.removeListener("error", failed);
+          client.release(true);
+        },
+      };
+    },
+  };
+}

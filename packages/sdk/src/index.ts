@@ -1,0 +1,34 @@
+// @tidings/sdk: the public surface. Nothing runs at import time.
+// ORM adapters that import their ORM live in subpaths: "@tidings/sdk/drizzle", "@tidings/sdk/kysely".
+
+export { TidingsError, type TidingsErrorCode } from "./errors.ts";
+
+// the executor port and its adapters
+export type { Executor, Listening, Row, TransactionOptions } from "./executor/executor.ts";
+export { dialectOf, isUniqueViolation, type Dialect, type DialectName } from "./executor/dialect.ts";
+export { fromPg, type PgClientLike, type PgPoolLike } from "./executor/pgAdapter.ts";
+export { fromPostgresJs, type PostgresJsLike } from "./executor/postgresJsAdapter.ts";
+export { fromMysql2, type Mysql2ConnectionLike, type Mysql2PoolLike } from "./executor/mysql2Adapter.ts";
+export { fromKnex, type KnexLike } from "./executor/knexAdapter.ts";
+export { connect, type Connection } from "./executor/connect.ts";
+export { migrate, sqlMigrations, type SqlMigration } from "./schema/migrate.ts";
+
+// producer side
+export type { OutgoingMessage } from "./domain/message.ts";
+export { Outbox, type OutboxOptions } from "./outbox/outbox.ts";
+export type { OutboxRow, OutboxStatus } from "./outbox/outboxQueries.ts";
+export { Relay, type RelayEvent, type RelayOptions } from "./outbox/relay.ts";
+export { backoffDelayMs, type BackoffPolicy } from "./domain/backoff.ts";
+
+// consumer side
+export type { Envelope } from "./domain/envelope.ts";
+export { parseEnvelope } from "./domain/envelope.ts";
+export { Inbox, type InboxOptions, type InboxOutcome } from "./inbox/inbox.ts";
+export type { InboxMessage, InboxRecord, InboxStatus } from "./inbox/inboxQueries.ts";
+export { createReceiver, type RawDelivery, type Receiver, type ReceiverAnswer, type ReceiverEvent, type ReceiverOptions } from "./receiver/receiver.ts";
+export { fastifyPlugin, honoHandler, nodeHandler } from "./receiver/mounts.ts";
+
+// the service's API
+export { TidingsClient, MessagesApi, type DeliveryInfo, type ListMessagesQuery, type MessageInfo, type MessagePage } from "./client/client.ts";
+export type { HttpOptions } from "./client/http.ts";
+export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";

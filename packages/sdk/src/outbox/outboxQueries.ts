@@ -1,0 +1,183 @@
+import type { ResolvedMessage } from "../domain/message.ts";
+import { dialectOf } from "../executor/dialect.ts";
+import type { Executor } from "../executor/executor.ts";
+
+/** The channel the relay LISTENs on (PostgreSQL); outbox inserts NOTIFY it, delivered on commit. */
+export const OUTBOX_CHANNEL = "tidings_outbox";
+
+export type OutboxStatus = "pending" | "sent" | "failed";
+
+/** An outbox row as the relay and the failed list see it. */
+export interface OutboxRow {
+  seq: number;
+  message: ResolvedMessage;
+  status: OutboxStatus;
+  attempts: number;
+  createdAt: Date;
+  sentAt: Date | null;
+  failedAt: Date | null;
+  lastError: string | null;
+}
+
+const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
+
+/**
+ * Inserts messages in the caller's transaction (params: per row id, topic, tag, key, payload,
+ * headers, deliver_at) and, on PostgreSQL, NOTIFYs the relay in the same statement: one round trip.
+ */
+export async function insertOutbox(tx: Executor, messages: readonly ResolvedMessage[], notify: boolean): Promise<void> {
+  const d = dialectOf(tx.dialect);
+  const row = `(?, ?, ?, ?, ${d.jsonParam}, ${d.jsonParam}, ?)`;
+  const params = messages.flatMap((m) => [m.id, m.topic, m.tag, m.key, m.payloadJson, m.headersJson, m.deliverAt]);
+  const insert = `INSERT INTO tidings_outbox (id, topic, tag, msg_key, payload, headers, deliver_at) VALUES ${messages.map(() => row).join(", ")}`;
+  const wake = notify ? d.notify(OUTBOX_CHANNEL) : null;
+  // pg_notify per row is fine: PostgreSQL folds equal notifications of one transaction into one.
+  const sql = wake ? `WITH inserted AS (${insert} RETURNING 1) SELECT pg_notify('${OUTBOX_CHANNEL}', '') FROM inserted` : insert;
+  await tx.query(d.sql(sql), params);
+}
+
+interface RawRow {
+  seq: number | string;
+  id: string;
+  topic: string;
+  tag: string | null;
+  msg_key: string | null;
+  payload: string;
+  headers: string;
+  deliver_at: Date | string | null;
+  status: OutboxStatus;
+  attempts: number | string;
+  created_at: Date | string;
+  sent_at: Date | string | null;
+  failed_at: Date | string | null;
+  last_error: string | null;
+}
+
+const date = (v: Date | string | null): Date | null => (v === null ? null : v instanceof Date ? v : new Date(v));
+
+function toRow(r: RawRow): OutboxRow {
+  return {
+    seq: Number(r.seq),
+    message: {
+      id: r.id,
+      topic: r.topic,
+      tag: r.tag,
+      key: r.msg_key,
+      payloadJson: r.payload,
+      headersJson: r.headers,
+      deliverAt: date(r.deliver_at),
+    },
+    status: r.status,
+    attempts: Number(r.attempts),
+    createdAt: date(r.created_at)!,
+    sentAt: date(r.sent_at),
+    failedAt: date(r.failed_at),
+    lastError: r.last_error,
+  };
+}
+
+function columns(tx: Executor): string {
+  const d = dialectOf(tx.dialect);
+  return `seq, id, topic, tag, msg_key, ${d.jsonText("payload")} AS payload, ${d.jsonText("headers")} AS headers, deliver_at,
+    status, attempts, created_at, sent_at, failed_at, last_error`;
+}
+
+/**
+ * Locks up to `limit` due pending rows for the caller's transaction, oldest first, skipping rows
+ * another relay holds (params: limit). Rows of uncommitted transactions are not visible yet.
+ */
+export async function claimDue(tx: Executor, limit: number): Promise<OutboxRow[]> {
+  const d = dialectOf(tx.dialect);
+  const sql = `SELECT ${columns(tx)} FROM tidings_outbox
+    WHERE status = 'pending' AND next_attempt_at <= ${d.now} ORDER BY seq LIMIT ? ${d.skipLocked}`;
+  return (await tx.query<RawRow & Record<string, unknown>>(d.sql(sql), [limit])).map(toRow);
+}
+
+/** Marks rows sent (params: the seqs). */
+export async function markSent(tx: Executor, seqs: readonly number[]): Promise<void> {
+  const d = dialectOf(tx.dialect);
+  await tx.query(
+    d.sql(`UPDATE tidings_outbox SET status = 'sent', sent_at = ${d.now}, last_error = NULL, attempts = attempts + 1
+      WHERE seq IN (${placeholders(seqs.length)}) AND status = 'pending'`),
+    seqs,
+  );
+}
+
+/**
+ * Records a failed send of rows (params: error, delay ms, max attempts, seqs): they come back after
+ * the delay, or become failed once they reach max attempts. Every SET expression reads the old
+ * `attempts` (MySQL evaluates assignments left to right with new values, so it is assigned last).
+ */
+export async function markRetry(tx: Executor, seqs: readonly number[], error: string, delayMs: number, maxAttempts: number): Promise<void> {
+  const d = dialectOf(tx.dialect);
+  await tx.query(
+    d.sql(`UPDATE tidings_outbox SET
+        failed_at = CASE WHEN attempts + 1 >= ? THEN ${d.now} ELSE NULL END,
+        status = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE 'pending' END,
+        last_error = ?,
+        next_attempt_at = ${d.nowPlusMs},
+        attempts = attempts + 1
+      WHERE seq IN (${placeholders(seqs.length)}) AND status = 'pending'`),
+    [maxAttempts, maxAttempts, error, delayMs, ...seqs],
+  );
+}
+
+/** Marks rows failed at once: the service refused them for good (params: error, seqs). */
+export async function markFailed(tx: Executor, seqs: readonly number[], error: string): Promise<void> {
+  const d = dialectOf(tx.dialect);
+  await tx.query(
+    d.sql(`UPDATE tidings_outbox SET status = 'failed', failed_at = ${d.now}, last_error = ?, attempts = attempts + 1
+      WHERE seq IN (${placeholders(seqs.length)}) AND status = 'pending'`),
+    [error, ...seqs],
+  );
+}
+
+/** Failed rows, oldest first (params: limit). */
+export async function listFailed(db: Executor, limit: number): Promise<OutboxRow[]> {
+  const d = dialectOf(db.dialect);
+  return (await db.query<RawRow & Record<string, unknown>>(d.sql(`SELECT ${columns(db)} FROM tidings_outbox WHERE status = 'failed' ORDER BY seq LIMIT ?`), [limit])).map(toRow);
+}
+
+/** Rows by message id (params: ids). */
+export async function getByIds(db: Executor, ids: readonly string[]): Promise<OutboxRow[]> {
+  if (ids.length === 0) return [];
+  const d = dialectOf(db.dialect);
+  return (await db.query<RawRow & Record<string, unknown>>(d.sql(`SELECT ${columns(db)} FROM tidings_outbox WHERE id IN (${placeholders(ids.length)}) ORDER BY seq`), ids)).map(toRow);
+}
+
+/** Puts failed rows back to pending with a fresh attempt count (params: ids, or none for all); returns how many. */
+export async function retryFailed(db: Executor, ids?: readonly string[]): Promise<number> {
+  if (ids && ids.length === 0) return 0;
+  const d = dialectOf(db.dialect);
+  const where = ids ? ` AND id IN (${placeholders(ids.length)})` : "";
+  return db.transaction(async (tx) => {
+    const rows = await tx.query<{ seq: number | string }>(d.sql(`SELECT seq FROM tidings_outbox WHERE status = 'failed'${where} FOR UPDATE`), ids ?? []);
+    if (rows.length === 0) return 0;
+    const seqs = rows.map((r) => Number(r.seq));
+    await tx.query(
+      d.sql(`UPDATE tidings_outbox SET status = 'pending', failed_at = NULL, attempts = 0, next_attempt_at = ${d.now}
+        WHERE seq IN (${placeholders(seqs.length)})`),
+      seqs,
+    );
+    return seqs.length;
+  });
+}
+
+/** Deletes up to `limit` rows sent more than `retentionMs` ago, oldest first; whether more may be left. */
+export async function deleteSentBatch(db: Executor, retentionMs: number, limit: number): Promise<boolean> {
+  const d = dialectOf(db.dialect);
+  const sql = d.deleteLimited("tidings_outbox", `status = 'sent' AND sent_at < ${d.nowMinusMs}`, "sent_at");
+  if (d.returning) return (await db.query(d.sql(`${sql} RETURNING 1`), [retentionMs, limit])).length === limit;
+  // MySQL's DELETE returns no rows: look whether any is left instead (indexed, cheap).
+  await db.query(d.sql(sql), [retentionMs, limit]);
+  const left = await db.query(d.sql(`SELECT 1 AS one FROM tidings_outbox WHERE status = 'sent' AND sent_at < ${d.nowMinusMs} LIMIT 1`), [retentionMs]);
+  return left.length > 0;
+}
+
+/** Counts rows by status. */
+export async function countByStatus(db: Executor): Promise<Record<OutboxStatus, number>> {
+  const rows = await db.query<{ status: OutboxStatus; n: number | string }>("SELECT status, COUNT(*) AS n FROM tidings_outbox GROUP BY status");
+  const counts: Record<OutboxStatus, number> = { pending: 0, sent: 0, failed: 0 };
+  for (const r of rows) counts[r.status] = Number(r.n);
+  return counts;
+}

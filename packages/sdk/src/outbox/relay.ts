@@ -1,0 +1,238 @@
+import type { TidingsClient } from "../client/client.ts";
+import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffPolicy } from "../domain/backoff.ts";
+import { TidingsError } from "../errors.ts";
+import type { Executor, Listening } from "../executor/executor.ts";
+import { claimDue, deleteSentBatch, markFailed, markRetry, markSent, OUTBOX_CHANNEL, type OutboxRow } from "./outboxQueries.ts";
+
+export interface RelayOptions {
+  /** Rows per claim and per batch call; default 500 (the batch API takes up to 1000). */
+  batchSize?: number;
+  /** Batches in flight at once; default 1. */
+  concurrency?: number;
+  /**
+   * The compensation scan: how often due rows are looked for without a wake-up. Default 1 s
+   * where the database can LISTEN (PostgreSQL), else 200 ms (MySQL: this *is* the wake-up).
+   */
+  pollIntervalMs?: number;
+  /** Sends before a row is marked failed; default 25 (about 1.5 h with the default backoff). */
+  maxAttempts?: number;
+  backoff?: BackoffPolicy;
+  /** Sent rows are deleted this long after they were sent; default 7 days. */
+  retentionMs?: number;
+  /** How often cleanup runs; default 1 h. 0 turns it off. */
+  cleanupIntervalMs?: number;
+  /** Rows deleted per cleanup statement; default 1000. */
+  cleanupBatchSize?: number;
+  /** Observes what the relay does; an exception thrown here is ignored. */
+  onEvent?: (event: RelayEvent) => void;
+}
+
+export type RelayEvent =
+  | { type: "sent"; ids: string[] }
+  | { type: "retry"; ids: string[]; error: string; delayMs: number }
+  | { type: "failed"; ids: string[]; error: string }
+  | { type: "error"; error: unknown };
+
+export interface ResolvedRelayOptions {
+  readonly batchSize: number;
+  readonly concurrency: number;
+  readonly pollIntervalMs: number | null;
+  readonly maxAttempts: number;
+  readonly backoff: BackoffPolicy;
+  readonly retentionMs: number;
+  readonly cleanupIntervalMs: number;
+  readonly cleanupBatchSize: number;
+  readonly onEvent: (event: RelayEvent) => void;
+}
+
+const DAY = 86_400_000;
+
+function positive(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 0 || value > max) throw new TidingsError("config", `${name} must be an integer from 0 to ${max}, got ${value}`);
+  return value;
+}
+
+export function resolveRelayOptions(o: RelayOptions = {}): ResolvedRelayOptions {
+  return {
+    batchSize: Math.max(1, positive("batchSize", o.batchSize, 500, 1000)),
+    concurrency: Math.max(1, positive("concurrency", o.concurrency, 1, 64)),
+    pollIntervalMs: o.pollIntervalMs === undefined ? null : Math.max(10, positive("pollIntervalMs", o.pollIntervalMs, 1000)),
+    maxAttempts: Math.max(1, positive("maxAttempts", o.maxAttempts, 25)),
+    backoff: o.backoff ?? DEFAULT_BACKOFF,
+    retentionMs: positive("retentionMs", o.retentionMs, 7 * DAY),
+    cleanupIntervalMs: positive("cleanupIntervalMs", o.cleanupIntervalMs, 3_600_000),
+    cleanupBatchSize: Math.max(1, positive("cleanupBatchSize", o.cleanupBatchSize, 1000)),
+    onEvent: (event) => {
+      try {
+        o.onEvent?.(event);
+      } catch {
+        // observers never break the relay
+      }
+    },
+  };
+}
+
+/** The service refused these messages for good: sending them again would fail the same way. */
+function isPermanent(error: unknown): boolean {
+  return error instanceof TidingsError && ["invalid_request", "invalid_message", "conflict", "payload_too_large"].includes(error.code);
+}
+
+function describe(error: unknown): string {
+  return (error instanceof Error ? `${error instanceof TidingsError ? `${error.code}: ` : ""}${error.message}` : String(error)).slice(0, 1000);
+}
+
+/**
+ * Ships committed outbox rows to the service. Each batch is claimed with FOR UPDATE SKIP LOCKED
+ * and stays locked while it is sent and marked in the same transaction, so concurrent relays
+ * never take the same rows, and rows of a relay that dies (SIGKILL included) are unlocked by the
+ * database at once and sent by the next relay. A send whose answer was lost is simply sent again:
+ * the message id makes it idempotent at the service.
+ */
+export class Relay {
+  private readonly o: ResolvedRelayOptions;
+  private started = false;
+  private workers = 0;
+  private wanted = false;
+  private readonly idle: Array<() => void> = [];
+  private listening: Listening | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private cleanupTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly db: Executor,
+    private readonly client: TidingsClient,
+    options: RelayOptions = {},
+  ) {
+    this.o = resolveRelayOptions(options);
+  }
+
+  /** Starts relaying: LISTEN where possible, the compensation scan, cleanup. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    let poll = this.o.pollIntervalMs;
+    if (this.db.listen) {
+      try {
+        this.listening = await this.db.listen(OUTBOX_CHANNEL, () => this.wake(), (error) => this.relisten(error));
+        poll ??= 1000;
+      } catch (error) {
+        this.o.onEvent({ type: "error", error });
+      }
+    }
+    poll ??= 200;
+    this.pollTimer = setInterval(() => this.wake(), poll);
+    if (this.o.cleanupIntervalMs > 0) {
+      this.cleanupTimer = setInterval(() => void this.cleanup().catch((error) => this.o.onEvent({ type: "error", error })), this.o.cleanupIntervalMs);
+      this.cleanupTimer.unref();
+    }
+    this.wake();
+  }
+
+  /** Stops taking new batches and waits for the ones in flight. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.cleanupTimer) clearInterval(this.cleanupTimer);
+    this.pollTimer = this.cleanupTimer = null;
+    const listening = this.listening;
+    this.listening = null;
+    await listening?.close().catch(() => undefined);
+    if (this.workers > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
+  }
+
+  /** Asks for a look at the outbox now (called on NOTIFY and by the poll timer). */
+  wake(): void {
+    if (!this.started) return;
+    this.wanted = true;
+    if (this.workers === 0) this.spawnWorker();
+  }
+
+  private spawnWorker(): void {
+    this.workers++;
+    void this.work().finally(() => {
+      this.workers--;
+      if (this.workers === 0) for (const resolve of this.idle.splice(0)) resolve();
+    });
+  }
+
+  private async work(): Promise<void> {
+    while (this.started) {
+      this.wanted = false;
+      let handled: number;
+      try {
+        handled = await this.relayOnce();
+      } catch (error) {
+        this.o.onEvent({ type: "error", error });
+        return; // the next poll tries again
+      }
+      // A full batch means more is waiting: widen to the allowed concurrency.
+      if (handled === this.o.batchSize && this.workers < this.o.concurrency) this.spawnWorker();
+      if (handled < this.o.batchSize && !this.wanted) return;
+    }
+  }
+
+  private relisten(error: unknown): void {
+    this.o.onEvent({ type: "error", error });
+    const old = this.listening;
+    this.listening = null;
+    void old?.close().catch(() => undefined);
+    setTimeout(() => {
+      if (!this.started || !this.db.listen || this.listening) return;
+      this.db.listen(OUTBOX_CHANNEL, () => this.wake(), (e) => this.relisten(e)).then(
+        (listening) => (this.started ? (this.listening = listening) : void listening.close()),
+        (e: unknown) => this.relisten(e),
+      );
+    }, 1000).unref();
+  }
+
+  /** Claims, sends and marks one batch of due rows; resolves to how many rows it handled. */
+  async relayOnce(): Promise<number> {
+    const events: RelayEvent[] = [];
+    const handled = await this.db.transaction(
+      async (tx) => {
+        const rows = await claimDue(tx, this.o.batchSize);
+        if (rows.length > 0) await this.ship(tx, rows, events);
+        return rows.length;
+      },
+      { isolation: "read committed" },
+    );
+    for (const event of events) this.o.onEvent(event); // told only once committed
+    return handled;
+  }
+
+  private async ship(tx: Executor, rows: OutboxRow[], events: RelayEvent[]): Promise<void> {
+    const ids = rows.map((r) => r.message.id);
+    const seqs = rows.map((r) => r.seq);
+    try {
+      await this.client.messages.sendResolved(rows.map((r) => r.message), { retry: false });
+    } catch (error) {
+      if (isPermanent(error) && rows.length > 1) {
+        // The batch is all or nothing: find the rows the service refuses by sending one by one.
+        for (const row of rows) await this.ship(tx, [row], events);
+        return;
+      }
+      const text = describe(error);
+      if (isPermanent(error)) {
+        await markFailed(tx, seqs, text);
+        events.push({ type: "failed", ids, error: text });
+        return;
+      }
+      const attempts = Math.max(...rows.map((r) => r.attempts)) + 1;
+      const delayMs = backoffDelayMs(attempts, this.o.backoff);
+      await markRetry(tx, seqs, text, delayMs, this.o.maxAttempts);
+      events.push(attempts >= this.o.maxAttempts ? { type: "failed", ids, error: text } : { type: "retry", ids, error: text, delayMs });
+      return;
+    }
+    await markSent(tx, seqs);
+    events.push({ type: "sent", ids });
+  }
+
+  /** Deletes sent rows older than the retention period, in batches. */
+  async cleanup(): Promise<void> {
+    while (await deleteSentBatch(this.db, this.o.retentionMs, this.o.cleanupBatchSize)) {
+      // loop until a batch finds nothing more
+    }
+  }
+}

@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { TEST_PG_URL } from "../../server/test/support/db.ts";
+import { runRechargeScenario } from "../../../examples/recharge/scenario.ts";
+
+// Source 003's recharge -> account demo with real processes: `tidings serve` and `tidings relay`
+// run as child processes, the relay is killed with SIGKILL twice, the account receiver fails 30%
+// of its calls (half before its commit, half after it).
+test("2,000 recharges through the outbox, a flaky receiver and two SIGKILLed relays end with exact balances, each applied once", async () => {
+  const result = await runRechargeScenario({
+    postgresUrl: TEST_PG_URL,
+    recharges: 2000,
+    accounts: 50,
+    failureRate: 0.3,
+    relayKills: 2,
+    log: (line) => console.log(`# ${line}`),
+  });
+  const r = result.receiver;
+  console.log(
+    `# recharges ${result.recharges} (seed ${result.seed}); relay SIGKILLs ${result.relayKills.length} with ${result.relayKills.map((k) => k.pendingAtKill).join(" and ")} rows pending; ` +
+      `receiver calls ${r.calls}: ${r.failedBeforeCommit} failed before commit, ${r.failedAfterCommit} after; ` +
+      `inbox applied ${r.applied}, duplicates skipped ${r.duplicates}; credits ${result.credits.rows} rows / ${result.credits.distinctMessages} messages; ` +
+      `balances exact ${result.balancesChecked - result.wrongBalances.length}/${result.balancesChecked}; ${result.seconds.toFixed(1)} s`,
+  );
+
+  assert.equal(result.relayKills.length, 2, "the relay was killed twice");
+  assert.deepEqual(result.outbox, { pending: 0, sent: 2000, failed: 0 });
+  assert.deepEqual(result.wrongBalances, [], "every balance equals the sum of its recharges");
+  assert.equal(result.balancesChecked, 50);
+  assert.deepEqual(result.credits, { rows: 2000, distinctMessages: 2000 }, "each recharge credited exactly once");
+  assert.equal(result.inbox.applied, 2000);
+  assert.equal(result.inbox.failed, 0);
+  assert.equal(r.applied, 2000, "the receiver applied each message once");
+  assert.ok(r.failedBeforeCommit > 0 && r.failedAfterCommit > 0, "both kinds of failure happened");
+  assert.ok(r.duplicates >= r.failedAfterCommit - 5, "a failure after commit comes back as a duplicate");
+  const failureShare = (r.failedBeforeCommit + r.failedAfterCommit) / r.calls;
+  assert.ok(failureShare > 0.25 && failureShare < 0.35, `about 30% of calls failed (${(failureShare * 100).toFixed(1)}%)`);
+});

@@ -192,6 +192,11 @@ describe("messages", () => {
     const clash = await admin.post("/v1/messages/batch", { messages: [{ id: "b-3", topic: "t.batch", payload: 3 }, { id: "b-1", topic: "t.batch", payload: 99 }] });
     assert.equal(clash.status, 409);
     assert.equal((await admin.get("/v1/messages/b-3")).status, 404);
+    const loose = await admin.post("/v1/messages/batch", { atomic: false, messages: [{ id: "b-4", topic: "t.batch", payload: 4 }, { id: "b-1", topic: "t.batch", payload: 99 }, { id: "b-2", topic: "t.batch", payload: 2 }] });
+    assert.equal(loose.status, 201);
+    assert.deepEqual(loose.body.outcomes, ["created", "conflict", "exists"]);
+    assert.equal(loose.body.items[1].payload, 1);
+    assert.equal((await admin.get("/v1/messages/b-4")).status, 200);
     const big = await admin.post("/v1/messages/batch", { messages: Array.from({ length: 1001 }, (_, i) => ({ topic: "t.batch", payload: i })) });
     assert.equal(big.status, 400);
     assert.equal(big.body.error.field, "messages");

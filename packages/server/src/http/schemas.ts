@@ -113,7 +113,12 @@ export const NewMessage = Type.Object(
 );
 export type NewMessage = Static<typeof NewMessage>;
 export const MessageBatch = Type.Object(
-  { messages: Type.Array(NewMessage, { minItems: 1, maxItems: 1000 }) },
+  {
+    messages: Type.Array(NewMessage, { minItems: 1, maxItems: 1000 }),
+    atomic: Type.Optional(
+      Type.Boolean({ description: "true (default): all or nothing, 409 on any conflict; false: each message on its own, see outcomes" }),
+    ),
+  },
   { additionalProperties: false },
 );
 export type MessageBatch = Static<typeof MessageBatch>;

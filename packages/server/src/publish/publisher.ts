@@ -72,8 +72,19 @@ export class Publisher {
     }
   }
 
-  /** Stores a batch all or nothing: any id stored before with other content fails the whole batch. */
-  async publishBatch(messages: NewMessage[]): Promise<InsertOutcome[]> {
+  /**
+   * Stores a batch. Atomic (the default): all or nothing, and any id stored before with other
+   * content fails the whole batch with 409. Not atomic: each message stands alone, and the
+   * outcomes say which were created, already there, or in conflict — so a relay does not have to
+   * split a batch to find the one refused message.
+   */
+  async publishBatch(messages: NewMessage[], atomic = true): Promise<InsertOutcome[]> {
+    if (!atomic) {
+      // One statement: atomic by itself, and no message of it fails another.
+      const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, messages);
+      this.afterCommit(outcomes, deliveries);
+      return outcomes;
+    }
     const { outcomes, deliveries } = await inTransaction(this.deps.db, async (tx) => {
       const result = await insertMessages(tx, this.owner(), this.deps.leaseMs, messages);
       const clash = result.outcomes.findIndex((o) => o.kind === "conflict");

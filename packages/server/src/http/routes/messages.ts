@@ -130,15 +130,23 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     {
       schema: {
         tags,
-        summary: "Send up to 1000 messages, all or nothing",
+        summary: "Send up to 1000 messages: all or nothing, or (atomic: false) each on its own",
+        description:
+          "`outcomes[i]` tells what became of `messages[i]`: created, exists (same id and content, already stored) or conflict (same id, other content; atomic: false only — atomic batches answer 409). `items[i]` is the stored message.",
         body: MessageBatch,
-        response: { 201: Type.Object({ items: Type.Array(Message) }), "4xx": ErrorBody },
+        response: {
+          201: Type.Object({
+            items: Type.Array(Message),
+            outcomes: Type.Array(Type.Union([Type.Literal("created"), Type.Literal("exists"), Type.Literal("conflict")])),
+          }),
+          "4xx": ErrorBody,
+        },
       },
     },
     async (request, reply) => {
       const stored = request.body.messages.map((m, i) => toStored(m, request.principal, `messages[${i}].`, s.config));
-      const outcomes = await s.publisher.publishBatch(stored);
-      return reply.status(201).send({ items: outcomes.map((o) => showMessage(o.message)) });
+      const outcomes = await s.publisher.publishBatch(stored, request.body.atomic ?? true);
+      return reply.status(201).send({ items: outcomes.map((o) => showMessage(o.message)), outcomes: outcomes.map((o) => o.kind) });
     },
   );
 

@@ -77,6 +77,23 @@ describe("authentication", () => {
     assert.equal((await admin.delete("/v1/apps/billing")).status, 204);
     assert.equal((await billing.get("/v1/messages")).status, 401);
   });
+
+  test("an app may read, but not change, the messages of its read topics", async () => {
+    const producer = api(service.url, (await admin.post("/v1/apps", { name: "payments" })).body.apiKey);
+    const created = await admin.post("/v1/apps", { name: "accounts", readTopics: ["pay.done"] });
+    assert.deepEqual(created.body.readTopics, ["pay.done"]);
+    const consumer = api(service.url, created.body.apiKey);
+    const mine = await producer.post("/v1/messages", { topic: "pay.done", key: "tx-9", payload: { amount: 5 } });
+    const other = await producer.post("/v1/messages", { topic: "pay.refund", key: "tx-9", payload: { amount: 5 } });
+    assert.equal((await consumer.get(`/v1/messages/${mine.body.id}`)).status, 200);
+    assert.equal((await consumer.get(`/v1/messages/${mine.body.id}/attempts`)).status, 200);
+    assert.equal((await consumer.get(`/v1/messages/${other.body.id}`)).status, 403);
+    assert.deepEqual((await consumer.get("/v1/messages?key=tx-9")).body.items.map((m: { id: string }) => m.id), [mine.body.id]);
+    assert.equal((await consumer.post(`/v1/messages/${mine.body.id}/resend`)).status, 403);
+    assert.equal((await consumer.delete(`/v1/messages/${mine.body.id}`)).status, 403);
+    await admin.patch("/v1/apps/accounts", { readTopics: [] });
+    assert.equal((await consumer.get(`/v1/messages/${mine.body.id}`)).status, 403);
+  });
 });
 
 describe("apps and subscriptions", () => {

@@ -2,7 +2,13 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import { TidingsError, forbidden } from "../domain/errors.ts";
 
-export type Principal = { kind: "admin" } | { kind: "app"; app: string };
+/** `readTopics`: topics whose messages the app may read though another app sent them. */
+export type Principal = { kind: "admin" } | { kind: "app"; app: string; readTopics: readonly string[] };
+
+export interface AppIdentity {
+  name: string;
+  readTopics: string[];
+}
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -19,9 +25,9 @@ const KEY_CACHE_MS = 5_000;
 /** Authenticates `Authorization: Bearer <key>` as the admin or as one app. */
 export class Authenticator {
   private readonly adminHash: Buffer;
-  private readonly cache = new Map<string, { app: string | null; until: number }>();
+  private readonly cache = new Map<string, { app: AppIdentity | null; until: number }>();
 
-  constructor(adminKey: string, private readonly appByKeyHash: (hash: Buffer) => Promise<string | null>) {
+  constructor(adminKey: string, private readonly appByKeyHash: (hash: Buffer) => Promise<AppIdentity | null>) {
     this.adminHash = hashKey(adminKey);
   }
 
@@ -40,7 +46,7 @@ export class Authenticator {
       this.cache.set(cacheKey, hit);
     }
     if (hit.app === null) throw new TidingsError("unauthorized", "the key is not valid");
-    return { kind: "app", app: hit.app };
+    return { kind: "app", app: hit.app.name, readTopics: hit.app.readTopics };
   }
 
   /** Forgets cached keys (after an app is deleted on this node). */
@@ -56,4 +62,11 @@ export function requireAdmin(principal: Principal): void {
 /** An app key acts only on its own messages; the admin acts on all. */
 export function requireOwner(principal: Principal, messageApp: string | null): void {
   if (principal.kind === "app" && principal.app !== messageApp) throw forbidden("this message belongs to another app");
+}
+
+/** Reading also allows the messages of the app's read topics (a consumer reconciling). */
+export function requireReader(principal: Principal, message: { app: string | null; topic: string }): void {
+  if (principal.kind === "app" && principal.app !== message.app && !principal.readTopics.includes(message.topic)) {
+    throw forbidden("this message belongs to another app");
+  }
 }

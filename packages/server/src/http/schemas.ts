@@ -27,11 +27,24 @@ export const ErrorBody = Type.Object({
 });
 
 // ---- apps
-export const CreateApp = Type.Object({ name: Name, checkUrl: Type.Optional(Nullable(Url)) }, { additionalProperties: false });
+const ReadTopics = Type.Array(Topic, { maxItems: 100, description: "topics whose messages this app may read (to reconcile what it consumes)" });
+export const CreateApp = Type.Object(
+  { name: Name, checkUrl: Type.Optional(Nullable(Url)), readTopics: Type.Optional(ReadTopics) },
+  { additionalProperties: false },
+);
 export type CreateApp = Static<typeof CreateApp>;
-export const PatchApp = Type.Object({ checkUrl: Type.Optional(Nullable(Url)) }, { additionalProperties: false });
+export const PatchApp = Type.Object(
+  { checkUrl: Type.Optional(Nullable(Url)), readTopics: Type.Optional(ReadTopics) },
+  { additionalProperties: false },
+);
 export type PatchApp = Static<typeof PatchApp>;
-export const App = Type.Object({ name: Type.String(), checkUrl: Nullable(Type.String()), createdAt: Timestamp, updatedAt: Timestamp });
+export const App = Type.Object({
+  name: Type.String(),
+  checkUrl: Nullable(Type.String()),
+  readTopics: Type.Array(Type.String()),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
 export const AppCreated = Type.Intersect([App, Type.Object({ apiKey: Type.String(), secret: Type.String() })]);
 export const NameParams = Type.Object({ name: Type.String({ maxLength: 100 }) });
 export type NameParams = Static<typeof NameParams>;

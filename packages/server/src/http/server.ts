@@ -8,6 +8,11 @@ import { messageRoutes } from "./routes/messages.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { subscriptionRoutes } from "./routes/subscriptions.ts";
 import { consoleRoutes } from "./routes/console.ts";
+import { ConsoleSessions } from "../console/sessions.ts";
+import { deliveryRoutes } from "./routes/deliveries.ts";
+import { jobRoutes } from "./routes/jobs.ts";
+import { sessionRoutes } from "./routes/session.ts";
+import { statsRoutes } from "./routes/stats.ts";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -38,9 +43,11 @@ export async function buildServer(s: Services): Promise<FastifyInstance> {
   });
 
   app.decorateRequest("principal", null as never);
+  const sessions = new ConsoleSessions(s.db, s.auth);
   app.addHook("onRequest", async (request) => {
-    if (!request.url.startsWith("/v1/")) return;
-    request.principal = await s.auth.authenticate(request);
+    if (!request.url.startsWith("/v1/") || request.routeOptions.config.public) return;
+    // A Bearer key, or the console's session cookie (+ CSRF token on changes).
+    request.principal = (await sessions.authenticate(request)) ?? (await s.auth.authenticate(request));
     if (request.routeOptions.config.admin && request.principal.kind !== "admin") {
       throw forbidden("this needs the admin key");
     }
@@ -67,5 +74,9 @@ export async function buildServer(s: Services): Promise<FastifyInstance> {
   messageRoutes(app, s);
   alertRoutes(app, s);
   consoleRoutes(app);
+  sessionRoutes(app, sessions);
+  statsRoutes(app, s);
+  deliveryRoutes(app, s);
+  jobRoutes(app, s);
   return app;
 }

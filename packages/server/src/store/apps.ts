@@ -3,6 +3,7 @@ import type { Db } from "./db.ts";
 export interface AppRecord {
   name: string;
   checkUrl: string | null;
+  readTopics: string[];
   createdAt: string;
   updatedAt: string;
 }
@@ -10,16 +11,24 @@ export interface AppRecord {
 const toApp = (r: Record<string, unknown>): AppRecord => ({
   name: r.name as string,
   checkUrl: r.check_url as string | null,
+  readTopics: r.read_topics as string[],
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });
 
 /** Returns null when the name is taken. */
-export async function createApp(db: Db, name: string, keyHash: Buffer, secret: string, checkUrl: string | null): Promise<AppRecord | null> {
+export async function createApp(
+  db: Db,
+  name: string,
+  keyHash: Buffer,
+  secret: string,
+  checkUrl: string | null,
+  readTopics: string[],
+): Promise<AppRecord | null> {
   const { rows } = await db.query(
-    `insert into apps (name, key_hash, secret, check_url) values ($1, $2, $3, $4)
+    `insert into apps (name, key_hash, secret, check_url, read_topics) values ($1, $2, $3, $4, $5)
      on conflict (name) do nothing returning *`,
-    [name, keyHash, secret, checkUrl],
+    [name, keyHash, secret, checkUrl, readTopics],
   );
   return rows[0] ? toApp(rows[0]) : null;
 }
@@ -34,11 +43,11 @@ export async function getApp(db: Db, name: string): Promise<AppRecord | null> {
   return rows[0] ? toApp(rows[0]) : null;
 }
 
-export async function updateApp(db: Db, name: string, patch: { checkUrl?: string | null }): Promise<AppRecord | null> {
+export async function updateApp(db: Db, name: string, patch: { checkUrl?: string | null; readTopics?: string[] }): Promise<AppRecord | null> {
   const { rows } = await db.query(
-    `update apps set check_url = case when $2 then $3 else check_url end, updated_at = now()
+    `update apps set check_url = case when $2 then $3 else check_url end, read_topics = coalesce($4, read_topics), updated_at = now()
       where name = $1 returning *`,
-    [name, patch.checkUrl !== undefined, patch.checkUrl ?? null],
+    [name, patch.checkUrl !== undefined, patch.checkUrl ?? null, patch.readTopics ?? null],
   );
   return rows[0] ? toApp(rows[0]) : null;
 }
@@ -48,7 +57,7 @@ export async function deleteApp(db: Db, name: string): Promise<boolean> {
   return (rowCount ?? 0) > 0;
 }
 
-export async function appByKeyHash(db: Db, keyHash: Buffer): Promise<string | null> {
-  const { rows } = await db.query({ name: "app_by_key", text: "select name from apps where key_hash = $1", values: [keyHash] });
-  return rows[0]?.name ?? null;
+export async function appByKeyHash(db: Db, keyHash: Buffer): Promise<{ name: string; readTopics: string[] } | null> {
+  const { rows } = await db.query({ name: "app_by_key", text: "select name, read_topics from apps where key_hash = $1", values: [keyHash] });
+  return rows[0] ? { name: rows[0].name, readTopics: rows[0].read_topics } : null;
 }

@@ -44,6 +44,8 @@ export async function getAttempts(db: Db, messageId: string): Promise<AttemptRec
 
 export interface MessageFilter {
   app?: string | undefined;
+  /** An app key's view: its own messages and those of its read topics. */
+  visibleTo?: { app: string; readTopics: readonly string[] } | undefined;
   topic?: string | undefined;
   key?: string | undefined;
   state?: string | undefined;
@@ -62,6 +64,10 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
     where.push(sql.replace("?", `$${values.length}`));
   };
   if (filter.app !== undefined) add("m.app = ?", filter.app);
+  if (filter.visibleTo !== undefined) {
+    values.push(filter.visibleTo.app, filter.visibleTo.readTopics);
+    where.push(`(m.app = $${values.length - 1} or m.topic = any ($${values.length}::text[]))`);
+  }
   if (filter.topic !== undefined) add("m.topic = ?", filter.topic);
   if (filter.key !== undefined) add("m.key = ?", filter.key);
   if (filter.state === "in_doubt") where.push("m.state = 'prepared' and m.in_doubt_at is not null");

@@ -18,7 +18,7 @@ export function appRoutes(app: FastifyInstance, s: Services): void {
       const checkUrl = request.body.checkUrl ? s.checkEndpointUrl(request.body.checkUrl, "checkUrl") : null;
       const apiKey = newApiKey();
       const secret = newSigningSecret();
-      const created = await createApp(s.db, request.body.name, hashKey(apiKey), secret, checkUrl);
+      const created = await createApp(s.db, request.body.name, hashKey(apiKey), secret, checkUrl, request.body.readTopics ?? []);
       if (!created) throw conflict(`an app named ${request.body.name} exists`);
       return reply.status(201).send({ ...created, apiKey, secret });
     },
@@ -40,11 +40,15 @@ export function appRoutes(app: FastifyInstance, s: Services): void {
 
   app.patch<{ Params: NameParams; Body: PatchApp }>(
     "/v1/apps/:name",
-    { config, schema: { tags, summary: "Change an app's check URL", params: NameParams, body: PatchApp, response: { 200: App, "4xx": ErrorBody } } },
+    { config, schema: { tags, summary: "Change an app's check URL or read topics", params: NameParams, body: PatchApp, response: { 200: App, "4xx": ErrorBody } } },
     async (request) => {
-      const { checkUrl } = request.body;
-      const patch = checkUrl === undefined ? {} : { checkUrl: checkUrl === null ? null : s.checkEndpointUrl(checkUrl, "checkUrl") };
+      const { checkUrl, readTopics } = request.body;
+      const patch = {
+        ...(checkUrl === undefined ? {} : { checkUrl: checkUrl === null ? null : s.checkEndpointUrl(checkUrl, "checkUrl") }),
+        ...(readTopics === undefined ? {} : { readTopics }),
+      };
       const updated = await updateApp(s.db, request.params.name, patch);
+      s.auth.forget();
       if (!updated) throw notFound(`app ${request.params.name}`);
       return updated;
     },

@@ -1,17 +1,71 @@
-import type { FastifyInstance } from "fastify";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { extname, join, relative, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { FastifyInstance, FastifyReply } from "fastify";
 
-const PAGE = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Tidings console</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1d2433}code{background:#eef1f6;padding:.1rem .3rem;border-radius:3px}</style>
-</head><body>
-<h1>Tidings</h1>
-<p>The service is running. The console for operators comes here; until then use the HTTP API
-(<a href="/openapi.json"><code>/openapi.json</code></a>) with the admin key.</p>
-</body></html>`;
+const ASSETS_DIR = fileURLToPath(new URL("../../console/assets/", import.meta.url));
 
-/** A placeholder page until the console lands. */
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".ico": "image/x-icon",
+};
+
+/**
+ * The page may load nothing but its own files and talk to nothing but this service: no CDN,
+ * no inline script, and it cannot be framed (clickjacking of the actions).
+ */
+const SECURITY_HEADERS = {
+  "content-security-policy":
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+};
+
+interface Asset {
+  body: Buffer;
+  type: string;
+  etag: string;
+}
+
+/** Reads the console's files once at start: a handful of small files, served from memory. */
+function loadAssets(dir: string): Map<string, Asset> {
+  const assets = new Map<string, Asset>();
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    const type = TYPES[extname(path)];
+    if (!type) continue;
+    const body = readFileSync(path);
+    const etag = `"${createHash("sha256").update(body).digest("base64url").slice(0, 16)}"`;
+    assets.set(relative(dir, path).split(sep).join("/"), { body, type, etag });
+  }
+  return assets;
+}
+
+/** The web console: plain HTML, CSS and JavaScript files; it talks to the service through /v1 alone. */
 export function consoleRoutes(app: FastifyInstance): void {
-  app.get("/console", { schema: { hide: true } }, async (_request, reply) => reply.type("text/html; charset=utf-8").send(PAGE));
+  const assets = loadAssets(ASSETS_DIR);
+
+  function send(reply: FastifyReply, asset: Asset, ifNoneMatch: string | undefined) {
+    void reply.headers(SECURITY_HEADERS).header("cache-control", "no-cache").header("etag", asset.etag);
+    if (ifNoneMatch === asset.etag) return reply.status(304).send();
+    return reply.type(asset.type).send(asset.body);
+  }
+
+  app.get("/console", { schema: { hide: true } }, async (request, reply) =>
+    send(reply, assets.get("index.html")!, request.headers["if-none-match"]),
+  );
+  app.get<{ Params: { "*": string } }>("/console/*", { schema: { hide: true } }, async (request, reply) => {
+    const asset = assets.get(request.params["*"] || "index.html");
+    if (!asset) return reply.status(404).send({ error: { code: "not_found", message: `no console file ${request.params["*"]}` } });
+    return send(reply, asset, request.headers["if-none-match"]);
+  });
   app.get("/", { schema: { hide: true } }, async (_request, reply) => reply.redirect("/console"));
 }

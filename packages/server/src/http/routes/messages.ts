@@ -10,7 +10,7 @@ import { deleteMessage, markDead, resendMessage } from "../../store/operatorOps.
 import type { MessageRecord } from "../../store/rows.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
 import { getChecks, type ResolveOutcome } from "../../store/transactional.ts";
-import { requireOwner, type Principal } from "../auth.ts";
+import { requireOwner, requireReader, type Principal } from "../auth.ts";
 import type { Services } from "../context.ts";
 import {
   Attempt,
@@ -100,6 +100,13 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     return message;
   }
 
+  async function readable(principal: Principal, id: string): Promise<MessageRecord> {
+    const message = await getMessage(s.db, id);
+    if (!message) throw notFound(`message ${id}`);
+    requireReader(principal, message);
+    return message;
+  }
+
   async function subscriptionId(name: string | undefined): Promise<number | null> {
     if (name === undefined) return null;
     const row = await getSubscription(s.db, name);
@@ -165,8 +172,10 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       const limit = q.limit === undefined ? 50 : Number(q.limit);
       if (limit < 1 || limit > 1000) throw invalid("query.limit", "limit must be from 1 to 1000");
       if (q.subscription !== undefined) await subscriptionId(q.subscription);
+      const principal = request.principal;
       const page = await listMessages(s.db, {
-        app: request.principal.kind === "app" ? request.principal.app : q.app,
+        app: q.app,
+        visibleTo: principal.kind === "app" ? { app: principal.app, readTopics: principal.readTopics } : undefined,
         topic: q.topic,
         key: q.key,
         state: q.state,
@@ -183,7 +192,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     "/v1/messages/:id",
     { schema: { tags, summary: "A message and its deliveries: the reconciliation query", params: MessageIdParams, response: { 200: Message, "4xx": ErrorBody } } },
     async (request) => {
-      const message = await owned(request.principal, request.params.id);
+      const message = await readable(request.principal, request.params.id);
       return showMessage(message, { deliveries: await getDeliveries(s.db, message.id) });
     },
   );
@@ -192,7 +201,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     "/v1/messages/:id/attempts",
     { schema: { tags, summary: "The delivery log of a message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Attempt) }), "4xx": ErrorBody } } },
     async (request) => {
-      const message = await owned(request.principal, request.params.id);
+      const message = await readable(request.principal, request.params.id);
       return { items: await getAttempts(s.db, message.id) };
     },
   );

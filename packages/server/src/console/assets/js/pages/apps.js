@@ -1,0 +1,86 @@
+import { api, enc } from "../api.js";
+import { act, confirmAction, formValues, h, notify, openDialog, showSecrets, table, time } from "../dom.js";
+
+/** Producer apps: create (key and secret shown once), change the check URL, delete. */
+export async function renderApps(ctx) {
+  ctx.title("Apps");
+  const { items } = await api.get("/v1/apps");
+  if (!ctx.current()) return;
+
+  const edit = async (app) => {
+    const input = h("input", { type: "url", name: "checkUrl", value: app.checkUrl ?? "", id: "check-url-edit" });
+    const save = await openDialog({
+      title: `Check URL of ${app.name}`,
+      body: [h("label", { for: "check-url-edit" }, "Check URL", input, h("span", { class: "hint" }, "where Tidings asks whether a prepared message committed; empty: none"))],
+      buttons: [
+        { label: "Cancel", value: false, class: "quiet" },
+        { label: "Save", value: true },
+      ],
+    });
+    if (!save) return;
+    const value = input.value.trim();
+    const updated = await act(null, () => api.patch(`/v1/apps/${enc(app.name)}`, { checkUrl: value === "" ? null : value }));
+    if (updated) {
+      notify(`${app.name} saved.`);
+      ctx.navigate("#/apps");
+    }
+  };
+  const remove = async (button, app) => {
+    if (!(await confirmAction(`Delete ${app.name}?`, "Its API key stops working at once. Its messages stay.", "Delete app", { danger: true }))) return;
+    const done = await act(button, () => api.delete(`/v1/apps/${enc(app.name)}`).then(() => true));
+    if (done) {
+      notify(`${app.name} deleted.`);
+      ctx.navigate("#/apps");
+    }
+  };
+
+  const form = h(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const values = formValues(form);
+        const created = await act(form.querySelector("button[type=submit]"), () => api.post("/v1/apps", { name: values.name, checkUrl: values.checkUrl ?? null }));
+        if (!created) return;
+        await showSecrets(`App ${created.name} created`, [
+          ["API key", created.apiKey],
+          ["Check-back signing secret", created.secret],
+        ]);
+        ctx.navigate("#/apps");
+      },
+    },
+    h(
+      "div",
+      { class: "form-grid" },
+      h("label", {}, "Name", h("input", { name: "name", required: true, pattern: "[a-z0-9][a-z0-9_.\\-]{0,62}", autocomplete: "off" }), h("span", { class: "hint" }, "lower-case letters, digits, _ . -")),
+      h("label", {}, "Check URL", h("input", { name: "checkUrl", type: "url", autocomplete: "off" }), h("span", { class: "hint" }, "optional")),
+    ),
+    h("button", { type: "submit" }, "Create app"),
+  );
+
+  ctx.main.append(
+    h("h1", {}, "Apps"),
+    h(
+      "section",
+      { class: "panel", "aria-labelledby": "h-list" },
+      h("h2", { id: "h-list" }, "Producer apps"),
+      table(
+        [{ label: "Name" }, { label: "Check URL" }, { label: "Created", class: "wide-only" }, { label: "" }],
+        items.map((app) => [
+          app.name,
+          { value: app.checkUrl ?? "—", class: "id" },
+          time(app.createdAt),
+          h(
+            "div",
+            { class: "row" },
+            h("button", { type: "button", class: "small quiet", "aria-label": `Change the check URL of ${app.name}`, onclick: () => edit(app) }, "Edit"),
+            h("button", { type: "button", class: "small danger", "aria-label": `Delete ${app.name}`, onclick: (e) => remove(e.currentTarget, app) }, "Delete…"),
+          ),
+        ]),
+        { empty: "No app yet: create one below." },
+      ),
+      h("p", { class: "small muted" }, "An app's API key and secret are shown once, when it is created. To replace a lost key, create a new app."),
+    ),
+    h("section", { class: "panel", "aria-labelledby": "h-new" }, h("h2", { id: "h-new" }, "New app"), form),
+  );
+}

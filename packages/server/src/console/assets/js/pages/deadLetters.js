@@ -1,0 +1,163 @@
+import { api, enc, qs } from "../api.js";
+import { act, badge, formatCount, h, notify, table, time } from "../dom.js";
+
+/** Dead letters and alerts: what needs a person. */
+export async function renderDeadLetters(ctx) {
+  ctx.title("Dead letters");
+  const q = Object.fromEntries(ctx.query);
+  const [stats, page, alerts, doubtful] = await Promise.all([
+    api.get("/v1/stats"),
+    api.get(`/v1/deliveries${qs({ state: "dead", subscription: q.subscription, cursor: q.cursor, limit: 50 })}`),
+    api.get(`/v1/alerts${qs({ cursor: q.alerts, limit: 50 })}`),
+    api.get("/v1/messages?state=in_doubt&limit=50"),
+  ]);
+  if (!ctx.current()) return;
+  const withDead = stats.subscriptions.filter((s) => s.counts.dead > 0);
+
+  const filter = h(
+    "form",
+    {
+      class: "filters",
+      "aria-label": "Filter dead letters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        ctx.navigate(`#/dead-letters${qs({ subscription: new FormData(event.target).get("subscription") })}`);
+      },
+    },
+    h(
+      "label",
+      {},
+      "Subscription",
+      h(
+        "select",
+        { name: "subscription" },
+        h("option", { value: "" }, "all"),
+        stats.subscriptions.map((s) => h("option", { value: s.subscription, selected: s.subscription === q.subscription }, s.subscription)),
+      ),
+    ),
+    h("div", {}, h("button", { type: "submit" }, "Show")),
+  );
+
+  const list = table(
+    [
+      { label: "Message" },
+      { label: "Subscription" },
+      { label: "Key", class: "wide-only" },
+      { label: "Attempts", class: "num wide-only" },
+      { label: "Why" },
+      { label: "Dead since", class: "wide-only" },
+      { label: "Action" },
+    ],
+    page.items.map((d) => [
+      { value: h("a", { href: `#/messages/${enc(d.messageId)}` }, d.messageId), class: "id" },
+      h("a", { href: `#/subscriptions/${enc(d.subscription)}` }, d.subscription),
+      d.key ?? "—",
+      String(d.attempts),
+      h("span", {}, d.deadReason ?? "—", d.lastStatus !== null || d.lastError ? h("div", { class: "small muted" }, d.lastError ?? `HTTP ${d.lastStatus}`) : null),
+      time(d.deadAt),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "small",
+          "aria-label": `Re-send ${d.messageId} to ${d.subscription}`,
+          onclick: async (e) => {
+            const button = e.currentTarget;
+            const result = await act(button, () => api.post(`/v1/messages/${enc(d.messageId)}/resend`, { subscription: d.subscription }));
+            if (result) {
+              notify(`Re-sent ${d.messageId} to ${d.subscription}.`);
+              button.closest("tr").querySelector("td:nth-child(5)").replaceChildren(badge("pending", "re-sent"));
+              button.remove();
+            }
+          },
+        },
+        "Re-send",
+      ),
+    ]),
+    { empty: q.subscription ? `No dead delivery for ${q.subscription}.` : "No dead delivery. All clear." },
+  );
+
+  const alertList = table(
+    [{ label: "Raised", class: "wide-only" }, { label: "What" }, { label: "Message" }, { label: "Detail", class: "wide-only" }, { label: "" }],
+    alerts.items.map((a) => [
+      time(a.createdAt),
+      h("span", {}, a.kind === "delivery_dead" ? badge("dead", "dead delivery") : badge("prepared", "in doubt"), a.subscription ? h("div", { class: "small" }, a.subscription) : null),
+      { value: h("a", { href: `#/messages/${enc(a.messageId)}` }, a.messageId), class: "id" },
+      a.detail,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "small quiet",
+          "aria-label": `Mark alert ${a.id} handled`,
+          onclick: async (e) => {
+            const button = e.currentTarget;
+            const done = await act(button, () => api.post(`/v1/alerts/${a.id}/resolve`).then(() => true));
+            if (done) {
+              notify("Alert marked handled.");
+              button.closest("tr").remove();
+            }
+          },
+        },
+        "Mark handled",
+      ),
+    ]),
+    { empty: "No open alert." },
+  );
+  const lastAlert = alerts.items.at(-1);
+
+  ctx.main.append(
+    h("h1", {}, "Dead letters and alerts"),
+    h(
+      "section",
+      { class: "panel", "aria-labelledby": "h-by-sub" },
+      h("h2", { id: "h-by-sub" }, "Dead deliveries by subscription"),
+      table(
+        [{ label: "Subscription" }, { label: "Dead", class: "num" }, { label: "" }],
+        withDead.map((s) => [
+          h("a", { href: `#/dead-letters?subscription=${enc(s.subscription)}` }, s.subscription),
+          formatCount(s.counts.dead, stats.countCap),
+          h("a", { class: "button quiet small", href: `#/subscriptions/${enc(s.subscription)}?focus=resend` }, "Re-send all in batches…"),
+        ]),
+        { empty: "No subscription has dead deliveries." },
+      ),
+    ),
+    h(
+      "section",
+      { class: "panel", "aria-labelledby": "h-alerts" },
+      h("h2", { id: "h-alerts" }, "Open alerts"),
+      alertList,
+      h(
+        "div",
+        { class: "row" },
+        q.alerts ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription })}` }, "Newest alerts") : null,
+        alerts.items.length === 50 && lastAlert ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, alerts: lastAlert.id })}` }, "Older alerts →") : null,
+      ),
+    ),
+    // Transactional messages that check-back could not settle: a person commits or rolls back.
+    h(
+      "section",
+      { class: "panel", "aria-labelledby": "h-doubt" },
+      h("h2", { id: "h-doubt" }, "Messages in doubt"),
+      table(
+        [{ label: "Message" }, { label: "App" }, { label: "Topic", class: "wide-only" }, { label: "In doubt since" }],
+        doubtful.items.map((m) => [{ value: h("a", { href: `#/messages/${enc(m.id)}` }, m.id), class: "id" }, m.app ?? "—", m.topic, time(m.inDoubtAt)]),
+        { empty: "No message is in doubt." },
+      ),
+      h("p", { class: "small muted" }, "Their producer never answered the check-back. Open one to commit or roll it back by hand."),
+    ),
+    h(
+      "section",
+      { class: "panel", "aria-labelledby": "h-list" },
+      h("h2", { id: "h-list" }, q.subscription ? `Dead deliveries of ${q.subscription}` : "Dead deliveries, newest first"),
+      filter,
+      list,
+      h(
+        "div",
+        { class: "row" },
+        q.cursor ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription })}` }, "Newest") : null,
+        page.nextCursor ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, cursor: page.nextCursor })}` }, "Older →") : null,
+      ),
+    ),
+  );
+}

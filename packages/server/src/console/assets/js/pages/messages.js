@@ -1,0 +1,80 @@
+import { api, ApiError, enc, qs } from "../api.js";
+import { badge, formValues, h, notify, table, time } from "../dom.js";
+
+const FILTERS = ["key", "topic", "state", "app", "subscription", "deliveryState"];
+
+function select(name, label, options, value) {
+  return h(
+    "label",
+    {},
+    label,
+    h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o, selected: o === value }, o.replace("_", " ")))),
+  );
+}
+
+/** Search by id, business key, topic, state, app, subscription and delivery state; keyset paging. */
+export async function renderMessages(ctx) {
+  ctx.title("Messages");
+  const q = Object.fromEntries(ctx.query);
+  const subscriptions = (await api.get("/v1/subscriptions")).items.map((s) => s.name);
+  if (!ctx.current()) return;
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      role: "search",
+      "aria-label": "Find messages",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const values = formValues(form);
+        if (values.id) {
+          // An id names one message: open it (or say it is not there).
+          try {
+            await api.get(`/v1/messages/${enc(values.id)}`);
+            ctx.navigate(`#/messages/${enc(values.id)}`);
+          } catch (error) {
+            if (!(error instanceof ApiError && error.status === 404)) return notify(error.message, { error: true });
+            results.replaceChildren(h("p", { class: "empty", role: "status" }, `No message has the id ${values.id}.`));
+          }
+          return;
+        }
+        ctx.navigate(`#/messages${qs(values)}`);
+      },
+    },
+    h("label", {}, "Message id", h("input", { name: "id", type: "search", autocomplete: "off" })),
+    h("label", {}, "Business key", h("input", { name: "key", type: "search", value: q.key ?? "", autocomplete: "off" })),
+    h("label", {}, "Topic", h("input", { name: "topic", type: "search", value: q.topic ?? "", autocomplete: "off" })),
+    select("state", "Message state", ["committed", "prepared", "in_doubt", "rolled_back"], q.state),
+    h("label", {}, "App", h("input", { name: "app", type: "search", value: q.app ?? "", autocomplete: "off" })),
+    select("subscription", "Subscription", subscriptions, q.subscription),
+    select("deliveryState", "Delivery state", ["pending", "delivered", "dead"], q.deliveryState),
+    h("div", { class: "row" }, h("button", { type: "submit" }, "Search"), h("a", { href: "#/messages", class: "button quiet" }, "Clear")),
+  );
+  const results = h("section", { "aria-label": "Results", id: "results" });
+  ctx.main.append(h("h1", {}, "Messages"), h("div", { class: "panel" }, form), h("div", { class: "panel" }, results));
+
+  const params = Object.fromEntries(FILTERS.filter((k) => q[k]).map((k) => [k, q[k]]));
+  const page = await api.get(`/v1/messages${qs({ ...params, cursor: q.cursor, limit: 50 })}`);
+  if (!ctx.current()) return;
+  results.append(
+    h("h2", {}, q.cursor ? "Older results" : "Newest first"),
+    table(
+      [{ label: "Id" }, { label: "Topic" }, { label: "Tag", class: "wide-only" }, { label: "Key" }, { label: "State", class: "wide-only" }, { label: "Created", class: "wide-only" }],
+      page.items.map((m) => [
+        { value: h("a", { href: `#/messages/${enc(m.id)}` }, m.id), class: "id" },
+        m.topic,
+        m.tag ?? "—",
+        m.key ?? "—",
+        badge(m.state),
+        time(m.createdAt),
+      ]),
+      { empty: "No message matches." },
+    ),
+    h(
+      "div",
+      { class: "row" },
+      q.cursor ? h("a", { class: "button quiet", href: `#/messages${qs(params)}` }, "Newest") : null,
+      page.nextCursor ? h("a", { class: "button quiet", href: `#/messages${qs({ ...params, cursor: page.nextCursor })}` }, "Older →") : null,
+    ),
+  );
+}

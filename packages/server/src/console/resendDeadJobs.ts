@@ -1,0 +1,118 @@
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import { uuidv7 } from "../domain/ids.ts";
+import type { Db } from "../store/db.ts";
+import {
+  adoptStaleJobs,
+  createResendDeadJob,
+  failJob,
+  releaseJobs,
+  runResendDeadBatch,
+  type JobRecord,
+} from "../store/jobs.ts";
+
+export interface ResendDeadJobOptions {
+  /** A running job whose heartbeat is older than this is taken over by another node. */
+  staleMs: number;
+  /** How often to look for such jobs. */
+  sweepMs: number;
+  /** Consecutive failed batches after which the job is marked failed. */
+  maxErrors: number;
+}
+
+const DEFAULTS: ResendDeadJobOptions = { staleMs: 30_000, sweepMs: 10_000, maxErrors: 5 };
+
+/**
+ * Runs re-send-dead jobs in the background, batch after batch, each batch one statement
+ * that also records the progress. A job belongs to the node that accepted it; if that node
+ * dies, the job's heartbeat goes stale and any node adopts it and carries on where the
+ * recorded progress says (the batches are idempotent: they take whatever is still dead).
+ */
+export class ResendDeadJobs {
+  readonly owner = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly options: ResendDeadJobOptions;
+  private timer: NodeJS.Timeout | null = null;
+  private sweeping: Promise<void> | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly db: Db,
+    /** Called after a batch re-sent something: the dispatcher should poll now. */
+    private readonly resent: () => void,
+    private readonly log: Logger,
+    options: Partial<ResendDeadJobOptions> = {},
+  ) {
+    this.options = { ...DEFAULTS, ...options };
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  /** Creates a job for a subscription's dead deliveries and starts it here. */
+  async create(subscriptionId: number, limit: number, batchSize: number): Promise<JobRecord> {
+    const job = await createResendDeadJob(this.db, uuidv7(), subscriptionId, limit, batchSize, this.owner);
+    if (job.state === "running") this.run(job.id);
+    return job;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.sweeping = this.sweep().finally(() => (this.sweeping = null));
+    }, ms);
+    this.timer.unref();
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      const ids = await adoptStaleJobs(this.db, this.owner, this.options.staleMs, 10);
+      for (const id of ids) {
+        this.log.info({ jobId: id }, "adopted a re-send job left by another node");
+        this.run(id);
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, "looking for abandoned jobs failed");
+    }
+    this.schedule(this.options.sweepMs);
+  }
+
+  private run(id: string): void {
+    if (this.running.has(id) || this.stopped) return;
+    const work = this.work(id).finally(() => this.running.delete(id));
+    this.running.set(id, work);
+  }
+
+  private async work(id: string): Promise<void> {
+    let errors = 0;
+    while (!this.stopped) {
+      try {
+        const outcome = await runResendDeadBatch(this.db, id, this.owner);
+        errors = 0;
+        if (outcome === null) return; // another node owns it now
+        if (outcome.resent > 0) this.resent();
+        if (outcome.state !== "running") return;
+      } catch (error) {
+        errors++;
+        this.log.warn({ err: error, jobId: id, errors }, "a re-send batch failed");
+        if (errors >= this.options.maxErrors) {
+          await failJob(this.db, id, this.owner, String((error as Error).message ?? error)).catch(() => {});
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 200 * 2 ** errors));
+      }
+    }
+  }
+
+  /** Stops between batches and hands unfinished jobs back for another node to adopt. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.sweeping;
+    const ids = [...this.running.keys()];
+    await Promise.allSettled(this.running.values());
+    await releaseJobs(this.db, this.owner, ids).catch(() => {});
+  }
+}

@@ -1,0 +1,98 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { TidingsError, forbidden } from "../domain/errors.ts";
+import type { Authenticator, Principal } from "../http/auth.ts";
+import type { Db } from "../store/db.ts";
+import { createSession, deleteSession, findSession, type SessionRecord } from "../store/consoleSessions.ts";
+
+/** A console session lasts a working day; then the operator signs in again. */
+export const SESSION_TTL_MS = 12 * 3_600_000;
+/** Over plain http (a local service) the cookie cannot be Secure; over https it is, and `__Host-` pins it to this origin. */
+const COOKIE_HTTP = "tidings_session";
+const COOKIE_HTTPS = "__Host-tidings_session";
+export const CSRF_HEADER = "x-csrf-token";
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+const sha256 = (text: string): Buffer => createHash("sha256").update(text).digest();
+
+/** `a=1; b=2` → the value of `name`, or undefined. */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return undefined;
+}
+
+function sessionId(request: FastifyRequest): string | undefined {
+  return readCookie(request.headers.cookie, COOKIE_HTTPS) ?? readCookie(request.headers.cookie, COOKIE_HTTP);
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = sha256(a);
+  const y = sha256(b);
+  return timingSafeEqual(x, y);
+}
+
+/**
+ * Console sign-in: the admin key is exchanged once for a random session id in an HttpOnly,
+ * SameSite=Strict cookie (Secure over https). Sessions live in the database so that every
+ * service process behind a balancer accepts them. A request authenticated by the cookie
+ * that changes anything must also carry the session's CSRF token in `x-csrf-token`.
+ */
+export class ConsoleSessions {
+  private readonly current = new WeakMap<FastifyRequest, SessionRecord>();
+
+  constructor(private readonly db: Db, private readonly auth: Authenticator) {}
+
+  /** Checks the admin key and starts a session; the reply gets the cookie. */
+  async signIn(adminKey: string, request: FastifyRequest, reply: FastifyReply): Promise<SessionRecord> {
+    // The Authenticator is the one place that knows the admin key; ask it as a Bearer call would.
+    const principal = await this.auth
+      .authenticate({ headers: { authorization: `Bearer ${adminKey}` } } as FastifyRequest)
+      .catch(() => null);
+    if (principal?.kind !== "admin") throw new TidingsError("unauthorized", "that is not the admin key", "adminKey");
+    const id = randomBytes(32).toString("base64url");
+    const session = await createSession(this.db, sha256(id), randomBytes(32).toString("base64url"), SESSION_TTL_MS);
+    const secure = request.protocol === "https";
+    void reply.header(
+      "set-cookie",
+      `${secure ? COOKIE_HTTPS : COOKIE_HTTP}=${id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${SESSION_TTL_MS / 1000}${secure ? "; Secure" : ""}`,
+    );
+    return session;
+  }
+
+  /** Ends the caller's session (if it has one) and clears the cookie. */
+  async signOut(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const id = sessionId(request);
+    if (id) await deleteSession(this.db, sha256(id));
+    const secure = request.protocol === "https";
+    void reply.header("set-cookie", `${secure ? COOKIE_HTTPS : COOKIE_HTTP}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${secure ? "; Secure" : ""}`);
+  }
+
+  /**
+   * The admin, when the request carries a live session cookie (and, unless it only reads,
+   * the session's CSRF token); null when it has no cookie or sends a Bearer key instead.
+   */
+  async authenticate(request: FastifyRequest): Promise<Principal | null> {
+    if (request.headers.authorization) return null;
+    const id = sessionId(request);
+    if (!id) return null;
+    const session = await findSession(this.db, sha256(id));
+    if (!session) throw new TidingsError("unauthorized", "the console session has expired or ended; sign in again");
+    if (!SAFE_METHODS.has(request.method)) {
+      const token = request.headers[CSRF_HEADER];
+      if (typeof token !== "string" || !sameText(token, session.csrfToken)) {
+        throw forbidden(`a change made with the session cookie needs the session's ${CSRF_HEADER} header`);
+      }
+    }
+    this.current.set(request, session);
+    return { kind: "admin" };
+  }
+
+  /** The session the request was authenticated by, if it was. */
+  sessionOf(request: FastifyRequest): SessionRecord | undefined {
+    return this.current.get(request);
+  }
+}

@@ -1,0 +1,73 @@
+import type { FastifyInstance } from "fastify";
+import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { TidingsError, invalid } from "../../domain/errors.ts";
+import { listDeliveries } from "../../store/deliveryList.ts";
+import { getSubscription } from "../../store/subscriptions.ts";
+import type { Services } from "../context.ts";
+import { ErrorBody } from "../schemas.ts";
+
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+const Timestamp = Type.String({ format: "date-time" });
+
+const ListDeliveriesQuery = Type.Object(
+  {
+    state: Type.Optional(Type.Union([Type.Literal("pending"), Type.Literal("delivered"), Type.Literal("dead")])),
+    subscription: Type.Optional(Type.String({ maxLength: 100 })),
+    limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),
+    cursor: Type.Optional(Type.String({ pattern: "^[0-9]{1,18}$" })),
+  },
+  { additionalProperties: false },
+);
+type ListDeliveriesQuery = Static<typeof ListDeliveriesQuery>;
+
+const ListedDelivery = Type.Object({
+  id: Type.Integer(),
+  messageId: Type.String(),
+  topic: Type.String(),
+  tag: Nullable(Type.String()),
+  key: Nullable(Type.String()),
+  subscription: Type.String(),
+  state: Type.String(),
+  attempts: Type.Integer(),
+  nextAttemptAt: Nullable(Timestamp),
+  lastAttemptAt: Nullable(Timestamp),
+  lastStatus: Nullable(Type.Integer()),
+  lastError: Nullable(Type.String()),
+  deliveredAt: Nullable(Timestamp),
+  deadAt: Nullable(Timestamp),
+  deadReason: Nullable(Type.String()),
+  createdAt: Timestamp,
+});
+
+/** Deliveries across messages: the dead-letter list an operator works through. */
+export function deliveryRoutes(app: FastifyInstance, s: Services): void {
+  app.get<{ Querystring: ListDeliveriesQuery }>(
+    "/v1/deliveries",
+    {
+      config: { admin: true },
+      schema: {
+        tags: ["console"],
+        summary: "List deliveries newest first (e.g. state=dead: the dead letters), with keyset paging",
+        querystring: ListDeliveriesQuery,
+        response: { 200: Type.Object({ items: Type.Array(ListedDelivery), nextCursor: Nullable(Type.String()) }), "4xx": ErrorBody },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const limit = q.limit === undefined ? 50 : Number(q.limit);
+      if (limit < 1 || limit > 1000) throw invalid("query.limit", "limit must be from 1 to 1000");
+      let subscriptionId: number | undefined;
+      if (q.subscription !== undefined) {
+        const row = await getSubscription(s.db, q.subscription);
+        if (!row) throw new TidingsError("not_found", `subscription ${q.subscription} not found`, "query.subscription");
+        subscriptionId = row.id;
+      }
+      return listDeliveries(s.db, {
+        state: q.state,
+        subscriptionId,
+        beforeId: q.cursor === undefined ? undefined : Number(q.cursor),
+        limit,
+      });
+    },
+  );
+}

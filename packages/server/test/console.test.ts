@@ -1,0 +1,471 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { RunningService } from "../src/service.ts";
+import { api } from "./support/api.ts";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { Receiver } from "./support/receiver.ts";
+import { ADMIN_KEY, startTestService } from "./support/service.ts";
+import { waitFor } from "./support/wait.ts";
+
+/**
+ * The console, end to end: Debian's Chromium (headless, driven by playwright-core; no browser
+ * is downloaded) against the real service on a test database, delivering to a real local
+ * receiver. Each page is saved to docs/screenshots/.
+ */
+const CHROMIUM = process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium";
+const SCREENSHOTS = fileURLToPath(new URL("../../../docs/screenshots/", import.meta.url));
+const UI_TIMEOUT_MS = 15_000;
+
+/**
+ * Debian's Chromium, installed from the distribution's packages when it is missing (as
+ * scripts/with-services.sh does for the databases), so that `npm test` passes on a fresh
+ * machine too. Never a browser download.
+ */
+function ensureChromium(): void {
+  if (existsSync(CHROMIUM)) return;
+  if (process.env.TIDINGS_CHROMIUM) throw new Error(`TIDINGS_CHROMIUM=${CHROMIUM}: no such file`);
+  const sudo = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
+  const run = (args: string[]) => {
+    try {
+      execFileSync(args[0]!, args.slice(1), { stdio: "pipe", timeout: 600_000, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    } catch (error) {
+      const e = error as { stderr?: Buffer; message: string };
+      throw new Error(`Chromium is missing and \`${args.join(" ")}\` failed (install the chromium package): ${e.stderr?.toString() || e.message}`);
+    }
+  };
+  if (process.env.TIDINGS_APT_UPDATED !== "1") run([...sudo, "apt-get", "update", "-q"]);
+  run([...sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]);
+}
+
+describe("console in a real browser", () => {
+  let db: TestDatabase;
+  let service: RunningService;
+  let receiver: Receiver;
+  let evil: Server;
+  let evilUrl = "";
+  let sql: pg.Client;
+  let admin: ReturnType<typeof api>;
+  let context: BrowserContext;
+  let page: Page;
+  let profile: string;
+  /** Endpoints (receiver paths) that answer 500 for now. */
+  const down = new Set<string>(["/billing", "/audit"]);
+  const requested: string[] = [];
+  const pageErrors: string[] = [];
+  const orderIds = new Map<string, string>();
+  let inDoubtId = "";
+
+  const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  const go = async (hash: string) => {
+    await page.goto(`${service.url}/console${hash}`);
+  };
+  async function assertNoSidewaysScroll(what: string) {
+    const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    assert.ok(scroll <= client, `${what}: the page is ${scroll}px wide in a ${client}px viewport`);
+  }
+  const nav = () => page.getByRole("navigation", { name: "Sections" });
+  const deliveredTo = (path: string) => new Set(receiver.received.filter((r) => r.path === path && r.status === 200).map((r) => r.id));
+
+  before(async () => {
+    ensureChromium();
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    db = await createTestDatabase("console_ui");
+    // One unanswered check-back and a prepared message is in doubt.
+    service = await startTestService(db.url, { TIDINGS_CHECK_LIMIT: "1", TIDINGS_CHECK_INTERVAL: "100ms" });
+    receiver = await new Receiver((r) => (down.has(r.path) ? 500 : 200)).start();
+    admin = api(service.url, ADMIN_KEY);
+    sql = new pg.Client({ connectionString: db.url });
+    await sql.connect();
+    // Another site, for the forged request: a form that posts to the service on its own.
+    evil = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" }).end(
+        `<form id="f" method="post" enctype="text/plain" action="${service.url}/v1/subscriptions/audit/resend-dead"><input name="a" value="b"></form>` +
+          `<script>document.getElementById("f").submit()</script>`,
+      );
+    });
+    await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
+    evilUrl = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/`;
+
+    // The world the operator looks at: a producer app, three subscriptions, orders whose
+    // billing endpoint is down (each dies after 3 attempts), 30 audit events that died at once.
+    // The shop's check URL answers nothing a check-back understands.
+    const shop = await admin.post("/v1/apps", { name: "shop", checkUrl: `${receiver.url}/check` });
+    const shopApi = api(service.url, shop.body.apiKey);
+    const subs = [
+      { name: "billing", topic: "orders.paid", endpoint: { type: "http", url: `${receiver.url}/billing` }, retry: { schedule: ["50ms", "50ms"], maxAttempts: 3 } },
+      { name: "shipping", topic: "orders.paid", endpoint: { type: "http", url: `${receiver.url}/shipping` } },
+      { name: "audit", topic: "audit.events", endpoint: { type: "http", url: `${receiver.url}/audit` }, retry: { schedule: [], maxAttempts: 1 } },
+    ];
+    for (const s of subs) assert.equal((await admin.post("/v1/subscriptions", s)).status, 201);
+    for (let i = 0; i < 5; i++) {
+      const key = `order-${1000 + i}`;
+      const sent = await shopApi.post("/v1/messages", {
+        topic: "orders.paid",
+        tag: "card",
+        key,
+        payload: { orderId: 1000 + i, amount: { value: 4200 + i, currency: "EUR" }, items: [{ sku: "TEA-01", qty: 2 }] },
+        headers: { "x-trace-id": `trace-${i}` },
+      });
+      orderIds.set(key, sent.body.id);
+    }
+    const doubtful = await shopApi.post("/v1/messages", { topic: "orders.paid", key: "order-2000", payload: { orderId: 2000 }, prepare: true, checkAfter: "100ms" });
+    inDoubtId = doubtful.body.id;
+    const audit = Array.from({ length: 30 }, (_, i) => ({ topic: "audit.events", key: `user-${i}`, payload: { event: "login", user: i } }));
+    assert.equal((await admin.post("/v1/messages/batch", { messages: audit })).status, 201);
+    await waitFor(
+      "5 dead billing and 30 dead audit deliveries",
+      async () => {
+        const { rows } = await sql.query(
+          `select s.name, count(*)::int as n from deliveries d join subscriptions s on s.id = d.subscription_id where d.state = 'dead' group by s.name`,
+        );
+        const dead = Object.fromEntries(rows.map((r) => [r.name, r.n]));
+        const doubt = await sql.query("select 1 from messages where id = $1 and in_doubt_at is not null", [inDoubtId]);
+        return dead.billing === 5 && dead.audit === 30 && deliveredTo("/shipping").size === 5 && doubt.rowCount === 1;
+      },
+      UI_TIMEOUT_MS,
+    );
+
+    profile = mkdtempSync(join(tmpdir(), "tidings-chromium-"));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+      viewport: { width: 1280, height: 800 },
+    });
+    context.setDefaultTimeout(UI_TIMEOUT_MS);
+    context.on("request", (request) => requested.push(request.url()));
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on("pageerror", (error) => pageErrors.push(String(error)));
+  });
+
+  after(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await sql?.end();
+    await service?.close();
+    await receiver?.stop();
+    await new Promise<void>((resolve) => (evil ? evil.close(() => resolve()) : resolve()));
+    await db?.drop();
+  });
+
+  test("refuses a wrong key, then signs in with the admin key from the keyboard", async () => {
+    await go("");
+    const key = page.getByLabel("Admin key");
+    await key.waitFor();
+    assert.ok(await key.evaluate((el) => el === document.activeElement), "the key field has the focus");
+    assert.equal(await page.getByRole("navigation", { name: "Sections" }).isVisible(), false, "no sections before signing in");
+    assert.equal(await page.getByRole("button", { name: "Sign out" }).isVisible(), false);
+    await shot("sign-in");
+    await page.keyboard.type("not-the-admin-key");
+    await page.keyboard.press("Enter");
+    await page.getByText("That is not the admin key.").waitFor();
+    await page.keyboard.type(ADMIN_KEY); // the field's text is selected after a failure: typing replaces it
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
+    const cookies = await context.cookies(service.url);
+    const session = cookies.find((c) => c.name === "tidings_session");
+    assert.ok(session, "a session cookie is set");
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, "Strict");
+    assert.equal(await page.evaluate(() => document.cookie), "", "scripts cannot read the session cookie");
+  });
+
+  test("overview: counts by state, the oldest pending delivery, throughput over the last hour", async () => {
+    const messagesPanel = page.getByRole("region", { name: "Messages" });
+    await messagesPanel.getByText("Committed").waitFor();
+    const messageCounts = await messagesPanel.locator("dl.stats > div").allInnerTexts();
+    assert.deepEqual(messageCounts.map((t) => t.replace(/\s+/g, " ")), ["Committed 35", "Prepared 1", "In doubt 1", "Rolled back 0"]);
+    assert.equal(await page.locator("#open-alerts").innerText(), "36", "35 dead deliveries and 1 message in doubt");
+    const deliveries = page.getByRole("region", { name: "Deliveries", exact: true });
+    assert.equal(await deliveries.locator("div", { hasText: "Dead" }).locator("dd").innerText(), "35");
+    const bySub = page.getByRole("region", { name: "Deliveries by subscription" });
+    assert.deepEqual(await bySub.locator("tbody tr").allInnerTexts(), [
+      "audit\tactive\t0\t0\t30",
+      "billing\tactive\t0\t0\t5",
+      "shipping\tactive\t0\t5\t0",
+    ]);
+    assert.equal(await page.locator("#oldest-age").innerText(), "none");
+    const chart = page.getByRole("img", { name: /per minute over the last hour/ });
+    assert.equal(await chart.locator("path").count(), 4);
+    await page.getByText("Accepted: 36").waitFor();
+    await page.getByText("Dead: 35").waitFor();
+    await assertNoSidewaysScroll("overview");
+    await shot("overview");
+  });
+
+  test("finds a message by its business key and opens its timeline", async () => {
+    // From the keyboard: Tab from the top of the page through the header to the Messages link.
+    await go("#/overview");
+    await page.reload();
+    await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
+    for (let i = 0; i < 10; i++) {
+      await page.keyboard.press("Tab");
+      if ((await page.evaluate(() => document.activeElement?.textContent)) === "Messages") break;
+    }
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Messages", level: 1 }).waitFor();
+    await page.getByLabel("Business key").fill("order-1003");
+    await page.getByLabel("Business key").press("Enter");
+    await page.waitForURL(/#\/messages\?key=order-1003$/);
+    const rows = page.locator("#results tbody tr");
+    await waitFor("one result", async () => (await rows.count()) === 1, UI_TIMEOUT_MS);
+    const id = orderIds.get("order-1003")!;
+    assert.match(await rows.first().innerText(), new RegExp(`${id}\\torders.paid\\tcard\\torder-1003\\tcommitted`));
+    await assertNoSidewaysScroll("messages");
+    await shot("messages");
+
+    await rows.first().getByRole("link", { name: id }).click();
+    await page.getByRole("heading", { name: `Message ${id}` }).waitFor();
+    const timeline = page.getByRole("list", { name: "Delivery attempts, oldest first" });
+    const billing = timeline.locator("li", { hasText: "billing" });
+    await waitFor("3 billing attempts and 1 shipping attempt", async () => (await billing.count()) === 3 && (await timeline.locator("li", { hasText: "shipping" }).count()) === 1, UI_TIMEOUT_MS);
+    for (let n = 1; n <= 3; n++) {
+      const item = billing.nth(n - 1);
+      const text = await item.innerText();
+      assert.match(text, new RegExp(`attempt ${n}`));
+      assert.match(text, /HTTP 500/);
+      assert.match(text, /\d+ ms/);
+      assert.match(text, n < 3 ? /next attempt/ : /dead/);
+    }
+    assert.match(await timeline.locator("li", { hasText: "shipping" }).innerText(), /attempt 1[\s\S]*delivered[\s\S]*HTTP 200/);
+    const payload = await page.getByRole("region", { name: "Payload" }).locator("pre").innerText();
+    assert.deepEqual(JSON.parse(payload), { orderId: 1003, amount: { value: 4203, currency: "EUR" }, items: [{ sku: "TEA-01", qty: 2 }] });
+    assert.match(payload, /\n  "amount": \{\n    "value": 4203/, "pretty-printed");
+    await page.getByRole("region", { name: "Headers" }).getByText("trace-3").waitFor();
+    await assertNoSidewaysScroll("message");
+    await shot("message");
+  });
+
+  test("re-sends a dead delivery and sees it delivered", async () => {
+    const id = orderIds.get("order-1003")!;
+    down.delete("/billing");
+    const row = page.getByRole("region", { name: "Deliveries" }).locator("tbody tr", { hasText: "billing" });
+    await row.locator(".badge.dead").waitFor();
+    await page.getByRole("button", { name: "Re-send to billing" }).click();
+    await row.locator(".badge.delivered").waitFor();
+    const latest = page.getByRole("list", { name: "Delivery attempts, oldest first" }).locator("li", { hasText: "billing" }).nth(3);
+    assert.match(await latest.innerText(), /attempt 4[\s\S]*delivered[\s\S]*HTTP 200/);
+    assert.ok(deliveredTo("/billing").has(id), "the receiver got it");
+    assert.equal(deliveredTo("/billing").size, 1, "and only that one");
+  });
+
+  test("dead letters: lists dead deliveries for manual handling", async () => {
+    await nav().getByRole("link", { name: "Dead letters" }).click();
+    await page.getByRole("heading", { name: "Dead letters and alerts" }).waitFor();
+    const bySub = page.getByRole("region", { name: "Dead deliveries by subscription" });
+    assert.deepEqual(await bySub.locator("tbody tr td:nth-child(-n+2)").allInnerTexts(), ["audit", "30", "billing", "4"]);
+    const list = page.getByRole("region", { name: "Dead deliveries, newest first" });
+    assert.equal(await list.locator("tbody tr").count(), 34);
+    await list.getByText("gave up after 3 attempts").first().waitFor();
+    await assertNoSidewaysScroll("dead letters");
+    await shot("dead-letters");
+  });
+
+  test("alerts: marks one handled, and commits a message in doubt by hand", async () => {
+    const alerts = page.getByRole("region", { name: "Open alerts" }).locator("tbody tr");
+    // 34 dead deliveries (re-sending order-1003 resolved its alert) and 1 message in doubt.
+    assert.equal(await alerts.count(), 35);
+    const doubtRow = alerts.filter({ hasText: inDoubtId });
+    assert.match(await doubtRow.innerText(), /in doubt/);
+    const first = alerts.filter({ hasText: "dead delivery" }).first();
+    await first.getByRole("button", { name: /Mark alert \d+ handled/ }).click();
+    await waitFor("the alert row gone", async () => (await alerts.count()) === 34, UI_TIMEOUT_MS);
+    assert.equal((await admin.get("/v1/alerts")).body.items.length, 34);
+
+    await page.getByRole("region", { name: "Messages in doubt" }).getByRole("link", { name: inDoubtId }).click();
+    await page.getByRole("heading", { name: `Message ${inDoubtId}` }).waitFor();
+    assert.equal(await page.getByRole("region", { name: "Check-backs" }).locator("tbody tr").count(), 1);
+    await page.getByRole("button", { name: "Commit…" }).click();
+    await page.getByRole("dialog", { name: "Commit this message?" }).getByRole("button", { name: "Commit" }).click();
+    const deliveries = page.getByRole("region", { name: "Deliveries" });
+    await deliveries.locator("tbody tr", { hasText: "billing" }).locator(".badge.delivered").waitFor();
+    await deliveries.locator("tbody tr", { hasText: "shipping" }).locator(".badge.delivered").waitFor();
+    assert.ok(deliveredTo("/billing").has(inDoubtId));
+  });
+
+  test("re-sends all dead deliveries of a subscription in batches while the progress bar reaches 100%", async () => {
+    await nav().getByRole("link", { name: "Dead letters" }).click();
+    await page.getByRole("region", { name: "Dead deliveries by subscription" }).locator("tr", { hasText: "audit" }).getByRole("link", { name: /Re-send all/ }).click();
+    await page.getByRole("heading", { name: "Subscription audit" }).waitFor();
+    const batch = page.getByLabel("Batch size");
+    assert.ok(await batch.evaluate((el) => el === document.activeElement), "the link lands on the batch size");
+    down.delete("/audit");
+    await batch.fill("4");
+    // Record every value the bar shows, as the operator would see it move.
+    await page.evaluate(() => {
+      const seen: number[] = [];
+      (window as unknown as { seen: number[] }).seen = seen;
+      new MutationObserver(() => {
+        const bar = document.querySelector<HTMLProgressElement>("#resend-bar");
+        if (bar) seen.push(Math.round((bar.value / bar.max) * 100));
+      }).observe(document.body, { subtree: true, childList: true, attributes: true });
+    });
+    await page.getByRole("button", { name: "Re-send all dead…" }).click();
+    const dialog = page.getByRole("dialog", { name: "Re-send all dead deliveries?" });
+    await dialog.getByText(/\(30 now\).*4 at a time/).waitFor();
+    await dialog.getByRole("button", { name: "Re-send all" }).click();
+    await page.waitForFunction(() => {
+      const bar = document.querySelector<HTMLProgressElement>("#resend-bar");
+      return bar !== null && bar.max === 30 && bar.value === 30;
+    });
+    await page.locator("#resend-status", { hasText: "30 of 30 re-sent (100%) in 8 batches of up to 4" }).waitFor();
+    await page.locator("#resend-status .badge.succeeded").waitFor();
+    const seen = await page.evaluate(() => (window as unknown as { seen: number[] }).seen);
+    assert.equal(seen.at(-1), 100);
+    assert.deepEqual(seen, [...seen].sort((a, b) => a - b), "the bar only moves forward");
+    await waitFor("all 30 audit events delivered", () => deliveredTo("/audit").size === 30, UI_TIMEOUT_MS);
+    const counts = page.getByRole("region", { name: "Deliveries", exact: true });
+    await counts.locator("dl.stats > div", { hasText: "dead" }).locator("dd", { hasText: /^0$/ }).waitFor();
+    assert.match(await page.getByRole("region", { name: "Recent re-send jobs" }).locator("tbody tr").first().innerText(), /succeeded\t30 \/ 30\t8/);
+    await assertNoSidewaysScroll("subscription");
+    await shot("subscription");
+  });
+
+  test("pauses and resumes a subscription", async () => {
+    await page.getByRole("button", { name: "Pause" }).click();
+    await page.locator("#sub-status .badge.paused").waitFor();
+    assert.equal((await admin.get("/v1/subscriptions/audit")).body.enabled, false);
+    const sent = await admin.post("/v1/messages", { topic: "audit.events", key: "while-paused", payload: { event: "logout" } });
+    // While paused, the overview shows it waiting as the oldest pending delivery.
+    await nav().getByRole("link", { name: "Overview" }).click();
+    await page.getByRole("link", { name: sent.body.id }).waitFor();
+    assert.equal(deliveredTo("/audit").has(sent.body.id), false, "not delivered while paused");
+    assert.equal(await page.getByRole("region", { name: "Deliveries by subscription" }).locator("tr", { hasText: "audit" }).locator("td:nth-child(2) .badge").innerText(), "paused");
+    await page.getByRole("link", { name: "audit", exact: true }).first().click();
+    await page.getByRole("button", { name: "Resume" }).click();
+    await page.locator("#sub-status .badge.active").waitFor();
+    await waitFor("the waiting message delivered after resume", () => deliveredTo("/audit").has(sent.body.id), UI_TIMEOUT_MS);
+    assert.equal((await admin.get("/v1/subscriptions/audit")).body.enabled, true);
+  });
+
+  test("subscriptions: creates one (its secret shown once), edits it, rotates its secret", async () => {
+    await nav().getByRole("link", { name: "Subscriptions" }).click();
+    await page.getByRole("heading", { name: "Subscriptions", level: 1 }).waitFor();
+    await assertNoSidewaysScroll("subscriptions");
+    await shot("subscriptions");
+    const form = page.getByRole("region", { name: "New subscription" });
+    await form.getByLabel("Name").fill("refunds");
+    await form.getByLabel("Topic").fill("orders.refunded");
+    await form.getByLabel("Endpoint URL").fill(`${receiver.url}/refunds`);
+    await form.getByLabel("Retry schedule").fill("30s, 5m");
+    await form.getByRole("button", { name: "Create subscription" }).click();
+    const created = page.getByRole("dialog", { name: "Subscription refunds created" });
+    const secret = await created.getByLabel("Signing secret").inputValue();
+    assert.match(secret, /^whsec_/);
+    await created.getByRole("button", { name: "I have copied it" }).click();
+    await page.getByRole("heading", { name: "Subscription refunds" }).waitFor();
+    assert.equal(await page.getByText(secret).count(), 0, "the secret is not shown again");
+
+    await page.getByLabel("Max attempts").fill("5");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.getByText("refunds saved.").waitFor();
+    const saved = (await admin.get("/v1/subscriptions/refunds")).body;
+    assert.deepEqual(saved.retry, { schedule: ["30s", "5m"], maxAttempts: 5, window: null });
+
+    await page.getByRole("button", { name: "Rotate secret…" }).click();
+    await page.getByRole("dialog", { name: "Rotate the signing secret?" }).getByRole("button", { name: "Rotate secret" }).click();
+    const rotated = await page.getByRole("dialog", { name: "New signing secret of refunds" }).getByLabel("Signing secret").inputValue();
+    assert.match(rotated, /^whsec_/);
+    assert.notEqual(rotated, secret);
+    await page.getByRole("button", { name: "I have copied it" }).click();
+  });
+
+  test("apps: creates one and shows its key once", async () => {
+    await nav().getByRole("link", { name: "Apps" }).click();
+    await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
+    const form = page.getByRole("region", { name: "New app" });
+    await form.getByLabel("Name").fill("warehouse");
+    await form.getByRole("button", { name: "Create app" }).click();
+    const dialog = page.getByRole("dialog", { name: "App warehouse created" });
+    const key = await dialog.getByLabel("API key").inputValue();
+    assert.match(key, /^tdk_/);
+    await dialog.getByRole("button", { name: "I have copied it" }).click();
+    const warehouse = api(service.url, key);
+    assert.equal((await warehouse.post("/v1/messages", { topic: "nothing.here", payload: 1 })).status, 201, "the key shown works");
+    await page.locator("tbody tr", { hasText: "warehouse" }).waitFor();
+    await assertNoSidewaysScroll("apps");
+    await shot("apps");
+  });
+
+  test("stays usable at 390 px wide without sideways scrolling", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const id = orderIds.get("order-1001")!;
+    for (const [hash, heading] of [
+      ["#/overview", "Overview"],
+      ["#/messages?key=order-1001", "Messages"],
+      [`#/messages/${encodeURIComponent(id)}`, `Message ${id}`],
+      ["#/dead-letters", "Dead letters and alerts"],
+      ["#/subscriptions", "Subscriptions"],
+      ["#/subscriptions/billing", "Subscription billing"],
+      ["#/apps", "Apps"],
+    ] as const) {
+      await go(hash);
+      await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+      await assertNoSidewaysScroll(`${hash} at 390 px`);
+      if (hash === "#/overview") await shot("overview-390");
+      if (hash.startsWith("#/messages/")) await shot("message-390");
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  test("refuses a forged action without the CSRF token, from the page and from another site", async () => {
+    await go("#/subscriptions/audit");
+    await page.getByRole("heading", { name: "Subscription audit" }).waitFor();
+    const status = await page.evaluate(async () => {
+      const response = await fetch("/v1/subscriptions/audit", { method: "PATCH", headers: { "content-type": "application/json" }, body: '{"enabled":false}' });
+      return response.status;
+    });
+    assert.equal(status, 403);
+    const before = (await sql.query("select count(*)::int as n from jobs")).rows[0].n;
+    down.add("/audit");
+    const forged = page.waitForResponse((r) => r.url().endsWith("/v1/subscriptions/audit/resend-dead"));
+    await page.goto(evilUrl);
+    assert.equal((await forged).status(), 403);
+    assert.equal((await admin.get("/v1/subscriptions/audit")).body.enabled, true, "still enabled");
+    assert.equal((await sql.query("select count(*)::int as n from jobs")).rows[0].n, before);
+    down.delete("/audit");
+  });
+
+  test("an expired session sends the operator back to sign in", async () => {
+    await go("#/overview");
+    await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
+    await sql.query("update console_sessions set expires_at = now() - interval '1 second'");
+    await nav().getByRole("link", { name: "Subscriptions" }).click();
+    await page.getByText("Your session has expired or ended. Sign in again.").waitFor();
+    await page.getByLabel("Admin key").fill(ADMIN_KEY);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Subscriptions", level: 1 }).waitFor();
+  });
+
+  test("signs out: the old cookie no longer works", async () => {
+    const cookie = (await context.cookies(service.url)).find((c) => c.name === "tidings_session")!;
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Admin key").waitFor();
+    const stale = await fetch(`${service.url}/v1/stats`, { headers: { cookie: `${cookie.name}=${cookie.value}` } });
+    assert.equal(stale.status, 401);
+  });
+
+  test("made no request outside the service, and no script error", () => {
+    const outside = requested.filter((url) => !url.startsWith(service.url) && !url.startsWith("data:") && url !== evilUrl);
+    assert.deepEqual(outside, []);
+    assert.deepEqual(pageErrors, []);
+  });
+});

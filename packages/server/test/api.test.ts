@@ -107,6 +107,14 @@ describe("apps and subscriptions", () => {
     assert.equal(patched.status, 200);
     assert.equal(patched.body.checkUrl, null);
     assert.equal("apiKey" in (await admin.get("/v1/apps/orders")).body, false);
+    const oldKey = api(service.url, created.body.apiKey);
+    assert.equal((await oldKey.get("/v1/messages")).status, 200);
+    const rotated = await admin.patch("/v1/apps/orders", { rotateKey: true, rotateSecret: true });
+    assert.match(rotated.body.apiKey, /^tdk_/);
+    assert.match(rotated.body.secret, /^whsec_/);
+    assert.notEqual(rotated.body.secret, created.body.secret);
+    assert.equal((await oldKey.get("/v1/messages")).status, 401);
+    assert.equal((await api(service.url, rotated.body.apiKey).get("/v1/messages")).status, 200);
     assert.equal((await admin.delete("/v1/apps/orders")).status, 204);
     assert.equal((await admin.get("/v1/apps/orders")).status, 404);
     assert.equal((await admin.delete("/v1/apps/orders")).status, 404);
@@ -229,6 +237,12 @@ describe("messages", () => {
     const page3 = await admin.get(`/v1/messages?topic=t.search&limit=3&cursor=${page2.body.nextCursor}`);
     assert.deepEqual(page3.body.items.map((m: { id: string }) => m.id), ["s-0"]);
     assert.equal(page3.body.nextCursor, null);
+    const mid = (await admin.get("/v1/messages/s-3")).body.createdAt;
+    const after = await admin.get(`/v1/messages?topic=t.search&createdAfter=${encodeURIComponent(mid)}`);
+    assert.deepEqual(after.body.items.map((m: { id: string }) => m.id), ["s-6", "s-5", "s-4", "s-3"]);
+    const before = await admin.get(`/v1/messages?topic=t.search&createdBefore=${encodeURIComponent(mid)}`);
+    assert.deepEqual(before.body.items.map((m: { id: string }) => m.id), ["s-2", "s-1", "s-0"]);
+    assert.equal((await admin.get("/v1/messages?createdAfter=yesterday")).body.error.field, "querystring.createdAfter");
     const odd = await admin.get("/v1/messages?topic=t.search&key=odd");
     assert.deepEqual(odd.body.items.map((m: { id: string }) => m.id), ["s-5", "s-3", "s-1"]);
     assert.equal((await admin.get("/v1/messages?topic=t.search&state=committed")).body.items.length, 7);

@@ -34,7 +34,12 @@ export const CreateApp = Type.Object(
 );
 export type CreateApp = Static<typeof CreateApp>;
 export const PatchApp = Type.Object(
-  { checkUrl: Type.Optional(Nullable(Url)), readTopics: Type.Optional(ReadTopics) },
+  {
+    checkUrl: Type.Optional(Nullable(Url)),
+    readTopics: Type.Optional(ReadTopics),
+    rotateKey: Type.Optional(Type.Boolean({ description: "issue a new API key (the old one stops working); shown once" })),
+    rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new check-back signing secret; shown once" })),
+  },
   { additionalProperties: false },
 );
 export type PatchApp = Static<typeof PatchApp>;
@@ -46,6 +51,7 @@ export const App = Type.Object({
   updatedAt: Timestamp,
 });
 export const AppCreated = Type.Intersect([App, Type.Object({ apiKey: Type.String(), secret: Type.String() })]);
+export const AppChanged = Type.Intersect([App, Type.Object({ apiKey: Type.Optional(Type.String()), secret: Type.Optional(Type.String()) })]);
 export const NameParams = Type.Object({ name: Type.String({ maxLength: 100 }) });
 export type NameParams = Static<typeof NameParams>;
 
@@ -170,7 +176,10 @@ export const ListMessagesQuery = Type.Object(
   {
     topic: Type.Optional(Type.String()),
     key: Type.Optional(Type.String()),
+    tag: Type.Optional(Type.String()),
     app: Type.Optional(Type.String()),
+    createdAfter: Type.Optional(Timestamp),
+    createdBefore: Type.Optional(Timestamp),
     state: Type.Optional(
       Type.Union([Type.Literal("prepared"), Type.Literal("committed"), Type.Literal("rolled_back"), Type.Literal("in_doubt")]),
     ),

@@ -43,11 +43,19 @@ export async function getApp(db: Db, name: string): Promise<AppRecord | null> {
   return rows[0] ? toApp(rows[0]) : null;
 }
 
-export async function updateApp(db: Db, name: string, patch: { checkUrl?: string | null; readTopics?: string[] }): Promise<AppRecord | null> {
+export interface AppPatch {
+  checkUrl?: string | null;
+  readTopics?: string[];
+  keyHash?: Buffer;
+  secret?: string;
+}
+
+export async function updateApp(db: Db, name: string, patch: AppPatch): Promise<AppRecord | null> {
   const { rows } = await db.query(
-    `update apps set check_url = case when $2 then $3 else check_url end, read_topics = coalesce($4, read_topics), updated_at = now()
+    `update apps set check_url = case when $2 then $3 else check_url end, read_topics = coalesce($4, read_topics),
+            key_hash = coalesce($5, key_hash), secret = coalesce($6, secret), updated_at = now()
       where name = $1 returning *`,
-    [name, patch.checkUrl !== undefined, patch.checkUrl ?? null, patch.readTopics ?? null],
+    [name, patch.checkUrl !== undefined, patch.checkUrl ?? null, patch.readTopics ?? null, patch.keyHash ?? null, patch.secret ?? null],
   );
   return rows[0] ? toApp(rows[0]) : null;
 }

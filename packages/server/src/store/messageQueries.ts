@@ -48,6 +48,9 @@ export interface MessageFilter {
   visibleTo?: { app: string; readTopics: readonly string[] } | undefined;
   topic?: string | undefined;
   key?: string | undefined;
+  tag?: string | undefined;
+  createdAfter?: string | undefined;
+  createdBefore?: string | undefined;
   state?: string | undefined;
   subscription?: string | undefined;
   deliveryState?: string | undefined;
@@ -70,6 +73,9 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
   }
   if (filter.topic !== undefined) add("m.topic = ?", filter.topic);
   if (filter.key !== undefined) add("m.key = ?", filter.key);
+  if (filter.tag !== undefined) add("m.tag = ?", filter.tag);
+  if (filter.createdAfter !== undefined) add("m.created_at >= ?", filter.createdAfter);
+  if (filter.createdBefore !== undefined) add("m.created_at < ?", filter.createdBefore);
   if (filter.state === "in_doubt") where.push("m.state = 'prepared' and m.in_doubt_at is not null");
   else if (filter.state !== undefined) add("m.state = ?::message_state", filter.state);
   if (filter.beforeSeq !== undefined) add("m.seq < ?", filter.beforeSeq);

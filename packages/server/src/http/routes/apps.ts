@@ -4,7 +4,7 @@ import { newSigningSecret } from "../../dispatch/signature.ts";
 import { createApp, deleteApp, getApp, listApps, updateApp } from "../../store/apps.ts";
 import { hashKey, newApiKey } from "../auth.ts";
 import type { Services } from "../context.ts";
-import { App, AppCreated, CreateApp, ErrorBody, NameParams, PatchApp } from "../schemas.ts";
+import { App, AppChanged, AppCreated, CreateApp, ErrorBody, NameParams, PatchApp } from "../schemas.ts";
 import { Type } from "@sinclair/typebox";
 
 export function appRoutes(app: FastifyInstance, s: Services): void {
@@ -40,17 +40,21 @@ export function appRoutes(app: FastifyInstance, s: Services): void {
 
   app.patch<{ Params: NameParams; Body: PatchApp }>(
     "/v1/apps/:name",
-    { config, schema: { tags, summary: "Change an app's check URL or read topics", params: NameParams, body: PatchApp, response: { 200: App, "4xx": ErrorBody } } },
+    { config, schema: { tags, summary: "Change an app's check URL or read topics, or rotate its key or secret (shown once)", params: NameParams, body: PatchApp, response: { 200: AppChanged, "4xx": ErrorBody } } },
     async (request) => {
-      const { checkUrl, readTopics } = request.body;
+      const { checkUrl, readTopics, rotateKey, rotateSecret } = request.body;
+      const apiKey = rotateKey ? newApiKey() : undefined;
+      const secret = rotateSecret ? newSigningSecret() : undefined;
       const patch = {
         ...(checkUrl === undefined ? {} : { checkUrl: checkUrl === null ? null : s.checkEndpointUrl(checkUrl, "checkUrl") }),
         ...(readTopics === undefined ? {} : { readTopics }),
+        ...(apiKey ? { keyHash: hashKey(apiKey) } : {}),
+        ...(secret ? { secret } : {}),
       };
       const updated = await updateApp(s.db, request.params.name, patch);
       s.auth.forget();
       if (!updated) throw notFound(`app ${request.params.name}`);
-      return updated;
+      return { ...updated, ...(apiKey ? { apiKey } : {}), ...(secret ? { secret } : {}) };
     },
   );
 

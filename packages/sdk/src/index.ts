@@ -32,3 +32,10 @@ export { fastifyPlugin, honoHandler, nodeHandler } from "./receiver/mounts.ts";
 export { TidingsClient, MessagesApi, type DeliveryInfo, type ListMessagesQuery, type MessageInfo, type MessagePage } from "./client/client.ts";
 export type { HttpOptions } from "./client/http.ts";
 export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";
+
+// broker consumers (each loads its client library when started: amqplib, @nats-io/*, ioredis)
+export { consume } from "./consume/consume.ts";
+export type { BrokerDelivery, ConsumeEvent, ConsumeOptions, Consumer, ConsumerStats } from "./consume/consumeCore.ts";
+export { rabbitmqDeadLetter, type RabbitmqConsumeOptions } from "./consume/rabbitmq.ts";
+export type { NatsConsumeOptions } from "./consume/nats.ts";
+export type { RedisConsumeOptions } from "./consume/redis.ts";

@@ -8,6 +8,7 @@ import { Dispatcher } from "./dispatch/dispatcher.ts";
 import { HttpTransport, errorText } from "./dispatch/httpTransport.ts";
 import { CheckBackScheduler, parseCheckAnswer } from "./dispatch/checkBack.ts";
 import { sendVia, type Transports } from "./dispatch/transport.ts";
+import { createBrokerTransports } from "./dispatch/transports/brokerTransports.ts";
 import { RetentionSweeper } from "./maintenance/retention.ts";
 import { deleteFinishedMessages } from "./store/retention.ts";
 import { checkUnresolved, claimDueChecks, countCheck, logCheck } from "./store/transactional.ts";
@@ -50,7 +51,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const subscriptions = new SubscriptionCache(db, log);
   await subscriptions.start();
   const transport = new HttpTransport(config.deliveryTimeoutMs, config.deliveryConcurrency);
-  const transports: Transports = { http: transport };
+  const transports: Transports = { http: transport, ...createBrokerTransports(config.deliveryTimeoutMs) };
   const results = new ResultWriter(
     (batch) => recordAttempts(db, nodeId, batch),
     (counts, batch) => {

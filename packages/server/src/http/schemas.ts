@@ -60,6 +60,45 @@ export const HttpEndpoint = Type.Object(
   { type: Type.Literal("http"), url: Url, headers: Type.Optional(StringMap) },
   { additionalProperties: false },
 );
+const Template = (description: string) => Type.String({ minLength: 1, maxLength: 255, description });
+export const RabbitmqEndpoint = Type.Object(
+  {
+    type: Type.Literal("rabbitmq"),
+    url: Type.String({ maxLength: 2048, description: "amqp(s)://user:pass@host:port/vhost" }),
+    exchange: Type.String({ maxLength: 255, pattern: "^[A-Za-z0-9_.:/-]*$", description: '"" is the default exchange' }),
+    routingKey: Type.Optional(Template("template with {topic}, {tag}, {key}; default {topic}")),
+  },
+  { additionalProperties: false },
+);
+export const NatsEndpoint = Type.Object(
+  {
+    type: Type.Literal("nats"),
+    url: Type.String({ maxLength: 2048, description: "nats://[user:pass@|token@]host:port" }),
+    subject: Type.String({ minLength: 1, maxLength: 255, pattern: "^[^\\s*>]+$", description: "JetStream subject; template with {topic}, {tag}, {key}" }),
+  },
+  { additionalProperties: false },
+);
+export const RedisEndpoint = Type.Object(
+  {
+    type: Type.Literal("redis"),
+    url: Type.String({ maxLength: 2048, description: "redis(s)://[user:pass@]host:port[/db]" }),
+    stream: Type.String({ minLength: 1, maxLength: 512 }),
+    maxLen: Type.Optional(Type.Integer({ minimum: 1, description: "trim with MAXLEN ~ this" })),
+  },
+  { additionalProperties: false },
+);
+const ENDPOINT_TYPES = { http: HttpEndpoint, rabbitmq: RabbitmqEndpoint, nats: NatsEndpoint, redis: RedisEndpoint };
+/**
+ * One of the endpoint objects, chosen by `type`. Written as if/then rather than anyOf so that a
+ * bad field is reported against the chosen type (`endpoint.exchange is required`), not as a
+ * failed match of every alternative.
+ */
+export const Endpoint = Type.Unsafe<Static<(typeof ENDPOINT_TYPES)[keyof typeof ENDPOINT_TYPES]>>({
+  type: "object",
+  required: ["type"],
+  properties: { type: { type: "string", enum: Object.keys(ENDPOINT_TYPES) } },
+  allOf: Object.entries(ENDPOINT_TYPES).map(([type, schema]) => ({ if: { properties: { type: { const: type } } }, then: schema })),
+});
 export const RetryOptions = Type.Object(
   {
     schedule: Type.Optional(Type.Array(Duration, { maxItems: 100 })),
@@ -75,7 +114,7 @@ export const CreateSubscription = Type.Object(
     name: Name,
     topic: Topic,
     tags: Type.Optional(Nullable(Tags)),
-    endpoint: HttpEndpoint,
+    endpoint: Endpoint,
     retry: Type.Optional(RetryOptions),
     enabled: Type.Optional(Type.Boolean()),
   },
@@ -86,7 +125,7 @@ export const PatchSubscription = Type.Object(
   {
     topic: Type.Optional(Topic),
     tags: Type.Optional(Nullable(Tags)),
-    endpoint: Type.Optional(HttpEndpoint),
+    endpoint: Type.Optional(Endpoint),
     retry: Type.Optional(RetryOptions),
     enabled: Type.Optional(Type.Boolean()),
     rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new signing secret, returned once" })),
@@ -98,7 +137,16 @@ export const Subscription = Type.Object({
   name: Type.String(),
   topic: Type.String(),
   tags: Nullable(Type.Array(Type.String())),
-  endpoint: Type.Object({ type: Type.String(), url: Type.String(), headers: Type.Optional(StringMap) }),
+  endpoint: Type.Object({
+    type: Type.String(),
+    url: Type.String({ description: "broker URLs with the password masked: amqp://user:***@host" }),
+    headers: Type.Optional(StringMap),
+    exchange: Type.Optional(Type.String()),
+    routingKey: Type.Optional(Type.String()),
+    subject: Type.Optional(Type.String()),
+    stream: Type.Optional(Type.String()),
+    maxLen: Type.Optional(Type.Integer()),
+  }),
   retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
   enabled: Type.Boolean(),
   createdAt: Timestamp,

@@ -4,6 +4,7 @@ import { conflict, invalid, notFound } from "../../domain/errors.ts";
 import { formatDuration } from "../../domain/duration.ts";
 import { compileRetryPolicy, RetryPolicyError, type RetryPolicy } from "../../domain/retrySchedule.ts";
 import { newSigningSecret } from "../../dispatch/signature.ts";
+import { maskUrl, parseBrokerUrl } from "../../dispatch/transports/brokerUrl.ts";
 import { resendDeadBatch } from "../../store/operatorOps.ts";
 import {
   createSubscription,
@@ -40,7 +41,7 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
     name: row.name,
     topic: row.topic,
     tags: row.tags,
-    endpoint: row.endpoint,
+    endpoint: row.endpoint.type === "http" ? row.endpoint : { ...row.endpoint, url: maskUrl(row.endpoint.url) },
     retry: {
       schedule: row.retry.schedule.map(formatDuration),
       maxAttempts: row.retry.maxAttempts,
@@ -56,7 +57,17 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
 export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
   const tags = ["subscriptions"];
   const config = { admin: true };
-  const endpoint = (e: Endpoint): Endpoint => ({ ...e, url: s.checkEndpointUrl(e.url, "endpoint.url") });
+  const endpoint = (e: Endpoint, current?: Endpoint): Endpoint => {
+    if (e.type === "http") return { ...e, url: s.checkEndpointUrl(e.url, "endpoint.url") };
+    // A broker URL as the API showed it (password masked) means "keep the stored one".
+    const url = current && current.type !== "http" && e.url.includes("***") && maskUrl(current.url) === e.url ? current.url : e.url;
+    const address = parseBrokerUrl(e.type, url);
+    if ("error" in address) throw invalid("endpoint.url", `endpoint.url ${address.error}`);
+    // The network policy applies to the broker's host as to an HTTP endpoint's.
+    const host = address.host.includes(":") ? `[${address.host}]` : address.host;
+    s.checkEndpointUrl(`http://${host}:${address.port}/`, "endpoint.url");
+    return { ...e, url };
+  };
 
   app.post<{ Body: CreateSubscription }>(
     "/v1/subscriptions",
@@ -99,10 +110,11 @@ export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
     async (request) => {
       const body = request.body;
       const secret = body.rotateSecret ? newSigningSecret() : undefined;
+      const current = body.endpoint && body.endpoint.type !== "http" ? (await getSubscription(s.db, request.params.name))?.endpoint : undefined;
       const row = await updateSubscription(s.db, request.params.name, {
         topic: body.topic,
         tags: body.tags,
-        endpoint: body.endpoint && endpoint(body.endpoint),
+        endpoint: body.endpoint && endpoint(body.endpoint, current),
         retry: body.retry && retryPolicy(body.retry),
         enabled: body.enabled,
         secret,

@@ -20,6 +20,11 @@ export type { OutboxRow, OutboxStatus } from "./outbox/outboxQueries.ts";
 export { Relay, type RelayEvent, type RelayOptions } from "./outbox/relay.ts";
 export { backoffDelayMs, type BackoffPolicy } from "./domain/backoff.ts";
 
+// transactional (half) messages: tidings.transaction(db, message, fn), tidings.checkBackHandler(db)
+export { runTransaction, type TransactionCallback, type TransactionCallOptions, type TransactionContext, type TransactionDefaults, type TransactionEvent } from "./transaction/transaction.ts";
+export { cleanupBarriers, decide, type BarrierCleanupOptions, type BarrierOutcome, type CheckAnswer } from "./transaction/barrier.ts";
+export { createCheckBackHandler, parseCheckRequest, type CheckBackAnswer, type CheckBackEvent, type CheckBackHandler, type CheckBackHandlerOptions, type CheckRequest } from "./checkBack/checkBackHandler.ts";
+
 // consumer side
 export type { Envelope } from "./domain/envelope.ts";
 export { parseEnvelope } from "./domain/envelope.ts";
@@ -27,15 +32,15 @@ export { Inbox, type InboxOptions, type InboxOutcome } from "./inbox/inbox.ts";
 export type { InboxMessage, InboxRecord, InboxStatus } from "./inbox/inboxQueries.ts";
 export { createReceiver, type RawDelivery, type Receiver, type ReceiverAnswer, type ReceiverEvent, type ReceiverOptions } from "./receiver/receiver.ts";
 export { fastifyPlugin, honoHandler, nodeHandler } from "./receiver/mounts.ts";
-
-// the service's API
-export { TidingsClient, MessagesApi, type DeliveryInfo, type ListMessagesQuery, type MessageInfo, type MessagePage } from "./client/client.ts";
-export type { HttpOptions } from "./client/http.ts";
-export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";
-
 // broker consumers (each loads its client library when started: amqplib, @nats-io/*, ioredis)
 export { consume } from "./consume/consume.ts";
 export type { BrokerDelivery, ConsumeEvent, ConsumeOptions, Consumer, ConsumerStats } from "./consume/consumeCore.ts";
 export { rabbitmqDeadLetter, type RabbitmqConsumeOptions } from "./consume/rabbitmq.ts";
 export type { NatsConsumeOptions } from "./consume/nats.ts";
 export type { RedisConsumeOptions } from "./consume/redis.ts";
+
+// the service's API
+export { TidingsClient, MessagesApi, type DeliveryInfo, type ListMessagesQuery, type MessageInfo, type MessagePage } from "./client/client.ts";
+export { AlertsApi, AppsApi, type AlertInfo, type AppInfo, type AttemptInfo, type CheckAfter, type CheckInfo, type TidingsClientOptions } from "./client/client.ts";
+export type { HttpOptions } from "./client/http.ts";
+export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";

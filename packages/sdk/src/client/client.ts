@@ -1,5 +1,9 @@
 import { resolveMessage, type OutgoingMessage, type ResolvedMessage } from "../domain/message.ts";
+import { TidingsError } from "../errors.ts";
 import { call, resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "./http.ts";
+import type { Executor } from "../executor/executor.ts";
+import { runTransaction, type TransactionCallback, type TransactionDefaults, type TransactionCallOptions } from "../transaction/transaction.ts";
+import { createCheckBackHandler, type CheckBackHandler, type CheckBackHandlerOptions } from "../checkBack/checkBackHandler.ts";
 
 /** A delivery of a message to one subscription, as the service reports it. */
 export interface DeliveryInfo {
@@ -28,13 +32,64 @@ export interface MessageInfo {
   createdAt: string;
   committedAt: string | null;
   rolledBackAt: string | null;
+  /** Check-backs made while prepared. */
+  checks?: number;
+  nextCheckAt?: string | null;
+  /** Set when the checks ran out with the message still prepared: it waits for a person. */
+  inDoubtAt?: string | null;
   deliveries?: DeliveryInfo[];
 }
+
+/** One check-back of a prepared message, as the check log shows it. */
+export interface CheckInfo {
+  at: string;
+  check: number;
+  statusCode: number | null;
+  answer: "commit" | "rollback" | "unknown" | string | null;
+  latencyMs: number;
+  error: string | null;
+}
+
+/** One delivery attempt, as the delivery log shows it. */
+export interface AttemptInfo {
+  at: string;
+  subscription: string;
+  attempt: number;
+  outcome: string;
+  statusCode: number | null;
+  latencyMs: number;
+  error: string | null;
+}
+
+/** An alert for people: a dead delivery or a message in doubt. */
+export interface AlertInfo {
+  id: number;
+  kind: "delivery_dead" | "message_in_doubt" | string;
+  messageId: string;
+  subscription: string | null;
+  detail: string;
+  createdAt: string;
+  resolvedAt: string | null;
+}
+
+/** A producer app (the API key and secret are only in `create`'s answer). */
+export interface AppInfo {
+  name: string;
+  checkUrl: string | null;
+  /** Topics whose messages (besides its own) the app's key may read. */
+  readTopics?: string[];
+  createdAt: string;
+  updatedAt?: string;
+}
+
+/** How long the service waits before checking a prepared message back: "500ms", "10s", "5m", or milliseconds. */
+export type CheckAfter = string | number;
 
 export interface ListMessagesQuery {
   key?: string;
   topic?: string;
-  state?: "prepared" | "committed" | "rolled_back";
+  /** `in_doubt`: prepared messages whose check-backs ran out. */
+  state?: "prepared" | "committed" | "rolled_back" | "in_doubt";
   /** 1..1000; the service's default is 50. */
   limit?: number;
   cursor?: string;
@@ -66,6 +121,38 @@ export class MessagesApi {
   /** Sends one message; idempotent by id (generated when absent), so network errors are retried. */
   send(message: OutgoingMessage): Promise<MessageInfo> {
     return call<MessageInfo>(this.o, "POST", "/v1/messages", toWire(resolveMessage(message)), { idempotent: true });
+  }
+
+  /**
+   * Stores a prepared (half) message: invisible to subscribers until `commit(id)`; the service
+   * checks back with the app's check URL if it is still prepared `checkAfter` later. Idempotent
+   * by id (generated when absent), so network errors are retried. `tidings.transaction()` is
+   * the one call most producers need instead.
+   */
+  prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter } = {}): Promise<MessageInfo> {
+    const body = { ...toWire(resolveMessage(message)), prepare: true } as Record<string, unknown>;
+    if (options.checkAfter !== undefined) body.checkAfter = typeof options.checkAfter === "number" ? `${Math.max(0, Math.round(options.checkAfter))}ms` : options.checkAfter;
+    return call<MessageInfo>(this.o, "POST", "/v1/messages", body, { idempotent: true });
+  }
+
+  /** Commits a prepared message (delivered at once). Idempotent; a TidingsError `conflict` (state in `details`) after a rollback. */
+  commit(id: string): Promise<MessageInfo> {
+    return call<MessageInfo>(this.o, "POST", `/v1/messages/${encodeURIComponent(id)}/commit`, undefined, { idempotent: true });
+  }
+
+  /** Rolls a prepared message back (never delivered). Idempotent; a TidingsError `conflict` after a commit. */
+  rollback(id: string): Promise<MessageInfo> {
+    return call<MessageInfo>(this.o, "POST", `/v1/messages/${encodeURIComponent(id)}/rollback`, undefined, { idempotent: true });
+  }
+
+  /** The check-back log of a (once) prepared message. */
+  async checks(id: string): Promise<CheckInfo[]> {
+    return (await call<{ items: CheckInfo[] }>(this.o, "GET", `/v1/messages/${encodeURIComponent(id)}/checks`, undefined, { idempotent: true })).items;
+  }
+
+  /** The delivery log of a message. */
+  async attempts(id: string): Promise<AttemptInfo[]> {
+    return (await call<{ items: AttemptInfo[] }>(this.o, "GET", `/v1/messages/${encodeURIComponent(id)}/attempts`, undefined, { idempotent: true })).items;
   }
 
   /** Sends up to 1000 messages, all or nothing. */
@@ -104,14 +191,112 @@ export class MessagesApi {
   }
 }
 
+/** Alerts (admin key): dead deliveries and messages in doubt. */
+export class AlertsApi {
+  constructor(private readonly o: ResolvedHttpOptions) {}
+
+  /** Alerts newest first: open ones unless `open: false`. */
+  async list(query: { open?: boolean; limit?: number; cursor?: number } = {}): Promise<AlertInfo[]> {
+    const params = new URLSearchParams();
+    if (query.open !== undefined) params.set("open", String(query.open));
+    if (query.limit !== undefined) params.set("limit", String(query.limit));
+    if (query.cursor !== undefined) params.set("cursor", String(query.cursor));
+    const qs = params.toString();
+    return (await call<{ items: AlertInfo[] }>(this.o, "GET", `/v1/alerts${qs ? `?${qs}` : ""}`, undefined, { idempotent: true })).items;
+  }
+
+  /** Marks an alert handled. */
+  async resolve(id: number): Promise<void> {
+    await call<null>(this.o, "POST", `/v1/alerts/${id}/resolve`, undefined, { idempotent: true });
+  }
+}
+
+/** Producer apps (admin key): each has an API key, a check-back signing secret and a check URL. */
+export class AppsApi {
+  constructor(private readonly o: ResolvedHttpOptions) {}
+
+  /** Creates an app; the answer carries its `apiKey` and `secret`, shown this once. */
+  create(app: { name: string; checkUrl?: string | null; readTopics?: string[] }): Promise<AppInfo & { apiKey: string; secret: string }> {
+    return call(this.o, "POST", "/v1/apps", app);
+  }
+
+  async list(): Promise<AppInfo[]> {
+    return (await call<{ items: AppInfo[] }>(this.o, "GET", "/v1/apps", undefined, { idempotent: true })).items;
+  }
+
+  /** An app, or null when there is none with this name. */
+  get(name: string): Promise<AppInfo | null> {
+    return call<AppInfo | null>(this.o, "GET", `/v1/apps/${encodeURIComponent(name)}`, undefined, { idempotent: true, notFoundIsNull: true });
+  }
+
+  /**
+   * Changes an app (its check URL, read topics), or rotates its API key or check-back secret:
+   * the new one is in the answer, shown this once. A rotation is not retried after a network
+   * error (a second try would rotate again); other changes are.
+   */
+  update(
+    name: string,
+    changes: { checkUrl?: string | null; readTopics?: string[]; rotateKey?: boolean; rotateSecret?: boolean },
+  ): Promise<AppInfo & { apiKey?: string; secret?: string }> {
+    const rotates = changes.rotateKey === true || changes.rotateSecret === true;
+    return call(this.o, "PATCH", `/v1/apps/${encodeURIComponent(name)}`, changes, { idempotent: !rotates });
+  }
+
+  async delete(name: string): Promise<void> {
+    await call<null>(this.o, "DELETE", `/v1/apps/${encodeURIComponent(name)}`, undefined, { idempotent: true });
+  }
+}
+
+/** The client's options: the service and key, plus what transactional messages need. */
+export interface TidingsClientOptions extends HttpOptions {
+  /** The app's check-back signing secret (`whsec_...`, from `apps.create`), for `checkBackHandler`. */
+  secret?: string | readonly string[];
+  /** Defaults of every `transaction()` call: `checkAfter`, `lockTimeoutMs`, `onEvent`. */
+  transactions?: TransactionDefaults;
+}
+
 /** A client of the Tidings service. */
 export class TidingsClient {
   readonly messages: MessagesApi;
+  readonly alerts: AlertsApi;
+  readonly apps: AppsApi;
   private readonly options: ResolvedHttpOptions;
+  private readonly secret: string | readonly string[] | undefined;
+  private readonly transactionDefaults: TransactionDefaults;
 
-  constructor(options: HttpOptions) {
+  constructor(options: TidingsClientOptions) {
     this.options = resolveHttpOptions(options);
     this.messages = new MessagesApi(this.options);
+    this.alerts = new AlertsApi(this.options);
+    this.apps = new AppsApi(this.options);
+    this.secret = options.secret;
+    this.transactionDefaults = options.transactions ?? {};
+  }
+
+  /**
+   * A transactional message in one call: prepares `message`, runs `fn` in a local transaction of
+   * `db` that also inserts the message's barrier row, commits it, then commits the message. If
+   * `fn` throws, the local transaction and the message are rolled back and the error rethrown.
+   * Resolves to what `fn` resolved to. `db` must be a pool or connection, not a transaction.
+   * A crash anywhere is settled by the check-back (`checkBackHandler(db)` at the app's check URL).
+   */
+  transaction<T>(db: Executor, message: OutgoingMessage, fn: TransactionCallback<T>, options: TransactionCallOptions = {}): Promise<T> {
+    return runTransaction(this.messages, db, message, fn, { ...this.transactionDefaults, ...options });
+  }
+
+  /**
+   * The check-back endpoint for messages sent with `transaction()` on `db`: verifies the
+   * service's signature (the app's `secret`), and answers from the barrier table. Mount it with
+   * `.node` (Node http, Express), `.fastify(path)`, `.hono`, or `.fetch`.
+   */
+  checkBackHandler(db: Executor, options: Partial<CheckBackHandlerOptions> = {}): CheckBackHandler {
+    const secret = options.secret ?? this.secret;
+    if (!secret) throw new TidingsError("config", "checkBackHandler needs the app's secret: new TidingsClient({ url, apiKey, secret }) or checkBackHandler(db, { secret })");
+    return createCheckBackHandler(db, {
+      ...options,
+      secret,
+      lockTimeoutMs: options.lockTimeoutMs ?? this.transactionDefaults.lockTimeoutMs,
+    });
   }
 
   /** The service's base URL. */

@@ -41,7 +41,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 export async function call<T>(
   o: ResolvedHttpOptions,
-  method: "GET" | "POST",
+  method: "GET" | "POST" | "PATCH" | "DELETE",
   path: string,
   body?: unknown,
   flags: { idempotent?: boolean; notFoundIsNull?: boolean } = {},

@@ -1,0 +1,166 @@
+import type { CheckAfter, MessagesApi } from "../client/client.ts";
+import { resolveMessage, type OutgoingMessage } from "../domain/message.ts";
+import { TidingsError } from "../errors.ts";
+import { isUniqueViolation } from "../executor/dialect.ts";
+import type { Executor, TransactionOptions } from "../executor/executor.ts";
+import { decide, insertCommitBarrier, recordIntent, type CheckAnswer } from "./barrier.ts";
+
+/** What the callback of `transaction()` gets besides its transaction. */
+export interface TransactionContext {
+  /** The message's id (the one given, or the UUIDv7 generated for it). */
+  readonly messageId: string;
+}
+
+/** The business change: runs in the local transaction `tx`, which also holds the message's barrier row. */
+export type TransactionCallback<T> = (tx: Executor, context: TransactionContext) => Promise<T>;
+
+/** What became of a transactional message, for logs and metrics (an exception thrown by the observer is ignored). */
+export type TransactionEvent =
+  /** The local transaction and the message are both committed. */
+  | { type: "committed"; id: string }
+  /** The local transaction did not commit and the message is rolled back. */
+  | { type: "rolled_back"; id: string; error: unknown }
+  /** The local transaction committed but committing the message failed (network, service down): the check-back will commit it. */
+  | { type: "commit_deferred"; id: string; error: unknown }
+  /** The local transaction did not commit but rolling the message back failed: the check-back will roll it back. */
+  | { type: "rollback_deferred"; id: string; error: unknown }
+  /** The local transaction failed and its outcome could not be settled now (database unreachable, or the key still locked): the check-back will. */
+  | { type: "outcome_unknown"; id: string; error: unknown };
+
+/** Defaults for every `transaction()` call of a client (`new TidingsClient({ ..., transactions })`). */
+export interface TransactionDefaults {
+  /** How long the service waits before checking the message back; default: the service's (10 s). */
+  checkAfter?: CheckAfter;
+  /**
+   * How long settling an outcome waits for a transaction still holding the message's barrier
+   * key before saying unknown; default 5000 ms (whole seconds on MySQL). Used by the check-back
+   * handler and by `transaction()` after its local commit failed.
+   */
+  lockTimeoutMs?: number;
+  onEvent?: (event: TransactionEvent) => void;
+}
+
+export interface TransactionCallOptions extends TransactionDefaults {
+  /** Isolation level of the local transaction; default: the database's. */
+  isolation?: TransactionOptions["isolation"];
+}
+
+export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+
+/**
+ * The half-message protocol on the producer's side (see `TidingsClient.transaction`):
+ *
+ * 1. record the intent (its own statement: the check-back handler answers only for these ids);
+ * 2. prepare the message (idempotent by id, retried);
+ * 3. local transaction: the 'commit' barrier row first, then `fn`; commit;
+ * 4. commit the message.
+ *
+ * The message is only ever moved to the state a committed barrier row says: committed after
+ * our local commit (which carries the 'commit' row), rolled back only after `decide` put a
+ * 'rollback' row in (which no local transaction can get past). A crash anywhere leaves it
+ * prepared, and the service's check-back asks `decide` the same question.
+ */
+export async function runTransaction<T>(
+  messages: MessagesApi,
+  db: Executor,
+  message: OutgoingMessage,
+  fn: TransactionCallback<T>,
+  options: TransactionCallOptions = {},
+): Promise<T> {
+  const resolved = resolveMessage(message);
+  const id = resolved.id;
+  const lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+  const emit = (event: TransactionEvent) => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // observers never break a transaction
+    }
+  };
+
+  await recordIntent(db, id, resolved.topic, resolved.key);
+  const prepared = await messages.prepare({ ...message, id }, { checkAfter: options.checkAfter });
+  if (prepared.state !== "prepared") {
+    throw new TidingsError("conflict", `message ${id} is already ${prepared.state}: each transaction needs a message id of its own`, {
+      details: { state: prepared.state },
+    });
+  }
+
+  let value: T | undefined;
+  let ranToCommit = false;
+  let barrierRefused = false;
+  try {
+    await db.transaction(
+      async (tx) => {
+        try {
+          await insertCommitBarrier(tx, id);
+        } catch (error) {
+          barrierRefused = isUniqueViolation(error);
+          throw error;
+        }
+        value = await fn(tx, { messageId: id });
+        ranToCommit = true;
+      },
+      options.isolation ? { isolation: options.isolation } : undefined,
+    );
+  } catch (error) {
+    // The callback threw, the barrier insert was refused, or COMMIT failed (perhaps after it
+    // took effect: a lost reply). Settle it the way the check-back would.
+    let outcome: CheckAnswer;
+    try {
+      outcome = await decide(db, id, lockTimeoutMs);
+    } catch (decideError) {
+      emit({ type: "outcome_unknown", id, error: decideError });
+      throw error;
+    }
+    if (outcome === "unknown") {
+      emit({ type: "outcome_unknown", id, error });
+      throw error;
+    }
+    if (outcome === "rollback") {
+      await rollbackMessage(messages, id, error, emit);
+      if (barrierRefused) {
+        throw new TidingsError("conflict", `message ${id} was rolled back by a check-back before its local transaction began; nothing was committed`, {
+          cause: error,
+          details: { state: "rolled_back" },
+        });
+      }
+      throw error;
+    }
+    // outcome === "commit"
+    if (!ranToCommit) {
+      // Our callback never finished, so that commit row is another transaction's with the same id.
+      throw new TidingsError("conflict", `message id ${id} was used by another transaction, which committed; this one did not`, {
+        cause: error,
+        details: { state: "committed" },
+      });
+    }
+    // COMMIT reported an error but took effect: carry on as if it had answered.
+  }
+
+  try {
+    await messages.commit(id);
+  } catch (error) {
+    if (error instanceof TidingsError && !error.retryable) {
+      // Only a person can have done this (a hand rollback of a message in doubt): say so loudly.
+      throw new TidingsError("conflict", `the local transaction of message ${id} committed, but the service refused to commit the message: ${error.message}`, {
+        cause: error,
+        status: error.status,
+        details: error.details,
+      });
+    }
+    emit({ type: "commit_deferred", id, error });
+    return value as T;
+  }
+  emit({ type: "committed", id });
+  return value as T;
+}
+
+async function rollbackMessage(messages: MessagesApi, id: string, cause: unknown, emit: (event: TransactionEvent) => void): Promise<void> {
+  try {
+    await messages.rollback(id);
+    emit({ type: "rolled_back", id, error: cause });
+  } catch (error) {
+    emit({ type: "rollback_deferred", id, error });
+  }
+}

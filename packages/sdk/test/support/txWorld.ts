@@ -1,0 +1,121 @@
+// A Tidings service with a producer app whose check URL is served from this process, and a
+// subscriber that records what is delivered: the world the transactional-message tests run in.
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createTestDatabase, type TestDatabase } from "../../../server/test/support/db.ts";
+import { Receiver } from "../../../server/test/support/receiver.ts";
+import { ADMIN_KEY, startTestService } from "../../../server/test/support/service.ts";
+import type { RunningService } from "../../../server/src/service.ts";
+import { TidingsClient, type CheckBackHandler, type MessageInfo } from "../../src/index.ts";
+
+export interface TxWorld {
+  readonly url: string;
+  readonly apiKey: string;
+  /** The app's check-back signing secret. */
+  readonly secret: string;
+  /** A client with the app's key and secret. */
+  readonly tidings: TidingsClient;
+  readonly admin: TidingsClient;
+  /** Records every delivery of `topic`. */
+  readonly subscriber: Receiver;
+  readonly topic: string;
+  /** The check URL's handler from now on (null: 503). */
+  useHandler(handler: CheckBackHandler | null): void;
+  /** Check-back requests the check URL received (message id and arrival time), in order. */
+  readonly checkRequests: Array<{ id: string; at: number }>;
+  /** Every message whose id starts with `prefix`, by id. */
+  messages(prefix: string): Promise<Map<string, MessageInfo>>;
+  close(): Promise<void>;
+}
+
+export interface TxWorldOptions {
+  /** Service settings: TIDINGS_CHECK_INTERVAL, TIDINGS_CHECK_LIMIT, TIDINGS_POLL_INTERVAL... */
+  env?: Record<string, string>;
+}
+
+export async function startTxWorld(label: string, options: TxWorldOptions = {}): Promise<TxWorld> {
+  const database: TestDatabase = await createTestDatabase(`${label}_svc`);
+  let service: RunningService | null = null;
+  let checkServer: Server | null = null;
+  let subscriber: Receiver | null = null;
+  try {
+    service = await startTestService(database.url, {
+      TIDINGS_POLL_INTERVAL: "50ms",
+      TIDINGS_CHECK_INTERVAL: "200ms",
+      TIDINGS_CHECK_LIMIT: "50",
+      ...options.env,
+    });
+    let handler: CheckBackHandler | null = null;
+    const checkRequests: Array<{ id: string; at: number }> = [];
+    checkServer = createServer((req: IncomingMessage, res: ServerResponse) => {
+      checkRequests.push({ id: String(req.headers["webhook-id"]), at: Date.now() });
+      if (handler) handler.node(req, res);
+      else res.writeHead(503).end();
+    });
+    await new Promise<void>((resolve) => checkServer!.listen(0, "127.0.0.1", resolve));
+    const checkUrl = `http://127.0.0.1:${(checkServer.address() as AddressInfo).port}/tidings/check`;
+    subscriber = await new Receiver().start();
+    const admin = new TidingsClient({ url: service.url, apiKey: ADMIN_KEY });
+    const app = await admin.apps.create({ name: `app-${randomBytes(3).toString("hex")}`, checkUrl });
+    const topic = `${label.replace(/[^a-z0-9]/g, "")}.paid`;
+    const created = await fetch(`${service.url}/v1/subscriptions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "subscriber", topic, endpoint: { type: "http", url: `${subscriber.url}/hook` } }),
+    });
+    if (!created.ok) throw new Error(`subscription: HTTP ${created.status} ${await created.text()}`);
+    const tidings = new TidingsClient({ url: service.url, apiKey: app.apiKey, secret: app.secret });
+    const runningService = service;
+    const runningCheckServer = checkServer;
+    const runningSubscriber = subscriber;
+    return {
+      url: service.url,
+      apiKey: app.apiKey,
+      secret: app.secret,
+      tidings,
+      admin,
+      subscriber,
+      topic,
+      checkRequests,
+      useHandler: (h) => void (handler = h),
+      async messages(prefix) {
+        const out = new Map<string, MessageInfo>();
+        // The service's ids are listed newest first; filter by prefix here.
+        for await (const m of admin.messages.listAll({ topic, limit: 1000 })) if (m.id.startsWith(prefix)) out.set(m.id, m);
+        return out;
+      },
+      async close() {
+        await runningService.close();
+        runningCheckServer.closeAllConnections();
+        await new Promise<void>((resolve) => runningCheckServer.close(() => resolve()));
+        await runningSubscriber.stop();
+        await database.drop();
+      },
+    };
+  } catch (error) {
+    await service?.close().catch(() => undefined);
+    checkServer?.close();
+    await subscriber?.stop().catch(() => undefined);
+    await database.drop().catch(() => undefined);
+    throw error;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `check` returns a truthy value, or fails after `timeoutMs` naming `what`. */
+export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, intervalMs = 50): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await sleep(intervalMs);
+  }
+}

@@ -1,0 +1,318 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import postgres from "postgres";
+import { fromPostgresJs, isUniqueViolation, migrate, TidingsClient, TidingsError, type Executor, type TransactionEvent } from "../src/index.ts";
+import { ADAPTERS } from "./support/adapters.ts";
+import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
+import { addOrders, barrierOf, createOrders, orderStatus, payOrder, signedCheck } from "./support/txCommon.ts";
+import { sleep } from "./support/txWorld.ts";
+import { startTxWorld, until, type TxWorld } from "./support/txWorld.ts";
+
+let world: TxWorld;
+before(async () => {
+  world = await startTxWorld("txapi");
+});
+after(async () => {
+  await world.close();
+});
+
+const newId = (label: string) => `${label}-${randomBytes(5).toString("hex")}`;
+
+/** An executor whose first transaction does what `db`'s do, then reports an error anyway (a COMMIT that failed or whose reply was lost). */
+function commitErrors(db: Executor, mode: "rolled back" | "committed, reply lost"): Executor {
+  let failed = false;
+  return {
+    dialect: db.dialect,
+    query: (sql, params) => db.query(sql, params),
+    async transaction(fn, options) {
+      if (failed) return db.transaction(fn, options);
+      failed = true;
+      if (mode === "committed, reply lost") {
+        await db.transaction(fn, options);
+        throw Object.assign(new Error("Connection terminated unexpectedly"), { code: "ECONNRESET" });
+      }
+      return db.transaction(async (tx) => {
+        await fn(tx);
+        throw new Error("could not commit: the connection was reset");
+      }, options);
+    },
+  };
+}
+
+/** A client whose `fetch` can be tampered with per request. */
+function clientWith(tamper: (url: string, init: RequestInit | undefined, real: typeof fetch) => Promise<Response>): TidingsClient {
+  return new TidingsClient({ url: world.url, apiKey: world.apiKey, secret: world.secret, retries: 0, fetch: ((url: string, init?: RequestInit) => tamper(String(url), init, fetch)) as typeof fetch });
+}
+
+for (const dialect of DIALECTS) {
+  describe(`transaction() on ${DIALECT_NAME[dialect]}`, () => {
+    let database: OpenDatabase;
+    let db: Executor;
+    before(async () => {
+      database = await openDatabase(dialect, "txapi");
+      db = database.db;
+      await createOrders(db);
+      world.useHandler(world.tidings.checkBackHandler(db, { lockTimeoutMs: 1000 }));
+    });
+    after(async () => {
+      world.useHandler(null);
+      await database.close();
+    });
+
+    test("commits the business change and the message together; the subscriber gets it once", async () => {
+      const sn = newId("ok");
+      await addOrders(db, [sn]);
+      const events: TransactionEvent[] = [];
+      let seenInside: string | undefined;
+      const value = await world.tidings.transaction(
+        db,
+        { id: sn, topic: world.topic, key: sn, payload: { sn } },
+        async (tx, { messageId }) => {
+          await payOrder(tx, sn);
+          // Inside the local transaction the message is stored, prepared and invisible.
+          seenInside = (await world.tidings.messages.get(messageId))?.state;
+          return "paid";
+        },
+        { checkAfter: "1h", onEvent: (e) => events.push(e) },
+      );
+      assert.equal(value, "paid");
+      assert.equal(seenInside, "prepared");
+      assert.equal(await orderStatus(db, sn), "paid");
+      assert.equal(await barrierOf(db, sn), "commit");
+      assert.equal((await world.tidings.messages.get(sn))?.state, "committed");
+      assert.deepEqual(events.map((e) => e.type), ["committed"]);
+      await until("delivery", () => world.subscriber.counts.get(sn) === 1);
+    });
+
+    test("a callback that throws rolls back the local transaction and the message, and the error is rethrown", async () => {
+      const sn = newId("throws");
+      await addOrders(db, [sn]);
+      const boom = new Error("card declined");
+      const events: TransactionEvent[] = [];
+      await assert.rejects(
+        world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
+          await payOrder(tx, sn);
+          throw boom;
+        }, { checkAfter: "1h", onEvent: (e) => events.push(e) }),
+        (error) => error === boom,
+      );
+      assert.equal(await orderStatus(db, sn), "new");
+      assert.equal(await barrierOf(db, sn), "rollback", "the rollback barrier is in before the message is rolled back");
+      assert.equal((await world.tidings.messages.get(sn))?.state, "rolled_back");
+      assert.deepEqual(events.map((e) => e.type), ["rolled_back"]);
+    });
+
+    test("a unique violation of the callback's own is rethrown as it is (not mistaken for the barrier's)", async () => {
+      const sn = newId("dup");
+      await addOrders(db, [sn]);
+      await assert.rejects(
+        world.tidings.transaction(db, { id: newId("dupmsg"), topic: world.topic, payload: {} }, async (tx) => {
+          await payOrder(tx, sn);
+          await addOrders(tx, [sn]); // the order exists: the database refuses
+        }, { checkAfter: "1h" }),
+        (error) => !(error instanceof TidingsError) && isUniqueViolation(error),
+      );
+      assert.equal(await orderStatus(db, sn), "new");
+    });
+
+    test("a check-back answered before the local transaction began makes it fail: nothing commits", async () => {
+      const sn = newId("late");
+      await addOrders(db, [sn]);
+      const handler = world.tidings.checkBackHandler(db);
+      let answered: unknown;
+      // The check-back arrives between the prepare's answer and the local BEGIN.
+      const client = clientWith(async (url, init, real) => {
+        const response = await real(url, init);
+        if (url.endsWith("/v1/messages") && init?.method === "POST") answered = (await handler.receive(signedCheck(world.secret, sn))).body;
+        return response;
+      });
+      let ran = false;
+      await assert.rejects(
+        client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
+          ran = true;
+          await payOrder(tx, sn);
+        }, { checkAfter: "1h" }),
+        (error) => error instanceof TidingsError && error.code === "conflict" && /rolled back by a check-back/.test(error.message),
+      );
+      assert.deepEqual(answered, { status: "rollback" });
+      assert.equal(ran, false, "the callback never ran: the barrier insert failed first");
+      assert.equal(await orderStatus(db, sn), "new");
+      assert.equal((await world.tidings.messages.get(sn))?.state, "rolled_back");
+    });
+
+    test("a local COMMIT that fails after the barrier insert rolls the message back", async () => {
+      const sn = newId("commitfail");
+      await addOrders(db, [sn]);
+      await assert.rejects(
+        world.tidings.transaction(commitErrors(db, "rolled back"), { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "1h" }),
+        /could not commit/,
+      );
+      assert.equal(await orderStatus(db, sn), "new");
+      assert.equal(await barrierOf(db, sn), "rollback");
+      assert.equal((await world.tidings.messages.get(sn))?.state, "rolled_back");
+    });
+
+    if (dialect === "postgres") {
+      test("a COMMIT refused by PostgreSQL (a deferred constraint) rolls the message back", async () => {
+        const sn = newId("deferredfk");
+        await addOrders(db, [sn]);
+        await db.query("CREATE TABLE IF NOT EXISTS receipts (sn varchar(60), CONSTRAINT receipts_once UNIQUE (sn) DEFERRABLE INITIALLY DEFERRED)");
+        await assert.rejects(
+          world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
+            await payOrder(tx, sn);
+            // Two receipts: accepted now, refused at COMMIT.
+            await tx.query("INSERT INTO receipts (sn) VALUES ($1), ($1)", [sn]);
+          }, { checkAfter: "1h" }),
+          (error) => (error as { code?: string }).code === "23505",
+        );
+        assert.equal(await orderStatus(db, sn), "new");
+        assert.equal(await barrierOf(db, sn), "rollback");
+        assert.equal((await world.tidings.messages.get(sn))?.state, "rolled_back");
+      });
+    }
+
+    test("a local COMMIT whose reply was lost is read back from the barrier and the message committed", async () => {
+      const sn = newId("replylost");
+      await addOrders(db, [sn]);
+      const value = await world.tidings.transaction(commitErrors(db, "committed, reply lost"), { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
+        await payOrder(tx, sn);
+        return 42;
+      }, { checkAfter: "1h" });
+      assert.equal(value, 42);
+      assert.equal(await orderStatus(db, sn), "paid");
+      assert.equal((await world.tidings.messages.get(sn))?.state, "committed");
+    });
+
+    test("the message commit failing after the local commit is left to the check-back, which commits it", async () => {
+      const sn = newId("deferred");
+      await addOrders(db, [sn]);
+      const client = clientWith(async (url, init, real) => {
+        if (url.endsWith("/commit")) throw new TypeError("fetch failed");
+        return real(url, init);
+      });
+      const events: TransactionEvent[] = [];
+      await client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "200ms", onEvent: (e) => events.push(e) });
+      assert.deepEqual(events.map((e) => e.type), ["commit_deferred"]);
+      assert.equal(await orderStatus(db, sn), "paid");
+      await until("the check-back committed it", async () => (await world.tidings.messages.get(sn))?.state === "committed");
+      await until("delivery", () => world.subscriber.counts.get(sn) === 1);
+      const checks = await world.tidings.messages.checks(sn);
+      assert.equal(checks.at(-1)?.answer, "commit");
+    });
+
+    test("nothing runs locally when the service cannot prepare the message", async () => {
+      const sn = newId("down");
+      await addOrders(db, [sn]);
+      const down = new TidingsClient({ url: "http://127.0.0.1:9", apiKey: world.apiKey, retries: 0 });
+      let ran = false;
+      await assert.rejects(
+        down.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async () => void (ran = true)),
+        (error) => error instanceof TidingsError && error.code === "network",
+      );
+      assert.equal(ran, false);
+      assert.equal(await barrierOf(db, sn), null);
+      // A bad message is refused before anything is written.
+      await assert.rejects(world.tidings.transaction(db, { topic: "no spaces allowed", payload: {} }, async () => void (ran = true)), (e) => e instanceof TidingsError && e.code === "invalid_message");
+      assert.equal(ran, false);
+    });
+
+    test("a message id is good for one transaction: reusing it is refused before the callback runs", async () => {
+      const sn = newId("twice");
+      await addOrders(db, [sn]);
+      await world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "1h" });
+      let ran = false;
+      await assert.rejects(
+        world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async () => void (ran = true), { checkAfter: "1h" }),
+        (error) => error instanceof TidingsError && error.code === "conflict",
+      );
+      assert.equal(ran, false);
+      assert.equal((await world.tidings.messages.get(sn))?.state, "committed");
+    });
+  });
+}
+
+describe("transaction() with postgres.js", () => {
+  let database: OpenDatabase;
+  let sql: postgres.Sql;
+  let db: Executor;
+  before(async () => {
+    database = await openDatabase("postgres", "txpgjs");
+    sql = postgres(database.url, { max: 4, onnotice: () => undefined });
+    db = fromPostgresJs(sql);
+    await migrate(db);
+    await createOrders(db);
+    world.useHandler(world.tidings.checkBackHandler(db, { lockTimeoutMs: 1000 }));
+  });
+  after(async () => {
+    world.useHandler(null);
+    await sql.end();
+    await database.close();
+  });
+
+  test("commits both, and a throwing callback rolls both back", async () => {
+    const [good, bad] = [newId("pgjs-ok"), newId("pgjs-throws")];
+    await addOrders(db, [good, bad]);
+    await world.tidings.transaction(db, { id: good, topic: world.topic, payload: { sn: good } }, (tx) => payOrder(tx, good), { checkAfter: "1h" });
+    await assert.rejects(
+      world.tidings.transaction(db, { id: bad, topic: world.topic, payload: { sn: bad } }, async (tx) => {
+        await payOrder(tx, bad);
+        throw new Error("nope");
+      }, { checkAfter: "1h" }),
+      /nope/,
+    );
+    assert.equal(await orderStatus(db, good), "paid");
+    assert.equal(await orderStatus(db, bad), "new");
+    assert.equal((await world.tidings.messages.get(good))?.state, "committed");
+    assert.equal((await world.tidings.messages.get(bad))?.state, "rolled_back");
+    await until("delivery", () => world.subscriber.counts.get(good) === 1);
+  });
+});
+
+describe("transaction() and the check-back through every executor adapter", () => {
+  const databases = new Map<string, OpenDatabase>();
+  before(async () => {
+    for (const dialect of DIALECTS) {
+      const database = await openDatabase(dialect, "txadapters");
+      await createOrders(database.db);
+      databases.set(dialect, database);
+    }
+  });
+  after(async () => {
+    for (const database of databases.values()) await database.close();
+  });
+
+  for (const adapter of ADAPTERS) {
+    test(`${adapter.name}: commit, rollback, and the check-back's answers (waiting behind a running transaction)`, async () => {
+      const opened = await adapter.open(databases.get(adapter.dialect)!.url);
+      try {
+        const db = opened.db;
+        const handler = world.tidings.checkBackHandler(db, { lockTimeoutMs: 5000 });
+        const [good, bad, slow] = [newId("adapter-ok"), newId("adapter-throws"), newId("adapter-slow")];
+        await addOrders(db, [good, bad, slow]);
+        await world.tidings.transaction(db, { id: good, topic: world.topic, payload: {} }, (tx) => payOrder(tx, good), { checkAfter: "1h" });
+        await assert.rejects(world.tidings.transaction(db, { id: bad, topic: world.topic, payload: {} }, async (tx) => {
+          await payOrder(tx, bad);
+          throw new Error("declined");
+        }, { checkAfter: "1h" }), /declined/);
+        assert.deepEqual((await handler.receive(signedCheck(world.secret, good))).body, { status: "commit" });
+        assert.deepEqual((await handler.receive(signedCheck(world.secret, bad))).body, { status: "rollback" });
+
+        // A check arriving while the local transaction runs waits for it, then answers commit.
+        let inside = false;
+        const producing = world.tidings.transaction(db, { id: slow, topic: world.topic, payload: {} }, async (tx) => {
+          await payOrder(tx, slow);
+          inside = true;
+          await sleep(300);
+        }, { checkAfter: "1h" });
+        while (!inside) await sleep(5);
+        const answer = await handler.receive(signedCheck(world.secret, slow));
+        await producing;
+        assert.deepEqual(answer.body, { status: "commit" });
+        assert.deepEqual([await orderStatus(db, good), await orderStatus(db, bad), await orderStatus(db, slow)], ["paid", "new", "paid"]);
+      } finally {
+        await opened.close();
+      }
+    });
+  }
+});

@@ -21,10 +21,14 @@ export interface DispatcherOptions {
   maxQueued: number;
 }
 
-/** The envelope POSTed to HTTP endpoints and carried by brokers. */
+/**
+ * The envelope POSTed to HTTP endpoints and carried by brokers:
+ * `{"id","topic","tag","key","payload","headers","createdAt"}`. Built around the payload's JSON
+ * text rather than by parsing and re-serializing every payload.
+ */
 export function envelope(delivery: LeasedDelivery): string {
   const m = delivery.message;
-  return JSON.stringify({ id: m.id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, headers: m.headers, createdAt: m.createdAt });
+  return `{"id":${JSON.stringify(m.id)},"topic":${JSON.stringify(m.topic)},"tag":${JSON.stringify(m.tag)},"key":${JSON.stringify(m.key)},"payload":${m.payloadJson},"headers":${m.headersJson},"createdAt":"${m.createdAt}"}`;
 }
 
 /**

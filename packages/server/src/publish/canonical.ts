@@ -11,6 +11,9 @@ export function canonicalJson(value: unknown): string {
     .join(",")}}`;
 }
 
-export function contentHash(content: unknown): Buffer {
-  return createHash("sha256").update(canonicalJson(content)).digest();
+/** SHA-256 of the parts as given (null-separated), to tell a repeated message from a clash cheaply. */
+export function contentHash(parts: ReadonlyArray<string | null>): Buffer {
+  const hash = createHash("sha256");
+  for (const part of parts) hash.update(part === null ? "\u0001" : part).update("\u0000");
+  return hash.digest();
 }

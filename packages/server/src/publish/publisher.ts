@@ -4,7 +4,7 @@ import type { Db } from "../store/db.ts";
 import { inTransaction } from "../store/db.ts";
 import type { LeasedDelivery } from "../store/deliveryOps.ts";
 import { insertMessages, type CreatedDelivery, type InsertOutcome, type NewMessage } from "../store/insertMessages.ts";
-import type { MessageRecord } from "../store/rows.ts";
+import { outgoingOf, type MessageRecord, type OutgoingMessage } from "../store/rows.ts";
 import { commitPrepared, rollbackPrepared, type ResolveOutcome } from "../store/transactional.ts";
 
 export interface PublisherDeps {
@@ -64,8 +64,9 @@ export class Publisher {
   private async write(batch: Waiting[]): Promise<void> {
     try {
       // A single statement is atomic on its own: no begin/commit round trips needed.
-      const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, batch.map((w) => w.message));
-      this.afterCommit(outcomes, deliveries);
+      const messages = batch.map((w) => w.message);
+      const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, messages);
+      this.afterCommit(outcomes, deliveries, true, messages);
       batch.forEach((w, i) => w.resolve(outcomes[i]!));
     } catch (error) {
       for (const w of batch) w.reject(error);
@@ -82,7 +83,7 @@ export class Publisher {
     if (!atomic) {
       // One statement: atomic by itself, and no message of it fails another.
       const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, messages);
-      this.afterCommit(outcomes, deliveries);
+      this.afterCommit(outcomes, deliveries, true, messages);
       return outcomes;
     }
     const { outcomes, deliveries } = await inTransaction(this.deps.db, async (tx) => {
@@ -93,7 +94,7 @@ export class Publisher {
       }
       return result;
     });
-    this.afterCommit(outcomes, deliveries);
+    this.afterCommit(outcomes, deliveries, true, messages);
     return outcomes;
   }
 
@@ -101,7 +102,8 @@ export class Publisher {
   async commit(id: string): Promise<ResolveOutcome> {
     const outcome = await commitPrepared(this.deps.db, id, this.owner(), this.deps.leaseMs);
     if (outcome.kind === "resolved") {
-      this.afterCommit([{ kind: "created", message: outcome.message }], outcome.deliveries, false);
+      const message = outcome.message;
+      this.afterCommit([{ kind: "created", message }], outcome.deliveries, false);
     }
     return outcome;
   }
@@ -115,14 +117,28 @@ export class Publisher {
     return this.deps.canDispatch() ? this.deps.nodeId : null;
   }
 
-  private afterCommit(outcomes: InsertOutcome[], deliveries: CreatedDelivery[], count = true): void {
+  /**
+   * Hands the deliveries leased to this node to the dispatcher, with the message it already
+   * holds. `sent` are the messages as requested, whose payload JSON text is reused as is.
+   */
+  private afterCommit(outcomes: InsertOutcome[], deliveries: CreatedDelivery[], count = true, sent: readonly NewMessage[] = []): void {
     const created = new Map<string, MessageRecord>();
     for (const o of outcomes) if (o.kind === "created") created.set(o.message.id, o.message);
     if (count && created.size > 0) this.deps.accepted(created.size);
+    if (deliveries.length === 0) return;
+    const texts = new Map<string, NewMessage>();
+    for (const m of sent) texts.set(m.id, m);
+    const outgoing = new Map<string, OutgoingMessage>();
     const leased: LeasedDelivery[] = [];
     for (const d of deliveries) {
-      const message = created.get(d.messageId);
-      if (!d.leased || !message) continue;
+      const record = created.get(d.messageId);
+      if (!d.leased || !record) continue;
+      let message = outgoing.get(record.id);
+      if (!message) {
+        const text = texts.get(record.id);
+        message = text ? outgoingOf(record, text.payloadJson, text.headersJson) : outgoingOf(record);
+        outgoing.set(record.id, message);
+      }
       leased.push({ deliveryId: d.deliveryId, subscriptionId: d.subscriptionId, attempt: 1, attemptInCycle: 1, firstAttemptAt: null, message });
     }
     if (leased.length > 0) this.deps.dispatch(leased);

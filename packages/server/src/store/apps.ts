@@ -34,12 +34,12 @@ export async function createApp(
 }
 
 export async function listApps(db: Db): Promise<AppRecord[]> {
-  const { rows } = await db.query("select * from apps order by name");
+  const { rows } = await db.query("select * from apps where deleted_at is null order by name");
   return rows.map(toApp);
 }
 
 export async function getApp(db: Db, name: string): Promise<AppRecord | null> {
-  const { rows } = await db.query("select * from apps where name = $1", [name]);
+  const { rows } = await db.query("select * from apps where name = $1 and deleted_at is null", [name]);
   return rows[0] ? toApp(rows[0]) : null;
 }
 
@@ -54,18 +54,26 @@ export async function updateApp(db: Db, name: string, patch: AppPatch): Promise<
   const { rows } = await db.query(
     `update apps set check_url = case when $2 then $3 else check_url end, read_topics = coalesce($4, read_topics),
             key_hash = coalesce($5, key_hash), secret = coalesce($6, secret), updated_at = now()
-      where name = $1 returning *`,
+      where name = $1 and deleted_at is null returning *`,
     [name, patch.checkUrl !== undefined, patch.checkUrl ?? null, patch.readTopics ?? null, patch.keyHash ?? null, patch.secret ?? null],
   );
   return rows[0] ? toApp(rows[0]) : null;
 }
 
+/**
+ * Deletes an app softly: its key stops working at once, its messages stay, and its name is never
+ * given to another app (which would then see them).
+ */
 export async function deleteApp(db: Db, name: string): Promise<boolean> {
-  const { rowCount } = await db.query("delete from apps where name = $1", [name]);
+  const { rowCount } = await db.query(
+    `update apps set deleted_at = now(), key_hash = sha256(gen_random_uuid()::text::bytea), check_url = null
+      where name = $1 and deleted_at is null`,
+    [name],
+  );
   return (rowCount ?? 0) > 0;
 }
 
 export async function appByKeyHash(db: Db, keyHash: Buffer): Promise<{ name: string; readTopics: string[] } | null> {
-  const { rows } = await db.query({ name: "app_by_key", text: "select name, read_topics from apps where key_hash = $1", values: [keyHash] });
+  const { rows } = await db.query({ name: "app_by_key", text: "select name, read_topics from apps where key_hash = $1 and deleted_at is null", values: [keyHash] });
   return rows[0] ? { name: rows[0].name, readTopics: rows[0].read_topics } : null;
 }

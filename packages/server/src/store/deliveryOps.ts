@@ -1,5 +1,5 @@
 import type { Db } from "./db.ts";
-import { toMessage, MESSAGE_COLUMNS, type MessageRecord } from "./rows.ts";
+import type { OutgoingMessage } from "./rows.ts";
 
 /** A delivery this node holds the lease of, with what it needs to send it. */
 export interface LeasedDelivery {
@@ -11,7 +11,7 @@ export interface LeasedDelivery {
   attemptInCycle: number;
   /** When the current retry cycle's first attempt ran, or null if this is it. */
   firstAttemptAt: Date | null;
-  message: MessageRecord;
+  message: OutgoingMessage;
 }
 
 // $1 node id; $2 lease ms; $3 max rows; $4 ids of enabled subscriptions.
@@ -29,7 +29,8 @@ update deliveries d
    set lease_owner = $1, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
   from due, messages m
  where d.id = due.id and m.id = d.message_id
-returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at, ${MESSAGE_COLUMNS}`;
+returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
+          m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json`;
 
 export async function claimDueDeliveries(
   db: Db,
@@ -50,7 +51,16 @@ export async function claimDueDeliveries(
     attempt: row.attempts + 1,
     attemptInCycle: row.attempts - row.retry_base + 1,
     firstAttemptAt: row.first_attempt_at,
-    message: toMessage(row),
+    // Payload and headers as the text jsonb prints: the envelope is built around them, never re-parsed.
+    message: {
+      id: row.id,
+      topic: row.topic,
+      tag: row.tag,
+      key: row.key,
+      createdAt: (row.created_at as Date).toISOString(),
+      payloadJson: row.payload_json,
+      headersJson: row.headers_json,
+    },
   }));
 }
 

@@ -21,6 +21,21 @@ export interface MessageRecord {
   inDoubtAt: string | null;
 }
 
+/** What a transport needs of a message: the payload and headers stay JSON text end to end. */
+export interface OutgoingMessage {
+  id: string;
+  topic: string;
+  tag: string | null;
+  key: string | null;
+  createdAt: string;
+  payloadJson: string;
+  headersJson: string;
+}
+
+export function outgoingOf(m: MessageRecord, payloadJson = JSON.stringify(m.payload), headersJson = JSON.stringify(m.headers)): OutgoingMessage {
+  return { id: m.id, topic: m.topic, tag: m.tag, key: m.key, createdAt: m.createdAt, payloadJson, headersJson };
+}
+
 export interface DeliveryRecord {
   id: number;
   subscription: string;

@@ -19,7 +19,7 @@ export function appRoutes(app: FastifyInstance, s: Services): void {
       const apiKey = newApiKey();
       const secret = newSigningSecret();
       const created = await createApp(s.db, request.body.name, hashKey(apiKey), secret, checkUrl, request.body.readTopics ?? []);
-      if (!created) throw conflict(`an app named ${request.body.name} exists`);
+      if (!created) throw conflict(`the app name ${request.body.name} is taken (names of deleted apps are not reused)`);
       return reply.status(201).send({ ...created, apiKey, secret });
     },
   );

@@ -56,15 +56,20 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
   const tag = body.tag ?? null;
   const key = body.key ?? null;
   const headers = body.headers ?? {};
+  const payloadJson = JSON.stringify(body.payload);
+  const headersJson = JSON.stringify(headers);
   return {
     id: body.id ?? uuidv7(),
     app,
     topic: body.topic,
     tag,
     key,
-    payloadJson: JSON.stringify(body.payload),
+    payload: body.payload,
+    payloadJson,
     headers,
-    contentHash: contentHash({ app, topic: body.topic, tag, key, payload: body.payload, headers, prepare: body.prepare === true }),
+    headersJson,
+    // A generated id cannot clash, so it needs no hash; a producer's id is hashed as sent.
+    contentHash: body.id === undefined ? null : contentHash([app, body.topic, tag, key, payloadJson, headersJson]),
     deliverAt,
     state: body.prepare ? "prepared" : "committed",
     checkAfterMs,

@@ -1,0 +1,46 @@
+import { Pool } from "undici";
+import { payload, TOPIC } from "./payload.ts";
+
+/** The load generator's HTTP client: undici, keep-alive, one connection per concurrent producer. */
+export class Producer {
+  private readonly pool: Pool;
+  private readonly headers: Record<string, string>;
+
+  constructor(baseUrl: string, apiKey: string, connections: number) {
+    this.pool = new Pool(baseUrl, { connections, pipelining: 1, keepAliveTimeout: 60_000 });
+    this.headers = { authorization: `Bearer ${apiKey}`, "content-type": "application/json" };
+  }
+
+  /** POST /v1/messages; resolves with the stored message's id once the service answered 201. */
+  async publish(i: number, topic = TOPIC): Promise<string> {
+    const response = await this.pool.request({
+      method: "POST",
+      path: "/v1/messages",
+      headers: this.headers,
+      body: JSON.stringify({ topic, key: `ord_${i}`, payload: payload(i) }),
+    });
+    const text = await response.body.text();
+    if (response.statusCode !== 201) throw new Error(`POST /v1/messages answered ${response.statusCode}: ${text.slice(0, 300)}`);
+    // The id is the first field of the answer: no need to parse the whole message.
+    const match = /"id":"([^"]+)"/.exec(text);
+    if (!match) throw new Error(`no id in ${text.slice(0, 200)}`);
+    return match[1]!;
+  }
+
+  /** POST /v1/messages/batch with messages first..first+count-1. */
+  async publishBatch(first: number, count: number, topic = TOPIC): Promise<void> {
+    const messages = Array.from({ length: count }, (_, k) => ({ topic, key: `ord_${first + k}`, payload: payload(first + k) }));
+    const response = await this.pool.request({
+      method: "POST",
+      path: "/v1/messages/batch",
+      headers: this.headers,
+      body: JSON.stringify({ messages }),
+    });
+    const text = await response.body.text();
+    if (response.statusCode !== 201) throw new Error(`POST /v1/messages/batch answered ${response.statusCode}: ${text.slice(0, 300)}`);
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}

@@ -1,0 +1,41 @@
+/** How big each workload is: the sizes, or a tiny smoke size that keeps the suite from rotting. */
+export interface Sizes {
+  publishSingle: { messages: number; concurrency: number };
+  /** pgbench single-row INSERT limit: clients and seconds. */
+  pgbenchSingle: { clients: number; seconds: number };
+  publishBatch: { messages: number; batch: number; concurrency: number };
+  pgbenchBatch: { clients: number; seconds: number; rows: number };
+  deliver: { messages: number };
+  latency: { rate: number; seconds: number; warmupSeconds: number };
+  backlog: { small: number; large: number; measured: number };
+  transactional: { transactions: number; concurrency: number };
+  outbox: { rows: number };
+  /** Give up waiting for a phase after this long. */
+  phaseTimeoutMs: number;
+}
+
+export const FULL: Sizes = {
+  publishSingle: { messages: 20_000, concurrency: 64 },
+  pgbenchSingle: { clients: 32, seconds: 10 },
+  publishBatch: { messages: 200_000, batch: 1_000, concurrency: 4 },
+  pgbenchBatch: { clients: 8, seconds: 10, rows: 100 },
+  deliver: { messages: 100_000 },
+  latency: { rate: 500, seconds: 20, warmupSeconds: 2 },
+  backlog: { small: 10_000, large: 1_000_000, measured: 100_000 },
+  transactional: { transactions: 10_000, concurrency: 32 },
+  outbox: { rows: 100_000 },
+  phaseTimeoutMs: 300_000,
+};
+
+export const SMOKE: Sizes = {
+  publishSingle: { messages: 200, concurrency: 16 },
+  pgbenchSingle: { clients: 4, seconds: 1 },
+  publishBatch: { messages: 400, batch: 100, concurrency: 2 },
+  pgbenchBatch: { clients: 2, seconds: 1, rows: 100 },
+  deliver: { messages: 200 },
+  latency: { rate: 100, seconds: 1, warmupSeconds: 0.2 },
+  backlog: { small: 100, large: 400, measured: 200 },
+  transactional: { transactions: 200, concurrency: 8 },
+  outbox: { rows: 200 },
+  phaseTimeoutMs: 30_000,
+};

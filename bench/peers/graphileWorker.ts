@@ -1,0 +1,194 @@
+import { Logger, makeWorkerUtils, run, type Runner, type WorkerUtils } from "graphile-worker";
+import pg from "pg";
+import { measure, sql, withDatabase, type BenchContext } from "../lib/context.ts";
+import { closedLoop, openLoop, PEER_MAX_SECONDS, summarize, timedLoop, until, warmupCount } from "../lib/load.ts";
+import { payload } from "../lib/payload.ts";
+import type { SystemResult } from "../lib/report.ts";
+
+const TASK = "bench";
+export const GRAPHILE_WORKER = "graphile-worker 0.17.3";
+
+const silent = new Logger(() => () => {});
+/** Pool for the producers: as large as the concurrency that uses it (the default is 10). */
+const UTILS_POOL = 32;
+/**
+ * The configuration of graphile-worker's own performance page ("Quick stats in optimal
+ * conditions"): 24 concurrent jobs, a pool of 25, a local queue of 500 jobs fetched per
+ * round trip, and batched completion (completeJobBatchDelay / failJobBatchDelay 0).
+ */
+const WORKER = { concurrency: 24, maxPoolSize: 25, localQueue: 500 };
+const WORK_CONFIG = `concurrentJobs ${WORKER.concurrency}, maxPoolSize ${WORKER.maxPoolSize}, localQueue.size ${WORKER.localQueue}, completeJobBatchDelay 0, failJobBatchDelay 0 (its performance page's settings); LISTEN/NOTIFY wake-up`;
+
+/** Our own pools (ended by us, with an error listener) so that dropping the database never crashes the runner. */
+function pool(dbUrl: string, max: number): pg.Pool {
+  const p = new pg.Pool({ connectionString: dbUrl, max });
+  p.on("error", () => {});
+  p.on("connect", (client) => client.on("error", () => {}));
+  return p;
+}
+
+async function withUtils<T>(ctx: BenchContext, label: string, fn: (utils: WorkerUtils, dbUrl: string) => Promise<T>): Promise<T> {
+  return withDatabase(ctx, `${label}_graphile`, async (db) => {
+    const pgPool = pool(db.url, UTILS_POOL);
+    const utils = await makeWorkerUtils({ pgPool, logger: silent });
+    try {
+      await utils.migrate();
+      return await fn(utils, db.url);
+    } finally {
+      await utils.release();
+      await pgPool.end();
+    }
+  });
+}
+
+async function startWorker(dbUrl: string, task: (payload: unknown) => void): Promise<Runner> {
+  const pgPool = pool(dbUrl, WORKER.maxPoolSize);
+  const runner = await run({
+    pgPool,
+    concurrency: WORKER.concurrency,
+    noHandleSignals: true,
+    logger: silent,
+    taskList: {
+      [TASK]: async (p) => {
+        task(p);
+      },
+    },
+    preset: {
+      worker: {
+        localQueue: { size: WORKER.localQueue },
+        completeJobBatchDelay: 0,
+        failJobBatchDelay: 0,
+      },
+    },
+  });
+  const stop = runner.stop.bind(runner);
+  runner.stop = async (reason?: string) => {
+    await stop(reason);
+    await pgPool.end();
+  };
+  return runner;
+}
+
+/** `addJob()` one job per call with `concurrency` callers. */
+export async function graphileAddJob(ctx: BenchContext, label: string, total: number, concurrency: number): Promise<SystemResult> {
+  return withUtils(ctx, label, async (utils) => {
+    const send = async (i: number) => {
+      await utils.addJob(TASK, payload(i));
+    };
+    await closedLoop(warmupCount(total), concurrency, (i) => send(total + i));
+    const { result: run, processes } = await measure(ctx, null, (r) => r.done, () => timedLoop(total, concurrency, PEER_MAX_SECONDS, send));
+    return {
+      system: GRAPHILE_WORKER,
+      role: "peer",
+      figure: Math.round(run.done / run.seconds),
+      unit: "jobs/s",
+      messages: run.done,
+      seconds: run.seconds,
+      processes,
+      config: `addJob() × ${concurrency} concurrent callers, pool max ${UTILS_POOL} (at most ${PEER_MAX_SECONDS} s)`,
+    } satisfies SystemResult;
+  });
+}
+
+/** `addJobs()` of `batch` jobs per call with `concurrency` callers. */
+export async function graphileAddJobs(ctx: BenchContext, label: string, total: number, batch: number, concurrency: number): Promise<SystemResult> {
+  return withUtils(ctx, label, async (utils) => {
+    const { result: seconds, processes } = await measure(ctx, null, () => total, () =>
+      closedLoop(Math.ceil(total / batch), concurrency, async (b) => {
+        const n = Math.min(batch, total - b * batch);
+        await utils.addJobs(Array.from({ length: n }, (_, k) => ({ identifier: TASK, payload: payload(b * batch + k) })));
+      }),
+    );
+    return {
+      system: GRAPHILE_WORKER,
+      role: "peer",
+      figure: Math.round(total / seconds),
+      unit: "jobs/s",
+      messages: total,
+      seconds,
+      processes,
+      config: `addJobs() of ${batch} jobs × ${concurrency} concurrent callers, pool max ${UTILS_POOL}`,
+    } satisfies SystemResult;
+  });
+}
+
+async function remaining(dbUrl: string): Promise<number> {
+  const rows = await sql<{ n: number }>(dbUrl, "select count(*)::int as n from graphile_worker._private_jobs");
+  return rows[0]!.n;
+}
+
+/** A backlog of `total` jobs, then a no-op worker until every job is completed (deleted). */
+export async function graphileProcess(ctx: BenchContext, label: string, total: number): Promise<SystemResult> {
+  return withUtils(ctx, label, async (utils, dbUrl) => {
+    for (let b = 0; b * 1000 < total; b++) {
+      const n = Math.min(1000, total - b * 1000);
+      await utils.addJobs(Array.from({ length: n }, (_, k) => ({ identifier: TASK, payload: payload(b * 1000 + k) })));
+    }
+    await sql(dbUrl, "analyze");
+    let handled = 0;
+    let runner: Runner | null = null;
+    try {
+      const { result: seconds, processes } = await measure(ctx, null, () => total, async () => {
+        const started = performance.now();
+        runner = await startWorker(dbUrl, () => {
+          handled++;
+        });
+        await until("graphile-worker to handle every job", () => handled >= total, ctx.sizes.phaseTimeoutMs, 10);
+        await until("graphile-worker to complete every job", async () => (await remaining(dbUrl)) === 0, ctx.sizes.phaseTimeoutMs, 50);
+        return (performance.now() - started) / 1000;
+      });
+      return {
+        system: GRAPHILE_WORKER,
+        role: "peer",
+        figure: Math.round(total / seconds),
+        unit: "jobs/s",
+        messages: total,
+        seconds,
+        processes,
+        config: `no-op task; ${WORK_CONFIG}; timed until every job is completed (deleted)`,
+      } satisfies SystemResult;
+    } finally {
+      await (runner as Runner | null)?.stop().catch(() => {});
+    }
+  });
+}
+
+/** Open-loop `addJob()` at `rate`/s; latency from addJob()'s resolve to the task's start. */
+export async function graphileLatency(ctx: BenchContext, label: string, rate: number, seconds: number, warmupSeconds: number): Promise<SystemResult> {
+  return withUtils(ctx, label, async (utils, dbUrl) => {
+    const enqueued = new Map<number, number>();
+    const started = new Map<number, number>();
+    const runner = await startWorker(dbUrl, (p) => {
+      const i = (p as { i: number }).i;
+      if (!started.has(i)) started.set(i, performance.now());
+    });
+    try {
+      const send = async (i: number) => {
+        await utils.addJob(TASK, { ...payload(i), i });
+        enqueued.set(i, performance.now());
+      };
+      const warm = Math.round(rate * warmupSeconds);
+      const total = Math.round(rate * seconds);
+      await openLoop(warm, rate, (i) => send(-1 - i));
+      const { result: run, processes } = await measure(ctx, null, () => total, async () => {
+        const r = await openLoop(total, rate, send);
+        await until("graphile-worker tasks", () => [...Array(total).keys()].every((i) => started.has(i)), ctx.sizes.phaseTimeoutMs, 20);
+        return r;
+      });
+      const latency = summarize([...Array(total).keys()].map((i) => started.get(i)! - enqueued.get(i)!));
+      return {
+        system: GRAPHILE_WORKER,
+        role: "peer",
+        figure: latency.p50,
+        unit: "ms p50",
+        messages: total,
+        seconds: run.seconds,
+        latency,
+        processes,
+        config: `addJob() at ${rate}/s open loop; ${WORK_CONFIG}`,
+      } satisfies SystemResult;
+    } finally {
+      await runner.stop().catch(() => {});
+    }
+  });
+}

@@ -1,0 +1,82 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { withDatabase, measure, sql, type BenchContext } from "../lib/context.ts";
+import { payloadSqlLiteral, TOPIC } from "../lib/payload.ts";
+import { PG_BIN } from "../lib/postgres.ts";
+import type { SystemResult } from "../lib/report.ts";
+
+// A table shaped like a message store's: identity key, topic, jsonb payload, timestamp.
+const TABLE = `create table bench_messages (
+  id bigint generated always as identity primary key,
+  topic text not null,
+  payload jsonb not null,
+  created_at timestamptz not null default now()
+)`;
+
+function pgEnv(dbUrl: string): NodeJS.ProcessEnv {
+  const u = new URL(dbUrl);
+  return {
+    ...process.env,
+    PGHOST: u.hostname,
+    PGPORT: u.port || "5432",
+    PGUSER: decodeURIComponent(u.username || "postgres"),
+    PGPASSWORD: decodeURIComponent(u.password),
+    PGDATABASE: u.pathname.slice(1),
+  };
+}
+
+function runPgbench(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(PG_BIN, "pgbench"), args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.once("error", reject);
+    child.once("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`pgbench exited with ${code}:\n${out}`))));
+  });
+}
+
+/**
+ * The PostgreSQL limit: pgbench INSERTs of the same payload into a plain table, each its own
+ * transaction (autocommit), prepared statements, for a fixed time. `rowsPerInsert` 1 is the
+ * single-message limit; 100 the batch limit (one multi-row VALUES statement per transaction).
+ */
+export async function pgbenchInsert(
+  ctx: BenchContext,
+  label: string,
+  opts: { clients: number; seconds: number; rowsPerInsert: number },
+): Promise<SystemResult> {
+  return withDatabase(ctx, `${label}_pgbench`, async (db) => {
+    await sql(db.url, TABLE);
+    const row = `('${TOPIC}', ${payloadSqlLiteral()})`;
+    const script = `INSERT INTO bench_messages (topic, payload) VALUES ${Array(opts.rowsPerInsert).fill(row).join(", ")};\n`;
+    const dir = mkdtempSync(join(tmpdir(), "tidings-bench-pgbench-"));
+    const file = join(dir, "insert.sql");
+    writeFileSync(file, script);
+    try {
+      const threads = Math.min(2, opts.clients);
+      const args = ["-n", "-M", "prepared", "-c", String(opts.clients), "-j", String(threads), "-T", String(opts.seconds), "-f", file];
+      const { result: out, processes } = await measure(ctx, null, () => 0, () => runPgbench(args, pgEnv(db.url)));
+      const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? NaN);
+      const tx = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? NaN);
+      if (!Number.isFinite(tps)) throw new Error(`could not read pgbench's tps:\n${out}`);
+      const rows = tx * opts.rowsPerInsert;
+      for (const p of processes) p.cpuPer1000 = rows > 0 ? Math.round((p.cpuSeconds * 1000 * 10_000) / rows) / 10_000 : 0;
+      return {
+        system: `pgbench ${opts.rowsPerInsert === 1 ? "single-row" : `${opts.rowsPerInsert}-row`} INSERT (limit)`,
+        role: "limit",
+        figure: Math.round(tps * opts.rowsPerInsert),
+        unit: "rows/s",
+        messages: rows,
+        seconds: opts.seconds,
+        processes: processes.filter((p) => p.name !== "runner"),
+        config: `${opts.clients} clients, ${threads} threads, -M prepared, ${opts.seconds} s, ${opts.rowsPerInsert} row(s) per INSERT, one transaction each`,
+        extra: { tps: Math.round(tps) },
+      } satisfies SystemResult;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}

@@ -1,0 +1,76 @@
+import { loadavg } from "node:os";
+import type { BenchContext } from "../lib/context.ts";
+import { cpuCeiling, type WorkloadResult } from "../lib/report.ts";
+import { backlog } from "./backlog.ts";
+import { brokers } from "./brokers.ts";
+import { deliver } from "./deliver.ts";
+import { latency } from "./latency.ts";
+import { publishBatch } from "./publishBatch.ts";
+import { publishSingle } from "./publishSingle.ts";
+import { outboxRelay } from "./outboxRelay.ts";
+import { transactional } from "./transactional.ts";
+import { NotAvailable } from "./notAvailable.ts";
+
+export { NotAvailable };
+
+type WorkloadBody = Omit<WorkloadResult, "name" | "startedAt" | "seconds" | "status">;
+
+export interface Workload {
+  /** The issue's number for it (issue 7). */
+  number: number;
+  name: string;
+  run(ctx: BenchContext): Promise<WorkloadBody>;
+}
+
+/** Every workload of the suite, in the issue's order. */
+export const WORKLOADS: readonly Workload[] = [
+  { number: 1, name: "publish-single", run: publishSingle },
+  { number: 2, name: "publish-batch", run: publishBatch },
+  { number: 3, name: "deliver", run: deliver },
+  { number: 4, name: "latency", run: latency },
+  { number: 5, name: "transactional", run: transactional },
+  { number: 6, name: "backlog", run: backlog },
+  { number: 7, name: "outbox-relay", run: outboxRelay },
+  { number: 8, name: "brokers", run: brokers },
+];
+
+/** Picks workloads by name or number ("deliver", "3"); none given: all. */
+export function selectWorkloads(names: readonly string[]): Workload[] {
+  if (names.length === 0) return [...WORKLOADS];
+  return names.map((n) => {
+    const found = WORKLOADS.find((w) => w.name === n || String(w.number) === n);
+    if (!found) throw new Error(`unknown workload "${n}"; known: ${WORKLOADS.map((w) => w.name).join(", ")}`);
+    return found;
+  });
+}
+
+/** Runs one workload; a failure or a missing part is reported in its result, never thrown. */
+export async function runWorkload(ctx: BenchContext, workload: Workload): Promise<WorkloadResult> {
+  const startedAt = new Date().toISOString();
+  const started = performance.now();
+  const seconds = () => Math.round((performance.now() - started) / 100) / 10;
+  const load = () => Math.round(loadavg()[0]! * 100) / 100;
+  const loadAverage = { start: load(), end: NaN };
+  ctx.log(`[${workload.number}] ${workload.name}`);
+  try {
+    const body = await workload.run(ctx);
+    for (const s of body.systems) if (!s.latency) s.cpuCeiling = cpuCeiling(s.processes);
+    loadAverage.end = load();
+    return { name: workload.name, startedAt, seconds: seconds(), loadAverage, status: "ok", ...body };
+  } catch (error) {
+    const notAvailable = error instanceof NotAvailable;
+    if (!notAvailable) ctx.log(`  FAILED: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return {
+      name: workload.name,
+      title: notAvailable ? "not yet available" : "failed",
+      status: notAvailable ? "not-available" : "failed",
+      reason: error instanceof Error ? error.message : String(error),
+      startedAt,
+      seconds: seconds(),
+      systems: [],
+      ratios: [],
+      targets: [],
+      notes: [],
+    };
+  }
+}

@@ -1,0 +1,101 @@
+import { measure, resetStatements, topStatements, withTidings, type BenchContext } from "../lib/context.ts";
+import { openLoop, summarize, until } from "../lib/load.ts";
+import { TOPIC } from "../lib/payload.ts";
+import { Producer } from "../lib/producer.ts";
+import { Receiver } from "../lib/receiver.ts";
+import { atMost, fmt, type SystemResult, type WorkloadResult } from "../lib/report.ts";
+import { graphileLatency } from "../peers/graphileWorker.ts";
+import { pgBossLatency } from "../peers/pgBoss.ts";
+import { peer, serviceRssTarget } from "./common.ts";
+
+/**
+ * Workload 4: `rate` messages/s offered (open loop) for `seconds`; latency from the producer's
+ * 201 reply to the receiver's handler. A delivery can reach the handler before the reply
+ * reaches the producer (both follow the same commit): those count as 0 ms.
+ */
+export async function latency(ctx: BenchContext): Promise<Omit<WorkloadResult, "name" | "startedAt" | "seconds" | "status">> {
+  const { rate, seconds, warmupSeconds } = ctx.sizes.latency;
+  const total = Math.round(rate * seconds);
+  const notes: string[] = [];
+  let statements: WorkloadResult["statements"];
+  ctx.log("  tidings ...");
+  const tidings = await withTidings(ctx, "latency", async (service, db) => {
+    const receiver = await new Receiver().start();
+    receiver.trackArrivals = true;
+    const apiKey = await service.createApp("bench");
+    await service.createSubscription("receiver", TOPIC, receiver.url, true);
+    const producer = new Producer(service.url, apiKey, 64);
+    try {
+      const sent = new Map<string, number>();
+      const replied = new Map<string, number>();
+      const publish = async (i: number) => {
+        const at = performance.now();
+        const id = await producer.publish(i);
+        replied.set(id, performance.now());
+        sent.set(id, at);
+      };
+      const warm = Math.round(rate * warmupSeconds);
+      await openLoop(warm, rate, (i) => publish(total + i));
+      await until("warm-up deliveries", () => receiver.arrivals.size >= warm, ctx.sizes.phaseTimeoutMs);
+      sent.clear();
+      replied.clear();
+      await resetStatements(ctx, db.url);
+      const { result: run, processes } = await measure(ctx, service.pid, () => total, async () => {
+        const r = await openLoop(total, rate, publish);
+        await until("every delivery", () => [...replied.keys()].every((id) => receiver.arrivals.has(id)), ctx.sizes.phaseTimeoutMs, 20);
+        return r;
+      });
+      statements = await topStatements(ctx, db.url);
+      const ids = [...replied.keys()];
+      const summary = summarize(ids.map((id) => receiver.arrivals.get(id)! - replied.get(id)!));
+      const fromRequest = summarize(ids.map((id) => receiver.arrivals.get(id)! - sent.get(id)!));
+      const reply = summarize(ids.map((id) => replied.get(id)! - sent.get(id)!));
+      if (run.lateMs > 20) notes.push(`the load generator fell behind its schedule by up to ${fmt(run.lateMs, 0)} ms`);
+      return {
+        system: "tidings",
+        role: "tidings",
+        figure: summary.p50,
+        unit: "ms p50",
+        messages: total,
+        seconds: run.seconds,
+        latency: summary,
+        processes,
+        config: `POST /v1/messages at ${rate}/s open loop (${warmupSeconds} s warm-up not counted), subscription to an in-runner receiver; reply → handler; service defaults`,
+        extra: {
+          requestToHandlerP50: fromRequest.p50,
+          requestToHandlerP99: fromRequest.p99,
+          replyP50: reply.p50,
+          replyP99: reply.p99,
+          handlerBeforeReply: summary.beforeReply,
+        },
+      } satisfies SystemResult;
+    } finally {
+      await producer.close();
+      await receiver.stop();
+    }
+  });
+  notes.push(
+    `tidings request → handler (commit included): p50 ${tidings.extra!.requestToHandlerP50} ms, p99 ${tidings.extra!.requestToHandlerP99} ms; ` +
+      `request → 201 reply: p50 ${tidings.extra!.replyP50} ms, p99 ${tidings.extra!.replyP99} ms; ${tidings.extra!.handlerBeforeReply} of ${fmt(total)} reached the handler before the reply reached the producer`,
+  );
+  const others = [
+    await peer(ctx, notes, "pg-boss latency", () => pgBossLatency(ctx, "latency", rate, seconds, warmupSeconds)),
+    await peer(ctx, notes, "graphile-worker latency", () => graphileLatency(ctx, "latency", rate, seconds, warmupSeconds)),
+  ].filter((s): s is SystemResult => s !== null);
+  const lat = tidings.latency!;
+  const targets = [atMost("p50 ≤ 3 ms", lat.p50, 3, "ms", 2), atMost("p99 ≤ 10 ms", lat.p99, 10, "ms", 2)];
+  if (others.length) {
+    const bestP50 = Math.min(...others.map((o) => o.latency!.p50));
+    const bestP99 = Math.min(...others.map((o) => o.latency!.p99));
+    targets.push(atMost("p50 ahead of the best peer", lat.p50, bestP50, "ms", 2), atMost("p99 ahead of the best peer", lat.p99, bestP99, "ms", 2));
+  }
+  targets.push(serviceRssTarget(tidings));
+  return {
+    title: `${fmt(rate)} messages/s offered for ${seconds} s; producer's reply → receiver's handler`,
+    systems: [tidings, ...others],
+    ratios: others.map((o) => ({ label: `tidings p99/${o.system.split(" ")[0]} p99`, value: Math.round((lat.p99 / o.latency!.p99) * 1000) / 1000 })),
+    targets,
+    notes,
+    ...(statements ? { statements } : {}),
+  };
+}

@@ -1,0 +1,69 @@
+import pg from "pg";
+import { fromPg, migrate, TidingsClient } from "@tidings/sdk";
+import { measure, resetStatements, topStatements, withDatabase, withTidings, type BenchContext } from "../lib/context.ts";
+import { closedLoop, warmupCount } from "../lib/load.ts";
+import { payload, TOPIC } from "../lib/payload.ts";
+import { atLeast, fmt, type SystemResult, type WorkloadResult } from "../lib/report.ts";
+import { serviceRssTarget } from "./common.ts";
+
+/** Accounts the business update spreads over: enough that 32 transactions rarely wait on a row lock. */
+const ACCOUNTS = 1_000;
+
+/**
+ * Workload 5: the SDK's `transaction()`: record the intent, prepare the half message at the
+ * service, run the local transaction (barrier row + a business UPDATE) in the producer's own
+ * PostgreSQL database, commit, then commit the message. `concurrency` callers; transactions/s.
+ */
+export async function transactional(ctx: BenchContext): Promise<Omit<WorkloadResult, "name" | "startedAt" | "seconds" | "status">> {
+  const { transactions: total, concurrency } = ctx.sizes.transactional;
+  let statements: WorkloadResult["statements"];
+  ctx.log("  tidings ...");
+  const tidings = await withTidings(ctx, "transactional", (service, serviceDb) =>
+    withDatabase(ctx, "transactional_producer", async (producerDb) => {
+      const pool = new pg.Pool({ connectionString: producerDb.url, max: concurrency });
+      pool.on("error", () => {});
+      try {
+        const db = fromPg(pool);
+        await migrate(db);
+        await pool.query(`create table accounts (id int primary key, balance bigint not null default 0)`);
+        await pool.query(`insert into accounts (id) select g from generate_series(1, ${ACCOUNTS}) g`);
+        const apiKey = await service.createApp("bench");
+        const client = new TidingsClient({ url: service.url, apiKey });
+        const one = async (i: number) => {
+          await client.transaction(db, { topic: TOPIC, key: `ord_${i}`, payload: payload(i) }, async (tx) => {
+            await tx.query("update accounts set balance = balance + 1 where id = $1", [(i % ACCOUNTS) + 1]);
+          });
+        };
+        await closedLoop(warmupCount(total), concurrency, (i) => one(total + i));
+        await resetStatements(ctx, serviceDb.url);
+        const { result: seconds, processes } = await measure(ctx, service.pid, () => total, () => closedLoop(total, concurrency, one));
+        statements = await topStatements(ctx, serviceDb.url);
+        const [{ n }] = (await pool.query<{ n: string }>("select sum(balance) as n from accounts")).rows as [{ n: string }];
+        if (Number(n) !== total + warmupCount(total)) throw new Error(`the business updates do not add up: ${n}`);
+        return {
+          system: "tidings",
+          role: "tidings",
+          figure: Math.round(total / seconds),
+          unit: "tx/s",
+          messages: total,
+          seconds,
+          processes,
+          config:
+            `TidingsClient.transaction() × ${concurrency} concurrent (SDK over pg, pool ${concurrency}): intent row, prepare (HTTP), ` +
+            `local transaction with barrier row + UPDATE of 1 of ${fmt(ACCOUNTS)} accounts, commit, message commit (HTTP); ` +
+            `producer database on the same PostgreSQL server; service defaults`,
+        } satisfies SystemResult;
+      } finally {
+        await pool.end();
+      }
+    }),
+  );
+  return {
+    title: `SDK transaction() with a local business update and barrier, ${concurrency} concurrent, ${fmt(total)} transactions`,
+    systems: [tidings],
+    ratios: [],
+    targets: [atLeast("≥ 3,000 tx/s", tidings.figure, 3_000, "tx/s"), serviceRssTarget(tidings)],
+    notes: ["no peer is named for this workload (pg-boss and graphile-worker have no half-message protocol)"],
+    ...(statements ? { statements } : {}),
+  };
+}

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { runBench } from "../../../bench/suite.ts";
+import { WORKLOADS } from "../../../bench/workloads/index.ts";
+
+/** The test PostgreSQL; the bench creates and drops its own uniquely named databases there. */
+const TEST_PG_URL = process.env.TIDINGS_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+// The benchmark is not a test (its figures mean nothing on a shared CI box); this only proves
+// that every workload and every peer still runs end to end, so the suite cannot rot.
+test("every benchmark workload and its peers run at a tiny size", { timeout: 180_000 }, async () => {
+  const lines: string[] = [];
+  const report = await runBench({ workloads: [], smoke: true, pgUrl: TEST_PG_URL, out: null, log: (line) => lines.push(line) });
+  const output = () => lines.join("\n");
+
+  assert.deepEqual(
+    report.workloads.map((w) => w.name),
+    WORKLOADS.map((w) => w.name),
+  );
+  for (const w of report.workloads) {
+    assert.notEqual(w.status, "failed", `${w.name} failed: ${w.reason}\n${output()}`);
+    if (w.status === "not-available") continue;
+    assert.ok(w.systems.length > 0, `${w.name} measured nothing\n${output()}`);
+    for (const s of w.systems) {
+      assert.ok(Number.isFinite(s.figure) && s.figure >= 0, `${w.name}/${s.system}: figure ${s.figure}`);
+      assert.ok(s.messages > 0, `${w.name}/${s.system}: no messages`);
+    }
+    assert.ok(w.targets.length > 0, `${w.name} checks no target`);
+  }
+  const systems = (name: string) => report.workloads.find((w) => w.name === name)!.systems.map((s) => s.role);
+  // Each workload that names peers ran them, and the limits ran pgbench.
+  for (const name of ["publish-single", "publish-batch"]) assert.deepEqual(systems(name), ["tidings", "peer", "peer", "limit"]);
+  for (const name of ["deliver", "latency"]) assert.deepEqual(systems(name), ["tidings", "peer", "peer"]);
+  assert.deepEqual(systems("backlog"), ["tidings", "tidings"]);
+  for (const name of ["transactional", "outbox-relay"]) assert.deepEqual(systems(name), ["tidings"]);
+  // The service ran as its own process: its memory and CPU were read from /proc.
+  const service = report.workloads[0]!.systems[0]!.processes.find((p) => p.name === "service");
+  assert.ok(service && service.peakRssMb > 0, `no service process figures\n${output()}`);
+});

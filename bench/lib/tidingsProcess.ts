@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
+import { SERVE_NODE_FLAGS } from "../../packages/server/src/nodeFlags.ts";
+
 
 const CLI = fileURLToPath(new URL("../../packages/server/src/cli.ts", import.meta.url));
 export const BENCH_ADMIN_KEY = "bench-admin-key-0123456789abcdef";
@@ -38,7 +40,7 @@ export class TidingsProcess {
   }
 
   static async start(options: TidingsOptions, timeoutMs = 60_000): Promise<TidingsProcess> {
-    const nodeArgs = ["--import", "tsx"];
+    const nodeArgs = [...SERVE_NODE_FLAGS, "--import", "tsx"];
     if (options.cpuProfDir) {
       mkdirSync(options.cpuProfDir, { recursive: true });
       nodeArgs.push("--cpu-prof", "--cpu-prof-dir", options.cpuProfDir);

@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { loadConfig } from "../../src/config.ts";
 import { startService, type RunningService } from "../../src/service.ts";
+import { SERVE_NODE_FLAGS } from "../../src/nodeFlags.ts";
 
 export const ADMIN_KEY = "test-admin-key-0123456789";
 const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
@@ -29,7 +30,7 @@ export interface ServiceProcess {
 
 /** Runs `tidings serve` as a real child process (to be killed with SIGKILL in crash tests). */
 export async function spawnService(env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve"], {
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, "--import", "tsx", CLI, "serve"], {
     env: { ...process.env, TIDINGS_PORT: "0", TIDINGS_ADMIN_KEY: ADMIN_KEY, TIDINGS_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -95,6 +95,37 @@ test("a rolled back message is never delivered; commit after rollback is 409", a
   assert.equal((await admin.post("/v1/messages/o-2/resend")).status, 409);
 });
 
+test("only the owning app (or the admin) settles a prepared message: another app gets 403 and changes nothing", async () => {
+  const other = api(services[0]!.url, (await admin.post("/v1/apps", { name: "intruder" })).body.apiKey);
+  await app.post("/v1/messages", { id: "o-own", topic: "order.paid", payload: { sn: 0 }, prepare: true, checkAfter: "1h" });
+  for (const action of ["commit", "rollback"]) {
+    const refused = await other.post(`/v1/messages/o-own/${action}`);
+    assert.equal(refused.status, 403, action);
+    assert.equal(refused.body.error.code, "forbidden");
+  }
+  assert.equal((await other.post("/v1/messages/no-such-id/commit")).status, 404);
+  assert.equal((await app.get("/v1/messages/o-own")).body.state, "prepared");
+  assert.equal((await admin.post("/v1/messages/o-own/commit")).body.state, "committed");
+});
+
+test("concurrent commits, repeats and a foreign app's commit in the same instant each get their own answer", async () => {
+  const other = api(services[1]!.url, (await admin.post("/v1/apps", { name: "intruder-2" })).body.apiKey);
+  const ids = Array.from({ length: 60 }, (_, i) => `o-many-${i}`);
+  await app.post("/v1/messages/batch", { messages: ids.map((id) => ({ id, topic: "order.paid", payload: { id }, prepare: true, checkAfter: "1h" })) });
+  await app.post("/v1/messages/o-many-59/rollback");
+  const answers = await Promise.all([
+    ...ids.map((id) => app.post(`/v1/messages/${id}/commit`)),
+    ...ids.slice(0, 10).map((id) => app.post(`/v1/messages/${id}/commit`)),
+    ...ids.slice(10, 20).map((id) => other.post(`/v1/messages/${id}/commit`)),
+  ]);
+  const statuses = answers.map((a) => a.status);
+  assert.deepEqual(statuses.slice(0, 59), Array(59).fill(200));
+  assert.equal(statuses[59], 409);
+  assert.deepEqual(statuses.slice(60, 70), Array(10).fill(200));
+  assert.deepEqual(statuses.slice(70, 80), Array(10).fill(403));
+  await waitFor("59 committed messages delivered once each", () => ids.slice(0, 59).every((id) => deliveredTo(id) === 1));
+});
+
 test("an unresolved prepared message is checked back with its app, signed, and the answer applied", async () => {
   answers.set("o-3", "commit");
   answers.set("o-4", "rollback");

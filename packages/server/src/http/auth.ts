@@ -60,6 +60,11 @@ export function requireAdmin(principal: Principal): void {
 }
 
 /** An app key acts only on its own messages; the admin acts on all. */
+/** The app a principal acts for; null for the admin, who acts on every app's messages. */
+export function appOf(principal: Principal): string | null {
+  return principal.kind === "app" ? principal.app : null;
+}
+
 export function requireOwner(principal: Principal, messageApp: string | null): void {
   if (principal.kind === "app" && principal.app !== messageApp) throw forbidden("this message belongs to another app");
 }

@@ -5,7 +5,8 @@ import { inTransaction } from "../store/db.ts";
 import type { LeasedDelivery } from "../store/deliveryOps.ts";
 import { insertMessages, type CreatedDelivery, type InsertOutcome, type NewMessage } from "../store/insertMessages.ts";
 import { outgoingOf, type MessageRecord, type OutgoingMessage } from "../store/rows.ts";
-import { commitPrepared, rollbackPrepared, type ResolveOutcome } from "../store/transactional.ts";
+import { commitPrepared, rollbackPrepared, type ResolveOutcome, type SettleRequest } from "../store/transactional.ts";
+import { Combiner } from "./combiner.ts";
 
 export interface PublisherDeps {
   db: Db;
@@ -16,12 +17,6 @@ export interface PublisherDeps {
   canDispatch(): boolean;
   dispatch(deliveries: LeasedDelivery[]): void;
   accepted(count: number): void;
-}
-
-interface Waiting {
-  message: NewMessage;
-  resolve(outcome: InsertOutcome): void;
-  reject(error: unknown): void;
 }
 
 /** Messages per combined statement; the batch API's own limit. */
@@ -35,42 +30,24 @@ const MAX_WRITES_IN_FLIGHT = 4;
 /**
  * Stores messages. Concurrent single-message calls are gathered into one statement (a commit
  * is the expensive part); each caller is answered only after the statement holding its
- * message committed. Deliveries created due now are dispatched at once from memory.
+ * message committed. Deliveries created due now are dispatched at once from memory. Commits of
+ * prepared messages are gathered the same way.
  */
 export class Publisher {
-  private waiting: Waiting[] = [];
-  private writes = 0;
+  private readonly inserts = new Combiner<NewMessage, InsertOutcome>((messages) => this.write(messages), MAX_COMBINED, MAX_WRITES_IN_FLIGHT);
+  private readonly commits = new Combiner<SettleRequest, ResolveOutcome>((items) => this.writeCommits(items), MAX_COMBINED, MAX_WRITES_IN_FLIGHT);
 
   constructor(private readonly deps: PublisherDeps) {}
 
   publish(message: NewMessage): Promise<InsertOutcome> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ message, resolve, reject });
-      this.next();
-    });
+    return this.inserts.push(message);
   }
 
-  private next(): void {
-    while (this.writes < MAX_WRITES_IN_FLIGHT && this.waiting.length > 0) {
-      const batch = this.waiting.splice(0, MAX_COMBINED);
-      this.writes++;
-      void this.write(batch).finally(() => {
-        this.writes--;
-        this.next();
-      });
-    }
-  }
-
-  private async write(batch: Waiting[]): Promise<void> {
-    try {
-      // A single statement is atomic on its own: no begin/commit round trips needed.
-      const messages = batch.map((w) => w.message);
-      const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, messages);
-      this.afterCommit(outcomes, deliveries, true, messages);
-      batch.forEach((w, i) => w.resolve(outcomes[i]!));
-    } catch (error) {
-      for (const w of batch) w.reject(error);
-    }
+  private async write(messages: NewMessage[]): Promise<InsertOutcome[]> {
+    // A single statement is atomic on its own: no begin/commit round trips needed.
+    const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, messages);
+    this.afterCommit(outcomes, deliveries, true, messages);
+    return outcomes;
   }
 
   /**
@@ -98,18 +75,24 @@ export class Publisher {
     return outcomes;
   }
 
-  /** Commits a prepared message: its deliveries are created and dispatched at once. */
-  async commit(id: string): Promise<ResolveOutcome> {
-    const outcome = await commitPrepared(this.deps.db, id, this.owner(), this.deps.leaseMs);
-    if (outcome.kind === "resolved") {
-      const message = outcome.message;
-      this.afterCommit([{ kind: "created", message }], outcome.deliveries, false);
-    }
-    return outcome;
+  /**
+   * Commits a prepared message of `app` (null: any, for the admin): its deliveries are created
+   * and dispatched at once. Concurrent commits go together in one statement.
+   */
+  commit(id: string, app: string | null = null): Promise<ResolveOutcome> {
+    return this.commits.push({ id, app });
   }
 
-  rollback(id: string): Promise<ResolveOutcome> {
-    return rollbackPrepared(this.deps.db, id);
+  private async writeCommits(items: SettleRequest[]): Promise<ResolveOutcome[]> {
+    const { outcomes, deliveries } = await commitPrepared(this.deps.db, items, this.owner(), this.deps.leaseMs);
+    const committed = outcomes.flatMap((o): InsertOutcome[] => (o.kind === "resolved" ? [{ kind: "created", message: o.message }] : []));
+    if (committed.length > 0) this.afterCommit(committed, deliveries, false);
+    return outcomes;
+  }
+
+  /** Rolls a prepared message of `app` (null: any) back. */
+  rollback(id: string, app: string | null = null): Promise<ResolveOutcome> {
+    return rollbackPrepared(this.deps.db, { id, app });
   }
 
   /** null when the dispatcher is backed up: then deliveries are left for the poller, unleased. */

@@ -7,49 +7,83 @@ export type ResolveOutcome =
   /** Not prepared (any more): the message as it stands, or null when there is none. */
   | { kind: "unchanged"; message: MessageRecord | null };
 
-const COLUMNS = MESSAGE_COLUMNS.replaceAll("m.", "");
+/** A commit or rollback asked for message `id` by `app` (null: the admin, who may settle any). */
+export interface SettleRequest {
+  id: string;
+  app: string | null;
+}
 
-// $1 message id; $2 this node's id or null; $3 lease ms. Prepared → committed, with its deliveries.
+// $1 message ids; $2 the apps asking (null: admin); $3 this node's id or null; $4 lease ms.
+// Prepared → committed for each id its app may settle, with deliveries. Concurrent commits are
+// gathered into this one statement (one WAL flush for many producers).
 const COMMIT_SQL = `
-with upd as (
-  update messages set state = 'committed', committed_at = now(), next_check_at = null, check_owner = null
-   where id = $1 and state = 'prepared'
-  returning ${COLUMNS}
-), ${fanOut("upd", "$2", "$3")}, resolved as (
-  update alerts set resolved_at = now() where message_id = $1 and resolved_at is null and exists (select 1 from upd)
+with input as (
+  select * from unnest($1::text[], $2::text[]) as t(id, app)
+), upd as (
+  update messages m set state = 'committed', committed_at = now(), next_check_at = null, check_owner = null
+    from input i
+   where m.id = i.id and m.state = 'prepared' and (i.app is null or m.app = i.app)
+  returning ${MESSAGE_COLUMNS}
+), ${fanOut("upd", "$3", "$4")}, resolved as (
+  update alerts set resolved_at = now() where message_id in (select id from upd) and resolved_at is null
 )
 select 'm' as kind, to_jsonb(upd) as row from upd
 union all
 select 'd', to_jsonb(dels) from dels`;
 
-// $1 message id. Prepared → rolled back (terminal).
+// $1 message id; $2 the app asking (null: admin). Prepared → rolled back (terminal).
 const ROLLBACK_SQL = `
 with upd as (
-  update messages set state = 'rolled_back', rolled_back_at = now(), next_check_at = null, check_owner = null
-   where id = $1 and state = 'prepared'
-  returning ${COLUMNS}
+  update messages m set state = 'rolled_back', rolled_back_at = now(), next_check_at = null, check_owner = null
+   where m.id = $1 and m.state = 'prepared' and ($2::text is null or m.app = $2)
+  returning ${MESSAGE_COLUMNS}
 ), resolved as (
   update alerts set resolved_at = now() where message_id = $1 and resolved_at is null and exists (select 1 from upd)
 )
 select 'm' as kind, to_jsonb(upd) as row from upd`;
 
-async function current(db: Db, id: string): Promise<MessageRecord | null> {
-  const { rows } = await db.query(`select ${MESSAGE_COLUMNS} from messages m where m.id = $1`, [id]);
-  return rows[0] ? toMessage(rows[0]) : null;
+async function current(db: Db, ids: string[]): Promise<Map<string, MessageRecord>> {
+  const { rows } = await db.query(`select ${MESSAGE_COLUMNS} from messages m where m.id = any ($1)`, [ids]);
+  return new Map(rows.map((row) => [row.id as string, toMessage(row)]));
 }
 
-export async function commitPrepared(db: Db, id: string, nodeId: string | null, leaseMs: number): Promise<ResolveOutcome> {
-  const { rows } = await db.query({ name: "commit_prepared", text: COMMIT_SQL, values: [id, nodeId, leaseMs] });
+/**
+ * The outcome of each request: resolved when this statement changed the message for an app
+ * allowed to; otherwise unchanged, with the message as it stands (read only for those), so
+ * the caller can answer 404, 403 or 409.
+ */
+async function outcomesOf(db: Db, requests: readonly SettleRequest[], changed: Map<string, MessageRecord>, deliveries: CreatedDelivery[]) {
+  const allowed = (r: SettleRequest, m: MessageRecord) => r.app === null || m.app === r.app;
+  const unresolved = requests.filter((r) => !changed.has(r.id) || !allowed(r, changed.get(r.id)!)).map((r) => r.id);
+  const standing = unresolved.length > 0 ? await current(db, unresolved) : new Map<string, MessageRecord>();
+  const outcomes = requests.map((r): ResolveOutcome => {
+    const m = changed.get(r.id);
+    if (m && allowed(r, m)) return { kind: "resolved", message: m, deliveries: deliveries.filter((d) => d.messageId === r.id) };
+    return { kind: "unchanged", message: standing.get(r.id) ?? null };
+  });
+  return { outcomes, deliveries };
+}
+
+export async function commitPrepared(
+  db: Db,
+  requests: readonly SettleRequest[],
+  nodeId: string | null,
+  leaseMs: number,
+): Promise<{ outcomes: ResolveOutcome[]; deliveries: CreatedDelivery[] }> {
+  const { rows } = await db.query({
+    name: "commit_prepared",
+    text: COMMIT_SQL,
+    values: [requests.map((r) => r.id), requests.map((r) => r.app), nodeId, leaseMs],
+  });
   const { messages, deliveries } = splitFanOutRows(rows);
-  const message = messages.get(id);
-  return message ? { kind: "resolved", message, deliveries } : { kind: "unchanged", message: await current(db, id) };
+  return outcomesOf(db, requests, messages, deliveries);
 }
 
-export async function rollbackPrepared(db: Db, id: string): Promise<ResolveOutcome> {
-  const { rows } = await db.query({ name: "rollback_prepared", text: ROLLBACK_SQL, values: [id] });
+export async function rollbackPrepared(db: Db, request: SettleRequest): Promise<ResolveOutcome> {
+  const { rows } = await db.query({ name: "rollback_prepared", text: ROLLBACK_SQL, values: [request.id, request.app] });
   const { messages } = splitFanOutRows(rows);
-  const message = messages.get(id);
-  return message ? { kind: "resolved", message, deliveries: [] } : { kind: "unchanged", message: await current(db, id) };
+  const { outcomes } = await outcomesOf(db, [request], messages, []);
+  return outcomes[0]!;
 }
 
 /** A prepared message this node holds the check lease of. */

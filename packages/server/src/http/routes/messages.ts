@@ -10,7 +10,7 @@ import { deleteMessage, markDead, resendMessage } from "../../store/operatorOps.
 import type { MessageRecord } from "../../store/rows.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
 import { getChecks, type ResolveOutcome } from "../../store/transactional.ts";
-import { requireOwner, requireReader, type Principal } from "../auth.ts";
+import { appOf, requireOwner, requireReader, type Principal } from "../auth.ts";
 import type { Services } from "../context.ts";
 import {
   Attempt,
@@ -52,7 +52,7 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
       checkAfterMs = ms;
     }
   }
-  const app = principal.kind === "app" ? principal.app : null;
+  const app = appOf(principal);
   const tag = body.tag ?? null;
   const key = body.key ?? null;
   const headers = body.headers ?? {};
@@ -82,9 +82,10 @@ export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {
 }
 
 /** The answer to commit/rollback: the message once in the wanted state, 409 with the state otherwise. */
-function showResolved(outcome: ResolveOutcome, wanted: "committed" | "rolled_back", id: string) {
+function showResolved(outcome: ResolveOutcome, wanted: "committed" | "rolled_back", id: string, principal: Principal) {
   const message = outcome.message;
   if (!message) throw notFound(`message ${id}`);
+  requireOwner(principal, message.app);
   if (message.state !== wanted) {
     throw conflict(`message ${id} is ${message.state}`, { state: message.state });
   }
@@ -263,9 +264,9 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     "/v1/messages/:id/commit",
     { schema: resolveSchema("Commit a prepared message: it is delivered at once. Idempotent; 409 after a rollback") },
     async (request) => {
-      await owned(request.principal, request.params.id);
-      const outcome = await s.publisher.commit(request.params.id);
-      return showResolved(outcome, "committed", request.params.id);
+      // The owner check is part of the (combined) commit statement: no read before it.
+      const outcome = await s.publisher.commit(request.params.id, appOf(request.principal));
+      return showResolved(outcome, "committed", request.params.id, request.principal);
     },
   );
 
@@ -273,9 +274,8 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     "/v1/messages/:id/rollback",
     { schema: resolveSchema("Roll a prepared message back: it is never delivered. Idempotent; 409 after a commit") },
     async (request) => {
-      await owned(request.principal, request.params.id);
-      const outcome = await s.publisher.rollback(request.params.id);
-      return showResolved(outcome, "rolled_back", request.params.id);
+      const outcome = await s.publisher.rollback(request.params.id, appOf(request.principal));
+      return showResolved(outcome, "rolled_back", request.params.id, request.principal);
     },
   );
 

@@ -1,3 +1,4 @@
+import { request } from "undici";
 import { errorFromResponse, TidingsError } from "../errors.ts";
 
 export interface HttpOptions {
@@ -9,6 +10,11 @@ export interface HttpOptions {
   timeoutMs?: number;
   /** Extra tries of an idempotent call after a network error, timeout or 5xx/429; default 2. */
   retries?: number;
+  /**
+   * A `fetch` to send through instead (a proxy, a test that tampers with replies). By default
+   * calls go through undici's `request()` on keep-alive connections, which costs a third of the
+   * CPU of `fetch` per call.
+   */
   fetch?: typeof fetch;
 }
 
@@ -17,7 +23,7 @@ export interface ResolvedHttpOptions {
   readonly apiKey: string;
   readonly timeoutMs: number;
   readonly retries: number;
-  readonly fetch: typeof fetch;
+  readonly fetch: typeof fetch | null;
 }
 
 export function resolveHttpOptions(options: HttpOptions): ResolvedHttpOptions {
@@ -28,7 +34,7 @@ export function resolveHttpOptions(options: HttpOptions): ResolvedHttpOptions {
     apiKey: options.apiKey,
     timeoutMs: options.timeoutMs ?? 10_000,
     retries: options.retries ?? 2,
-    fetch: options.fetch ?? globalThis.fetch,
+    fetch: options.fetch ?? null,
   };
 }
 
@@ -57,35 +63,57 @@ export async function call<T>(
   }
 }
 
+interface RawResponse {
+  status: number;
+  text: string;
+}
+
 async function once<T>(o: ResolvedHttpOptions, method: string, path: string, body: unknown, notFoundIsNull: boolean): Promise<T> {
   const headers: Record<string, string> = { authorization: `Bearer ${o.apiKey}`, accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
-  let response: Response;
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  let response: RawResponse;
   try {
-    response = await o.fetch(o.baseUrl + path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(o.timeoutMs),
-    });
+    response = o.fetch ? await viaFetch(o, o.fetch, method, path, headers, payload) : await viaUndici(o, method, path, headers, payload);
   } catch (error) {
-    const name = (error as Error).name;
-    if (name === "TimeoutError" || name === "AbortError") {
+    const e = error as Error & { code?: string; cause?: { code?: string; message?: string } };
+    if (e.name === "TimeoutError" || e.name === "AbortError" || e.code === "UND_ERR_HEADERS_TIMEOUT" || e.code === "UND_ERR_BODY_TIMEOUT") {
       throw new TidingsError("timeout", `${method} ${path}: no answer in ${o.timeoutMs} ms`, { cause: error });
     }
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    throw new TidingsError("network", `${method} ${path}: ${cause?.code ?? cause?.message ?? (error as Error).message}`, { cause: error });
+    throw new TidingsError("network", `${method} ${path}: ${e.cause?.code ?? e.code ?? e.cause?.message ?? e.message}`, { cause: error });
   }
-  const text = await response.text().catch(() => "");
   let parsed: unknown = null;
-  if (text) {
+  if (response.text) {
     try {
-      parsed = JSON.parse(text);
+      parsed = JSON.parse(response.text);
     } catch {
       parsed = null;
     }
   }
   if (response.status === 404 && notFoundIsNull) return null as T;
-  if (!response.ok) throw errorFromResponse(response.status, parsed);
+  if (response.status < 200 || response.status >= 300) throw errorFromResponse(response.status, parsed);
   return parsed as T;
+}
+
+async function viaUndici(o: ResolvedHttpOptions, method: string, path: string, headers: Record<string, string>, body: string | undefined): Promise<RawResponse> {
+  const response = await request(o.baseUrl + path, {
+    method: method as "GET",
+    headers,
+    body,
+    headersTimeout: o.timeoutMs,
+    bodyTimeout: o.timeoutMs,
+  });
+  return { status: response.statusCode, text: await response.body.text() };
+}
+
+async function viaFetch(
+  o: ResolvedHttpOptions,
+  fetcher: typeof fetch,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+): Promise<RawResponse> {
+  const response = await fetcher(o.baseUrl + path, { method, headers, body, signal: AbortSignal.timeout(o.timeoutMs) });
+  return { status: response.status, text: await response.text().catch(() => "") };
 }

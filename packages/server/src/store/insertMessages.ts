@@ -35,32 +35,51 @@ export type InsertOutcome =
 
 const ms = (column: string) => `(extract(epoch from ${column}) * 1000)::float8`;
 
-// $1..$11 the message columns as parallel arrays; $12 this node's id, or null to leave the
-// deliveries to the poller; $13 the lease in ms.
+// $1 the messages as one JSON array (see rowsJson); $2 this node's id, or null to leave the
+// deliveries to the poller; $3 the lease in ms.
 // One statement inserts the messages, skips ids already taken, and fans each committed
 // message out to one delivery per matching subscription (see fanOut). It returns only what the
 // caller does not know (seq, times, delivery ids): returning whole rows (to_jsonb, payload
 // included) cost a third of the statement and 13% of the service's CPU on batches.
 const INSERT_SQL = `
 with input as (
-  select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::bytea[], $9::timestamptz[], $10::message_state[], $11::float8[])
-    as t(id, app, topic, tag, key, payload, headers, content_hash, deliver_at, state, check_after_ms)
+  select * from json_to_recordset($1::json)
+    as t(id text, app text, topic text, tag text, key text, payload jsonb, headers jsonb, content_hash bytea,
+         deliver_at timestamptz, state message_state, check_after_ms float8)
 ), ins as (
   insert into messages (id, app, topic, tag, key, payload, headers, content_hash, state, deliver_at, committed_at, next_check_at)
-  select id, app, topic, tag, key, payload::jsonb, headers::jsonb, content_hash, state,
+  -- A JSON null payload comes out of json_to_recordset as SQL NULL: store it as JSON null.
+  select id, app, topic, tag, key, coalesce(payload, 'null'::jsonb), headers, content_hash, state,
          coalesce(deliver_at, now()), case when state = 'committed' then now() end,
          case when state = 'prepared' then now() + make_interval(secs => check_after_ms / 1000) end
   from input
   on conflict (id) do nothing
   returning id, seq, topic, tag, state, deliver_at, created_at, committed_at, next_check_at
-), ${fanOut("ins", "$12", "$13")}
+), ${fanOut("ins", "$2", "$3")}
 select ins.id, ins.seq, ${ms("ins.created_at")} as created_ms, ${ms("ins.deliver_at")} as deliver_ms,
        ${ms("ins.committed_at")} as committed_ms, ${ms("ins.next_check_at")} as check_ms,
        null::bigint as delivery_id, null::bigint as subscription_id, null::boolean as leased
   from ins
 union all
 select dels.message_id, null, null, null, null, null, dels.id, dels.subscription_id, dels.lease_owner is not null from dels`;
+
+const str = (value: string | null) => (value === null ? "null" : JSON.stringify(value));
+
+/**
+ * The batch as the one JSON parameter of INSERT_SQL, built around the payloads' and headers'
+ * JSON text as received: cheaper than 11 parameter arrays, which `pg` escapes element by element.
+ */
+export function rowsJson(messages: readonly NewMessage[]): string {
+  const rows: string[] = [];
+  for (const m of messages) {
+    rows.push(
+      `{"id":${JSON.stringify(m.id)},"app":${str(m.app)},"topic":${JSON.stringify(m.topic)},"tag":${str(m.tag)},"key":${str(m.key)},` +
+        `"payload":${m.payloadJson},"headers":${m.headersJson},"content_hash":${m.contentHash ? `"\\\\x${m.contentHash.toString("hex")}"` : "null"},` +
+        `"deliver_at":${m.deliverAt ? `"${m.deliverAt.toISOString()}"` : "null"},"state":"${m.state}","check_after_ms":${m.checkAfterMs ?? "null"}}`,
+    );
+  }
+  return `[${rows.join(",")}]`;
+}
 
 const iso = (epochMs: number | null): string | null => (epochMs === null ? null : new Date(epochMs).toISOString());
 
@@ -78,21 +97,7 @@ export async function insertMessages(
   const { rows } = await tx.query({
     name: "insert_messages",
     text: INSERT_SQL,
-    values: [
-      messages.map((m) => m.id),
-      messages.map((m) => m.app),
-      messages.map((m) => m.topic),
-      messages.map((m) => m.tag),
-      messages.map((m) => m.key),
-      messages.map((m) => m.payloadJson),
-      messages.map((m) => m.headersJson),
-      messages.map((m) => m.contentHash),
-      messages.map((m) => m.deliverAt),
-      messages.map((m) => m.state),
-      messages.map((m) => m.checkAfterMs),
-      nodeId,
-      leaseMs,
-    ],
+    values: [rowsJson(messages), nodeId, leaseMs],
   });
   const byId = new Map<string, NewMessage>();
   for (const m of messages) if (!byId.has(m.id)) byId.set(m.id, m);

@@ -7,7 +7,10 @@ import { ADMIN_KEY, startTestService } from "./support/service.ts";
 import { Receiver } from "./support/receiver.ts";
 import { api } from "./support/api.ts";
 import { waitFor } from "./support/wait.ts";
+import type { FastifyRequest } from "fastify";
 import type { RunningService } from "../src/service.ts";
+import { Authenticator } from "../src/http/auth.ts";
+import type { TidingsError } from "../src/domain/errors.ts";
 
 let database: TestDatabase;
 let service: RunningService;
@@ -94,6 +97,25 @@ describe("authentication", () => {
     await admin.patch("/v1/apps/accounts", { readTopics: [] });
     assert.equal((await consumer.get(`/v1/messages/${mine.body.id}`)).status, 403);
   });
+
+  test("a key lookup in flight when an app changes on this node is not cached", async () => {
+    let answer = { name: "racer", readTopics: [], enabled: true };
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const auth = new Authenticator(ADMIN_KEY, async () => {
+      const read = answer;
+      await gate;
+      return read;
+    });
+    const request = { headers: { authorization: "Bearer tdk_racer" } } as FastifyRequest;
+    const inFlight = auth.authenticate(request);
+    // The app is disabled while the lookup (which read it enabled) is in flight.
+    answer = { ...answer, enabled: false };
+    auth.forget();
+    release();
+    assert.equal((await inFlight).kind, "app");
+    await assert.rejects(auth.authenticate(request), (e: TidingsError) => e.code === "app_disabled" && /racer/.test(e.message));
+  });
 });
 
 describe("apps and subscriptions", () => {
@@ -118,6 +140,62 @@ describe("apps and subscriptions", () => {
     assert.equal((await admin.delete("/v1/apps/orders")).status, 204);
     assert.equal((await admin.get("/v1/apps/orders")).status, 404);
     assert.equal((await admin.delete("/v1/apps/orders")).status, 404);
+  });
+
+  test("a disabled app's key is refused with 403 app_disabled and stores nothing; enabled again, it works", async () => {
+    const created = await admin.post("/v1/apps", { name: "kiosk", checkUrl: `${receiver.url}/kiosk-check` });
+    assert.equal(created.body.enabled, true);
+    const kiosk = api(service.url, created.body.apiKey);
+    assert.equal((await admin.post("/v1/subscriptions", { name: "kiosk-later", topic: "t.kiosk.later", endpoint: { type: "http", url: `${receiver.url}/kiosk-later` } })).status, 201);
+    const before = await kiosk.post("/v1/messages", { id: "kiosk-1", topic: "t.kiosk", payload: { n: 1 } });
+    assert.equal(before.status, 201);
+    // Accepted before the disable: still delivered, and still checked back, after it.
+    assert.equal((await kiosk.post("/v1/messages", { id: "kiosk-later", topic: "t.kiosk.later", payload: { n: 0 }, delay: "1s" })).status, 201);
+    assert.equal((await kiosk.post("/v1/messages", { id: "kiosk-half", topic: "t.kiosk", payload: { n: 0 }, prepare: true, checkAfter: "1s" })).status, 201);
+    // Looked up (and cached by this node) while enabled; the disable must not wait for the cache.
+    assert.equal((await kiosk.get("/v1/messages/kiosk-1")).status, 200);
+
+    const disabled = await admin.patch("/v1/apps/kiosk", { enabled: false });
+    assert.equal(disabled.status, 200);
+    assert.equal(disabled.body.enabled, false);
+    assert.equal((await admin.get("/v1/apps/kiosk")).body.enabled, false);
+    assert.equal((await admin.get("/v1/apps")).body.items.find((a: { name: string }) => a.name === "kiosk").enabled, false);
+    const stored = await count("messages");
+    for (const [what, call] of [
+      ["POST /v1/messages", kiosk.post("/v1/messages", { id: "kiosk-2", topic: "t.kiosk", payload: { n: 2 } })],
+      ["POST /v1/messages/batch", kiosk.post("/v1/messages/batch", { messages: [{ topic: "t.kiosk", payload: { n: 3 } }] })],
+      ["GET /v1/messages/:id", kiosk.get("/v1/messages/kiosk-1")],
+      ["GET /v1/messages", kiosk.get("/v1/messages")],
+    ] as const) {
+      const answer = await call;
+      assert.equal(answer.status, 403, `${what}: ${JSON.stringify(answer.body)}`);
+      assert.equal(answer.body.error.code, "app_disabled", what);
+      assert.match(answer.body.error.message, /\bkiosk\b.*disabled/, what);
+    }
+    assert.equal(await count("messages"), stored, "nothing stored while disabled");
+    assert.equal((await admin.get("/v1/messages/kiosk-2")).status, 404);
+    // Told apart from an unknown key, and from the admin, who still reads the app's messages.
+    assert.equal((await api(service.url, "tdk_unknown").get("/v1/messages")).body.error.code, "unauthorized");
+    assert.equal((await admin.get("/v1/messages/kiosk-1")).status, 200);
+
+    await waitFor("the delayed message delivered while its app is disabled", () => receiver.deliveredIds().has("kiosk-later"));
+    await waitFor("the prepared message checked back while its app is disabled", () =>
+      receiver.received.some((r) => r.path === "/kiosk-check" && r.body.includes('"kiosk-half"')),
+    );
+    assert.equal((await admin.post("/v1/messages/kiosk-half/rollback")).status, 200);
+
+    const enabled = await admin.patch("/v1/apps/kiosk", { enabled: true });
+    assert.equal(enabled.body.enabled, true);
+    assert.equal((await kiosk.get("/v1/messages/kiosk-1")).status, 200);
+    assert.equal((await kiosk.post("/v1/messages", { id: "kiosk-2", topic: "t.kiosk", payload: { n: 2 } })).status, 201);
+
+    const wrong = await admin.patch("/v1/apps/kiosk", { enabled: "no" });
+    assert.equal(wrong.status, 400);
+    assert.equal(wrong.body.error.code, "invalid_request");
+    assert.equal(wrong.body.error.field, "enabled");
+    assert.equal((await admin.get("/v1/apps/kiosk")).body.enabled, true, "a refused change changes nothing");
+    const openapi = (await api(service.url, null).get("/openapi.json")).body;
+    assert.equal(openapi.paths["/v1/apps/{name}"].patch.requestBody.content["application/json"].schema.properties.enabled.type, "boolean");
   });
 
   test("subscriptions can be created, read, listed, paused, resumed and deleted; the secret shows once", async () => {

@@ -388,7 +388,7 @@ describe("console in a real browser", () => {
     await page.getByRole("button", { name: "I have copied it" }).click();
   });
 
-  test("apps: creates one and shows its key once", async () => {
+  test("apps: creates one and shows its key once; disables it (after a confirmation) and enables it again", async () => {
     await nav().getByRole("link", { name: "Apps" }).click();
     await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
     const form = page.getByRole("region", { name: "New app" });
@@ -400,9 +400,32 @@ describe("console in a real browser", () => {
     await dialog.getByRole("button", { name: "I have copied it" }).click();
     const warehouse = api(service.url, key);
     assert.equal((await warehouse.post("/v1/messages", { topic: "nothing.here", payload: 1 })).status, 201, "the key shown works");
-    await page.locator("tbody tr", { hasText: "warehouse" }).waitFor();
+    const row = page.locator("tbody tr", { hasText: "warehouse" });
+    await row.waitFor();
     await assertNoSidewaysScroll("apps");
     await shot("apps");
+
+    // Disable it, asked first (a cancel changes nothing), then enable it again; from the keyboard.
+    await row.locator(".badge.enabled").waitFor();
+    await row.getByRole("button", { name: "Disable warehouse" }).click();
+    await page.getByRole("dialog", { name: "Disable warehouse?" }).getByRole("button", { name: "Cancel" }).click();
+    assert.equal((await admin.get("/v1/apps/warehouse")).body.enabled, true);
+    await row.getByRole("button", { name: "Disable warehouse" }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByRole("dialog", { name: "Disable warehouse?" }).getByRole("button", { name: "Disable app" }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByText("warehouse disabled: its key is refused.").waitFor();
+    await row.locator(".badge.disabled", { hasText: "disabled" }).waitFor();
+    assert.equal((await admin.get("/v1/apps/warehouse")).body.enabled, false);
+    const refused = await warehouse.post("/v1/messages", { topic: "nothing.here", payload: 2 });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.error.code, "app_disabled");
+    assert.equal(await page.locator("tbody tr", { hasText: "shop" }).locator(".badge").innerText(), "enabled", "the other app is untouched");
+    await row.getByRole("button", { name: "Enable warehouse" }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByText("warehouse enabled: its key works again.").waitFor();
+    await row.locator(".badge.enabled").waitFor();
+    assert.equal((await warehouse.post("/v1/messages", { topic: "nothing.here", payload: 3 })).status, 201, "the key works again");
   });
 
   test("stays usable at 390 px wide without sideways scrolling", async () => {

@@ -5,6 +5,7 @@ export type ErrorCode =
   | "payload_too_large"
   | "unauthorized"
   | "forbidden"
+  | "app_disabled"
   | "not_found"
   | "conflict"
   | "unavailable";
@@ -30,3 +31,6 @@ export const notFound = (what: string) => new TidingsError("not_found", `${what}
 export const conflict = (message: string, details?: Record<string, unknown>) =>
   new TidingsError("conflict", message, undefined, { details });
 export const forbidden = (message: string) => new TidingsError("forbidden", message);
+/** A disabled app's key: known, but refused until an admin enables the app again. */
+export const appDisabled = (app: string) =>
+  new TidingsError("app_disabled", `the app ${app} is disabled: its key is refused until an admin enables it again`);

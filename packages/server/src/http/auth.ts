@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
-import { TidingsError, forbidden } from "../domain/errors.ts";
+import { TidingsError, appDisabled, forbidden } from "../domain/errors.ts";
 
 /** `readTopics`: topics whose messages the app may read though another app sent them. */
 export type Principal = { kind: "admin" } | { kind: "app"; app: string; readTopics: readonly string[] };
@@ -8,6 +8,8 @@ export type Principal = { kind: "admin" } | { kind: "app"; app: string; readTopi
 export interface AppIdentity {
   name: string;
   readTopics: string[];
+  /** A disabled app's key is refused with 403 app_disabled (an unknown key is 401). */
+  enabled: boolean;
 }
 
 declare module "fastify" {
@@ -19,13 +21,18 @@ declare module "fastify" {
 export const hashKey = (key: string): Buffer => createHash("sha256").update(key).digest();
 export const newApiKey = (): string => `tdk_${randomBytes(24).toString("base64url")}`;
 
-/** How long a node trusts a key it looked up: a deleted app's key stops working within this. */
+/**
+ * How long a node trusts a key it looked up. A change to an app (delete, disable, rotate) takes
+ * effect at once on the node that made it (`forget()`), and within this on the other nodes.
+ */
 const KEY_CACHE_MS = 5_000;
 
 /** Authenticates `Authorization: Bearer <key>` as the admin or as one app. */
 export class Authenticator {
   private readonly adminHash: Buffer;
   private readonly cache = new Map<string, { app: AppIdentity | null; until: number }>();
+  /** Moves on each `forget()`, so that a lookup that began before it does not cache what it read. */
+  private generation = 0;
 
   constructor(adminKey: string, private readonly appByKeyHash: (hash: Buffer) => Promise<AppIdentity | null>) {
     this.adminHash = hashKey(adminKey);
@@ -41,16 +48,21 @@ export class Authenticator {
     const now = Date.now();
     let hit = this.cache.get(cacheKey);
     if (!hit || hit.until < now) {
+      const generation = this.generation;
       hit = { app: await this.appByKeyHash(hash), until: now + KEY_CACHE_MS };
-      if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(cacheKey, hit);
+      if (generation === this.generation) {
+        if (this.cache.size > 10_000) this.cache.clear();
+        this.cache.set(cacheKey, hit);
+      }
     }
     if (hit.app === null) throw new TidingsError("unauthorized", "the key is not valid");
+    if (!hit.app.enabled) throw appDisabled(hit.app.name);
     return { kind: "app", app: hit.app.name, readTopics: hit.app.readTopics };
   }
 
-  /** Forgets cached keys (after an app is deleted on this node). */
+  /** Forgets cached keys (after an app is changed or deleted on this node), lookups in flight included. */
   forget(): void {
+    this.generation++;
     this.cache.clear();
   }
 }

@@ -7,6 +7,7 @@ const STATUS: Record<ErrorCode, number> = {
   payload_too_large: 413,
   unauthorized: 401,
   forbidden: 403,
+  app_disabled: 403,
   not_found: 404,
   conflict: 409,
   unavailable: 503,

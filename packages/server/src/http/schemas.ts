@@ -37,6 +37,11 @@ export const PatchApp = Type.Object(
   {
     checkUrl: Type.Optional(Nullable(Url)),
     readTopics: Type.Optional(ReadTopics),
+    enabled: Type.Optional(
+      Type.Boolean({
+        description: "false disables the app: its key is refused with 403 app_disabled until set true again; its messages are still delivered and checked back",
+      }),
+    ),
     rotateKey: Type.Optional(Type.Boolean({ description: "issue a new API key (the old one stops working); shown once" })),
     rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new check-back signing secret; shown once" })),
   },
@@ -47,6 +52,7 @@ export const App = Type.Object({
   name: Type.String(),
   checkUrl: Nullable(Type.String()),
   readTopics: Type.Array(Type.String()),
+  enabled: Type.Boolean({ description: "false while disabled: the app's key is refused with 403 app_disabled" }),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });

@@ -4,6 +4,8 @@ export interface AppRecord {
   name: string;
   checkUrl: string | null;
   readTopics: string[];
+  /** False while an admin has disabled the app: its key is refused with 403 app_disabled. */
+  enabled: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -12,6 +14,7 @@ const toApp = (r: Record<string, unknown>): AppRecord => ({
   name: r.name as string,
   checkUrl: r.check_url as string | null,
   readTopics: r.read_topics as string[],
+  enabled: r.enabled as boolean,
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });
@@ -48,14 +51,15 @@ export interface AppPatch {
   readTopics?: string[];
   keyHash?: Buffer;
   secret?: string;
+  enabled?: boolean;
 }
 
 export async function updateApp(db: Db, name: string, patch: AppPatch): Promise<AppRecord | null> {
   const { rows } = await db.query(
     `update apps set check_url = case when $2 then $3 else check_url end, read_topics = coalesce($4, read_topics),
-            key_hash = coalesce($5, key_hash), secret = coalesce($6, secret), updated_at = now()
+            key_hash = coalesce($5, key_hash), secret = coalesce($6, secret), enabled = coalesce($7, enabled), updated_at = now()
       where name = $1 and deleted_at is null returning *`,
-    [name, patch.checkUrl !== undefined, patch.checkUrl ?? null, patch.readTopics ?? null, patch.keyHash ?? null, patch.secret ?? null],
+    [name, patch.checkUrl !== undefined, patch.checkUrl ?? null, patch.readTopics ?? null, patch.keyHash ?? null, patch.secret ?? null, patch.enabled ?? null],
   );
   return rows[0] ? toApp(rows[0]) : null;
 }
@@ -73,7 +77,12 @@ export async function deleteApp(db: Db, name: string): Promise<boolean> {
   return (rowCount ?? 0) > 0;
 }
 
-export async function appByKeyHash(db: Db, keyHash: Buffer): Promise<{ name: string; readTopics: string[] } | null> {
-  const { rows } = await db.query({ name: "app_by_key", text: "select name, read_topics from apps where key_hash = $1 and deleted_at is null", values: [keyHash] });
-  return rows[0] ? { name: rows[0].name, readTopics: rows[0].read_topics } : null;
+/** The app a key belongs to, disabled or not (the authenticator tells the two refusals apart). */
+export async function appByKeyHash(db: Db, keyHash: Buffer): Promise<{ name: string; readTopics: string[]; enabled: boolean } | null> {
+  const { rows } = await db.query({
+    name: "app_by_key",
+    text: "select name, read_topics, enabled from apps where key_hash = $1 and deleted_at is null",
+    values: [keyHash],
+  });
+  return rows[0] ? { name: rows[0].name, readTopics: rows[0].read_topics, enabled: rows[0].enabled } : null;
 }

@@ -40,18 +40,20 @@ export function appRoutes(app: FastifyInstance, s: Services): void {
 
   app.patch<{ Params: NameParams; Body: PatchApp }>(
     "/v1/apps/:name",
-    { config, schema: { tags, summary: "Change an app's check URL or read topics, or rotate its key or secret (shown once)", params: NameParams, body: PatchApp, response: { 200: AppChanged, "4xx": ErrorBody } } },
+    { config, schema: { tags, summary: "Change an app's check URL or read topics, disable or enable it, or rotate its key or secret (shown once)", params: NameParams, body: PatchApp, response: { 200: AppChanged, "4xx": ErrorBody } } },
     async (request) => {
-      const { checkUrl, readTopics, rotateKey, rotateSecret } = request.body;
+      const { checkUrl, readTopics, enabled, rotateKey, rotateSecret } = request.body;
       const apiKey = rotateKey ? newApiKey() : undefined;
       const secret = rotateSecret ? newSigningSecret() : undefined;
       const patch = {
         ...(checkUrl === undefined ? {} : { checkUrl: checkUrl === null ? null : s.checkEndpointUrl(checkUrl, "checkUrl") }),
         ...(readTopics === undefined ? {} : { readTopics }),
+        ...(enabled === undefined ? {} : { enabled }),
         ...(apiKey ? { keyHash: hashKey(apiKey) } : {}),
         ...(secret ? { secret } : {}),
       };
       const updated = await updateApp(s.db, request.params.name, patch);
+      // Keys this node looked up before the change (a disabled app's, a rotated one) are read again.
       s.auth.forget();
       if (!updated) throw notFound(`app ${request.params.name}`);
       return { ...updated, ...(apiKey ? { apiKey } : {}), ...(secret ? { secret } : {}) };

@@ -1,7 +1,7 @@
 import { api, enc } from "../api.js";
-import { act, confirmAction, formValues, h, notify, openDialog, showSecrets, table, time } from "../dom.js";
+import { act, badge, confirmAction, formValues, h, notify, openDialog, showSecrets, table, time } from "../dom.js";
 
-/** Producer apps: create (key and secret shown once), change the check URL, delete. */
+/** Producer apps: create (key and secret shown once), change the check URL, disable and enable, delete. */
 export async function renderApps(ctx) {
   ctx.title("Apps");
   const { items } = await api.get("/v1/apps");
@@ -22,6 +22,14 @@ export async function renderApps(ctx) {
     const updated = await act(null, () => api.patch(`/v1/apps/${enc(app.name)}`, { checkUrl: value === "" ? null : value }));
     if (updated) {
       notify(`${app.name} saved.`);
+      ctx.navigate("#/apps");
+    }
+  };
+  const toggle = async (button, app) => {
+    if (app.enabled && !(await confirmAction(`Disable ${app.name}?`, "Its API key is refused (403 app_disabled) until it is enabled again. Its messages are still delivered and checked back.", "Disable app", { danger: true }))) return;
+    const updated = await act(button, () => api.patch(`/v1/apps/${enc(app.name)}`, { enabled: !app.enabled }));
+    if (updated) {
+      notify(updated.enabled ? `${app.name} enabled: its key works again.` : `${app.name} disabled: its key is refused.`);
       ctx.navigate("#/apps");
     }
   };
@@ -65,21 +73,23 @@ export async function renderApps(ctx) {
       { class: "panel", "aria-labelledby": "h-list" },
       h("h2", { id: "h-list" }, "Producer apps"),
       table(
-        [{ label: "Name" }, { label: "Check URL" }, { label: "Created", class: "wide-only" }, { label: "" }],
+        [{ label: "Name" }, { label: "Check URL" }, { label: "Created", class: "wide-only" }, { label: "Status" }, { label: "" }],
         items.map((app) => [
           app.name,
           { value: app.checkUrl ?? "—", class: "id" },
           time(app.createdAt),
+          app.enabled ? badge("enabled") : badge("disabled"),
           h(
             "div",
             { class: "row" },
             h("button", { type: "button", class: "small quiet", "aria-label": `Change the check URL of ${app.name}`, onclick: () => edit(app) }, "Edit"),
+            h("button", { type: "button", class: "small quiet", "aria-label": `${app.enabled ? "Disable" : "Enable"} ${app.name}`, onclick: (e) => toggle(e.currentTarget, app) }, app.enabled ? "Disable…" : "Enable"),
             h("button", { type: "button", class: "small danger", "aria-label": `Delete ${app.name}`, onclick: (e) => remove(e.currentTarget, app) }, "Delete…"),
           ),
         ]),
         { empty: "No app yet: create one below." },
       ),
-      h("p", { class: "small muted" }, "An app's API key and secret are shown once, when it is created. To replace a lost key, create a new app."),
+      h("p", { class: "small muted" }, "An app's API key and secret are shown once, when it is created. To replace a lost key, create a new app. A disabled app's key is refused until it is enabled again; its messages are still delivered."),
     ),
     h("section", { class: "panel", "aria-labelledby": "h-new" }, h("h2", { id: "h-new" }, "New app"), form),
   );

@@ -304,6 +304,10 @@ describe("messages", () => {
       // The same content again is a repeat (200), whichever way it came in.
       assert.equal((await admin.post("/v1/messages", m)).status, 200, m.id);
     }
+    // Kept as the producer wrote it: key order included (jsonb would sort these keys).
+    const ordered = await admin.post("/v1/messages", { topic: "t.payloads", payload: { zebra: 1, apple: { z: 1, a: 2 } } });
+    const read = await admin.get(`/v1/messages/${ordered.body.id}`);
+    assert.deepEqual([Object.keys(read.body.payload), Object.keys(read.body.payload.apple)], [["zebra", "apple"], ["z", "a"]]);
     const delayed = await admin.get("/v1/messages/p-7");
     assert.ok(Date.parse(delayed.body.deliverAt) - Date.parse(delayed.body.createdAt) > 3_500_000);
   });

@@ -44,12 +44,12 @@ const ms = (column: string) => `(extract(epoch from ${column}) * 1000)::float8`;
 const INSERT_SQL = `
 with input as (
   select * from json_to_recordset($1::json)
-    as t(id text, app text, topic text, tag text, key text, payload jsonb, headers jsonb, content_hash bytea,
+    as t(id text, app text, topic text, tag text, key text, payload json, headers json, content_hash bytea,
          deliver_at timestamptz, state message_state, check_after_ms float8)
 ), ins as (
   insert into messages (id, app, topic, tag, key, payload, headers, content_hash, state, deliver_at, committed_at, next_check_at)
   -- A JSON null payload comes out of json_to_recordset as SQL NULL: store it as JSON null.
-  select id, app, topic, tag, key, coalesce(payload, 'null'::jsonb), headers, content_hash, state,
+  select id, app, topic, tag, key, coalesce(payload, 'null'::json), headers, content_hash, state,
          coalesce(deliver_at, now()), case when state = 'committed' then now() end,
          case when state = 'prepared' then now() + make_interval(secs => check_after_ms / 1000) end
   from input

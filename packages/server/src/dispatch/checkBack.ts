@@ -41,6 +41,8 @@ export class CheckBackScheduler {
   private running = false;
   private stopped = false;
   private inFlight = 0;
+  private readonly checking = new Set<Promise<void>>();
+  private rounding: Promise<void> | null = null;
 
   constructor(
     private readonly ops: CheckBackOps,
@@ -55,7 +57,9 @@ export class CheckBackScheduler {
   private schedule(ms: number): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.round(), ms);
+    this.timer = setTimeout(() => {
+      this.rounding = this.round().finally(() => (this.rounding = null));
+    }, ms);
     this.timer.unref();
   }
 
@@ -70,7 +74,11 @@ export class CheckBackScheduler {
         full = due.length === room;
         for (const check of due) {
           this.inFlight++;
-          void this.check(check).finally(() => this.inFlight--);
+          const work = this.check(check).finally(() => {
+            this.inFlight--;
+            this.checking.delete(work);
+          });
+          this.checking.add(work);
         }
       }
     } catch (error) {
@@ -106,8 +114,11 @@ export class CheckBackScheduler {
     }
   }
 
+  /** Stops claiming, and waits for the checks in flight to finish (each is bounded by its HTTP timeout). */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    await this.rounding;
+    await Promise.allSettled([...this.checking]);
   }
 }

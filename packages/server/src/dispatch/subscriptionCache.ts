@@ -72,7 +72,10 @@ export class SubscriptionCache {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.listener) {
+      // No reconnect from here on, but keep a listener: the connection closes asynchronously, and
+      // an error on it meanwhile (the server shutting down) must not become an uncaught exception.
       this.listener.removeAllListeners("error");
+      this.listener.on("error", () => {});
       this.listener.release(true);
       this.listener = null;
     }

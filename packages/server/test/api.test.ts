@@ -324,6 +324,15 @@ describe("messages", () => {
     assert.deepEqual(loose.body.outcomes, ["created", "conflict", "exists"]);
     assert.equal(loose.body.items[1].payload, 1);
     assert.equal((await admin.get("/v1/messages/b-4")).status, 200);
+    // Prefer: return=minimal answers ids and outcomes only, and says so.
+    const minimal = await fetch(`${service.url}/v1/messages/batch`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json", prefer: "respond-async, return=minimal" },
+      body: JSON.stringify({ atomic: false, messages: [{ id: "b-5", topic: "t.batch", payload: 5 }, { id: "b-1", topic: "t.batch", payload: 1 }] }),
+    });
+    assert.equal(minimal.status, 201);
+    assert.equal(minimal.headers.get("preference-applied"), "return=minimal");
+    assert.deepEqual(await minimal.json(), { ids: ["b-5", "b-1"], outcomes: ["created", "exists"] });
     const big = await admin.post("/v1/messages/batch", { messages: Array.from({ length: 1001 }, (_, i) => ({ topic: "t.batch", payload: i })) });
     assert.equal(big.status, 400);
     assert.equal(big.body.error.field, "messages");

@@ -41,6 +41,12 @@ export interface MessageInfo {
 }
 
 /** One check-back of a prepared message, as the check log shows it. */
+/** The minimal answer to a batch: `outcomes[i]` says what became of `ids[i]`. */
+export interface BatchOutcomes {
+  ids: string[];
+  outcomes: Array<"created" | "exists" | "conflict">;
+}
+
 export interface CheckInfo {
   at: string;
   check: number;
@@ -160,11 +166,20 @@ export class MessagesApi {
     return this.sendResolved(messages.map((m, i) => resolveMessage(m, Date.now(), `messages[${i}].`)));
   }
 
-  /** Sends messages already resolved (the outbox relay's rows), all or nothing. */
+  /** Sends messages already resolved, all or nothing; resolves to the stored messages. */
   async sendResolved(messages: readonly ResolvedMessage[], options: { retry?: boolean } = {}): Promise<MessageInfo[]> {
     const body = { messages: messages.map(toWire) };
     const answer = await call<{ items: MessageInfo[] }>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true });
     return answer.items;
+  }
+
+  /**
+   * Sends messages already resolved (the outbox relay's rows), all or nothing, and asks only for
+   * their ids and outcomes (`Prefer: return=minimal`): no payload comes back.
+   */
+  async sendResolvedMinimal(messages: readonly ResolvedMessage[], options: { retry?: boolean } = {}): Promise<BatchOutcomes> {
+    const body = { messages: messages.map(toWire) };
+    return call<BatchOutcomes>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true, headers: { prefer: "return=minimal" } });
   }
 
   /** A message and its deliveries, or null when there is none with this id (reconciliation by id). */

@@ -50,12 +50,12 @@ export async function call<T>(
   method: "GET" | "POST" | "PATCH" | "DELETE",
   path: string,
   body?: unknown,
-  flags: { idempotent?: boolean; notFoundIsNull?: boolean } = {},
+  flags: { idempotent?: boolean; notFoundIsNull?: boolean; headers?: Record<string, string> } = {},
 ): Promise<T> {
   const tries = flags.idempotent ? o.retries + 1 : 1;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await once<T>(o, method, path, body, flags.notFoundIsNull ?? false);
+      return await once<T>(o, method, path, body, flags.notFoundIsNull ?? false, flags.headers);
     } catch (error) {
       if (!(error instanceof TidingsError) || !error.retryable || attempt >= tries) throw error;
       await sleep(100 * 4 ** (attempt - 1));
@@ -68,8 +68,15 @@ interface RawResponse {
   text: string;
 }
 
-async function once<T>(o: ResolvedHttpOptions, method: string, path: string, body: unknown, notFoundIsNull: boolean): Promise<T> {
-  const headers: Record<string, string> = { authorization: `Bearer ${o.apiKey}`, accept: "application/json" };
+async function once<T>(
+  o: ResolvedHttpOptions,
+  method: string,
+  path: string,
+  body: unknown,
+  notFoundIsNull: boolean,
+  extraHeaders: Record<string, string> | undefined,
+): Promise<T> {
+  const headers: Record<string, string> = { ...extraHeaders, authorization: `Bearer ${o.apiKey}`, accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
   const payload = body === undefined ? undefined : JSON.stringify(body);
   let response: RawResponse;

@@ -206,7 +206,7 @@ export class Relay {
     const ids = rows.map((r) => r.message.id);
     const seqs = rows.map((r) => r.seq);
     try {
-      await this.client.messages.sendResolved(rows.map((r) => r.message), { retry: false });
+      await this.client.messages.sendResolvedMinimal(rows.map((r) => r.message), { retry: false });
     } catch (error) {
       if (isPermanent(error) && rows.length > 1) {
         // The batch is all or nothing: find the rows the service refuses by sending one by one.

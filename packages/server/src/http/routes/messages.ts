@@ -76,6 +76,10 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
   };
 }
 
+/** RFC 7240 `Prefer: return=minimal` (among other preferences, any case). */
+const prefersMinimal = (prefer: string | string[] | undefined): boolean =>
+  prefer !== undefined && /(^|[,;\s])return\s*=\s*"?minimal"?/i.test(Array.isArray(prefer) ? prefer.join(",") : prefer);
+
 export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {}) {
   const { seq: _seq, ...shown } = m;
   return { ...shown, ...extra };
@@ -145,11 +149,12 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
         tags,
         summary: "Send up to 1000 messages: all or nothing, or (atomic: false) each on its own",
         description:
-          "`outcomes[i]` tells what became of `messages[i]`: created, exists (same id and content, already stored) or conflict (same id, other content; atomic: false only — atomic batches answer 409). `items[i]` is the stored message.",
+          "`outcomes[i]` tells what became of `messages[i]`: created, exists (same id and content, already stored) or conflict (same id, other content; atomic: false only — atomic batches answer 409). `items[i]` is the stored message. With `Prefer: return=minimal` (RFC 7240) the answer carries `ids[i]` instead of `items` (and `Preference-Applied: return=minimal`): what a relay needs, without echoing every payload.",
         body: MessageBatch,
         response: {
           201: Type.Object({
-            items: Type.Array(Message),
+            items: Type.Optional(Type.Array(Message)),
+            ids: Type.Optional(Type.Array(Type.String())),
             outcomes: Type.Array(Type.Union([Type.Literal("created"), Type.Literal("exists"), Type.Literal("conflict")])),
           }),
           "4xx": ErrorBody,
@@ -159,7 +164,11 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     async (request, reply) => {
       const stored = request.body.messages.map((m, i) => toStored(m, request.principal, `messages[${i}].`, s.config));
       const outcomes = await s.publisher.publishBatch(stored, request.body.atomic ?? true);
-      return reply.status(201).send({ items: outcomes.map((o) => showMessage(o.message)), outcomes: outcomes.map((o) => o.kind) });
+      const kinds = outcomes.map((o) => o.kind);
+      if (prefersMinimal(request.headers.prefer)) {
+        return reply.status(201).header("preference-applied", "return=minimal").send({ ids: outcomes.map((o) => o.message.id), outcomes: kinds });
+      }
+      return reply.status(201).send({ items: outcomes.map((o) => showMessage(o.message)), outcomes: kinds });
     },
   );
 

@@ -388,7 +388,7 @@ describe("console in a real browser", () => {
     await page.getByRole("button", { name: "I have copied it" }).click();
   });
 
-  test("apps: creates one and shows its key once; disables it (after a confirmation) and enables it again", async () => {
+  test("apps: creates one and shows its key once; disables it (after a confirmation) and enables it again; rotates its key", async () => {
     await nav().getByRole("link", { name: "Apps" }).click();
     await page.getByRole("heading", { name: "Apps", level: 1 }).waitFor();
     const form = page.getByRole("region", { name: "New app" });
@@ -426,6 +426,17 @@ describe("console in a real browser", () => {
     await page.getByText("warehouse enabled: its key works again.").waitFor();
     await row.locator(".badge.enabled").waitFor();
     assert.equal((await warehouse.post("/v1/messages", { topic: "nothing.here", payload: 3 })).status, 201, "the key works again");
+
+    // Rotate its API key: the new one is shown once and works, the old one is refused at once.
+    await row.getByRole("button", { name: "Rotate the API key or secret of warehouse" }).click();
+    await page.getByRole("dialog", { name: "Rotate a credential of warehouse" }).getByRole("button", { name: "New API key" }).click();
+    const shown = page.getByRole("dialog", { name: "New API key of warehouse" });
+    const newKey = await shown.getByLabel("API key").inputValue();
+    assert.match(newKey, /^tdk_/);
+    assert.notEqual(newKey, key);
+    await shown.getByRole("button", { name: "I have copied it" }).click();
+    assert.equal((await warehouse.post("/v1/messages", { topic: "nothing.here", payload: 4 })).status, 401, "the old key is refused");
+    assert.equal((await api(service.url, newKey).post("/v1/messages", { topic: "nothing.here", payload: 4 })).status, 201, "the new key works");
   });
 
   test("stays usable at 390 px wide without sideways scrolling", async () => {

@@ -1,7 +1,7 @@
 import { api, enc } from "../api.js";
 import { act, badge, confirmAction, formValues, h, notify, openDialog, showSecrets, table, time } from "../dom.js";
 
-/** Producer apps: create (key and secret shown once), change the check URL, disable and enable, delete. */
+/** Producer apps: create (key and secret shown once), change the check URL, rotate the key or secret, disable and enable, delete. */
 export async function renderApps(ctx) {
   ctx.title("Apps");
   const { items } = await api.get("/v1/apps");
@@ -32,6 +32,24 @@ export async function renderApps(ctx) {
       notify(updated.enabled ? `${app.name} enabled: its key works again.` : `${app.name} disabled: its key is refused.`);
       ctx.navigate("#/apps");
     }
+  };
+  const rotate = async (button, app) => {
+    const which = await openDialog({
+      title: `Rotate a credential of ${app.name}`,
+      body: [
+        h("p", {}, "A new API key: the producer must send it from now on; the old key stops working at once."),
+        h("p", {}, "A new check-back secret: the producer's check-back handler must verify with it from now on."),
+        h("p", { class: "muted small" }, "The new value is shown once."),
+      ],
+      buttons: [
+        { label: "Cancel", value: false, class: "quiet" },
+        { label: "New check-back secret", value: "secret", class: "quiet" },
+        { label: "New API key", value: "key" },
+      ],
+    });
+    if (!which) return;
+    const updated = await act(button, () => api.patch(`/v1/apps/${enc(app.name)}`, which === "key" ? { rotateKey: true } : { rotateSecret: true }));
+    if (updated) await showSecrets(`New ${which === "key" ? "API key" : "check-back secret"} of ${app.name}`, [which === "key" ? ["API key", updated.apiKey] : ["Check-back signing secret", updated.secret]]);
   };
   const remove = async (button, app) => {
     if (!(await confirmAction(`Delete ${app.name}?`, "Its API key stops working at once. Its messages stay.", "Delete app", { danger: true }))) return;
@@ -83,13 +101,14 @@ export async function renderApps(ctx) {
             "div",
             { class: "row" },
             h("button", { type: "button", class: "small quiet", "aria-label": `Change the check URL of ${app.name}`, onclick: () => edit(app) }, "Edit"),
+            h("button", { type: "button", class: "small quiet", "aria-label": `Rotate the API key or secret of ${app.name}`, onclick: (e) => rotate(e.currentTarget, app) }, "Rotate…"),
             h("button", { type: "button", class: "small quiet", "aria-label": `${app.enabled ? "Disable" : "Enable"} ${app.name}`, onclick: (e) => toggle(e.currentTarget, app) }, app.enabled ? "Disable…" : "Enable"),
             h("button", { type: "button", class: "small danger", "aria-label": `Delete ${app.name}`, onclick: (e) => remove(e.currentTarget, app) }, "Delete…"),
           ),
         ]),
         { empty: "No app yet: create one below." },
       ),
-      h("p", { class: "small muted" }, "An app's API key and secret are shown once, when it is created. To replace a lost key, create a new app. A disabled app's key is refused until it is enabled again; its messages are still delivered."),
+      h("p", { class: "small muted" }, "An app's API key and secret are shown once, when it is created or rotated. A disabled app's key is refused until it is enabled again; its messages are still delivered."),
     ),
     h("section", { class: "panel", "aria-labelledby": "h-new" }, h("h2", { id: "h-new" }, "New app"), form),
   );

@@ -68,6 +68,27 @@ describe("console API: sessions, stats, dead letters and re-send jobs", () => {
     assert.ok(rows.length >= 1 && rows.every((r) => !client.cookie.includes(r.h)));
   });
 
+  test("after 10 failed sign-ins an address is refused for a while (429 with Retry-After), the right key included", async () => {
+    // A node of its own: the limit is kept per process, and this one's address gets blocked.
+    const node = await startTestService(db.url);
+    try {
+      const client = cookieClient(node.url);
+      for (let i = 0; i < 10; i++) {
+        assert.equal((await client.call("POST", "/v1/session", { body: { adminKey: `guess-${i}-0123456789` } })).status, 401, `guess ${i}`);
+      }
+      const response = await fetch(`${node.url}/v1/session`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ adminKey: ADMIN_KEY }) });
+      assert.equal(response.status, 429);
+      const retryAfter = Number(response.headers.get("retry-after"));
+      assert.ok(retryAfter > 800 && retryAfter <= 900, `Retry-After ${retryAfter}`);
+      assert.equal((await response.json()).error.code, "too_many_requests");
+      // Keys on API calls are not affected, nor is another node.
+      assert.equal((await api(node.url, ADMIN_KEY).get("/v1/apps")).status, 200);
+      assert.equal((await cookieClient(service.url).call("POST", "/v1/session", { body: { adminKey: ADMIN_KEY } })).status, 201);
+    } finally {
+      await node.close();
+    }
+  });
+
   test("refuses a change made with the cookie but without the CSRF token, and accepts it with the token", async () => {
     const client = cookieClient(service.url);
     const { body } = await client.call("POST", "/v1/session", { body: { adminKey: ADMIN_KEY } });

@@ -7,6 +7,7 @@ import { canonicalJson } from "../src/publish/canonical.ts";
 import { parseRetryAfter } from "../src/dispatch/httpTransport.ts";
 import { compileEndpointCheck } from "../src/http/endpointPolicy.ts";
 import { TidingsError } from "../src/domain/errors.ts";
+import { SignInLimiter } from "../src/console/signInLimiter.ts";
 
 test("durations parse in every unit and reject anything else", () => {
   assert.equal(parseDuration("500ms"), 500);
@@ -86,4 +87,22 @@ test("endpoint URLs must be http(s) and out of refused networks", () => {
   const allowMetadata = compileEndpointCheck({ allow: ["169.254.169.254/32"], deny: [] });
   assert.equal(field(() => allowMetadata("http://169.254.169.254/", "u")), "accepted");
   assert.equal(field(() => allowMetadata("http://127.0.0.1/", "u")), "u");
+});
+
+test("sign-in limiter: 10 failures in the window block an address until the window ends; a success clears it", () => {
+  const limiter = new SignInLimiter(10, 60_000);
+  const t0 = 1_000_000;
+  for (let i = 0; i < 9; i++) limiter.failed("a", t0 + i);
+  assert.equal(limiter.retryAfterMs("a", t0 + 10), 0);
+  limiter.failed("a", t0 + 10);
+  assert.equal(limiter.retryAfterMs("a", t0 + 20), 60_000 - 20);
+  assert.equal(limiter.retryAfterMs("b", t0 + 20), 0, "other addresses are not affected");
+  assert.equal(limiter.retryAfterMs("a", t0 + 60_000), 0, "the window ended");
+  limiter.failed("c", t0);
+  limiter.succeeded("c");
+  for (let i = 0; i < 9; i++) limiter.failed("c", t0 + i);
+  assert.equal(limiter.retryAfterMs("c", t0 + 10), 0, "a success started the count again");
+  const small = new SignInLimiter(1, 60_000, 3);
+  for (const address of ["1", "2", "3", "4", "5"]) small.failed(address, t0);
+  assert.equal(small.retryAfterMs("5", t0), 60_000, "the newest is still tracked when the table is full");
 });

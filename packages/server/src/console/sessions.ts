@@ -1,9 +1,10 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { TidingsError, forbidden } from "../domain/errors.ts";
+import { TidingsError, forbidden, tooManyRequests } from "../domain/errors.ts";
 import type { Authenticator, Principal } from "../http/auth.ts";
 import type { Db } from "../store/db.ts";
 import { createSession, deleteSession, findSession, type SessionRecord } from "../store/consoleSessions.ts";
+import { SignInLimiter } from "./signInLimiter.ts";
 
 /** A console session lasts a working day; then the operator signs in again. */
 export const SESSION_TTL_MS = 12 * 3_600_000;
@@ -44,15 +45,29 @@ function sameText(a: string, b: string): boolean {
 export class ConsoleSessions {
   private readonly current = new WeakMap<FastifyRequest, SessionRecord>();
 
-  constructor(private readonly db: Db, private readonly auth: Authenticator) {}
+  constructor(
+    private readonly db: Db,
+    private readonly auth: Authenticator,
+    /** Failed sign-ins per client address (10 per 15 minutes by default). */
+    private readonly limiter = new SignInLimiter(),
+  ) {}
 
   /** Checks the admin key and starts a session; the reply gets the cookie. */
   async signIn(adminKey: string, request: FastifyRequest, reply: FastifyReply): Promise<SessionRecord> {
+    const waitMs = this.limiter.retryAfterMs(request.ip);
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      throw tooManyRequests(`too many failed sign-ins from this address: try again in ${seconds} s`, seconds);
+    }
     // The Authenticator is the one place that knows the admin key; ask it as a Bearer call would.
     const principal = await this.auth
       .authenticate({ headers: { authorization: `Bearer ${adminKey}` } } as FastifyRequest)
       .catch(() => null);
-    if (principal?.kind !== "admin") throw new TidingsError("unauthorized", "that is not the admin key", "adminKey");
+    if (principal?.kind !== "admin") {
+      this.limiter.failed(request.ip);
+      throw new TidingsError("unauthorized", "that is not the admin key", "adminKey");
+    }
+    this.limiter.succeeded(request.ip);
     const id = randomBytes(32).toString("base64url");
     const session = await createSession(this.db, sha256(id), randomBytes(32).toString("base64url"), SESSION_TTL_MS);
     const secure = request.protocol === "https";

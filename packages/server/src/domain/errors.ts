@@ -8,6 +8,7 @@ export type ErrorCode =
   | "app_disabled"
   | "not_found"
   | "conflict"
+  | "too_many_requests"
   | "unavailable";
 
 export class TidingsError extends Error {
@@ -34,3 +35,6 @@ export const forbidden = (message: string) => new TidingsError("forbidden", mess
 /** A disabled app's key: known, but refused until an admin enables the app again. */
 export const appDisabled = (app: string) =>
   new TidingsError("app_disabled", `the app ${app} is disabled: its key is refused until an admin enables it again`);
+/** Too many failed attempts from one client: `retryAfterSeconds` tells when to try again. */
+export const tooManyRequests = (message: string, retryAfterSeconds: number) =>
+  new TidingsError("too_many_requests", message, undefined, { details: { retryAfterSeconds } });

@@ -10,6 +10,7 @@ const STATUS: Record<ErrorCode, number> = {
   app_disabled: 403,
   not_found: 404,
   conflict: 409,
+  too_many_requests: 429,
   unavailable: 503,
 };
 
@@ -41,6 +42,8 @@ function describe(e: AjvError, field: string): string {
 /** Maps every error to `{"error":{"code","message","field"?}}` with its status, in one place. */
 export function errorHandler(error: FastifyError | TidingsError, request: FastifyRequest, reply: FastifyReply): void {
   if (error instanceof TidingsError) {
+    const retryAfter = error.details?.retryAfterSeconds;
+    if (typeof retryAfter === "number") void reply.header("retry-after", String(retryAfter));
     void reply.status(STATUS[error.code]).send({
       error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}), ...error.details },
     });

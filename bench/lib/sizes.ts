@@ -10,6 +10,7 @@ export interface Sizes {
   backlog: { small: number; large: number; measured: number };
   transactional: { transactions: number; concurrency: number };
   outbox: { rows: number };
+  inbox: { messages: number; concurrency: number };
   /** Give up waiting for a phase after this long. */
   phaseTimeoutMs: number;
 }
@@ -24,6 +25,7 @@ export const FULL: Sizes = {
   backlog: { small: 10_000, large: 1_000_000, measured: 100_000 },
   transactional: { transactions: 10_000, concurrency: 32 },
   outbox: { rows: 100_000 },
+  inbox: { messages: 10_000, concurrency: 32 },
   phaseTimeoutMs: 300_000,
 };
 
@@ -37,5 +39,6 @@ export const SMOKE: Sizes = {
   backlog: { small: 100, large: 400, measured: 200 },
   transactional: { transactions: 200, concurrency: 8 },
   outbox: { rows: 200 },
+  inbox: { messages: 200, concurrency: 8 },
   phaseTimeoutMs: 30_000,
 };

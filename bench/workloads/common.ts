@@ -1,3 +1,5 @@
+import pg from "pg";
+import { fromPg, migrate, type Executor } from "@tidings/sdk";
 import type { BenchContext } from "../lib/context.ts";
 import { closedLoop } from "../lib/load.ts";
 import { Producer } from "../lib/producer.ts";
@@ -51,3 +53,27 @@ export async function peer(ctx: BenchContext, notes: string[], name: string, fn:
     return null;
   }
 }
+
+/** Accounts a business UPDATE spreads over: enough that 32 concurrent transactions rarely wait on a row lock. */
+export const ACCOUNTS = 1_000;
+
+/**
+ * A user's own database for the SDK workloads: a pool, the SDK's tables, and an `accounts` table
+ * of ACCOUNTS rows for the business update. Ends the pool after `fn`.
+ */
+export async function withAccounts<T>(url: string, poolSize: number, fn: (pool: pg.Pool, db: Executor) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  pool.on("error", () => {});
+  try {
+    const db = fromPg(pool);
+    await migrate(db);
+    await pool.query(`create table accounts (id int primary key, balance bigint not null default 0)`);
+    await pool.query(`insert into accounts (id) select g from generate_series(1, ${ACCOUNTS}) g`);
+    return await fn(pool, db);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** The business change of the SDK workloads: one account's balance + 1. */
+export const creditAccount = (tx: Executor, i: number) => tx.query("update accounts set balance = balance + 1 where id = $1", [(i % ACCOUNTS) + 1]);

@@ -3,6 +3,7 @@ import type { BenchContext } from "../lib/context.ts";
 import { cpuCeiling, type WorkloadResult } from "../lib/report.ts";
 import { backlog } from "./backlog.ts";
 import { brokers } from "./brokers.ts";
+import { inbox } from "./inbox.ts";
 import { deliver } from "./deliver.ts";
 import { latency } from "./latency.ts";
 import { publishBatch } from "./publishBatch.ts";
@@ -32,6 +33,7 @@ export const WORKLOADS: readonly Workload[] = [
   { number: 6, name: "backlog", run: backlog },
   { number: 7, name: "outbox-relay", run: outboxRelay },
   { number: 8, name: "brokers", run: brokers },
+  { number: 9, name: "inbox", run: inbox },
 ];
 
 /** Picks workloads by name or number ("deliver", "3"); none given: all. */

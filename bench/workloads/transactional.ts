@@ -1,13 +1,10 @@
-import pg from "pg";
-import { fromPg, migrate, TidingsClient } from "@tidings/sdk";
+import { TidingsClient } from "@tidings/sdk";
 import { measure, resetStatements, topStatements, withDatabase, withTidings, type BenchContext } from "../lib/context.ts";
 import { closedLoop, warmupCount } from "../lib/load.ts";
 import { payload, TOPIC } from "../lib/payload.ts";
 import { atLeast, fmt, type SystemResult, type WorkloadResult } from "../lib/report.ts";
-import { serviceRssTarget } from "./common.ts";
+import { ACCOUNTS, creditAccount, serviceRssTarget, withAccounts } from "./common.ts";
 
-/** Accounts the business update spreads over: enough that 32 transactions rarely wait on a row lock. */
-const ACCOUNTS = 1_000;
 
 /**
  * Workload 5: the SDK's `transaction()`: record the intent, prepare the half message at the
@@ -19,19 +16,13 @@ export async function transactional(ctx: BenchContext): Promise<Omit<WorkloadRes
   let statements: WorkloadResult["statements"];
   ctx.log("  tidings ...");
   const tidings = await withTidings(ctx, "transactional", (service, serviceDb) =>
-    withDatabase(ctx, "transactional_producer", async (producerDb) => {
-      const pool = new pg.Pool({ connectionString: producerDb.url, max: concurrency });
-      pool.on("error", () => {});
-      try {
-        const db = fromPg(pool);
-        await migrate(db);
-        await pool.query(`create table accounts (id int primary key, balance bigint not null default 0)`);
-        await pool.query(`insert into accounts (id) select g from generate_series(1, ${ACCOUNTS}) g`);
+    withDatabase(ctx, "transactional_producer", (producerDb) =>
+      withAccounts(producerDb.url, concurrency, async (pool, db) => {
         const apiKey = await service.createApp("bench");
         const client = new TidingsClient({ url: service.url, apiKey });
         const one = async (i: number) => {
           await client.transaction(db, { topic: TOPIC, key: `ord_${i}`, payload: payload(i) }, async (tx) => {
-            await tx.query("update accounts set balance = balance + 1 where id = $1", [(i % ACCOUNTS) + 1]);
+            await creditAccount(tx, i);
           });
         };
         await closedLoop(warmupCount(total), concurrency, (i) => one(total + i));
@@ -53,10 +44,8 @@ export async function transactional(ctx: BenchContext): Promise<Omit<WorkloadRes
             `local transaction with barrier row + UPDATE of 1 of ${fmt(ACCOUNTS)} accounts, commit, message commit (HTTP); ` +
             `producer database on the same PostgreSQL server; service defaults`,
         } satisfies SystemResult;
-      } finally {
-        await pool.end();
-      }
-    }),
+      }),
+    ),
   );
   return {
     title: `SDK transaction() with a local business update and barrier, ${concurrency} concurrent, ${fmt(total)} transactions`,

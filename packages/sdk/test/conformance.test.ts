@@ -109,6 +109,22 @@ for (const adapter of ADAPTERS) {
       assert.equal((await db.query(`SELECT id FROM items WHERE id = ${p(1)}`, [message.id])).length, 1);
     });
 
+    test("handle() deletes records past their retention by itself, now and then, in the background", async () => {
+      const tidy = new Inbox({ consumer: "conformance-tidy", retentionMs: 60_000, cleanupIntervalMs: 50, cleanupBatchSize: 2 });
+      const noop = async () => "ok";
+      for (let i = 0; i < 5; i++) await tidy.handle(db, { id: `old-${i}-${adapter.name}`, topic: "conf.tidy" }, noop);
+      const hourAgo = adapter.dialect === "postgres" ? "now() - interval '1 hour'" : "NOW(3) - INTERVAL 1 HOUR";
+      await db.query(`UPDATE tidings_inbox SET updated_at = ${hourAgo} WHERE consumer = ${p(1)} AND id LIKE 'old-%'`, ["conformance-tidy"]);
+      await sleep(60);
+      await tidy.handle(db, { id: `new-${adapter.name}`, topic: "conf.tidy" }, noop);
+      const deadline = Date.now() + 10_000;
+      while ((await tidy.counts(db)).applied !== 1) {
+        assert.ok(Date.now() < deadline, `old records still there: ${JSON.stringify(await tidy.counts(db))}`);
+        await sleep(20);
+      }
+      assert.equal((await tidy.get(db, `new-${adapter.name}`))?.status, "applied", "the fresh record stays");
+    });
+
     test("a failing handler rolls its change back, records the error, rethrows, and a retry applies it", async () => {
       const message = { id: `m-fail-${adapter.name}`, topic: "conf.item", key: "fail", payload: {} };
       let calls = 0;

@@ -60,6 +60,28 @@ for (const dialect of DIALECTS) {
       await database.close();
     });
 
+    test("transaction() deletes intent and barrier rows past their retention by itself, in the background", async () => {
+      const tidy = new TidingsClient({ url: world.url, apiKey: world.apiKey, transactions: { cleanupIntervalMs: 50, barrierRetentionMs: 60_000 } });
+      const old = [newId("old"), newId("old")];
+      await addOrders(db, old);
+      for (const sn of old) await tidy.transaction(db, { id: sn, topic: world.topic, key: sn, payload: { sn } }, async () => {});
+      const hourAgo = dialect === "postgres" ? "now() - interval '1 hour'" : "NOW(3) - INTERVAL 1 HOUR";
+      for (const table of ["tidings_tx_intent", "tidings_tx_barrier"]) {
+        await db.query(`UPDATE ${table} SET created_at = ${hourAgo} WHERE id IN (${dialect === "postgres" ? "$1, $2" : "?, ?"})`, old);
+      }
+      await new Promise((r) => setTimeout(r, 60));
+      const fresh = newId("fresh");
+      await addOrders(db, [fresh]);
+      await tidy.transaction(db, { id: fresh, topic: world.topic, key: fresh, payload: { sn: fresh } }, async () => {});
+      const left = async () => (await db.query<{ id: string }>(`SELECT id FROM tidings_tx_barrier WHERE id IN (${dialect === "postgres" ? "$1, $2, $3" : "?, ?, ?"})`, [...old, fresh])).map((r) => r.id);
+      const deadline = Date.now() + 10_000;
+      while ((await left()).length !== 1) {
+        assert.ok(Date.now() < deadline, `old barrier rows still there: ${await left()}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.deepEqual(await left(), [fresh], "the fresh barrier stays");
+    });
+
     test("commits the business change and the message together; the subscriber gets it once", async () => {
       const sn = newId("ok");
       await addOrders(db, [sn]);

@@ -3,6 +3,7 @@ import { TidingsError } from "../errors.ts";
 import { call, resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "./http.ts";
 import type { Executor } from "../executor/executor.ts";
 import { runTransaction, type TransactionCallback, type TransactionDefaults, type TransactionCallOptions } from "../transaction/transaction.ts";
+import { cleanupBarriers } from "../transaction/barrier.ts";
 import { createCheckBackHandler, type CheckBackHandler, type CheckBackHandlerOptions } from "../checkBack/checkBackHandler.ts";
 
 /** A delivery of a message to one subscription, as the service reports it. */
@@ -296,7 +297,23 @@ export class TidingsClient {
    * A crash anywhere is settled by the check-back (`checkBackHandler(db)` at the app's check URL).
    */
   transaction<T>(db: Executor, message: OutgoingMessage, fn: TransactionCallback<T>, options: TransactionCallOptions = {}): Promise<T> {
+    this.cleanupBarriersNowAndThen(db);
     return runTransaction(this.messages, db, message, fn, { ...this.transactionDefaults, ...options });
+  }
+
+  private lastBarrierCleanup = 0;
+
+  /**
+   * Deletes old intent and barrier rows of `db` in the background, at most once per
+   * `transactions.cleanupIntervalMs` (default 1 hour; 0: never, call `cleanupBarriers(db)`).
+   * Never throws, never waits: a failed cleanup is tried again at the next interval.
+   */
+  private cleanupBarriersNowAndThen(db: Executor): void {
+    const every = this.transactionDefaults.cleanupIntervalMs ?? 3_600_000;
+    const now = Date.now();
+    if (every <= 0 || now - this.lastBarrierCleanup < every) return;
+    this.lastBarrierCleanup = now;
+    cleanupBarriers(db, { olderThanMs: this.transactionDefaults.barrierRetentionMs }).catch(() => undefined);
   }
 
   /**

@@ -25,6 +25,11 @@ export interface InboxOptions {
    */
   retentionMs?: number;
   cleanupBatchSize?: number;
+  /**
+   * How often `handle()` deletes old records by itself, in the background (at most once per this
+   * long per database); default 1 hour; 0: never (call `cleanup(db)` yourself).
+   */
+  cleanupIntervalMs?: number;
 }
 
 export type InboxOutcome<T> = { status: "applied"; value: T } | { status: "duplicate" };
@@ -47,6 +52,25 @@ export class Inbox {
     if (!/^.{1,100}$/.test(this.consumer)) throw new TidingsError("config", "consumer must be 1 to 100 characters");
     this.retentionMs = options.retentionMs ?? 7 * 86_400_000;
     this.cleanupBatchSize = options.cleanupBatchSize ?? 1000;
+    this.cleanupIntervalMs = options.cleanupIntervalMs ?? 3_600_000;
+  }
+
+  private readonly cleanupIntervalMs: number;
+  /** When this inbox last started a cleanup (0: never). */
+  private lastCleanup = 0;
+
+  /**
+   * Starts a background cleanup of `db` when this inbox's last one is older than the interval;
+   * never throws, never waits. (An inbox used with several databases cleans whichever comes
+   * through; call `cleanup(db)` for each of them yourself.)
+   */
+  private cleanupNowAndThen(db: Executor): void {
+    if (this.cleanupIntervalMs <= 0) return;
+    const now = Date.now();
+    if (now - this.lastCleanup < this.cleanupIntervalMs) return;
+    this.lastCleanup = now;
+    // A failed cleanup is tried again at the next interval; the messages' handling is unaffected.
+    this.cleanup(db).catch(() => undefined);
   }
 
   /**
@@ -54,6 +78,7 @@ export class Inbox {
    * transaction: the failure is written outside the rolled-back one) together with the record.
    */
   async handle<T>(db: Executor, message: InboxMessage, fn: (tx: Executor) => Promise<T>): Promise<InboxOutcome<T>> {
+    this.cleanupNowAndThen(db);
     try {
       return await db.transaction(async (tx): Promise<InboxOutcome<T>> => {
         if (!(await this.claim(tx, message))) return { status: "duplicate" };

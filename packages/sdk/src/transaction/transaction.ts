@@ -38,6 +38,18 @@ export interface TransactionDefaults {
    */
   lockTimeoutMs?: number;
   onEvent?: (event: TransactionEvent) => void;
+  /**
+   * How often `transaction()` deletes old intent and barrier rows of its database in the
+   * background; default 1 hour; 0: never (call `cleanupBarriers(db)` yourself). Client-wide only.
+   */
+  cleanupIntervalMs?: number;
+  /**
+   * Intent and barrier rows older than this are deleted; default 7 days. Keep it far longer than
+   * the service's last check-back (TIDINGS_CHECK_AFTER + TIDINGS_CHECK_INTERVAL × TIDINGS_CHECK_LIMIT,
+   * 7.7 minutes by default): a check that finds no row would roll a committed transaction's
+   * message back. Client-wide only.
+   */
+  barrierRetentionMs?: number;
 }
 
 export interface TransactionCallOptions extends TransactionDefaults {

@@ -211,6 +211,27 @@ describe("console in a real browser", () => {
     await shot("overview");
   });
 
+  test("filters messages by tag and by creation time", async () => {
+    await go("#/messages");
+    await page.getByRole("heading", { name: "Messages", level: 1 }).waitFor();
+    const rows = page.locator("#results tbody tr");
+    await page.getByLabel("Tag").fill("card");
+    await page.getByLabel("Business key").fill("order-1003");
+    await page.getByRole("button", { name: "Search" }).click();
+    await waitFor("the order with tag card", async () => (await rows.count()) === 1 && /order-1003/.test(await rows.first().innerText()), UI_TIMEOUT_MS);
+    // A window that ended long before any message was sent finds none; one that began then finds it.
+    await page.getByLabel("Created before").fill("2001-01-01T00:00:00");
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.getByText("No message matches.").waitFor();
+    await page.getByLabel("Created before").fill("");
+    await page.getByLabel("Created after").fill("2001-01-01T00:00:00");
+    await page.getByRole("button", { name: "Search" }).click();
+    await waitFor("found again after the window moved", async () => (await rows.count()) === 1, UI_TIMEOUT_MS);
+    await page.getByLabel("Tag").fill("no-such-tag");
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.getByText("No message matches.").waitFor();
+  });
+
   test("finds a message by its business key and opens its timeline", async () => {
     // From the keyboard: Tab from the top of the page through the header to the Messages link.
     await go("#/overview");
@@ -253,6 +274,7 @@ describe("console in a real browser", () => {
     await assertNoSidewaysScroll("message");
     await shot("message");
   });
+
 
   test("re-sends a dead delivery and sees it delivered", async () => {
     const id = orderIds.get("order-1003")!;

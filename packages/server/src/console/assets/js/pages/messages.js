@@ -1,7 +1,15 @@
 import { api, ApiError, enc, qs } from "../api.js";
 import { badge, formValues, h, notify, table, time } from "../dom.js";
 
-const FILTERS = ["key", "topic", "state", "app", "subscription", "deliveryState"];
+const FILTERS = ["key", "topic", "tag", "state", "app", "subscription", "deliveryState", "createdAfter", "createdBefore"];
+/** Filters typed as local date and time in the form; the API takes them as ISO instants. */
+const TIMES = new Set(["createdAfter", "createdBefore"]);
+
+function apiValue(name, value) {
+  if (!TIMES.has(name)) return value;
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? value : date.toISOString();
+}
 
 function select(name, label, options, value) {
   return h(
@@ -12,7 +20,7 @@ function select(name, label, options, value) {
   );
 }
 
-/** Search by id, business key, topic, state, app, subscription and delivery state; keyset paging. */
+/** Search by id, business key, topic, tag, state, app, subscription, delivery state and time range; keyset paging. */
 export async function renderMessages(ctx) {
   ctx.title("Messages");
   const q = Object.fromEntries(ctx.query);
@@ -44,17 +52,21 @@ export async function renderMessages(ctx) {
     h("label", {}, "Message id", h("input", { name: "id", type: "search", autocomplete: "off" })),
     h("label", {}, "Business key", h("input", { name: "key", type: "search", value: q.key ?? "", autocomplete: "off" })),
     h("label", {}, "Topic", h("input", { name: "topic", type: "search", value: q.topic ?? "", autocomplete: "off" })),
+    h("label", {}, "Tag", h("input", { name: "tag", type: "search", value: q.tag ?? "", autocomplete: "off" })),
     select("state", "Message state", ["committed", "prepared", "in_doubt", "rolled_back"], q.state),
     h("label", {}, "App", h("input", { name: "app", type: "search", value: q.app ?? "", autocomplete: "off" })),
     select("subscription", "Subscription", subscriptions, q.subscription),
     select("deliveryState", "Delivery state", ["pending", "delivered", "dead"], q.deliveryState),
+    h("label", {}, "Created after", h("input", { name: "createdAfter", type: "datetime-local", step: 1, value: q.createdAfter ?? "" })),
+    h("label", {}, "Created before", h("input", { name: "createdBefore", type: "datetime-local", step: 1, value: q.createdBefore ?? "" })),
     h("div", { class: "row" }, h("button", { type: "submit" }, "Search"), h("a", { href: "#/messages", class: "button quiet" }, "Clear")),
   );
   const results = h("section", { "aria-label": "Results", id: "results" });
   ctx.main.append(h("h1", {}, "Messages"), h("div", { class: "panel" }, form), h("div", { class: "panel" }, results));
 
   const params = Object.fromEntries(FILTERS.filter((k) => q[k]).map((k) => [k, q[k]]));
-  const page = await api.get(`/v1/messages${qs({ ...params, cursor: q.cursor, limit: 50 })}`);
+  const asked = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, apiValue(k, v)]));
+  const page = await api.get(`/v1/messages${qs({ ...asked, cursor: q.cursor, limit: 50 })}`);
   if (!ctx.current()) return;
   results.append(
     h("h2", {}, q.cursor ? "Older results" : "Newest first"),

@@ -1,11 +1,21 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
 import { SERVE_NODE_FLAGS } from "../../packages/server/src/nodeFlags.ts";
 
 
-const CLI = fileURLToPath(new URL("../../packages/server/src/cli.ts", import.meta.url));
+/** What `npm start` runs: the bundled service (built once per bench process, as `prestart` does). */
+const BUNDLE = fileURLToPath(new URL("../../packages/server/dist/tidings.mjs", import.meta.url));
+const BUILD = fileURLToPath(new URL("../../scripts/build.mjs", import.meta.url));
+let built = false;
+
+function buildOnce(): void {
+  if (built) return;
+  const result = spawnSync(process.execPath, [BUILD, "--quiet"], { stdio: "inherit" });
+  if (result.status !== 0) throw new Error(`building the service bundle failed (exit ${result.status})`);
+  built = true;
+}
 export const BENCH_ADMIN_KEY = "bench-admin-key-0123456789abcdef";
 
 /** Services still running, so an interrupted run can end them. */
@@ -40,12 +50,13 @@ export class TidingsProcess {
   }
 
   static async start(options: TidingsOptions, timeoutMs = 60_000): Promise<TidingsProcess> {
-    const nodeArgs = [...SERVE_NODE_FLAGS, "--import", "tsx"];
+    buildOnce();
+    const nodeArgs = [...SERVE_NODE_FLAGS];
     if (options.cpuProfDir) {
       mkdirSync(options.cpuProfDir, { recursive: true });
       nodeArgs.push("--cpu-prof", "--cpu-prof-dir", options.cpuProfDir);
     }
-    const child = spawn(process.execPath, [...nodeArgs, CLI, "serve"], {
+    const child = spawn(process.execPath, [...nodeArgs, BUNDLE, "serve"], {
       env: {
         ...process.env,
         DATABASE_URL: options.databaseUrl,

@@ -8,7 +8,9 @@ export interface SqlMigration {
   readonly statements: readonly string[];
 }
 
-const SQL_DIR = new URL("../../sql/", import.meta.url);
+// Found through the package's own name rather than this module's URL, so that it holds when
+// the SDK is bundled into another program (the service's `tidings relay`).
+const SQL_DIR = new URL("./sql/", import.meta.resolve("@tidings/sdk/package.json"));
 
 /** Splits a migration file into statements: `;` at the end of a line ends one; `--` lines are comments. */
 export function splitStatements(text: string): string[] {

@@ -1,9 +1,9 @@
 import { readdir, readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
 import type { Db } from "./db.ts";
 import { inTransaction } from "./db.ts";
+import { serverFile } from "../paths.ts";
 
-const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
+const MIGRATIONS_DIR = serverFile("src/store/migrations/");
 /** Arbitrary constant naming Tidings' migration lock among other advisory locks. */
 const MIGRATION_LOCK = 7_400_001;
 

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { extname, join, relative, sep } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { FastifyInstance, FastifyReply } from "fastify";
+import { serverFile } from "../../paths.ts";
 
-const ASSETS_DIR = fileURLToPath(new URL("../../console/assets/", import.meta.url));
+const ASSETS_DIR = serverFile("src/console/assets/");
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

@@ -1,0 +1,32 @@
+// Bundles the service into packages/server/dist/tidings.mjs: what `npm start` runs. Compiled
+// JavaScript spares the service tsx's loader thread (~35 MB of RSS), which the heap gets instead.
+// The SDK's sources (a workspace package of TypeScript files) are bundled in; every other
+// package stays in node_modules. Files read at run time (migrations, console assets, the SDK's
+// SQL) are found from the package roots, not from the bundle.
+import { build } from "esbuild";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+const started = performance.now();
+
+await build({
+  entryPoints: [`${root}packages/server/src/cli.ts`],
+  outfile: `${root}packages/server/dist/tidings.mjs`,
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  sourcemap: "linked",
+  logLevel: "warning",
+  plugins: [
+    {
+      name: "external-node-modules",
+      setup(b) {
+        // Bare specifiers are packages: keep them external, except our own workspace packages.
+        b.onResolve({ filter: /^[^./]/ }, (args) => (args.path.startsWith("@tidings/") ? undefined : { path: args.path, external: true }));
+      },
+    },
+  ],
+});
+
+if (!process.argv.includes("--quiet")) console.log(`built packages/server/dist/tidings.mjs in ${Math.round(performance.now() - started)} ms`);

@@ -33,6 +33,15 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
       const c = new pg.Client({ connectionString: TEST_PG_URL });
       await c.connect();
       try {
+        // A pool's end() resolves once its clients are told to end, before their connections are
+        // gone; one terminated by the forced drop while closing emits an error where nobody
+        // listens any more. So wait (up to 5 s) for the database's sessions to go, then force.
+        const deadline = Date.now() + 5000;
+        while (Date.now() < deadline) {
+          const { rows } = await c.query("select count(*)::int as n from pg_stat_activity where datname = $1", [name]);
+          if (rows[0].n === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         await c.query(`drop database if exists ${name} with (force)`);
       } finally {
         await c.end();

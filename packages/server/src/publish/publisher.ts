@@ -122,7 +122,7 @@ export class Publisher {
       let message = outgoing.get(record.id);
       if (!message) {
         const text = texts.get(record.id);
-        message = text ? outgoingOf(record, text.payloadJson, text.headersJson) : outgoingOf(record);
+        message = outgoingOf(record, text?.payloadJson, text?.headersJson);
         outgoing.set(record.id, message);
       }
       leased.push({ deliveryId: d.deliveryId, subscriptionId: d.subscriptionId, attempt: 1, attemptInCycle: 1, firstAttemptAt: null, message });

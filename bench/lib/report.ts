@@ -133,7 +133,7 @@ export function formatWorkload(w: WorkloadResult): string {
   for (const n of w.notes) lines.push(`   note: ${n}`);
   if (w.statements?.length) {
     lines.push("   heaviest statements (pg_stat_statements, Tidings' measured phase):");
-    for (const st of w.statements.slice(0, 5)) {
+    for (const st of w.statements.slice(0, 8)) {
       lines.push(`     ${fmt(st.totalMs)} ms total, ${fmt(st.calls)} calls, ${fmt(st.meanMs, 2)} ms mean, ${fmt(st.rows)} rows: ${st.query.replace(/\s+/g, " ").slice(0, 110)}`);
     }
   }

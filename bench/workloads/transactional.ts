@@ -28,7 +28,12 @@ export async function transactional(ctx: BenchContext): Promise<Omit<WorkloadRes
         await closedLoop(warmupCount(total), concurrency, (i) => one(total + i));
         await resetStatements(ctx, serviceDb.url);
         const { result: seconds, processes } = await measure(ctx, service.pid, () => total, () => closedLoop(total, concurrency, one));
+        const producerStatements = (await topStatements(ctx, producerDb.url)) ?? [];
         statements = await topStatements(ctx, serviceDb.url);
+        if (statements) {
+          statements.push(...producerStatements.map((st) => ({ ...st, query: `[producer] ${st.query}` })));
+          statements.sort((a, b) => b.totalMs - a.totalMs);
+        }
         const [{ n }] = (await pool.query<{ n: string }>("select sum(balance) as n from accounts")).rows as [{ n: string }];
         if (Number(n) !== total + warmupCount(total)) throw new Error(`the business updates do not add up: ${n}`);
         return {

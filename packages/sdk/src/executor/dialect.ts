@@ -1,4 +1,5 @@
 import { questionToDollar } from "./placeholders.ts";
+import { ownStatement } from "./statements.ts";
 
 export type DialectName = "postgres" | "mysql";
 
@@ -8,7 +9,7 @@ export type DialectName = "postgres" | "mysql";
  */
 export interface Dialect {
   readonly name: DialectName;
-  /** `?` placeholders → the native ones. */
+  /** `?` placeholders → the native ones; the result is one of the SDK's own statements (statements.ts). */
   sql(text: string): string;
   /** The current time, with microseconds. */
   readonly now: string;
@@ -40,7 +41,7 @@ export interface Dialect {
 
 const postgres: Dialect = {
   name: "postgres",
-  sql: questionToDollar,
+  sql: (text) => ownStatement(text, questionToDollar),
   now: "now()",
   nowPlusMs: "now() + (? * interval '1 millisecond')",
   nowMinusMs: "now() - (? * interval '1 millisecond')",

@@ -1,9 +1,26 @@
 import type { Executor, Listening, Row, TransactionOptions } from "./executor.ts";
 import { beginStatements, inSavepoint } from "./savepoints.ts";
+import { statementName } from "./statements.ts";
 
 /** The part of `pg`'s Client and PoolClient the adapter uses. */
 export interface PgClientLike {
   query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+  query(config: { text: string; values?: unknown[]; name?: string }): Promise<{ rows: unknown[] }>;
+}
+
+export interface PgAdapterOptions {
+  /**
+   * Prepare the SDK's own statements once per connection (named statements); default true.
+   * Turn it off behind a pooler that cannot keep prepared statements (PgBouncer in transaction
+   * mode before 1.21).
+   */
+  prepare?: boolean;
+}
+
+/** Runs `sql` on a pg Client or Pool: the SDK's own statements by name (prepared once per connection). */
+function run(db: PgClientLike, sql: string, params: readonly unknown[], prepare: boolean) {
+  const name = prepare ? statementName(sql) : undefined;
+  return name ? db.query({ name, text: sql, values: params as unknown[] }) : db.query(sql, params as unknown[]);
 }
 /** The part of `pg`'s Pool the adapter uses. */
 export interface PgPoolLike extends PgClientLike {
@@ -19,20 +36,21 @@ function isPool(db: PgClientLike | PgPoolLike): db is PgPoolLike {
  * `Client`/`PoolClient` (statements run on it; a transaction is BEGIN/COMMIT on it, or a
  * savepoint when it is already one of ours).
  */
-export function fromPg(db: PgPoolLike | PgClientLike): Executor {
-  return isPool(db) ? poolExecutor(db) : clientExecutor(db, false);
+export function fromPg(db: PgPoolLike | PgClientLike, options: PgAdapterOptions = {}): Executor {
+  const prepare = options.prepare ?? true;
+  return isPool(db) ? poolExecutor(db, prepare) : clientExecutor(db, false, prepare);
 }
 
-function clientExecutor(client: PgClientLike, inTransaction: boolean): Executor {
+function clientExecutor(client: PgClientLike, inTransaction: boolean, prepare: boolean): Executor {
   const self: Executor = {
     dialect: "postgres",
     async query<R extends Row>(sql: string, params: readonly unknown[] = []) {
-      return (await client.query(sql, params as unknown[])).rows as R[];
+      return (await run(client, sql, params, prepare)).rows as R[];
     },
     async transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {
       if (inTransaction) return inSavepoint(self, fn);
       for (const statement of beginStatements(options, "postgres")) await client.query(statement);
-      const tx = clientExecutor(client, true);
+      const tx = clientExecutor(client, true, prepare);
       try {
         const result = await fn(tx);
         await client.query("COMMIT");
@@ -46,18 +64,18 @@ function clientExecutor(client: PgClientLike, inTransaction: boolean): Executor 
   return self;
 }
 
-function poolExecutor(pool: PgPoolLike): Executor {
+function poolExecutor(pool: PgPoolLike, prepare: boolean): Executor {
   return {
     dialect: "postgres",
     async query<R extends Row>(sql: string, params: readonly unknown[] = []) {
-      return (await pool.query(sql, params as unknown[])).rows as R[];
+      return (await run(pool, sql, params, prepare)).rows as R[];
     },
     async transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {
       const client = await pool.connect();
       let broken: Error | undefined;
       try {
         for (const statement of beginStatements(options, "postgres")) await client.query(statement);
-        const result = await fn(clientExecutor(client, true));
+        const result = await fn(clientExecutor(client, true, prepare));
         await client.query("COMMIT");
         return result;
       } catch (error) {

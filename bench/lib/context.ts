@@ -58,30 +58,12 @@ export async function withTidings<T>(ctx: BenchContext, label: string, fn: (serv
  * Measures one phase: CPU and peak memory of the runner (load generator, receiver, and a peer's
  * library when a peer runs), the service when given, and PostgreSQL when the bench started it.
  */
-/**
- * Writes out what earlier phases left dirty in shared buffers, so that one workload (or system)
- * is not charged with another's writes: PostgreSQL's CPU is read for the whole server. Best
- * effort: a server where we may not checkpoint is measured as it is.
- */
-async function checkpoint(ctx: BenchContext): Promise<void> {
-  const c = new pg.Client({ connectionString: ctx.pg.adminUrl });
-  try {
-    await c.connect();
-    await c.query("checkpoint");
-  } catch {
-    // not a superuser on an existing server (--pg-url): measured without it
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-
 export async function measure<T>(
   ctx: BenchContext,
   servicePid: number | null,
   messages: (result: T) => number,
   fn: () => Promise<T>,
 ): Promise<{ result: T; processes: ProcessUsage[] }> {
-  await checkpoint(ctx);
   const watched = [watchProcess("runner", "self")];
   if (servicePid !== null) watched.unshift(watchProcess("service", servicePid));
   if (ctx.pg.postmasterPid !== null) watched.push(watchPostgres(ctx.pg.postmasterPid));

@@ -95,6 +95,39 @@ test("a rolled back message is never delivered; commit after rollback is 409", a
   assert.equal((await admin.post("/v1/messages/o-2/resend")).status, 409);
 });
 
+test("POST /v1/messages/commit commits several prepared messages, each with its own result like the single call", async () => {
+  const other = api(services[0]!.url, (await admin.post("/v1/apps", { name: "other-many" })).body.apiKey);
+  const prepare = (client: typeof app, id: string) =>
+    client.post("/v1/messages", { id, topic: "order.paid", key: id, payload: { id }, prepare: true, checkAfter: "1h" });
+  for (const id of ["m-1", "m-2", "m-done", "m-back"]) assert.equal((await prepare(app, id)).status, 201);
+  assert.equal((await prepare(other, "m-theirs")).status, 201);
+  await app.post("/v1/messages/m-done/commit");
+  await app.post("/v1/messages/m-back/rollback");
+
+  const answer = await app.post("/v1/messages/commit", { ids: ["m-1", "m-2", "m-done", "m-back", "m-none", "m-theirs"] });
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  const [one, two, done, back, none, theirs] = answer.body.results;
+  assert.deepEqual([one, two, done], [
+    { id: "m-1", state: "committed" },
+    { id: "m-2", state: "committed" },
+    { id: "m-done", state: "committed" },
+  ]);
+  assert.equal(back.error.code, "conflict");
+  assert.equal(back.error.state, "rolled_back");
+  assert.equal(none.error.code, "not_found");
+  assert.equal(theirs.error.code, "forbidden");
+  // Each committed one is delivered, once; the others are unchanged.
+  for (const id of ["m-1", "m-2", "m-done"]) await waitFor(`delivery of ${id}`, () => deliveredTo(id) === 1);
+  assert.equal((await app.get("/v1/messages/m-back")).body.state, "rolled_back");
+  assert.equal((await other.get("/v1/messages/m-theirs")).body.state, "prepared");
+  assert.equal(deliveredTo("m-back") + deliveredTo("m-theirs"), 0);
+
+  const empty = await app.post("/v1/messages/commit", { ids: [] });
+  assert.equal(empty.status, 400);
+  assert.equal(empty.body.error.field, "ids");
+  assert.equal((await app.post("/v1/messages/commit", { ids: ["bad id"] })).body.error.field, "ids[0]");
+});
+
 test("only the owning app (or the admin) settles a prepared message: another app gets 403 and changes nothing", async () => {
   const other = api(services[0]!.url, (await admin.post("/v1/apps", { name: "intruder" })).body.apiKey);
   await app.post("/v1/messages", { id: "o-own", topic: "order.paid", payload: { sn: 0 }, prepare: true, checkAfter: "1h" });

@@ -235,6 +235,18 @@ export const Message = Type.Object({
   inDoubtAt: Nullable(Timestamp),
   deliveries: Type.Optional(Type.Array(Delivery)),
 });
+export const CommitMany = Type.Object({ ids: Type.Array(MessageId, { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false });
+export type CommitMany = Static<typeof CommitMany>;
+export const CommitResult = Type.Object({
+  id: Type.String(),
+  state: Type.Optional(Type.String({ description: "committed" })),
+  error: Type.Optional(
+    Type.Object(
+      { code: Type.String(), message: Type.String(), state: Type.Optional(Type.String({ description: "conflict: the message's current state" })) },
+      { additionalProperties: true },
+    ),
+  ),
+});
 export const MessageIdParams = Type.Object({ id: Type.String({ maxLength: 200 }) });
 export type MessageIdParams = Static<typeof MessageIdParams>;
 export const ListMessagesQuery = Type.Object(

@@ -15,6 +15,8 @@ import type { Services } from "../context.ts";
 import {
   Attempt,
   Check,
+  CommitMany,
+  CommitResult,
   ErrorBody,
   ListMessagesQuery,
   Message,
@@ -283,6 +285,34 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       // The owner check is part of the (combined) commit statement: no read before it.
       const outcome = await s.publisher.commit(request.params.id, appOf(request.principal));
       return showResolved(outcome, "committed", request.params.id, request.principal);
+    },
+  );
+
+  app.post<{ Body: CommitMany }>(
+    "/v1/messages/commit",
+    {
+      schema: {
+        tags,
+        summary: "Commit several prepared messages: each on its own, with a result per id",
+        description:
+          "What `POST /v1/messages/:id/commit` does, for up to 1000 ids in one request (the SDK sends its concurrent transactions' commits this way). `results[i]` is `{id, state: \"committed\"}` (also when it was committed before), or `{id, error: {code, message, state?}}` with the code the single call would answer: `not_found`, `forbidden` (another app's message) or `conflict` (rolled back; `state` says so).",
+        body: CommitMany,
+        response: { 200: Type.Object({ results: Type.Array(CommitResult) }), "4xx": ErrorBody },
+      },
+    },
+    async (request) => {
+      const app = appOf(request.principal);
+      const outcomes = await Promise.all(request.body.ids.map((id) => s.publisher.commit(id, app)));
+      const results = outcomes.map((outcome, i) => {
+        const id = request.body.ids[i]!;
+        try {
+          return { id, state: showResolved(outcome, "committed", id, request.principal).state };
+        } catch (error) {
+          if (!(error instanceof TidingsError)) throw error;
+          return { id, error: { code: error.code, message: error.message, ...error.details } };
+        }
+      });
+      return { results };
     },
   );
 

@@ -65,7 +65,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     url: env("TIDINGS_URL"),
     apiKey: env("TIDINGS_API_KEY"),
     secret: env("TIDINGS_SECRET"),
-    transactions: { checkAfter: process.env.CHECK_AFTER ?? "2s" },
+    // One request per message commit (not several transactions' together), so that the crash
+    // injection below can stop one transaction's commit alone.
+    transactions: { checkAfter: process.env.CHECK_AFTER ?? "2s", combineCommits: false },
     // Crash injection "after-local-commit": the commit of the message is never sent.
     fetch: (async (url: string, init?: RequestInit) => {
       const path = new URL(url).pathname;

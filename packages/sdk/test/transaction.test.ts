@@ -223,6 +223,59 @@ for (const dialect of DIALECTS) {
       assert.equal(checks.at(-1)?.answer, "commit");
     });
 
+    const allPaid = async (sns: string[]) => (await Promise.all(sns.map((sn) => orderStatus(db, sn)))).every((status) => status === "paid");
+
+    test("concurrent transactions' message commits go to the service together, each settled on its own", async () => {
+      const sns = Array.from({ length: 40 }, () => newId("many"));
+      await addOrders(db, sns);
+      const requests = { single: 0, batch: 0, batchIds: 0 };
+      const client = clientWith(async (url, init, real) => {
+        if (/\/v1\/messages\/commit$/.test(url)) {
+          requests.batch++;
+          requests.batchIds += (JSON.parse(String(init?.body)) as { ids: string[] }).ids.length;
+        } else if (url.endsWith("/commit") && ++requests.single === 1) {
+          // Hold the first commit on its way until every local transaction committed: the
+          // others' commits are then all waiting for it, and go together after it.
+          await until("every local transaction committed", () => allPaid(sns));
+        }
+        return real(url, init);
+      });
+      const events: TransactionEvent[] = [];
+      await Promise.all(
+        sns.map((sn) => client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "1h", onEvent: (e) => events.push(e) })),
+      );
+      assert.deepEqual(events.map((e) => e.type), sns.map(() => "committed"));
+      assert.equal(requests.single + requests.batchIds, sns.length, "each message committed once");
+      assert.deepEqual(requests, { single: 1, batch: 1, batchIds: sns.length - 1 }, "the first commit alone, then all the others together");
+      for (const sn of sns) assert.equal(await orderStatus(db, sn), "paid");
+      await until("every message delivered", () => sns.every((sn) => world.subscriber.counts.get(sn) === 1));
+    });
+
+    test("a combined commit that fails leaves each of its transactions to the check-back, which commits them", async () => {
+      const sns = Array.from({ length: 12 }, () => newId("manyfail"));
+      await addOrders(db, sns);
+      let refused = 0;
+      let singles = 0;
+      const client = clientWith(async (url, init, real) => {
+        if (/\/v1\/messages\/commit$/.test(url)) {
+          refused += (JSON.parse(String(init?.body)) as { ids: string[] }).ids.length;
+          throw new TypeError("fetch failed");
+        }
+        if (url.endsWith("/commit") && ++singles === 1) await until("every local transaction committed", () => allPaid(sns));
+        return real(url, init);
+      });
+      const events: TransactionEvent[] = [];
+      await Promise.all(
+        sns.map((sn) => client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "200ms", onEvent: (e) => events.push(e) })),
+      );
+      assert.equal(refused, sns.length - 1, "all but the first commit went together");
+      assert.equal(events.filter((e) => e.type === "commit_deferred").length, refused);
+      assert.equal(events.length, sns.length);
+      for (const sn of sns) assert.equal(await orderStatus(db, sn), "paid");
+      await until("the check-back committed every one", async () => (await Promise.all(sns.map((sn) => world.tidings.messages.get(sn)))).every((m) => m?.state === "committed"));
+      await until("every message delivered once", () => sns.every((sn) => world.subscriber.counts.get(sn) === 1));
+    });
+
     test("nothing runs locally when the service cannot prepare the message", async () => {
       const sn = newId("down");
       await addOrders(db, [sn]);

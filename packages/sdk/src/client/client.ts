@@ -2,7 +2,8 @@ import { resolveMessage, type OutgoingMessage, type ResolvedMessage } from "../d
 import { TidingsError } from "../errors.ts";
 import { call, resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "./http.ts";
 import type { Executor } from "../executor/executor.ts";
-import { runTransaction, type TransactionCallback, type TransactionDefaults, type TransactionCallOptions } from "../transaction/transaction.ts";
+import { runTransaction, type TransactionCallback, type TransactionDefaults, type TransactionCallOptions, type TransactionMessages } from "../transaction/transaction.ts";
+import { CommitCombiner } from "./commitCombiner.ts";
 import { cleanupBarriers } from "../transaction/barrier.ts";
 import { createCheckBackHandler, type CheckBackHandler, type CheckBackHandlerOptions } from "../checkBack/checkBackHandler.ts";
 
@@ -121,6 +122,13 @@ export function toWire(m: ResolvedMessage): Record<string, unknown> {
   return wire;
 }
 
+/** What became of one id of `commitMany`. */
+export interface CommitResult {
+  id: string;
+  state?: "committed" | string;
+  error?: { code: string; message: string; state?: string; [detail: string]: unknown };
+}
+
 /** The messages part of the HTTP API: send, and the reconciliation queries. */
 export class MessagesApi {
   constructor(private readonly o: ResolvedHttpOptions) {}
@@ -181,6 +189,15 @@ export class MessagesApi {
   async sendResolvedMinimal(messages: readonly ResolvedMessage[], options: { retry?: boolean } = {}): Promise<BatchOutcomes> {
     const body = { messages: messages.map(toWire) };
     return call<BatchOutcomes>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true, headers: { prefer: "return=minimal" } });
+  }
+
+  /**
+   * Commits several prepared messages in one request; `results[i]` is `{ id, state: "committed" }`
+   * or `{ id, error: { code, message, state? } }` with the code the single `commit` would throw
+   * (`not_found`, `forbidden`, `conflict`). Idempotent, so network errors are retried.
+   */
+  async commitMany(ids: readonly string[]): Promise<CommitResult[]> {
+    return (await call<{ results: CommitResult[] }>(this.o, "POST", "/v1/messages/commit", { ids }, { idempotent: true })).results;
   }
 
   /** A message and its deliveries, or null when there is none with this id (reconciliation by id). */
@@ -287,7 +304,17 @@ export class TidingsClient {
     this.apps = new AppsApi(this.options);
     this.secret = options.secret;
     this.transactionDefaults = options.transactions ?? {};
+    const messages = this.messages;
+    const commits = this.transactionDefaults.combineCommits === false ? null : new CommitCombiner(messages);
+    this.transactionMessages = {
+      prepare: (message, prepareOptions) => messages.prepare(message, prepareOptions),
+      commit: (id) => (commits ? commits.commit(id) : messages.commit(id)),
+      rollback: (id) => messages.rollback(id),
+    };
   }
+
+  /** What `transaction()` calls: the message API, with concurrent commits sent together. */
+  private readonly transactionMessages: TransactionMessages;
 
   /**
    * A transactional message in one call: prepares `message`, runs `fn` in a local transaction of
@@ -298,7 +325,7 @@ export class TidingsClient {
    */
   transaction<T>(db: Executor, message: OutgoingMessage, fn: TransactionCallback<T>, options: TransactionCallOptions = {}): Promise<T> {
     this.cleanupBarriersNowAndThen(db);
-    return runTransaction(this.messages, db, message, fn, { ...this.transactionDefaults, ...options });
+    return runTransaction(this.transactionMessages, db, message, fn, { ...this.transactionDefaults, ...options });
   }
 
   private lastBarrierCleanup = 0;

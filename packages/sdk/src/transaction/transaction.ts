@@ -1,4 +1,4 @@
-import type { CheckAfter, MessagesApi } from "../client/client.ts";
+import type { CheckAfter, MessageInfo } from "../client/client.ts";
 import { resolveMessage, type OutgoingMessage } from "../domain/message.ts";
 import { TidingsError } from "../errors.ts";
 import { isUniqueViolation } from "../executor/dialect.ts";
@@ -50,6 +50,13 @@ export interface TransactionDefaults {
    * message back. Client-wide only.
    */
   barrierRetentionMs?: number;
+  /**
+   * Send the message commits of concurrent `transaction()` calls together (`POST
+   * /v1/messages/commit`) while one is on its way; default true. A lone transaction's commit goes
+   * out at once either way. false: one request per commit, each to `/v1/messages/:id/commit`.
+   * Client-wide only.
+   */
+  combineCommits?: boolean;
 }
 
 export interface TransactionCallOptions extends TransactionDefaults {
@@ -58,6 +65,13 @@ export interface TransactionCallOptions extends TransactionDefaults {
 }
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+
+/** The calls of the message API that `transaction()` makes (the client's, with commits combined). */
+export interface TransactionMessages {
+  prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter }): Promise<MessageInfo>;
+  commit(id: string): Promise<unknown>;
+  rollback(id: string): Promise<unknown>;
+}
 
 /**
  * The half-message protocol on the producer's side (see `TidingsClient.transaction`):
@@ -73,7 +87,7 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
  * prepared, and the service's check-back asks `decide` the same question.
  */
 export async function runTransaction<T>(
-  messages: MessagesApi,
+  messages: TransactionMessages,
   db: Executor,
   message: OutgoingMessage,
   fn: TransactionCallback<T>,
@@ -168,7 +182,7 @@ export async function runTransaction<T>(
   return value as T;
 }
 
-async function rollbackMessage(messages: MessagesApi, id: string, cause: unknown, emit: (event: TransactionEvent) => void): Promise<void> {
+async function rollbackMessage(messages: TransactionMessages, id: string, cause: unknown, emit: (event: TransactionEvent) => void): Promise<void> {
   try {
     await messages.rollback(id);
     emit({ type: "rolled_back", id, error: cause });

@@ -51,6 +51,8 @@ const count = () => {
 const client = new TidingsClient({
   url: plan.serviceUrl,
   apiKey: plan.apiKey,
+  // One request per commit, so that one transaction's commit can be stopped alone.
+  transactions: { combineCommits: false },
   fetch: (async (url: string, init?: RequestInit) => {
     const path = new URL(url).pathname;
     const commit = /^\/v1\/messages\/([^/]+)\/commit$/.exec(path);

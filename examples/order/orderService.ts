@@ -67,7 +67,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     secret: env("TIDINGS_SECRET"),
     // One request per message commit (not several transactions' together), so that the crash
     // injection below can stop one transaction's commit alone.
-    transactions: { checkAfter: process.env.CHECK_AFTER ?? "2s", combineCommits: false },
+    transactions: { checkAfter: process.env.CHECK_AFTER ?? "2s", combineCalls: false },
     // Crash injection "after-local-commit": the commit of the message is never sent.
     fetch: (async (url: string, init?: RequestInit) => {
       const path = new URL(url).pathname;

@@ -251,6 +251,40 @@ for (const dialect of DIALECTS) {
       await until("every message delivered", () => sns.every((sn) => world.subscriber.counts.get(sn) === 1));
     });
 
+    test("concurrent transactions' prepares go together too; one refused among them fails alone", async () => {
+      const sns = Array.from({ length: 10 }, () => newId("prep"));
+      await addOrders(db, sns);
+      // One id already stored with other content: its prepare is refused, the others' are not.
+      const clash = sns[3]!;
+      assert.equal((await world.tidings.messages.prepare({ id: clash, topic: world.topic, payload: { other: true } }, { checkAfter: "1h" })).state, "prepared");
+      await world.tidings.messages.rollback(clash);
+      let singles = 0;
+      let batched = 0;
+      const client = clientWith(async (url, init, real) => {
+        if (url.endsWith("/v1/messages/batch")) batched += (JSON.parse(String(init?.body)) as { messages: unknown[] }).messages.length;
+        else if (url.endsWith("/v1/messages") && init?.method === "POST" && ++singles === 1) {
+          // Hold the first prepare until every transaction recorded its intent: the others'
+          // prepares are then waiting for it, and go together after it.
+          await until("every intent recorded", async () =>
+            (await Promise.all(sns.map((sn) => db.query("SELECT 1 AS one FROM tidings_tx_intent WHERE id = " + (db.dialect === "postgres" ? "$1" : "?"), [sn])))).every((rows) => rows.length === 1),
+          );
+        }
+        return real(url, init);
+      });
+      const outcomes = await Promise.allSettled(
+        sns.map((sn) => client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "1h" })),
+      );
+      assert.ok(batched >= 2, `prepares went together (${singles} alone, ${batched} in batches)`);
+      assert.equal(singles + batched, sns.length);
+      sns.forEach((sn, i) => {
+        const outcome = outcomes[i]!;
+        if (sn === clash) assert.ok(outcome.status === "rejected" && outcome.reason instanceof TidingsError && outcome.reason.code === "conflict", String((outcome as PromiseRejectedResult).reason));
+        else assert.equal(outcome.status, "fulfilled", String((outcome as PromiseRejectedResult).reason));
+      });
+      for (const sn of sns) assert.equal(await orderStatus(db, sn), sn === clash ? "new" : "paid");
+      await until("the others delivered", () => sns.every((sn) => (world.subscriber.counts.get(sn) ?? 0) === (sn === clash ? 0 : 1)));
+    });
+
     test("a combined commit that fails leaves each of its transactions to the check-back, which commits them", async () => {
       const sns = Array.from({ length: 12 }, () => newId("manyfail"));
       await addOrders(db, sns);

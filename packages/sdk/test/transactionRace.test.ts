@@ -88,6 +88,8 @@ for (const dialect of DIALECTS) {
       const client = new TidingsClient({
         url: world.url,
         apiKey: world.apiKey,
+        // One request per prepare, so that each transaction's own pause follows its own answer.
+        transactions: { combineCalls: false },
         fetch: (async (url: string, init?: RequestInit) => {
           const response = await fetch(url, init);
           if (String(url).endsWith("/v1/messages") && init?.method === "POST") {

@@ -1,9 +1,9 @@
 import { resolveMessage, type OutgoingMessage, type ResolvedMessage } from "../domain/message.ts";
-import { TidingsError } from "../errors.ts";
+import { TidingsError, type TidingsErrorCode } from "../errors.ts";
 import { call, resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "./http.ts";
 import type { Executor } from "../executor/executor.ts";
 import { runTransaction, type TransactionCallback, type TransactionDefaults, type TransactionCallOptions, type TransactionMessages } from "../transaction/transaction.ts";
-import { CommitCombiner } from "./commitCombiner.ts";
+import { CallCombiner, type ItemResult } from "./callCombiner.ts";
 import { cleanupBarriers } from "../transaction/barrier.ts";
 import { createCheckBackHandler, type CheckBackHandler, type CheckBackHandlerOptions } from "../checkBack/checkBackHandler.ts";
 
@@ -129,6 +129,13 @@ export interface CommitResult {
   error?: { code: string; message: string; state?: string; [detail: string]: unknown };
 }
 
+/** A prepared message's request body. */
+function preparedWire(message: ResolvedMessage, checkAfter: CheckAfter | undefined): Record<string, unknown> {
+  const body = { ...toWire(message), prepare: true } as Record<string, unknown>;
+  if (checkAfter !== undefined) body.checkAfter = typeof checkAfter === "number" ? `${Math.max(0, Math.round(checkAfter))}ms` : checkAfter;
+  return body;
+}
+
 /** The messages part of the HTTP API: send, and the reconciliation queries. */
 export class MessagesApi {
   constructor(private readonly o: ResolvedHttpOptions) {}
@@ -145,9 +152,27 @@ export class MessagesApi {
    * the one call most producers need instead.
    */
   prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter } = {}): Promise<MessageInfo> {
-    const body = { ...toWire(resolveMessage(message)), prepare: true } as Record<string, unknown>;
-    if (options.checkAfter !== undefined) body.checkAfter = typeof options.checkAfter === "number" ? `${Math.max(0, Math.round(options.checkAfter))}ms` : options.checkAfter;
-    return call<MessageInfo>(this.o, "POST", "/v1/messages", body, { idempotent: true });
+    return this.prepareResolved(resolveMessage(message), options.checkAfter);
+  }
+
+  /** `prepare` of a message already resolved. */
+  prepareResolved(message: ResolvedMessage, checkAfter?: CheckAfter): Promise<MessageInfo> {
+    return call<MessageInfo>(this.o, "POST", "/v1/messages", preparedWire(message, checkAfter), { idempotent: true });
+  }
+
+  /**
+   * Prepares several messages in one request (the batch API, each message on its own): what
+   * `prepare` would have answered for each, the stored message or a `conflict` error. A
+   * request the service refuses as a whole (a bad message, too large) throws.
+   */
+  async prepareMany(items: ReadonlyArray<{ message: ResolvedMessage; checkAfter?: CheckAfter }>): Promise<Array<{ value: MessageInfo } | { error: TidingsError }>> {
+    const body = { messages: items.map((i) => preparedWire(i.message, i.checkAfter)), atomic: false };
+    const answer = await call<{ items: MessageInfo[]; outcomes: string[] }>(this.o, "POST", "/v1/messages/batch", body, { idempotent: true });
+    return answer.outcomes.map((outcome, i) =>
+      outcome === "conflict"
+        ? { error: new TidingsError("conflict", `message ${items[i]!.message.id} was stored before with other content`, { status: 409 }) }
+        : { value: answer.items[i]! },
+    );
   }
 
   /** Commits a prepared message (delivered at once). Idempotent; a TidingsError `conflict` (state in `details`) after a rollback. */
@@ -280,6 +305,53 @@ export class AppsApi {
   }
 }
 
+/** The largest batch the service takes, and a request size well under its default body limit (1 MB). */
+const COMBINE_LIMITS = { maxBatch: 1000, maxBytes: 512 * 1024 };
+/** Request errors that one message of a combined prepare can cause alone: those are sent again one by one. */
+const ONE_MESSAGE_ERRORS = new Set(["invalid_request", "invalid_message", "payload_too_large"]);
+
+/**
+ * The calls `transaction()` makes, with the prepares and the commits of concurrent transactions
+ * sent together (see CallCombiner). A combined prepare the service refuses as a whole (one bad
+ * message) is sent again one message at a time, so that each caller gets its own answer.
+ */
+function combinedCalls(messages: MessagesApi): TransactionMessages {
+  type Prepare = { message: ResolvedMessage; checkAfter?: CheckAfter };
+  const prepares = new CallCombiner<Prepare, MessageInfo>(
+    (p) => messages.prepareResolved(p.message, p.checkAfter),
+    async (items) => {
+      try {
+        return await messages.prepareMany(items);
+      } catch (error) {
+        if (!(error instanceof TidingsError) || !ONE_MESSAGE_ERRORS.has(error.code)) throw error;
+        return Promise.all(items.map((p) => messages.prepareResolved(p.message, p.checkAfter).then((value) => ({ value }), (e: unknown) => ({ error: e }))));
+      }
+    },
+    { ...COMBINE_LIMITS, bytesOf: (p) => 300 + p.message.payloadJson.length + p.message.headersJson.length },
+  );
+  const commits = new CallCombiner<string, unknown>(
+    (id) => messages.commit(id),
+    async (ids) =>
+      (await messages.commitMany(ids)).map((result, i): ItemResult<unknown> => {
+        if (result.id === ids[i] && result.state === "committed") return { value: result };
+        if (result.id === ids[i] && result.error) {
+          const { code, message, ...details } = result.error;
+          return { error: new TidingsError(code as TidingsErrorCode, message, { status: REFUSAL_STATUS[code], details }) };
+        }
+        return { error: new TidingsError("server_error", `the service's answer to a combined commit has no result for message ${ids[i]}`) };
+      }),
+    { ...COMBINE_LIMITS, bytesOf: (id) => id.length + 3 },
+  );
+  return {
+    prepare: (message, options) => prepares.push({ message: resolveMessage(message), checkAfter: options.checkAfter }),
+    commit: (id) => commits.push(id),
+    rollback: (id) => messages.rollback(id),
+  };
+}
+
+/** The status the single commit would have answered with each code. */
+const REFUSAL_STATUS: Record<string, number> = { not_found: 404, forbidden: 403, conflict: 409 };
+
 /** The client's options: the service and key, plus what transactional messages need. */
 export interface TidingsClientOptions extends HttpOptions {
   /** The app's check-back signing secret (`whsec_...`, from `apps.create`), for `checkBackHandler`. */
@@ -304,13 +376,7 @@ export class TidingsClient {
     this.apps = new AppsApi(this.options);
     this.secret = options.secret;
     this.transactionDefaults = options.transactions ?? {};
-    const messages = this.messages;
-    const commits = this.transactionDefaults.combineCommits === false ? null : new CommitCombiner(messages);
-    this.transactionMessages = {
-      prepare: (message, prepareOptions) => messages.prepare(message, prepareOptions),
-      commit: (id) => (commits ? commits.commit(id) : messages.commit(id)),
-      rollback: (id) => messages.rollback(id),
-    };
+    this.transactionMessages = this.transactionDefaults.combineCalls === false ? this.messages : combinedCalls(this.messages);
   }
 
   /** What `transaction()` calls: the message API, with concurrent commits sent together. */

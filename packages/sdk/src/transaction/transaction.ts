@@ -51,12 +51,12 @@ export interface TransactionDefaults {
    */
   barrierRetentionMs?: number;
   /**
-   * Send the message commits of concurrent `transaction()` calls together (`POST
-   * /v1/messages/commit`) while one is on its way; default true. A lone transaction's commit goes
-   * out at once either way. false: one request per commit, each to `/v1/messages/:id/commit`.
-   * Client-wide only.
+   * Send the prepares and the message commits of concurrent `transaction()` calls together
+   * (`POST /v1/messages/batch`, `POST /v1/messages/commit`) while one of the kind is on its way;
+   * default true. A lone transaction's calls go out at once either way. false: one request per
+   * call (`POST /v1/messages`, `/v1/messages/:id/commit`). Client-wide only.
    */
-  combineCommits?: boolean;
+  combineCalls?: boolean;
 }
 
 export interface TransactionCallOptions extends TransactionDefaults {

@@ -52,7 +52,7 @@ const client = new TidingsClient({
   url: plan.serviceUrl,
   apiKey: plan.apiKey,
   // One request per commit, so that one transaction's commit can be stopped alone.
-  transactions: { combineCommits: false },
+  transactions: { combineCalls: false },
   fetch: (async (url: string, init?: RequestInit) => {
     const path = new URL(url).pathname;
     const commit = /^\/v1\/messages\/([^/]+)\/commit$/.exec(path);

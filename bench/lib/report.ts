@@ -46,6 +46,10 @@ export interface WorkloadResult {
   seconds: number;
   /** 1-minute load average at the start and the end: above ~2 on 2 cores, something else competed. */
   loadAverage?: { start: number; end: number };
+  /** CPU time the hypervisor gave to other guests while the workload ran (/proc/stat steal), in %. */
+  stolenPercent?: number;
+  /** One core's time for a fixed piece of work (SHA-256 of 16 MB) before and after: the machine's speed then. */
+  calibrationMs?: { start: number; end: number };
   systems: SystemResult[];
   ratios: Array<{ label: string; value: number }>;
   targets: TargetCheck[];
@@ -105,7 +109,10 @@ function usageCell(processes: readonly ProcessUsage[], key: "peakRssMb" | "cpuPe
 
 /** The printed table of one workload. */
 export function formatWorkload(w: WorkloadResult): string {
-  const load = w.loadAverage ? ` [${w.seconds} s, load average ${w.loadAverage.start} → ${w.loadAverage.end}]` : "";
+  const stolen =
+    (w.stolenPercent !== undefined ? `, CPU stolen by the host ${w.stolenPercent}%` : "") +
+    (w.calibrationMs ? `, calibration ${w.calibrationMs.start} → ${w.calibrationMs.end} ms` : "");
+  const load = w.loadAverage ? ` [${w.seconds} s, load average ${w.loadAverage.start} → ${w.loadAverage.end}${stolen}]` : "";
   const lines = [`\n== ${w.name}: ${w.title}${load}`];
   if (w.status === "not-available") {
     lines.push(`   not yet available: ${w.reason ?? ""}`);

@@ -24,7 +24,10 @@ const usage = (procs: BenchReport["workloads"][number]["systems"][number]["proce
   procs.map((p) => `${p.name} ${key === "peakRssMb" ? fmt(p.peakRssMb) : fmt(p.cpuPer1000, 3)}`).join(" · ");
 
 for (const w of report.workloads) {
-  const load = w.loadAverage ? ` — load average ${w.loadAverage.start} → ${w.loadAverage.end}` : "";
+  const stolen =
+    (w.stolenPercent !== undefined ? `, CPU stolen by the host ${w.stolenPercent}%` : "") +
+    (w.calibrationMs ? `, calibration ${w.calibrationMs.start} → ${w.calibrationMs.end} ms` : "");
+  const load = w.loadAverage ? ` — load average ${w.loadAverage.start} → ${w.loadAverage.end}${stolen}` : "";
   out.push(`### ${w.name}: ${w.title}${load}`, "");
   if (w.status !== "ok") {
     out.push(`${w.status === "failed" ? "**Failed**" : "Not yet available"}: ${w.reason ?? ""}`, "");

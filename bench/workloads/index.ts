@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import type { BenchContext } from "../lib/context.ts";
 import { cpuCeiling, type WorkloadResult } from "../lib/report.ts";
@@ -46,6 +48,39 @@ export function selectWorkloads(names: readonly string[]): Workload[] {
   });
 }
 
+const CALIBRATION_DATA = Buffer.alloc(16 * 1024 * 1024, 7);
+
+/**
+ * Milliseconds one core takes for SHA-256 of 16 MB, the best of three: the machine's speed at
+ * that moment. On a shared host it moves without any CPU showing as stolen (a busy sibling
+ * hyper-thread, say); two runs compare only at a similar figure.
+ */
+function calibrate(): number {
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    createHash("sha256").update(CALIBRATION_DATA).digest();
+    best = Math.min(best, performance.now() - t);
+  }
+  return Math.round(best * 10) / 10;
+}
+
+/** The machine's CPU time so far (/proc/stat, all CPUs): in all, and what the host took ("steal"). */
+function cpuTicks(): { total: number; steal: number } | null {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+  } catch {
+    return null;
+  }
+}
+
+/** The share of the CPU time between two readings that the hypervisor gave to others, in %. */
+function stolen(a: ReturnType<typeof cpuTicks>, b: ReturnType<typeof cpuTicks>): number | null {
+  if (!a || !b || b.total <= a.total) return null;
+  return Math.round(((b.steal - a.steal) / (b.total - a.total)) * 1000) / 10;
+}
+
 /** Runs one workload; a failure or a missing part is reported in its result, never thrown. */
 export async function runWorkload(ctx: BenchContext, workload: Workload): Promise<WorkloadResult> {
   const startedAt = new Date().toISOString();
@@ -53,12 +88,16 @@ export async function runWorkload(ctx: BenchContext, workload: Workload): Promis
   const seconds = () => Math.round((performance.now() - started) / 100) / 10;
   const load = () => Math.round(loadavg()[0]! * 100) / 100;
   const loadAverage = { start: load(), end: NaN };
+  const cpuAtStart = cpuTicks();
+  const calibrationMs = { start: calibrate(), end: NaN };
   ctx.log(`[${workload.number}] ${workload.name}`);
   try {
     const body = await workload.run(ctx);
     for (const s of body.systems) if (!s.latency) s.cpuCeiling = cpuCeiling(s.processes);
     loadAverage.end = load();
-    return { name: workload.name, startedAt, seconds: seconds(), loadAverage, status: "ok", ...body };
+    const stolenPercent = stolen(cpuAtStart, cpuTicks());
+    calibrationMs.end = calibrate();
+    return { name: workload.name, startedAt, seconds: seconds(), loadAverage, calibrationMs, ...(stolenPercent === null ? {} : { stolenPercent }), status: "ok", ...body };
   } catch (error) {
     const notAvailable = error instanceof NotAvailable;
     if (!notAvailable) ctx.log(`  FAILED: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

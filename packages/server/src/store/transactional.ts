@@ -56,9 +56,15 @@ async function outcomesOf(db: Db, requests: readonly SettleRequest[], changed: M
   const allowed = (r: SettleRequest, m: MessageRecord) => r.app === null || m.app === r.app;
   const unresolved = requests.filter((r) => !changed.has(r.id) || !allowed(r, changed.get(r.id)!)).map((r) => r.id);
   const standing = unresolved.length > 0 ? await current(db, unresolved) : new Map<string, MessageRecord>();
+  const byMessage = new Map<string, CreatedDelivery[]>();
+  for (const d of deliveries) {
+    const list = byMessage.get(d.messageId);
+    if (list) list.push(d);
+    else byMessage.set(d.messageId, [d]);
+  }
   const outcomes = requests.map((r): ResolveOutcome => {
     const m = changed.get(r.id);
-    if (m && allowed(r, m)) return { kind: "resolved", message: m, deliveries: deliveries.filter((d) => d.messageId === r.id) };
+    if (m && allowed(r, m)) return { kind: "resolved", message: m, deliveries: byMessage.get(r.id) ?? [] };
     return { kind: "unchanged", message: standing.get(r.id) ?? null };
   });
   return { outcomes, deliveries };

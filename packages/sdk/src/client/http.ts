@@ -38,6 +38,11 @@ export function resolveHttpOptions(options: HttpOptions): ResolvedHttpOptions {
   };
 }
 
+/** A request body already written as JSON text (sent as it is). */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -78,7 +83,7 @@ async function once<T>(
 ): Promise<T> {
   const headers: Record<string, string> = { ...extraHeaders, authorization: `Bearer ${o.apiKey}`, accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
-  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const payload = body === undefined ? undefined : body instanceof RawJson ? body.text : JSON.stringify(body);
   let response: RawResponse;
   try {
     response = o.fetch ? await viaFetch(o, o.fetch, method, path, headers, payload) : await viaUndici(o, method, path, headers, payload);

@@ -113,6 +113,21 @@ function tail(file: string, lines = 30): string {
   }
 }
 
+/** Takes the reservation file for this process, or one left by a process that is gone; false if a live one holds it. */
+function reserve(file: string): boolean {
+  for (let i = 0; i < 2; i++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: "wx" });
+      return true;
+    } catch {
+      const holder = Number(readFileSync(file, "utf8").trim() || "0");
+      if (holder && alive(holder)) return false;
+      rmSync(file, { force: true });
+    }
+  }
+  return false;
+}
+
 async function waitReady(what: string, ready: () => Promise<boolean>, running: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -141,16 +156,36 @@ abstract class Base implements PrivateBroker {
   protected abstract span(): number;
   private started = false;
 
+  private reservation: string | null = null;
+
+  /**
+   * A free block of ports, reserved for this instance until destroy() by a file naming our
+   * process (tidings-broker-ports/<base> in the temp folder): a broker that is down for a
+   * restart keeps its ports, so that another test or benchmark running at the same time does
+   * not pick them meanwhile (seen: a RabbitMQ restart failing on a port taken while it was down).
+   */
   private async pickPort(): Promise<void> {
+    this.release();
+    const dir = join(tmpdir(), "tidings-broker-ports");
+    mkdirSync(dir, { recursive: true });
     for (let i = 0; i < 50; i++) {
       const base = 47000 + 10 * Math.floor(Math.random() * 200);
+      const file = join(dir, String(base));
+      if (!reserve(file)) continue;
       const ports = Array.from({ length: this.span() }, (_, k) => base + k);
       if ((await Promise.all(ports.map(portFree))).every(Boolean)) {
         this.port = base;
+        this.reservation = file;
         return;
       }
+      rmSync(file, { force: true });
     }
     throw new Error(`${this.kind}: no free ports found in 47000-48999`);
+  }
+
+  protected release(): void {
+    if (this.reservation) rmSync(this.reservation, { force: true });
+    this.reservation = null;
   }
 
   protected abstract launch(): Promise<void>;
@@ -207,6 +242,7 @@ abstract class Base implements PrivateBroker {
   async destroy(): Promise<void> {
     await this.stop("SIGKILL");
     rmSync(this.dir, { recursive: true, force: true });
+    this.release();
   }
 }
 
@@ -367,6 +403,7 @@ class Rabbitmq extends Base {
     await this.kill(this.epmd?.pid, "SIGKILL");
     this.epmd = null;
     rmSync(this.dir, { recursive: true, force: true });
+    this.release();
   }
 }
 

@@ -63,11 +63,13 @@ async function runAndKill(plan: CrashPlan, holdMs: number): Promise<{ done: numb
   };
 }
 
-function planFates(total: number): Fate[] {
+function planFates(total: number, combine: boolean): Fate[] {
   const third = Math.floor(total / 3);
   const fates: Fate[] = [];
   for (let i = 0; i < total; i++) {
-    if (i < third) fates.push(i % 2 === 0 ? "before-begin" : "before-commit");
+    // Combined calls: half killed inside the local transaction, half finished (see CrashPlan.combine).
+    if (combine) fates.push(i % 2 === 0 ? "before-commit" : "normal");
+    else if (i < third) fates.push(i % 2 === 0 ? "before-begin" : "before-commit");
     else if (i < 2 * third) fates.push("after-commit");
     else fates.push("normal");
   }
@@ -79,10 +81,10 @@ function planFates(total: number): Fate[] {
   return fates;
 }
 
-async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Executor, databaseUrl: string, total: number): Promise<void> {
+async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Executor, databaseUrl: string, total: number, combine: boolean): Promise<void> {
   const started = Date.now();
   const prefix = `crash-${driver.replace(/[^a-z0-9]/g, "")}-${randomBytes(3).toString("hex")}-`;
-  const orders = planFates(total).map((fate, i) => ({ sn: `${prefix}${String(i).padStart(3, "0")}`, fate }));
+  const orders = planFates(total, combine).map((fate, i) => ({ sn: `${prefix}${String(i).padStart(3, "0")}`, fate }));
   await addOrders(db, orders.map((o) => o.sn));
   const answers = { commit: 0, rollback: 0, unknown: 0 };
   world.useHandler(
@@ -100,7 +102,7 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
   for (let i = 0; i < orders.length; i += PER_PROCESS) {
     const batch = orders.slice(i, i + PER_PROCESS);
     const holdMs = (i / PER_PROCESS) % 2 === 1 ? 1500 : 0;
-    const run = await runAndKill({ driver, databaseUrl, serviceUrl: world.url, apiKey: world.apiKey, topic: world.topic, checkAfter: "1s", orders: batch }, holdMs);
+    const run = await runAndKill({ driver, databaseUrl, serviceUrl: world.url, apiKey: world.apiKey, topic: world.topic, checkAfter: "1s", orders: batch, combine }, holdMs);
     for (const o of batch) killedAt.set(o.sn, run.killedAt);
     runs.push(run);
   }
@@ -148,14 +150,17 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
   assert.ok(checkedWhileAlive > 0, "some check-backs arrived while their producer still held its transaction open");
 }
 
-const MATRIX: Array<{ dialect: Dialect; driver: CrashPlan["driver"]; total: number }> = [
+const MATRIX: Array<{ dialect: Dialect; driver: CrashPlan["driver"]; total: number; combine?: boolean }> = [
   { dialect: "postgres", driver: "pg", total: 300 },
   { dialect: "mysql", driver: "mysql2", total: 300 },
   { dialect: "postgres", driver: "postgres.js", total: 60 },
+  // The client's default, concurrent prepares and commits sent together, killed inside the local
+  // transaction or not at all.
+  { dialect: "postgres", driver: "pg", total: 100, combine: true },
 ];
 
-for (const { dialect, driver, total } of MATRIX) {
-  describe(`crash matrix on ${DIALECT_NAME[dialect]} via ${driver}`, () => {
+for (const { dialect, driver, total, combine = false } of MATRIX) {
+  describe(`crash matrix on ${DIALECT_NAME[dialect]} via ${driver}${combine ? ", calls combined" : ""}`, () => {
     let database: OpenDatabase;
     before(async () => {
       database = await openDatabase(dialect, "crash");
@@ -165,8 +170,9 @@ for (const { dialect, driver, total } of MATRIX) {
       world.useHandler(null);
       await database.close();
     });
-    test(`${total} transactions, producers killed before the local commit, after it, or not at all: delivered = committed locally`, async () => {
-      await crashMatrix(dialect, driver, database.db, database.url, total);
+    const when = combine ? "inside the local transaction or not at all" : "before the local commit, after it, or not at all";
+    test(`${total} transactions, producers killed ${when}: delivered = committed locally`, async () => {
+      await crashMatrix(dialect, driver, database.db, database.url, total, combine);
     });
   });
 }

@@ -107,12 +107,17 @@ function usageCell(processes: readonly ProcessUsage[], key: "peakRssMb" | "cpuPe
   return processes.map((p) => `${p.name} ${key === "peakRssMb" ? fmt(p.peakRssMb) : fmt(p.cpuPer1000, 3)}`).join(" · ");
 }
 
+/** The machine's state while a workload ran: load average, CPU stolen by the host, calibration. */
+export function machineState(w: WorkloadResult): string {
+  if (!w.loadAverage) return "";
+  const stolen = w.stolenPercent !== undefined ? `, CPU stolen by the host ${w.stolenPercent}%` : "";
+  const calibration = w.calibrationMs ? `, calibration ${w.calibrationMs.start} → ${w.calibrationMs.end} ms` : "";
+  return `load average ${w.loadAverage.start} → ${w.loadAverage.end}${stolen}${calibration}`;
+}
+
 /** The printed table of one workload. */
 export function formatWorkload(w: WorkloadResult): string {
-  const stolen =
-    (w.stolenPercent !== undefined ? `, CPU stolen by the host ${w.stolenPercent}%` : "") +
-    (w.calibrationMs ? `, calibration ${w.calibrationMs.start} → ${w.calibrationMs.end} ms` : "");
-  const load = w.loadAverage ? ` [${w.seconds} s, load average ${w.loadAverage.start} → ${w.loadAverage.end}${stolen}]` : "";
+  const load = w.loadAverage ? ` [${w.seconds} s, ${machineState(w)}]` : "";
   const lines = [`\n== ${w.name}: ${w.title}${load}`];
   if (w.status === "not-available") {
     lines.push(`   not yet available: ${w.reason ?? ""}`);

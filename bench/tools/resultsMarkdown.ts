@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { BenchReport } from "../suite.ts";
-import { fmt } from "../lib/report.ts";
+import { fmt, machineState } from "../lib/report.ts";
 
 /**
  * Renders a results file (bench/results/<date>.json) as the markdown tables of
@@ -24,10 +24,7 @@ const usage = (procs: BenchReport["workloads"][number]["systems"][number]["proce
   procs.map((p) => `${p.name} ${key === "peakRssMb" ? fmt(p.peakRssMb) : fmt(p.cpuPer1000, 3)}`).join(" · ");
 
 for (const w of report.workloads) {
-  const stolen =
-    (w.stolenPercent !== undefined ? `, CPU stolen by the host ${w.stolenPercent}%` : "") +
-    (w.calibrationMs ? `, calibration ${w.calibrationMs.start} → ${w.calibrationMs.end} ms` : "");
-  const load = w.loadAverage ? ` — load average ${w.loadAverage.start} → ${w.loadAverage.end}${stolen}` : "";
+  const load = w.loadAverage ? ` — ${machineState(w)}` : "";
   out.push(`### ${w.name}: ${w.title}${load}`, "");
   if (w.status !== "ok") {
     out.push(`${w.status === "failed" ? "**Failed**" : "Not yet available"}: ${w.reason ?? ""}`, "");

@@ -120,7 +120,12 @@ function reserve(file: string): boolean {
       writeFileSync(file, String(process.pid), { flag: "wx" });
       return true;
     } catch {
-      const holder = Number(readFileSync(file, "utf8").trim() || "0");
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(file, "utf8").trim());
+      } catch {
+        continue; // gone meanwhile: try to take it again
+      }
       if (holder && alive(holder)) return false;
       rmSync(file, { force: true });
     }

@@ -6,7 +6,7 @@ export { TidingsError, type TidingsErrorCode } from "./errors.ts";
 // the executor port and its adapters
 export type { Executor, Listening, Row, TransactionOptions } from "./executor/executor.ts";
 export { dialectOf, isUniqueViolation, type Dialect, type DialectName } from "./executor/dialect.ts";
-export { fromPg, type PgClientLike, type PgPoolLike } from "./executor/pgAdapter.ts";
+export { fromPg, type PgAdapterOptions, type PgClientLike, type PgPoolLike } from "./executor/pgAdapter.ts";
 export { fromPostgresJs, type PostgresJsLike } from "./executor/postgresJsAdapter.ts";
 export { fromMysql2, type Mysql2ConnectionLike, type Mysql2PoolLike } from "./executor/mysql2Adapter.ts";
 export { fromKnex, type KnexLike } from "./executor/knexAdapter.ts";

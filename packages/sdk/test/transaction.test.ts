@@ -5,7 +5,7 @@ import postgres from "postgres";
 import { fromPostgresJs, isUniqueViolation, migrate, TidingsClient, TidingsError, type Executor, type TransactionEvent } from "../src/index.ts";
 import { ADAPTERS } from "./support/adapters.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
-import { addOrders, barrierOf, createOrders, orderStatus, payOrder, signedCheck } from "./support/txCommon.ts";
+import { addOrders, barrierOf, createOrders, orderStatus, paidOrders, payOrder, signedCheck, sqlFor } from "./support/txCommon.ts";
 import { sleep } from "./support/txWorld.ts";
 import { startTxWorld, until, type TxWorld } from "./support/txWorld.ts";
 
@@ -223,7 +223,10 @@ for (const dialect of DIALECTS) {
       assert.equal(checks.at(-1)?.answer, "commit");
     });
 
-    const allPaid = async (sns: string[]) => (await Promise.all(sns.map((sn) => orderStatus(db, sn)))).every((status) => status === "paid");
+    const allPaid = async (sns: string[]) => {
+      const paid = await paidOrders(db);
+      return sns.every((sn) => paid.has(sn));
+    };
 
     test("concurrent transactions' message commits go to the service together, each settled on its own", async () => {
       const sns = Array.from({ length: 40 }, () => newId("many"));
@@ -265,9 +268,8 @@ for (const dialect of DIALECTS) {
         else if (url.endsWith("/v1/messages") && init?.method === "POST" && ++singles === 1) {
           // Hold the first prepare until every transaction recorded its intent: the others'
           // prepares are then waiting for it, and go together after it.
-          await until("every intent recorded", async () =>
-            (await Promise.all(sns.map((sn) => db.query("SELECT 1 AS one FROM tidings_tx_intent WHERE id = " + (db.dialect === "postgres" ? "$1" : "?"), [sn])))).every((rows) => rows.length === 1),
-          );
+          const intents = sqlFor(db, `SELECT count(*) AS n FROM tidings_tx_intent WHERE id IN (${sns.map(() => "?").join(", ")})`);
+          await until("every intent recorded", async () => Number((await db.query<{ n: number | string }>(intents, sns))[0]!.n) === sns.length);
         }
         return real(url, init);
       });

@@ -3,7 +3,7 @@ import { TidingsError, type TidingsErrorCode } from "../errors.ts";
 import { call, RawJson, resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "./http.ts";
 import type { Executor } from "../executor/executor.ts";
 import { runTransaction, type TransactionCallback, type TransactionDefaults, type TransactionCallOptions, type TransactionMessages } from "../transaction/transaction.ts";
-import { CallCombiner, type ItemResult } from "./callCombiner.ts";
+import { CallCombiner } from "./callCombiner.ts";
 import { cleanupBarriers } from "../transaction/barrier.ts";
 import { createCheckBackHandler, type CheckBackHandler, type CheckBackHandlerOptions } from "../checkBack/checkBackHandler.ts";
 
@@ -108,39 +108,34 @@ export interface MessagePage {
   nextCursor: string | null;
 }
 
-/** What the send API takes: an OutgoingMessage already resolved (the relay sends these). */
-export function toWire(m: ResolvedMessage): Record<string, unknown> {
-  const wire: Record<string, unknown> = {
-    id: m.id,
-    topic: m.topic,
-    tag: m.tag,
-    key: m.key,
-    payload: JSON.parse(m.payloadJson) as unknown,
-    headers: JSON.parse(m.headersJson) as unknown,
-  };
-  if (m.deliverAt) wire.deliverAt = m.deliverAt.toISOString();
-  return wire;
+/**
+ * A message as the send API takes it, as JSON text built around the payload's and headers' own
+ * text (a resolved message carries them as text): nothing is parsed and written again. `extra`
+ * are more fields, already JSON (`,"prepare":true`).
+ */
+function wireJson(m: ResolvedMessage, extra = ""): string {
+  const deliverAt = m.deliverAt ? `,"deliverAt":${JSON.stringify(m.deliverAt.toISOString())}` : "";
+  return `{"id":${JSON.stringify(m.id)},"topic":${JSON.stringify(m.topic)},"tag":${JSON.stringify(m.tag)},"key":${JSON.stringify(m.key)},"payload":${m.payloadJson},"headers":${m.headersJson}${deliverAt}${extra}}`;
 }
 
-/** What became of one id of `commitMany`. */
-export interface CommitResult {
+/** A prepared message as the send API takes it. */
+function preparedJson(message: ResolvedMessage, checkAfter: CheckAfter | undefined): string {
+  const after = checkAfter === undefined ? "" : `,"checkAfter":${JSON.stringify(typeof checkAfter === "number" ? `${Math.max(0, Math.round(checkAfter))}ms` : checkAfter)}`;
+  return wireJson(message, `,"prepare":true${after}`);
+}
+
+/** A batch request's body around messages already written as JSON. */
+const batchJson = (messages: readonly string[], extra = "") => new RawJson(`{"messages":[${messages.join(",")}]${extra}}`);
+
+/** What the service answers for one id of `commitMany`. */
+interface CommitResult {
   id: string;
   state?: "committed" | string;
   error?: { code: string; message: string; state?: string; [detail: string]: unknown };
 }
 
-/** `toWire(m)` as JSON text, with the payload's and headers' own text inside. */
-function wireJson(m: ResolvedMessage): string {
-  const deliverAt = m.deliverAt ? `,"deliverAt":${JSON.stringify(m.deliverAt.toISOString())}` : "";
-  return `{"id":${JSON.stringify(m.id)},"topic":${JSON.stringify(m.topic)},"tag":${JSON.stringify(m.tag)},"key":${JSON.stringify(m.key)},"payload":${m.payloadJson},"headers":${m.headersJson}${deliverAt}}`;
-}
-
-/** A prepared message's request body. */
-function preparedWire(message: ResolvedMessage, checkAfter: CheckAfter | undefined): Record<string, unknown> {
-  const body = { ...toWire(message), prepare: true } as Record<string, unknown>;
-  if (checkAfter !== undefined) body.checkAfter = typeof checkAfter === "number" ? `${Math.max(0, Math.round(checkAfter))}ms` : checkAfter;
-  return body;
-}
+/** The status the single commit would have answered with each code. */
+const REFUSAL_STATUS: Record<string, number> = { not_found: 404, forbidden: 403, conflict: 409 };
 
 /** The messages part of the HTTP API: send, and the reconciliation queries. */
 export class MessagesApi {
@@ -148,7 +143,7 @@ export class MessagesApi {
 
   /** Sends one message; idempotent by id (generated when absent), so network errors are retried. */
   send(message: OutgoingMessage): Promise<MessageInfo> {
-    return call<MessageInfo>(this.o, "POST", "/v1/messages", toWire(resolveMessage(message)), { idempotent: true });
+    return call<MessageInfo>(this.o, "POST", "/v1/messages", new RawJson(wireJson(resolveMessage(message))), { idempotent: true });
   }
 
   /**
@@ -163,7 +158,7 @@ export class MessagesApi {
 
   /** `prepare` of a message already resolved. */
   prepareResolved(message: ResolvedMessage, checkAfter?: CheckAfter): Promise<MessageInfo> {
-    return call<MessageInfo>(this.o, "POST", "/v1/messages", preparedWire(message, checkAfter), { idempotent: true });
+    return call<MessageInfo>(this.o, "POST", "/v1/messages", new RawJson(preparedJson(message, checkAfter)), { idempotent: true });
   }
 
   /**
@@ -172,7 +167,7 @@ export class MessagesApi {
    * request the service refuses as a whole (a bad message, too large) throws.
    */
   async prepareMany(items: ReadonlyArray<{ message: ResolvedMessage; checkAfter?: CheckAfter }>): Promise<Array<{ value: MessageInfo } | { error: TidingsError }>> {
-    const body = { messages: items.map((i) => preparedWire(i.message, i.checkAfter)), atomic: false };
+    const body = batchJson(items.map((i) => preparedJson(i.message, i.checkAfter)), `,"atomic":false`);
     const answer = await call<{ items: MessageInfo[]; outcomes: string[] }>(this.o, "POST", "/v1/messages/batch", body, { idempotent: true });
     return answer.outcomes.map((outcome, i) =>
       outcome === "conflict"
@@ -208,7 +203,7 @@ export class MessagesApi {
 
   /** Sends messages already resolved, all or nothing; resolves to the stored messages. */
   async sendResolved(messages: readonly ResolvedMessage[], options: { retry?: boolean } = {}): Promise<MessageInfo[]> {
-    const body = { messages: messages.map(toWire) };
+    const body = batchJson(messages.map((m) => wireJson(m)));
     const answer = await call<{ items: MessageInfo[] }>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true });
     return answer.items;
   }
@@ -218,19 +213,27 @@ export class MessagesApi {
    * their ids and outcomes (`Prefer: return=minimal`): no payload comes back.
    */
   async sendResolvedMinimal(messages: readonly ResolvedMessage[], options: { retry?: boolean } = {}): Promise<BatchOutcomes> {
-    // Written around each message's JSON text as it is (the relay reads it from the outbox as
-    // text): no parse and re-serialization of every payload.
-    const body = new RawJson(`{"messages":[${messages.map(wireJson).join(",")}]}`);
+    const body = batchJson(messages.map((m) => wireJson(m)));
     return call<BatchOutcomes>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true, headers: { prefer: "return=minimal" } });
   }
 
   /**
-   * Commits several prepared messages in one request; `results[i]` is `{ id, state: "committed" }`
-   * or `{ id, error: { code, message, state? } }` with the code the single `commit` would throw
-   * (`not_found`, `forbidden`, `conflict`). Idempotent, so network errors are retried.
+   * Commits several prepared messages in one request (`POST /v1/messages/commit`): for each id,
+   * what `commit` would have answered, the service's `{ id, state: "committed" }` or the error
+   * it would have thrown (`not_found`, `forbidden`, `conflict` with the state in `details`).
+   * Idempotent, so network errors are retried.
    */
-  async commitMany(ids: readonly string[]): Promise<CommitResult[]> {
-    return (await call<{ results: CommitResult[] }>(this.o, "POST", "/v1/messages/commit", { ids }, { idempotent: true })).results;
+  async commitMany(ids: readonly string[]): Promise<Array<{ value: CommitResult } | { error: TidingsError }>> {
+    const answer = await call<{ results: CommitResult[] }>(this.o, "POST", "/v1/messages/commit", { ids }, { idempotent: true });
+    return ids.map((id, i) => {
+      const result = answer.results[i];
+      if (result?.id === id && result.state === "committed") return { value: result };
+      if (result?.id === id && result.error) {
+        const { code, message, ...details } = result.error;
+        return { error: new TidingsError(code as TidingsErrorCode, message, { status: REFUSAL_STATUS[code], details }) };
+      }
+      return { error: new TidingsError("server_error", `the service's answer to a combined commit has no result for message ${id}`) };
+    });
   }
 
   /** A message and its deliveries, or null when there is none with this id (reconciliation by id). */
@@ -319,46 +322,39 @@ const COMBINE_LIMITS = { maxBatch: 1000, maxBytes: 512 * 1024 };
 const ONE_MESSAGE_ERRORS = new Set(["invalid_request", "invalid_message", "payload_too_large"]);
 
 /**
- * The calls `transaction()` makes, with the prepares and the commits of concurrent transactions
- * sent together (see CallCombiner). A combined prepare the service refuses as a whole (one bad
- * message) is sent again one message at a time, so that each caller gets its own answer.
+ * The calls `transaction()` makes. Combined (the default), the prepares and the commits of
+ * concurrent transactions go together (see CallCombiner); a combined prepare the service refuses
+ * as a whole (one bad message) is sent again one message at a time, so that each caller gets
+ * its own answer.
  */
-function combinedCalls(messages: MessagesApi): TransactionMessages {
-  type Prepare = { message: ResolvedMessage; checkAfter?: CheckAfter };
+function transactionCalls(messages: MessagesApi, combine: boolean): TransactionMessages {
+  const alone: TransactionMessages = {
+    prepare: (message, checkAfter) => messages.prepareResolved(message, checkAfter),
+    commit: (id) => messages.commit(id),
+    rollback: (id) => messages.rollback(id),
+  };
+  if (!combine) return alone;
+  type Prepare = { message: ResolvedMessage; checkAfter: CheckAfter | undefined };
+  const sendAlone = (p: Prepare) => alone.prepare(p.message, p.checkAfter);
   const prepares = new CallCombiner<Prepare, MessageInfo>(
-    (p) => messages.prepareResolved(p.message, p.checkAfter),
+    sendAlone,
     async (items) => {
       try {
         return await messages.prepareMany(items);
       } catch (error) {
         if (!(error instanceof TidingsError) || !ONE_MESSAGE_ERRORS.has(error.code)) throw error;
-        return Promise.all(items.map((p) => messages.prepareResolved(p.message, p.checkAfter).then((value) => ({ value }), (e: unknown) => ({ error: e }))));
+        return Promise.all(items.map((p) => sendAlone(p).then((value) => ({ value }), (e: unknown) => ({ error: e }))));
       }
     },
     { ...COMBINE_LIMITS, bytesOf: (p) => 300 + p.message.payloadJson.length + p.message.headersJson.length },
   );
-  const commits = new CallCombiner<string, unknown>(
-    (id) => messages.commit(id),
-    async (ids) =>
-      (await messages.commitMany(ids)).map((result, i): ItemResult<unknown> => {
-        if (result.id === ids[i] && result.state === "committed") return { value: result };
-        if (result.id === ids[i] && result.error) {
-          const { code, message, ...details } = result.error;
-          return { error: new TidingsError(code as TidingsErrorCode, message, { status: REFUSAL_STATUS[code], details }) };
-        }
-        return { error: new TidingsError("server_error", `the service's answer to a combined commit has no result for message ${ids[i]}`) };
-      }),
-    { ...COMBINE_LIMITS, bytesOf: (id) => id.length + 3 },
-  );
+  const commits = new CallCombiner<string, unknown>(alone.commit, (ids) => messages.commitMany(ids), { ...COMBINE_LIMITS, bytesOf: (id) => id.length + 3 });
   return {
-    prepare: (message, options) => prepares.push({ message: resolveMessage(message), checkAfter: options.checkAfter }),
+    prepare: (message, checkAfter) => prepares.push({ message, checkAfter }),
     commit: (id) => commits.push(id),
-    rollback: (id) => messages.rollback(id),
+    rollback: alone.rollback,
   };
 }
-
-/** The status the single commit would have answered with each code. */
-const REFUSAL_STATUS: Record<string, number> = { not_found: 404, forbidden: 403, conflict: 409 };
 
 /** The client's options: the service and key, plus what transactional messages need. */
 export interface TidingsClientOptions extends HttpOptions {
@@ -376,6 +372,8 @@ export class TidingsClient {
   private readonly options: ResolvedHttpOptions;
   private readonly secret: string | readonly string[] | undefined;
   private readonly transactionDefaults: TransactionDefaults;
+  /** What `transaction()` calls: the message API, concurrent calls combined unless `combineCalls: false`. */
+  private readonly transactionCalls: TransactionMessages;
 
   constructor(options: TidingsClientOptions) {
     this.options = resolveHttpOptions(options);
@@ -384,11 +382,8 @@ export class TidingsClient {
     this.apps = new AppsApi(this.options);
     this.secret = options.secret;
     this.transactionDefaults = options.transactions ?? {};
-    this.transactionMessages = this.transactionDefaults.combineCalls === false ? this.messages : combinedCalls(this.messages);
+    this.transactionCalls = transactionCalls(this.messages, this.transactionDefaults.combineCalls !== false);
   }
-
-  /** What `transaction()` calls: the message API, with concurrent commits sent together. */
-  private readonly transactionMessages: TransactionMessages;
 
   /**
    * A transactional message in one call: prepares `message`, runs `fn` in a local transaction of
@@ -399,7 +394,7 @@ export class TidingsClient {
    */
   transaction<T>(db: Executor, message: OutgoingMessage, fn: TransactionCallback<T>, options: TransactionCallOptions = {}): Promise<T> {
     this.cleanupBarriersNowAndThen(db);
-    return runTransaction(this.transactionMessages, db, message, fn, { ...this.transactionDefaults, ...options });
+    return runTransaction(this.transactionCalls, db, message, fn, { ...this.transactionDefaults, ...options });
   }
 
   private lastBarrierCleanup = 0;

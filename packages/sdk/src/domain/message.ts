@@ -55,12 +55,14 @@ export function resolveMessage(message: OutgoingMessage, now = Date.now(), field
     throw invalid(`${field}key`, `${field}key must be a string of 1 to 200 characters`);
   }
   if (!("payload" in message) || message.payload === undefined) throw invalid(`${field}payload`, `${field}payload is required`);
-  let payloadJson: string;
+  let payloadJson: string | undefined;
   try {
     payloadJson = JSON.stringify(message.payload);
   } catch (error) {
     throw new TidingsError("invalid_message", `${field}payload is not JSON-serializable`, { field: `${field}payload`, cause: error });
   }
+  // A function or a symbol has no JSON at all: JSON.stringify answers undefined.
+  if (payloadJson === undefined) throw invalid(`${field}payload`, `${field}payload is not JSON-serializable`);
   const headers = message.headers ?? {};
   const entries = Object.entries(headers);
   if (entries.length > MAX_HEADERS) throw invalid(`${field}headers`, `${field}headers: at most ${MAX_HEADERS}`);

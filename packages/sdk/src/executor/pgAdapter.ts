@@ -17,14 +17,15 @@ export interface PgAdapterOptions {
   prepare?: boolean;
 }
 
+/** The part of `pg`'s Pool the adapter uses. */
+export interface PgPoolLike extends PgClientLike {
+  connect(): Promise<PgClientLike & { release(error?: Error | boolean): void }>;
+}
+
 /** Runs `sql` on a pg Client or Pool: the SDK's own statements by name (prepared once per connection). */
 function run(db: PgClientLike, sql: string, params: readonly unknown[], prepare: boolean) {
   const name = prepare ? statementName(sql) : undefined;
   return name ? db.query({ name, text: sql, values: params as unknown[] }) : db.query(sql, params as unknown[]);
-}
-/** The part of `pg`'s Pool the adapter uses. */
-export interface PgPoolLike extends PgClientLike {
-  connect(): Promise<PgClientLike & { release(error?: Error | boolean): void }>;
 }
 
 function isPool(db: PgClientLike | PgPoolLike): db is PgPoolLike {

@@ -1,5 +1,5 @@
 import type { CheckAfter, MessageInfo } from "../client/client.ts";
-import { resolveMessage, type OutgoingMessage } from "../domain/message.ts";
+import { resolveMessage, type OutgoingMessage, type ResolvedMessage } from "../domain/message.ts";
 import { TidingsError } from "../errors.ts";
 import { isUniqueViolation } from "../executor/dialect.ts";
 import type { Executor, TransactionOptions } from "../executor/executor.ts";
@@ -66,9 +66,9 @@ export interface TransactionCallOptions extends TransactionDefaults {
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
 
-/** The calls of the message API that `transaction()` makes (the client's, with commits combined). */
+/** The calls of the message API that `transaction()` makes (the client's; concurrent ones combined unless `combineCalls: false`). */
 export interface TransactionMessages {
-  prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter }): Promise<MessageInfo>;
+  prepare(message: ResolvedMessage, checkAfter: CheckAfter | undefined): Promise<MessageInfo>;
   commit(id: string): Promise<unknown>;
   rollback(id: string): Promise<unknown>;
 }
@@ -105,7 +105,7 @@ export async function runTransaction<T>(
   };
 
   await recordIntent(db, id, resolved.topic, resolved.key);
-  const prepared = await messages.prepare({ ...message, id }, { checkAfter: options.checkAfter });
+  const prepared = await messages.prepare(resolved, options.checkAfter);
   if (prepared.state !== "prepared") {
     throw new TidingsError("conflict", `message ${id} is already ${prepared.state}: each transaction needs a message id of its own`, {
       details: { state: prepared.state },

@@ -27,7 +27,7 @@ export { createCheckBackHandler, parseCheckRequest, type CheckBackAnswer, type C
 
 // consumer side
 export type { Envelope } from "./domain/envelope.ts";
-export { parseEnvelope } from "./domain/envelope.ts";
+export { fullIdOf, parseEnvelope } from "./domain/envelope.ts";
 export { Inbox, type InboxOptions, type InboxOutcome } from "./inbox/inbox.ts";
 export type { InboxMessage, InboxRecord, InboxStatus } from "./inbox/inboxQueries.ts";
 export { createReceiver, type RawDelivery, type Receiver, type ReceiverAnswer, type ReceiverEvent, type ReceiverOptions } from "./receiver/receiver.ts";

@@ -183,26 +183,26 @@ for (const dialect of DIALECTS) {
       }, { checkAfter: "100ms" });
       try {
         const doubtful = await until("in doubt", async () => {
-          const m = await world.admin.messages.get(sn);
+          const m = await world.admin.messages.get(world.full(sn));
           return m?.inDoubtAt ? m : null;
         }, 30_000);
         assert.equal(doubtful.state, "prepared");
         assert.equal(doubtful.checks, 3);
-        assert.deepEqual((await world.admin.messages.checks(sn)).map((c) => [c.check, c.answer]), [[1, "unknown"], [2, "unknown"], [3, "unknown"]]);
+        assert.deepEqual((await world.admin.messages.checks(world.full(sn))).map((c) => [c.check, c.answer]), [[1, "unknown"], [2, "unknown"], [3, "unknown"]]);
         assert.ok((await world.admin.messages.list({ state: "in_doubt", topic: world.topic })).items.some((m) => m.id === sn));
-        assert.ok((await world.admin.alerts.list()).some((a) => a.kind === "message_in_doubt" && a.messageId === sn));
-        assert.equal(world.subscriber.counts.get(sn), undefined);
+        assert.ok((await world.admin.alerts.list()).some((a) => a.kind === "message_in_doubt" && a.messageId === world.full(sn)));
+        assert.equal(world.deliveries(sn), undefined);
 
         // A person looks, sees the order is being paid, and commits by hand.
-        assert.equal((await world.admin.messages.commit(sn)).state, "committed");
-        await until("delivery after the hand commit", () => world.subscriber.counts.get(sn) === 1);
-        assert.ok(!(await world.admin.alerts.list()).some((a) => a.messageId === sn), "the alert closed with the commit");
+        assert.equal((await world.admin.messages.commit(world.full(sn))).state, "committed");
+        await until("delivery after the hand commit", () => world.deliveries(sn) === 1);
+        assert.ok(!(await world.admin.alerts.list()).some((a) => a.messageId === world.full(sn)), "the alert closed with the commit");
       } finally {
         g.open();
         await producing; // its own commit of the message is idempotent
       }
       assert.equal(await orderStatus(db, sn), "paid");
-      assert.equal(world.subscriber.counts.get(sn), 1);
+      assert.equal(world.deliveries(sn), 1);
     });
   });
 }

@@ -117,9 +117,9 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
   }, 90_000, 200);
   const paid = await paidOrders(db);
   const committed = new Set([...messages.values()].filter((m) => m.state === "committed").map((m) => m.id));
-  await until("every committed message delivered", () => [...committed].every((id) => (world.subscriber.counts.get(id) ?? 0) >= 1), 60_000);
-  const delivered = new Set([...world.subscriber.counts.keys()].filter((id) => id.startsWith(prefix)));
-  const deliveredTwice = [...delivered].filter((id) => world.subscriber.counts.get(id)! > 1);
+  await until("every committed message delivered", () => [...committed].every((id) => (world.deliveries(id) ?? 0) >= 1), 60_000);
+  const delivered = new Set(world.deliveredIds().filter((id) => id.startsWith(prefix)));
+  const deliveredTwice = [...delivered].filter((id) => world.deliveries(id)! > 1);
   const checkedBack = orders.filter((o) => (messages.get(o.sn)?.checks ?? 0) > 0).length;
   const firstCheck = new Map<string, number>();
   for (const r of world.checkRequests) if (!firstCheck.has(r.id)) firstCheck.set(r.id, r.at);

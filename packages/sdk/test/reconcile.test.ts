@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { waitFor } from "../../server/test/support/wait.ts";
-import { createReceiver, Inbox, nodeHandler, reconcileIds, reconcileQuery, type Envelope, type Executor, type ReconcileOptions } from "../src/index.ts";
+import { createReceiver, fullIdOf, Inbox, nodeHandler, reconcileIds, reconcileQuery, type Envelope, type Executor, type ReconcileOptions } from "../src/index.ts";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { startTidings, type TestTidings } from "./support/tidings.ts";
 
@@ -49,10 +49,13 @@ test("a message the receiver never got is recovered by id and by business key, a
   assert.equal(await balance(), 0, "the receiver got nothing");
 
   const o: ReconcileOptions = { client: tidings.client, db: account.db, inbox, handle: credit };
-  assert.deepEqual(await reconcileIds(o, [first.id, "no-such-message"]), { applied: [first.id], duplicates: [], missing: ["no-such-message"] });
+  // Results name messages by their full id: the webhook-id a delivery would have carried.
+  const [firstFull, secondFull] = [fullIdOf(first), fullIdOf(second)];
+  assert.equal(firstFull, `${first.app}/${first.id}`);
+  assert.deepEqual(await reconcileIds(o, [first.id, "no-such-message"]), { applied: [firstFull], duplicates: [], missing: ["no-such-message"] });
   assert.equal(await balance(), 300);
-  assert.deepEqual(await reconcileQuery(o, { key: "tx-1002" }), { applied: [second.id], duplicates: [], missing: [] });
-  assert.deepEqual(await reconcileQuery(o, { topic: "recharge.paid" }), { applied: [], duplicates: [first.id, second.id], missing: [] });
+  assert.deepEqual(await reconcileQuery(o, { key: "tx-1002" }), { applied: [secondFull], duplicates: [], missing: [] });
+  assert.deepEqual(await reconcileQuery(o, { topic: "recharge.paid" }), { applied: [], duplicates: [firstFull, secondFull], missing: [] });
   assert.equal(await balance(), 345);
 
   // The receiver comes back and the dead deliveries are re-sent: they are duplicates now.
@@ -65,6 +68,6 @@ test("a message the receiver never got is recovered by id and by business key, a
     await waitFor(`${id} delivered`, async () => (await tidings.client.messages.get(id))?.deliveries?.[0]?.state === "delivered", 10_000, 50);
   }
   assert.equal(await balance(), 345, "each recharge applied once");
-  const records = await Promise.all([first.id, second.id].map((id) => inbox.get(account.db, id)));
+  const records = await Promise.all([firstFull, secondFull].map((id) => inbox.get(account.db, id)));
   assert.deepEqual(records.map((r) => [r?.status, r?.attempts]), [["applied", 1], ["applied", 1]]);
 });

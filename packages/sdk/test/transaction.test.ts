@@ -104,7 +104,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await barrierOf(db, sn), "commit");
       assert.equal((await world.tidings.messages.get(sn))?.state, "committed");
       assert.deepEqual(events.map((e) => e.type), ["committed"]);
-      await until("delivery", () => world.subscriber.counts.get(sn) === 1);
+      await until("delivery", () => world.deliveries(sn) === 1);
     });
 
     test("a callback that throws rolls back the local transaction and the message, and the error is rethrown", async () => {
@@ -218,7 +218,7 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(events.map((e) => e.type), ["commit_deferred"]);
       assert.equal(await orderStatus(db, sn), "paid");
       await until("the check-back committed it", async () => (await world.tidings.messages.get(sn))?.state === "committed");
-      await until("delivery", () => world.subscriber.counts.get(sn) === 1);
+      await until("delivery", () => world.deliveries(sn) === 1);
       const checks = await world.tidings.messages.checks(sn);
       assert.equal(checks.at(-1)?.answer, "commit");
     });
@@ -251,7 +251,7 @@ for (const dialect of DIALECTS) {
       assert.equal(requests.single + requests.batchIds, sns.length, "each message committed once");
       assert.deepEqual(requests, { single: 1, batch: 1, batchIds: sns.length - 1 }, "the first commit alone, then all the others together");
       for (const sn of sns) assert.equal(await orderStatus(db, sn), "paid");
-      await until("every message delivered", () => sns.every((sn) => world.subscriber.counts.get(sn) === 1));
+      await until("every message delivered", () => sns.every((sn) => world.deliveries(sn) === 1));
     });
 
     test("concurrent transactions' prepares go together too; one refused among them fails alone", async () => {
@@ -284,7 +284,7 @@ for (const dialect of DIALECTS) {
         else assert.equal(outcome.status, "fulfilled", String((outcome as PromiseRejectedResult).reason));
       });
       for (const sn of sns) assert.equal(await orderStatus(db, sn), sn === clash ? "new" : "paid");
-      await until("the others delivered", () => sns.every((sn) => (world.subscriber.counts.get(sn) ?? 0) === (sn === clash ? 0 : 1)));
+      await until("the others delivered", () => sns.every((sn) => (world.deliveries(sn) ?? 0) === (sn === clash ? 0 : 1)));
     });
 
     test("a combined commit that fails leaves each of its transactions to the check-back, which commits them", async () => {
@@ -309,7 +309,7 @@ for (const dialect of DIALECTS) {
       assert.equal(events.length, sns.length);
       for (const sn of sns) assert.equal(await orderStatus(db, sn), "paid");
       await until("the check-back committed every one", async () => (await Promise.all(sns.map((sn) => world.tidings.messages.get(sn)))).every((m) => m?.state === "committed"));
-      await until("every message delivered once", () => sns.every((sn) => world.subscriber.counts.get(sn) === 1));
+      await until("every message delivered once", () => sns.every((sn) => world.deliveries(sn) === 1));
     });
 
     test("nothing runs locally when the service cannot prepare the message", async () => {
@@ -376,7 +376,7 @@ describe("transaction() with postgres.js", () => {
     assert.equal(await orderStatus(db, bad), "new");
     assert.equal((await world.tidings.messages.get(good))?.state, "committed");
     assert.equal((await world.tidings.messages.get(bad))?.state, "rolled_back");
-    await until("delivery", () => world.subscriber.counts.get(good) === 1);
+    await until("delivery", () => world.deliveries(good) === 1);
   });
 });
 

@@ -128,7 +128,7 @@ for (const dialect of DIALECTS) {
         return all.size === RUNS && [...all.values()].every((m) => m.state !== "prepared") ? all : null;
       }, 60_000);
       const paid = await paidOrders(db);
-      await until("every committed message delivered", () => [...messages.values()].filter((m) => m.state === "committed").every((m) => world.subscriber.counts.get(m.id) === 1));
+      await until("every committed message delivered", () => [...messages.values()].filter((m) => m.state === "committed").every((m) => world.deliveries(m.id) === 1));
 
       const mismatches = plans.filter((p) => paid.has(p.sn) !== (messages.get(p.sn)!.state === "committed"));
       const checked = plans.filter((p) => answers.has(p.sn));

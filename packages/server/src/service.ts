@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { resolveAdminKey } from "./adminKey.ts";
+import { localId } from "./domain/messageIds.ts";
 import { startEmbeddedDb, type EmbeddedDb } from "./embeddedDb.ts";
 import { Dispatcher } from "./dispatch/dispatcher.ts";
 import { HttpTransport, errorText } from "./dispatch/httpTransport.ts";
@@ -93,9 +94,11 @@ export async function startService(config: Config, log: Logger): Promise<Running
       call: async (due, checkNo) => {
         if (!due.checkUrl || !due.secret) return { statusCode: null, answer: null, error: "the app has no check URL" };
         const m = due.message;
-        const body = JSON.stringify({ id: m.id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
+        // The producer is asked about its own id (its barrier rows are keyed by it).
+        const id = localId(m.id);
+        const body = JSON.stringify({ id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
         try {
-          const response = await transport.post(due.checkUrl, due.secret, m.id, body, { "tidings-check": String(checkNo) });
+          const response = await transport.post(due.checkUrl, due.secret, id, body, { "tidings-check": String(checkNo) });
           const text = await response.body.text();
           const answer = response.statusCode >= 200 && response.statusCode < 300 ? parseCheckAnswer(text) : null;
           const error = answer ? null : `HTTP ${response.statusCode}: ${text.slice(0, 300)}`;

@@ -47,7 +47,7 @@ describe("authentication", () => {
     assert.equal(metrics.status, 200);
   });
 
-  test("an app key on admin endpoints, or on another app's message, is 403", async () => {
+  test("an app key on admin endpoints is 403; another app's message is not found, by its id or its full id", async () => {
     const a = await admin.post("/v1/apps", { name: "shop" });
     const b = await admin.post("/v1/apps", { name: "billing" });
     assert.equal(a.status, 201);
@@ -61,17 +61,28 @@ describe("authentication", () => {
     const sent = await shop.post("/v1/messages", { topic: "t.auth", payload: { n: 1 } });
     assert.equal(sent.status, 201);
     assert.equal(sent.body.app, "shop");
-    for (const call of [
-      billing.get(`/v1/messages/${sent.body.id}`),
-      billing.get(`/v1/messages/${sent.body.id}/attempts`),
-      billing.post(`/v1/messages/${sent.body.id}/resend`),
-      billing.post(`/v1/messages/${sent.body.id}/dead`),
-      billing.delete(`/v1/messages/${sent.body.id}`),
-    ]) {
-      assert.equal((await call).status, 403);
+    // Answered exactly like an id that does not exist: nothing tells billing that shop has it.
+    for (const ref of [sent.body.id, `shop%2F${sent.body.id}`]) {
+      for (const call of [
+        billing.get(`/v1/messages/${ref}`),
+        billing.get(`/v1/messages/${ref}/attempts`),
+        billing.get(`/v1/messages/${ref}/checks`),
+        billing.post(`/v1/messages/${ref}/resend`),
+        billing.post(`/v1/messages/${ref}/dead`),
+        billing.post(`/v1/messages/${ref}/commit`),
+        billing.post(`/v1/messages/${ref}/rollback`),
+        billing.delete(`/v1/messages/${ref}`),
+      ]) {
+        const answer = await call;
+        assert.equal(answer.status, 404, JSON.stringify(answer.body));
+        assert.equal(answer.body.error.code, "not_found");
+      }
     }
     assert.equal((await shop.get(`/v1/messages/${sent.body.id}`)).status, 200);
-    assert.equal((await admin.get(`/v1/messages/${sent.body.id}`)).status, 200);
+    assert.equal((await shop.get(`/v1/messages/shop%2F${sent.body.id}`)).body.id, sent.body.id);
+    // The admin names an app's message by its full id; a bare id is the admin's own namespace.
+    assert.equal((await admin.get(`/v1/messages/shop%2F${sent.body.id}`)).status, 200);
+    assert.equal((await admin.get(`/v1/messages/${sent.body.id}`)).status, 404);
     // An app lists only its own messages.
     await billing.post("/v1/messages", { topic: "t.auth", payload: { n: 2 } });
     const listed = await shop.get("/v1/messages?topic=t.auth");
@@ -81,6 +92,42 @@ describe("authentication", () => {
     assert.equal((await billing.get("/v1/messages")).status, 401);
   });
 
+  test("two apps use the same message ids without seeing, blocking or learning about each other", async () => {
+    const one = api(service.url, (await admin.post("/v1/apps", { name: "twin-one" })).body.apiKey);
+    const two = api(service.url, (await admin.post("/v1/apps", { name: "twin-two" })).body.apiKey);
+    await admin.post("/v1/subscriptions", { name: "twins", topic: "t.twins", endpoint: { type: "http", url: `${receiver.url}/twins` } });
+    const first = await one.post("/v1/messages", { id: "order-1001-paid", topic: "t.twins", payload: { from: "one", secret: 1 } });
+    assert.equal(first.status, 201);
+    // The same id from another app is a new message, not a repeat (200) or a clash (409).
+    const second = await two.post("/v1/messages", { id: "order-1001-paid", topic: "t.twins", payload: { from: "two" } });
+    assert.equal(second.status, 201, JSON.stringify(second.body));
+    assert.equal(second.body.id, "order-1001-paid");
+    assert.deepEqual(second.body.payload, { from: "two" });
+    // A non-atomic batch reusing the id answers with the caller's own message, never the other's.
+    const batch = await two.post("/v1/messages/batch", {
+      atomic: false,
+      messages: [
+        { id: "order-1001-paid", topic: "t.twins", payload: { from: "two" } },
+        { id: "order-1001-paid", topic: "t.twins", payload: { from: "two", changed: true } },
+        { id: "order-1002-paid", topic: "t.twins", payload: { from: "two" } },
+      ],
+    });
+    assert.deepEqual(batch.body.outcomes, ["exists", "conflict", "created"]);
+    assert.ok(!JSON.stringify(batch.body).includes("secret"), "nothing of app one's message in app two's answer");
+    for (const item of batch.body.items) assert.equal(item.app, "twin-two");
+    // Each reads its own under the shared id.
+    assert.deepEqual((await one.get("/v1/messages/order-1001-paid")).body.payload, { from: "one", secret: 1 });
+    assert.deepEqual((await two.get("/v1/messages/order-1001-paid")).body.payload, { from: "two" });
+    assert.deepEqual((await two.get("/v1/messages?id=order-1001-paid")).body.items.map((m: { app: string }) => m.app), ["twin-two"]);
+    // The admin finds the id in every app.
+    const everywhere = await admin.get("/v1/messages?id=order-1001-paid");
+    assert.deepEqual(everywhere.body.items.map((m: { app: string }) => m.app).sort(), ["twin-one", "twin-two"]);
+    // Receivers deduplicate on webhook-id: the full id keeps the two messages apart.
+    await waitFor("both messages delivered", () => receiver.received.filter((r) => r.path === "/twins").length >= 3);
+    const ids = receiver.received.filter((r) => r.path === "/twins").map((r) => r.id).sort();
+    assert.deepEqual(ids, ["twin-one/order-1001-paid", "twin-two/order-1001-paid", "twin-two/order-1002-paid"]);
+  });
+
   test("an app may read, but not change, the messages of its read topics", async () => {
     const producer = api(service.url, (await admin.post("/v1/apps", { name: "payments" })).body.apiKey);
     const created = await admin.post("/v1/apps", { name: "accounts", readTopics: ["pay.done"] });
@@ -88,14 +135,17 @@ describe("authentication", () => {
     const consumer = api(service.url, created.body.apiKey);
     const mine = await producer.post("/v1/messages", { topic: "pay.done", key: "tx-9", payload: { amount: 5 } });
     const other = await producer.post("/v1/messages", { topic: "pay.refund", key: "tx-9", payload: { amount: 5 } });
-    assert.equal((await consumer.get(`/v1/messages/${mine.body.id}`)).status, 200);
-    assert.equal((await consumer.get(`/v1/messages/${mine.body.id}/attempts`)).status, 200);
-    assert.equal((await consumer.get(`/v1/messages/${other.body.id}`)).status, 403);
+    // A consumer names the producer's message by its full id (the webhook-id it received).
+    const ref = `payments%2F${mine.body.id}`;
+    assert.equal((await consumer.get(`/v1/messages/${ref}`)).status, 200);
+    assert.equal((await consumer.get(`/v1/messages/${ref}/attempts`)).status, 200);
+    assert.equal((await consumer.get(`/v1/messages/payments%2F${other.body.id}`)).status, 404);
+    assert.equal((await consumer.get(`/v1/messages/${mine.body.id}`)).status, 404, "a bare id is the consumer's own namespace");
     assert.deepEqual((await consumer.get("/v1/messages?key=tx-9")).body.items.map((m: { id: string }) => m.id), [mine.body.id]);
-    assert.equal((await consumer.post(`/v1/messages/${mine.body.id}/resend`)).status, 403);
-    assert.equal((await consumer.delete(`/v1/messages/${mine.body.id}`)).status, 403);
+    assert.equal((await consumer.post(`/v1/messages/${ref}/resend`)).status, 403);
+    assert.equal((await consumer.delete(`/v1/messages/${ref}`)).status, 403);
     await admin.patch("/v1/apps/accounts", { readTopics: [] });
-    assert.equal((await consumer.get(`/v1/messages/${mine.body.id}`)).status, 403);
+    assert.equal((await consumer.get(`/v1/messages/${ref}`)).status, 404);
   });
 
   test("a key lookup in flight when an app changes on this node is not cached", async () => {
@@ -173,16 +223,16 @@ describe("apps and subscriptions", () => {
       assert.match(answer.body.error.message, /\bkiosk\b.*disabled/, what);
     }
     assert.equal(await count("messages"), stored, "nothing stored while disabled");
-    assert.equal((await admin.get("/v1/messages/kiosk-2")).status, 404);
+    assert.equal((await admin.get("/v1/messages/kiosk%2Fkiosk-2")).status, 404);
     // Told apart from an unknown key, and from the admin, who still reads the app's messages.
     assert.equal((await api(service.url, "tdk_unknown").get("/v1/messages")).body.error.code, "unauthorized");
-    assert.equal((await admin.get("/v1/messages/kiosk-1")).status, 200);
+    assert.equal((await admin.get("/v1/messages/kiosk%2Fkiosk-1")).status, 200);
 
-    await waitFor("the delayed message delivered while its app is disabled", () => receiver.deliveredIds().has("kiosk-later"));
+    await waitFor("the delayed message delivered while its app is disabled", () => receiver.deliveredIds().has("kiosk/kiosk-later"));
     await waitFor("the prepared message checked back while its app is disabled", () =>
       receiver.received.some((r) => r.path === "/kiosk-check" && r.body.includes('"kiosk-half"')),
     );
-    assert.equal((await admin.post("/v1/messages/kiosk-half/rollback")).status, 200);
+    assert.equal((await admin.post("/v1/messages/kiosk%2Fkiosk-half/rollback")).status, 200);
 
     const enabled = await admin.patch("/v1/apps/kiosk", { enabled: true });
     assert.equal(enabled.body.enabled, true);

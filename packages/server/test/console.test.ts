@@ -115,10 +115,10 @@ describe("console in a real browser", () => {
         payload: { orderId: 1000 + i, amount: { value: 4200 + i, currency: "EUR" }, items: [{ sku: "TEA-01", qty: 2 }] },
         headers: { "x-trace-id": `trace-${i}` },
       });
-      orderIds.set(key, sent.body.id);
+      orderIds.set(key, `shop/${sent.body.id}`); // the full id: how the admin and receivers know it
     }
     const doubtful = await shopApi.post("/v1/messages", { topic: "orders.paid", key: "order-2000", payload: { orderId: 2000 }, prepare: true, checkAfter: "100ms" });
-    inDoubtId = doubtful.body.id;
+    inDoubtId = `shop/${doubtful.body.id}`;
     const audit = Array.from({ length: 30 }, (_, i) => ({ topic: "audit.events", key: `user-${i}`, payload: { event: "login", user: i } }));
     assert.equal((await admin.post("/v1/messages/batch", { messages: audit })).status, 201);
     await waitFor(

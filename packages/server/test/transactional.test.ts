@@ -65,7 +65,8 @@ after(async () => {
   await database.drop();
 });
 
-const deliveredTo = (id: string) => receiver.received.filter((r) => r.id === id).length;
+/** Deliveries of app "orders"'s message `id` (receivers see the full id, `orders/<id>`). */
+const deliveredTo = (id: string) => receiver.received.filter((r) => r.id === `orders/${id}`).length;
 
 test("a prepared message is invisible until committed, then delivered at once; commit is idempotent", async () => {
   const prepared = await app.post("/v1/messages", { id: "o-1", topic: "order.paid", key: "1", payload: { sn: 1 }, prepare: true, checkAfter: "1h" });
@@ -92,7 +93,7 @@ test("a rolled back message is never delivered; commit after rollback is 409", a
   assert.equal(commit.status, 409);
   assert.equal(commit.body.error.state, "rolled_back");
   assert.equal((await app.get("/v1/messages/o-2")).body.deliveries.length, 0);
-  assert.equal((await admin.post("/v1/messages/o-2/resend")).status, 409);
+  assert.equal((await admin.post("/v1/messages/orders%2Fo-2/resend")).status, 409);
 });
 
 test("POST /v1/messages/commit commits several prepared messages, each with its own result like the single call", async () => {
@@ -115,7 +116,8 @@ test("POST /v1/messages/commit commits several prepared messages, each with its 
   assert.equal(back.error.code, "conflict");
   assert.equal(back.error.state, "rolled_back");
   assert.equal(none.error.code, "not_found");
-  assert.equal(theirs.error.code, "forbidden");
+  // Another app's id is not in this app's namespace: as if it did not exist.
+  assert.equal(theirs.error.code, "not_found");
   // Each committed one is delivered, once; the others are unchanged.
   for (const id of ["m-1", "m-2", "m-done"]) await waitFor(`delivery of ${id}`, () => deliveredTo(id) === 1);
   assert.equal((await app.get("/v1/messages/m-back")).body.state, "rolled_back");
@@ -128,17 +130,19 @@ test("POST /v1/messages/commit commits several prepared messages, each with its 
   assert.equal((await app.post("/v1/messages/commit", { ids: ["bad id"] })).body.error.field, "ids[0]");
 });
 
-test("only the owning app (or the admin) settles a prepared message: another app gets 403 and changes nothing", async () => {
+test("only the owning app (or the admin) settles a prepared message: another app gets 404 and changes nothing", async () => {
   const other = api(services[0]!.url, (await admin.post("/v1/apps", { name: "intruder" })).body.apiKey);
   await app.post("/v1/messages", { id: "o-own", topic: "order.paid", payload: { sn: 0 }, prepare: true, checkAfter: "1h" });
   for (const action of ["commit", "rollback"]) {
-    const refused = await other.post(`/v1/messages/o-own/${action}`);
-    assert.equal(refused.status, 403, action);
-    assert.equal(refused.body.error.code, "forbidden");
+    for (const ref of ["o-own", "orders%2Fo-own"]) {
+      const refused = await other.post(`/v1/messages/${ref}/${action}`);
+      assert.equal(refused.status, 404, `${action} ${ref}`);
+      assert.equal(refused.body.error.code, "not_found");
+    }
   }
   assert.equal((await other.post("/v1/messages/no-such-id/commit")).status, 404);
   assert.equal((await app.get("/v1/messages/o-own")).body.state, "prepared");
-  assert.equal((await admin.post("/v1/messages/o-own/commit")).body.state, "committed");
+  assert.equal((await admin.post("/v1/messages/orders%2Fo-own/commit")).body.state, "committed");
 });
 
 test("concurrent commits, repeats and a foreign app's commit in the same instant each get their own answer", async () => {
@@ -155,7 +159,7 @@ test("concurrent commits, repeats and a foreign app's commit in the same instant
   assert.deepEqual(statuses.slice(0, 59), Array(59).fill(200));
   assert.equal(statuses[59], 409);
   assert.deepEqual(statuses.slice(60, 70), Array(10).fill(200));
-  assert.deepEqual(statuses.slice(70, 80), Array(10).fill(403));
+  assert.deepEqual(statuses.slice(70, 80), Array(10).fill(404));
   await waitFor("59 committed messages delivered once each", () => ids.slice(0, 59).every((id) => deliveredTo(id) === 1));
 });
 
@@ -181,27 +185,27 @@ test("an unresolved prepared message is checked back with its app, signed, and t
 test("a producer that answers unknown every time leaves the message in doubt, with an alert; a hand commit delivers it", async () => {
   await app.post("/v1/messages", { id: "o-5", topic: "order.paid", payload: { sn: 5 }, prepare: true, checkAfter: "100ms" });
   const doubtful = await waitFor("o-5 in doubt", async () => {
-    const m = (await admin.get("/v1/messages/o-5")).body;
+    const m = (await admin.get("/v1/messages/orders%2Fo-5")).body;
     return m.inDoubtAt ? m : null;
   });
   assert.equal(doubtful.state, "prepared");
   assert.equal(doubtful.checks, 4);
-  const log = (await admin.get("/v1/messages/o-5/checks")).body.items;
+  const log = (await admin.get("/v1/messages/orders%2Fo-5/checks")).body.items;
   assert.deepEqual(log.map((c: { check: number; answer: string }) => [c.check, c.answer]), [[1, "unknown"], [2, "unknown"], [3, "unknown"], [4, "unknown"]]);
   assert.ok((await admin.get("/v1/messages?state=in_doubt")).body.items.some((m: { id: string }) => m.id === "o-5"));
   const alerts = (await admin.get("/v1/alerts")).body.items;
-  assert.ok(alerts.some((a: { kind: string; messageId: string }) => a.kind === "message_in_doubt" && a.messageId === "o-5"));
+  assert.ok(alerts.some((a: { kind: string; messageId: string }) => a.kind === "message_in_doubt" && a.messageId === "orders/o-5"));
   // No more checks once in doubt.
   assert.equal(checks.filter((r) => r.id === "o-5").length, 4);
-  assert.equal((await admin.post("/v1/messages/o-5/commit")).status, 200);
+  assert.equal((await admin.post("/v1/messages/orders%2Fo-5/commit")).status, 200);
   await waitFor("o-5 delivered", () => deliveredTo("o-5") === 1);
-  assert.ok(!(await admin.get("/v1/alerts")).body.items.some((a: { messageId: string }) => a.messageId === "o-5"));
+  assert.ok(!(await admin.get("/v1/alerts")).body.items.some((a: { messageId: string }) => a.messageId === "orders/o-5"));
 });
 
 test("two service processes never check the same message at the same moment", async () => {
   const ids = Array.from({ length: 20 }, (_, i) => `par-${i}`);
   await app.post("/v1/messages/batch", { messages: ids.map((id) => ({ id, topic: "order.paid", payload: {}, prepare: true, checkAfter: "50ms" })) });
-  await waitFor("every message in doubt", async () => (await db.query("select count(*)::int as n from messages where id like 'par-%' and in_doubt_at is not null")).rows[0].n === 20, 30_000);
+  await waitFor("every message in doubt", async () => (await db.query("select count(*)::int as n from messages where id like 'orders/par-%' and in_doubt_at is not null")).rows[0].n === 20, 30_000);
   assert.equal(maxConcurrentChecks, 1);
   for (const id of ids) {
     const numbers = checks.filter((r) => r.id === id).map((r) => r.checkNo);

@@ -1,4 +1,4 @@
-import type { Envelope } from "../domain/envelope.ts";
+import { fullIdOf, type Envelope } from "../domain/envelope.ts";
 import type { Executor } from "../executor/executor.ts";
 import type { Inbox } from "../inbox/inbox.ts";
 import type { MessageInfo, TidingsClient } from "./client.ts";
@@ -11,6 +11,7 @@ export interface ReconcileOptions {
   handle(message: Envelope, tx: Executor): Promise<unknown>;
 }
 
+/** Message ids in results are full ids (`<app>/<id>`), the ids deliveries and the inbox use. */
 export interface ReconcileResult {
   /** Messages that had been missed and are now applied. */
   applied: string[];
@@ -20,19 +21,23 @@ export interface ReconcileResult {
   missing: string[];
 }
 
+/**
+ * A message as a delivery would have brought it. Its id is the full id (`<app>/<id>`, as in
+ * `webhook-id`), so the inbox sees a reconciled message and a delivered one as the same.
+ */
 function envelopeOf(m: MessageInfo): Envelope {
-  return { id: m.id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, headers: m.headers, createdAt: m.createdAt };
+  return { id: fullIdOf(m), topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, headers: m.headers, createdAt: m.createdAt };
 }
 
 async function apply(o: ReconcileOptions, messages: Iterable<MessageInfo> | AsyncIterable<MessageInfo>, result: ReconcileResult): Promise<ReconcileResult> {
   for await (const m of messages) {
     if (m.state !== "committed") {
-      result.missing.push(m.id);
+      result.missing.push(fullIdOf(m));
       continue;
     }
     const envelope = envelopeOf(m);
     const outcome = await o.inbox.handle(o.db, envelope, (tx) => o.handle(envelope, tx));
-    (outcome.status === "applied" ? result.applied : result.duplicates).push(m.id);
+    (outcome.status === "applied" ? result.applied : result.duplicates).push(envelope.id);
   }
   return result;
 }

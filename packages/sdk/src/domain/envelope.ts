@@ -2,6 +2,10 @@ import { TidingsError } from "../errors.ts";
 
 /** A message as a consumer sees it: the body of a delivery, or an item of the query API. */
 export interface Envelope {
+  /**
+   * The full id, unique across producer apps and equal to `webhook-id`: `<app>/<id>` for an app's
+   * message (its producer knows it as `<id>`), the bare id for a message the admin sent.
+   */
   id: string;
   topic: string;
   tag: string | null;
@@ -42,3 +46,9 @@ export function parseEnvelope(body: string): Envelope {
     createdAt: typeof v.createdAt === "string" ? v.createdAt : "",
   };
 }
+
+/**
+ * The full id of a message as the query API answers it (`id` is the producer's own, `app` beside
+ * it): what deliveries carry as `webhook-id` and the envelope's `id`, and what the inbox records.
+ */
+export const fullIdOf = (m: { id: string; app: string | null }): string => (m.app === null ? m.id : `${m.app}/${m.id}`);

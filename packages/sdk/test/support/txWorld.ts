@@ -17,8 +17,16 @@ export interface TxWorld {
   /** A client with the app's key and secret. */
   readonly tidings: TidingsClient;
   readonly admin: TidingsClient;
-  /** Records every delivery of `topic`. */
+  /** Records every delivery of `topic` (by webhook-id: the full id, `<app>/<id>`). */
   readonly subscriber: Receiver;
+  /** The producer app's name. */
+  readonly app: string;
+  /** The full id of the app's message `id`: what receivers and the admin know it by. */
+  full(id: string): string;
+  /** Deliveries the subscriber got of the app's message `id` (undefined: none). */
+  deliveries(id: string): number | undefined;
+  /** The app's ids the subscriber got, as the app knows them. */
+  deliveredIds(): string[];
   readonly topic: string;
   /** The check URL's handler from now on (null: 503). */
   useHandler(handler: CheckBackHandler | null): void;
@@ -69,7 +77,12 @@ export async function startTxWorld(label: string, options: TxWorldOptions = {}):
     const runningService = service;
     const runningCheckServer = checkServer;
     const runningSubscriber = subscriber;
+    const full = (id: string) => `${app.name}/${id}`;
     return {
+      app: app.name,
+      full,
+      deliveries: (id) => runningSubscriber.counts.get(full(id)),
+      deliveredIds: () => [...runningSubscriber.counts.keys()].filter((id) => id.startsWith(`${app.name}/`)).map((id) => id.slice(app.name.length + 1)),
       url: service.url,
       apiKey: app.apiKey,
       secret: app.secret,

@@ -251,6 +251,12 @@ export const MessageIdParams = Type.Object({ id: Type.String({ maxLength: 200 })
 export type MessageIdParams = Static<typeof MessageIdParams>;
 export const ListMessagesQuery = Type.Object(
   {
+    id: Type.Optional(
+      Type.String({
+        maxLength: 300,
+        description: "a message id: the caller's own (bare), or a full id `<app>/<id>`; the admin's bare id finds that id in every app",
+      }),
+    ),
     topic: Type.Optional(Type.String()),
     key: Type.Optional(Type.String()),
     tag: Type.Optional(Type.String()),

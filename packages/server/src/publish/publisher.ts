@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { conflict } from "../domain/errors.ts";
+import { localId } from "../domain/messageIds.ts";
 import type { Db } from "../store/db.ts";
 import { inTransaction } from "../store/db.ts";
 import type { LeasedDelivery } from "../store/deliveryOps.ts";
@@ -70,7 +71,8 @@ export class Publisher {
       const result = await insertMessages(tx, this.owner(), this.deps.leaseMs, messages);
       const clash = result.outcomes.findIndex((o) => o.kind === "conflict");
       if (clash >= 0) {
-        throw conflict(`message ${messages[clash]!.id} was stored before with other content`, { index: clash, id: messages[clash]!.id });
+        const id = localId(messages[clash]!.id);
+        throw conflict(`message ${id} was stored before with other content`, { index: clash, id });
       }
       return result;
     });

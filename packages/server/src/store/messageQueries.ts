@@ -44,6 +44,8 @@ export async function getAttempts(db: Db, messageId: string): Promise<AttemptRec
 
 export interface MessageFilter {
   app?: string | undefined;
+  /** Full ids; or `anyApp`: a bare id in every app's namespace and the admin's own. */
+  ids?: string[] | { anyApp: string } | undefined;
   /** An app key's view: its own messages and those of its read topics. */
   visibleTo?: { app: string; readTopics: readonly string[] } | undefined;
   topic?: string | undefined;
@@ -67,6 +69,13 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
     where.push(sql.replace("?", `$${values.length}`));
   };
   if (filter.app !== undefined) add("m.app = ?", filter.app);
+  // One primary-key probe per candidate full id (one per app), never a scan for a suffix.
+  if (Array.isArray(filter.ids)) add("m.id = any (?::text[])", filter.ids);
+  else if (filter.ids !== undefined) {
+    values.push(filter.ids.anyApp);
+    const id = `$${values.length}::text`;
+    where.push(`m.id = any (array(select name || '/' || ${id} from apps) || ${id})`);
+  }
   if (filter.visibleTo !== undefined) {
     values.push(filter.visibleTo.app, filter.visibleTo.readTopics);
     where.push(`(m.app = $${values.length - 1} or m.topic = any ($${values.length}::text[]))`);

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { Type } from "@sinclair/typebox";
-import { conflict, invalid, notFound, TidingsError } from "../../domain/errors.ts";
+import { conflict, forbidden, invalid, notFound, TidingsError } from "../../domain/errors.ts";
 import { parseDuration } from "../../domain/duration.ts";
 import { uuidv7 } from "../../domain/ids.ts";
 import { contentHash } from "../../publish/canonical.ts";
@@ -10,7 +10,8 @@ import { deleteMessage, markDead, resendMessage } from "../../store/operatorOps.
 import type { MessageRecord } from "../../store/rows.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
 import { getChecks, type ResolveOutcome } from "../../store/transactional.ts";
-import { appOf, requireOwner, requireReader, type Principal } from "../auth.ts";
+import { fullId, localId, refToFullId } from "../../domain/messageIds.ts";
+import { appOf, type Principal } from "../auth.ts";
 import type { Services } from "../context.ts";
 import {
   Attempt,
@@ -59,7 +60,7 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
   const key = body.key ?? null;
   const headers = body.headers ?? {};
   const stored: StoredMessage = {
-    id: body.id ?? uuidv7(),
+    id: fullId(app, body.id ?? uuidv7()),
     app,
     topic: body.topic,
     tag,
@@ -84,41 +85,52 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
 const prefersMinimal = (prefer: string | string[] | undefined): boolean =>
   prefer !== undefined && /(^|[,;\s])return\s*=\s*"?minimal"?/i.test(Array.isArray(prefer) ? prefer.join(",") : prefer);
 
+/** A message as answered: its id as its producer knows it (the app is beside it). */
 export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {}) {
   const { seq: _seq, ...shown } = m;
-  return { ...shown, ...extra };
+  return { ...shown, id: localId(m.id), ...extra };
+}
+
+/**
+ * Whether the caller may see a message: the admin sees all, an app its own and those of its read
+ * topics. Anything else is answered exactly as a message that does not exist, so that another
+ * app's ids are neither shown nor confirmed.
+ */
+const canRead = (p: Principal, m: MessageRecord): boolean => p.kind === "admin" || m.app === p.app || p.readTopics.includes(m.topic);
+/** Changing (commit, roll back, re-send, mark dead, delete) is for the message's own app and the admin. */
+const canChange = (p: Principal, m: MessageRecord): boolean => p.kind === "admin" || m.app === p.app;
+
+/** The message behind `ref` if the caller may act on it: 404 when it may not see it, 403 when it may only read it. */
+function allowed(principal: Principal, message: MessageRecord | null, ref: string, change: boolean): MessageRecord {
+  if (!message || !canRead(principal, message)) throw notFound(`message ${ref}`);
+  if (change && !canChange(principal, message)) throw forbidden(`message ${ref} belongs to another app: it may be read, not changed`);
+  return message;
 }
 
 /** The answer to commit/rollback: the message once in the wanted state, 409 with the state otherwise. */
-function showResolved(outcome: ResolveOutcome, wanted: "committed" | "rolled_back", id: string, principal: Principal) {
-  const message = outcome.message;
-  if (!message) throw notFound(`message ${id}`);
-  requireOwner(principal, message.app);
+function showResolved(outcome: ResolveOutcome, wanted: "committed" | "rolled_back", ref: string, principal: Principal) {
+  const message = allowed(principal, outcome.message, ref, true);
   if (message.state !== wanted) {
-    throw conflict(`message ${id} is ${message.state}`, { state: message.state });
+    throw conflict(`message ${ref} is ${message.state}`, { state: message.state });
   }
   return showMessage(message);
 }
 
 function conflictOf(outcome: InsertOutcome): TidingsError {
-  return conflict(`message ${outcome.message.id} was stored before with other content`, { id: outcome.message.id });
+  const id = localId(outcome.message.id);
+  return conflict(`message ${id} was stored before with other content`, { id });
 }
 
 export function messageRoutes(app: FastifyInstance, s: Services): void {
   const tags = ["messages"];
 
-  async function owned(principal: Principal, id: string): Promise<MessageRecord> {
-    const message = await getMessage(s.db, id);
-    if (!message) throw notFound(`message ${id}`);
-    requireOwner(principal, message.app);
-    return message;
+  /** `ref`: a bare id in the caller's own namespace, or a full id `<app>/<id>`. */
+  async function owned(principal: Principal, ref: string): Promise<MessageRecord> {
+    return allowed(principal, await getMessage(s.db, refToFullId(appOf(principal), ref)), ref, true);
   }
 
-  async function readable(principal: Principal, id: string): Promise<MessageRecord> {
-    const message = await getMessage(s.db, id);
-    if (!message) throw notFound(`message ${id}`);
-    requireReader(principal, message);
-    return message;
+  async function readable(principal: Principal, ref: string): Promise<MessageRecord> {
+    return allowed(principal, await getMessage(s.db, refToFullId(appOf(principal), ref)), ref, false);
   }
 
   async function subscriptionId(name: string | undefined): Promise<number | null> {
@@ -170,7 +182,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       const outcomes = await s.publisher.publishBatch(stored, request.body.atomic ?? true);
       const kinds = outcomes.map((o) => o.kind);
       if (prefersMinimal(request.headers.prefer)) {
-        return reply.status(201).header("preference-applied", "return=minimal").send({ ids: outcomes.map((o) => o.message.id), outcomes: kinds });
+        return reply.status(201).header("preference-applied", "return=minimal").send({ ids: outcomes.map((o) => localId(o.message.id)), outcomes: kinds });
       }
       // Up to 1,000 messages with their payloads: the native JSON.stringify writes them in half
       // the time of the schema's serializer, as one flat string (whose byte length is cheap).
@@ -199,6 +211,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       const principal = request.principal;
       const page = await listMessages(s.db, {
         app: q.app,
+        ids: q.id === undefined ? undefined : q.id.includes("/") || principal.kind === "app" ? [refToFullId(appOf(principal), q.id)] : { anyApp: q.id },
         visibleTo: principal.kind === "app" ? { app: principal.app, readTopics: principal.readTopics } : undefined,
         topic: q.topic,
         key: q.key,
@@ -246,7 +259,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     },
     async (request) => {
       const message = await owned(request.principal, request.params.id);
-      if (message.state !== "committed") throw conflict(`message ${message.id} is ${message.state}, not committed`, { state: message.state });
+      if (message.state !== "committed") throw conflict(`message ${request.params.id} is ${message.state}, not committed`, { state: message.state });
       const resent = await resendMessage(s.db, message.id, await subscriptionId(request.body.subscription));
       s.dispatcher.wake();
       return { resent };
@@ -283,7 +296,8 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     { schema: resolveSchema("Commit a prepared message: it is delivered at once. Idempotent; 409 after a rollback") },
     async (request) => {
       // The owner check is part of the (combined) commit statement: no read before it.
-      const outcome = await s.publisher.commit(request.params.id, appOf(request.principal));
+      const app = appOf(request.principal);
+      const outcome = await s.publisher.commit(refToFullId(app, request.params.id), app);
       return showResolved(outcome, "committed", request.params.id, request.principal);
     },
   );
@@ -302,7 +316,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     },
     async (request) => {
       const app = appOf(request.principal);
-      const outcomes = await Promise.all(request.body.ids.map((id) => s.publisher.commit(id, app)));
+      const outcomes = await Promise.all(request.body.ids.map((id) => s.publisher.commit(fullId(app, id), app)));
       const results = outcomes.map((outcome, i) => {
         const id = request.body.ids[i]!;
         try {
@@ -320,7 +334,8 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     "/v1/messages/:id/rollback",
     { schema: resolveSchema("Roll a prepared message back: it is never delivered. Idempotent; 409 after a commit") },
     async (request) => {
-      const outcome = await s.publisher.rollback(request.params.id, appOf(request.principal));
+      const app = appOf(request.principal);
+      const outcome = await s.publisher.rollback(refToFullId(app, request.params.id), app);
       return showResolved(outcome, "rolled_back", request.params.id, request.principal);
     },
   );

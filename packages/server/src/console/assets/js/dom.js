@@ -170,3 +170,8 @@ export async function act(button, fn) {
     if (button) button.disabled = false;
   }
 }
+
+/** A message's full id: `app/id` for an app's message (each app has its own ids), the bare id for the admin's own. */
+export function fullId(m) {
+  return m.app ? `${m.app}/${m.id}` : m.id;
+}

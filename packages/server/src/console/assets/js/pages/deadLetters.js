@@ -1,5 +1,5 @@
 import { api, enc, qs } from "../api.js";
-import { act, badge, formatCount, h, notify, table, time } from "../dom.js";
+import { act, badge, formatCount, fullId, h, notify, table, time } from "../dom.js";
 
 /** Dead letters and alerts: what needs a person. */
 export async function renderDeadLetters(ctx) {
@@ -141,7 +141,7 @@ export async function renderDeadLetters(ctx) {
       h("h2", { id: "h-doubt" }, "Messages in doubt"),
       table(
         [{ label: "Message" }, { label: "App" }, { label: "Topic", class: "wide-only" }, { label: "In doubt since" }],
-        doubtful.items.map((m) => [{ value: h("a", { href: `#/messages/${enc(m.id)}` }, m.id), class: "id" }, m.app ?? "—", m.topic, time(m.inDoubtAt)]),
+        doubtful.items.map((m) => [{ value: h("a", { href: `#/messages/${enc(fullId(m))}` }, fullId(m)), class: "id" }, m.app ?? "—", m.topic, time(m.inDoubtAt)]),
         { empty: "No message is in doubt." },
       ),
       h("p", { class: "small muted" }, "Their producer never answered the check-back. Open one to commit or roll it back by hand."),

@@ -1,5 +1,5 @@
 import { api, ApiError, enc } from "../api.js";
-import { act, badge, clear, confirmAction, h, notify, table, time } from "../dom.js";
+import { act, badge, clear, confirmAction, fullId, h, notify, table, time } from "../dom.js";
 
 /** While a delivery is pending the page follows it: every second at first, then less often (a delayed delivery may wait for days). */
 const followDelay = (round) => Math.min(1_000 * 1.25 ** round, 15_000);
@@ -122,7 +122,7 @@ export async function renderMessage(ctx, id) {
       h(
         "div",
         { class: "spread" },
-        h("h1", {}, "Message ", h("span", { class: "mono" }, message.id)),
+        h("h1", {}, "Message ", h("span", { class: "mono" }, fullId(message))),
         h("span", {}, badge(message.state), message.inDoubtAt && prepared ? [" ", badge("dead", "in doubt")] : null),
       ),
       h(

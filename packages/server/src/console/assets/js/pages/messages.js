@@ -1,7 +1,7 @@
-import { api, ApiError, enc, qs } from "../api.js";
-import { badge, formValues, h, notify, table, time } from "../dom.js";
+import { api, enc, qs } from "../api.js";
+import { badge, formValues, fullId, h, notify, table, time } from "../dom.js";
 
-const FILTERS = ["key", "topic", "tag", "state", "app", "subscription", "deliveryState", "createdAfter", "createdBefore"];
+const FILTERS = ["id", "key", "topic", "tag", "state", "app", "subscription", "deliveryState", "createdAfter", "createdBefore"];
 /** Filters typed as local date and time in the form; the API takes them as ISO instants. */
 const TIMES = new Set(["createdAfter", "createdBefore"]);
 
@@ -36,20 +36,22 @@ export async function renderMessages(ctx) {
         event.preventDefault();
         const values = formValues(form);
         if (values.id) {
-          // An id names one message: open it (or say it is not there).
+          // Each app has its own ids: an id may name one message in several apps. One: open it;
+          // several: list them; none: say so.
           try {
-            await api.get(`/v1/messages/${enc(values.id)}`);
-            ctx.navigate(`#/messages/${enc(values.id)}`);
-          } catch (error) {
-            if (!(error instanceof ApiError && error.status === 404)) return notify(error.message, { error: true });
+            const found = await api.get(`/v1/messages${qs({ id: values.id, limit: 2 })}`);
+            if (found.items.length === 1) return ctx.navigate(`#/messages/${enc(fullId(found.items[0]))}`);
+            if (found.items.length > 1) return ctx.navigate(`#/messages${qs({ id: values.id })}`);
             results.replaceChildren(h("p", { class: "empty", role: "status" }, `No message has the id ${values.id}.`));
+          } catch (error) {
+            notify(error.message, { error: true });
           }
           return;
         }
         ctx.navigate(`#/messages${qs(values)}`);
       },
     },
-    h("label", {}, "Message id", h("input", { name: "id", type: "search", autocomplete: "off" })),
+    h("label", {}, "Message id", h("input", { name: "id", type: "search", value: q.id ?? "", autocomplete: "off", placeholder: "id or app/id" })),
     h("label", {}, "Business key", h("input", { name: "key", type: "search", value: q.key ?? "", autocomplete: "off" })),
     h("label", {}, "Topic", h("input", { name: "topic", type: "search", value: q.topic ?? "", autocomplete: "off" })),
     h("label", {}, "Tag", h("input", { name: "tag", type: "search", value: q.tag ?? "", autocomplete: "off" })),
@@ -73,7 +75,7 @@ export async function renderMessages(ctx) {
     table(
       [{ label: "Id" }, { label: "Topic" }, { label: "Tag", class: "wide-only" }, { label: "Key" }, { label: "State", class: "wide-only" }, { label: "Created", class: "wide-only" }],
       page.items.map((m) => [
-        { value: h("a", { href: `#/messages/${enc(m.id)}` }, m.id), class: "id" },
+        { value: h("a", { href: `#/messages/${enc(fullId(m))}` }, fullId(m)), class: "id" },
         m.topic,
         m.tag ?? "—",
         m.key ?? "—",

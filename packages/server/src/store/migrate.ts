@@ -29,8 +29,9 @@ export async function loadMigrations(): Promise<Migration[]> {
  * inserted before each migration's SQL, so two processes racing collide on the ledger's key
  * rather than half-applying a file. Returns the versions applied.
  */
-export async function migrate(db: Db): Promise<number[]> {
-  const migrations = await loadMigrations();
+export async function migrate(db: Db, options: { upTo?: number } = {}): Promise<number[]> {
+  // upTo: stop after that version (tests of a migration over data written by the ones before).
+  const migrations = (await loadMigrations()).filter((m) => options.upTo === undefined || m.version <= options.upTo);
   return inTransaction(db, async (tx) => {
     await tx.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
     await tx.query(`create table if not exists tidings_migrations (

@@ -1,0 +1,56 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import pg from "pg";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { migrate } from "../src/store/migrate.ts";
+
+let database: TestDatabase;
+let db: pg.Pool;
+
+before(async () => {
+  database = await createTestDatabase("migrations");
+  db = new pg.Pool({ connectionString: database.url, max: 2 });
+});
+
+after(async () => {
+  await db.end();
+  await database.drop();
+});
+
+test("0008 moves each app's messages, with their deliveries, attempts, checks and alerts, to the app's own namespace", async () => {
+  await migrate(db, { upTo: 7 });
+  // Data as it stood: one global id space; an app's message, the admin's own (no app).
+  await db.query(`insert into apps (name, key_hash, secret) values ('shop', '\\x01', 'whsec_x'), ('billing', '\\x02', 'whsec_y')`);
+  await db.query(`insert into subscriptions (name, topic, endpoint, secret, retry)
+                  values ('inv', 't', '{"type":"http","url":"http://127.0.0.1:1/"}', 'whsec_s', '{"schedule":[],"maxAttempts":1,"windowMs":null}')`);
+  await db.query(`insert into messages (id, app, topic, payload, state, committed_at)
+                  values ('order-1', 'shop', 't', '{"n":1}', 'committed', now()), ('admin-1', null, 't', '{"n":2}', 'committed', now())`);
+  await db.query(`insert into messages (id, app, topic, payload, state) values ('half-1', 'billing', 't', '{}', 'prepared')`);
+  const { rows: [delivery] } = await db.query(`insert into deliveries (message_id, subscription_id, next_attempt_at, state, dead_at)
+                  select 'order-1', id, now(), 'dead', now() from subscriptions returning id`);
+  await db.query(`insert into deliveries (message_id, subscription_id, next_attempt_at) select 'admin-1', id, now() from subscriptions`);
+  await db.query(`insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, outcome)
+                  select $1, 'order-1', subscription_id, 1, now(), 3, 'dead' from deliveries where id = $1`, [delivery.id]);
+  await db.query(`insert into checks (message_id, check_no, started_at, latency_ms, answer) values ('half-1', 1, now(), 2, 'unknown')`);
+  await db.query(`insert into alerts (kind, message_id, subscription_id, detail) select 'delivery_dead', 'order-1', id, 'dead' from subscriptions`);
+
+  assert.deepEqual(await migrate(db), [8, ...(await laterVersions())]);
+
+  const ids = async (sql: string) => (await db.query(sql)).rows.map((r) => r.message_id ?? r.id).sort();
+  assert.deepEqual(await ids("select id from messages"), ["admin-1", "billing/half-1", "shop/order-1"]);
+  assert.deepEqual(await ids("select message_id from deliveries"), ["admin-1", "shop/order-1"]);
+  assert.deepEqual(await ids("select message_id from attempts"), ["shop/order-1"]);
+  assert.deepEqual(await ids("select message_id from checks"), ["billing/half-1"]);
+  assert.deepEqual(await ids("select message_id from alerts"), ["shop/order-1"]);
+  // Another app may now take the same id; deleting a message still takes its rows with it.
+  await db.query(`insert into messages (id, app, topic, payload, state, committed_at) values ('billing/order-1', 'billing', 't', '{}', 'committed', now())`);
+  await db.query("delete from messages where id = 'shop/order-1'");
+  assert.deepEqual(await ids("select message_id from deliveries"), ["admin-1"]);
+  assert.deepEqual(await ids("select message_id from alerts"), []);
+});
+
+/** Versions after 8 (applied in the same call). */
+async function laterVersions(): Promise<number[]> {
+  const { loadMigrations } = await import("../src/store/migrate.ts");
+  return (await loadMigrations()).map((m) => m.version).filter((v) => v > 8);
+}

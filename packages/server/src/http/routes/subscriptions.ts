@@ -56,7 +56,7 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
 
 export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
   const tags = ["subscriptions"];
-  const config = { admin: true };
+  const config = { auth: "admin" } as const;
   const endpoint = (e: Endpoint, current?: Endpoint): Endpoint => {
     if (e.type === "http") return { ...e, url: s.checkEndpointUrl(e.url, "endpoint.url") };
     // A broker URL as the API showed it (password masked) means "keep the stored one".

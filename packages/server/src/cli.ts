@@ -61,11 +61,12 @@ async function main(argv: string[]): Promise<number> {
       `Tidings is running at ${service.url}`,
       `  console:  ${service.url}/console`,
       `  API docs: ${service.url}/openapi.json`,
+      // The key is shown once, when it was generated; after that it is read from where it is kept.
       service.adminKeyGenerated
         ? `  admin key (generated, kept in ${config.dataDir}/admin-key): ${service.adminKey}`
         : config.adminKey
           ? "  admin key: from TIDINGS_ADMIN_KEY"
-          : `  admin key: ${service.adminKey} (kept in ${config.dataDir}/admin-key)`,
+          : `  admin key: kept in ${config.dataDir}/admin-key`,
     ];
     process.stdout.write(`\n${lines.join("\n")}\n\n`);
     await new Promise<void>((resolve) => {

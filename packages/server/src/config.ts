@@ -33,6 +33,13 @@ export interface Config {
   readonly endpointAllow: readonly string[];
   /** CIDRs endpoint URLs may not be in; cloud metadata addresses are always refused unless allowed. */
   readonly endpointDeny: readonly string[];
+  /**
+   * Whose X-Forwarded-For / -Proto to believe: false (nobody), true (any sender), a number of
+   * proxy hops, or the proxies' addresses and CIDR ranges.
+   */
+  readonly trustProxy: boolean | number | readonly string[];
+  /** A request (headers and body) must arrive within this; a slower client is cut off (408). */
+  readonly requestTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -62,6 +69,25 @@ function cidrs(env: Env, name: string): string[] {
   } catch (error) {
     throw new ConfigError((error as Error).message);
   }
+}
+
+function trustProxy(env: Env): Config["trustProxy"] {
+  const raw = (env.TIDINGS_TRUST_PROXY ?? "").trim();
+  if (raw === "" || raw === "false" || raw === "off") return false;
+  if (raw === "true") return true;
+  if (/^\d+$/.test(raw)) return integer(env, "TIDINGS_TRUST_PROXY", 0, 1, 100);
+  // Addresses and CIDR ranges, or the named ranges loopback, linklocal and uniquelocal.
+  const entries = raw.split(",").map((entry) => entry.trim());
+  const named = new Set(["loopback", "linklocal", "uniquelocal"]);
+  const addresses = entries.filter((entry) => !named.has(entry));
+  cidrs({ TIDINGS_TRUST_PROXY: addresses.join(",") }, "TIDINGS_TRUST_PROXY");
+  return entries;
+}
+
+function requestTimeout(env: Env): number {
+  const ms = duration(env, "TIDINGS_REQUEST_TIMEOUT", "30s");
+  if (ms < 100 || ms > 3_600_000) throw new ConfigError(`TIDINGS_REQUEST_TIMEOUT must be from 100ms to 1h, got "${env.TIDINGS_REQUEST_TIMEOUT}"`);
+  return ms;
 }
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -99,5 +125,7 @@ export function loadConfig(env: Env = process.env): Config {
     retentionIntervalMs: duration(env, "TIDINGS_RETENTION_INTERVAL", "1m"),
     endpointAllow: cidrs(env, "TIDINGS_ENDPOINT_ALLOW"),
     endpointDeny: cidrs(env, "TIDINGS_ENDPOINT_DENY"),
+    trustProxy: trustProxy(env),
+    requestTimeoutMs: requestTimeout(env),
   };
 }

@@ -17,7 +17,8 @@ import { ResultWriter } from "./dispatch/resultWriter.ts";
 import { SubscriptionCache } from "./dispatch/subscriptionCache.ts";
 import { Authenticator } from "./http/auth.ts";
 import { compileEndpointCheck } from "./http/endpointPolicy.ts";
-import { buildServer } from "./http/server.ts";
+import { buildServer, routesOf } from "./http/server.ts";
+import type { RouteEntry } from "./http/access.ts";
 import { createMetrics } from "./metrics.ts";
 import { Publisher } from "./publish/publisher.ts";
 import { appByKeyHash } from "./store/apps.ts";
@@ -31,6 +32,8 @@ export interface RunningService {
   readonly adminKey: string;
   readonly adminKeyGenerated: boolean;
   readonly nodeId: string;
+  /** Every route the API registered, with who may call it. */
+  readonly routes: readonly RouteEntry[];
   close(): Promise<void>;
 }
 
@@ -156,6 +159,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     adminKey: admin.key,
     adminKeyGenerated: admin.generated,
     nodeId,
+    routes: routesOf(server),
     close: () =>
       (closing ??= (async () => {
         await server.close();

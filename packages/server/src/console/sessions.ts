@@ -8,7 +8,11 @@ import { SignInLimiter } from "./signInLimiter.ts";
 
 /** A console session lasts a working day; then the operator signs in again. */
 export const SESSION_TTL_MS = 12 * 3_600_000;
-/** Over plain http (a local service) the cookie cannot be Secure; over https it is, and `__Host-` pins it to this origin. */
+/**
+ * Over plain http (a local service) the cookie cannot be Secure; over https (directly, or through
+ * a proxy trusted by TIDINGS_TRUST_PROXY that says so in X-Forwarded-Proto) it is, and `__Host-`
+ * pins it to this origin.
+ */
 const COOKIE_HTTP = "tidings_session";
 const COOKIE_HTTPS = "__Host-tidings_session";
 export const CSRF_HEADER = "x-csrf-token";
@@ -16,12 +20,15 @@ export const CSRF_HEADER = "x-csrf-token";
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 const sha256 = (text: string): Buffer => createHash("sha256").update(text).digest();
 
-/** `a=1; b=2` → the value of `name`, or undefined. */
+/** Session ids are 32 random bytes in base64url: any other cookie value is not one of ours. */
+const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
+
+/** `a=1; b=2` → the raw value of `name` (not decoded), or undefined. */
 export function readCookie(header: string | undefined, name: string): string | undefined {
   if (!header) return undefined;
   for (const part of header.split(";")) {
     const eq = part.indexOf("=");
-    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
   }
   return undefined;
 }
@@ -29,6 +36,8 @@ export function readCookie(header: string | undefined, name: string): string | u
 function sessionId(request: FastifyRequest): string | undefined {
   return readCookie(request.headers.cookie, COOKIE_HTTPS) ?? readCookie(request.headers.cookie, COOKIE_HTTP);
 }
+
+const ended = () => new TidingsError("unauthorized", "the console session has expired or ended; sign in again");
 
 function sameText(a: string, b: string): boolean {
   const x = sha256(a);
@@ -69,7 +78,9 @@ export class ConsoleSessions {
     }
     this.limiter.succeeded(request.ip);
     const id = randomBytes(32).toString("base64url");
-    const session = await createSession(this.db, sha256(id), randomBytes(32).toString("base64url"), SESSION_TTL_MS);
+    const idHash = sha256(id);
+    const csrfToken = randomBytes(32).toString("base64url");
+    const session = await createSession(this.db, idHash, csrfToken, SESSION_TTL_MS, this.auth.sessionFingerprint(idHash));
     const secure = request.protocol === "https";
     void reply.header(
       "set-cookie",
@@ -81,7 +92,7 @@ export class ConsoleSessions {
   /** Ends the caller's session (if it has one) and clears the cookie. */
   async signOut(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const id = sessionId(request);
-    if (id) await deleteSession(this.db, sha256(id));
+    if (id && SESSION_ID.test(id)) await deleteSession(this.db, sha256(id));
     const secure = request.protocol === "https";
     void reply.header("set-cookie", `${secure ? COOKIE_HTTPS : COOKIE_HTTP}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${secure ? "; Secure" : ""}`);
   }
@@ -93,9 +104,13 @@ export class ConsoleSessions {
   async authenticate(request: FastifyRequest): Promise<Principal | null> {
     if (request.headers.authorization) return null;
     const id = sessionId(request);
-    if (!id) return null;
-    const session = await findSession(this.db, sha256(id));
-    if (!session) throw new TidingsError("unauthorized", "the console session has expired or ended; sign in again");
+    if (id === undefined) return null;
+    // A garbled cookie is an ended session (401), not a fault: nothing to look up.
+    if (!SESSION_ID.test(id)) throw ended();
+    const idHash = sha256(id);
+    // Not found: expired, signed out, or started with an admin key that has since changed.
+    const session = await findSession(this.db, idHash, this.auth.sessionFingerprint(idHash));
+    if (!session) throw ended();
     if (!SAFE_METHODS.has(request.method)) {
       const token = request.headers[CSRF_HEADER];
       if (typeof token !== "string" || !sameText(token, session.csrfToken)) {

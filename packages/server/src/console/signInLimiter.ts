@@ -1,8 +1,9 @@
 /**
- * Failed console sign-ins per client address: after `maxFailures` within `windowMs`, that
- * address is refused (429 with Retry-After) until the window that began with its first failure
- * ends. A success clears its count. Kept in memory, per process: enough to make guessing an
- * admin key by hand (or by script) hopeless, with no state to clean up in the database.
+ * Failed attempts per client address, for console sign-ins and for API keys (one instance
+ * each): after `maxFailures` within `windowMs`, that address is refused (429 with Retry-After)
+ * until the window that began with its first failure ends. `succeeded` clears a count (sign-ins
+ * call it; API keys do not). Kept in memory, per process, in a bounded map: enough to make
+ * guessing a key by hand (or by script) hopeless, with no state to clean up in the database.
  */
 export class SignInLimiter {
   private readonly failures = new Map<string, { count: number; since: number }>();

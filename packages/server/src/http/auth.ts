@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import { TidingsError, appDisabled, forbidden } from "../domain/errors.ts";
 
@@ -30,12 +30,23 @@ const KEY_CACHE_MS = 5_000;
 /** Authenticates `Authorization: Bearer <key>` as the admin or as one app. */
 export class Authenticator {
   private readonly adminHash: Buffer;
+  /** Keys the console sessions' fingerprints of the admin key: derived from it, never the key. */
+  private readonly sessionKey: Buffer;
   private readonly cache = new Map<string, { app: AppIdentity | null; until: number }>();
   /** Moves on each `forget()`, so that a lookup that began before it does not cache what it read. */
   private generation = 0;
 
   constructor(adminKey: string, private readonly appByKeyHash: (hash: Buffer) => Promise<AppIdentity | null>) {
     this.adminHash = hashKey(adminKey);
+    this.sessionKey = createHmac("sha256", adminKey).update("tidings console sessions").digest();
+  }
+
+  /**
+   * A console session's fingerprint of the admin key it was started with (HMAC-SHA256 over the
+   * session's id hash): stored with the session, it no longer matches once the key changes.
+   */
+  sessionFingerprint(sessionIdHash: Buffer): Buffer {
+    return createHmac("sha256", this.sessionKey).update(sessionIdHash).digest();
   }
 
   async authenticate(request: FastifyRequest): Promise<Principal> {

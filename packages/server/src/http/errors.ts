@@ -1,3 +1,5 @@
+import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { TidingsError, type ErrorCode } from "../domain/errors.ts";
 
@@ -58,6 +60,12 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
     return;
   }
   switch (e.code) {
+    case "FST_ERR_BAD_URL":
+      void reply.status(400).send({ error: { code: "invalid_request", message: "the URL has an invalid percent-escape", field: "url" } });
+      return;
+    case "FST_ERR_MAX_PARAM_LENGTH":
+      void reply.status(414).send({ error: { code: "uri_too_long", message: "a path segment is longer than the limit", field: "url" } });
+      return;
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       void reply.status(413).send({ error: { code: "payload_too_large", message: "the request body is larger than the limit" } });
       return;
@@ -72,10 +80,46 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
     void reply.status(400).send({ error: { code: "invalid_json", message: `the body is not valid JSON: ${e.message}` } });
     return;
   }
+  if (isDataException(error)) {
+    // PostgreSQL refused a value the request carried (a NUL in text, a number or date out of
+    // range): the client's input, not a fault of the service.
+    void reply.status(400).send({ error: { code: "invalid_request", message: `a value in the request cannot be stored: ${e.message}` } });
+    return;
+  }
   if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
     void reply.status(e.statusCode).send({ error: { code: "invalid_request", message: e.message } });
     return;
   }
   request.log.error({ err: error }, "request failed");
   void reply.status(500).send({ error: { code: "internal", message: "internal error" } });
+}
+
+/** A PostgreSQL error of class 22, "data exception" (SQLSTATE 22xxx). */
+function isDataException(error: unknown): boolean {
+  const e = error as { code?: unknown; severity?: unknown };
+  return typeof e.code === "string" && e.code.startsWith("22") && e.code.length === 5 && typeof e.severity === "string";
+}
+
+/**
+ * Errors Node's HTTP parser raises before there is a request to answer (malformed HTTP, an
+ * unknown method, headers over the limit, a request not received within the request timeout):
+ * answered in our shape on the raw socket, which is then closed.
+ */
+export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, code, message] =
+    error.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "headers_too_large", "the request's headers are larger than the limit"]
+      : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "request_timeout", "the request was not received within the request timeout"]
+        : [400, "invalid_request", "the request is not valid HTTP"];
+  // Only when nothing was written yet: a reply half sent cannot be followed by another.
+  if (socket.writable && socket.bytesWritten === 0) {
+    const body = JSON.stringify({ error: { code, message } });
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }

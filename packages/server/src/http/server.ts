@@ -1,8 +1,11 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Config } from "../config.ts";
 import swagger from "@fastify/swagger";
 import type { Services } from "./context.ts";
-import { errorHandler } from "./errors.ts";
-import { forbidden } from "../domain/errors.ts";
+import { clientErrorHandler, errorHandler } from "./errors.ts";
+import { authorizeRoutes, requireDeclaredAccess, type RouteEntry } from "./access.ts";
+import { nulField } from "./nul.ts";
+import { invalid } from "../domain/errors.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { messageRoutes } from "./routes/messages.ts";
 import { alertRoutes } from "./routes/alerts.ts";
@@ -14,11 +17,20 @@ import { jobRoutes } from "./routes/jobs.ts";
 import { sessionRoutes } from "./routes/session.ts";
 import { statsRoutes } from "./routes/stats.ts";
 
-declare module "fastify" {
-  interface FastifyContextConfig {
-    /** The route needs the admin key. */
-    admin?: boolean;
-  }
+/** The routes a built server registered, with who may call each (for tests and tools). */
+const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
+export const routesOf = (app: FastifyInstance): readonly RouteEntry[] => routeTables.get(app) ?? [];
+
+/** Node checks for requests over the timeout this often: a fraction of it, at most a second. */
+const checkingIntervalMs = (timeoutMs: number) => Math.max(50, Math.min(1000, Math.floor(timeoutMs / 10)));
+
+/**
+ * TIDINGS_TRUST_PROXY as Fastify takes it. A hop count trusts what the nearest `hops` senders
+ * say, whoever they are (fit only where the service cannot be reached but through them).
+ */
+function trustProxyOption(trust: Config["trustProxy"]): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof trust === "number") return (_address, hop) => hop < trust;
+  return typeof trust === "boolean" ? trust : [...trust];
 }
 
 export async function buildServer(s: Services): Promise<FastifyInstance> {
@@ -29,11 +41,28 @@ export async function buildServer(s: Services): Promise<FastifyInstance> {
     bodyLimit: s.config.bodyLimitBytes,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
+    // The client address (key failures are counted per address) and the protocol (the session
+    // cookie is Secure over https) from X-Forwarded-* only when the proxy that sent it is trusted.
+    trustProxy: trustProxyOption(s.config.trustProxy),
+    // A client that sends its headers and then drips its body is cut off.
+    requestTimeout: s.config.requestTimeoutMs,
+    http: {
+      requestTimeout: s.config.requestTimeoutMs,
+      headersTimeout: Math.min(60_000, s.config.requestTimeoutMs),
+      connectionsCheckingInterval: checkingIntervalMs(s.config.requestTimeoutMs),
+    },
+    // Errors raised before a route runs (a bad escape in the URL, malformed HTTP) in our shape too.
+    frameworkErrors: (error, request, reply) => errorHandler(error, request as FastifyRequest, reply as FastifyReply),
+    clientErrorHandler,
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send({ error: { code: "not_found", message: `no route ${request.method} ${request.url.split("?")[0]}` } });
   });
+  // JSON only: a text/plain body is refused (415) rather than handed to a schema as a string.
+  app.removeContentTypeParser("text/plain");
+  const routes = requireDeclaredAccess(app);
+  routeTables.set(app, routes);
   await app.register(swagger, {
     openapi: {
       info: { title: "Tidings", version: "0.1.0", description: "Reliable messaging between services that each own their database." },
@@ -44,30 +73,30 @@ export async function buildServer(s: Services): Promise<FastifyInstance> {
 
   app.decorateRequest("principal", null as never);
   const sessions = new ConsoleSessions(s.db, s.auth);
-  app.addHook("onRequest", async (request) => {
-    if (!request.url.startsWith("/v1/") || request.routeOptions.config.public) return;
-    // A Bearer key, or the console's session cookie (+ CSRF token on changes).
-    request.principal = (await sessions.authenticate(request)) ?? (await s.auth.authenticate(request));
-    if (request.routeOptions.config.admin && request.principal.kind !== "admin") {
-      throw forbidden("this needs the admin key");
+  authorizeRoutes(app, s.auth, sessions);
+
+  app.addHook("preValidation", (request, _reply, done) => {
+    // PostgreSQL cannot store a NUL in text: refuse it in the path or query, naming the field.
+    if (request.url.includes("%00")) {
+      done(invalid(nulField(request), "a NUL character (%00) is not allowed here"));
+      return;
     }
-  });
-
-  // A POST without a body (resend, mark dead) means "no options": validate it as {}.
-  app.addHook("preValidation", async (request) => {
+    // A POST without a body (resend, mark dead) means "no options": validate it as {}.
     if (request.body === undefined && request.method === "POST") request.body = {};
+    done();
   });
 
-  app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
-  app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+  const config = { auth: "public" } as const;
+  app.get("/healthz", { config, schema: { hide: true } }, async () => ({ ok: true }));
+  app.get("/readyz", { config, schema: { hide: true } }, async (_request, reply) => {
     const ready = await s.ready();
     return reply.status(ready ? 200 : 503).send({ ready });
   });
-  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => {
+  app.get("/metrics", { config, schema: { hide: true } }, async (_request, reply) => {
     const text = await s.metrics.registry.metrics();
     return reply.type(s.metrics.registry.contentType).send(text);
   });
-  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/openapi.json", { config, schema: { hide: true } }, async () => app.swagger());
 
   appRoutes(app, s);
   subscriptionRoutes(app, s);

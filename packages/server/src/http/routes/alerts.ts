@@ -27,7 +27,7 @@ const AlertParams = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,18}$" }) 
 /** Alerts for people: dead deliveries and messages in doubt (admin). */
 export function alertRoutes(app: FastifyInstance, s: Services): void {
   const tags = ["alerts"];
-  const config = { admin: true };
+  const config = { auth: "admin" } as const;
   app.get<{ Querystring: Static<typeof AlertQuery> }>(
     "/v1/alerts",
     { config, schema: { tags, summary: "Alerts, newest first (open ones only unless open=false)", querystring: AlertQuery, response: { 200: Type.Object({ items: Type.Array(Alert) }), "4xx": ErrorBody } } },

@@ -9,7 +9,7 @@ import { Type } from "@sinclair/typebox";
 
 export function appRoutes(app: FastifyInstance, s: Services): void {
   const tags = ["apps"];
-  const config = { admin: true };
+  const config = { auth: "admin" } as const;
 
   app.post<{ Body: CreateApp }>(
     "/v1/apps",

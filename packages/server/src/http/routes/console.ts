@@ -52,6 +52,8 @@ function loadAssets(dir: string): Map<string, Asset> {
 /** The web console: plain HTML, CSS and JavaScript files; it talks to the service through /v1 alone. */
 export function consoleRoutes(app: FastifyInstance): void {
   const assets = loadAssets(ASSETS_DIR);
+  // The page and its files are public; everything it shows comes from /v1, which is not.
+  const config = { auth: "public" } as const;
 
   function send(reply: FastifyReply, asset: Asset, ifNoneMatch: string | undefined) {
     void reply.headers(SECURITY_HEADERS).header("cache-control", "no-cache").header("etag", asset.etag);
@@ -59,13 +61,13 @@ export function consoleRoutes(app: FastifyInstance): void {
     return reply.type(asset.type).send(asset.body);
   }
 
-  app.get("/console", { schema: { hide: true } }, async (request, reply) =>
+  app.get("/console", { config, schema: { hide: true } }, async (request, reply) =>
     send(reply, assets.get("index.html")!, request.headers["if-none-match"]),
   );
-  app.get<{ Params: { "*": string } }>("/console/*", { schema: { hide: true } }, async (request, reply) => {
+  app.get<{ Params: { "*": string } }>("/console/*", { config, schema: { hide: true } }, async (request, reply) => {
     const asset = assets.get(request.params["*"] || "index.html");
     if (!asset) return reply.status(404).send({ error: { code: "not_found", message: `no console file ${request.params["*"]}` } });
     return send(reply, asset, request.headers["if-none-match"]);
   });
-  app.get("/", { schema: { hide: true } }, async (_request, reply) => reply.redirect("/console"));
+  app.get("/", { config, schema: { hide: true } }, async (_request, reply) => reply.redirect("/console"));
 }

@@ -44,7 +44,7 @@ export function deliveryRoutes(app: FastifyInstance, s: Services): void {
   app.get<{ Querystring: ListDeliveriesQuery }>(
     "/v1/deliveries",
     {
-      config: { admin: true },
+      config: { auth: "admin" },
       schema: {
         tags: ["console"],
         summary: "List deliveries newest first (e.g. state=dead: the dead letters), with keyset paging",

@@ -28,7 +28,7 @@ type ListJobsQuery = Static<typeof ListJobsQuery>;
 /** Re-sending dead deliveries as a background job whose progress can be followed. */
 export function jobRoutes(app: FastifyInstance, s: Services): void {
   const tags = ["console"];
-  const config = { admin: true };
+  const config = { auth: "admin" } as const;
   const jobs = new ResendDeadJobs(s.db, () => s.dispatcher.wake(), s.log);
   jobs.start();
   app.addHook("onClose", async () => jobs.stop());

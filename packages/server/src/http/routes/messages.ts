@@ -143,6 +143,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
   app.post<{ Body: NewMessage }>(
     "/v1/messages",
     {
+      config: { auth: "app" },
       schema: {
         tags,
         summary: "Send a message: stored, then delivered to every matching subscription",
@@ -161,6 +162,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
   app.post<{ Body: MessageBatch }>(
     "/v1/messages/batch",
     {
+      config: { auth: "app" },
       schema: {
         tags,
         summary: "Send up to 1000 messages: all or nothing, or (atomic: false) each on its own",
@@ -196,6 +198,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
   app.get<{ Querystring: ListMessagesQuery }>(
     "/v1/messages",
     {
+      config: { auth: "app" },
       schema: {
         tags,
         summary: "Search messages, newest first, with keyset paging",
@@ -230,7 +233,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
 
   app.get<{ Params: MessageIdParams }>(
     "/v1/messages/:id",
-    { schema: { tags, summary: "A message and its deliveries: the reconciliation query", params: MessageIdParams, response: { 200: Message, "4xx": ErrorBody } } },
+    { config: { auth: "app" }, schema: { tags, summary: "A message and its deliveries: the reconciliation query", params: MessageIdParams, response: { 200: Message, "4xx": ErrorBody } } },
     async (request) => {
       const message = await readable(request.principal, request.params.id);
       return showMessage(message, { deliveries: await getDeliveries(s.db, message.id) });
@@ -239,7 +242,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
 
   app.get<{ Params: MessageIdParams }>(
     "/v1/messages/:id/attempts",
-    { schema: { tags, summary: "The delivery log of a message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Attempt) }), "4xx": ErrorBody } } },
+    { config: { auth: "app" }, schema: { tags, summary: "The delivery log of a message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Attempt) }), "4xx": ErrorBody } } },
     async (request) => {
       const message = await readable(request.principal, request.params.id);
       return { items: await getAttempts(s.db, message.id) };
@@ -249,6 +252,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
   app.post<{ Params: MessageIdParams; Body: SubscriptionTarget }>(
     "/v1/messages/:id/resend",
     {
+      config: { auth: "app" },
       schema: {
         tags,
         summary: "Deliver a message again (to one subscription, or all), with a fresh retry cycle",
@@ -269,6 +273,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
   app.post<{ Params: MessageIdParams; Body: SubscriptionTarget }>(
     "/v1/messages/:id/dead",
     {
+      config: { auth: "app" },
       schema: {
         tags,
         summary: "Stop delivering a message: its pending deliveries become dead",
@@ -293,7 +298,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
 
   app.post<{ Params: MessageIdParams }>(
     "/v1/messages/:id/commit",
-    { schema: resolveSchema("Commit a prepared message: it is delivered at once. Idempotent; 409 after a rollback") },
+    { config: { auth: "app" }, schema: resolveSchema("Commit a prepared message: it is delivered at once. Idempotent; 409 after a rollback") },
     async (request) => {
       // The owner check is part of the (combined) commit statement: no read before it.
       const app = appOf(request.principal);
@@ -305,6 +310,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
   app.post<{ Body: CommitMany }>(
     "/v1/messages/commit",
     {
+      config: { auth: "app" },
       schema: {
         tags,
         summary: "Commit several prepared messages: each on its own, with a result per id",
@@ -332,7 +338,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
 
   app.post<{ Params: MessageIdParams }>(
     "/v1/messages/:id/rollback",
-    { schema: resolveSchema("Roll a prepared message back: it is never delivered. Idempotent; 409 after a commit") },
+    { config: { auth: "app" }, schema: resolveSchema("Roll a prepared message back: it is never delivered. Idempotent; 409 after a commit") },
     async (request) => {
       const app = appOf(request.principal);
       const outcome = await s.publisher.rollback(refToFullId(app, request.params.id), app);
@@ -342,7 +348,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
 
   app.get<{ Params: MessageIdParams }>(
     "/v1/messages/:id/checks",
-    { schema: { tags, summary: "The check-back log of a (once) prepared message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Check) }), "4xx": ErrorBody } } },
+    { config: { auth: "app" }, schema: { tags, summary: "The check-back log of a (once) prepared message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Check) }), "4xx": ErrorBody } } },
     async (request) => {
       const message = await owned(request.principal, request.params.id);
       return { items: await getChecks(s.db, message.id) };
@@ -351,7 +357,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
 
   app.delete<{ Params: MessageIdParams }>(
     "/v1/messages/:id",
-    { schema: { tags, summary: "Delete a message, its deliveries and their log", params: MessageIdParams } },
+    { config: { auth: "app" }, schema: { tags, summary: "Delete a message, its deliveries and their log", params: MessageIdParams } },
     async (request, reply) => {
       const message = await owned(request.principal, request.params.id);
       await deleteMessage(s.db, message.id);

@@ -4,13 +4,6 @@ import { notFound } from "../../domain/errors.ts";
 import type { ConsoleSessions } from "../../console/sessions.ts";
 import { ErrorBody } from "../schemas.ts";
 
-declare module "fastify" {
-  interface FastifyContextConfig {
-    /** The route is under /v1 but needs no credentials (signing in). */
-    public?: boolean;
-  }
-}
-
 const SignIn = Type.Object({ adminKey: Type.String({ minLength: 1, maxLength: 1000 }) }, { additionalProperties: false });
 type SignIn = Static<typeof SignIn>;
 const Session = Type.Object({
@@ -25,7 +18,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: ConsoleSessions): 
   app.post<{ Body: SignIn }>(
     "/v1/session",
     {
-      config: { public: true },
+      config: { auth: "public" },
       schema: {
         tags,
         summary: "Sign in to the console with the admin key: sets an HttpOnly session cookie",
@@ -42,7 +35,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: ConsoleSessions): 
 
   app.get(
     "/v1/session",
-    { config: { admin: true }, schema: { tags, summary: "The current console session and its CSRF token", response: { 200: Session, "4xx": ErrorBody } } },
+    { config: { auth: "admin" }, schema: { tags, summary: "The current console session and its CSRF token", response: { 200: Session, "4xx": ErrorBody } } },
     async (request, reply) => {
       const session = sessions.sessionOf(request);
       if (!session) throw notFound("console session (this call was made with a key, not a session cookie)");
@@ -52,7 +45,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: ConsoleSessions): 
 
   app.delete(
     "/v1/session",
-    { config: { admin: true }, schema: { tags, summary: "Sign out of the console", response: { "4xx": ErrorBody } } },
+    { config: { auth: "admin" }, schema: { tags, summary: "Sign out of the console", response: { "4xx": ErrorBody } } },
     async (request, reply) => {
       await sessions.signOut(request, reply);
       return reply.status(204).send();

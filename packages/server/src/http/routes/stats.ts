@@ -73,7 +73,7 @@ export function statsRoutes(app: FastifyInstance, s: Services): void {
   app.get(
     "/v1/stats",
     {
-      config: { admin: true },
+      config: { auth: "admin" },
       schema: {
         tags: ["console"],
         summary: "Counts by state, the oldest pending delivery, and throughput per minute over the last hour",

@@ -35,13 +35,52 @@ function retryPolicy(options: RetryOptions | undefined): RetryPolicy {
   }
 }
 
+/** What the API shows in place of a secret: sent back unchanged in a PATCH, it keeps the stored value. */
+const MASK = "***";
+
+/** An endpoint as the API shows it: the URL's password and every header value masked. */
+function showEndpoint(endpoint: Endpoint): Endpoint {
+  if (endpoint.type !== "http") return { ...endpoint, url: maskUrl(endpoint.url) };
+  // Spelled as stored unless it carries a password (masking re-spells a URL in its normal form).
+  const masked = maskUrl(endpoint.url);
+  const shown: Endpoint = { ...endpoint, url: masked.includes(MASK) ? masked : endpoint.url };
+  if (endpoint.headers) shown.headers = Object.fromEntries(Object.keys(endpoint.headers).map((name) => [name, MASK]));
+  return shown;
+}
+
+/**
+ * An endpoint given in a PATCH, with what the API showed (a masked URL, masked header values)
+ * standing for the stored values.
+ */
+function unmaskEndpoint(given: Endpoint, current: Endpoint | undefined): Endpoint {
+  if (!current || current.type !== given.type) return given;
+  const url = given.url.includes(MASK) && maskUrl(current.url) === given.url ? current.url : given.url;
+  if (given.type !== "http" || current.type !== "http" || !given.headers) return { ...given, url };
+  const stored = current.headers ?? {};
+  const headers = Object.fromEntries(
+    Object.entries(given.headers).map(([name, value]) => [name, value === MASK && Object.hasOwn(stored, name) ? stored[name]! : value]),
+  );
+  return { ...given, url, headers };
+}
+
+/** RFC 9110 field names; values without CR, LF or NUL (each attempt would fail on them). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const BAD_HEADER_VALUE = /[\r\n\0]/;
+
+function checkHeaders(headers: Record<string, string> | undefined): void {
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (!HEADER_NAME.test(name)) throw invalid(`endpoint.headers.${name}`, `endpoint.headers: "${name}" is not a valid header name`);
+    if (BAD_HEADER_VALUE.test(value)) throw invalid(`endpoint.headers.${name}`, `endpoint.headers.${name} may not contain CR, LF or NUL`);
+  }
+}
+
 /** What the API shows of a subscription: durations spelled back, the secret never (but once). */
 export function showSubscription(row: SubscriptionRow, secret?: string) {
   return {
     name: row.name,
     topic: row.topic,
     tags: row.tags,
-    endpoint: row.endpoint.type === "http" ? row.endpoint : { ...row.endpoint, url: maskUrl(row.endpoint.url) },
+    endpoint: showEndpoint(row.endpoint),
     retry: {
       schedule: row.retry.schedule.map(formatDuration),
       maxAttempts: row.retry.maxAttempts,
@@ -56,11 +95,15 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
 
 export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
   const tags = ["subscriptions"];
-  const config = { admin: true };
-  const endpoint = (e: Endpoint, current?: Endpoint): Endpoint => {
-    if (e.type === "http") return { ...e, url: s.checkEndpointUrl(e.url, "endpoint.url") };
-    // A broker URL as the API showed it (password masked) means "keep the stored one".
-    const url = current && current.type !== "http" && e.url.includes("***") && maskUrl(current.url) === e.url ? current.url : e.url;
+  const config = { auth: "admin" } as const;
+  const endpoint = (given: Endpoint, current?: Endpoint): Endpoint => {
+    // What the API showed (a masked password or header value) means "keep the stored one".
+    const e = unmaskEndpoint(given, current);
+    if (e.type === "http") {
+      checkHeaders(e.headers);
+      return { ...e, url: s.checkEndpointUrl(e.url, "endpoint.url") };
+    }
+    const url = e.url;
     const address = parseBrokerUrl(e.type, url);
     if ("error" in address) throw invalid("endpoint.url", `endpoint.url ${address.error}`);
     // The network policy applies to the broker's host as to an HTTP endpoint's.
@@ -110,7 +153,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
     async (request) => {
       const body = request.body;
       const secret = body.rotateSecret ? newSigningSecret() : undefined;
-      const current = body.endpoint && body.endpoint.type !== "http" ? (await getSubscription(s.db, request.params.name))?.endpoint : undefined;
+      const current = body.endpoint ? (await getSubscription(s.db, request.params.name))?.endpoint : undefined;
       const row = await updateSubscription(s.db, request.params.name, {
         topic: body.topic,
         tags: body.tags,

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { afterFailure } from "../domain/retrySchedule.ts";
 import type { AttemptResult, Lease, LeasedDelivery } from "../store/deliveryOps.ts";
@@ -86,7 +87,10 @@ export class Dispatcher {
     private readonly results: ResultWriter,
     private readonly options: DispatcherOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // One listener per send in flight: thousands are normal here, not a leak.
+    setMaxListeners(0, this.aborts.signal);
+  }
 
   start(): void {
     this.wake();

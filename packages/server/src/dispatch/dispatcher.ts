@@ -106,8 +106,9 @@ export class Dispatcher {
   }
 
   push(deliveries: readonly LeasedDelivery[]): void {
-    // Leases began at most now; an attempt started after startBy might not end within its lease.
-    const startBy = Date.now() + this.options.leaseMs - this.options.attemptMs - 1000;
+    // Leases began at most now; held back behind a subscription's cap past startBy, an attempt
+    // might not end within its lease (a lease shorter than an attempt: half the lease).
+    const startBy = Date.now() + Math.max(this.options.leaseMs - this.options.attemptMs - 1000, this.options.leaseMs / 2);
     for (const delivery of deliveries) this.queue.push({ delivery, startBy });
     this.pump();
   }
@@ -194,7 +195,8 @@ export class Dispatcher {
     const now = Date.now();
     while (this.inFlight < this.options.concurrency && !this.stopped) {
       let held: Held | undefined;
-      if (this.ready.size > 0) {
+      const fromLane = this.ready.size > 0;
+      if (fromLane) {
         const id = this.ready.values().next().value!;
         const lane = this.lanes.get(id);
         const subscription = this.ops.subscription(id);
@@ -213,7 +215,7 @@ export class Dispatcher {
       } else if (this.head < this.queue.length) {
         held = this.queue[this.head++]!;
       } else break;
-      this.place(held, now);
+      this.place(held, now, fromLane);
     }
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
@@ -226,11 +228,14 @@ export class Dispatcher {
     }
   }
 
-  /** Starts one delivery, or holds it back behind its subscription's cap, or gives its lease back. */
-  private place(held: Held, now: number): void {
+  /**
+   * Starts one delivery, or holds it back behind its subscription's cap, or gives its lease back
+   * (its subscription paused or gone, or, coming out of a lane, it waited too long to start).
+   */
+  private place(held: Held, now: number, fromLane: boolean): void {
     const { delivery } = held;
     const subscription = this.ops.subscription(delivery.subscriptionId);
-    if (this.stopped || !subscription || !subscription.enabled || held.startBy < now) {
+    if (this.stopped || !subscription || !subscription.enabled || (fromLane && held.startBy < now)) {
       this.releaseLater(delivery);
       return;
     }

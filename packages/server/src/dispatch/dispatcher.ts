@@ -75,7 +75,7 @@ export class Dispatcher {
   private readonly lanes = new Map<number, Lane>();
   /** Subscriptions under their cap again with deliveries waiting: served before the queue. */
   private readonly ready = new Set<number>();
-  /** Subscriptions at their cap with deliveries waiting: claims leave them out. */
+  /** Subscriptions at their cap with at least a cap's worth waiting: claims leave them out. */
   private readonly full = new Set<number>();
   private waitingCount = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -98,7 +98,7 @@ export class Dispatcher {
 
   /** Whether pushing more work from memory would only make it wait past its lease. */
   get saturated(): boolean {
-    return this.queued >= this.options.maxQueued;
+    return this.queued + this.waitingCount >= this.options.maxQueued;
   }
 
   private get queued(): number {
@@ -146,7 +146,7 @@ export class Dispatcher {
     this.polling = true;
     let full = false;
     try {
-      const room = this.options.maxQueued + this.options.concurrency - this.queued - this.inFlight;
+      const room = this.options.maxQueued + this.options.concurrency - this.queued - this.waitingCount - this.inFlight;
       const limit = Math.min(room, 500);
       if (limit > 0) {
         const claimed = await this.ops.claim(limit, this.full);
@@ -187,9 +187,10 @@ export class Dispatcher {
 
   /**
    * Starts deliveries while there are free slots: first those of subscriptions whose cap freed
-   * up, then the queue. A delivery over its subscription's cap waits in the subscription's lane
-   * (a few per slot of the cap; more are given back to the database, and claims leave the
-   * subscription out while it is full), so other subscriptions' deliveries go on past it.
+   * up, then the queue. A delivery over its subscription's cap waits in the subscription's lane,
+   * so other subscriptions' deliveries go on past it. Claims leave a subscription out while a
+   * cap's worth waits; a lane holds at most a quarter of maxQueued (or four caps' worth), more is
+   * given back to the database, so one slow subscription cannot fill the memory others need.
    */
   private pump(): void {
     const now = Date.now();
@@ -208,9 +209,11 @@ export class Dispatcher {
         }
         held = lane.waiting.shift()!;
         this.waitingCount--;
-        if (lane.waiting.length === 0) {
-          this.ready.delete(id);
+        if (lane.waiting.length === 0) this.ready.delete(id);
+        if (this.full.has(id) && (!subscription || lane.waiting.length < this.capOf(subscription))) {
+          // Running low: let the next claim take more of it before its lane runs dry.
           this.full.delete(id);
+          this.moreDue = true;
         }
       } else if (this.head < this.queue.length) {
         held = this.queue[this.head++]!;
@@ -242,14 +245,14 @@ export class Dispatcher {
     const lane = this.lane(subscription.id);
     const cap = this.capOf(subscription);
     if (lane.inFlight >= cap) {
-      if (lane.waiting.length >= cap * 2) {
+      if (lane.waiting.length >= Math.max(cap * 4, this.options.maxQueued >> 2)) {
         this.releaseLater(delivery);
       } else {
         lane.waiting.push(held);
         this.waitingCount++;
         this.scheduleSweep();
       }
-      this.full.add(subscription.id);
+      if (lane.waiting.length >= cap) this.full.add(subscription.id);
       return;
     }
     lane.inFlight++;

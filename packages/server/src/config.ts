@@ -18,7 +18,7 @@ export interface Config {
   readonly deliveryTimeoutMs: number;
   /** In-flight HTTP deliveries per process. */
   readonly deliveryConcurrency: number;
-  /** In-flight deliveries per subscription per process, unless the subscription sets its own. */
+  /** Each subscription's fair share of the delivery slots (a subscription's own maxInFlight is a hard limit instead). */
   readonly subscriptionMaxInFlight: number;
   readonly bodyLimitBytes: number;
   readonly poolSize: number;

@@ -147,15 +147,18 @@ test("a receiver answering 500 with a NUL byte in its body: healthy deliveries b
   await admin.post("/v1/subscriptions", { name: "nul", topic: "t.nul", endpoint: { type: "http", url: `${receiver.url}/nul` }, retry: { schedule: ["1h"] } });
   await admin.post("/v1/subscriptions", { name: "ok-a", topic: "t.nul", endpoint: { type: "http", url: `${receiver.url}/ok-a` } });
   await admin.post("/v1/subscriptions", { name: "ok-b", topic: "t.nul", endpoint: { type: "http", url: `${receiver.url}/ok-b` } });
+  await admin.post("/v1/subscriptions", { name: "huge", topic: "t.nul", endpoint: { type: "http", url: `${receiver.url}/huge` }, retry: { schedule: ["1h"] } });
   const ids = await Promise.all(Array.from({ length: 30 }, async (_, i) => (await admin.post("/v1/messages", { topic: "t.nul", payload: { i } })).body.id as string));
   for (const id of ids) {
     const message = await waitFor(`results of ${id} recorded`, async () => {
       const m = (await admin.get(`/v1/messages/${id}`)).body;
-      return deliveryOf(m, "ok-a")?.state === "delivered" && deliveryOf(m, "ok-b")?.state === "delivered" && deliveryOf(m, "nul")?.attempts === 1 ? m : null;
+      const settled = deliveryOf(m, "nul")?.attempts === 1 && deliveryOf(m, "huge")?.attempts === 1;
+      return deliveryOf(m, "ok-a")?.state === "delivered" && deliveryOf(m, "ok-b")?.state === "delivered" && settled ? m : null;
     }, 20_000);
     const bad = deliveryOf(message, "nul")!;
     assert.equal(bad.state, "pending");
     assert.equal(bad.lastError, "HTTP 500: badbody \ufffd\ufffd\ufffd end");
+    assert.equal(deliveryOf(message, "huge")!.lastError, "HTTP 200: the answer is longer than 1048576 bytes", "a 200 MB answer is cut off");
   }
   for (const id of ids) {
     assert.equal(receiver.count("/ok-a", id), 1, `ok-a got ${id} once`);
@@ -177,6 +180,10 @@ test("a dripping receiver: other subscriptions' deliveries go on at once, and SI
   assert.equal((await admin.post("/v1/subscriptions", { name: "drip", topic: "t.drip", endpoint: { type: "http", url: `${receiver.url}/drip` }, retry: { schedule: ["500ms"] } })).status, 201);
   const fastSub = await admin.post("/v1/subscriptions", { name: "fast", topic: "t.fast", endpoint: { type: "http", url: `${fast.url}/fast` }, maxInFlight: 8 });
   assert.equal(fastSub.body.maxInFlight, 8);
+  assert.equal((await admin.get("/v1/subscriptions/drip")).body.maxInFlight, null, "null: the service default");
+  const zero = await admin.patch("/v1/subscriptions/drip", { maxInFlight: 0 });
+  assert.equal(zero.status, 400);
+  assert.equal(zero.body.error.field, "maxInFlight");
   // 40 dripping deliveries: without a per-subscription cap they would take all 16 slots for 4 s each.
   await admin.post("/v1/messages/batch", { messages: Array.from({ length: 40 }, (_, i) => ({ topic: "t.drip", payload: { i } })) });
   await waitFor("the dripping receiver holding attempts", () => receiver.total("/drip") >= 4, 10_000);

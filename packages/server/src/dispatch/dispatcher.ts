@@ -22,7 +22,7 @@ export interface DispatcherOptions {
   pollIntervalMs: number;
   /** Deliveries held in memory beyond those in flight; more would risk outliving their lease. */
   maxQueued: number;
-  /** Deliveries in flight per subscription unless the subscription sets its own `maxInFlight`. */
+  /** Each subscription's fair share of the slots, unless it sets its own `maxInFlight` (a hard limit). */
   maxInFlightPerSubscription: number;
   /** How long a lease lasts: a delivery waiting in memory is given back before it could outlive it. */
   leaseMs: number;
@@ -186,6 +186,20 @@ export class Dispatcher {
   }
 
   /**
+   * Whether one more attempt of the subscription may start now. Under its cap, yes. Over it: a
+   * `maxInFlight` the subscription sets is a hard limit (a receiver that must not get more); the
+   * service default is a fair share, and a subscription may go past it on slots nobody else is
+   * using as long as a share's worth of slots stays free for the others. One slow endpoint
+   * then never holds more than all slots but that reserve, and one fast subscription alone
+   * still uses nearly all of them.
+   */
+  private canStart(subscription: SubscriptionRow, lane: Lane): boolean {
+    if (subscription.maxInFlight !== null) return lane.inFlight < subscription.maxInFlight;
+    const share = this.options.maxInFlightPerSubscription;
+    return lane.inFlight < share || this.options.concurrency - this.inFlight > share;
+  }
+
+  /**
    * Starts deliveries while there are free slots: first those of subscriptions whose cap freed
    * up, then the queue. A delivery over its subscription's cap waits in the subscription's lane,
    * so other subscriptions' deliveries go on past it. Claims leave a subscription out while a
@@ -201,7 +215,7 @@ export class Dispatcher {
         const id = this.ready.values().next().value!;
         const lane = this.lanes.get(id);
         const subscription = this.ops.subscription(id);
-        if (!lane || lane.waiting.length === 0 || (subscription && lane.inFlight >= this.capOf(subscription))) {
+        if (!lane || lane.waiting.length === 0 || (subscription && !this.canStart(subscription, lane))) {
           // At its cap again: it becomes ready when one of its attempts ends.
           this.ready.delete(id);
           if (!lane || lane.waiting.length === 0) this.full.delete(id);
@@ -244,7 +258,7 @@ export class Dispatcher {
     }
     const lane = this.lane(subscription.id);
     const cap = this.capOf(subscription);
-    if (lane.inFlight >= cap) {
+    if (!this.canStart(subscription, lane)) {
       if (lane.waiting.length >= Math.max(cap * 4, this.options.maxQueued >> 2)) {
         this.releaseLater(delivery);
       } else {

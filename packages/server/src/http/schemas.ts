@@ -129,7 +129,7 @@ const Tags = Type.Array(Tag, { minItems: 1, maxItems: 100 });
 const MaxInFlight = Type.Integer({
   minimum: 1,
   maximum: 10_000,
-  description: "deliveries of this subscription in flight at once per service process; null or absent: the service default (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
+  description: "a hard limit on this subscription's deliveries in flight at once per service process; null or absent: the service's fair share (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
 });
 export const CreateSubscription = Type.Object(
   {

@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { parseDuration } from "./domain/duration.ts";
-import { parseCidrs } from "./http/endpointPolicy.ts";
+import { parseCidrs } from "./domain/networkPolicy.ts";
 
 /** Configuration, validated once at start; only this resolved form travels inward. */
 export interface Config {
@@ -18,6 +18,8 @@ export interface Config {
   readonly deliveryTimeoutMs: number;
   /** In-flight HTTP deliveries per process. */
   readonly deliveryConcurrency: number;
+  /** Each subscription's fair share of the delivery slots (a subscription's own maxInFlight is a hard limit instead). */
+  readonly subscriptionMaxInFlight: number;
   readonly bodyLimitBytes: number;
   readonly poolSize: number;
   /** Prepared messages: the default wait before the first check-back. */
@@ -105,6 +107,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (adminKey !== null && adminKey.length < 16) {
     throw new ConfigError("TIDINGS_ADMIN_KEY must be at least 16 characters long");
   }
+  const deliveryConcurrency = integer(env, "TIDINGS_DELIVERY_CONCURRENCY", 128, 1, 10_000);
   return {
     port: integer(env, "TIDINGS_PORT", 7400, 0, 65535),
     host: env.TIDINGS_HOST || "127.0.0.1",
@@ -115,7 +118,8 @@ export function loadConfig(env: Env = process.env): Config {
     pollIntervalMs: duration(env, "TIDINGS_POLL_INTERVAL", "1s"),
     leaseMs: duration(env, "TIDINGS_LEASE", "30s"),
     deliveryTimeoutMs: duration(env, "TIDINGS_DELIVERY_TIMEOUT", "10s"),
-    deliveryConcurrency: integer(env, "TIDINGS_DELIVERY_CONCURRENCY", 128, 1, 10_000),
+    deliveryConcurrency,
+    subscriptionMaxInFlight: integer(env, "TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT", Math.max(1, Math.floor(deliveryConcurrency / 4)), 1, 10_000),
     bodyLimitBytes: integer(env, "TIDINGS_BODY_LIMIT", 1_048_576, 1024, 64 * 1_048_576),
     poolSize: integer(env, "TIDINGS_DB_POOL", 16, 2, 200),
     checkAfterMs: duration(env, "TIDINGS_CHECK_AFTER", "10s"),

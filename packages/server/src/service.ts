@@ -6,13 +6,14 @@ import { resolveAdminKey } from "./adminKey.ts";
 import { localId } from "./domain/messageIds.ts";
 import { startEmbeddedDb, type EmbeddedDb } from "./embeddedDb.ts";
 import { Dispatcher } from "./dispatch/dispatcher.ts";
-import { HttpTransport, errorText } from "./dispatch/httpTransport.ts";
-import { CheckBackScheduler, parseCheckAnswer } from "./dispatch/checkBack.ts";
+import { HttpTransport } from "./dispatch/httpTransport.ts";
+import { CheckBackScheduler, callCheckUrl } from "./dispatch/checkBack.ts";
+import { compileNetworkPolicy } from "./domain/networkPolicy.ts";
 import { sendVia, type Transports } from "./dispatch/transport.ts";
 import { createBrokerTransports } from "./dispatch/transports/brokerTransports.ts";
 import { RetentionSweeper } from "./maintenance/retention.ts";
 import { deleteFinishedMessages } from "./store/retention.ts";
-import { checkUnresolved, claimDueChecks, countCheck, logCheck } from "./store/transactional.ts";
+import { checkUnresolved, claimDueChecks, countCheck, logCheck, releaseCheck } from "./store/transactional.ts";
 import { ResultWriter } from "./dispatch/resultWriter.ts";
 import { SubscriptionCache } from "./dispatch/subscriptionCache.ts";
 import { Authenticator } from "./http/auth.ts";
@@ -26,6 +27,15 @@ import { createPool } from "./store/db.ts";
 import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "./store/deliveryOps.ts";
 import { migrate } from "./store/migrate.ts";
 import { countPending } from "./store/operatorOps.ts";
+
+/** Waits for `work`, but not longer than `ms`. */
+function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    work.then(() => undefined, () => undefined),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+  ]).finally(() => clearTimeout(timer));
+}
 
 export interface RunningService {
   readonly url: string;
@@ -54,10 +64,12 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const metrics = createMetrics(() => countPending(db));
   const subscriptions = new SubscriptionCache(db, log);
   await subscriptions.start();
-  const transport = new HttpTransport(config.deliveryTimeoutMs, config.deliveryConcurrency);
-  const transports: Transports = { http: transport, ...createBrokerTransports(config.deliveryTimeoutMs) };
+  // The endpoint network policy, judged on the address each connection goes to.
+  const judge = compileNetworkPolicy({ allow: config.endpointAllow, deny: config.endpointDeny });
+  const transport = new HttpTransport(config.deliveryTimeoutMs, config.deliveryConcurrency, judge);
+  const transports: Transports = { http: transport, ...createBrokerTransports(config.deliveryTimeoutMs, judge) };
   const results = new ResultWriter(
-    (batch) => recordAttempts(db, nodeId, batch),
+    (batch) => recordAttempts(db, batch),
     (counts, batch) => {
       metrics.delivered.inc(counts.delivered);
       metrics.failed.inc(counts.failed);
@@ -73,13 +85,24 @@ export async function startService(config: Config, log: Logger): Promise<Running
   );
   const dispatcher = new Dispatcher(
     {
-      claim: (limit) => claimDueDeliveries(db, nodeId, config.leaseMs, limit, subscriptions.enabledIds()),
-      release: (ids) => releaseDeliveries(db, nodeId, ids),
+      nodeId,
+      claim: (limit, skip) => {
+        const ids = subscriptions.enabledIds();
+        return claimDueDeliveries(db, nodeId, config.leaseMs, limit, skip.size === 0 ? ids : ids.filter((id) => !skip.has(id)));
+      },
+      release: (leases) => releaseDeliveries(db, leases),
       subscription: (id) => subscriptions.get(id),
-      send: (subscription, delivery, body) => sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret }),
+      send: (subscription, delivery, body, signal) => sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret, signal }),
     },
     results,
-    { concurrency: config.deliveryConcurrency, pollIntervalMs: config.pollIntervalMs, maxQueued: config.deliveryConcurrency * 20 },
+    {
+      concurrency: config.deliveryConcurrency,
+      pollIntervalMs: config.pollIntervalMs,
+      maxQueued: config.deliveryConcurrency * 20,
+      maxInFlightPerSubscription: config.subscriptionMaxInFlight,
+      leaseMs: config.leaseMs,
+      attemptMs: config.deliveryTimeoutMs,
+    },
     log,
   );
   const publisher = new Publisher({
@@ -94,25 +117,11 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const checkBack = new CheckBackScheduler(
     {
       claim: (limit) => claimDueChecks(db, nodeId, config.leaseMs, limit),
-      call: async (due, checkNo) => {
-        if (!due.checkUrl || !due.secret) return { statusCode: null, answer: null, error: "the app has no check URL" };
-        const m = due.message;
-        // The producer is asked about its own id (its barrier rows are keyed by it).
-        const id = localId(m.id);
-        const body = JSON.stringify({ id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
-        try {
-          const response = await transport.post(due.checkUrl, due.secret, id, body, { "tidings-check": String(checkNo) });
-          const text = await response.body.text();
-          const answer = response.statusCode >= 200 && response.statusCode < 300 ? parseCheckAnswer(text) : null;
-          const error = answer ? null : `HTTP ${response.statusCode}: ${text.slice(0, 300)}`;
-          return { statusCode: response.statusCode, answer, error };
-        } catch (error) {
-          return { statusCode: null, answer: null, error: errorText(error) };
-        }
-      },
+      call: (due, checkNo, signal) => callCheckUrl(transport, due, checkNo, signal),
+      release: (due) => releaseCheck(db, due.message.id, due.lease),
       commit: async (id) => void (await publisher.commit(id)),
       rollback: async (id) => void (await publisher.rollback(id)),
-      unresolved: (id) => checkUnresolved(db, id, nodeId, config.checkIntervalMs, config.checkLimit),
+      unresolved: (due) => checkUnresolved(db, due.message.id, due.lease, config.checkIntervalMs, config.checkLimit),
       counted: (id) => countCheck(db, id),
       log: (entry) => logCheck(db, entry),
     },
@@ -160,15 +169,17 @@ export async function startService(config: Config, log: Logger): Promise<Running
     adminKeyGenerated: admin.generated,
     nodeId,
     routes: routesOf(server),
+    // Bounded: API requests get a few seconds, attempts and check-backs in flight 2 s before
+    // they are aborted (their leases given back), results 3 s to be written; then connections
+    // are cut. A receiver that never finishes its answer cannot hold the process.
     close: () =>
       (closing ??= (async () => {
-        await server.close();
-        await checkBack.stop();
+        await within(server.close(), 3000);
         retention.stop();
-        await dispatcher.stop();
-        await results.drain();
+        await Promise.all([checkBack.stop(2000), dispatcher.stop(2000)]);
+        await results.drain(3000);
         await subscriptions.stop();
-        await Promise.all(Object.values(transports).map((t) => t.close()));
+        await within(Promise.all([transport.close(true), ...Object.values(transports).filter((t) => t !== transport).map((t) => t.close())]), 2000);
         await db.end();
         await embedded?.stop();
       })()),

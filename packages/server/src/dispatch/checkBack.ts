@@ -1,6 +1,10 @@
+import { localId } from "../domain/messageIds.ts";
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
+import { storableText } from "../domain/storableText.ts";
 import type { DueCheck } from "../store/transactional.ts";
 import type { CheckLog } from "../store/transactional.ts";
+import { ERROR_TEXT_LIMIT, type HttpTransport } from "./httpTransport.ts";
 
 export type CheckAnswer = "commit" | "rollback" | "unknown";
 
@@ -8,16 +12,20 @@ export interface CheckCall {
   statusCode: number | null;
   answer: CheckAnswer | null;
   error: string | null;
+  /** Cut short by shutdown: nothing to log, the check lease is given back. */
+  aborted?: boolean;
 }
 
 export interface CheckBackOps {
   claim(limit: number): Promise<DueCheck[]>;
-  /** Asks the producer app; never throws. */
-  call(check: DueCheck, checkNo: number): Promise<CheckCall>;
+  /** Asks the producer app; never throws; bounded by the delivery timeout and `signal`. */
+  call(check: DueCheck, checkNo: number, signal: AbortSignal): Promise<CheckCall>;
+  /** Gives the check lease back (shutdown). */
+  release(check: DueCheck): Promise<void>;
   commit(id: string): Promise<void>;
   rollback(id: string): Promise<void>;
   /** Unknown, an error or no answer: schedule the next check or go in doubt. */
-  unresolved(id: string): Promise<{ inDoubt: boolean } | null>;
+  unresolved(check: DueCheck): Promise<{ inDoubt: boolean } | null>;
   counted(id: string): Promise<void>;
   log(entry: CheckLog): Promise<void>;
 }
@@ -33,6 +41,25 @@ export function parseCheckAnswer(text: string): CheckAnswer | null {
 }
 
 /**
+ * One check-back: POSTs `{"id","topic","tag","key","payload","checks"}` to the app's check URL,
+ * signed with the app's secret, within the delivery timeout, reading at most 64 KB of the answer.
+ * Whatever the app answers is stored as storable text.
+ */
+export async function callCheckUrl(transport: HttpTransport, due: DueCheck, checkNo: number, signal: AbortSignal): Promise<CheckCall> {
+  if (!due.checkUrl || !due.secret) return { statusCode: null, answer: null, error: "the app has no check URL" };
+  const m = due.message;
+  // The producer is asked about its own id (its barrier rows are keyed by it), not the full id.
+  const id = localId(m.id);
+  const body = JSON.stringify({ id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
+  const r = await transport.call(due.checkUrl, due.secret, id, body, { "tidings-check": String(checkNo) }, signal);
+  if (r.aborted) return { statusCode: null, answer: null, error: r.error, aborted: true };
+  if (r.error !== null) return { statusCode: r.statusCode, answer: null, error: storableText(r.error, ERROR_TEXT_LIMIT) };
+  const statusCode = r.statusCode!;
+  const answer = statusCode >= 200 && statusCode < 300 ? parseCheckAnswer(r.text) : null;
+  return { statusCode, answer, error: answer ? null : storableText(`HTTP ${statusCode}: ${r.text}`, 300) };
+}
+
+/**
  * Asks producers about prepared messages left unresolved past their check time, and applies
  * the answer. Leases on the message rows keep two nodes from checking one message at once.
  */
@@ -43,12 +70,16 @@ export class CheckBackScheduler {
   private inFlight = 0;
   private readonly checking = new Set<Promise<void>>();
   private rounding: Promise<void> | null = null;
+  private readonly aborts = new AbortController();
 
   constructor(
     private readonly ops: CheckBackOps,
     private readonly options: { pollIntervalMs: number; concurrency: number },
     private readonly log: Logger,
-  ) {}
+  ) {
+    // One listener per send in flight: thousands are normal here, not a leak.
+    setMaxListeners(0, this.aborts.signal);
+  }
 
   start(): void {
     this.schedule(0);
@@ -94,8 +125,12 @@ export class CheckBackScheduler {
     const checkNo = due.message.checks + 1;
     const startedAt = new Date();
     const started = performance.now();
-    const result = await this.ops.call(due, checkNo);
+    const result = await this.ops.call(due, checkNo, this.aborts.signal);
     const latencyMs = Math.round(performance.now() - started);
+    if (result.aborted) {
+      await this.ops.release(due).catch((error: unknown) => this.log.warn({ err: error, messageId: id }, "releasing a check lease failed"));
+      return;
+    }
     try {
       await this.ops.log({ messageId: id, checkNo, startedAt, latencyMs, ...result });
       if (result.answer === "commit") {
@@ -105,7 +140,7 @@ export class CheckBackScheduler {
         await this.ops.counted(id);
         await this.ops.rollback(id);
       } else {
-        const after = await this.ops.unresolved(id);
+        const after = await this.ops.unresolved(due);
         if (after?.inDoubt) this.log.warn({ messageId: id, checks: checkNo }, "message is in doubt: checks exhausted");
       }
     } catch (error) {
@@ -114,11 +149,21 @@ export class CheckBackScheduler {
     }
   }
 
-  /** Stops claiming, and waits for the checks in flight to finish (each is bounded by its HTTP timeout). */
-  async stop(): Promise<void> {
+  /**
+   * Stops claiming; gives the checks in flight `graceMs` to finish, then aborts their calls
+   * (their leases are given back, nothing is logged) and waits for them to settle.
+   */
+  async stop(graceMs = 2000): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.rounding;
-    await Promise.allSettled([...this.checking]);
+    let timer: NodeJS.Timeout | undefined;
+    const settled = Promise.allSettled([...this.checking]);
+    await Promise.race([settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    if (this.checking.size > 0) {
+      this.aborts.abort();
+      await Promise.race([Promise.allSettled([...this.checking]), new Promise((r) => setTimeout(r, 2000).unref())]);
+    }
   }
 }

@@ -1,17 +1,20 @@
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { afterFailure } from "../domain/retrySchedule.ts";
-import type { AttemptResult, LeasedDelivery } from "../store/deliveryOps.ts";
+import type { AttemptResult, Lease, LeasedDelivery } from "../store/deliveryOps.ts";
 import type { SubscriptionRow } from "../store/subscriptions.ts";
 import type { SendResult } from "./httpTransport.ts";
 import type { ResultWriter } from "./resultWriter.ts";
 
 export interface DispatcherOps {
-  /** Takes up to `limit` due deliveries for this node. */
-  claim(limit: number): Promise<LeasedDelivery[]>;
+  /** Takes up to `limit` due deliveries for this node, leaving out the subscriptions in `skip`. */
+  claim(limit: number, skip: ReadonlySet<number>): Promise<LeasedDelivery[]>;
   /** Gives leases back without an attempt. */
-  release(ids: readonly number[]): Promise<void>;
+  release(leases: readonly Lease[]): Promise<void>;
   subscription(id: number): SubscriptionRow | undefined;
-  send(subscription: SubscriptionRow, delivery: LeasedDelivery, body: string): Promise<SendResult>;
+  send(subscription: SubscriptionRow, delivery: LeasedDelivery, body: string, signal: AbortSignal): Promise<SendResult>;
+  /** The lease token of a delivery leased to this node when it was created. */
+  readonly nodeId: string;
 }
 
 export interface DispatcherOptions {
@@ -19,6 +22,24 @@ export interface DispatcherOptions {
   pollIntervalMs: number;
   /** Deliveries held in memory beyond those in flight; more would risk outliving their lease. */
   maxQueued: number;
+  /** Each subscription's fair share of the slots, unless it sets its own `maxInFlight` (a hard limit). */
+  maxInFlightPerSubscription: number;
+  /** How long a lease lasts: a delivery waiting in memory is given back before it could outlive it. */
+  leaseMs: number;
+  /** The longest one attempt may take (the delivery timeout). */
+  attemptMs: number;
+}
+
+/** A delivery in memory, with the time by which it must have started to finish within its lease. */
+interface Held {
+  delivery: LeasedDelivery;
+  startBy: number;
+}
+
+/** Per subscription: its attempts in flight, and deliveries held back by its cap. */
+interface Lane {
+  inFlight: number;
+  waiting: Held[];
 }
 
 /**
@@ -37,7 +58,7 @@ export function envelope(delivery: LeasedDelivery): string {
  * which is the safety net for retries, delays, paused subscriptions and crashed nodes.
  */
 export class Dispatcher {
-  private queue: LeasedDelivery[] = [];
+  private queue: Held[] = [];
   private head = 0;
   private inFlight = 0;
   private stopped = false;
@@ -48,16 +69,28 @@ export class Dispatcher {
   private wakeAfterPoll = Infinity;
   private polling = false;
   private pollAgain = false;
-  private releases: number[] = [];
+  private releases: Lease[] = [];
   /** The last claim came back full: more is due than fitted. */
   private moreDue = false;
+  private readonly lanes = new Map<number, Lane>();
+  /** Subscriptions under their cap again with deliveries waiting: served before the queue. */
+  private readonly ready = new Set<number>();
+  /** Subscriptions at their cap with at least a cap's worth waiting: claims leave them out. */
+  private readonly full = new Set<number>();
+  private waitingCount = 0;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly aborts = new AbortController();
+  private readonly running = new Set<Promise<void>>();
 
   constructor(
     private readonly ops: DispatcherOps,
     private readonly results: ResultWriter,
     private readonly options: DispatcherOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // One listener per send in flight: thousands are normal here, not a leak.
+    setMaxListeners(0, this.aborts.signal);
+  }
 
   start(): void {
     this.wake();
@@ -65,7 +98,7 @@ export class Dispatcher {
 
   /** Whether pushing more work from memory would only make it wait past its lease. */
   get saturated(): boolean {
-    return this.queued >= this.options.maxQueued;
+    return this.queued + this.waitingCount >= this.options.maxQueued;
   }
 
   private get queued(): number {
@@ -73,7 +106,10 @@ export class Dispatcher {
   }
 
   push(deliveries: readonly LeasedDelivery[]): void {
-    for (const d of deliveries) this.queue.push(d);
+    // Leases began at most now; held back behind a subscription's cap past startBy, an attempt
+    // might not end within its lease (a lease shorter than an attempt: half the lease).
+    const startBy = Date.now() + Math.max(this.options.leaseMs - this.options.attemptMs - 1000, this.options.leaseMs / 2);
+    for (const delivery of deliveries) this.queue.push({ delivery, startBy });
     this.pump();
   }
 
@@ -110,10 +146,10 @@ export class Dispatcher {
     this.polling = true;
     let full = false;
     try {
-      const room = this.options.maxQueued + this.options.concurrency - this.queued - this.inFlight;
+      const room = this.options.maxQueued + this.options.concurrency - this.queued - this.waitingCount - this.inFlight;
       const limit = Math.min(room, 500);
       if (limit > 0) {
-        const claimed = await this.ops.claim(limit);
+        const claimed = await this.ops.claim(limit, this.full);
         full = claimed.length === limit;
         this.push(claimed);
       }
@@ -136,14 +172,67 @@ export class Dispatcher {
     this.pollTimer.unref();
   }
 
+  private lane(id: number): Lane {
+    let lane = this.lanes.get(id);
+    if (!lane) {
+      lane = { inFlight: 0, waiting: [] };
+      this.lanes.set(id, lane);
+    }
+    return lane;
+  }
+
+  private capOf(subscription: SubscriptionRow): number {
+    return subscription.maxInFlight ?? this.options.maxInFlightPerSubscription;
+  }
+
+  /**
+   * Whether one more attempt of the subscription may start now. Under its cap, yes. Over it: a
+   * `maxInFlight` the subscription sets is a hard limit (a receiver that must not get more); the
+   * service default is a fair share, and a subscription may go past it on slots nobody else is
+   * using as long as a share's worth of slots stays free for the others. One slow endpoint
+   * then never holds more than all slots but that reserve, and one fast subscription alone
+   * still uses nearly all of them.
+   */
+  private canStart(subscription: SubscriptionRow, lane: Lane): boolean {
+    if (subscription.maxInFlight !== null) return lane.inFlight < subscription.maxInFlight;
+    const share = this.options.maxInFlightPerSubscription;
+    return lane.inFlight < share || this.options.concurrency - this.inFlight > share;
+  }
+
+  /**
+   * Starts deliveries while there are free slots: first those of subscriptions whose cap freed
+   * up, then the queue. A delivery over its subscription's cap waits in the subscription's lane,
+   * so other subscriptions' deliveries go on past it. Claims leave a subscription out while a
+   * cap's worth waits; a lane holds at most a quarter of maxQueued (or four caps' worth), more is
+   * given back to the database, so one slow subscription cannot fill the memory others need.
+   */
   private pump(): void {
-    while (this.inFlight < this.options.concurrency && this.head < this.queue.length) {
-      const delivery = this.queue[this.head++]!;
-      this.inFlight++;
-      void this.run(delivery).finally(() => {
-        this.inFlight--;
-        this.pump();
-      });
+    const now = Date.now();
+    while (this.inFlight < this.options.concurrency && !this.stopped) {
+      let held: Held | undefined;
+      const fromLane = this.ready.size > 0;
+      if (fromLane) {
+        const id = this.ready.values().next().value!;
+        const lane = this.lanes.get(id);
+        const subscription = this.ops.subscription(id);
+        if (!lane || lane.waiting.length === 0 || (subscription && !this.canStart(subscription, lane))) {
+          // At its cap again: it becomes ready when one of its attempts ends.
+          this.ready.delete(id);
+          if (!lane || lane.waiting.length === 0) this.full.delete(id);
+          continue;
+        }
+        held = lane.waiting.shift()!;
+        this.waitingCount--;
+        if (lane.waiting.length === 0) this.ready.delete(id);
+        if (this.full.has(id) && (!subscription || lane.waiting.length < this.capOf(subscription))) {
+          // Running low: let the next claim take more of it before its lane runs dry.
+          this.full.delete(id);
+          this.moreDue = true;
+        }
+      } else if (this.head < this.queue.length) {
+        held = this.queue[this.head++]!;
+      } else break;
+      this.place(held, now, fromLane);
     }
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
@@ -156,18 +245,81 @@ export class Dispatcher {
     }
   }
 
-  private async run(delivery: LeasedDelivery): Promise<void> {
+  /**
+   * Starts one delivery, or holds it back behind its subscription's cap, or gives its lease back
+   * (its subscription paused or gone, or, coming out of a lane, it waited too long to start).
+   */
+  private place(held: Held, now: number, fromLane: boolean): void {
+    const { delivery } = held;
     const subscription = this.ops.subscription(delivery.subscriptionId);
-    if (this.stopped || !subscription || !subscription.enabled) {
-      this.releaseLater(delivery.deliveryId);
+    if (this.stopped || !subscription || !subscription.enabled || (fromLane && held.startBy < now)) {
+      this.releaseLater(delivery);
       return;
     }
+    const lane = this.lane(subscription.id);
+    const cap = this.capOf(subscription);
+    if (!this.canStart(subscription, lane)) {
+      if (lane.waiting.length >= Math.max(cap * 4, this.options.maxQueued >> 2)) {
+        this.releaseLater(delivery);
+      } else {
+        lane.waiting.push(held);
+        this.waitingCount++;
+        this.scheduleSweep();
+      }
+      if (lane.waiting.length >= cap) this.full.add(subscription.id);
+      return;
+    }
+    lane.inFlight++;
+    this.inFlight++;
+    const work = this.run(subscription, delivery).finally(() => {
+      this.running.delete(work);
+      this.inFlight--;
+      lane.inFlight--;
+      if (lane.waiting.length > 0) this.ready.add(subscription.id);
+      else if (lane.inFlight === 0) this.lanes.delete(subscription.id);
+      this.pump();
+    });
+    this.running.add(work);
+  }
+
+  /** Gives back, about once a second, leases of deliveries that waited in a lane too long to start. */
+  private scheduleSweep(): void {
+    if (this.sweepTimer || this.stopped) return;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = null;
+      const now = Date.now();
+      for (const [id, lane] of this.lanes) {
+        const keep = lane.waiting.filter((held) => {
+          if (held.startBy >= now) return true;
+          this.releaseLater(held.delivery);
+          return false;
+        });
+        this.waitingCount -= lane.waiting.length - keep.length;
+        lane.waiting = keep;
+        if (keep.length === 0) {
+          this.ready.delete(id);
+          this.full.delete(id);
+          if (lane.inFlight === 0) this.lanes.delete(id);
+        }
+      }
+      if (this.waitingCount > 0) this.scheduleSweep();
+    }, 1000);
+    this.sweepTimer.unref();
+  }
+
+  private async run(subscription: SubscriptionRow, delivery: LeasedDelivery): Promise<void> {
     const startedAt = new Date();
     const started = performance.now();
-    const sent = await this.ops.send(subscription, delivery, envelope(delivery));
+    const sent = await this.ops.send(subscription, delivery, envelope(delivery), this.aborts.signal);
+    if (sent.aborted) {
+      // Shutdown cut it short: no attempt is recorded, the delivery is due again at once.
+      this.releaseLater(delivery);
+      return;
+    }
     const latencyMs = Math.round(performance.now() - started);
     const base: AttemptResult = {
       deliveryId: delivery.deliveryId,
+      lease: delivery.lease ?? this.ops.nodeId,
       messageId: delivery.message.id,
       subscriptionId: delivery.subscriptionId,
       attempt: delivery.attempt,
@@ -194,25 +346,42 @@ export class Dispatcher {
     }
   }
 
-  private releaseLater(id: number): void {
-    this.releases.push(id);
-    if (this.releases.length === 1) {
+  private releaseLater(delivery: LeasedDelivery): void {
+    this.releases.push({ deliveryId: delivery.deliveryId, lease: delivery.lease ?? this.ops.nodeId });
+    if (this.releases.length === 1 && !this.stopped) {
       setImmediate(() => {
-        const ids = this.releases.splice(0);
-        this.ops.release(ids).catch((error: unknown) => this.log.warn({ err: error }, "releasing leases failed"));
+        const leases = this.releases.splice(0);
+        if (leases.length > 0) this.ops.release(leases).catch((error: unknown) => this.log.warn({ err: error }, "releasing leases failed"));
       });
     }
   }
 
-  /** Stops taking work, waits for in-flight sends (up to the deadline), and releases the rest. */
-  async stop(deadlineMs = 5000): Promise<void> {
+  /**
+   * Stops taking work; gives the attempts in flight up to `graceMs` to finish, then aborts them
+   * (their leases are given back, no attempt is recorded); releases everything still in memory.
+   */
+  async stop(graceMs = 2000): Promise<void> {
     this.stopped = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
-    const left = this.queue.slice(this.head).map((d) => d.deliveryId);
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    for (const held of this.queue.slice(this.head)) this.releaseLater(held.delivery);
+    for (const lane of this.lanes.values()) for (const held of lane.waiting) this.releaseLater(held.delivery);
     this.queue = [];
     this.head = 0;
-    const deadline = Date.now() + deadlineMs;
-    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    await this.ops.release([...left, ...this.releases.splice(0)]).catch(() => {});
+    this.lanes.clear();
+    this.ready.clear();
+    this.full.clear();
+    this.waitingCount = 0;
+    const finished = Promise.allSettled([...this.running]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    if (this.running.size > 0) {
+      this.log.info({ inFlight: this.running.size }, "aborting deliveries in flight for shutdown");
+      this.aborts.abort();
+      // Each send answers `aborted` at once; a moment for the last ones to settle.
+      await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
+    await this.ops.release(this.releases.splice(0)).catch((error: unknown) => this.log.warn({ err: error }, "releasing leases at shutdown failed"));
   }
 }

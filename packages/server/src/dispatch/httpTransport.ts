@@ -1,11 +1,24 @@
-import { Agent, request, type Dispatcher } from "undici";
+import { Agent, type Dispatcher } from "undici";
+import { formatDuration } from "../domain/duration.ts";
+import type { AddressJudge } from "../domain/networkPolicy.ts";
+import { storableText } from "../domain/storableText.ts";
 import type { HttpEndpoint } from "../store/subscriptions.ts";
+import { guardedConnector, NetworkPolicyError } from "./guardedConnect.ts";
 import { signWebhook } from "./signature.ts";
 import type { Outgoing, Transport } from "./transport.ts";
 
+/** The longest error text kept for an attempt or a check (receivers' bodies are cut to it). */
+export const ERROR_TEXT_LIMIT = 500;
+/** More than this from an endpoint's answer and the request is aborted: it is not a webhook answer. */
+export const ANSWER_LIMIT_BYTES = 1_048_576;
+/** A check-back answer is a small JSON object; more than this is refused unread. */
+export const CHECK_ANSWER_LIMIT_BYTES = 65_536;
+
+/** An error as storable attempt text: the policy's refusal as it is, others with their code. */
 export const errorText = (error: unknown): string => {
   const err = error as Error & { code?: string };
-  return `${err.code ?? err.name}: ${err.message}`.slice(0, ERROR_TEXT_LIMIT);
+  const text = err instanceof NetworkPolicyError ? err.message : `${err.code ?? err.name}: ${err.message}`;
+  return storableText(text, ERROR_TEXT_LIMIT);
 };
 
 export interface SendResult {
@@ -14,9 +27,9 @@ export interface SendResult {
   error: string | null;
   /** The receiver's Retry-After on 429/503, in ms. */
   retryAfterMs?: number;
+  /** Cut short by shutdown: no attempt to record, the lease is given back. */
+  aborted?: boolean;
 }
-
-const ERROR_TEXT_LIMIT = 500;
 
 /** Retry-After is either delay-seconds or an HTTP date. */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
@@ -34,46 +47,49 @@ interface Target {
   headers: string[];
 }
 
-/** Delivers over HTTP POST with Standard Webhooks headers, on pooled keep-alive connections. */
+/** What one exchange gives back: the status and the kept part of the body, or why it failed. */
+interface Exchange {
+  statusCode: number | null;
+  /** Up to `keep` bytes of the body (for a 2xx only when `keepOk`). */
+  body: Buffer | null;
+  retryAfter?: string | string[] | undefined;
+  error: string | null;
+  aborted?: boolean;
+}
+
+interface ExchangeOptions {
+  /** Bytes of the body to keep. */
+  keep: number;
+  /** Keep the body of a 2xx too (check-back answers); deliveries drop it as it arrives. */
+  keepOk: boolean;
+  /** A body longer than this aborts the request. */
+  limit: number;
+  /** Shutdown: abort and give up. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Delivers over HTTP POST with Standard Webhooks headers, on pooled keep-alive connections
+ * whose addresses pass the endpoint network policy when they connect. Every exchange (delivery
+ * or check-back) has one overall deadline, headers and body together: undici's own timeouts
+ * are per-chunk idle timeouts, which an endpoint dripping its answer never trips.
+ */
 export class HttpTransport implements Transport<HttpEndpoint> {
   private readonly agent: Agent;
   private readonly targets = new WeakMap<HttpEndpoint, Target>();
+  private readonly timeoutText: string;
 
-  constructor(private readonly timeoutMs: number, connectionsPerOrigin: number) {
+  constructor(private readonly timeoutMs: number, connectionsPerOrigin: number, judge: AddressJudge) {
     this.agent = new Agent({
       connections: connectionsPerOrigin,
       keepAliveTimeout: 30_000,
-      connect: { timeout: Math.min(timeoutMs, 10_000) },
+      connect: guardedConnector(judge, Math.min(timeoutMs, 10_000)),
     });
+    this.timeoutText = `timeout after ${formatDuration(timeoutMs)}`;
   }
 
-  /** POSTs a JSON body signed per Standard Webhooks; the caller reads the response. */
-  post(url: string, secret: string, id: string, body: string, extraHeaders: Record<string, string>) {
-    const timestamp = Math.floor(Date.now() / 1000);
-    const headers: Record<string, string> = {
-      ...extraHeaders,
-      "content-type": "application/json",
-      "user-agent": "tidings",
-      "webhook-id": id,
-      "webhook-timestamp": String(timestamp),
-      "webhook-signature": signWebhook(secret, id, timestamp, body),
-    };
-    return request(url, {
-      method: "POST",
-      headers,
-      body,
-      dispatcher: this.agent,
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-    });
-  }
-
-  /**
-   * One delivery, through `dispatch()` with a small handler rather than `request()`: no body
-   * stream per response, a 2xx body is dropped as it arrives, and at most ERROR_TEXT_LIMIT bytes
-   * of any other body are kept for the attempt's error text.
-   */
-  send(endpoint: HttpEndpoint, { delivery, body, secret }: Outgoing): Promise<SendResult> {
+  /** One delivery; a 2xx body is dropped as it arrives, at most ERROR_TEXT_LIMIT bytes of any other are kept. */
+  async send(endpoint: HttpEndpoint, { delivery, body, secret, signal }: Outgoing): Promise<SendResult> {
     const target = this.targetOf(endpoint);
     const id = delivery.message.id;
     const timestamp = Math.floor(Date.now() / 1000);
@@ -83,48 +99,109 @@ export class HttpTransport implements Transport<HttpEndpoint> {
       "webhook-signature", signWebhook(secret, id, timestamp, body),
       "tidings-attempt", String(delivery.attempt),
     );
-    return new Promise<SendResult>((resolve) => {
-      let statusCode = 0;
+    const x = await this.exchange(target.origin, target.path, headers, body, { keep: ERROR_TEXT_LIMIT, keepOk: false, limit: ANSWER_LIMIT_BYTES, signal });
+    if (x.aborted) return { ok: false, statusCode: null, error: x.error, aborted: true };
+    if (x.error !== null) return { ok: false, statusCode: x.statusCode, error: x.error };
+    const statusCode = x.statusCode!;
+    if (statusCode >= 200 && statusCode < 300) return { ok: true, statusCode, error: null };
+    const text = x.body ? x.body.toString("utf8") : "";
+    const result: SendResult = { ok: false, statusCode, error: storableText(`HTTP ${statusCode}${text ? `: ${text}` : ""}`, ERROR_TEXT_LIMIT) };
+    if (statusCode === 429 || statusCode === 503) {
+      const retryAfterMs = parseRetryAfter(x.retryAfter);
+      if (retryAfterMs !== undefined) result.retryAfterMs = retryAfterMs;
+    }
+    return result;
+  }
+
+  /**
+   * POSTs a signed JSON body (a check-back) and reads at most CHECK_ANSWER_LIMIT_BYTES of the
+   * answer within the deadline. Never throws.
+   */
+  async call(url: string, secret: string, id: string, body: string, extraHeaders: Record<string, string>, signal?: AbortSignal) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return { statusCode: null, text: "", error: `"${storableText(url, 200)}" is not a URL` };
+    }
+    const timestamp = Math.floor(Date.now() / 1000);
+    const headers: string[] = [];
+    for (const [name, value] of Object.entries(extraHeaders)) headers.push(name, value);
+    headers.push(
+      "content-type", "application/json",
+      "user-agent", "tidings",
+      "webhook-id", id,
+      "webhook-timestamp", String(timestamp),
+      "webhook-signature", signWebhook(secret, id, timestamp, body),
+    );
+    const x = await this.exchange(parsed.origin, `${parsed.pathname}${parsed.search}`, headers, body, {
+      keep: CHECK_ANSWER_LIMIT_BYTES,
+      keepOk: true,
+      limit: CHECK_ANSWER_LIMIT_BYTES,
+      signal,
+    });
+    return { statusCode: x.statusCode, text: x.body ? x.body.toString("utf8") : "", error: x.error, aborted: x.aborted === true };
+  }
+
+  /**
+   * One POST through `dispatch()` with a small handler (no body stream per response), bounded
+   * by the overall deadline, the body limit and the shutdown signal, whichever comes first.
+   */
+  private exchange(origin: string, path: string, headers: string[], body: string, o: ExchangeOptions): Promise<Exchange> {
+    return new Promise<Exchange>((resolve) => {
+      let controller: Dispatcher.DispatchController | null = null;
+      let statusCode: number | null = null;
       let retryAfter: string | string[] | undefined;
       let kept: Buffer[] | null = null;
       let keptBytes = 0;
+      let bytes = 0;
+      let settled = false;
+      const finish = (x: Exchange, abort?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        o.signal?.removeEventListener("abort", onAbort);
+        if (abort && controller && !controller.aborted) controller.abort(abort);
+        resolve(x);
+      };
+      // Resolves at the deadline even if undici has not reached the request yet (connecting).
+      const timer = setTimeout(() => finish({ statusCode, body: null, error: this.timeoutText }, new Error(this.timeoutText)), this.timeoutMs);
+      const onAbort = () => finish({ statusCode, body: null, error: "aborted: the service is shutting down", aborted: true }, new Error("shutting down"));
+      if (o.signal?.aborted) return onAbort();
+      o.signal?.addEventListener("abort", onAbort, { once: true });
       const handler: Dispatcher.DispatchHandler = {
-        // Its presence tells undici this handler speaks the current (v7) handler interface.
-        onRequestStart() {},
-        onResponseStart(_controller, code, responseHeaders) {
-          statusCode = code;
-          if (code < 200 || code >= 300) {
-            kept = [];
-            retryAfter = responseHeaders["retry-after"];
-          }
+        onRequestStart(c) {
+          controller = c;
+          if (settled) c.abort(new Error("the exchange was given up"));
         },
-        onResponseData(_controller, chunk) {
-          if (kept && keptBytes < ERROR_TEXT_LIMIT) {
+        onResponseStart(_c, code, responseHeaders) {
+          statusCode = code;
+          const ok = code >= 200 && code < 300;
+          if (!ok || o.keepOk) kept = [];
+          if (!ok) retryAfter = responseHeaders["retry-after"];
+        },
+        onResponseData(_c, chunk) {
+          bytes += chunk.length;
+          if (bytes > o.limit) {
+            return finish({ statusCode, body: null, error: `HTTP ${statusCode}: the answer is longer than ${o.limit} bytes` }, new Error("answer too long"));
+          }
+          if (kept && keptBytes < o.keep) {
             kept.push(chunk);
             keptBytes += chunk.length;
           }
         },
         onResponseEnd() {
-          if (statusCode >= 200 && statusCode < 300) return resolve({ ok: true, statusCode, error: null });
-          const text = kept ? Buffer.concat(kept).toString("utf8").slice(0, ERROR_TEXT_LIMIT) : "";
-          const result: SendResult = { ok: false, statusCode, error: `HTTP ${statusCode}${text ? `: ${text}` : ""}`.slice(0, ERROR_TEXT_LIMIT) };
-          if (statusCode === 429 || statusCode === 503) {
-            const retryAfterMs = parseRetryAfter(retryAfter);
-            if (retryAfterMs !== undefined) result.retryAfterMs = retryAfterMs;
-          }
-          resolve(result);
+          const all = kept ? Buffer.concat(kept) : null;
+          finish({ statusCode, body: all && all.length > o.keep ? all.subarray(0, o.keep) : all, retryAfter, error: null });
         },
-        onResponseError(_controller, error) {
-          resolve({ ok: false, statusCode: null, error: errorText(error) });
+        onResponseError(_c, error) {
+          finish({ statusCode: null, body: null, error: errorText(error) });
         },
       };
       try {
-        this.agent.dispatch(
-          { origin: target.origin, path: target.path, method: "POST", headers, body, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs },
-          handler,
-        );
+        this.agent.dispatch({ origin, path, method: "POST", headers, body, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs }, handler);
       } catch (error) {
-        resolve({ ok: false, statusCode: null, error: errorText(error) });
+        finish({ statusCode: null, body: null, error: errorText(error) });
       }
     });
   }
@@ -143,7 +220,8 @@ export class HttpTransport implements Transport<HttpEndpoint> {
     return target;
   }
 
-  close(): Promise<void> {
-    return this.agent.close();
+  /** Closes pooled connections; with `force`, requests still running are cut (shutdown past its deadline). */
+  close(force = false): Promise<void> {
+    return force ? this.agent.destroy() : this.agent.close();
   }
 }

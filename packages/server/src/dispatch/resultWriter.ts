@@ -4,15 +4,33 @@ import type { AttemptOutcome, AttemptResult } from "../store/deliveryOps.ts";
 type Record = (results: readonly AttemptResult[]) => Promise<{ [K in AttemptOutcome]: number }>;
 
 /**
+ * A data error (SQLSTATE class 22, data exception, or 23, integrity constraint violation) is
+ * about the rows written, not the database's health: the same batch would fail again forever.
+ */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
+/** What an attempt's error text becomes when the database refused the text itself. */
+const UNSTORABLE = "the attempt's error text could not be stored";
+
+/**
  * Gathers attempt results and writes them in batches: one statement per batch instead of one
- * per delivery. A failed write (database restarting) is retried; results are only dropped
- * when the process dies, and then the leases expire and the deliveries are sent again.
+ * per delivery. A write that fails because the database is unreachable or restarting is
+ * retried with backoff; results are only dropped when the process dies, and then the leases
+ * expire and the deliveries are sent again. A batch the database refuses for its data is
+ * halved down to the result at fault, which is written with its error text replaced, or
+ * dropped with a log line (its lease expires and the delivery is sent again), so that one bad
+ * result never holds back the others.
  */
 export class ResultWriter {
   private buffer: AttemptResult[] = [];
   private writing = false;
   private timer: NodeJS.Timeout | null = null;
   private idle: Array<() => void> = [];
+  /** Results already rewritten without their texts: refused again, they are dropped. */
+  private readonly scrubbed = new WeakSet<AttemptResult>();
 
   constructor(
     private readonly record: Record,
@@ -36,6 +54,11 @@ export class ResultWriter {
     return this.buffer.length;
   }
 
+  private async write(batch: readonly AttemptResult[]): Promise<void> {
+    const counts = await this.record(batch);
+    this.onWritten(counts, batch);
+  }
+
   private async flush(): Promise<void> {
     if (this.writing) return;
     this.writing = true;
@@ -43,18 +66,63 @@ export class ResultWriter {
     while (this.buffer.length > 0) {
       const batch = this.buffer.splice(0, this.maxBatch);
       try {
-        const counts = await this.record(batch);
+        await this.write(batch);
         failures = 0;
-        this.onWritten(counts, batch);
       } catch (error) {
-        this.buffer.unshift(...batch);
-        failures++;
-        this.log.warn({ err: error, pending: this.buffer.length }, "writing delivery results failed; retrying");
-        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** failures)));
+        try {
+          if (!isDataError(error)) throw error;
+          await this.isolate(batch, error);
+          failures = 0;
+        } catch (retryable) {
+          failures++;
+          this.log.warn({ err: retryable, pending: this.buffer.length }, "writing delivery results failed; retrying");
+          await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** failures)));
+        }
       }
     }
     this.writing = false;
     for (const resolve of this.idle.splice(0)) resolve();
+  }
+
+  /**
+   * Writes a batch the database refused for its data, in halves, down to the results at fault.
+   * On any other error, what is not yet written goes back to the front of the buffer and the
+   * error is thrown (the caller backs off and retries).
+   */
+  private async isolate(batch: AttemptResult[], first: unknown): Promise<void> {
+    // Each piece with the error the database gave for it, or null when not yet tried.
+    const pieces: Array<{ results: AttemptResult[]; refused: unknown }> = [{ results: batch, refused: first }];
+    while (pieces.length > 0) {
+      const { results } = pieces[0]!;
+      let { refused } = pieces.shift()!;
+      if (refused === null) {
+        try {
+          await this.write(results);
+          continue;
+        } catch (error) {
+          if (!isDataError(error)) {
+            this.buffer.unshift(...results, ...pieces.flatMap((p) => p.results));
+            throw error;
+          }
+          refused = error;
+        }
+      }
+      if (results.length > 1) {
+        const mid = results.length >> 1;
+        pieces.unshift({ results: results.slice(0, mid), refused: null }, { results: results.slice(mid), refused: null });
+        continue;
+      }
+      const r = results[0]!;
+      const code = (refused as { code?: string }).code;
+      if (!this.scrubbed.has(r)) {
+        this.log.warn({ err: refused, code, deliveryId: r.deliveryId, messageId: r.messageId }, "the database refused an attempt result; writing it without its error text");
+        const plain: AttemptResult = { ...r, error: UNSTORABLE, deadReason: r.deadReason === null ? null : "dead" };
+        this.scrubbed.add(plain);
+        pieces.unshift({ results: [plain], refused: null });
+        continue;
+      }
+      this.log.error({ err: refused, code, deliveryId: r.deliveryId, messageId: r.messageId }, "an attempt result cannot be written; dropped (its lease expires and the delivery is sent again)");
+    }
   }
 
   /** Resolves when everything added so far is written (or the deadline passes). */

@@ -9,6 +9,8 @@ export interface Outgoing {
   body: string;
   /** The subscription's signing secret (HTTP signs with it; brokers may carry the signature too). */
   secret: string;
+  /** Aborted at shutdown: the transport gives up at once and answers `aborted`. */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -27,5 +29,17 @@ export type Transports = { [K in Endpoint["type"]]: Transport<Extract<Endpoint, 
 export function sendVia(transports: Transports, endpoint: Endpoint, outgoing: Outgoing): Promise<SendResult> {
   const transport = transports[endpoint.type] as Transport<Endpoint> | undefined;
   if (!transport) return Promise.resolve({ ok: false, statusCode: null, error: `no transport for endpoint type ${endpoint.type}` });
-  return transport.send(endpoint, outgoing);
+  const sending = transport.send(endpoint, outgoing);
+  const signal = outgoing.signal;
+  if (!signal || endpoint.type === "http") return sending; // HTTP watches the signal itself
+  // A broker publish cannot be taken back; at shutdown stop waiting for it and give the lease back.
+  return new Promise<SendResult>((resolve) => {
+    const onAbort = () => resolve({ ok: false, statusCode: null, error: "aborted: the service is shutting down", aborted: true });
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    void sending.then((result) => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(result);
+    });
+  });
 }

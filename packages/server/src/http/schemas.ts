@@ -126,6 +126,11 @@ export const RetryOptions = Type.Object(
 );
 export type RetryOptions = Static<typeof RetryOptions>;
 const Tags = Type.Array(Tag, { minItems: 1, maxItems: 100 });
+const MaxInFlight = Type.Integer({
+  minimum: 1,
+  maximum: 10_000,
+  description: "a hard limit on this subscription's deliveries in flight at once per service process; null or absent: the service's fair share (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
+});
 export const CreateSubscription = Type.Object(
   {
     name: Name,
@@ -134,6 +139,7 @@ export const CreateSubscription = Type.Object(
     endpoint: Endpoint,
     retry: Type.Optional(RetryOptions),
     enabled: Type.Optional(Type.Boolean()),
+    maxInFlight: Type.Optional(Nullable(MaxInFlight)),
   },
   { additionalProperties: false },
 );
@@ -145,6 +151,7 @@ export const PatchSubscription = Type.Object(
     endpoint: Type.Optional(Endpoint),
     retry: Type.Optional(RetryOptions),
     enabled: Type.Optional(Type.Boolean()),
+    maxInFlight: Type.Optional(Nullable(MaxInFlight)),
     rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new signing secret, returned once" })),
   },
   { additionalProperties: false },
@@ -166,6 +173,7 @@ export const Subscription = Type.Object({
   }),
   retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
   enabled: Type.Boolean(),
+  maxInFlight: Nullable(Type.Integer({ description: "null: the service default" })),
   createdAt: Timestamp,
   updatedAt: Timestamp,
   secret: Type.Optional(Type.String({ description: "only when created or rotated" })),

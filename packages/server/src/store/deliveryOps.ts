@@ -12,9 +12,24 @@ export interface LeasedDelivery {
   /** When the current retry cycle's first attempt ran, or null if this is it. */
   firstAttemptAt: Date | null;
   message: OutgoingMessage;
+  /**
+   * The lease token of the claim that took it (lease_owner); results and releases match on it.
+   * Absent: leased to this node when it was created (the token is then the node id).
+   */
+  lease?: string;
 }
 
-// $1 node id; $2 lease ms; $3 max rows; $4 ids of enabled subscriptions.
+/** A delivery's lease, as results and releases name it. */
+export interface Lease {
+  deliveryId: number;
+  lease: string;
+}
+
+let claims = 0;
+/** A token unique to one claim: the node id and a counter (a row is taken at most once per claim). */
+export const claimToken = (nodeId: string): string => `${nodeId}/${++claims}`;
+
+// $1 lease token of this claim; $2 lease ms; $3 max rows; $4 ids of enabled subscriptions.
 // Takes the oldest due pending deliveries nobody holds, skipping rows another node is
 // taking right now, and moves their due time to the end of the lease.
 const CLAIM_SQL = `
@@ -26,7 +41,7 @@ with due as (
   for update skip locked
 )
 update deliveries d
-   set lease_owner = $1, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
+   set lease_owner = $1, resend_due = false, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
   from due, messages m
  where d.id = due.id and m.id = d.message_id
 returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
@@ -40,12 +55,14 @@ export async function claimDueDeliveries(
   subscriptionIds: readonly number[],
 ): Promise<LeasedDelivery[]> {
   if (subscriptionIds.length === 0 || limit <= 0) return [];
+  const lease = claimToken(nodeId);
   const { rows } = await db.query({
     name: "claim_due_deliveries",
     text: CLAIM_SQL,
-    values: [nodeId, leaseMs, limit, subscriptionIds],
+    values: [lease, leaseMs, limit, subscriptionIds],
   });
   return rows.map((row) => ({
+    lease,
     deliveryId: row.delivery_id,
     subscriptionId: row.subscription_id,
     attempt: row.attempts + 1,
@@ -68,6 +85,8 @@ export type AttemptOutcome = "delivered" | "failed" | "dead";
 
 export interface AttemptResult {
   deliveryId: number;
+  /** The lease token the attempt ran under. */
+  lease: string;
   messageId: string;
   subscriptionId: number;
   attempt: number;
@@ -84,48 +103,52 @@ export interface AttemptResult {
   firstAttemptAt: Date | null;
 }
 
-// Parallel arrays $2..$13, one element per attempt; $1 this node's id.
-// Writes a batch of attempt results in one statement: only rows this node still leases are
-// changed (a lease that expired and was taken over is not ours to finish), and each change
-// is logged in attempts; a delivery gone dead raises an alert. Returns the outcome of the rows written.
+// Parallel arrays $1..$13, one element per attempt; $1 the lease tokens the attempts ran under.
+// Writes a batch of attempt results in one statement. Only a row still held by the attempt's
+// own claim is changed (a lease that expired and was claimed again, even by this node, is not
+// this attempt's to finish), and each change is logged in attempts; a delivery gone dead raises
+// an alert. A re-send asked while the attempt was in flight (resend_due) turns failed or dead
+// into due-now on a fresh cycle. Returns the outcome of the rows written.
 const RECORD_SQL = `
 with r as (
-  select * from unnest($2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::int[],
+  select * from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::int[],
                        $9::int[], $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[])
-    as t(id, message_id, subscription_id, attempt, outcome, started_at, latency_ms, status_code, error, next_at, dead_reason, first_at)
+    as t(lease, id, message_id, subscription_id, attempt, outcome, started_at, latency_ms, status_code, error, next_at, dead_reason, first_at)
 ), upd as (
   update deliveries d
-     set state = case r.outcome when 'delivered' then 'delivered' when 'dead' then 'dead' else 'pending' end::delivery_state,
+     set state = case when r.outcome = 'delivered' then 'delivered' when r.outcome = 'dead' and not d.resend_due then 'dead' else 'pending' end::delivery_state,
          attempts = r.attempt,
          lease_owner = null,
-         next_attempt_at = coalesce(r.next_at, d.next_attempt_at),
-         first_attempt_at = coalesce(d.first_attempt_at, r.first_at),
+         resend_due = false,
+         next_attempt_at = case when d.resend_due and r.outcome <> 'delivered' then now() else coalesce(r.next_at, d.next_attempt_at) end,
+         retry_base = case when d.resend_due and r.outcome <> 'delivered' then r.attempt else d.retry_base end,
+         first_attempt_at = case when d.resend_due and r.outcome <> 'delivered' then null else coalesce(d.first_attempt_at, r.first_at) end,
          last_attempt_at = r.started_at,
          last_status = r.status_code,
          last_error = r.error,
          delivered_at = case when r.outcome = 'delivered' then now() end,
-         dead_at = case when r.outcome = 'dead' then now() end,
-         dead_reason = case when r.outcome = 'dead' then r.dead_reason end
+         dead_at = case when r.outcome = 'dead' and not d.resend_due then now() end,
+         dead_reason = case when r.outcome = 'dead' and not d.resend_due then r.dead_reason end
     from r
-   where d.id = r.id and d.state = 'pending' and d.lease_owner = $1
-  returning d.id
+   where d.id = r.id and d.state = 'pending' and d.lease_owner = r.lease
+  returning d.id, case d.state when 'pending' then 'failed' else d.state::text end as outcome
 ), log as (
   insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, status_code, error, outcome)
-  select r.id, r.message_id, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, r.outcome
+  select r.id, r.message_id, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, upd.outcome
   from r join upd using (id)
 ), alert as (
   insert into alerts (kind, message_id, subscription_id, detail)
   select 'delivery_dead', r.message_id, r.subscription_id, r.dead_reason || coalesce(' (last error: ' || r.error || ')', '')
-  from r join upd using (id) where r.outcome = 'dead'
+  from r join upd using (id) where upd.outcome = 'dead'
 )
-select r.outcome, count(*)::int as n from r join upd using (id) group by r.outcome`;
+select outcome, count(*)::int as n from upd group by outcome`;
 
-export async function recordAttempts(db: Db, nodeId: string, results: readonly AttemptResult[]): Promise<Record<AttemptOutcome, number>> {
+export async function recordAttempts(db: Db, results: readonly AttemptResult[]): Promise<Record<AttemptOutcome, number>> {
   const { rows } = await db.query<{ outcome: AttemptOutcome; n: number }>({
     name: "record_attempts",
     text: RECORD_SQL,
     values: [
-      nodeId,
+      results.map((r) => r.lease),
       results.map((r) => r.deliveryId),
       results.map((r) => r.messageId),
       results.map((r) => r.subscriptionId),
@@ -145,13 +168,16 @@ export async function recordAttempts(db: Db, nodeId: string, results: readonly A
   return counts;
 }
 
-// $1 node id; $2 delivery ids. Gives leases back without an attempt (subscription paused or
-// removed while the delivery waited in memory, or the node is shutting down).
-export async function releaseDeliveries(db: Db, nodeId: string, ids: readonly number[]): Promise<void> {
-  if (ids.length === 0) return;
-  await db.query(
-    `update deliveries set lease_owner = null, next_attempt_at = now()
-      where id = any ($2::bigint[]) and state = 'pending' and lease_owner = $1`,
-    [nodeId, ids],
-  );
+// $1 delivery ids; $2 their lease tokens. Gives leases back without an attempt (subscription
+// paused or removed while the delivery waited in memory, over its subscription's in-flight
+// cap for too long, or the node is shutting down): due again at once.
+export async function releaseDeliveries(db: Db, leases: readonly Lease[]): Promise<void> {
+  if (leases.length === 0) return;
+  await db.query({
+    name: "release_deliveries",
+    text: `update deliveries d set lease_owner = null, resend_due = false, next_attempt_at = now()
+             from unnest($1::bigint[], $2::text[]) as l(id, lease)
+            where d.id = l.id and d.state = 'pending' and d.lease_owner = l.lease`,
+    values: [leases.map((l) => l.deliveryId), leases.map((l) => l.lease)],
+  });
 }

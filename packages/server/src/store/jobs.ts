@@ -1,4 +1,5 @@
 import type { Db } from "./db.ts";
+import { RESEND_SET } from "./operatorOps.ts";
 
 export type JobState = "running" | "succeeded" | "failed";
 
@@ -97,8 +98,7 @@ with job as (
    for update of d skip locked
 ), resent as (
   update deliveries d
-     set state = 'pending', next_attempt_at = now(), lease_owner = null, retry_base = d.attempts,
-         first_attempt_at = null, dead_at = null, dead_reason = null
+     set ${RESEND_SET}
     from picked where d.id = picked.id and d.state = 'dead'
   returning d.id
 ), counted as (

@@ -44,6 +44,8 @@ export interface SubscriptionRow {
   secret: string;
   retry: RetryPolicy;
   enabled: boolean;
+  /** Deliveries in flight at once per process; null: the service default. */
+  maxInFlight: number | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -57,6 +59,7 @@ const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
   secret: r.secret as string,
   retry: r.retry as RetryPolicy,
   enabled: r.enabled as boolean,
+  maxInFlight: (r.max_in_flight as number | null) ?? null,
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });
@@ -73,14 +76,15 @@ export interface NewSubscription {
   secret: string;
   retry: RetryPolicy;
   enabled: boolean;
+  maxInFlight: number | null;
 }
 
 /** Returns null when the name is taken. */
 export async function createSubscription(db: Db, s: NewSubscription): Promise<SubscriptionRow | null> {
   const { rows } = await db.query(
-    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled)
-     values ($1, $2, $3, $4, $5, $6, $7) on conflict (name) do nothing returning *`,
-    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled],
+    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight)
+     values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (name) do nothing returning *`,
+    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight],
   );
   if (!rows[0]) return null;
   await announce(db);
@@ -104,6 +108,8 @@ export interface SubscriptionPatch {
   retry?: RetryPolicy | undefined;
   enabled?: boolean | undefined;
   secret?: string | undefined;
+  /** null: back to the service default. */
+  maxInFlight?: number | null | undefined;
 }
 
 export async function updateSubscription(db: Db, name: string, p: SubscriptionPatch): Promise<SubscriptionRow | null> {
@@ -115,9 +121,11 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
          retry = coalesce($6, retry),
          enabled = coalesce($7, enabled),
          secret = coalesce($8, secret),
+         max_in_flight = case when $9 then $10 else max_in_flight end,
          updated_at = now()
        where name = $1 returning *`,
-    [name, p.topic ?? null, p.tags !== undefined, p.tags ?? null, p.endpoint ?? null, p.retry ?? null, p.enabled ?? null, p.secret ?? null],
+    [name, p.topic ?? null, p.tags !== undefined, p.tags ?? null, p.endpoint ?? null, p.retry ?? null, p.enabled ?? null, p.secret ?? null,
+     p.maxInFlight !== undefined, p.maxInFlight ?? null],
   );
   if (!rows[0]) return null;
   await announce(db);

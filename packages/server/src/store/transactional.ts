@@ -1,4 +1,5 @@
 import type { Db } from "./db.ts";
+import { claimToken } from "./deliveryOps.ts";
 import { fanOut, splitFanOutRows, type CreatedDelivery } from "./fanOut.ts";
 import { MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
 
@@ -97,11 +98,14 @@ export interface DueCheck {
   message: MessageRecord;
   checkUrl: string | null;
   secret: string | null;
+  /** The lease token of the claim that took it (check_owner). */
+  lease: string;
 }
 
-// $1 node id; $2 lease ms; $3 max rows. Takes prepared messages due for a check that no other
+// $1 lease token of this claim; $2 lease ms; $3 max rows. Takes prepared messages due for a check that no other
 // node is checking; the lease (moving next_check_at to its end) keeps two nodes from asking at once.
 export async function claimDueChecks(db: Db, nodeId: string, leaseMs: number, limit: number): Promise<DueCheck[]> {
+  const lease = claimToken(nodeId);
   const { rows } = await db.query({
     name: "claim_due_checks",
     text: `with due as (
@@ -115,9 +119,9 @@ export async function claimDueChecks(db: Db, nodeId: string, leaseMs: number, li
       returning ${MESSAGE_COLUMNS}
     )
     select m.*, a.check_url, a.secret from claimed m left join apps a on a.name = m.app`,
-    values: [nodeId, leaseMs, limit],
+    values: [lease, leaseMs, limit],
   });
-  return rows.map((row) => ({ message: toMessage(row), checkUrl: row.check_url ?? null, secret: row.secret ?? null }));
+  return rows.map((row) => ({ message: toMessage(row), checkUrl: row.check_url ?? null, secret: row.secret ?? null, lease }));
 }
 
 export interface CheckLog {
@@ -130,6 +134,7 @@ export interface CheckLog {
   error: string | null;
 }
 
+// $1..$7 the check's message id, number, start, latency, status, answer, error (storable text).
 export async function logCheck(db: Db, c: CheckLog): Promise<void> {
   await db.query(
     `insert into checks (message_id, check_no, started_at, latency_ms, status_code, answer, error)
@@ -138,10 +143,10 @@ export async function logCheck(db: Db, c: CheckLog): Promise<void> {
   );
 }
 
-// $1 id; $2 node id; $3 next check delay ms; $4 the check limit. An unresolved check: count it, and
+// $1 id; $2 the lease token of the check's claim; $3 next check delay ms; $4 the check limit. An unresolved check: count it, and
 // schedule the next one or, at the limit, put the message in doubt and raise an alert.
 // Returns whether the message went in doubt.
-export async function checkUnresolved(db: Db, id: string, nodeId: string, nextMs: number, limit: number): Promise<{ inDoubt: boolean } | null> {
+export async function checkUnresolved(db: Db, id: string, lease: string, nextMs: number, limit: number): Promise<{ inDoubt: boolean } | null> {
   const { rows } = await db.query(
     `with upd as (
        update messages set checks = checks + 1, check_owner = null,
@@ -154,9 +159,15 @@ export async function checkUnresolved(db: Db, id: string, nodeId: string, nextMs
        select 'message_in_doubt', id, 'still prepared after ' || checks || ' check-backs' from upd where in_doubt
      )
      select in_doubt from upd`,
-    [id, nodeId, nextMs, limit],
+    [id, lease, nextMs, limit],
   );
   return rows[0] ? { inDoubt: rows[0].in_doubt } : null;
+}
+
+// $1 message id; $2 the lease token of the check's claim. Gives a check lease back without a
+// check (shutdown cut the call short): due again at once, on this or another node.
+export async function releaseCheck(db: Db, id: string, lease: string): Promise<void> {
+  await db.query("update messages set check_owner = null, next_check_at = now() where id = $1 and state = 'prepared' and check_owner = $2", [id, lease]);
 }
 
 /** Counts a check that resolved the message (the state change itself is commit/rollbackPrepared). */

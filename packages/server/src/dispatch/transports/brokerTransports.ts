@@ -1,3 +1,4 @@
+import type { AddressJudge } from "../../domain/networkPolicy.ts";
 import type { Transport } from "../transport.ts";
 import type { NatsEndpoint, RabbitmqEndpoint, RedisEndpoint } from "../../store/subscriptions.ts";
 import { NatsTransport } from "./natsTransport.ts";
@@ -10,7 +11,10 @@ export interface BrokerTransports {
   redis: Transport<RedisEndpoint>;
 }
 
-/** The broker transports; each opens connections only when a subscription first sends through it. */
-export function createBrokerTransports(timeoutMs: number): BrokerTransports {
-  return { rabbitmq: new RabbitmqTransport(timeoutMs), nats: new NatsTransport(timeoutMs), redis: new RedisTransport(timeoutMs) };
+/**
+ * The broker transports; each opens connections only when a subscription first sends through
+ * it, to the broker host's address as resolved and judged by the endpoint network policy.
+ */
+export function createBrokerTransports(timeoutMs: number, judge: AddressJudge): BrokerTransports {
+  return { rabbitmq: new RabbitmqTransport(timeoutMs, judge), nats: new NatsTransport(timeoutMs, judge), redis: new RedisTransport(timeoutMs, judge) };
 }

@@ -1,6 +1,8 @@
 import { connect, headers, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import type { AddressJudge } from "../../domain/networkPolicy.ts";
 import type { NatsEndpoint } from "../../store/subscriptions.ts";
+import { checkedBrokerUrl } from "../guardedConnect.ts";
 import { errorText, type SendResult } from "../httpTransport.ts";
 import type { Outgoing, Transport } from "../transport.ts";
 import { brokerFields, natsToken, renderTemplate, withTimeout } from "./brokerMessage.ts";
@@ -36,7 +38,10 @@ export function natsConnectOptions(text: string): NodeConnectionOptions {
 export class NatsTransport implements Transport<NatsEndpoint> {
   private readonly pool: ConnectionPool<NatsClient>;
 
-  constructor(private readonly timeoutMs: number) {
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly judge: AddressJudge,
+  ) {
     this.pool = new ConnectionPool(
       (url, lost) => this.open(url, lost),
       (c) => c.nc.drain().catch(() => c.nc.close()),
@@ -44,8 +49,11 @@ export class NatsTransport implements Transport<NatsEndpoint> {
   }
 
   private async open(url: string, lost: () => void): Promise<NatsClient> {
+    const checked = await checkedBrokerUrl(url, this.judge);
+    const options = natsConnectOptions(checked.url);
+    if (options.tls) options.tls = { servername: checked.host } as NodeConnectionOptions["tls"];
     const nc = await connect({
-      ...natsConnectOptions(url),
+      ...options,
       name: "tidings",
       timeout: Math.min(this.timeoutMs, 10_000),
       reconnect: true,

@@ -1,5 +1,7 @@
 import { connect, type ChannelModel, type ConfirmChannel } from "amqplib";
+import type { AddressJudge } from "../../domain/networkPolicy.ts";
 import type { RabbitmqEndpoint } from "../../store/subscriptions.ts";
+import { checkedBrokerUrl } from "../guardedConnect.ts";
 import { errorText, type SendResult } from "../httpTransport.ts";
 import type { Outgoing, Transport } from "../transport.ts";
 import { brokerFields, renderTemplate, withTimeout } from "./brokerMessage.ts";
@@ -25,7 +27,10 @@ const noop = () => undefined;
 export class RabbitmqTransport implements Transport<RabbitmqEndpoint> {
   private readonly pool: ConnectionPool<AmqpConnection>;
 
-  constructor(private readonly timeoutMs: number) {
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly judge: AddressJudge,
+  ) {
     this.pool = new ConnectionPool(
       (url, lost) => this.open(url, lost),
       (c) => c.model.close(),
@@ -33,7 +38,9 @@ export class RabbitmqTransport implements Transport<RabbitmqEndpoint> {
   }
 
   private async open(url: string, lost: () => void): Promise<AmqpConnection> {
-    const model = await connect(url, { timeout: Math.min(this.timeoutMs, 10_000), clientProperties: { connection_name: "tidings" } });
+    const checked = await checkedBrokerUrl(url, this.judge);
+    const tls = checked.url.startsWith("amqps:") ? { servername: checked.host } : {};
+    const model = await connect(checked.url, { ...tls, timeout: Math.min(this.timeoutMs, 10_000), clientProperties: { connection_name: "tidings" } });
     const connection: AmqpConnection = { model, channel: null, exchanges: new Set(), returned: new Set() };
     model.on("error", noop); // followed by "close"
     model.on("close", lost);

@@ -1,5 +1,7 @@
 import { Redis } from "ioredis";
+import type { AddressJudge } from "../../domain/networkPolicy.ts";
 import type { RedisEndpoint } from "../../store/subscriptions.ts";
+import { checkedBrokerUrl } from "../guardedConnect.ts";
 import { errorText, type SendResult } from "../httpTransport.ts";
 import type { Outgoing, Transport } from "../transport.ts";
 import { brokerFields } from "./brokerMessage.ts";
@@ -19,7 +21,10 @@ import { ConnectionPool } from "./connectionPool.ts";
 export class RedisTransport implements Transport<RedisEndpoint> {
   private readonly pool: ConnectionPool<Redis>;
 
-  constructor(private readonly timeoutMs: number) {
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly judge: AddressJudge,
+  ) {
     this.pool = new ConnectionPool(
       (url, lost) => this.open(url, lost),
       async (client) => void client.disconnect(),
@@ -27,7 +32,9 @@ export class RedisTransport implements Transport<RedisEndpoint> {
   }
 
   private async open(url: string, lost: () => void): Promise<Redis> {
-    const client = new Redis(url, {
+    const checked = await checkedBrokerUrl(url, this.judge);
+    const client = new Redis(checked.url, {
+      ...(checked.url.startsWith("rediss:") ? { tls: { servername: checked.host } } : {}),
       lazyConnect: true,
       protocol: 2, // RESP2 works with every Redis; XADD answers the same either way
       enableOfflineQueue: false,

@@ -87,6 +87,7 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
       window: row.retry.windowMs === null ? null : formatDuration(row.retry.windowMs),
     },
     enabled: row.enabled,
+    maxInFlight: row.maxInFlight,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
     ...(secret ? { secret } : {}),
@@ -126,6 +127,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
         secret,
         retry: retryPolicy(body.retry),
         enabled: body.enabled ?? true,
+        maxInFlight: body.maxInFlight ?? null,
       });
       if (!created) throw conflict(`a subscription named ${body.name} exists`);
       await s.subscriptions.reload();
@@ -160,6 +162,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
         endpoint: body.endpoint && endpoint(body.endpoint, current),
         retry: body.retry && retryPolicy(body.retry),
         enabled: body.enabled,
+        maxInFlight: body.maxInFlight,
         secret,
       });
       if (!row) throw notFound(`subscription ${request.params.name}`);

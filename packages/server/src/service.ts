@@ -3,7 +3,6 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { resolveAdminKey } from "./adminKey.ts";
-import { localId } from "./domain/messageIds.ts";
 import { startEmbeddedDb, type EmbeddedDb } from "./embeddedDb.ts";
 import { Dispatcher } from "./dispatch/dispatcher.ts";
 import { HttpTransport } from "./dispatch/httpTransport.ts";

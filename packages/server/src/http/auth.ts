@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
-import { TidingsError, appDisabled, forbidden } from "../domain/errors.ts";
+import { TidingsError, appDisabled } from "../domain/errors.ts";
 
 /** `readTopics`: topics whose messages the app may read though another app sent them. */
 export type Principal = { kind: "admin" } | { kind: "app"; app: string; readTopics: readonly string[] };
@@ -78,23 +78,7 @@ export class Authenticator {
   }
 }
 
-export function requireAdmin(principal: Principal): void {
-  if (principal.kind !== "admin") throw forbidden("this needs the admin key");
-}
-
-/** An app key acts only on its own messages; the admin acts on all. */
 /** The app a principal acts for; null for the admin, who acts on every app's messages. */
 export function appOf(principal: Principal): string | null {
   return principal.kind === "app" ? principal.app : null;
-}
-
-export function requireOwner(principal: Principal, messageApp: string | null): void {
-  if (principal.kind === "app" && principal.app !== messageApp) throw forbidden("this message belongs to another app");
-}
-
-/** Reading also allows the messages of the app's read topics (a consumer reconciling). */
-export function requireReader(principal: Principal, message: { app: string | null; topic: string }): void {
-  if (principal.kind === "app" && principal.app !== message.app && !principal.readTopics.includes(message.topic)) {
-    throw forbidden("this message belongs to another app");
-  }
 }

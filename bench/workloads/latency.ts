@@ -30,7 +30,8 @@ export async function latency(ctx: BenchContext): Promise<Omit<WorkloadResult, "
       const replied = new Map<string, number>();
       const publish = async (i: number) => {
         const at = performance.now();
-        const id = await producer.publish(i);
+        // Receivers see the app's message under its full id (webhook-id `bench/<id>`).
+        const id = `bench/${await producer.publish(i)}`;
         replied.set(id, performance.now());
         sent.set(id, at);
       };

@@ -537,7 +537,9 @@ describe("configuration of the edge", () => {
     assert.equal(load({ TIDINGS_TRUST_PROXY: "true" }).trustProxy, true);
     assert.equal(load({ TIDINGS_TRUST_PROXY: "2" }).trustProxy, 2);
     assert.deepEqual(load({ TIDINGS_TRUST_PROXY: "10.0.0.0/8, 127.0.0.1,loopback" }).trustProxy, ["10.0.0.0/8", "127.0.0.1", "loopback"]);
-    for (const bad of ["yes", "10.0.0.0/33", "0", "true,10.0.0.1", "10.0.0.1,,"]) {
+    // Empty entries are ignored, as in TIDINGS_ENDPOINT_ALLOW/_DENY.
+    assert.deepEqual(load({ TIDINGS_TRUST_PROXY: "10.0.0.1,," }).trustProxy, ["10.0.0.1"]);
+    for (const bad of ["yes", "10.0.0.0/33", "0", "true,10.0.0.1"]) {
       assert.throws(() => load({ TIDINGS_TRUST_PROXY: bad }), ConfigError, bad);
     }
   });

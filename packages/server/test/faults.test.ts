@@ -227,8 +227,8 @@ test("a check URL answering 200 MB or dripping: the check is logged failed withi
   const hugeId = (await huge.post("/v1/messages", { topic: "t.check", payload: {}, prepare: true, checkAfter: "100ms" })).body.id as string;
   const dripId = (await drip.post("/v1/messages", { topic: "t.check", payload: {}, prepare: true, checkAfter: "100ms" })).body.id as string;
   type Check = { error: string | null; latencyMs: number; answer: string | null };
-  const hugeCheck = await waitFor("the huge answer's check logged", async () => ((await admin.get(`/v1/messages/${hugeId}/checks`)).body.items as Check[])[0], 15_000);
-  const dripCheck = await waitFor("the dripping answer's check logged", async () => ((await admin.get(`/v1/messages/${dripId}/checks`)).body.items as Check[])[0], 15_000);
+  const hugeCheck = await waitFor("the huge answer's check logged", async () => ((await admin.get(`/v1/messages/huge%2F${hugeId}/checks`)).body.items as Check[])[0], 15_000);
+  const dripCheck = await waitFor("the dripping answer's check logged", async () => ((await admin.get(`/v1/messages/drip%2F${dripId}/checks`)).body.items as Check[])[0], 15_000);
   assert.equal(hugeCheck.answer, null);
   assert.match(hugeCheck.error ?? "", /longer than 65536 bytes/);
   assert.ok(hugeCheck.latencyMs < 2000, `the huge answer was cut short (${hugeCheck.latencyMs} ms)`);

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { TidingsError, type ErrorCode } from "../domain/errors.ts";
+import { isDbUnavailable } from "../store/db.ts";
 
 const STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
@@ -74,6 +75,11 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
   }
   if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
     void reply.status(e.statusCode).send({ error: { code: "invalid_request", message: e.message } });
+    return;
+  }
+  if (isDbUnavailable(error)) {
+    // No connection free in time, statement_timeout, database away: the client may retry.
+    void reply.status(503).header("retry-after", "1").send({ error: { code: "unavailable", message: "the database is busy or away; try again shortly" } });
     return;
   }
   request.log.error({ err: error }, "request failed");

@@ -32,6 +32,8 @@ export async function loadMigrations(): Promise<Migration[]> {
 export async function migrate(db: Db): Promise<number[]> {
   const migrations = await loadMigrations();
   return inTransaction(db, async (tx) => {
+    // A migration (or the wait for another node's) may take longer than statements may.
+    await tx.query("set local statement_timeout = 0");
     await tx.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
     await tx.query(`create table if not exists tidings_migrations (
       version integer primary key, name text not null, applied_at timestamptz not null default now())`);

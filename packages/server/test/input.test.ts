@@ -7,6 +7,11 @@ import { Receiver } from "./support/receiver.ts";
 import { api } from "./support/api.ts";
 import { waitFor } from "./support/wait.ts";
 import type { RunningService } from "../src/service.ts";
+import { Combiner } from "../src/publish/combiner.ts";
+import { bracketsAtMost, mayHoldInexactNumber, mayHoldPoison, scanJson } from "../src/domain/jsonScan.ts";
+import { badText, deliverAtProblem, inspectValue } from "../src/domain/messageInput.ts";
+import { parseExact, RawJson, stringifyExact } from "../src/domain/rawJson.ts";
+import { TidingsError } from "../src/domain/errors.ts";
 
 interface Raw {
   status: number;
@@ -167,6 +172,16 @@ describe("hostile input on the publish path", () => {
     for (const payload of payloads) assert.ok(listText.includes(`"payload":${payload}`), `the list shows ${payload}`);
   });
 
+  test("a prepared message with big numbers, committed, reaches the receiver byte for byte as sent", async () => {
+    const payload = '{"amount":98765432109876543210.123456789,"rate":6.02214076e23}';
+    const prepared = await postRaw(service.url, "/v1/messages", `{"id":"exact-prepared","topic":"exact","prepare":true,"payload":${payload}}`);
+    assert.equal(prepared.status, 201, prepared.text);
+    const committed = await postRaw(service.url, "/v1/messages/exact-prepared/commit", "{}");
+    assert.equal(committed.status, 200, committed.text);
+    const delivery = await waitFor("the committed message delivered", () => receiver.received.find((r) => r.id === "exact-prepared" && r.status === 200));
+    assert.equal(payloadText(delivery.body), payload);
+  });
+
   test("the checks run on the raw text only when it looks suspect: an escaped backslash before u is fine", async () => {
     const answer = await postRaw(service.url, "/v1/messages", '{"topic":"ok","key":"\\\\u0000","payload":{"path":"C:\\\\ud800","emoji":"\\ud83d\\ude00"}}');
     assert.equal(answer.status, 201, answer.text);
@@ -253,5 +268,83 @@ describe("bounded memory and waits", () => {
       await service.close();
       await database.drop();
     }
+  });
+});
+
+describe("the checks' pure logic", () => {
+  test("the quick looks at the raw text: poison escapes, inexact numbers, bracket bound", () => {
+    assert.equal(mayHoldPoison('{"a":"\\u0000"}'), true);
+    assert.equal(mayHoldPoison('{"a":"\\ud800x"}'), true);
+    assert.equal(mayHoldPoison('{"a":"\\udc00"}'), true);
+    assert.equal(mayHoldPoison('{"a":"\\ud83d\\ude00 \\u00e9"}'), false, "a surrogate pair and other escapes are fine");
+    assert.equal(mayHoldPoison('{"a":"plain"}'), false);
+    assert.equal(mayHoldInexactNumber('{"a":12345678901234567}'), true);
+    assert.equal(mayHoldInexactNumber('{"a":[1e400]}'), true);
+    assert.equal(mayHoldInexactNumber('{"a": -1.5E-3}'), true);
+    assert.equal(mayHoldInexactNumber('{"a":123456789012345,"b":1.25,"id":"0193a4e5-7c3e"}'), false, "15 digits and hex text are fine");
+    assert.equal(bracketsAtMost("[[{}]]", 3), true);
+    assert.equal(bracketsAtMost("[[{[]}]]", 3), false);
+  });
+
+  test("scanJson finds the depth and each payload's exact text, strings and escapes skipped", () => {
+    const single = scanJson('{"topic":"t","payload": {"a":[1e400, "]}\\"\\\\"],"b":{}} ,"key":"k"}', false);
+    assert.equal(single.maxDepth, 3);
+    assert.equal(single.payloads.get(0), '{"a":[1e400, "]}\\"\\\\"],"b":{}}');
+    const batch = scanJson('{"atomic":false,"messages":[{"payload":12345678901234567891},{"topic":"x","payload":"s"},{"payload":[[[0]]]}]}', true);
+    assert.deepEqual([...batch.payloads], [[0, "12345678901234567891"], [1, '"s"'], [2, "[[[0]]]"]]);
+    assert.equal(batch.maxDepth, 6);
+    assert.equal(scanJson(`{"payload":${"[".repeat(50_000)}${"]".repeat(50_000)}}`, false).maxDepth, 50_001, "any depth, without recursion");
+  });
+
+  test("inspectValue names the first bad string, key or nesting with its path", () => {
+    assert.deepEqual(inspectValue({ a: [0, 1, 2, { b: "x\u0000" }] }, "payload")?.field, "payload.a[3].b");
+    assert.deepEqual(inspectValue({ "odd key": "\ud800" }, "payload")?.field, 'payload["odd key"]');
+    assert.match(inspectValue({ ["k\udc00"]: 1 }, "payload")?.message ?? "", /the key of payload\[/);
+    let deep: unknown = 1;
+    for (let i = 0; i < 65; i++) deep = [deep];
+    assert.match(inspectValue(deep, "payload")?.message ?? "", /more than 64 deep/);
+    assert.equal(inspectValue((deep as unknown[])[0], "payload"), null, "64 deep is fine");
+    assert.equal(badText("😀 é"), null);
+    assert.equal(deliverAtProblem(Date.parse("1969-12-31T23:59:59Z"), Date.now()), "is before 1970-01-01T00:00:00Z");
+    assert.equal(deliverAtProblem(Number.NaN, Date.now()), "is not a valid date-time");
+    assert.equal(deliverAtProblem(Date.now() + 1000, Date.now()), null);
+  });
+
+  test("RawJson: stringifyExact writes the text as sent, JSON.stringify the parsed value; a string that looks like the mark stays a string", () => {
+    const value = { a: new RawJson("[12345678901234567891, 1e400]"), b: "\u0001raw-guess:0", c: [new RawJson("1E-400")] };
+    assert.equal(stringifyExact(value), '{"a":[12345678901234567891, 1e400],"b":"\\u0001raw-guess:0","c":[1E-400]}');
+    assert.equal(JSON.stringify({ a: new RawJson("[1.5]") }), '{"a":[1.5]}');
+    assert.ok(parseExact('{"n":12345678901234567891}') instanceof RawJson);
+    assert.deepEqual(parseExact('{"n":12}'), { n: 12 });
+  });
+
+  test("the Combiner: a batch the store refuses is split until only the culprit fails; a full queue is refused with 503", async () => {
+    const writes: number[][] = [];
+    const combiner = new Combiner<number, number>(
+      async (items) => {
+        writes.push(items);
+        await new Promise((resolve) => setImmediate(resolve));
+        if (items.includes(13)) throw new RangeError("13 cannot be written");
+        return items.map((i) => i * 2);
+      },
+      1000,
+      1,
+      { maxWaiting: 100, maxWaitingBytes: 1_000, isItemError: (e) => e instanceof RangeError },
+    );
+    const first = combiner.push(0);
+    const rest = Array.from({ length: 20 }, (_, i) => combiner.push(i + 1).then((v) => ({ v }), (e: unknown) => ({ e })));
+    assert.equal(await first, 0);
+    const outcomes = await Promise.all(rest);
+    outcomes.forEach((o, i) => (i + 1 === 13 ? assert.ok("e" in o && o.e instanceof RangeError) : assert.deepEqual(o, { v: (i + 1) * 2 })));
+    assert.ok(writes.length <= 2 + 2 * Math.ceil(Math.log2(20)), `${writes.length} writes to isolate one culprit among 20`);
+
+    const held = combiner.push(1);
+    const full = await Promise.allSettled([combiner.push(2, 600), combiner.push(3, 600)]);
+    assert.equal(full[0].status, "fulfilled");
+    assert.equal(full[1].status, "rejected");
+    const error = (full[1] as PromiseRejectedResult).reason as TidingsError;
+    assert.equal(error.code, "unavailable");
+    assert.equal(error.details?.retryAfterSeconds, 1);
+    await held;
   });
 });

@@ -188,7 +188,7 @@ test("random good and bad messages, single and batched, sent at once: no 5xx, go
         );
       }
     }),
-    { numRuns: Number(process.env.TIDINGS_FUZZ_RUNS ?? 120), interruptAfterTimeLimit: 50_000 },
+    { numRuns: Number(process.env.TIDINGS_FUZZ_RUNS ?? 500), interruptAfterTimeLimit: 50_000 },
   );
   console.log(`# ${runs} runs, ${singles} single publishes (${JSON.stringify(kinds)}) and ${runs * 2} batches in ${Date.now() - started} ms`);
   assert.ok(kinds.good > 0 && kinds.badContent > 0 && kinds.badSchema > 0, "every kind was tried");

@@ -289,6 +289,8 @@ describe("the checks' pure logic", () => {
   test("scanJson finds the depth and each payload's exact text, strings and escapes skipped", () => {
     const single = scanJson('{"topic":"t","payload": {"a":[1e400, "]}\\"\\\\"],"b":{}} ,"key":"k"}', false);
     assert.equal(single.maxDepth, 3);
+    assert.equal(single.inexactNumber, true);
+    assert.equal(scanJson('{"payload":{"t":true,"f":false,"n":null,"x":"1e400","id":"4e5f"}}', false).inexactNumber, false, "only number tokens count");
     assert.equal(single.payloads.get(0), '{"a":[1e400, "]}\\"\\\\"],"b":{}}');
     const batch = scanJson('{"atomic":false,"messages":[{"payload":12345678901234567891},{"topic":"x","payload":"s"},{"payload":[[[0]]]}]}', true);
     assert.deepEqual([...batch.payloads], [[0, "12345678901234567891"], [1, '"s"'], [2, "[[[0]]]"]]);

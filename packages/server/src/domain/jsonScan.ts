@@ -38,6 +38,8 @@ export function bracketsAtMost(text: string, limit: number): boolean {
 export interface JsonScan {
   /** The deepest nesting of objects and arrays in the text. */
   maxDepth: number;
+  /** Whether a number token has 16 digits or more, or an exponent (outside strings: exact). */
+  inexactNumber: boolean;
   /**
    * The exact text of each message's payload: the body's `payload` (key 0) or that of
    * `messages[i]` (key i).
@@ -53,69 +55,61 @@ const OPEN_ARRAY = 91;
 const CLOSE_ARRAY = 93;
 const COMMA = 44;
 const COLON = 58;
+const DIGIT_0 = 48;
+const DIGIT_9 = 57;
+const LOWER_E = 101;
+const UPPER_E = 69;
 
-/** The index of the quote that closes the string opened at `start`. */
+/** The index of the quote that closes the string opened at `start` (a loop: most strings are short). */
 function stringEnd(text: string, start: number): number {
-  let j = text.indexOf('"', start + 1);
-  for (;;) {
-    let k = j - 1;
-    while (text.charCodeAt(k) === BACKSLASH) k--;
-    if ((j - 1 - k) % 2 === 0) return j;
-    j = text.indexOf('"', j + 1);
+  for (let j = start + 1; ; j++) {
+    const c = text.charCodeAt(j);
+    if (c === QUOTE) return j;
+    if (c === BACKSLASH) j++;
   }
 }
 
 /**
- * One pass over valid JSON text (already parsed once): the deepest nesting, and where each
- * message's payload starts and ends, so that it can be stored and delivered byte for byte as
- * sent. `batch`: the body is `{"messages":[{…,"payload":…},…]}`, else `{…,"payload":…}`.
- * Iterative, so any depth is fine.
+ * One pass over valid JSON text (already parsed once): the deepest nesting, whether a number
+ * would not survive JSON.parse, and where each message's payload starts and ends, so that it
+ * can be stored and delivered byte for byte as sent. `batch`: the body is
+ * `{"messages":[{…,"payload":…},…]}`, else `{…,"payload":…}`. Iterative, so any depth is fine.
  */
 export function scanJson(text: string, batch: boolean): JsonScan {
   const payloads = new Map<number, string>();
   const payloadDepth = batch ? 3 : 1;
   let depth = 0;
   let maxDepth = 0;
-  // Per level (1-based): an object?, the current key (levels 1-3), the element index (arrays).
+  let inexactNumber = false;
+  // Per level (1-based): an object?; for levels 1-3 the current key and the element index.
   const isObject: boolean[] = [false];
   const keys: Array<string | null> = [null, null, null, null];
   const index: number[] = [0, 0, 0, 0];
   let expectKey = false;
   let start = -1;
-  let target = -1;
   const atPayload = (): boolean =>
-    depth === payloadDepth &&
-    isObject[depth] === true &&
-    keys[depth] === "payload" &&
-    (!batch || (isObject[1] === true && keys[1] === "messages" && isObject[2] === false));
-  const begin = (at: number) => {
-    if (start === -1 && atPayload()) {
-      start = at;
-      target = batch ? index[2]! : 0;
-    }
-  };
-  const end = (at: number) => {
-    if (start !== -1 && depth === payloadDepth) {
-      payloads.set(target, text.slice(start, at));
-      start = -1;
-    }
-  };
+    isObject[depth] === true && keys[depth] === "payload" && (!batch || (isObject[1] === true && keys[1] === "messages" && isObject[2] === false));
   const n = text.length;
   let i = 0;
   while (i < n) {
     const c = text.charCodeAt(i);
+    // A value starts here (not a key, a comma, a colon or a closer): is it a payload?
+    const shallow = depth === payloadDepth && start === -1;
     if (c === QUOTE) {
       const j = stringEnd(text, i);
       if (expectKey) {
-        if (depth <= 3) keys[depth] = JSON.parse(text.slice(i, j + 1)) as string;
+        // Only "payload" and "messages" matter; a key with escapes is decoded to compare.
+        if (depth <= 3) {
+          const key = text.slice(i + 1, j);
+          keys[depth] = key.includes("\\") ? (JSON.parse(`"${key}"`) as string) : key;
+        }
         expectKey = false;
-      } else {
-        begin(i);
-        end(j + 1);
+      } else if (shallow && atPayload()) {
+        payloads.set(batch ? index[2]! : 0, text.slice(i, j + 1));
       }
       i = j + 1;
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
-      begin(i);
+      if (shallow && atPayload()) start = i;
       depth++;
       if (depth > maxDepth) maxDepth = depth;
       isObject[depth] = c === OPEN_OBJECT;
@@ -128,7 +122,10 @@ export function scanJson(text: string, batch: boolean): JsonScan {
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
       depth--;
       expectKey = false;
-      end(i + 1);
+      if (start !== -1 && depth === payloadDepth) {
+        payloads.set(batch ? index[2]! : 0, text.slice(start, i + 1));
+        start = -1;
+      }
       i++;
     } else if (c === COMMA) {
       expectKey = isObject[depth] === true;
@@ -138,15 +135,18 @@ export function scanJson(text: string, batch: boolean): JsonScan {
       i++;
     } else {
       // A number, true, false or null: up to the next delimiter.
-      let j = i + 1;
+      let digits = 0;
+      let j = i;
       for (; j < n; j++) {
         const d = text.charCodeAt(j);
-        if (d === COMMA || d === CLOSE_OBJECT || d === CLOSE_ARRAY || d === 32 || d === 10 || d === 13 || d === 9) break;
+        if (d >= DIGIT_0 && d <= DIGIT_9) digits++;
+        else if ((d === LOWER_E || d === UPPER_E) && digits > 0) digits = 16;
+        else if (d === COMMA || d === CLOSE_OBJECT || d === CLOSE_ARRAY || d === 32 || d === 10 || d === 13 || d === 9) break;
       }
-      begin(i);
-      end(j);
+      if (digits >= 16) inexactNumber = true;
+      if (shallow && atPayload()) payloads.set(batch ? index[2]! : 0, text.slice(i, j));
       i = j;
     }
   }
-  return { maxDepth, payloads };
+  return { maxDepth, inexactNumber, payloads };
 }

@@ -53,6 +53,9 @@ export function stringifyExact(value: unknown): string {
  */
 const INEXACT = /(?:\d\.?){16}|\d[eE]/;
 
+/** Whether JSON text may hold a number JSON.parse would change (false positives: hex text such as "4e5"). */
+export const holdsInexactNumber = (text: string): boolean => INEXACT.test(text);
+
 /** A stored payload's JSON text as a value: parsed, or kept as text where parsing would change a number. */
 export function parseExact(text: string): unknown {
   return INEXACT.test(text) ? new RawJson(text) : JSON.parse(text);

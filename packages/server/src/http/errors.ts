@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { TidingsError, type ErrorCode } from "../domain/errors.ts";
-import { isDbUnavailable } from "../store/db.ts";
+import { isDataException, isDbUnavailable } from "../store/db.ts";
 
 const STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
@@ -80,6 +80,11 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
   if (isDbUnavailable(error)) {
     // No connection free in time, statement_timeout, database away: the client may retry.
     void reply.status(503).header("retry-after", "1").send({ error: { code: "unavailable", message: "the database is busy or away; try again shortly" } });
+    return;
+  }
+  if (isDataException(error)) {
+    // A value the checks before storing let through and PostgreSQL refused: the request's fault.
+    void reply.status(400).send({ error: { code: "invalid_request", message: `a value was refused by the database: ${(error as Error).message}` } });
     return;
   }
   request.log.error({ err: error }, "request failed");

@@ -17,6 +17,9 @@ export function useJsonBody(app: FastifyInstance): void {
   });
 }
 
+/** The body's length in characters (0 without one): what a request weighs while it waits. */
+export const bodyLength = (request: FastifyRequest): number => texts.get(request)?.length ?? 0;
+
 /** What the body's text tells beyond its parsed value. */
 export interface BodyInspection {
   /** Some text may hold a NUL or a lone surrogate, or nest too deep: walk each message to name the field. */
@@ -28,18 +31,22 @@ export interface BodyInspection {
 const CLEAN: BodyInspection = { walk: false, exactPayloads: null };
 
 /**
- * The fast path is a search for `\u` and a regex for long or exponent numbers; only when a
- * body has more brackets than the depth limit, or such a number, is its text scanned once
- * more (depth, and each payload's exact text).
+ * The fast path is a search for `\u`, a count of brackets and a regex for long or exponent
+ * numbers; only a body with more brackets than the depth limit (any batch of some size) or
+ * such a number is scanned once more, in one pass (depth, numbers, each payload's exact text).
  */
 export function inspectBody(request: FastifyRequest, batch: boolean): BodyInspection {
   const text = texts.get(request);
-  if (text === undefined) return CLEAN;
+  return text === undefined ? CLEAN : inspectText(text, batch);
+}
+
+/** inspectBody of a body's text. */
+export function inspectText(text: string, batch: boolean): BodyInspection {
   const poison = mayHoldPoison(text);
-  const numbers = mayHoldInexactNumber(text);
   // A message's payload nests one level below the body, a batch's three.
   const limit = MAX_PAYLOAD_DEPTH + (batch ? 3 : 1);
-  if (!numbers && bracketsAtMost(text, limit)) return poison ? { walk: true, exactPayloads: null } : CLEAN;
+  // (A batch has more brackets than that: it goes to the one scan, which also finds numbers.)
+  if (bracketsAtMost(text, limit) && !mayHoldInexactNumber(text)) return poison ? { walk: true, exactPayloads: null } : CLEAN;
   const scan = scanJson(text, batch);
-  return { walk: poison || scan.maxDepth > limit, exactPayloads: numbers ? scan.payloads : null };
+  return { walk: poison || scan.maxDepth > limit, exactPayloads: scan.inexactNumber ? scan.payloads : null };
 }

@@ -57,6 +57,9 @@ export function isDataError(error: unknown): boolean {
   return error instanceof RangeError || error instanceof TypeError;
 }
 
+/** A PostgreSQL data exception (class 22): a value the database refused, so the request's fault. */
+export const isDataException = (error: unknown): boolean => sqlState(error)?.startsWith("22") ?? false;
+
 /**
  * Whether the database is slow or away rather than the request wrong: no free connection in
  * time, statement_timeout, too many connections, shutdown, lost connection. Answered with 503.

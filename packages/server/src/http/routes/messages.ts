@@ -3,8 +3,8 @@ import { Type } from "@sinclair/typebox";
 import { conflict, invalid, notFound, TidingsError } from "../../domain/errors.ts";
 import { parseDuration } from "../../domain/duration.ts";
 import { badText, deliverAtProblem, inspectValue, MAX_AHEAD_MS } from "../../domain/messageInput.ts";
-import { RawJson, stringifyExact } from "../../domain/rawJson.ts";
-import { inspectBody, useJsonBody, type BodyInspection } from "../jsonBody.ts";
+import { holdsInexactNumber, RawJson, stringifyExact } from "../../domain/rawJson.ts";
+import { bodyLength, inspectBody, useJsonBody, type BodyInspection } from "../jsonBody.ts";
 import { uuidv7 } from "../../domain/ids.ts";
 import { contentHash } from "../../publish/canonical.ts";
 import type { InsertOutcome, NewMessage as StoredMessage } from "../../store/insertMessages.ts";
@@ -76,7 +76,9 @@ function toStored(
   const tag = body.tag ?? null;
   const key = body.key ?? null;
   const headers = body.headers ?? {};
-  const exact = inspection.exactPayloads?.get(index);
+  // The exact text, where this payload holds a number JSON.parse would change (or may: hex text).
+  let exact = inspection.exactPayloads?.get(index);
+  if (exact !== undefined && !holdsInexactNumber(exact)) exact = undefined;
   const stored: StoredMessage = {
     id: body.id ?? uuidv7(),
     app,
@@ -177,7 +179,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     },
     async (request, reply) => {
       const message = toStored(request.body, request.principal, "", s.config, inspectBody(request, false));
-      const outcome = await s.publisher.publish(message, Number(request.headers["content-length"] ?? 0));
+      const outcome = await s.publisher.publish(message, bodyLength(request));
       if (outcome.kind === "conflict") throw conflictOf(outcome);
       // A payload kept as its exact text is written as such (the schema's serializer would round it).
       if (outcome.message.payload instanceof RawJson) void reply.serializer(stringifyExact);

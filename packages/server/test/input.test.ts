@@ -296,6 +296,7 @@ describe("the checks' pure logic", () => {
     assert.deepEqual([...batch.payloads], [[0, "12345678901234567891"], [1, '"s"'], [2, "[[[0]]]"]]);
     assert.equal(batch.maxDepth, 6);
     assert.equal(scanJson(`{"payload":${"[".repeat(50_000)}${"]".repeat(50_000)}}`, false).maxDepth, 50_001, "any depth, without recursion");
+    assert.equal(scanJson('\ufeff{"payload":[[1e400]]}', false).payloads.get(0), "[[1e400]]", "after a byte order mark too");
   });
 
   test("inspectValue names the first bad string, key or nesting with its path", () => {

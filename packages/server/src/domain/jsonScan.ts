@@ -142,6 +142,7 @@ export function scanJson(text: string, batch: boolean): JsonScan {
         if (d >= DIGIT_0 && d <= DIGIT_9) digits++;
         else if ((d === LOWER_E || d === UPPER_E) && digits > 0) digits = 16;
         else if (d === COMMA || d === CLOSE_OBJECT || d === CLOSE_ARRAY || d === 32 || d === 10 || d === 13 || d === 9) break;
+        else if (d === QUOTE || d === OPEN_OBJECT || d === OPEN_ARRAY || d === COLON) break; // after a stray byte order mark
       }
       if (digits >= 16) inexactNumber = true;
       if (shallow && atPayload()) payloads.set(batch ? index[2]! : 0, text.slice(i, j));

@@ -109,20 +109,28 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
   const limitParam = values.length;
   values.push(filter.maxBytes ?? Number.MAX_SAFE_INTEGER);
   const budgetParam = values.length;
-  // The filter's parameters, then the page size + 1 and the byte budget. A running sum of the
-  // payloads' and headers' sizes (octet_length reads a stored value's size without loading it)
-  // tells which rows fit; those past the budget come back without payload, as the sign of more.
+  // The filter's parameters, then the page size + 1 and the byte budget. Running sums of the
+  // rows' sizes tell which fit: first of the sizes as stored (pg_column_size, free: no value is
+  // read), then, only for the rows still within the budget by that measure, of their text
+  // (which reads them: a compressed payload is larger than stored). Rows past the budget come
+  // back without payload, as the sign of more.
   const { rows } = await db.query({
     text: `select p.seq, p.id, p.app, p.topic, p.tag, p.key, case when p.fits then p.payload_all end as payload,
              case when p.fits then p.headers_all end as headers, p.state, p.deliver_at, p.created_at, p.committed_at,
              p.rolled_back_at, p.checks, p.next_check_at, p.in_doubt_at, p.fits
       from (
-        select m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload as payload_all, m.headers as headers_all, m.state,
-               m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at,
-               (row_number() over w = 1 or sum(octet_length(m.payload::text) + octet_length(m.headers::text)) over w <= $${budgetParam}) as fits
-          from messages m ${where.length ? "where " + where.join(" and ") : ""}
-        window w as (order by m.seq desc rows between unbounded preceding and current row)
-        order by m.seq desc limit $${limitParam}
+        select s.*, (s.rn = 1 or sum(case when s.stored_bytes <= $${budgetParam}::bigint
+                                          then octet_length(s.payload_all::text) + octet_length(s.headers_all::text)
+                                          else $${budgetParam}::bigint + 1 end) over w <= $${budgetParam}::bigint) as fits
+          from (
+            select m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload as payload_all, m.headers as headers_all, m.state,
+                   m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at,
+                   row_number() over w as rn, sum(pg_column_size(m.payload) + pg_column_size(m.headers)) over w as stored_bytes
+              from messages m ${where.length ? "where " + where.join(" and ") : ""}
+            window w as (order by m.seq desc rows between unbounded preceding and current row)
+            order by m.seq desc limit $${limitParam}
+          ) s
+        window w as (order by s.seq desc rows between unbounded preceding and current row)
       ) p order by p.seq desc`,
     values,
     types: EXACT_TYPES,

@@ -165,6 +165,33 @@ for (const dialect of DIALECTS) {
       assert.deepEqual((await tidings.client.messages.get(id))?.payload, { version: 1 });
     });
 
+    test("a poison row (content the service cannot store) is failed alone; the other rows of its batch are sent in the same call", async () => {
+      await clear();
+      let nested: unknown = 1;
+      for (let i = 0; i < 100; i++) nested = [nested];
+      // PostgreSQL's jsonb (the outbox column there) cannot hold a NUL itself; MySQL's JSON can.
+      const poison = dialect === "postgres" ? { deep: nested } : { text: "a\u0000b" };
+      const ids = await database.db.transaction((tx) =>
+        outbox.add(tx, [
+          { topic: "relay.poison", payload: { ok: 1 } },
+          { topic: "relay.poison", payload: poison },
+          { topic: "relay.poison", payload: { ok: 2 } },
+          { topic: "relay.poison", payload: { deep: nested } },
+          { topic: "relay.poison", payload: { ok: 3 } },
+        ]),
+      );
+      const events: RelayEvent[] = [];
+      const relay = new Relay(database.db, tidings.client, { onEvent: (e) => events.push(e) });
+      assert.equal(await relay.relayOnce(), 5);
+      const rows = await outbox.get(ids);
+      assert.deepEqual(rows.map((r) => r.status), ["sent", "failed", "sent", "failed", "sent"]);
+      assert.match(rows[1]!.lastError ?? "", /invalid_message: messages\[1\]\.payload/);
+      assert.match(rows[3]!.lastError ?? "", /messages\[3\]\.payload nests objects and arrays more than 64 deep/);
+      for (const i of [0, 2, 4]) assert.ok(await tidings.client.messages.get(ids[i]!), `the service has row ${i}`);
+      assert.equal(await tidings.client.messages.get(ids[1]!), null);
+      assert.deepEqual(events.map((e) => e.type).sort(), ["failed", "failed", "sent"]);
+    });
+
     test("cleanup deletes rows sent longer ago than the retention period, in batches", async () => {
       await clear();
       await database.db.transaction((tx) => outbox.add(tx, messages(7, "relay.cleanup")));

@@ -22,6 +22,16 @@ export interface Config {
   readonly subscriptionMaxInFlight: number;
   readonly bodyLimitBytes: number;
   readonly poolSize: number;
+  /** How long a query waits for a free database connection before the API answers 503. */
+  readonly dbConnectTimeoutMs: number;
+  /** PostgreSQL statement_timeout of every statement (0: none). */
+  readonly dbStatementTimeoutMs: number;
+  /** Single messages waiting to be combined into the next statement, at most (more: 503). */
+  readonly publishQueue: number;
+  /** Request bytes of those waiting messages, at most (more: 503). */
+  readonly publishQueueBytes: number;
+  /** Payload and header bytes per page of a message list (a page ends early past it). */
+  readonly listBytes: number;
   /** Prepared messages: the default wait before the first check-back. */
   readonly checkAfterMs: number;
   /** Between check-backs answered unknown (or not answered). */
@@ -122,6 +132,11 @@ export function loadConfig(env: Env = process.env): Config {
     subscriptionMaxInFlight: integer(env, "TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT", Math.max(1, Math.floor(deliveryConcurrency / 4)), 1, 10_000),
     bodyLimitBytes: integer(env, "TIDINGS_BODY_LIMIT", 1_048_576, 1024, 64 * 1_048_576),
     poolSize: integer(env, "TIDINGS_DB_POOL", 16, 2, 200),
+    dbConnectTimeoutMs: duration(env, "TIDINGS_DB_CONNECT_TIMEOUT", "10s"),
+    dbStatementTimeoutMs: duration(env, "TIDINGS_DB_STATEMENT_TIMEOUT", "30s"),
+    publishQueue: integer(env, "TIDINGS_PUBLISH_QUEUE", 10_000, 1, 1_000_000),
+    publishQueueBytes: integer(env, "TIDINGS_PUBLISH_QUEUE_BYTES", 32 * 1_048_576, 1024, 1024 * 1_048_576),
+    listBytes: integer(env, "TIDINGS_LIST_BYTES", 4 * 1_048_576, 1024, 1024 * 1_048_576),
     checkAfterMs: duration(env, "TIDINGS_CHECK_AFTER", "10s"),
     checkIntervalMs: duration(env, "TIDINGS_CHECK_INTERVAL", "30s"),
     checkLimit: integer(env, "TIDINGS_CHECK_LIMIT", 15, 1, 1000),

@@ -54,7 +54,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     embedded = await startEmbeddedDb(config.dataDir, log);
     databaseUrl = embedded.url;
   }
-  const db = createPool(databaseUrl, config.poolSize);
+  const db = createPool(databaseUrl, config.poolSize, { connectTimeoutMs: config.dbConnectTimeoutMs, statementTimeoutMs: config.dbStatementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) log.info({ applied }, "migrations applied");
 
@@ -112,6 +112,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
     canDispatch: () => !dispatcher.saturated,
     dispatch: (deliveries) => dispatcher.push(deliveries),
     accepted: (n) => metrics.accepted.inc(n),
+    maxWaiting: config.publishQueue,
+    maxWaitingBytes: config.publishQueueBytes,
   });
   const checkBack = new CheckBackScheduler(
     {

@@ -43,10 +43,14 @@ export interface MessageInfo {
 }
 
 /** One check-back of a prepared message, as the check log shows it. */
-/** The minimal answer to a batch: `outcomes[i]` says what became of `ids[i]`. */
+/**
+ * The minimal answer to a batch: `outcomes[i]` says what became of `ids[i]`. Not atomic, a
+ * message refused on its own is `invalid` (its id null when none was sent), and `errors` say why.
+ */
 export interface BatchOutcomes {
-  ids: string[];
-  outcomes: Array<"created" | "exists" | "conflict">;
+  ids: Array<string | null>;
+  outcomes: Array<"created" | "exists" | "conflict" | "invalid">;
+  errors?: Array<{ index: number; code: string; message: string; field?: string }>;
 }
 
 export interface CheckInfo {
@@ -168,12 +172,18 @@ export class MessagesApi {
    */
   async prepareMany(items: ReadonlyArray<{ message: ResolvedMessage; checkAfter?: CheckAfter }>): Promise<Array<{ value: MessageInfo } | { error: TidingsError }>> {
     const body = batchJson(items.map((i) => preparedJson(i.message, i.checkAfter)), `,"atomic":false`);
-    const answer = await call<{ items: MessageInfo[]; outcomes: string[] }>(this.o, "POST", "/v1/messages/batch", body, { idempotent: true });
-    return answer.outcomes.map((outcome, i) =>
-      outcome === "conflict"
-        ? { error: new TidingsError("conflict", `message ${items[i]!.message.id} was stored before with other content`, { status: 409 }) }
-        : { value: answer.items[i]! },
-    );
+    const answer = await call<{ items: MessageInfo[]; outcomes: string[]; errors?: BatchOutcomes["errors"] }>(this.o, "POST", "/v1/messages/batch", body, { idempotent: true });
+    const errors = answer.errors ?? [];
+    return answer.outcomes.map((outcome, i) => {
+      if (outcome === "conflict") {
+        return { error: new TidingsError("conflict", `message ${items[i]!.message.id} was stored before with other content`, { status: 409 }) };
+      }
+      if (outcome === "invalid") {
+        const e = errors.find((x) => x.index === i);
+        return { error: new TidingsError("invalid_message", e?.message ?? `message ${items[i]!.message.id} was refused`, { status: 400, field: e?.field }) };
+      }
+      return { value: answer.items[i]! };
+    });
   }
 
   /** Commits a prepared message (delivered at once). Idempotent; a TidingsError `conflict` (state in `details`) after a rollback. */
@@ -209,11 +219,12 @@ export class MessagesApi {
   }
 
   /**
-   * Sends messages already resolved (the outbox relay's rows), all or nothing, and asks only for
-   * their ids and outcomes (`Prefer: return=minimal`): no payload comes back.
+   * Sends messages already resolved (the outbox relay's rows), all or nothing (or, `atomic:
+   * false`, each on its own), and asks only for their ids and outcomes (`Prefer:
+   * return=minimal`): no payload comes back.
    */
-  async sendResolvedMinimal(messages: readonly ResolvedMessage[], options: { retry?: boolean } = {}): Promise<BatchOutcomes> {
-    const body = batchJson(messages.map((m) => wireJson(m)));
+  async sendResolvedMinimal(messages: readonly ResolvedMessage[], options: { retry?: boolean; atomic?: boolean } = {}): Promise<BatchOutcomes> {
+    const body = batchJson(messages.map((m) => wireJson(m)), options.atomic === false ? `,"atomic":false` : "");
     return call<BatchOutcomes>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true, headers: { prefer: "return=minimal" } });
   }
 

@@ -1,4 +1,4 @@
-import type { TidingsClient } from "../client/client.ts";
+import type { BatchOutcomes, TidingsClient } from "../client/client.ts";
 import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffPolicy } from "../domain/backoff.ts";
 import { TidingsError } from "../errors.ts";
 import type { Executor, Listening } from "../executor/executor.ts";
@@ -76,6 +76,13 @@ export function resolveRelayOptions(o: RelayOptions = {}): ResolvedRelayOptions 
 /** The service refused these messages for good: sending them again would fail the same way. */
 function isPermanent(error: unknown): boolean {
   return error instanceof TidingsError && ["invalid_request", "invalid_message", "conflict", "payload_too_large"].includes(error.code);
+}
+
+/** The index of the message a whole-batch refusal names (`messages[3].key`), if it names one. */
+function culpritIndex(error: unknown, count: number): number | null {
+  const match = error instanceof TidingsError && error.field ? /^messages\[(\d+)\]/.exec(error.field) : null;
+  const index = match ? Number(match[1]) : -1;
+  return index >= 0 && index < count ? index : null;
 }
 
 function describe(error: unknown): string {
@@ -202,21 +209,32 @@ export class Relay {
     return handled;
   }
 
+  /**
+   * Sends rows as one batch of messages each standing alone (`atomic: false`): the service
+   * answers an outcome per message, so a message it refuses (a clash with another message of
+   * the same id, content it cannot store) is marked failed alone and the rest are sent.
+   */
   private async ship(tx: Executor, rows: OutboxRow[], events: RelayEvent[]): Promise<void> {
     const ids = rows.map((r) => r.message.id);
     const seqs = rows.map((r) => r.seq);
+    let answer: BatchOutcomes | null;
     try {
-      await this.client.messages.sendResolvedMinimal(rows.map((r) => r.message), { retry: false });
+      answer = await this.client.messages.sendResolvedMinimal(rows.map((r) => r.message), { retry: false, atomic: false });
     } catch (error) {
       if (isPermanent(error) && rows.length > 1) {
-        // The batch is all or nothing: find the rows the service refuses by sending one by one.
-        for (const row of rows) await this.ship(tx, [row], events);
+        // Refused as a whole (a message against the schema): the field names the message when it can.
+        const culprit = culpritIndex(error, rows.length);
+        if (culprit !== null) {
+          await this.fail(tx, [rows[culprit]!], describe(error), events);
+          await this.ship(tx, rows.filter((_, i) => i !== culprit), events);
+        } else {
+          for (const row of rows) await this.ship(tx, [row], events);
+        }
         return;
       }
       const text = describe(error);
       if (isPermanent(error)) {
-        await markFailed(tx, seqs, text);
-        events.push({ type: "failed", ids, error: text });
+        await this.fail(tx, rows, text, events);
         return;
       }
       const attempts = Math.max(...rows.map((r) => r.attempts)) + 1;
@@ -225,8 +243,25 @@ export class Relay {
       events.push(attempts >= this.o.maxAttempts ? { type: "failed", ids, error: text } : { type: "retry", ids, error: text, delayMs });
       return;
     }
-    await markSent(tx, seqs);
-    events.push({ type: "sent", ids });
+    const refused = new Map<number, string>();
+    answer?.outcomes?.forEach((outcome, i) => {
+      if (outcome === "conflict") refused.set(i, `conflict: message ${ids[i]} was stored before with other content`);
+      if (outcome === "invalid") {
+        const e = answer!.errors?.find((x) => x.index === i);
+        refused.set(i, `invalid_message: ${e?.message ?? "refused by the service"}`.slice(0, 1000));
+      }
+    });
+    // Each refused row with its own reason; the others sent.
+    for (const [i, text] of refused) await this.fail(tx, [rows[i]!], text, events);
+    const sent = rows.filter((_, i) => !refused.has(i));
+    if (sent.length === 0) return;
+    await markSent(tx, sent.map((r) => r.seq));
+    events.push({ type: "sent", ids: sent.map((r) => r.message.id) });
+  }
+
+  private async fail(tx: Executor, rows: OutboxRow[], text: string, events: RelayEvent[]): Promise<void> {
+    await markFailed(tx, rows.map((r) => r.seq), text);
+    events.push({ type: "failed", ids: rows.map((r) => r.message.id), error: text });
   }
 
   /** Deletes sent rows older than the retention period, in batches. */

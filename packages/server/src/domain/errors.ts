@@ -38,3 +38,16 @@ export const appDisabled = (app: string) =>
 /** Too many failed attempts from one client: `retryAfterSeconds` tells when to try again. */
 export const tooManyRequests = (message: string, retryAfterSeconds: number) =>
   new TidingsError("too_many_requests", message, undefined, { details: { retryAfterSeconds } });
+/** Not now (the database is slow or away, a queue is full): `retryAfterSeconds` tells when to try again. */
+export const unavailable = (message: string, retryAfterSeconds: number) =>
+  new TidingsError("unavailable", message, undefined, { details: { retryAfterSeconds } });
+
+/**
+ * The field a database's refusal of a message's content most likely names, from its message
+ * (a safety net: the checks before storing name the field exactly).
+ */
+export function fieldOfRefusal(message: string): string {
+  if (/timestamp|date|time zone/i.test(message)) return "deliverAt";
+  if (/interval/i.test(message)) return "checkAfter";
+  return "payload";
+}

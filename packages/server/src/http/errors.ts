@@ -2,6 +2,7 @@ import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { TidingsError, type ErrorCode } from "../domain/errors.ts";
+import { isDataException, isDbUnavailable } from "../store/db.ts";
 
 const STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
@@ -90,14 +91,13 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
     void reply.status(e.statusCode).send({ error: { code: "invalid_request", message: e.message } });
     return;
   }
+  if (isDbUnavailable(error)) {
+    // No connection free in time, statement_timeout, database away: the client may retry.
+    void reply.status(503).header("retry-after", "1").send({ error: { code: "unavailable", message: "the database is busy or away; try again shortly" } });
+    return;
+  }
   request.log.error({ err: error }, "request failed");
   void reply.status(500).send({ error: { code: "internal", message: "internal error" } });
-}
-
-/** A PostgreSQL error of class 22, "data exception" (SQLSTATE 22xxx). */
-function isDataException(error: unknown): boolean {
-  const e = error as { code?: unknown; severity?: unknown };
-  return typeof e.code === "string" && e.code.startsWith("22") && e.code.length === 5 && typeof e.severity === "string";
 }
 
 /**

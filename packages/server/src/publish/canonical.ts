@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
+import { RawJson } from "../domain/rawJson.ts";
 
 /** JSON with object keys sorted, so that equal content has one spelling. */
 export function canonicalJson(value: unknown): string {
+  if (value instanceof RawJson) return canonicalJson(JSON.parse(value.text));
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   const keys = Object.keys(value).sort();

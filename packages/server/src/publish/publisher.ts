@@ -1,8 +1,8 @@
 import type { Logger } from "pino";
-import { conflict } from "../domain/errors.ts";
+import { conflict, fieldOfRefusal, TidingsError } from "../domain/errors.ts";
 import { localId } from "../domain/messageIds.ts";
-import type { Db } from "../store/db.ts";
-import { inTransaction } from "../store/db.ts";
+import type { Db, Tx } from "../store/db.ts";
+import { inTransaction, isDataError } from "../store/db.ts";
 import type { LeasedDelivery } from "../store/deliveryOps.ts";
 import { insertMessages, type CreatedDelivery, type InsertOutcome, type NewMessage } from "../store/insertMessages.ts";
 import { outgoingOf, type MessageRecord, type OutgoingMessage } from "../store/rows.ts";
@@ -18,6 +18,19 @@ export interface PublisherDeps {
   canDispatch(): boolean;
   dispatch(deliveries: LeasedDelivery[]): void;
   accepted(count: number): void;
+  /** Single messages waiting to be combined at most (count, and payload bytes); more get 503. */
+  maxWaiting?: number;
+  maxWaitingBytes?: number;
+}
+
+/** What became of one message of a batch: stored (or there already), or refused on its own. */
+export type BatchOutcome = InsertOutcome | { kind: "invalid"; error: TidingsError };
+
+/** A message the database refused (a safety net behind the checks before storing): a 400 naming the likely field. */
+function refused(error: unknown, prefix: string): TidingsError {
+  const text = error instanceof Error ? error.message : String(error);
+  const field = `${prefix}${fieldOfRefusal(text)}`;
+  return new TidingsError("invalid_request", `${field} was refused by the database: ${text}`, field, { cause: error });
 }
 
 /** Messages per combined statement; the batch API's own limit. */
@@ -38,20 +51,81 @@ const MAX_WRITES_IN_FLIGHT = 1;
  * prepared messages are gathered the same way.
  */
 export class Publisher {
-  private readonly inserts = new Combiner<NewMessage, InsertOutcome>((messages) => this.write(messages), MAX_COMBINED, MAX_WRITES_IN_FLIGHT);
-  private readonly commits = new Combiner<SettleRequest, ResolveOutcome>((items) => this.writeCommits(items), MAX_COMBINED, MAX_WRITES_IN_FLIGHT);
+  private readonly inserts: Combiner<NewMessage, InsertOutcome>;
+  private readonly commits: Combiner<SettleRequest, ResolveOutcome>;
 
-  constructor(private readonly deps: PublisherDeps) {}
+  constructor(private readonly deps: PublisherDeps) {
+    const limits = {
+      maxWaiting: deps.maxWaiting ?? 10_000,
+      maxWaitingBytes: deps.maxWaitingBytes ?? 32 * 1_048_576,
+      isItemError: isDataError,
+    };
+    this.inserts = new Combiner((messages) => this.write(messages), MAX_COMBINED, MAX_WRITES_IN_FLIGHT, limits);
+    this.commits = new Combiner((items) => this.writeCommits(items), MAX_COMBINED, MAX_WRITES_IN_FLIGHT, limits);
+  }
 
-  publish(message: NewMessage): Promise<InsertOutcome> {
-    return this.inserts.push(message);
+  /** Stores one message (combined with concurrent ones); `bytes`: its size, for the waiting limit. */
+  publish(message: NewMessage, bytes = 0): Promise<InsertOutcome> {
+    return this.inserts.push(message, bytes);
   }
 
   private async write(messages: NewMessage[]): Promise<InsertOutcome[]> {
     // A single statement is atomic on its own: no begin/commit round trips needed.
-    const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, messages);
+    const { outcomes, deliveries } = await this.insert(this.deps.db, messages);
     this.afterCommit(outcomes, deliveries, true, messages);
     return outcomes;
+  }
+
+  /** insertMessages, with the database's refusal of a lone message's content turned into a 400. */
+  private async insert(db: Db | Tx, messages: readonly NewMessage[], prefix = "") {
+    try {
+      return await insertMessages(db, this.owner(), this.deps.leaseMs, messages);
+    } catch (error) {
+      if (messages.length === 1 && isDataError(error)) throw refused(error, prefix);
+      throw error;
+    }
+  }
+
+  /** Not atomic: the batch in one statement; if the database refuses it, in halves, so that only the culprits fail. */
+  private async insertEach(messages: readonly NewMessage[], prefixes: readonly string[]): Promise<BatchOutcome[]> {
+    try {
+      const { outcomes, deliveries } = await this.insert(this.deps.db, messages, prefixes[0]);
+      this.afterCommit(outcomes, deliveries, true, messages);
+      return outcomes;
+    } catch (error) {
+      if (messages.length === 1 && error instanceof TidingsError && error.code === "invalid_request") return [{ kind: "invalid", error }];
+      if (messages.length === 1 || !isDataError(error)) throw error;
+      const half = Math.ceil(messages.length / 2);
+      return [
+        ...(await this.insertEach(messages.slice(0, half), prefixes.slice(0, half))),
+        ...(await this.insertEach(messages.slice(half), prefixes.slice(half))),
+      ];
+    }
+  }
+
+  /**
+   * An atomic batch the database refused: the first message it refuses alone (each tried in a
+   * savepoint of a transaction that is rolled back), as a 400 naming it.
+   */
+  private async culprit(messages: readonly NewMessage[], cause: unknown): Promise<TidingsError> {
+    const client = await this.deps.db.connect();
+    try {
+      await client.query("begin");
+      for (let i = 0; i < messages.length; i++) {
+        await client.query("savepoint probe");
+        try {
+          await insertMessages(client, null, this.deps.leaseMs, [messages[i]!]);
+        } catch (error) {
+          if (isDataError(error)) return refused(error, `messages[${i}].`);
+          throw error;
+        }
+        await client.query("rollback to savepoint probe");
+      }
+      return refused(cause, "");
+    } finally {
+      await client.query("rollback").catch(() => {});
+      client.release();
+    }
   }
 
   /**
@@ -60,22 +134,27 @@ export class Publisher {
    * outcomes say which were created, already there, or in conflict — so a relay does not have to
    * split a batch to find the one refused message.
    */
-  async publishBatch(messages: NewMessage[], atomic = true): Promise<InsertOutcome[]> {
+  async publishBatch(messages: NewMessage[], atomic = true, prefixes: readonly string[] = messages.map((_, i) => `messages[${i}].`)): Promise<BatchOutcome[]> {
     if (!atomic) {
       // One statement: atomic by itself, and no message of it fails another.
-      const { outcomes, deliveries } = await insertMessages(this.deps.db, this.owner(), this.deps.leaseMs, messages);
-      this.afterCommit(outcomes, deliveries, true, messages);
-      return outcomes;
+      return this.insertEach(messages, prefixes);
     }
-    const { outcomes, deliveries } = await inTransaction(this.deps.db, async (tx) => {
-      const result = await insertMessages(tx, this.owner(), this.deps.leaseMs, messages);
-      const clash = result.outcomes.findIndex((o) => o.kind === "conflict");
-      if (clash >= 0) {
-        const id = localId(messages[clash]!.id);
-        throw conflict(`message ${id} was stored before with other content`, { index: clash, id });
-      }
-      return result;
-    });
+    let result;
+    try {
+      result = await inTransaction(this.deps.db, async (tx) => {
+        const inserted = await insertMessages(tx, this.owner(), this.deps.leaseMs, messages);
+        const clash = inserted.outcomes.findIndex((o) => o.kind === "conflict");
+        if (clash >= 0) {
+          const id = localId(messages[clash]!.id);
+          throw conflict(`message ${id} was stored before with other content`, { index: clash, id });
+        }
+        return inserted;
+      });
+    } catch (error) {
+      if (!isDataError(error)) throw error;
+      throw await this.culprit(messages, error);
+    }
+    const { outcomes, deliveries } = result;
     this.afterCommit(outcomes, deliveries, true, messages);
     return outcomes;
   }

@@ -6,8 +6,20 @@ export type Tx = pg.PoolClient;
 // bigint columns (identity ids, counts) come back as strings by default; ours stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value));
 
-export function createPool(connectionString: string, max: number): Db {
-  const pool = new pg.Pool({ connectionString, max, application_name: "tidings" });
+export interface PoolLimits {
+  /** How long a query waits for a free connection before failing (then the API answers 503). */
+  connectTimeoutMs: number;
+  /** PostgreSQL's statement_timeout for every statement (0: none). */
+  statementTimeoutMs: number;
+}
+
+export function createPool(connectionString: string, max: number, limits?: PoolLimits): Db {
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    application_name: "tidings",
+    ...(limits ? { connectionTimeoutMillis: limits.connectTimeoutMs, statement_timeout: limits.statementTimeoutMs } : {}),
+  });
   // An idle client's error (server restart) must not crash the process; the pool drops it.
   pool.on("error", () => {});
   return pool;
@@ -27,4 +39,39 @@ export async function inTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Prom
   } finally {
     client.release();
   }
+}
+
+const sqlState = (error: unknown): string | undefined => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+};
+
+/**
+ * Whether a statement failed on the data it was given (PostgreSQL's data exceptions, class 22,
+ * and program limits, class 54), or its JSON could not be written (a RangeError or TypeError of
+ * JSON.stringify): trying its rows one by one then finds the one at fault.
+ */
+export function isDataError(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state !== undefined) return state.startsWith("22") || state.startsWith("54");
+  return error instanceof RangeError || error instanceof TypeError;
+}
+
+/** A PostgreSQL data exception (class 22): a value the database refused, so the request's fault. */
+export const isDataException = (error: unknown): boolean => sqlState(error)?.startsWith("22") ?? false;
+
+/**
+ * Whether the database is slow or away rather than the request wrong: no free connection in
+ * time, statement_timeout, too many connections, shutdown, lost connection. Answered with 503.
+ */
+export function isDbUnavailable(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state !== undefined) return state === "57014" || state === "53300" || state.startsWith("57P") || state.startsWith("08");
+  const message = error instanceof Error ? error.message : "";
+  const code = (error as { code?: unknown } | null)?.code;
+  return (
+    /timeout exceeded when trying to connect|Connection terminated|connection timeout/i.test(message) ||
+    code === "ECONNREFUSED" ||
+    code === "ECONNRESET"
+  );
 }

@@ -1,4 +1,5 @@
 import { toMessage, type MessageRecord } from "./rows.ts";
+import { parseExact } from "../domain/rawJson.ts";
 
 /** A delivery created for a committed message; leased to this node when due now. */
 export interface CreatedDelivery {
@@ -37,6 +38,8 @@ export function splitFanOutRows(rows: Array<{ kind: string; row: Record<string, 
   for (const { kind, row } of rows) {
     if (kind === "m") {
       const message = toMessage(row);
+      // The payload as stored, exact (a RawJson) where JSON.parse would change a number.
+      if (typeof row.payload_text === "string") message.payload = parseExact(row.payload_text);
       messages.set(message.id, message);
     } else {
       deliveries.push({

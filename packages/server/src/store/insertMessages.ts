@@ -2,6 +2,7 @@ import type { Db, Tx } from "./db.ts";
 import { MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
 import { fanOut, type CreatedDelivery } from "./fanOut.ts";
 import { canonicalJson } from "../publish/canonical.ts";
+import { stringifyExact } from "../domain/rawJson.ts";
 
 export type { CreatedDelivery };
 
@@ -66,7 +67,7 @@ select dels.message_id, null, null, null, null, null, dels.id, dels.subscription
 /**
  * The batch as the one JSON parameter of INSERT_SQL: one native JSON.stringify of the rows,
  * cheaper than 11 parameter arrays (which `pg` escapes element by element) and than joining
- * each message's own JSON text.
+ * each message's own JSON text. A payload kept as exact text (RawJson) goes in as that text.
  */
 export function rowsJson(messages: readonly NewMessage[]): string {
   const rows = new Array<unknown>(messages.length);
@@ -86,7 +87,7 @@ export function rowsJson(messages: readonly NewMessage[]): string {
       check_after_ms: m.checkAfterMs,
     };
   }
-  return JSON.stringify(rows);
+  return stringifyExact(rows);
 }
 
 /**

@@ -1,8 +1,20 @@
+import pg from "pg";
 import type { Db } from "./db.ts";
+import { parseExact } from "../domain/rawJson.ts";
 import { MESSAGE_COLUMNS, toDelivery, toMessage, type DeliveryRecord, type MessageRecord } from "./rows.ts";
 
+/**
+ * Column types of message reads: a json column (payload) whose text holds a number JSON.parse
+ * would round comes back as its exact text (RawJson); headers are strings and parse as usual.
+ */
+const EXACT_TYPES = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === pg.types.builtins.JSON ? parseExact : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
+};
+
 export async function getMessage(db: Db, id: string): Promise<MessageRecord | null> {
-  const { rows } = await db.query(`select ${MESSAGE_COLUMNS} from messages m where m.id = $1`, [id]);
+  // $1 the message id
+  const { rows } = await db.query({ text: `select ${MESSAGE_COLUMNS} from messages m where m.id = $1`, values: [id], types: EXACT_TYPES });
   return rows[0] ? toMessage(rows[0]) : null;
 }
 
@@ -59,6 +71,8 @@ export interface MessageFilter {
   /** Only messages older than this seq (keyset paging, newest first). */
   beforeSeq?: number | undefined;
   limit: number;
+  /** The page ends once its payloads and headers pass this many bytes (it holds one message at least). */
+  maxBytes?: number | undefined;
 }
 
 export async function listMessages(db: Db, filter: MessageFilter): Promise<{ items: MessageRecord[]; nextCursor: string | null }> {
@@ -101,12 +115,38 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
     where.push(`exists (select 1 from deliveries d where ${inner.join(" and ")})`);
   }
   values.push(filter.limit + 1);
-  const { rows } = await db.query(
-    `select ${MESSAGE_COLUMNS} from messages m ${where.length ? "where " + where.join(" and ") : ""}
-      order by m.seq desc limit $${values.length}`,
+  const limitParam = values.length;
+  values.push(filter.maxBytes ?? Number.MAX_SAFE_INTEGER);
+  const budgetParam = values.length;
+  // The filter's parameters, then the page size + 1 and the byte budget. Running sums of the
+  // rows' sizes tell which fit: first of the sizes as stored (pg_column_size, free: no value is
+  // read), then, only for the rows still within the budget by that measure, of their text
+  // (which reads them: a compressed payload is larger than stored). Rows past the budget come
+  // back without payload, as the sign of more.
+  const { rows } = await db.query({
+    text: `select p.seq, p.id, p.app, p.topic, p.tag, p.key, case when p.fits then p.payload_all end as payload,
+             case when p.fits then p.headers_all end as headers, p.state, p.deliver_at, p.created_at, p.committed_at,
+             p.rolled_back_at, p.checks, p.next_check_at, p.in_doubt_at, p.fits
+      from (
+        select s.*, (s.rn = 1 or sum(case when s.stored_bytes <= $${budgetParam}::bigint
+                                          then octet_length(s.payload_all::text) + octet_length(s.headers_all::text)
+                                          else $${budgetParam}::bigint + 1 end) over w <= $${budgetParam}::bigint) as fits
+          from (
+            select m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload as payload_all, m.headers as headers_all, m.state,
+                   m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at,
+                   row_number() over w as rn, sum(pg_column_size(m.payload) + pg_column_size(m.headers)) over w as stored_bytes
+              from messages m ${where.length ? "where " + where.join(" and ") : ""}
+            window w as (order by m.seq desc rows between unbounded preceding and current row)
+            order by m.seq desc limit $${limitParam}
+          ) s
+        window w as (order by s.seq desc rows between unbounded preceding and current row)
+      ) p order by p.seq desc`,
     values,
-  );
-  const items = rows.slice(0, filter.limit).map(toMessage);
+    types: EXACT_TYPES,
+  });
+  let end = rows.findIndex((r) => !r.fits);
+  if (end === -1 || end > filter.limit) end = Math.min(rows.length, filter.limit);
+  const items = rows.slice(0, end).map(toMessage);
   const last = items[items.length - 1];
-  return { items, nextCursor: rows.length > filter.limit && last ? String(last.seq) : null };
+  return { items, nextCursor: rows.length > end && last ? String(last.seq) : null };
 }

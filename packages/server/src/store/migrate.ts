@@ -33,6 +33,8 @@ export async function migrate(db: Db, options: { upTo?: number } = {}): Promise<
   // upTo: stop after that version (tests of a migration over data written by the ones before).
   const migrations = (await loadMigrations()).filter((m) => options.upTo === undefined || m.version <= options.upTo);
   return inTransaction(db, async (tx) => {
+    // A migration (or the wait for another node's) may take longer than statements may.
+    await tx.query("set local statement_timeout = 0");
     await tx.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
     await tx.query(`create table if not exists tidings_migrations (
       version integer primary key, name text not null, applied_at timestamptz not null default now())`);

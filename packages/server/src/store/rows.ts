@@ -1,4 +1,5 @@
 import type { DeliveryState, MessageState } from "../domain/states.ts";
+import { stringifyExact } from "../domain/rawJson.ts";
 
 /** A message as the API shows it. */
 export interface MessageRecord {
@@ -32,7 +33,7 @@ export interface OutgoingMessage {
   headersJson: string;
 }
 
-export function outgoingOf(m: MessageRecord, payloadJson = JSON.stringify(m.payload), headersJson = JSON.stringify(m.headers)): OutgoingMessage {
+export function outgoingOf(m: MessageRecord, payloadJson = stringifyExact(m.payload), headersJson = JSON.stringify(m.headers)): OutgoingMessage {
   return { id: m.id, topic: m.topic, tag: m.tag, key: m.key, createdAt: m.createdAt, payloadJson, headersJson };
 }
 

@@ -2,9 +2,13 @@ import type { FastifyInstance } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { conflict, forbidden, invalid, notFound, TidingsError } from "../../domain/errors.ts";
 import { parseDuration } from "../../domain/duration.ts";
+import { badText, deliverAtProblem, inspectValue, MAX_AHEAD_MS } from "../../domain/messageInput.ts";
+import { holdsInexactNumber, RawJson, stringifyExact } from "../../domain/rawJson.ts";
+import { bodyLength, inspectBody, useJsonBody, type BodyInspection } from "../jsonBody.ts";
 import { uuidv7 } from "../../domain/ids.ts";
 import { contentHash } from "../../publish/canonical.ts";
 import type { InsertOutcome, NewMessage as StoredMessage } from "../../store/insertMessages.ts";
+import type { BatchOutcome } from "../../publish/publisher.ts";
 import { getAttempts, getDeliveries, getMessage, listMessages } from "../../store/messageQueries.ts";
 import { deleteMessage, markDead, resendMessage } from "../../store/operatorOps.ts";
 import type { MessageRecord } from "../../store/rows.ts";
@@ -27,10 +31,20 @@ import {
   SubscriptionTarget,
 } from "../schemas.ts";
 
-const MAX_DELAY_MS = 366 * 86_400_000;
-
-/** Turns a validated request message into the stored form; `field` prefixes error fields. */
-function toStored(body: NewMessage, principal: Principal, field: string, defaults: { checkAfterMs: number }): StoredMessage {
+/**
+ * Turns a validated request message into the stored form; `field` prefixes error fields. Besides
+ * the schema, it refuses what PostgreSQL would refuse inside a statement shared with other
+ * messages (NUL, lone surrogates, nesting past the limit, dates out of range), naming the field,
+ * and keeps a payload as its exact text where JSON.parse would change a number in it.
+ */
+function toStored(
+  body: NewMessage,
+  principal: Principal,
+  field: string,
+  defaults: { checkAfterMs: number },
+  inspection: BodyInspection = { walk: false, exactPayloads: null },
+  index = 0,
+): StoredMessage {
   if (!("payload" in body)) throw invalid(`${field}payload`, `${field}payload is required`);
   if (body.delay !== undefined && body.deliverAt !== undefined) {
     throw invalid(`${field}delay`, "give delay or deliverAt, not both");
@@ -39,11 +53,13 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
   if (body.delay !== undefined) {
     const ms = parseDuration(body.delay);
     if (ms === undefined) throw invalid(`${field}delay`, `"${body.delay}" is not a duration (use e.g. 500ms, 30s, 5m, 2h)`);
-    if (ms > MAX_DELAY_MS) throw invalid(`${field}delay`, "the delay is over a year");
+    if (ms > MAX_AHEAD_MS) throw invalid(`${field}delay`, "the delay is over a year");
     deliverAt = new Date(Date.now() + ms);
   } else if (body.deliverAt !== undefined) {
-    deliverAt = new Date(body.deliverAt);
-    if (deliverAt.getTime() > Date.now() + MAX_DELAY_MS) throw invalid(`${field}deliverAt`, "deliverAt is over a year away");
+    const at = Date.parse(body.deliverAt);
+    const problem = deliverAtProblem(at, Date.now());
+    if (problem) throw invalid(`${field}deliverAt`, `deliverAt ${problem}`);
+    deliverAt = new Date(at);
   }
   if (body.checkAfter !== undefined && !body.prepare) throw invalid(`${field}checkAfter`, "checkAfter applies to prepared messages only");
   let checkAfterMs: number | null = null;
@@ -52,20 +68,25 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
     if (body.checkAfter !== undefined) {
       const ms = parseDuration(body.checkAfter);
       if (ms === undefined) throw invalid(`${field}checkAfter`, `"${body.checkAfter}" is not a duration (use e.g. 500ms, 30s, 5m)`);
+      if (ms > MAX_AHEAD_MS) throw invalid(`${field}checkAfter`, "checkAfter is over a year");
       checkAfterMs = ms;
     }
   }
+  if (inspection.walk) refuseBadContent(body, field);
   const app = appOf(principal);
   const tag = body.tag ?? null;
   const key = body.key ?? null;
   const headers = body.headers ?? {};
+  // The exact text, where this payload holds a number JSON.parse would change (or may: hex text).
+  let exact = inspection.exactPayloads?.get(index);
+  if (exact !== undefined && !holdsInexactNumber(exact)) exact = undefined;
   const stored: StoredMessage = {
     id: fullId(app, body.id ?? uuidv7()),
     app,
     topic: body.topic,
     tag,
     key,
-    payload: body.payload,
+    payload: exact === undefined ? body.payload : new RawJson(exact),
     headers,
     // A generated id cannot clash, so it needs no hash; a producer's id is hashed as sent.
     contentHash: null,
@@ -73,12 +94,27 @@ function toStored(body: NewMessage, principal: Principal, field: string, default
     state: body.prepare ? "prepared" : "committed",
     checkAfterMs,
   };
+  if (exact !== undefined) stored.payloadJson = exact;
   if (body.id !== undefined) {
-    stored.payloadJson = JSON.stringify(body.payload);
+    stored.payloadJson ??= JSON.stringify(body.payload);
     stored.headersJson = JSON.stringify(headers);
     stored.contentHash = contentHash([app, body.topic, tag, key, stored.payloadJson, stored.headersJson]);
   }
   return stored;
+}
+
+/** The first NUL, lone surrogate or too deep nesting in a message's free text, as a 400 naming the field. */
+function refuseBadContent(body: NewMessage, field: string): void {
+  if (body.key != null) {
+    const bad = badText(body.key);
+    if (bad) throw invalid(`${field}key`, `${field}key ${bad}`);
+  }
+  if (body.headers) {
+    const found = inspectValue(body.headers, `${field}headers`);
+    if (found) throw invalid(found.field, found.message);
+  }
+  const found = inspectValue(body.payload, `${field}payload`);
+  if (found) throw invalid(found.field, found.message);
 }
 
 /** RFC 7240 `Prefer: return=minimal` (among other preferences, any case). */
@@ -122,6 +158,8 @@ function conflictOf(outcome: InsertOutcome): TidingsError {
 }
 
 export function messageRoutes(app: FastifyInstance, s: Services): void {
+  // JSON bodies keep their text, for the checks and exact payloads of the message routes.
+  useJsonBody(app);
   const tags = ["messages"];
 
   /** `ref`: a bare id in the caller's own namespace, or a full id `<app>/<id>`. */
@@ -153,8 +191,11 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (request, reply) => {
-      const outcome = await s.publisher.publish(toStored(request.body, request.principal, "", s.config));
+      const message = toStored(request.body, request.principal, "", s.config, inspectBody(request, false));
+      const outcome = await s.publisher.publish(message, bodyLength(request));
       if (outcome.kind === "conflict") throw conflictOf(outcome);
+      // A payload kept as its exact text is written as such (the schema's serializer would round it).
+      if (outcome.message.payload instanceof RawJson) void reply.serializer(stringifyExact);
       return reply.status(outcome.kind === "created" ? 201 : 200).send(showMessage(outcome.message));
     },
   );
@@ -167,31 +208,61 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
         tags,
         summary: "Send up to 1000 messages: all or nothing, or (atomic: false) each on its own",
         description:
-          "`outcomes[i]` tells what became of `messages[i]`: created, exists (same id and content, already stored) or conflict (same id, other content; atomic: false only — atomic batches answer 409). `items[i]` is the stored message. With `Prefer: return=minimal` (RFC 7240) the answer carries `ids[i]` instead of `items` (and `Preference-Applied: return=minimal`): what a relay needs, without echoing every payload.",
+          "`outcomes[i]` tells what became of `messages[i]`: created, exists (same id and content, already stored), conflict (same id, other content; atomic: false only — atomic batches answer 409) or invalid (refused on its own, e.g. a NUL in its payload; atomic: false only — atomic batches answer 400 naming `messages[i]`; `errors` says why, `items[i]` is null). `items[i]` is the stored message. With `Prefer: return=minimal` (RFC 7240) the answer carries `ids[i]` instead of `items` (and `Preference-Applied: return=minimal`): what a relay needs, without echoing every payload.",
         body: MessageBatch,
         response: {
           201: Type.Object({
-            items: Type.Optional(Type.Array(Message)),
-            ids: Type.Optional(Type.Array(Type.String())),
-            outcomes: Type.Array(Type.Union([Type.Literal("created"), Type.Literal("exists"), Type.Literal("conflict")])),
+            items: Type.Optional(Type.Array(Type.Union([Message, Type.Null()]))),
+            ids: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Null()]))),
+            outcomes: Type.Array(Type.Union([Type.Literal("created"), Type.Literal("exists"), Type.Literal("conflict"), Type.Literal("invalid")])),
+            errors: Type.Optional(
+              Type.Array(Type.Object({ index: Type.Integer(), code: Type.String(), message: Type.String(), field: Type.Optional(Type.String()) }), {
+                description: "atomic: false only: why each invalid message was refused",
+              }),
+            ),
           }),
           "4xx": ErrorBody,
         },
       },
     },
     async (request, reply) => {
-      const stored = request.body.messages.map((m, i) => toStored(m, request.principal, `messages[${i}].`, s.config));
-      const outcomes = await s.publisher.publishBatch(stored, request.body.atomic ?? true);
+      const atomic = request.body.atomic ?? true;
+      const inspection = inspectBody(request, true);
+      // Not atomic: a message refused by the checks fails alone ("invalid"), the others are stored.
+      const refusals = new Map<number, TidingsError>();
+      const stored: StoredMessage[] = [];
+      const prefixes: string[] = [];
+      request.body.messages.forEach((m, i) => {
+        try {
+          stored.push(toStored(m, request.principal, `messages[${i}].`, s.config, inspection, i));
+          prefixes.push(`messages[${i}].`);
+        } catch (error) {
+          if (atomic || !(error instanceof TidingsError)) throw error;
+          refusals.set(i, error);
+        }
+      });
+      const storedOutcomes = stored.length > 0 ? await s.publisher.publishBatch(stored, atomic, prefixes) : [];
+      let next = 0;
+      const outcomes = request.body.messages.map((_, i): BatchOutcome => {
+        const error = refusals.get(i);
+        return error ? { kind: "invalid", error } : storedOutcomes[next++]!;
+      });
       const kinds = outcomes.map((o) => o.kind);
+      const errors = outcomes.flatMap((o, index) =>
+        o.kind === "invalid" ? [{ index, code: o.error.code, message: o.error.message, ...(o.error.field ? { field: o.error.field } : {}) }] : [],
+      );
+      const extra = errors.length > 0 ? { errors } : {};
       if (prefersMinimal(request.headers.prefer)) {
-        return reply.status(201).header("preference-applied", "return=minimal").send({ ids: outcomes.map((o) => localId(o.message.id)), outcomes: kinds });
+        const ids = outcomes.map((o, i) => (o.kind === "invalid" ? (request.body.messages[i]!.id ?? null) : localId(o.message.id)));
+        return reply.status(201).header("preference-applied", "return=minimal").send({ ids, outcomes: kinds, ...extra });
       }
       // Up to 1,000 messages with their payloads: the native JSON.stringify writes them in half
-      // the time of the schema's serializer, as one flat string (whose byte length is cheap).
+      // the time of the schema's serializer, as one flat string (whose byte length is cheap);
+      // payloads kept as exact text are written as such.
       return reply
         .status(201)
-        .serializer(JSON.stringify)
-        .send({ items: outcomes.map((o) => showMessage(o.message)), outcomes: kinds });
+        .serializer(stringifyExact)
+        .send({ items: outcomes.map((o) => (o.kind === "invalid" ? null : showMessage(o.message))), outcomes: kinds, ...extra });
     },
   );
 
@@ -202,11 +273,13 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       schema: {
         tags,
         summary: "Search messages, newest first, with keyset paging",
+        description:
+          "A page holds up to `limit` messages, and ends early once their payloads and headers pass the page byte budget (TIDINGS_LIST_BYTES, 4 MiB; a page holds at least one message): then `nextCursor` continues.",
         querystring: ListMessagesQuery,
         response: { 200: Type.Object({ items: Type.Array(Message), nextCursor: Type.Union([Type.String(), Type.Null()]) }), "4xx": ErrorBody },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const q = request.query;
       const limit = q.limit === undefined ? 50 : Number(q.limit);
       if (limit < 1 || limit > 1000) throw invalid("query.limit", "limit must be from 1 to 1000");
@@ -226,16 +299,19 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
         deliveryState: q.deliveryState,
         beforeSeq: q.cursor === undefined ? undefined : Number(q.cursor),
         limit,
+        maxBytes: s.config.listBytes,
       });
-      return { items: page.items.map((m) => showMessage(m)), nextCursor: page.nextCursor };
+      // The native JSON.stringify (payloads kept as exact text written as such).
+      return reply.serializer(stringifyExact).send({ items: page.items.map((m) => showMessage(m)), nextCursor: page.nextCursor });
     },
   );
 
   app.get<{ Params: MessageIdParams }>(
     "/v1/messages/:id",
     { config: { auth: "app" }, schema: { tags, summary: "A message and its deliveries: the reconciliation query", params: MessageIdParams, response: { 200: Message, "4xx": ErrorBody } } },
-    async (request) => {
+    async (request, reply) => {
       const message = await readable(request.principal, request.params.id);
+      if (message.payload instanceof RawJson) void reply.serializer(stringifyExact);
       return showMessage(message, { deliveries: await getDeliveries(s.db, message.id) });
     },
   );

@@ -155,6 +155,7 @@ describe("hostile input on the publish path", () => {
       assert.equal(withId.status, 201);
       const again = await postRaw(service.url, "/v1/messages", `{"id":"exact-${i}","topic":"exact","payload":${payload}}`);
       assert.equal(again.status, 200, "the same content again is a repeat");
+      assert.equal(payloadText(again.text.replace(/,"headers":.*$/, ',"headers":')), payload, "the repeat's answer shows the stored payload as sent");
       sent.push(payload, payload);
     }
     const batch = await postRaw(service.url, "/v1/messages/batch", `{"messages":[${payloads.map((p, i) => `{"topic":"exact","key":"b${i}","payload":${p}}`).join(",")}]}`);
@@ -178,8 +179,22 @@ describe("hostile input on the publish path", () => {
     assert.equal(prepared.status, 201, prepared.text);
     const committed = await postRaw(service.url, "/v1/messages/exact-prepared/commit", "{}");
     assert.equal(committed.status, 200, committed.text);
+    assert.equal(payloadText(committed.text.replace(/,"headers":.*$/, ',"headers":')), payload, "the commit's answer shows the payload as sent");
     const delivery = await waitFor("the committed message delivered", () => receiver.received.find((r) => r.id === "exact-prepared" && r.status === 200));
     assert.equal(payloadText(delivery.body), payload);
+  });
+
+  test("header values of 16 digits or more stay strings; a payload whose long digits are only in strings parses as usual", async () => {
+    const sent = await postRaw(service.url, "/v1/messages", '{"id":"long-digits","topic":"ok","headers":{"x-request-id":"12345678901234567890"},"payload":{"n":1}}');
+    assert.equal(sent.status, 201, sent.text);
+    const read = await fetch(`${service.url}/v1/messages/long-digits`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    const body = (await read.json()) as { headers: Record<string, string>; payload: unknown };
+    assert.deepEqual(body.headers, { "x-request-id": "12345678901234567890" });
+    assert.deepEqual(body.payload, { n: 1 });
+    const strings = await postRaw(service.url, "/v1/messages", '{"id":"long-digits-2","topic":"ok","payload":{"order":"98765432109876543210"}}');
+    assert.equal(strings.status, 201, strings.text);
+    const again = await fetch(`${service.url}/v1/messages/long-digits-2`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    assert.deepEqual(((await again.json()) as { payload: unknown }).payload, { order: "98765432109876543210" });
   });
 
   test("the checks run on the raw text only when it looks suspect: an escaped backslash before u is fine", async () => {

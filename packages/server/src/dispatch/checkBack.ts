@@ -1,4 +1,5 @@
 import { localId } from "../domain/messageIds.ts";
+import { stringifyExact } from "../domain/rawJson.ts";
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { storableText } from "../domain/storableText.ts";
@@ -50,7 +51,7 @@ export async function callCheckUrl(transport: HttpTransport, due: DueCheck, chec
   const m = due.message;
   // The producer is asked about its own id (its barrier rows are keyed by it), not the full id.
   const id = localId(m.id);
-  const body = JSON.stringify({ id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
+  const body = stringifyExact({ id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
   const r = await transport.call(due.checkUrl, due.secret, id, body, { "tidings-check": String(checkNo) }, signal);
   if (r.aborted) return { statusCode: null, answer: null, error: r.error, aborted: true };
   if (r.error !== null) return { statusCode: r.statusCode, answer: null, error: storableText(r.error, ERROR_TEXT_LIMIT) };

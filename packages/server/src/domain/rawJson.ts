@@ -56,7 +56,33 @@ const INEXACT = /(?:\d\.?){16}|\d[eE]/;
 /** Whether JSON text may hold a number JSON.parse would change (false positives: hex text such as "4e5"). */
 export const holdsInexactNumber = (text: string): boolean => INEXACT.test(text);
 
-/** A stored payload's JSON text as a value: parsed, or kept as text where parsing would change a number. */
+/**
+ * Whether valid JSON text holds a number (outside strings) of 16 digits or more, or with an
+ * exponent: the exact answer to what `holdsInexactNumber` guesses, for the rare text it flags.
+ */
+function numberOutsideStringsInexact(text: string): boolean {
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      digits = 0;
+      for (i++; text.charCodeAt(i) !== 34; i++) if (text.charCodeAt(i) === 92 /* \ */) i++;
+    } else if (c >= 48 && c <= 57) {
+      if (++digits >= 16) return true;
+    } else if ((c === 101 || c === 69) && digits > 0) {
+      return true; // an exponent (letters outside strings are otherwise only true/false/null)
+    } else if (c !== 46 /* . */) {
+      digits = 0;
+    }
+  }
+  return false;
+}
+
+/**
+ * A stored JSON text as a value: parsed, or kept as its exact text where parsing would change a
+ * number. Text whose only long digit runs are inside strings (a header value such as a 19-digit
+ * request id) parses as usual.
+ */
 export function parseExact(text: string): unknown {
-  return INEXACT.test(text) ? new RawJson(text) : JSON.parse(text);
+  return INEXACT.test(text) && numberOutsideStringsInexact(text) ? new RawJson(text) : JSON.parse(text);
 }

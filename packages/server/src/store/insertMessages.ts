@@ -1,5 +1,5 @@
 import type { Db, Tx } from "./db.ts";
-import { MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
+import { EXACT_TYPES, MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
 import { fanOut, type CreatedDelivery } from "./fanOut.ts";
 import { canonicalJson } from "../publish/canonical.ts";
 import { stringifyExact } from "../domain/rawJson.ts";
@@ -153,7 +153,11 @@ export async function insertMessages(
   const missing = messages.filter((m) => !created.has(m.id)).map((m) => m.id);
   const existing = new Map<string, { message: MessageRecord; hash: Buffer | null }>();
   if (missing.length > 0) {
-    const found = await tx.query(`select ${MESSAGE_COLUMNS}, m.content_hash from messages m where m.id = any ($1)`, [missing]);
+    const found = await tx.query({
+      text: `select ${MESSAGE_COLUMNS}, m.content_hash from messages m where m.id = any ($1)`,
+      values: [missing],
+      types: EXACT_TYPES,
+    });
     for (const row of found.rows) existing.set(row.id, { message: toMessage(row), hash: row.content_hash });
   }
   const seen = new Set<string>();

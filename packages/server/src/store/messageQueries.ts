@@ -1,16 +1,5 @@
-import pg from "pg";
 import type { Db } from "./db.ts";
-import { parseExact } from "../domain/rawJson.ts";
-import { MESSAGE_COLUMNS, toDelivery, toMessage, type DeliveryRecord, type MessageRecord } from "./rows.ts";
-
-/**
- * Column types of message reads: a json column (payload) whose text holds a number JSON.parse
- * would round comes back as its exact text (RawJson); headers are strings and parse as usual.
- */
-const EXACT_TYPES = {
-  getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === pg.types.builtins.JSON ? parseExact : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
-};
+import { EXACT_TYPES, MESSAGE_COLUMNS, toDelivery, toMessage, type DeliveryRecord, type MessageRecord } from "./rows.ts";
 
 export async function getMessage(db: Db, id: string): Promise<MessageRecord | null> {
   // $1 the message id

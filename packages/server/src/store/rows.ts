@@ -1,5 +1,6 @@
 import type { DeliveryState, MessageState } from "../domain/states.ts";
-import { stringifyExact } from "../domain/rawJson.ts";
+import pg from "pg";
+import { parseExact, stringifyExact } from "../domain/rawJson.ts";
 
 /** A message as the API shows it. */
 export interface MessageRecord {
@@ -93,3 +94,12 @@ export function toDelivery(row: Record<string, unknown>): DeliveryRecord {
     deadReason: row.dead_reason as string | null,
   };
 }
+
+/**
+ * Column types of message reads: a json column (payload) whose text holds a number JSON.parse
+ * would round comes back as its exact text (RawJson); headers are strings and parse as usual.
+ */
+export const EXACT_TYPES = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === pg.types.builtins.JSON ? parseExact : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
+};

@@ -1,7 +1,7 @@
 import type { Db } from "./db.ts";
 import { claimToken } from "./deliveryOps.ts";
 import { fanOut, splitFanOutRows, type CreatedDelivery } from "./fanOut.ts";
-import { MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
+import { EXACT_TYPES, MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
 
 export type ResolveOutcome =
   | { kind: "resolved"; message: MessageRecord; deliveries: CreatedDelivery[] }
@@ -46,7 +46,7 @@ with upd as (
 select 'm' as kind, to_jsonb(upd) || jsonb_build_object('payload_text', upd.payload::text) as row from upd`;
 
 async function current(db: Db, ids: string[]): Promise<Map<string, MessageRecord>> {
-  const { rows } = await db.query(`select ${MESSAGE_COLUMNS} from messages m where m.id = any ($1)`, [ids]);
+  const { rows } = await db.query({ text: `select ${MESSAGE_COLUMNS} from messages m where m.id = any ($1)`, values: [ids], types: EXACT_TYPES });
   return new Map(rows.map((row) => [row.id as string, toMessage(row)]));
 }
 
@@ -122,6 +122,8 @@ export async function claimDueChecks(db: Db, nodeId: string, leaseMs: number, li
     )
     select m.*, a.check_url, a.secret from claimed m left join apps a on a.name = m.app`,
     values: [lease, leaseMs, limit],
+    // The payload as stored (exact text where parsing would round a number): the check-back shows it.
+    types: EXACT_TYPES,
   });
   return rows.map((row) => ({ message: toMessage(row), checkUrl: row.check_url ?? null, secret: row.secret ?? null, lease }));
 }

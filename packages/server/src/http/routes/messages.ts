@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { conflict, forbidden, invalid, notFound, TidingsError } from "../../domain/errors.ts";
 import { parseDuration } from "../../domain/duration.ts";
@@ -144,8 +144,10 @@ function allowed(principal: Principal, message: MessageRecord | null, ref: strin
 }
 
 /** The answer to commit/rollback: the message once in the wanted state, 409 with the state otherwise. */
-function showResolved(outcome: ResolveOutcome, wanted: "committed" | "rolled_back", ref: string, principal: Principal) {
+function showResolved(outcome: ResolveOutcome, wanted: "committed" | "rolled_back", ref: string, principal: Principal, reply?: FastifyReply) {
   const message = allowed(principal, outcome.message, ref, true);
+  // A payload kept as its exact text is written as such (the schema's serializer would round it).
+  if (reply && message.payload instanceof RawJson) void reply.serializer(stringifyExact);
   if (message.state !== wanted) {
     throw conflict(`message ${ref} is ${message.state}`, { state: message.state });
   }
@@ -375,11 +377,11 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
   app.post<{ Params: MessageIdParams }>(
     "/v1/messages/:id/commit",
     { config: { auth: "app" }, schema: resolveSchema("Commit a prepared message: it is delivered at once. Idempotent; 409 after a rollback") },
-    async (request) => {
+    async (request, reply) => {
       // The owner check is part of the (combined) commit statement: no read before it.
       const app = appOf(request.principal);
       const outcome = await s.publisher.commit(refToFullId(app, request.params.id), app);
-      return showResolved(outcome, "committed", request.params.id, request.principal);
+      return showResolved(outcome, "committed", request.params.id, request.principal, reply);
     },
   );
 
@@ -415,10 +417,10 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
   app.post<{ Params: MessageIdParams }>(
     "/v1/messages/:id/rollback",
     { config: { auth: "app" }, schema: resolveSchema("Roll a prepared message back: it is never delivered. Idempotent; 409 after a commit") },
-    async (request) => {
+    async (request, reply) => {
       const app = appOf(request.principal);
       const outcome = await s.publisher.rollback(refToFullId(app, request.params.id), app);
-      return showResolved(outcome, "rolled_back", request.params.id, request.principal);
+      return showResolved(outcome, "rolled_back", request.params.id, request.principal, reply);
     },
   );
 

@@ -1,3 +1,4 @@
+import { Deadlines, type Tracked } from "./deadlines.ts";
 import { Agent, type Dispatcher } from "undici";
 import { formatDuration } from "../domain/duration.ts";
 import type { AddressJudge } from "../domain/networkPolicy.ts";
@@ -78,6 +79,8 @@ export class HttpTransport implements Transport<HttpEndpoint> {
   private readonly agent: Agent;
   private readonly targets = new WeakMap<HttpEndpoint, Target>();
   private readonly timeoutText: string;
+  /** The overall deadline of every exchange, and their aborts at shutdown. */
+  private readonly deadlines: Deadlines;
 
   constructor(private readonly timeoutMs: number, connectionsPerOrigin: number, judge: AddressJudge) {
     this.agent = new Agent({
@@ -86,6 +89,7 @@ export class HttpTransport implements Transport<HttpEndpoint> {
       connect: guardedConnector(judge, Math.min(timeoutMs, 10_000)),
     });
     this.timeoutText = `timeout after ${formatDuration(timeoutMs)}`;
+    this.deadlines = new Deadlines(timeoutMs);
   }
 
   /** One delivery; a 2xx body is dropped as it arrives, at most ERROR_TEXT_LIMIT bytes of any other are kept. */
@@ -149,62 +153,17 @@ export class HttpTransport implements Transport<HttpEndpoint> {
    */
   private exchange(origin: string, path: string, headers: string[], body: string, o: ExchangeOptions): Promise<Exchange> {
     return new Promise<Exchange>((resolve) => {
-      let controller: Dispatcher.DispatchController | null = null;
-      let statusCode: number | null = null;
-      let retryAfter: string | string[] | undefined;
-      let kept: Buffer[] | null = null;
-      let keptBytes = 0;
-      let bytes = 0;
-      let settled = false;
-      const finish = (x: Exchange, abort?: Error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        o.signal?.removeEventListener("abort", onAbort);
-        if (abort && controller && !controller.aborted) controller.abort(abort);
-        resolve(x);
-      };
-      // Resolves at the deadline even if undici has not reached the request yet (connecting).
-      const timer = setTimeout(() => finish({ statusCode, body: null, error: this.timeoutText }, new Error(this.timeoutText)), this.timeoutMs);
-      const onAbort = () => finish({ statusCode, body: null, error: "aborted: the service is shutting down", aborted: true }, new Error("shutting down"));
-      if (o.signal?.aborted) return onAbort();
-      o.signal?.addEventListener("abort", onAbort, { once: true });
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart(c) {
-          controller = c;
-          if (settled) c.abort(new Error("the exchange was given up"));
-        },
-        onResponseStart(_c, code, responseHeaders) {
-          statusCode = code;
-          const ok = code >= 200 && code < 300;
-          if (!ok || o.keepOk) kept = [];
-          if (!ok) retryAfter = responseHeaders["retry-after"];
-        },
-        onResponseData(_c, chunk) {
-          bytes += chunk.length;
-          if (bytes > o.limit) {
-            return finish({ statusCode, body: null, error: `HTTP ${statusCode}: the answer is longer than ${o.limit} bytes` }, new Error("answer too long"));
-          }
-          if (kept && keptBytes < o.keep) {
-            kept.push(chunk);
-            keptBytes += chunk.length;
-          }
-        },
-        onResponseEnd() {
-          const all = kept ? Buffer.concat(kept) : null;
-          finish({ statusCode, body: all && all.length > o.keep ? all.subarray(0, o.keep) : all, retryAfter, error: null });
-        },
-        onResponseError(_c, error) {
-          finish({ statusCode: null, body: null, error: errorText(error) });
-        },
-      };
+      const x = new ExchangeHandler(o, this.timeoutText, this.deadlines, resolve);
+      if (o.signal?.aborted) return x.abort();
+      this.deadlines.add(x);
       try {
-        this.agent.dispatch({ origin, path, method: "POST", headers, body, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs }, handler);
+        this.agent.dispatch({ origin, path, method: "POST", headers, body, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs }, x);
       } catch (error) {
-        finish({ statusCode: null, body: null, error: errorText(error) });
+        x.finish({ statusCode: null, body: null, error: errorText(error) });
       }
     });
   }
+
 
   /** The parsed URL and the fixed headers of an endpoint, built once per endpoint object. */
   private targetOf(endpoint: HttpEndpoint): Target {
@@ -222,6 +181,83 @@ export class HttpTransport implements Transport<HttpEndpoint> {
 
   /** Closes pooled connections; with `force`, requests still running are cut (shutdown past its deadline). */
   close(force = false): Promise<void> {
-    return force ? this.agent.destroy() : this.agent.close();
+    // Deadlines keep running until the agent is closed (its timer does not hold the process).
+    return (force ? this.agent.destroy() : this.agent.close()).finally(() => this.deadlines.close());
+  }
+}
+
+/**
+ * One exchange: undici's handler, and what the deadline queue ends. One object per request
+ * (no closures per request): the deliver path makes one for every delivery.
+ */
+class ExchangeHandler implements Dispatcher.DispatchHandler, Tracked {
+  deadlineAt = 0;
+  private controller: Dispatcher.DispatchController | null = null;
+  private statusCode: number | null = null;
+  private retryAfter: string | string[] | undefined;
+  private kept: Buffer[] | null = null;
+  private keptBytes = 0;
+  private bytes = 0;
+  private settled = false;
+
+  get signal(): AbortSignal | undefined {
+    return this.o.signal;
+  }
+
+  constructor(
+    private readonly o: ExchangeOptions,
+    private readonly timeoutText: string,
+    private readonly deadlines: Deadlines,
+    private readonly resolve: (x: Exchange) => void,
+  ) {}
+
+  finish(x: Exchange, abort?: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.deadlines.done(this);
+    if (abort && this.controller && !this.controller.aborted) this.controller.abort(abort);
+    this.resolve(x);
+  }
+
+  // Tracked: ends at the deadline even if undici has not reached the request yet (connecting).
+  expire(): void {
+    this.finish({ statusCode: this.statusCode, body: null, error: this.timeoutText }, new Error(this.timeoutText));
+  }
+
+  abort(): void {
+    this.finish({ statusCode: this.statusCode, body: null, error: "aborted: the service is shutting down", aborted: true }, new Error("shutting down"));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled) controller.abort(new Error("the exchange was given up"));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, code: number, headers: Record<string, string | string[] | undefined>): void {
+    this.statusCode = code;
+    const ok = code >= 200 && code < 300;
+    if (!ok || this.o.keepOk) this.kept = [];
+    if (!ok) this.retryAfter = headers["retry-after"];
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.o.limit) {
+      this.finish({ statusCode: this.statusCode, body: null, error: `HTTP ${this.statusCode}: the answer is longer than ${this.o.limit} bytes` }, new Error("answer too long"));
+      return;
+    }
+    if (this.kept && this.keptBytes < this.o.keep) {
+      this.kept.push(chunk);
+      this.keptBytes += chunk.length;
+    }
+  }
+
+  onResponseEnd(): void {
+    const all = this.kept ? Buffer.concat(this.kept) : null;
+    this.finish({ statusCode: this.statusCode, body: all && all.length > this.o.keep ? all.subarray(0, this.o.keep) : all, retryAfter: this.retryAfter, error: null });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.finish({ statusCode: null, body: null, error: errorText(error) });
   }
 }

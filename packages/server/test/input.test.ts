@@ -8,7 +8,7 @@ import { api } from "./support/api.ts";
 import { waitFor } from "./support/wait.ts";
 import type { RunningService } from "../src/service.ts";
 import { Combiner } from "../src/publish/combiner.ts";
-import { bracketsAtMost, mayHoldInexactNumber, mayHoldPoison, scanJson } from "../src/domain/jsonScan.ts";
+import { bracketsAtMost, mayHoldInexactNumber, mayHoldPoison, nestingAtMost, scanJson } from "../src/domain/jsonScan.ts";
 import { badText, deliverAtProblem, inspectValue } from "../src/domain/messageInput.ts";
 import { parseExact, RawJson, stringifyExact } from "../src/domain/rawJson.ts";
 import { TidingsError } from "../src/domain/errors.ts";
@@ -365,4 +365,13 @@ describe("the checks' pure logic", () => {
     assert.equal(error.details?.retryAfterSeconds, 1);
     await held;
   });
+});
+
+test("nestingAtMost follows the nesting only, strings and escaped quotes skipped", () => {
+  assert.equal(nestingAtMost('{"a":[[1]]}', 3), true);
+  assert.equal(nestingAtMost('{"a":[[1]]}', 2), false);
+  assert.equal(nestingAtMost('{"a":"[[[[\\"[[[","b":"\\\\"}', 1), true, "brackets inside strings, an escaped quote, an escaped backslash before the closing quote");
+  const deep = `{"messages":[{"payload":${"[".repeat(70)}${"]".repeat(70)}}]}`;
+  assert.equal(nestingAtMost(deep, 67), false);
+  assert.equal(nestingAtMost(deep, 73), true);
 });

@@ -60,6 +60,35 @@ const DIGIT_9 = 57;
 const LOWER_E = 101;
 const UPPER_E = 69;
 
+/**
+ * Whether objects and arrays nest at most `limit` deep in valid JSON text, strings skipped:
+ * the one look a batch without suspect numbers needs (scanJson also cuts out every payload's
+ * text, which such a batch does not need).
+ */
+export function nestingAtMost(text: string, limit: number): boolean {
+  let depth = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      // The closing quote is the next one after an even run of backslashes.
+      let j = i;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        let k = j - 1;
+        while (text.charCodeAt(k) === BACKSLASH) k--;
+        if (((j - 1 - k) & 1) === 0) break;
+      }
+      i = j;
+    } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+      if (++depth > limit) return false;
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      depth--;
+    }
+  }
+  return true;
+}
+
 /** The index of the quote that closes the string opened at `start` (a loop: most strings are short). */
 function stringEnd(text: string, start: number): number {
   for (let j = start + 1; ; j++) {

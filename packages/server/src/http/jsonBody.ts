@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { bracketsAtMost, MAX_PAYLOAD_DEPTH, mayHoldInexactNumber, mayHoldPoison, scanJson } from "../domain/jsonScan.ts";
+import { bracketsAtMost, MAX_PAYLOAD_DEPTH, mayHoldInexactNumber, mayHoldPoison, nestingAtMost, scanJson } from "../domain/jsonScan.ts";
 
 /** The JSON text of each request's body, for the looks `inspectBody` takes on the message routes. */
 const texts = new WeakMap<FastifyRequest, string>();
@@ -32,8 +32,9 @@ const CLEAN: BodyInspection = { walk: false, exactPayloads: null };
 
 /**
  * The fast path is a search for `\u`, a count of brackets and a regex for long or exponent
- * numbers; only a body with more brackets than the depth limit (any batch of some size) or
- * such a number is scanned once more, in one pass (depth, numbers, each payload's exact text).
+ * numbers; a body with more brackets than the depth limit (any batch of some size) gets a pass
+ * that follows the nesting only, and one with such a number the full scan (depth, numbers, each
+ * payload's exact text).
  */
 export function inspectBody(request: FastifyRequest, batch: boolean): BodyInspection {
   const text = texts.get(request);
@@ -46,7 +47,10 @@ export function inspectText(text: string, batch: boolean): BodyInspection {
   // A message's payload nests one level below the body, a batch's three.
   const limit = MAX_PAYLOAD_DEPTH + (batch ? 3 : 1);
   // (A batch has more brackets than that: it goes to the one scan, which also finds numbers.)
-  if (bracketsAtMost(text, limit) && !mayHoldInexactNumber(text)) return poison ? { walk: true, exactPayloads: null } : CLEAN;
+  const inexact = mayHoldInexactNumber(text);
+  if (!inexact && bracketsAtMost(text, limit)) return poison ? { walk: true, exactPayloads: null } : CLEAN;
+  // A batch of some size: only its depth to check, unless it may hold an inexact number.
+  if (!inexact) return { walk: poison || !nestingAtMost(text, limit), exactPayloads: null };
   const scan = scanJson(text, batch);
   return { walk: poison || scan.maxDepth > limit, exactPayloads: scan.inexactNumber ? scan.payloads : null };
 }

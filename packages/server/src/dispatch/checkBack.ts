@@ -1,6 +1,5 @@
 import { localId } from "../domain/messageIds.ts";
 import { stringifyExact } from "../domain/rawJson.ts";
-import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { storableText } from "../domain/storableText.ts";
 import type { DueCheck } from "../store/transactional.ts";
@@ -77,10 +76,7 @@ export class CheckBackScheduler {
     private readonly ops: CheckBackOps,
     private readonly options: { pollIntervalMs: number; concurrency: number },
     private readonly log: Logger,
-  ) {
-    // One listener per send in flight: thousands are normal here, not a leak.
-    setMaxListeners(0, this.aborts.signal);
-  }
+  ) {}
 
   start(): void {
     this.schedule(0);

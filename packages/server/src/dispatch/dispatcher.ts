@@ -52,14 +52,14 @@ export function envelope(delivery: LeasedDelivery): string {
   return `{"id":${JSON.stringify(m.id)},"topic":${JSON.stringify(m.topic)},"tag":${JSON.stringify(m.tag)},"key":${JSON.stringify(m.key)},"payload":${m.payloadJson},"headers":${m.headersJson},"createdAt":"${m.createdAt}"}`;
 }
 
+/** Attempts that take at most this on average (ms) let their subscription use the reserved slots. */
+const FAST_ATTEMPT_MS = 100;
+
 /**
  * Sends leased deliveries with bounded concurrency. Work arrives two ways: pushed from memory
  * by the node that committed the message (no waiting for a poll), and claimed by the poller,
  * which is the safety net for retries, delays, paused subscriptions and crashed nodes.
  */
-/** Attempts that take at most this on average (ms) let their subscription use the reserved slots. */
-const FAST_ATTEMPT_MS = 100;
-
 export class Dispatcher {
   private queue: Held[] = [];
   private head = 0;
@@ -93,7 +93,7 @@ export class Dispatcher {
     private readonly options: DispatcherOptions,
     private readonly log: Logger,
   ) {
-    // Listeners on the shutdown signal (one per transport and scheduler, not per send).
+    // Each broker send in flight listens on the shutdown signal (HTTP sends share one listener).
     setMaxListeners(0, this.aborts.signal);
   }
 
@@ -333,7 +333,7 @@ export class Dispatcher {
     const latencyMs = Math.round(performance.now() - started);
     const base: AttemptResult = {
       deliveryId: delivery.deliveryId,
-      lease: delivery.lease ?? this.ops.nodeId,
+      lease: this.leaseOf(delivery),
       messageId: delivery.message.id,
       subscriptionId: delivery.subscriptionId,
       attempt: delivery.attempt,
@@ -360,8 +360,13 @@ export class Dispatcher {
     }
   }
 
+  /** The lease token a delivery is held under: its claim's, or this node's id when leased at creation. */
+  private leaseOf(delivery: LeasedDelivery): string {
+    return delivery.lease ?? this.ops.nodeId;
+  }
+
   private releaseLater(delivery: LeasedDelivery): void {
-    this.releases.push({ deliveryId: delivery.deliveryId, lease: delivery.lease ?? this.ops.nodeId });
+    this.releases.push({ deliveryId: delivery.deliveryId, lease: this.leaseOf(delivery) });
     if (this.releases.length === 1 && !this.stopped) {
       setImmediate(() => {
         const leases = this.releases.splice(0);

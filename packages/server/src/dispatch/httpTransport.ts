@@ -32,6 +32,12 @@ export interface SendResult {
   aborted?: boolean;
 }
 
+/** The Standard Webhooks headers of a signed POST, as name, value, name, value... */
+function signedHeaders(secret: string, id: string, body: string): string[] {
+  const timestamp = Math.floor(Date.now() / 1000);
+  return ["webhook-id", id, "webhook-timestamp", String(timestamp), "webhook-signature", signWebhook(secret, id, timestamp, body)];
+}
+
 /** Retry-After is either delay-seconds or an HTTP date. */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
   const text = Array.isArray(value) ? value[0] : value;
@@ -96,13 +102,7 @@ export class HttpTransport implements Transport<HttpEndpoint> {
   async send(endpoint: HttpEndpoint, { delivery, body, secret, signal }: Outgoing): Promise<SendResult> {
     const target = this.targetOf(endpoint);
     const id = delivery.message.id;
-    const timestamp = Math.floor(Date.now() / 1000);
-    const headers = target.headers.concat(
-      "webhook-id", id,
-      "webhook-timestamp", String(timestamp),
-      "webhook-signature", signWebhook(secret, id, timestamp, body),
-      "tidings-attempt", String(delivery.attempt),
-    );
+    const headers = target.headers.concat(signedHeaders(secret, id, body), "tidings-attempt", String(delivery.attempt));
     const x = await this.exchange(target.origin, target.path, headers, body, { keep: ERROR_TEXT_LIMIT, keepOk: false, limit: ANSWER_LIMIT_BYTES, signal });
     if (x.aborted) return { ok: false, statusCode: null, error: x.error, aborted: true };
     if (x.error !== null) return { ok: false, statusCode: x.statusCode, error: x.error };
@@ -128,16 +128,9 @@ export class HttpTransport implements Transport<HttpEndpoint> {
     } catch {
       return { statusCode: null, text: "", error: `"${storableText(url, 200)}" is not a URL` };
     }
-    const timestamp = Math.floor(Date.now() / 1000);
     const headers: string[] = [];
     for (const [name, value] of Object.entries(extraHeaders)) headers.push(name, value);
-    headers.push(
-      "content-type", "application/json",
-      "user-agent", "tidings",
-      "webhook-id", id,
-      "webhook-timestamp", String(timestamp),
-      "webhook-signature", signWebhook(secret, id, timestamp, body),
-    );
+    headers.push("content-type", "application/json", "user-agent", "tidings", ...signedHeaders(secret, id, body));
     const x = await this.exchange(parsed.origin, `${parsed.pathname}${parsed.search}`, headers, body, {
       keep: CHECK_ANSWER_LIMIT_BYTES,
       keepOk: true,

@@ -1,16 +1,8 @@
 import type { Logger } from "pino";
+import { isDataError } from "../store/db.ts";
 import type { AttemptOutcome, AttemptResult } from "../store/deliveryOps.ts";
 
 type Record = (results: readonly AttemptResult[]) => Promise<{ [K in AttemptOutcome]: number }>;
-
-/**
- * A data error (SQLSTATE class 22, data exception, or 23, integrity constraint violation) is
- * about the rows written, not the database's health: the same batch would fail again forever.
- */
-export function isDataError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
-}
 
 /** What an attempt's error text becomes when the database refused the text itself. */
 const UNSTORABLE = "the attempt's error text could not be stored";

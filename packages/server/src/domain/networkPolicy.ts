@@ -101,17 +101,19 @@ export function effectiveAddress(raw: string): { address: string; type: "ipv4" |
 /** Decides on one address: null when it may be connected to, otherwise why not. */
 export type AddressJudge = (address: string) => string | null;
 
+/** An allow entry that lies inside a built-in refused range is the admin naming it: an exception. */
+function namedExceptions(allow: readonly string[], builtIn: BlockList): string[] {
+  return allow.filter((cidr) => {
+    const { address, type } = cidrParts(cidr);
+    return builtIn.check(address, type);
+  });
+}
+
 export function compileNetworkPolicy(policy: EndpointPolicy): AddressJudge {
   const allow = blockList(policy.allow);
   const deny = blockList(policy.deny);
   const builtIn = blockList(BUILT_IN_REFUSED);
-  // An allow entry that lies inside a built-in refused range is the admin naming it: an exception.
-  const exceptions = blockList(
-    policy.allow.filter((cidr) => {
-      const { address, type } = cidrParts(cidr);
-      return builtIn.check(address, type);
-    }),
-  );
+  const exceptions = blockList(namedExceptions(policy.allow, builtIn));
   const allowAll = policy.allow.length === 0;
   return (raw) => {
     const judged = effectiveAddress(raw);
@@ -131,11 +133,7 @@ export function compileNetworkPolicy(policy: EndpointPolicy): AddressJudge {
 export function refusedHostName(host: string, policy: EndpointPolicy): string | null {
   const name = host.toLowerCase().replace(/\.$/, "");
   if (!METADATA_HOSTS.has(name)) return null;
-  const builtIn = blockList(BUILT_IN_REFUSED);
-  const excepted = policy.allow.some((cidr) => {
-    const { address, type } = cidrParts(cidr);
-    return builtIn.check(address, type);
-  });
+  const excepted = namedExceptions(policy.allow, blockList(BUILT_IN_REFUSED)).length > 0;
   return excepted ? null : `${host} is a cloud metadata address (refused unless TIDINGS_ENDPOINT_ALLOW names it)`;
 }
 

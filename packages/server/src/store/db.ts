@@ -47,13 +47,15 @@ const sqlState = (error: unknown): string | undefined => {
 };
 
 /**
- * Whether a statement failed on the data it was given (PostgreSQL's data exceptions, class 22,
- * and program limits, class 54), or its JSON could not be written (a RangeError or TypeError of
- * JSON.stringify): trying its rows one by one then finds the one at fault.
+ * Whether a statement failed on the data it was given rather than the database's health
+ * (PostgreSQL's data exceptions, class 22, integrity constraint violations, class 23, and
+ * program limits, class 54), or its parameter could not be written (a RangeError or TypeError
+ * of JSON.stringify): the same rows would fail again forever, so they are tried in parts to
+ * find the one at fault.
  */
 export function isDataError(error: unknown): boolean {
   const state = sqlState(error);
-  if (state !== undefined) return state.startsWith("22") || state.startsWith("54");
+  if (state !== undefined) return state.startsWith("22") || state.startsWith("23") || state.startsWith("54");
   return error instanceof RangeError || error instanceof TypeError;
 }
 

@@ -38,7 +38,8 @@ export function splitFanOutRows(rows: Array<{ kind: string; row: Record<string, 
   for (const { kind, row } of rows) {
     if (kind === "m") {
       const message = toMessage(row);
-      // The payload as stored, exact (a RawJson) where JSON.parse would change a number.
+      // The payload comes as its stored text (not inside the row): exact (a RawJson) where
+      // JSON.parse would change a number.
       if (typeof row.payload_text === "string") message.payload = parseExact(row.payload_text);
       messages.set(message.id, message);
     } else {

@@ -15,8 +15,8 @@ export interface SettleRequest {
 }
 
 // $1 message ids; $2 the apps asking (null: admin); $3 this node's id or null; $4 lease ms.
-// Each message row carries its payload's JSON text too (payload_text): to_jsonb's copy is
-// read back through JSON.parse, which would round a big number (see splitFanOutRows).
+// Each message row carries its payload as JSON text (payload_text) instead of inside the row:
+// read back through JSON.parse with the row, a big number would be rounded (see splitFanOutRows).
 // Prepared → committed for each id its app may settle, with deliveries. Concurrent commits are
 // gathered into this one statement (one WAL flush for many producers).
 const COMMIT_SQL = `
@@ -30,7 +30,7 @@ with input as (
 ), ${fanOut("upd", "$3", "$4")}, resolved as (
   update alerts set resolved_at = now() where message_id in (select id from upd) and resolved_at is null
 )
-select 'm' as kind, to_jsonb(upd) || jsonb_build_object('payload_text', upd.payload::text) as row from upd
+select 'm' as kind, (to_jsonb(upd) - 'payload') || jsonb_build_object('payload_text', upd.payload::text) as row from upd
 union all
 select 'd', to_jsonb(dels) from dels`;
 
@@ -43,7 +43,7 @@ with upd as (
 ), resolved as (
   update alerts set resolved_at = now() where message_id = $1 and resolved_at is null and exists (select 1 from upd)
 )
-select 'm' as kind, to_jsonb(upd) || jsonb_build_object('payload_text', upd.payload::text) as row from upd`;
+select 'm' as kind, (to_jsonb(upd) - 'payload') || jsonb_build_object('payload_text', upd.payload::text) as row from upd`;
 
 async function current(db: Db, ids: string[]): Promise<Map<string, MessageRecord>> {
   const { rows } = await db.query({ text: `select ${MESSAGE_COLUMNS} from messages m where m.id = any ($1)`, values: [ids], types: EXACT_TYPES });

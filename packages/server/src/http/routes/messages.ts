@@ -143,11 +143,18 @@ function allowed(principal: Principal, message: MessageRecord | null, ref: strin
   return message;
 }
 
+/**
+ * A payload kept as its exact text (a number a double cannot hold) is written as such: the
+ * schema's serializer would write the parsed, rounded value.
+ */
+function keepExact(reply: FastifyReply, message: MessageRecord): void {
+  if (message.payload instanceof RawJson) void reply.serializer(stringifyExact);
+}
+
 /** The answer to commit/rollback: the message once in the wanted state, 409 with the state otherwise. */
 function showResolved(outcome: ResolveOutcome, wanted: "committed" | "rolled_back", ref: string, principal: Principal, reply?: FastifyReply) {
   const message = allowed(principal, outcome.message, ref, true);
-  // A payload kept as its exact text is written as such (the schema's serializer would round it).
-  if (reply && message.payload instanceof RawJson) void reply.serializer(stringifyExact);
+  if (reply) keepExact(reply, message);
   if (message.state !== wanted) {
     throw conflict(`message ${ref} is ${message.state}`, { state: message.state });
   }
@@ -196,8 +203,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
       const message = toStored(request.body, request.principal, "", s.config, inspectBody(request, false));
       const outcome = await s.publisher.publish(message, bodyLength(request));
       if (outcome.kind === "conflict") throw conflictOf(outcome);
-      // A payload kept as its exact text is written as such (the schema's serializer would round it).
-      if (outcome.message.payload instanceof RawJson) void reply.serializer(stringifyExact);
+      keepExact(reply, outcome.message);
       return reply.status(outcome.kind === "created" ? 201 : 200).send(showMessage(outcome.message));
     },
   );
@@ -313,7 +319,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
     { config: { auth: "app" }, schema: { tags, summary: "A message and its deliveries: the reconciliation query", params: MessageIdParams, response: { 200: Message, "4xx": ErrorBody } } },
     async (request, reply) => {
       const message = await readable(request.principal, request.params.id);
-      if (message.payload instanceof RawJson) void reply.serializer(stringifyExact);
+      keepExact(reply, message);
       return showMessage(message, { deliveries: await getDeliveries(s.db, message.id) });
     },
   );

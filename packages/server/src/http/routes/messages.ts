@@ -399,7 +399,7 @@ export function messageRoutes(app: FastifyInstance, s: Services): void {
         tags,
         summary: "Commit several prepared messages: each on its own, with a result per id",
         description:
-          "What `POST /v1/messages/:id/commit` does, for up to 1000 ids in one request (the SDK sends its concurrent transactions' commits this way). `results[i]` is `{id, state: \"committed\"}` (also when it was committed before), or `{id, error: {code, message, state?}}` with the code the single call would answer: `not_found`, `forbidden` (another app's message) or `conflict` (rolled back; `state` says so).",
+          "What `POST /v1/messages/:id/commit` does, for up to 1000 ids in one request (the SDK sends its concurrent transactions' commits this way). `results[i]` is `{id, state: \"committed\"}` (also when it was committed before), or `{id, error: {code, message, state?}}` with the code the single call would answer: `not_found` (none in the caller's own ids: another app's use of the same id is not seen) or `conflict` (rolled back; `state` says so).",
         body: CommitMany,
         response: { 200: Type.Object({ results: Type.Array(CommitResult) }), "4xx": ErrorBody },
       },

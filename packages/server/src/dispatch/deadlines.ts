@@ -1,10 +1,10 @@
 /**
- * The overall deadline and the shutdown abort of every exchange in flight, without a timer or
- * an abort listener per exchange: the exchanges in flight (at most the delivery concurrency and
- * the check-backs) are kept in one set, swept four times a second while it is not empty, and a
- * shutdown signal gets one listener that ends those tied to it. Nothing per exchange outlives
- * the exchange: per-delivery timers, listeners, or entries kept until their deadline each made
- * objects that survive to the old generation, and cost the deliver workload 10-20% of its rate.
+ * The overall deadline and the shutdown abort of the exchanges whose answers are still arriving
+ * after their headers, without a timer or an abort listener per exchange: they are kept in one
+ * set, swept four times a second while it is not empty, and a shutdown signal gets one listener
+ * that ends those tied to it. Nothing per exchange outlives the exchange: per-delivery timers,
+ * listeners, or entries kept until their deadline each made objects that survive to the old
+ * generation, and cost the deliver workload 10-20% of its rate.
  */
 export interface Tracked {
   /** When it must have ended (performance.now() ms). */
@@ -27,9 +27,12 @@ export class Deadlines {
 
   constructor(private readonly timeoutMs: number) {}
 
-  /** Tracks an exchange until `done()`: it is expired after the timeout, or aborted with its signal. */
+  /**
+   * Tracks an exchange until `done()`: it is expired at its `deadlineAt` (when 0: the timeout
+   * from now), or aborted with its signal.
+   */
   add(tracked: Tracked): void {
-    tracked.deadlineAt = performance.now() + this.timeoutMs;
+    if (tracked.deadlineAt === 0) tracked.deadlineAt = performance.now() + this.timeoutMs;
     this.live.add(tracked);
     const signal = tracked.signal;
     if (signal && !this.listened.has(signal)) {

@@ -43,7 +43,7 @@ const given = process.env.DATABASE_URL ?? process.env.TIDINGS_TEST_PG_URL ?? "po
 let postgresUrl = given;
 let stopEmbedded: (() => Promise<void>) | null = null;
 if (values.embedded || !(await answers(given))) {
-  const { startEmbeddedDb } = await import("../../packages/server/src/embeddedDb.ts");
+  const { startEmbeddedDb } = await import("../../packages/server/src/runtime/embeddedDb.ts");
   const dataDir = resolve(process.env.TIDINGS_DATA_DIR || "./.tidings");
   log(values.embedded ? `starting the embedded PostgreSQL in ${dataDir}` : `${given.replace(/:[^:@/]*@/, ":***@")} does not answer: starting the embedded PostgreSQL in ${dataDir}`);
   const quiet = { info: () => undefined, debug: () => undefined, warn: (o: unknown, m?: string) => log(`embedded PostgreSQL: ${m ?? JSON.stringify(o)}`) };

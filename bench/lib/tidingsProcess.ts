@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
-import { SERVE_NODE_FLAGS } from "../../packages/server/src/nodeFlags.ts";
+import { SERVE_NODE_FLAGS } from "../../packages/server/src/runtime/nodeFlags.ts";
 
 
 /** What `npm start` runs: the bundled service (built once per bench process, as `prestart` does). */

@@ -1,7 +1,8 @@
 // npm run demo:order -- [--orders 300] [--per-process 50] [--seed N] [--embedded] [--keep]
 //
-// Source 004's order → inventory demo with transactional messages. It runs on the given
-// PostgreSQL (DATABASE_URL, else TIDINGS_TEST_PG_URL, else postgres://postgres@127.0.0.1:5432/postgres),
+// The order → inventory demo of transactional messages: an order paid in one service's database
+// and its stock deducted in another's, exactly once, with no distributed transaction. It runs on
+// the given PostgreSQL (DATABASE_URL, else TIDINGS_TEST_PG_URL, else postgres://postgres@127.0.0.1:5432/postgres),
 // or on the embedded one (`--embedded`, or when that server does not answer; its data in
 // TIDINGS_DATA_DIR, default ./.tidings, shared with `npm start`). It creates three databases (the
 // service's, the order service's, the inventory service's), runs `tidings serve` and the order
@@ -43,7 +44,7 @@ const given = process.env.DATABASE_URL ?? process.env.TIDINGS_TEST_PG_URL ?? "po
 let postgresUrl = given;
 let stopEmbedded: (() => Promise<void>) | null = null;
 if (values.embedded || !(await answers(given))) {
-  const { startEmbeddedDb } = await import("../../packages/server/src/embeddedDb.ts");
+  const { startEmbeddedDb } = await import("../../packages/server/src/runtime/embeddedDb.ts");
   const dataDir = resolve(process.env.TIDINGS_DATA_DIR || "./.tidings");
   log(values.embedded ? `starting the embedded PostgreSQL in ${dataDir}` : `${given.replace(/:[^:@/]*@/, ":***@")} does not answer: starting the embedded PostgreSQL in ${dataDir}`);
   const quiet = { info: () => undefined, debug: () => undefined, warn: (o: unknown, m?: string) => log(`embedded PostgreSQL: ${m ?? JSON.stringify(o)}`) };

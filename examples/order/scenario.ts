@@ -94,7 +94,7 @@ async function until<T>(what: string, check: () => Promise<T | null | undefined 
 }
 
 /**
- * Source 004's order → inventory scenario, for real: an order service (its own database, its own
+ * The order → inventory scenario, for real: an order service (its own database, its own
  * process) pays orders with `tidings.transaction()`, and an inventory service (its own database)
  * deducts stock for each "order.paid" message through its inbox. Order-service processes are
  * killed with SIGKILL with a third of their orders stopped before the local commit and a third

@@ -1,6 +1,6 @@
 // npm run demo:recharge -- [--recharges N] [--failure-rate 0.3] [--relay-kills 2] [--seed N] [--keep]
 //
-// Source 003's recharge -> account demo on the given PostgreSQL (DATABASE_URL, else
+// The recharge -> account demo of the outbox on the given PostgreSQL (DATABASE_URL, else
 // TIDINGS_TEST_PG_URL, else postgres://postgres@127.0.0.1:5432/postgres): it creates three
 // databases (the service's, the recharge service's, the account service's), runs `tidings serve`
 // and `tidings relay` as real processes, and prints what happens and the final balances check.

@@ -95,7 +95,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
 }
 
 /**
- * Source 003's demo, for real: a recharge service and an account service, each with its own
+ * The recharge -> account demo, for real: a recharge service and an account service, each with its own
  * PostgreSQL database; recharges go out through the outbox, a `tidings relay` process ships them
  * to a `tidings serve` process, which notifies the account service's webhook receiver. The
  * receiver fails a share of its calls (before or after its commit) and the relay is killed with

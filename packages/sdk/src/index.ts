@@ -40,7 +40,7 @@ export type { NatsConsumeOptions } from "./consume/nats.ts";
 export type { RedisConsumeOptions } from "./consume/redis.ts";
 
 // the service's API
-export { TidingsClient, MessagesApi, type BatchOutcomes, type DeliveryInfo, type ListMessagesQuery, type MessageInfo, type MessagePage } from "./client/client.ts";
-export { AlertsApi, AppsApi, type AlertInfo, type AppInfo, type AttemptInfo, type CheckAfter, type CheckInfo, type TidingsClientOptions } from "./client/client.ts";
+export { TidingsClient, MessagesApi, AlertsApi, AppsApi, type TidingsClientOptions } from "./client/client.ts";
+export type { AlertInfo, AppInfo, AttemptInfo, BatchOutcomes, CheckAfter, CheckInfo, DeliveryInfo, ListMessagesQuery, MessageInfo, MessagePage } from "./client/apiTypes.ts";
 export type { HttpOptions } from "./client/http.ts";
 export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { TEST_PG_URL } from "../../server/test/support/db.ts";
 import { runRechargeScenario } from "../../../examples/recharge/scenario.ts";
 
-// Source 003's recharge -> account demo with real processes: `tidings serve` and `tidings relay`
+// The recharge -> account demo with real processes: `tidings serve` and `tidings relay`
 // run as child processes, the relay is killed with SIGKILL twice, the account receiver fails 30%
 // of its calls (half before its commit, half after it).
 test("2,000 recharges through the outbox, a flaky receiver and two SIGKILLed relays end with exact balances, each applied once", async () => {

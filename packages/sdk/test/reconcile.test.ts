@@ -7,8 +7,8 @@ import { createReceiver, fullIdOf, Inbox, nodeHandler, reconcileIds, reconcileQu
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { startTidings, type TestTidings } from "./support/tidings.ts";
 
-// Source 003: a receiver that missed a notice asks the sender's query interface and applies the
-// same idempotent update. Here the receiver is down until every delivery attempt is used up.
+// Best-effort notification with reconciliation: a receiver that missed a notice asks the
+// sender's query interface and applies the same idempotent update. Here the receiver is down until every delivery attempt is used up.
 
 let tidings: TestTidings;
 let account: OpenDatabase;

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { TEST_PG_URL } from "../../server/test/support/db.ts";
 import { runOrderScenario } from "../../../examples/order/scenario.ts";
 
-// Source 004's order -> inventory demo (`npm run demo:order`), smaller: `tidings serve` and the
+// The order -> inventory demo (`npm run demo:order`), smaller: `tidings serve` and the
 // order service run as child processes, the order service is SIGKILLed with orders stopped
 // before and after their local commits, and the final check must hold.
 test("the order → inventory demo: orders paid = stock deducted after SIGKILLed order services", async () => {

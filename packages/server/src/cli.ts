@@ -1,7 +1,7 @@
 import pino from "pino";
-import { ConfigError, loadConfig } from "./config.ts";
-import { startService } from "./service.ts";
-import { startEmbeddedDb } from "./embeddedDb.ts";
+import { ConfigError, loadConfig } from "./runtime/config.ts";
+import { startService } from "./runtime/service.ts";
+import { startEmbeddedDb } from "./runtime/embeddedDb.ts";
 import { createPool } from "./store/db.ts";
 import { migrate } from "./store/migrate.ts";
 

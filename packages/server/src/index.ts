@@ -1,5 +1,5 @@
-export { loadConfig, ConfigError, type Config } from "./config.ts";
-export { startService, type RunningService } from "./service.ts";
+export { loadConfig, ConfigError, type Config } from "./runtime/config.ts";
+export { startService, type RunningService } from "./runtime/service.ts";
 export { migrate } from "./store/migrate.ts";
 export { createPool } from "./store/db.ts";
 export { parseDuration, formatDuration } from "./domain/duration.ts";

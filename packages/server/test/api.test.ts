@@ -8,7 +8,7 @@ import { Receiver } from "./support/receiver.ts";
 import { api } from "./support/api.ts";
 import { waitFor } from "./support/wait.ts";
 import type { FastifyRequest } from "fastify";
-import type { RunningService } from "../src/service.ts";
+import type { RunningService } from "../src/runtime/service.ts";
 import { Authenticator } from "../src/http/auth.ts";
 import type { TidingsError } from "../src/domain/errors.ts";
 

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import type { RunningService } from "../src/service.ts";
+import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { Receiver } from "./support/receiver.ts";

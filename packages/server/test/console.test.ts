@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
-import type { RunningService } from "../src/service.ts";
+import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { Receiver } from "./support/receiver.ts";

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Deadlines, SWEEP_MS, type Tracked } from "../src/dispatch/deadlines.ts";
+import { Deadlines, SWEEP_MS, type Tracked } from "../src/transports/deadlines.ts";
 
 function tracked(signal?: AbortSignal) {
   const t: Tracked & { ended: string | null; endedAt: number } = {

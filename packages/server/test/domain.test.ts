@@ -2,12 +2,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseDuration, formatDuration } from "../src/domain/duration.ts";
 import { afterFailure, compileRetryPolicy, RetryPolicyError } from "../src/domain/retrySchedule.ts";
-import { matches } from "../src/domain/routing.ts";
-import { canonicalJson } from "../src/publish/canonical.ts";
-import { parseRetryAfter } from "../src/dispatch/httpTransport.ts";
+import { canonicalJson } from "../src/domain/canonical.ts";
+import { parseRetryAfter } from "../src/transports/httpTransport.ts";
 import { compileEndpointCheck } from "../src/http/endpointPolicy.ts";
 import { TidingsError } from "../src/domain/errors.ts";
-import { SignInLimiter } from "../src/console/signInLimiter.ts";
+import { SignInLimiter } from "../src/http/console/signInLimiter.ts";
 
 test("durations parse in every unit and reject anything else", () => {
   assert.equal(parseDuration("500ms"), 500);
@@ -54,13 +53,6 @@ test("a bad retry option names its field", () => {
   assert.throws(() => compileRetryPolicy({ schedule: ["1s", "fast"] }), (e: RetryPolicyError) => e.field === "retry.schedule[1]");
   assert.throws(() => compileRetryPolicy({ window: "later" }), (e: RetryPolicyError) => e.field === "retry.window");
   assert.throws(() => compileRetryPolicy({ schedule: [], maxAttempts: 2 }), (e: RetryPolicyError) => e.field === "retry.schedule");
-});
-
-test("subscriptions match by topic, and by tag when they list tags", () => {
-  assert.equal(matches({ topic: "order.paid", tags: null }, { topic: "order.paid", tag: null }), true);
-  assert.equal(matches({ topic: "order.paid", tags: ["vip"] }, { topic: "order.paid", tag: "vip" }), true);
-  assert.equal(matches({ topic: "order.paid", tags: ["vip"] }, { topic: "order.paid", tag: null }), false);
-  assert.equal(matches({ topic: "order.paid", tags: null }, { topic: "order.shipped", tag: null }), false);
 });
 
 test("canonical JSON gives equal content one spelling", () => {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import type { RunningService } from "../src/service.ts";
+import type { RunningService } from "../src/runtime/service.ts";
 
 /**
  * Random request bodies, good and bad mixed, sent at once to the real service: never a 5xx,

@@ -6,7 +6,7 @@ import { ADMIN_KEY, spawnService, startTestService } from "./support/service.ts"
 import { Receiver } from "./support/receiver.ts";
 import { api } from "./support/api.ts";
 import { waitFor } from "./support/wait.ts";
-import type { RunningService } from "../src/service.ts";
+import type { RunningService } from "../src/runtime/service.ts";
 import { Combiner } from "../src/publish/combiner.ts";
 import { bracketsAtMost, mayHoldInexactNumber, mayHoldPoison, nestingAtMost, scanJson } from "../src/domain/jsonScan.ts";
 import { badText, deliverAtProblem, inspectValue } from "../src/domain/messageInput.ts";

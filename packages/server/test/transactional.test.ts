@@ -9,7 +9,7 @@ import { ADMIN_KEY, startTestService } from "./support/service.ts";
 import { Receiver } from "./support/receiver.ts";
 import { api } from "./support/api.ts";
 import { waitFor } from "./support/wait.ts";
-import type { RunningService } from "../src/service.ts";
+import type { RunningService } from "../src/runtime/service.ts";
 
 let database: TestDatabase;
 let services: RunningService[];

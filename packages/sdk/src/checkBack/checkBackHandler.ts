@@ -4,8 +4,7 @@ import { TidingsError } from "../errors.ts";
 import type { Executor } from "../executor/executor.ts";
 import { fastifyPlugin, honoHandler, nodeHandler, type FastifyLike } from "../receiver/mounts.ts";
 import type { RawDelivery, Receiver } from "../receiver/receiver.ts";
-import { decide, hasIntent, type CheckAnswer } from "../transaction/barrier.ts";
-import { DEFAULT_LOCK_TIMEOUT_MS } from "../transaction/transaction.ts";
+import { decide, DEFAULT_LOCK_TIMEOUT_MS, hasIntent, type CheckAnswer } from "../transaction/barrier.ts";
 
 export interface CheckBackHandlerOptions {
   /** The app's check-back signing secret (`whsec_...`), or several (rotation). */

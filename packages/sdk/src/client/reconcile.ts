@@ -1,7 +1,8 @@
 import { fullIdOf, type Envelope } from "../domain/envelope.ts";
 import type { Executor } from "../executor/executor.ts";
 import type { Inbox } from "../inbox/inbox.ts";
-import type { MessageInfo, TidingsClient } from "./client.ts";
+import type { MessageInfo } from "./apiTypes.ts";
+import type { TidingsClient } from "./client.ts";
 
 export interface ReconcileOptions {
   client: TidingsClient;

@@ -1,4 +1,5 @@
-import type { BatchOutcomes, TidingsClient } from "../client/client.ts";
+import type { BatchOutcomes } from "../client/apiTypes.ts";
+import type { TidingsClient } from "../client/client.ts";
 import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffPolicy } from "../domain/backoff.ts";
 import { TidingsError } from "../errors.ts";
 import type { Executor, Listening } from "../executor/executor.ts";

@@ -81,6 +81,9 @@ export async function readBarrier(db: Executor, id: string): Promise<BarrierOutc
   return outcome === "commit" || outcome === "rollback" ? outcome : null;
 }
 
+/** How long `decide` waits for a local transaction that holds the barrier key, by default. */
+export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+
 /**
  * Decides the outcome of message `id`'s local transaction, the one way that cannot race it:
  *

@@ -1,9 +1,9 @@
-import type { CheckAfter, MessageInfo } from "../client/client.ts";
+import type { CheckAfter, MessageInfo } from "../client/apiTypes.ts";
 import { resolveMessage, type OutgoingMessage, type ResolvedMessage } from "../domain/message.ts";
 import { TidingsError } from "../errors.ts";
 import { isUniqueViolation } from "../executor/dialect.ts";
 import type { Executor, TransactionOptions } from "../executor/executor.ts";
-import { decide, insertCommitBarrier, recordIntent, type CheckAnswer } from "./barrier.ts";
+import { decide, DEFAULT_LOCK_TIMEOUT_MS, insertCommitBarrier, recordIntent, type CheckAnswer } from "./barrier.ts";
 
 /** What the callback of `transaction()` gets besides its transaction. */
 export interface TransactionContext {
@@ -63,8 +63,6 @@ export interface TransactionCallOptions extends TransactionDefaults {
   /** Isolation level of the local transaction; default: the database's. */
   isolation?: TransactionOptions["isolation"];
 }
-
-export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
 
 /** The calls of the message API that `transaction()` makes (the client's; concurrent ones combined unless `combineCalls: false`). */
 export interface TransactionMessages {

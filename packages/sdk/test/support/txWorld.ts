@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { createTestDatabase, type TestDatabase } from "../../../server/test/support/db.ts";
 import { Receiver } from "../../../server/test/support/receiver.ts";
 import { ADMIN_KEY, startTestService } from "../../../server/test/support/service.ts";
-import type { RunningService } from "../../../server/src/service.ts";
+import type { RunningService } from "../../../server/src/runtime/service.ts";
 import { TidingsClient, type CheckBackHandler, type MessageInfo } from "../../src/index.ts";
 
 export interface TxWorld {

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest, RouteOptions } from "fastify";
 import { TidingsError, forbidden, tooManyRequests } from "../domain/errors.ts";
-import { SignInLimiter } from "../console/signInLimiter.ts";
+import { SignInLimiter } from "./console/signInLimiter.ts";
 import type { Authenticator, Principal } from "./auth.ts";
-import type { ConsoleSessions } from "../console/sessions.ts";
+import type { ConsoleSessions } from "./console/sessions.ts";
 
 /**
  * Who may call a route: `public` anyone; `app` an app key or the admin; `admin` the admin key or

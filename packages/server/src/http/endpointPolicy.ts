@@ -1,12 +1,10 @@
 import { invalid } from "../domain/errors.ts";
 import { compileNetworkPolicy, effectiveAddress, refusedHostName, type EndpointPolicy } from "../domain/networkPolicy.ts";
 
-export { parseCidrs, type EndpointPolicy } from "../domain/networkPolicy.ts";
-
 /**
  * Checks an endpoint URL an admin sets: http(s) only, no credentials, and a literal address or
  * metadata name the policy refuses is refused at once. Host names are judged again on every
- * connection, on the address they resolve to (dispatch/guardedConnect.ts).
+ * connection, on the address they resolve to (transports/guardedConnect.ts).
  */
 export function compileEndpointCheck(policy: EndpointPolicy): (url: string, field: string) => string {
   const judge = compileNetworkPolicy(policy);

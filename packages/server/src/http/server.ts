@@ -1,7 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import type { Config } from "../config.ts";
 import swagger from "@fastify/swagger";
-import type { Services } from "./context.ts";
+import type { HttpSettings, RouteServices } from "./routeServices.ts";
 import { clientErrorHandler, errorHandler } from "./errors.ts";
 import { authorizeRoutes, requireDeclaredAccess, type RouteEntry } from "./access.ts";
 import { nulField } from "./nul.ts";
@@ -11,7 +10,7 @@ import { messageRoutes } from "./routes/messages.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { subscriptionRoutes } from "./routes/subscriptions.ts";
 import { consoleRoutes } from "./routes/console.ts";
-import { ConsoleSessions } from "../console/sessions.ts";
+import { ConsoleSessions } from "./console/sessions.ts";
 import { deliveryRoutes } from "./routes/deliveries.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { sessionRoutes } from "./routes/session.ts";
@@ -28,12 +27,12 @@ const checkingIntervalMs = (timeoutMs: number) => Math.max(50, Math.min(1000, Ma
  * TIDINGS_TRUST_PROXY as Fastify takes it. A hop count trusts what the nearest `hops` senders
  * say, whoever they are (fit only where the service cannot be reached but through them).
  */
-function trustProxyOption(trust: Config["trustProxy"]): boolean | string[] | ((address: string, hop: number) => boolean) {
+function trustProxyOption(trust: HttpSettings["trustProxy"]): boolean | string[] | ((address: string, hop: number) => boolean) {
   if (typeof trust === "number") return (_address, hop) => hop < trust;
   return typeof trust === "boolean" ? trust : [...trust];
 }
 
-export async function buildServer(s: Services): Promise<FastifyInstance> {
+export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: s.log as unknown as FastifyBaseLogger,
     // A log line per request would cost more than the request at the rates we aim for.

@@ -1,12 +1,13 @@
 import type { Logger } from "pino";
+import type { LeasedDelivery } from "../domain/delivery.ts";
 import { conflict, fieldOfRefusal, TidingsError } from "../domain/errors.ts";
+import { outgoingOf, type MessageRecord, type OutgoingMessage } from "../domain/message.ts";
 import { localId } from "../domain/messageIds.ts";
 import type { Db, Tx } from "../store/db.ts";
 import { inTransaction, isDataError } from "../store/db.ts";
-import type { LeasedDelivery } from "../store/deliveryOps.ts";
-import { insertMessages, type CreatedDelivery, type InsertOutcome, type NewMessage } from "../store/insertMessages.ts";
-import { outgoingOf, type MessageRecord, type OutgoingMessage } from "../store/rows.ts";
-import { commitPrepared, rollbackPrepared, type ResolveOutcome, type SettleRequest } from "../store/transactional.ts";
+import type { CreatedDelivery } from "../store/fanOut.ts";
+import { insertMessages, type InsertOutcome, type NewMessage } from "../store/insertMessages.ts";
+import { commitPrepared, rollbackPrepared, type ResolveOutcome, type SettleRequest } from "../store/preparedMessages.ts";
 import { Combiner } from "./combiner.ts";
 
 export interface PublisherDeps {

@@ -1,6 +1,7 @@
+import type { DeliveryRecord } from "../domain/delivery.ts";
 import type { DeliveryState } from "../domain/states.ts";
 import type { Db } from "./db.ts";
-import { toDelivery, type DeliveryRecord } from "./rows.ts";
+import { toDelivery } from "./messageRows.ts";
 
 export interface ListedDelivery extends DeliveryRecord {
   messageId: string;

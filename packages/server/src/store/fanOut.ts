@@ -1,4 +1,5 @@
-import { toMessage, type MessageRecord } from "./rows.ts";
+import type { MessageRecord } from "../domain/message.ts";
+import { toMessage } from "./messageRows.ts";
 import { parseExact } from "../domain/rawJson.ts";
 
 /** A delivery created for a committed message; leased to this node when due now. */

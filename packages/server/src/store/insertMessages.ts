@@ -1,10 +1,9 @@
+import type { MessageRecord } from "../domain/message.ts";
 import type { Db, Tx } from "./db.ts";
-import { EXACT_TYPES, MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
+import { EXACT_TYPES, MESSAGE_COLUMNS, toMessage } from "./messageRows.ts";
 import { fanOut, type CreatedDelivery } from "./fanOut.ts";
-import { canonicalJson } from "../publish/canonical.ts";
+import { canonicalJson } from "../domain/canonical.ts";
 import { stringifyExact } from "../domain/rawJson.ts";
-
-export type { CreatedDelivery };
 
 export interface NewMessage {
   id: string;

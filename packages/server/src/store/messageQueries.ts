@@ -1,5 +1,7 @@
+import type { DeliveryRecord } from "../domain/delivery.ts";
+import type { MessageRecord } from "../domain/message.ts";
 import type { Db } from "./db.ts";
-import { EXACT_TYPES, MESSAGE_COLUMNS, toDelivery, toMessage, type DeliveryRecord, type MessageRecord } from "./rows.ts";
+import { EXACT_TYPES, MESSAGE_COLUMNS, toDelivery, toMessage } from "./messageRows.ts";
 
 export async function getMessage(db: Db, id: string): Promise<MessageRecord | null> {
   // $1 the message id

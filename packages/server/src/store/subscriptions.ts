@@ -1,54 +1,6 @@
 import type { RetryPolicy } from "../domain/retrySchedule.ts";
+import type { Endpoint, SubscriptionRow } from "../domain/subscription.ts";
 import type { Db } from "./db.ts";
-
-export interface HttpEndpoint {
-  type: "http";
-  url: string;
-  headers?: Record<string, string>;
-}
-/** Publishes to an exchange with a confirm channel; persistent messages, `mandatory` (unroutable = failed). */
-export interface RabbitmqEndpoint {
-  type: "rabbitmq";
-  /** amqp(s)://user:pass@host:port/vhost */
-  url: string;
-  /** "" is the default exchange (the routing key is then a queue name). */
-  exchange: string;
-  /** Template with {topic}, {tag}, {key}; default "{topic}". */
-  routingKey?: string;
-}
-/** Publishes to a JetStream subject with `Nats-Msg-Id` = message id, done on the PubAck. */
-export interface NatsEndpoint {
-  type: "nats";
-  /** nats://[user:pass@ | token@]host:port */
-  url: string;
-  /** Template with {topic}, {tag}, {key}. */
-  subject: string;
-}
-/** XADDs to a stream, done on the reply; `maxLen` trims approximately (`MAXLEN ~`). */
-export interface RedisEndpoint {
-  type: "redis";
-  /** redis(s)://[user:pass@]host:port[/db] */
-  url: string;
-  stream: string;
-  maxLen?: number;
-}
-export type BrokerEndpoint = RabbitmqEndpoint | NatsEndpoint | RedisEndpoint;
-export type Endpoint = HttpEndpoint | BrokerEndpoint;
-
-export interface SubscriptionRow {
-  id: number;
-  name: string;
-  topic: string;
-  tags: string[] | null;
-  endpoint: Endpoint;
-  secret: string;
-  retry: RetryPolicy;
-  enabled: boolean;
-  /** Deliveries in flight at once per process; null: the service default. */
-  maxInFlight: number | null;
-  createdAt: string;
-  updatedAt: string;
-}
 
 const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
   id: r.id as number,

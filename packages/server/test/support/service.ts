@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
-import { loadConfig } from "../../src/config.ts";
-import { startService, type RunningService } from "../../src/service.ts";
-import { SERVE_NODE_FLAGS } from "../../src/nodeFlags.ts";
+import { loadConfig } from "../../src/runtime/config.ts";
+import { startService, type RunningService } from "../../src/runtime/service.ts";
+import { SERVE_NODE_FLAGS } from "../../src/runtime/nodeFlags.ts";
 
 export const ADMIN_KEY = "test-admin-key-0123456789";
 const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));

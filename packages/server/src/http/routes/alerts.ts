@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { notFound } from "../../domain/errors.ts";
 import { listAlerts, resolveAlert } from "../../store/alerts.ts";
-import type { Services } from "../context.ts";
+import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
 
 const Alert = Type.Object({
@@ -25,7 +25,7 @@ const AlertQuery = Type.Object(
 const AlertParams = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,18}$" }) });
 
 /** Alerts for people: dead deliveries and messages in doubt (admin). */
-export function alertRoutes(app: FastifyInstance, s: Services): void {
+export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["alerts"];
   const config = { auth: "admin" } as const;
   app.get<{ Querystring: Static<typeof AlertQuery> }>(

@@ -1,13 +1,13 @@
 import type { FastifyInstance } from "fastify";
 import { conflict, notFound } from "../../domain/errors.ts";
-import { newSigningSecret } from "../../dispatch/signature.ts";
+import { newSigningSecret } from "../../transports/signature.ts";
 import { createApp, deleteApp, getApp, listApps, updateApp } from "../../store/apps.ts";
 import { hashKey, newApiKey } from "../auth.ts";
-import type { Services } from "../context.ts";
+import type { RouteServices } from "../routeServices.ts";
 import { App, AppChanged, AppCreated, CreateApp, ErrorBody, NameParams, PatchApp } from "../schemas.ts";
 import { Type } from "@sinclair/typebox";
 
-export function appRoutes(app: FastifyInstance, s: Services): void {
+export function appRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["apps"];
   const config = { auth: "admin" } as const;
 

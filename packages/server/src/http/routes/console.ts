@@ -4,7 +4,7 @@ import { extname, join, relative, sep } from "node:path";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { serverFile } from "../../paths.ts";
 
-const ASSETS_DIR = serverFile("src/console/assets/");
+const ASSETS_DIR = serverFile("web/console/");
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

@@ -3,7 +3,7 @@ import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { TidingsError, invalid } from "../../domain/errors.ts";
 import { listDeliveries } from "../../store/deliveryList.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
-import type { Services } from "../context.ts";
+import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -40,7 +40,7 @@ const ListedDelivery = Type.Object({
 });
 
 /** Deliveries across messages: the dead-letter list an operator works through. */
-export function deliveryRoutes(app: FastifyInstance, s: Services): void {
+export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get<{ Querystring: ListDeliveriesQuery }>(
     "/v1/deliveries",
     {

@@ -1,10 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { TidingsError, notFound } from "../../domain/errors.ts";
-import { ResendDeadJobs } from "../../console/resendDeadJobs.ts";
-import { getJob, listJobs } from "../../store/jobs.ts";
+import { getJob, listJobs } from "../../store/resendJobs.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
-import type { Services } from "../context.ts";
+import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
 
 export const Job = Type.Object({
@@ -26,13 +25,9 @@ const ListJobsQuery = Type.Object({ subscription: Type.Optional(Type.String({ ma
 type ListJobsQuery = Static<typeof ListJobsQuery>;
 
 /** Re-sending dead deliveries as a background job whose progress can be followed. */
-export function jobRoutes(app: FastifyInstance, s: Services): void {
+export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["console"];
   const config = { auth: "admin" } as const;
-  const jobs = new ResendDeadJobs(s.db, () => s.dispatcher.wake(), s.log);
-  jobs.start();
-  app.addHook("onClose", async () => jobs.stop());
-
   app.post<{ Params: NameParams; Body: ResendDead | undefined }>(
     "/v1/subscriptions/:name/resend-dead-jobs",
     {
@@ -48,7 +43,7 @@ export function jobRoutes(app: FastifyInstance, s: Services): void {
     async (request, reply) => {
       const row = await getSubscription(s.db, request.params.name);
       if (!row) throw notFound(`subscription ${request.params.name}`);
-      const job = await jobs.create(row.id, request.body?.limit ?? Number.MAX_SAFE_INTEGER, request.body?.batchSize ?? 500);
+      const job = await s.resendJobs.create(row.id, request.body?.limit ?? Number.MAX_SAFE_INTEGER, request.body?.batchSize ?? 500);
       return reply.status(202).header("location", `/v1/jobs/${job.id}`).send(job);
     },
   );

@@ -6,17 +6,17 @@ import { badText, deliverAtProblem, inspectValue, MAX_AHEAD_MS } from "../../dom
 import { holdsInexactNumber, RawJson, stringifyExact } from "../../domain/rawJson.ts";
 import { bodyLength, inspectBody, useJsonBody, type BodyInspection } from "../jsonBody.ts";
 import { uuidv7 } from "../../domain/ids.ts";
-import { contentHash } from "../../publish/canonical.ts";
+import { contentHash } from "../../domain/canonical.ts";
 import type { InsertOutcome, NewMessage as StoredMessage } from "../../store/insertMessages.ts";
 import type { BatchOutcome } from "../../publish/publisher.ts";
 import { getAttempts, getDeliveries, getMessage, listMessages } from "../../store/messageQueries.ts";
-import { deleteMessage, markDead, resendMessage } from "../../store/operatorOps.ts";
-import type { MessageRecord } from "../../store/rows.ts";
+import { deleteMessage, markDead, resendMessage } from "../../store/operatorActions.ts";
+import type { MessageRecord } from "../../domain/message.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
-import { getChecks, type ResolveOutcome } from "../../store/transactional.ts";
+import { getChecks, type ResolveOutcome } from "../../store/preparedMessages.ts";
 import { fullId, localId, refToFullId } from "../../domain/messageIds.ts";
 import { appOf, type Principal } from "../auth.ts";
-import type { Services } from "../context.ts";
+import type { RouteServices } from "../routeServices.ts";
 import {
   Attempt,
   Check,
@@ -166,7 +166,7 @@ function conflictOf(outcome: InsertOutcome): TidingsError {
   return conflict(`message ${id} was stored before with other content`, { id });
 }
 
-export function messageRoutes(app: FastifyInstance, s: Services): void {
+export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
   // JSON bodies keep their text, for the checks and exact payloads of the message routes.
   useJsonBody(app);
   const tags = ["messages"];

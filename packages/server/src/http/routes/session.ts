@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { notFound } from "../../domain/errors.ts";
-import type { ConsoleSessions } from "../../console/sessions.ts";
+import type { ConsoleSessions } from "../console/sessions.ts";
 import { ErrorBody } from "../schemas.ts";
 
 const SignIn = Type.Object({ adminKey: Type.String({ minLength: 1, maxLength: 1000 }) }, { additionalProperties: false });

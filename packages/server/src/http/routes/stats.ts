@@ -8,7 +8,7 @@ import {
   oldestPending,
   throughputPerMinute,
 } from "../../store/stats.ts";
-import type { Services } from "../context.ts";
+import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
 
 const Counts = Type.Record(Type.String(), Type.Integer(), { description: "count by state; a count equal to countCap means at least that many" });
@@ -42,7 +42,7 @@ export const Stats = Type.Object({
   ),
 });
 
-export function statsRoutes(app: FastifyInstance, s: Services): void {
+export function statsRoutes(app: FastifyInstance, s: RouteServices): void {
   // Consoles asking at the same moment share one computation (they refresh every few seconds).
   let inFlight: Promise<unknown> | null = null;
 

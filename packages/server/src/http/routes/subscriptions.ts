@@ -3,19 +3,18 @@ import { Type } from "@sinclair/typebox";
 import { conflict, invalid, notFound } from "../../domain/errors.ts";
 import { formatDuration } from "../../domain/duration.ts";
 import { compileRetryPolicy, RetryPolicyError, type RetryPolicy } from "../../domain/retrySchedule.ts";
-import { newSigningSecret } from "../../dispatch/signature.ts";
-import { maskUrl, parseBrokerUrl } from "../../dispatch/transports/brokerUrl.ts";
-import { resendDeadBatch } from "../../store/operatorOps.ts";
+import type { Endpoint, SubscriptionRow } from "../../domain/subscription.ts";
+import { newSigningSecret } from "../../transports/signature.ts";
+import { maskUrl, parseBrokerUrl } from "../../transports/brokerUrl.ts";
+import { resendDeadBatch } from "../../store/operatorActions.ts";
 import {
   createSubscription,
   deleteSubscription,
   getSubscription,
   listSubscriptions,
   updateSubscription,
-  type Endpoint,
-  type SubscriptionRow,
 } from "../../store/subscriptions.ts";
-import type { Services } from "../context.ts";
+import type { RouteServices } from "../routeServices.ts";
 import {
   CreateSubscription,
   ErrorBody,
@@ -94,7 +93,7 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
   };
 }
 
-export function subscriptionRoutes(app: FastifyInstance, s: Services): void {
+export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["subscriptions"];
   const config = { auth: "admin" } as const;
   const endpoint = (given: Endpoint, current?: Endpoint): Endpoint => {

@@ -1,29 +1,5 @@
+import type { AttemptOutcome, AttemptResult, Lease, LeasedDelivery } from "../domain/delivery.ts";
 import type { Db } from "./db.ts";
-import type { OutgoingMessage } from "./rows.ts";
-
-/** A delivery this node holds the lease of, with what it needs to send it. */
-export interface LeasedDelivery {
-  deliveryId: number;
-  subscriptionId: number;
-  /** The number of this attempt (1-based, counted over the delivery's life). */
-  attempt: number;
-  /** Attempts made since the last manual re-send: what the retry policy counts. */
-  attemptInCycle: number;
-  /** When the current retry cycle's first attempt ran, or null if this is it. */
-  firstAttemptAt: Date | null;
-  message: OutgoingMessage;
-  /**
-   * The lease token of the claim that took it (lease_owner); results and releases match on it.
-   * Absent: leased to this node when it was created (the token is then the node id).
-   */
-  lease?: string;
-}
-
-/** A delivery's lease, as results and releases name it. */
-export interface Lease {
-  deliveryId: number;
-  lease: string;
-}
 
 let claims = 0;
 /** A token unique to one claim: the node id and a counter (a row is taken at most once per claim). */
@@ -79,28 +55,6 @@ export async function claimDueDeliveries(
       headersJson: row.headers_json,
     },
   }));
-}
-
-export type AttemptOutcome = "delivered" | "failed" | "dead";
-
-export interface AttemptResult {
-  deliveryId: number;
-  /** The lease token the attempt ran under. */
-  lease: string;
-  messageId: string;
-  subscriptionId: number;
-  attempt: number;
-  outcome: AttemptOutcome;
-  startedAt: Date;
-  latencyMs: number;
-  statusCode: number | null;
-  error: string | null;
-  /** For "failed": when to try again. */
-  nextAttemptAt: Date | null;
-  /** For "dead": why. */
-  deadReason: string | null;
-  /** For the first attempt of a cycle: it starts the retry window. */
-  firstAttemptAt: Date | null;
 }
 
 // Parallel arrays $1..$13, one element per attempt; $1 the lease tokens the attempts ran under.

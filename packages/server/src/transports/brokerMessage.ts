@@ -1,4 +1,4 @@
-import type { LeasedDelivery } from "../../store/deliveryOps.ts";
+import type { LeasedDelivery } from "../domain/delivery.ts";
 
 /**
  * What travels beside the envelope in a broker's headers (AMQP headers, NATS headers, Redis

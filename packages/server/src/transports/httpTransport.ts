@@ -3,10 +3,10 @@ import { Agent, type Dispatcher } from "undici";
 import { formatDuration } from "../domain/duration.ts";
 import type { AddressJudge } from "../domain/networkPolicy.ts";
 import { storableText } from "../domain/storableText.ts";
-import type { HttpEndpoint } from "../store/subscriptions.ts";
+import type { HttpEndpoint } from "../domain/subscription.ts";
 import { guardedConnector, NetworkPolicyError } from "./guardedConnect.ts";
 import { signWebhook } from "./signature.ts";
-import type { Outgoing, Transport } from "./transport.ts";
+import type { Outgoing, SendResult, Transport } from "./transport.ts";
 
 /** The longest error text kept for an attempt or a check (receivers' bodies are cut to it). */
 export const ERROR_TEXT_LIMIT = 500;
@@ -21,16 +21,6 @@ export const errorText = (error: unknown): string => {
   const text = err instanceof NetworkPolicyError ? err.message : `${err.code ?? err.name}: ${err.message}`;
   return storableText(text, ERROR_TEXT_LIMIT);
 };
-
-export interface SendResult {
-  ok: boolean;
-  statusCode: number | null;
-  error: string | null;
-  /** The receiver's Retry-After on 429/503, in ms. */
-  retryAfterMs?: number;
-  /** Cut short by shutdown: no attempt to record, the lease is given back. */
-  aborted?: boolean;
-}
 
 /** The Standard Webhooks headers of a signed POST, as name, value, name, value... */
 function signedHeaders(secret: string, id: string, body: string): string[] {

@@ -1,4 +1,4 @@
-import type { BrokerEndpoint } from "../../store/subscriptions.ts";
+import type { BrokerEndpoint } from "../domain/subscription.ts";
 
 /** The URL schemes each broker endpoint type accepts. */
 export const BROKER_PROTOCOLS: Record<BrokerEndpoint["type"], readonly string[]> = {

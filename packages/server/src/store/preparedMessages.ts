@@ -1,7 +1,9 @@
+import type { CheckLog, DueCheck } from "../domain/check.ts";
+import type { MessageRecord } from "../domain/message.ts";
 import type { Db } from "./db.ts";
-import { claimToken } from "./deliveryOps.ts";
+import { claimToken } from "./deliveryAttempts.ts";
 import { fanOut, splitFanOutRows, type CreatedDelivery } from "./fanOut.ts";
-import { EXACT_TYPES, MESSAGE_COLUMNS, toMessage, type MessageRecord } from "./rows.ts";
+import { EXACT_TYPES, MESSAGE_COLUMNS, toMessage } from "./messageRows.ts";
 
 export type ResolveOutcome =
   | { kind: "resolved"; message: MessageRecord; deliveries: CreatedDelivery[] }
@@ -95,15 +97,6 @@ export async function rollbackPrepared(db: Db, request: SettleRequest): Promise<
   return outcomes[0]!;
 }
 
-/** A prepared message this node holds the check lease of. */
-export interface DueCheck {
-  message: MessageRecord;
-  checkUrl: string | null;
-  secret: string | null;
-  /** The lease token of the claim that took it (check_owner). */
-  lease: string;
-}
-
 // $1 lease token of this claim; $2 lease ms; $3 max rows. Takes prepared messages due for a check that no other
 // node is checking; the lease (moving next_check_at to its end) keeps two nodes from asking at once.
 export async function claimDueChecks(db: Db, nodeId: string, leaseMs: number, limit: number): Promise<DueCheck[]> {
@@ -126,16 +119,6 @@ export async function claimDueChecks(db: Db, nodeId: string, leaseMs: number, li
     types: EXACT_TYPES,
   });
   return rows.map((row) => ({ message: toMessage(row), checkUrl: row.check_url ?? null, secret: row.secret ?? null, lease }));
-}
-
-export interface CheckLog {
-  messageId: string;
-  checkNo: number;
-  startedAt: Date;
-  latencyMs: number;
-  statusCode: number | null;
-  answer: "commit" | "rollback" | "unknown" | null;
-  error: string | null;
 }
 
 // $1..$7 the check's message id, number, start, latency, status, answer, error (storable text).

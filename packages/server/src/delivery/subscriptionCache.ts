@@ -1,7 +1,8 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { Db } from "../store/db.ts";
-import { listSubscriptions, SUBSCRIPTIONS_CHANNEL, type SubscriptionRow } from "../store/subscriptions.ts";
+import type { SubscriptionRow } from "../domain/subscription.ts";
+import { listSubscriptions, SUBSCRIPTIONS_CHANNEL } from "../store/subscriptions.ts";
 
 /**
  * Every node keeps the (small) subscriptions table in memory. It reloads on LISTEN/NOTIFY

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { isDataError } from "../store/db.ts";
-import type { AttemptOutcome, AttemptResult } from "../store/deliveryOps.ts";
+import type { AttemptOutcome, AttemptResult } from "../domain/delivery.ts";
 
 type Record = (results: readonly AttemptResult[]) => Promise<{ [K in AttemptOutcome]: number }>;
 

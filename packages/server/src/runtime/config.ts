@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
-import { parseDuration } from "./domain/duration.ts";
-import { parseCidrs } from "./domain/networkPolicy.ts";
+import { parseDuration } from "../domain/duration.ts";
+import { parseCidrs } from "../domain/networkPolicy.ts";
 
 /** Configuration, validated once at start; only this resolved form travels inward. */
 export interface Config {

@@ -2,9 +2,8 @@ import { localId } from "../domain/messageIds.ts";
 import { stringifyExact } from "../domain/rawJson.ts";
 import type { Logger } from "pino";
 import { storableText } from "../domain/storableText.ts";
-import type { DueCheck } from "../store/transactional.ts";
-import type { CheckLog } from "../store/transactional.ts";
-import { ERROR_TEXT_LIMIT, type HttpTransport } from "./httpTransport.ts";
+import type { CheckLog, DueCheck } from "../domain/check.ts";
+import { ERROR_TEXT_LIMIT, type HttpTransport } from "../transports/httpTransport.ts";
 
 export type CheckAnswer = "commit" | "rollback" | "unknown";
 

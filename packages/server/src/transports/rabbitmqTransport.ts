@@ -1,9 +1,9 @@
 import { connect, type ChannelModel, type ConfirmChannel } from "amqplib";
-import type { AddressJudge } from "../../domain/networkPolicy.ts";
-import type { RabbitmqEndpoint } from "../../store/subscriptions.ts";
-import { checkedBrokerUrl } from "../guardedConnect.ts";
-import { errorText, type SendResult } from "../httpTransport.ts";
-import type { Outgoing, Transport } from "../transport.ts";
+import type { AddressJudge } from "../domain/networkPolicy.ts";
+import type { RabbitmqEndpoint } from "../domain/subscription.ts";
+import { checkedBrokerUrl } from "./guardedConnect.ts";
+import { errorText } from "./httpTransport.ts";
+import type { Outgoing, SendResult, Transport } from "./transport.ts";
 import { brokerFields, renderTemplate, withTimeout } from "./brokerMessage.ts";
 import { scrubSecrets } from "./brokerUrl.ts";
 import { ConnectionPool } from "./connectionPool.ts";

@@ -4,28 +4,29 @@ import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { resolveAdminKey } from "./adminKey.ts";
 import { startEmbeddedDb, type EmbeddedDb } from "./embeddedDb.ts";
-import { Dispatcher } from "./dispatch/dispatcher.ts";
-import { HttpTransport } from "./dispatch/httpTransport.ts";
-import { CheckBackScheduler, callCheckUrl } from "./dispatch/checkBack.ts";
-import { compileNetworkPolicy } from "./domain/networkPolicy.ts";
-import { sendVia, type Transports } from "./dispatch/transport.ts";
-import { createBrokerTransports } from "./dispatch/transports/brokerTransports.ts";
-import { RetentionSweeper } from "./maintenance/retention.ts";
-import { deleteFinishedMessages } from "./store/retention.ts";
-import { checkUnresolved, claimDueChecks, countCheck, logCheck, releaseCheck } from "./store/transactional.ts";
-import { ResultWriter } from "./dispatch/resultWriter.ts";
-import { SubscriptionCache } from "./dispatch/subscriptionCache.ts";
-import { Authenticator } from "./http/auth.ts";
-import { compileEndpointCheck } from "./http/endpointPolicy.ts";
-import { buildServer, routesOf } from "./http/server.ts";
-import type { RouteEntry } from "./http/access.ts";
+import { Dispatcher } from "../delivery/dispatcher.ts";
+import { HttpTransport } from "../transports/httpTransport.ts";
+import { CheckBackScheduler, callCheckUrl } from "../checkBack/checkBackScheduler.ts";
+import { compileNetworkPolicy } from "../domain/networkPolicy.ts";
+import { sendVia, type Transports } from "../transports/transport.ts";
+import { createBrokerTransports } from "../transports/brokerTransports.ts";
+import { ResendDeadJobs } from "../workers/resendDeadJobs.ts";
+import { RetentionSweeper } from "../workers/retentionSweeper.ts";
+import { deleteFinishedMessages } from "../store/retention.ts";
+import { checkUnresolved, claimDueChecks, countCheck, logCheck, releaseCheck } from "../store/preparedMessages.ts";
+import { ResultWriter } from "../delivery/resultWriter.ts";
+import { SubscriptionCache } from "../delivery/subscriptionCache.ts";
+import { Authenticator } from "../http/auth.ts";
+import { compileEndpointCheck } from "../http/endpointPolicy.ts";
+import { buildServer, routesOf } from "../http/server.ts";
+import type { RouteEntry } from "../http/access.ts";
 import { createMetrics } from "./metrics.ts";
-import { Publisher } from "./publish/publisher.ts";
-import { appByKeyHash } from "./store/apps.ts";
-import { createPool } from "./store/db.ts";
-import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "./store/deliveryOps.ts";
-import { migrate } from "./store/migrate.ts";
-import { countPending } from "./store/operatorOps.ts";
+import { Publisher } from "../publish/publisher.ts";
+import { appByKeyHash } from "../store/apps.ts";
+import { createPool } from "../store/db.ts";
+import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "../store/deliveryAttempts.ts";
+import { migrate } from "../store/migrate.ts";
+import { countPending } from "../store/operatorActions.ts";
 
 /** Waits for `work`, but not longer than `ms`. */
 function within(work: Promise<unknown>, ms: number): Promise<void> {
@@ -129,6 +130,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     { pollIntervalMs: config.pollIntervalMs, concurrency: 32 },
     log,
   );
+  const resendJobs = new ResendDeadJobs(db, nodeId, () => dispatcher.wake(), log);
   const auth = new Authenticator(admin.key, (hash) => appByKeyHash(db, hash));
   const server = await buildServer({
     config,
@@ -139,6 +141,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     dispatcher,
     subscriptions,
     metrics,
+    resendJobs,
     checkEndpointUrl: compileEndpointCheck({ allow: config.endpointAllow, deny: config.endpointDeny }),
     ready: async () => {
       try {
@@ -158,6 +161,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   dispatcher.start();
   checkBack.start();
   retention.start();
+  resendJobs.start();
   const address = server.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
@@ -171,13 +175,14 @@ export async function startService(config: Config, log: Logger): Promise<Running
     nodeId,
     routes: routesOf(server),
     // Bounded: API requests get a few seconds, attempts and check-backs in flight 2 s before
-    // they are aborted (their leases given back), results 3 s to be written; then connections
+    // they are aborted (their leases given back), a re-send job 2 s to end its batch (unfinished
+    // jobs are handed back for another node), results 3 s to be written; then connections
     // are cut. A receiver that never finishes its answer cannot hold the process.
     close: () =>
       (closing ??= (async () => {
         await within(server.close(), 3000);
         retention.stop();
-        await Promise.all([checkBack.stop(2000), dispatcher.stop(2000)]);
+        await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000)]);
         await results.drain(3000);
         await subscriptions.stop();
         await within(Promise.all([transport.close(true), ...Object.values(transports).filter((t) => t !== transport).map((t) => t.close())]), 2000);

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { RawJson } from "../domain/rawJson.ts";
+import { RawJson } from "./rawJson.ts";
 
 /** JSON with object keys sorted, so that equal content has one spelling. */
 export function canonicalJson(value: unknown): string {

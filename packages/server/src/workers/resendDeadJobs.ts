@@ -1,5 +1,3 @@
-import { hostname } from "node:os";
-import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { uuidv7 } from "../domain/ids.ts";
 import type { Db } from "../store/db.ts";
@@ -10,7 +8,7 @@ import {
   releaseJobs,
   runResendDeadBatch,
   type JobRecord,
-} from "../store/jobs.ts";
+} from "../store/resendJobs.ts";
 
 export interface ResendDeadJobOptions {
   /** A running job whose heartbeat is older than this is taken over by another node. */
@@ -30,7 +28,6 @@ const DEFAULTS: ResendDeadJobOptions = { staleMs: 30_000, sweepMs: 10_000, maxEr
  * recorded progress says (the batches are idempotent: they take whatever is still dead).
  */
 export class ResendDeadJobs {
-  readonly owner = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   private readonly running = new Map<string, Promise<void>>();
   private readonly options: ResendDeadJobOptions;
   private timer: NodeJS.Timeout | null = null;
@@ -39,6 +36,8 @@ export class ResendDeadJobs {
 
   constructor(
     private readonly db: Db,
+    /** The node id: the owner recorded on the jobs this node runs. */
+    private readonly owner: string,
     /** Called after a batch re-sent something: the dispatcher should poll now. */
     private readonly resent: () => void,
     private readonly log: Logger,

@@ -1,9 +1,9 @@
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { afterFailure } from "../domain/retrySchedule.ts";
-import type { AttemptResult, Lease, LeasedDelivery } from "../store/deliveryOps.ts";
-import type { SubscriptionRow } from "../store/subscriptions.ts";
-import type { SendResult } from "./httpTransport.ts";
+import type { AttemptResult, Lease, LeasedDelivery } from "../domain/delivery.ts";
+import type { SubscriptionRow } from "../domain/subscription.ts";
+import type { SendResult } from "../transports/transport.ts";
 import type { ResultWriter } from "./resultWriter.ts";
 
 export interface DispatcherOps {

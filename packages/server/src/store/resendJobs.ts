@@ -1,5 +1,5 @@
 import type { Db } from "./db.ts";
-import { RESEND_SET } from "./operatorOps.ts";
+import { RESEND_SET } from "./operatorActions.ts";
 
 export type JobState = "running" | "succeeded" | "failed";
 

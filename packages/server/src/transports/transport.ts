@@ -1,6 +1,16 @@
-import type { LeasedDelivery } from "../store/deliveryOps.ts";
-import type { Endpoint } from "../store/subscriptions.ts";
-import type { SendResult } from "./httpTransport.ts";
+import type { LeasedDelivery } from "../domain/delivery.ts";
+import type { Endpoint } from "../domain/subscription.ts";
+
+/** How one attempt went, as the dispatcher records it. */
+export interface SendResult {
+  ok: boolean;
+  statusCode: number | null;
+  error: string | null;
+  /** The receiver's Retry-After on 429/503, in ms. */
+  retryAfterMs?: number;
+  /** Cut short by shutdown: no attempt to record, the lease is given back. */
+  aborted?: boolean;
+}
 
 /** What a transport is given for one attempt. */
 export interface Outgoing {

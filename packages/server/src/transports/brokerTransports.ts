@@ -1,6 +1,6 @@
-import type { AddressJudge } from "../../domain/networkPolicy.ts";
-import type { Transport } from "../transport.ts";
-import type { NatsEndpoint, RabbitmqEndpoint, RedisEndpoint } from "../../store/subscriptions.ts";
+import type { AddressJudge } from "../domain/networkPolicy.ts";
+import type { Transport } from "./transport.ts";
+import type { NatsEndpoint, RabbitmqEndpoint, RedisEndpoint } from "../domain/subscription.ts";
 import { NatsTransport } from "./natsTransport.ts";
 import { RabbitmqTransport } from "./rabbitmqTransport.ts";
 import { RedisTransport } from "./redisTransport.ts";

@@ -1,10 +1,10 @@
 import { connect, headers, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import type { AddressJudge } from "../../domain/networkPolicy.ts";
-import type { NatsEndpoint } from "../../store/subscriptions.ts";
-import { checkedBrokerUrl } from "../guardedConnect.ts";
-import { errorText, type SendResult } from "../httpTransport.ts";
-import type { Outgoing, Transport } from "../transport.ts";
+import type { AddressJudge } from "../domain/networkPolicy.ts";
+import type { NatsEndpoint } from "../domain/subscription.ts";
+import { checkedBrokerUrl } from "./guardedConnect.ts";
+import { errorText } from "./httpTransport.ts";
+import type { Outgoing, SendResult, Transport } from "./transport.ts";
 import { brokerFields, natsToken, renderTemplate, withTimeout } from "./brokerMessage.ts";
 import { scrubSecrets } from "./brokerUrl.ts";
 import { ConnectionPool } from "./connectionPool.ts";

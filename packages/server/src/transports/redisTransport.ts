@@ -1,9 +1,9 @@
 import { Redis } from "ioredis";
-import type { AddressJudge } from "../../domain/networkPolicy.ts";
-import type { RedisEndpoint } from "../../store/subscriptions.ts";
-import { checkedBrokerUrl } from "../guardedConnect.ts";
-import { errorText, type SendResult } from "../httpTransport.ts";
-import type { Outgoing, Transport } from "../transport.ts";
+import type { AddressJudge } from "../domain/networkPolicy.ts";
+import type { RedisEndpoint } from "../domain/subscription.ts";
+import { checkedBrokerUrl } from "./guardedConnect.ts";
+import { errorText } from "./httpTransport.ts";
+import type { Outgoing, SendResult, Transport } from "./transport.ts";
 import { brokerFields } from "./brokerMessage.ts";
 import { scrubSecrets } from "./brokerUrl.ts";
 import { ConnectionPool } from "./connectionPool.ts";

@@ -1,55 +1,8 @@
-import type { DeliveryState, MessageState } from "../domain/states.ts";
 import pg from "pg";
-import { parseExact, stringifyExact } from "../domain/rawJson.ts";
-
-/** A message as the API shows it. */
-export interface MessageRecord {
-  seq: number;
-  id: string;
-  app: string | null;
-  topic: string;
-  tag: string | null;
-  key: string | null;
-  payload: unknown;
-  headers: Record<string, string>;
-  state: MessageState;
-  deliverAt: string;
-  createdAt: string;
-  committedAt: string | null;
-  rolledBackAt: string | null;
-  /** Check-backs made (prepared messages). */
-  checks: number;
-  nextCheckAt: string | null;
-  inDoubtAt: string | null;
-}
-
-/** What a transport needs of a message: the payload and headers stay JSON text end to end. */
-export interface OutgoingMessage {
-  id: string;
-  topic: string;
-  tag: string | null;
-  key: string | null;
-  createdAt: string;
-  payloadJson: string;
-  headersJson: string;
-}
-
-export function outgoingOf(m: MessageRecord, payloadJson = stringifyExact(m.payload), headersJson = JSON.stringify(m.headers)): OutgoingMessage {
-  return { id: m.id, topic: m.topic, tag: m.tag, key: m.key, createdAt: m.createdAt, payloadJson, headersJson };
-}
-
-export interface DeliveryRecord {
-  id: number;
-  subscription: string;
-  state: DeliveryState;
-  attempts: number;
-  nextAttemptAt: string | null;
-  lastStatus: number | null;
-  lastError: string | null;
-  deliveredAt: string | null;
-  deadAt: string | null;
-  deadReason: string | null;
-}
+import type { DeliveryRecord } from "../domain/delivery.ts";
+import type { MessageRecord } from "../domain/message.ts";
+import { parseExact } from "../domain/rawJson.ts";
+import type { DeliveryState, MessageState } from "../domain/states.ts";
 
 export const MESSAGE_COLUMNS = `m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload, m.headers, m.state,
   m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at`;

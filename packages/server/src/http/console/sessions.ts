@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { TidingsError, forbidden, tooManyRequests } from "../domain/errors.ts";
-import type { Authenticator, Principal } from "../http/auth.ts";
-import type { Db } from "../store/db.ts";
-import { createSession, deleteSession, findSession, type SessionRecord } from "../store/consoleSessions.ts";
+import { TidingsError, forbidden, tooManyRequests } from "../../domain/errors.ts";
+import type { Authenticator, Principal } from "../auth.ts";
+import type { Db } from "../../store/db.ts";
+import { createSession, deleteSession, findSession, type SessionRecord } from "../../store/consoleSessions.ts";
 import { SignInLimiter } from "./signInLimiter.ts";
 
 /** A console session lasts a working day; then the operator signs in again. */

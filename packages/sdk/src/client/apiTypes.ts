@@ -1,0 +1,106 @@
+// The service's answers and the queries it takes, as the client types them.
+
+/** A delivery of a message to one subscription, as the service reports it. */
+export interface DeliveryInfo {
+  subscription: string;
+  state: "pending" | "delivered" | "dead" | string;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastStatus: number | null;
+  lastError: string | null;
+  deliveredAt: string | null;
+  deadAt: string | null;
+  deadReason: string | null;
+}
+
+/** A stored message, as the query API returns it. */
+export interface MessageInfo {
+  id: string;
+  app: string | null;
+  topic: string;
+  tag: string | null;
+  key: string | null;
+  payload: unknown;
+  headers: Record<string, string>;
+  state: "prepared" | "committed" | "rolled_back" | string;
+  deliverAt: string;
+  createdAt: string;
+  committedAt: string | null;
+  rolledBackAt: string | null;
+  /** Check-backs made while prepared. */
+  checks?: number;
+  nextCheckAt?: string | null;
+  /** Set when the checks ran out with the message still prepared: it waits for a person. */
+  inDoubtAt?: string | null;
+  deliveries?: DeliveryInfo[];
+}
+
+/**
+ * The minimal answer to a batch: `outcomes[i]` says what became of `ids[i]`. Not atomic, a
+ * message refused on its own is `invalid` (its id null when none was sent), and `errors` say why.
+ */
+export interface BatchOutcomes {
+  ids: Array<string | null>;
+  outcomes: Array<"created" | "exists" | "conflict" | "invalid">;
+  errors?: Array<{ index: number; code: string; message: string; field?: string }>;
+}
+
+/** One check-back of a prepared message, as the check log shows it. */
+export interface CheckInfo {
+  at: string;
+  check: number;
+  statusCode: number | null;
+  answer: "commit" | "rollback" | "unknown" | string | null;
+  latencyMs: number;
+  error: string | null;
+}
+
+/** One delivery attempt, as the delivery log shows it. */
+export interface AttemptInfo {
+  at: string;
+  subscription: string;
+  attempt: number;
+  outcome: string;
+  statusCode: number | null;
+  latencyMs: number;
+  error: string | null;
+}
+
+/** An alert for people: a dead delivery or a message in doubt. */
+export interface AlertInfo {
+  id: number;
+  kind: "delivery_dead" | "message_in_doubt" | string;
+  messageId: string;
+  subscription: string | null;
+  detail: string;
+  createdAt: string;
+  resolvedAt: string | null;
+}
+
+/** A producer app (the API key and secret are only in `create`'s answer). */
+export interface AppInfo {
+  name: string;
+  checkUrl: string | null;
+  /** Topics whose messages (besides its own) the app's key may read. */
+  readTopics?: string[];
+  createdAt: string;
+  updatedAt?: string;
+}
+
+/** How long the service waits before checking a prepared message back: "500ms", "10s", "5m", or milliseconds. */
+export type CheckAfter = string | number;
+
+export interface ListMessagesQuery {
+  key?: string;
+  topic?: string;
+  /** `in_doubt`: prepared messages whose check-backs ran out. */
+  state?: "prepared" | "committed" | "rolled_back" | "in_doubt";
+  /** 1..1000; the service's default is 50. */
+  limit?: number;
+  cursor?: string;
+}
+
+export interface MessagePage {
+  items: MessageInfo[];
+  nextCursor: string | null;
+}

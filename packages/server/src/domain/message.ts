@@ -1,0 +1,38 @@
+import type { MessageState } from "./states.ts";
+import { stringifyExact } from "./rawJson.ts";
+
+/** A message as the API shows it. */
+export interface MessageRecord {
+  seq: number;
+  id: string;
+  app: string | null;
+  topic: string;
+  tag: string | null;
+  key: string | null;
+  payload: unknown;
+  headers: Record<string, string>;
+  state: MessageState;
+  deliverAt: string;
+  createdAt: string;
+  committedAt: string | null;
+  rolledBackAt: string | null;
+  /** Check-backs made (prepared messages). */
+  checks: number;
+  nextCheckAt: string | null;
+  inDoubtAt: string | null;
+}
+
+/** What a transport needs of a message: the payload and headers stay JSON text end to end. */
+export interface OutgoingMessage {
+  id: string;
+  topic: string;
+  tag: string | null;
+  key: string | null;
+  createdAt: string;
+  payloadJson: string;
+  headersJson: string;
+}
+
+export function outgoingOf(m: MessageRecord, payloadJson = stringifyExact(m.payload), headersJson = JSON.stringify(m.headers)): OutgoingMessage {
+  return { id: m.id, topic: m.topic, tag: m.tag, key: m.key, createdAt: m.createdAt, payloadJson, headersJson };
+}

@@ -1,0 +1,52 @@
+import type { RetryPolicy } from "./retrySchedule.ts";
+
+/** POSTs the envelope, signed (Standard Webhooks), with the endpoint's own headers. */
+export interface HttpEndpoint {
+  type: "http";
+  url: string;
+  headers?: Record<string, string>;
+}
+/** Publishes to an exchange with a confirm channel; persistent messages, `mandatory` (unroutable = failed). */
+export interface RabbitmqEndpoint {
+  type: "rabbitmq";
+  /** amqp(s)://user:pass@host:port/vhost */
+  url: string;
+  /** "" is the default exchange (the routing key is then a queue name). */
+  exchange: string;
+  /** Template with {topic}, {tag}, {key}; default "{topic}". */
+  routingKey?: string;
+}
+/** Publishes to a JetStream subject with `Nats-Msg-Id` = message id, done on the PubAck. */
+export interface NatsEndpoint {
+  type: "nats";
+  /** nats://[user:pass@ | token@]host:port */
+  url: string;
+  /** Template with {topic}, {tag}, {key}. */
+  subject: string;
+}
+/** XADDs to a stream, done on the reply; `maxLen` trims approximately (`MAXLEN ~`). */
+export interface RedisEndpoint {
+  type: "redis";
+  /** redis(s)://[user:pass@]host:port[/db] */
+  url: string;
+  stream: string;
+  maxLen?: number;
+}
+export type BrokerEndpoint = RabbitmqEndpoint | NatsEndpoint | RedisEndpoint;
+export type Endpoint = HttpEndpoint | BrokerEndpoint;
+
+/** A subscription as stored: what it matches (topic, tags), where it delivers, how it retries. */
+export interface SubscriptionRow {
+  id: number;
+  name: string;
+  topic: string;
+  tags: string[] | null;
+  endpoint: Endpoint;
+  secret: string;
+  retry: RetryPolicy;
+  enabled: boolean;
+  /** Deliveries in flight at once per process; null: the service default. */
+  maxInFlight: number | null;
+  createdAt: string;
+  updatedAt: string;
+}

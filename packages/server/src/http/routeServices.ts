@@ -1,0 +1,41 @@
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { Dispatcher } from "../delivery/dispatcher.ts";
+import type { SubscriptionCache } from "../delivery/subscriptionCache.ts";
+import type { Publisher } from "../publish/publisher.ts";
+import type { Db } from "../store/db.ts";
+import type { ResendDeadJobs } from "../workers/resendDeadJobs.ts";
+import type { Authenticator } from "./auth.ts";
+
+/**
+ * The settings the HTTP side reads, named here so that it depends on what it uses rather than
+ * on the service's whole configuration (which satisfies this as it is).
+ */
+export interface HttpSettings {
+  readonly bodyLimitBytes: number;
+  /** A request (headers and body) must arrive within this; a slower client is cut off (408). */
+  readonly requestTimeoutMs: number;
+  /** Whose X-Forwarded-For / -Proto to believe: nobody, anyone, a hop count, or proxies' addresses and CIDRs. */
+  readonly trustProxy: boolean | number | readonly string[];
+  /** Payload and header bytes per page of a message list (a page ends early past it). */
+  readonly listBytes: number;
+  /** Prepared messages: the default wait before the first check-back. */
+  readonly checkAfterMs: number;
+}
+
+/** What the HTTP routes need, passed in rather than reached for. */
+export interface RouteServices {
+  config: HttpSettings;
+  db: Db;
+  log: Logger;
+  auth: Authenticator;
+  publisher: Publisher;
+  dispatcher: Dispatcher;
+  subscriptions: SubscriptionCache;
+  /** The service's metrics, as `/metrics` prints them. */
+  metrics: { readonly registry: Pick<Registry, "metrics" | "contentType"> };
+  /** Runs re-send-dead jobs; the service starts and stops it. */
+  resendJobs: ResendDeadJobs;
+  checkEndpointUrl(url: string, field: string): string;
+  ready(): Promise<boolean>;
+}

@@ -1,5 +1,5 @@
 import type { Db } from "./db.ts";
-import { RESEND_SET } from "./operatorActions.ts";
+import { resendStatement } from "./operatorActions.ts";
 
 export type JobState = "running" | "succeeded" | "failed";
 
@@ -80,31 +80,23 @@ export interface BatchOutcome {
 
 // $1 job id; $2 owner node; the batch size is the job's own.
 // One batch of a re-send job, in one statement: re-sends up to a batch of the subscription's
-// dead deliveries (oldest first, skipping rows another transaction holds) and adds them to
-// the job's progress, so the progress shown is exactly the work done. Only the job's owner
-// advances it; null when this node no longer owns it (another adopted it). A batch that
-// finds nothing left, or reaches the total, finishes the job; if fewer dead deliveries
-// remained than were counted at the start (someone re-sent some meanwhile), the total
-// shrinks to what was done.
-const BATCH_SQL = `
-with job as (
+// dead deliveries (oldest first, skipping rows another transaction holds), resolving their
+// alerts as every re-send does, and adds them to the job's progress, so the progress shown is
+// exactly the work done. Only the job's owner advances it; null when this node no longer owns
+// it (another adopted it). A batch that finds nothing left, or reaches the total, finishes the
+// job; if fewer dead deliveries remained than were counted at the start (someone re-sent some
+// meanwhile), the total shrinks to what was done.
+const BATCH_SQL = resendStatement({
+  with: `job as (
   select id, subscription_id, least(batch_size, total - done) as take
     from jobs where id = $1 and owner = $2 and state = 'running'
    for update
-), picked as (
-  select d.id from deliveries d, job
+)`,
+  picked: `select d.id from deliveries d, job
    where d.subscription_id = job.subscription_id and d.state = 'dead'
    order by d.id limit (select take from job)
-   for update of d skip locked
-), resent as (
-  update deliveries d
-     set ${RESEND_SET}
-    from picked where d.id = picked.id and d.state = 'dead'
-  returning d.id
-), counted as (
-  select count(*)::int as n from resent
-)
-update jobs j
+   for update of d skip locked`,
+  then: `update jobs j
    set done = j.done + counted.n,
        batches = j.batches + (counted.n > 0)::int,
        heartbeat_at = now(),
@@ -113,7 +105,8 @@ update jobs j
        finished_at = case when counted.n = 0 or j.done + counted.n >= j.total then now() end
   from job, counted
  where j.id = job.id
-returning j.state, j.done, j.total, counted.n as resent`;
+returning j.state, j.done, j.total, counted.n as resent`,
+});
 
 export async function runResendDeadBatch(db: Db, jobId: string, owner: string): Promise<BatchOutcome | null> {
   const { rows } = await db.query({ name: "resend_dead_job_batch", text: BATCH_SQL, values: [jobId, owner] });

@@ -57,6 +57,23 @@ export class ResendDeadJobs {
     return job;
   }
 
+  /**
+   * Resolves when this node has stopped working on the job (it finished or failed, another node
+   * took it over, or this node is stopping), or after `ms`, whichever comes first. What the job
+   * did is then in its record.
+   */
+  async settled(id: string, ms: number): Promise<void> {
+    const work = this.running.get(id);
+    if (!work || ms <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    try {
+      await Promise.race([work.catch(() => {}), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private schedule(ms: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { TidingsError, notFound } from "../../domain/errors.ts";
-import { getJob, listJobs } from "../../store/resendJobs.ts";
+import { getJob, listJobs, type JobRecord } from "../../store/resendJobs.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
@@ -24,10 +24,47 @@ type JobParams = Static<typeof JobParams>;
 const ListJobsQuery = Type.Object({ subscription: Type.Optional(Type.String({ maxLength: 100 })) }, { additionalProperties: false });
 type ListJobsQuery = Static<typeof ListJobsQuery>;
 
-/** Re-sending dead deliveries as a background job whose progress can be followed. */
+const ResendDeadDone = Type.Object({
+  resent: Type.Integer({ description: "dead deliveries re-sent" }),
+  batches: Type.Integer({ description: "batches (transactions) it took" }),
+});
+const ResendDeadRunning = Type.Object({
+  resent: Type.Integer({ description: "dead deliveries re-sent so far" }),
+  batches: Type.Integer({ description: "batches so far" }),
+  job: Type.String({ description: "the job going on in the background: GET /v1/jobs/{id}" }),
+});
+
+/**
+ * How long `POST …/resend-dead` waits for its job by default: under the 30 s after which many
+ * HTTP clients and proxies give up on an answer. At the job's pace (300k dead deliveries
+ * re-sent in 20 s in batches of 500, on 2 cores) most backlogs are done within it.
+ */
+const RESEND_WAIT_MS = 25_000;
+/** The longest `Prefer: wait` honoured, in seconds. */
+const MAX_PREFERRED_WAIT_S = 60;
+
+/** RFC 7240 `Prefer: wait=<seconds>` (among other preferences, any case), capped; null without one. */
+function preferredWait(prefer: string | string[] | undefined): number | null {
+  if (prefer === undefined) return null;
+  const match = /(?:^|[,;\s])wait\s*=\s*"?(\d+)"?/i.exec(Array.isArray(prefer) ? prefer.join(",") : prefer);
+  return match ? Math.min(Number(match[1]), MAX_PREFERRED_WAIT_S) : null;
+}
+
+/**
+ * Re-sending a subscription's dead deliveries: always a background job, whose progress can be
+ * followed and which another node adopts if this one dies. `POST …/resend-dead` is the same
+ * job, waited for.
+ */
 export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["console"];
   const config = { auth: "admin" } as const;
+  const jobs = s.resendJobs;
+  const start = async (subscription: string, body: ResendDead | undefined): Promise<JobRecord> => {
+    const row = await getSubscription(s.db, subscription);
+    if (!row) throw notFound(`subscription ${subscription}`);
+    return jobs.create(row.id, body?.limit ?? Number.MAX_SAFE_INTEGER, body?.batchSize ?? 500);
+  };
+
   app.post<{ Params: NameParams; Body: ResendDead | undefined }>(
     "/v1/subscriptions/:name/resend-dead-jobs",
     {
@@ -41,10 +78,44 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
       },
     },
     async (request, reply) => {
-      const row = await getSubscription(s.db, request.params.name);
-      if (!row) throw notFound(`subscription ${request.params.name}`);
-      const job = await s.resendJobs.create(row.id, request.body?.limit ?? Number.MAX_SAFE_INTEGER, request.body?.batchSize ?? 500);
+      const job = await start(request.params.name, request.body);
       return reply.status(202).header("location", `/v1/jobs/${job.id}`).send(job);
+    },
+  );
+
+  app.post<{ Params: NameParams; Body: ResendDead }>(
+    "/v1/subscriptions/:name/resend-dead",
+    {
+      config,
+      schema: {
+        tags: ["subscriptions"],
+        summary: "Re-send a subscription's dead deliveries, in batches, and wait for it",
+        description:
+          "Starts a re-send job, as `POST /v1/subscriptions/{name}/resend-dead-jobs` does, and waits for it: 200 " +
+          `\`{resent, batches}\` once it has finished. Still running after ${RESEND_WAIT_MS / 1000} s (or after the request's \`Prefer: wait=<seconds>\`, ` +
+          `RFC 7240, at most ${MAX_PREFERRED_WAIT_S}, confirmed by \`Preference-Applied\`), it goes on in the background and the ` +
+          "answer is 202 with what it has done so far and `job`, its id (`Location: /v1/jobs/{id}`). A job that failed answers " +
+          "503 `unavailable` with `job` and `resent`; calling again re-sends what is still dead.",
+        params: NameParams,
+        body: ResendDead,
+        response: { 200: ResendDeadDone, 202: ResendDeadRunning, "4xx": ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const started = await start(request.params.name, request.body);
+      const preferred = preferredWait(request.headers.prefer);
+      if (preferred !== null) void reply.header("preference-applied", `wait=${preferred}`);
+      if (started.state === "running") await jobs.settled(started.id, preferred === null ? RESEND_WAIT_MS : preferred * 1000);
+      const job = started.state === "running" ? ((await getJob(s.db, started.id)) ?? started) : started;
+      if (job.state === "succeeded") return { resent: job.done, batches: job.batches };
+      if (job.state === "failed") {
+        const message = `the re-send job ${job.id} failed after re-sending ${job.done}: ${job.error ?? "unknown error"}`;
+        throw new TidingsError("unavailable", message, undefined, { details: { retryAfterSeconds: 1, job: job.id, resent: job.done } });
+      }
+      return reply
+        .status(202)
+        .header("location", `/v1/jobs/${job.id}`)
+        .send({ resent: job.done, batches: job.batches, job: job.id });
     },
   );
 

@@ -6,7 +6,6 @@ import { compileRetryPolicy, RetryPolicyError, type RetryPolicy } from "../../do
 import type { Endpoint, SubscriptionRow } from "../../domain/subscription.ts";
 import { newSigningSecret } from "../../transports/signature.ts";
 import { maskUrl, parseBrokerUrl } from "../../transports/brokerUrl.ts";
-import { resendDeadBatch } from "../../store/operatorActions.ts";
 import {
   createSubscription,
   deleteSubscription,
@@ -20,7 +19,6 @@ import {
   ErrorBody,
   NameParams,
   PatchSubscription,
-  ResendDead,
   Subscription,
   type RetryOptions,
 } from "../schemas.ts";
@@ -178,36 +176,6 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
       if (!(await deleteSubscription(s.db, request.params.name))) throw notFound(`subscription ${request.params.name}`);
       await s.subscriptions.reload();
       return reply.status(204).send();
-    },
-  );
-
-  app.post<{ Params: NameParams; Body: ResendDead }>(
-    "/v1/subscriptions/:name/resend-dead",
-    {
-      config,
-      schema: {
-        tags,
-        summary: "Re-send a subscription's dead deliveries, in batches",
-        params: NameParams,
-        body: ResendDead,
-        response: { 200: Type.Object({ resent: Type.Integer(), batches: Type.Integer() }), "4xx": ErrorBody },
-      },
-    },
-    async (request) => {
-      const row = await getSubscription(s.db, request.params.name);
-      if (!row) throw notFound(`subscription ${request.params.name}`);
-      const limit = request.body.limit ?? Number.MAX_SAFE_INTEGER;
-      const batchSize = request.body.batchSize ?? 500;
-      let resent = 0;
-      let batches = 0;
-      while (resent < limit) {
-        const n = await resendDeadBatch(s.db, row.id, Math.min(batchSize, limit - resent));
-        if (n === 0) break;
-        resent += n;
-        batches++;
-        s.dispatcher.wake();
-      }
-      return { resent, batches };
     },
   );
 }

@@ -1,7 +1,8 @@
 import pg from "pg";
 import { createHash } from "node:crypto";
 import { uuidv7 } from "../../packages/server/src/domain/ids.ts";
-import { insertMessages, type NewMessage } from "../../packages/server/src/store/insertMessages.ts";
+import type { NewMessage } from "../../packages/server/src/domain/newMessage.ts";
+import { insertMessages } from "../../packages/server/src/store/insertMessages.ts";
 import { migrate } from "../../packages/server/src/store/migrate.ts";
 import { payload, TOPIC } from "../lib/payload.ts";
 import { createDatabase, startPrivatePostgres, useExistingPostgres } from "../lib/postgres.ts";

@@ -6,7 +6,8 @@ import { localId } from "../domain/messageIds.ts";
 import type { Db, Tx } from "../store/db.ts";
 import { inTransaction, isDataError } from "../store/db.ts";
 import type { CreatedDelivery } from "../store/fanOut.ts";
-import { insertMessages, type InsertOutcome, type NewMessage } from "../store/insertMessages.ts";
+import type { NewMessage } from "../domain/newMessage.ts";
+import { insertMessages, type InsertOutcome } from "../store/insertMessages.ts";
 import { commitPrepared, rollbackPrepared, type ResolveOutcome, type SettleRequest } from "../store/preparedMessages.ts";
 import { Combiner } from "./combiner.ts";
 

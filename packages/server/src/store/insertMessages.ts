@@ -2,31 +2,10 @@ import type { MessageRecord } from "../domain/message.ts";
 import type { Db, Tx } from "./db.ts";
 import { EXACT_TYPES, MESSAGE_COLUMNS, toMessage } from "./messageRows.ts";
 import { fanOut, type CreatedDelivery } from "./fanOut.ts";
-import { canonicalJson } from "../domain/canonical.ts";
 import { stringifyExact } from "../domain/rawJson.ts";
+import { sameMessage } from "../domain/idempotency.ts";
+import type { NewMessage } from "../domain/newMessage.ts";
 
-export interface NewMessage {
-  id: string;
-  app: string | null;
-  topic: string;
-  tag: string | null;
-  key: string | null;
-  payload: unknown;
-  /** The payload as JSON text, where the caller has it already (it is made when needed otherwise). */
-  payloadJson?: string;
-  headers: Record<string, string>;
-  headersJson?: string;
-  /**
-   * A hash of the content as sent, to tell a repeat from a clash cheaply; null for ids the
-   * service generated (they cannot clash). A differing hash is settled by comparing content.
-   */
-  contentHash: Buffer | null;
-  /** null: now. */
-  deliverAt: Date | null;
-  state: "committed" | "prepared";
-  /** Prepared messages: how long after storing to first ask the producer (ms). */
-  checkAfterMs: number | null;
-}
 
 export type InsertOutcome =
   | { kind: "created"; message: MessageRecord }
@@ -170,22 +149,9 @@ export async function insertMessages(
       }
       const stored = existing.get(m.id);
       const message = stored?.message ?? fresh!;
-      const hash = stored ? stored.hash : byId.get(m.id)!.contentHash;
-      const same = hash !== null && m.contentHash !== null && hash.equals(m.contentHash) ? true : sameContent(message, m);
-      return { kind: same ? "exists" : "conflict", message };
+      const contentHash = stored ? stored.hash : byId.get(m.id)!.contentHash;
+      return { kind: sameMessage({ ...message, contentHash }, m) ? "exists" : "conflict", message };
     }),
     deliveries,
   };
-}
-
-/** The slow, exact comparison, for the rare repeat whose hash differs (keys in another order). */
-function sameContent(stored: MessageRecord, m: NewMessage): boolean {
-  return (
-    stored.app === m.app &&
-    stored.topic === m.topic &&
-    stored.tag === m.tag &&
-    stored.key === m.key &&
-    canonicalJson(stored.payload) === canonicalJson(m.payload) &&
-    canonicalJson(stored.headers) === canonicalJson(m.headers)
-  );
 }

@@ -1,13 +1,12 @@
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { conflict, forbidden, invalid, notFound, TidingsError } from "../../domain/errors.ts";
-import { parseDuration } from "../../domain/duration.ts";
-import { badText, deliverAtProblem, inspectValue, MAX_AHEAD_MS } from "../../domain/messageInput.ts";
-import { holdsInexactNumber, RawJson, stringifyExact } from "../../domain/rawJson.ts";
-import { bodyLength, inspectBody, useJsonBody, type BodyInspection } from "../jsonBody.ts";
+import { RawJson, stringifyExact } from "../../domain/rawJson.ts";
+import { bodyLength, inspectBody, useJsonBody } from "../jsonBody.ts";
 import { uuidv7 } from "../../domain/ids.ts";
-import { contentHash } from "../../domain/canonical.ts";
-import type { InsertOutcome, NewMessage as StoredMessage } from "../../store/insertMessages.ts";
+import type { NewMessage as StoredMessage } from "../../domain/newMessage.ts";
+import { messageToStore, type PublishContext } from "../../domain/publishRequest.ts";
+import type { InsertOutcome } from "../../store/insertMessages.ts";
 import type { BatchOutcome } from "../../publish/publisher.ts";
 import { getAttempts, getDeliveries, getMessage, listMessages } from "../../store/messageQueries.ts";
 import { deleteMessage, markDead, resendMessage } from "../../store/operatorActions.ts";
@@ -30,92 +29,6 @@ import {
   NewMessage,
   SubscriptionTarget,
 } from "../schemas.ts";
-
-/**
- * Turns a validated request message into the stored form; `field` prefixes error fields. Besides
- * the schema, it refuses what PostgreSQL would refuse inside a statement shared with other
- * messages (NUL, lone surrogates, nesting past the limit, dates out of range), naming the field,
- * and keeps a payload as its exact text where JSON.parse would change a number in it.
- */
-function toStored(
-  body: NewMessage,
-  principal: Principal,
-  field: string,
-  defaults: { checkAfterMs: number },
-  inspection: BodyInspection = { walk: false, exactPayloads: null },
-  index = 0,
-): StoredMessage {
-  if (!("payload" in body)) throw invalid(`${field}payload`, `${field}payload is required`);
-  if (body.delay !== undefined && body.deliverAt !== undefined) {
-    throw invalid(`${field}delay`, "give delay or deliverAt, not both");
-  }
-  let deliverAt: Date | null = null;
-  if (body.delay !== undefined) {
-    const ms = parseDuration(body.delay);
-    if (ms === undefined) throw invalid(`${field}delay`, `"${body.delay}" is not a duration (use e.g. 500ms, 30s, 5m, 2h)`);
-    if (ms > MAX_AHEAD_MS) throw invalid(`${field}delay`, "the delay is over a year");
-    deliverAt = new Date(Date.now() + ms);
-  } else if (body.deliverAt !== undefined) {
-    const at = Date.parse(body.deliverAt);
-    const problem = deliverAtProblem(at, Date.now());
-    if (problem) throw invalid(`${field}deliverAt`, `deliverAt ${problem}`);
-    deliverAt = new Date(at);
-  }
-  if (body.checkAfter !== undefined && !body.prepare) throw invalid(`${field}checkAfter`, "checkAfter applies to prepared messages only");
-  let checkAfterMs: number | null = null;
-  if (body.prepare) {
-    checkAfterMs = defaults.checkAfterMs;
-    if (body.checkAfter !== undefined) {
-      const ms = parseDuration(body.checkAfter);
-      if (ms === undefined) throw invalid(`${field}checkAfter`, `"${body.checkAfter}" is not a duration (use e.g. 500ms, 30s, 5m)`);
-      if (ms > MAX_AHEAD_MS) throw invalid(`${field}checkAfter`, "checkAfter is over a year");
-      checkAfterMs = ms;
-    }
-  }
-  if (inspection.walk) refuseBadContent(body, field);
-  const app = appOf(principal);
-  const tag = body.tag ?? null;
-  const key = body.key ?? null;
-  const headers = body.headers ?? {};
-  // The exact text, where this payload holds a number JSON.parse would change (or may: hex text).
-  let exact = inspection.exactPayloads?.get(index);
-  if (exact !== undefined && !holdsInexactNumber(exact)) exact = undefined;
-  const stored: StoredMessage = {
-    id: fullId(app, body.id ?? uuidv7()),
-    app,
-    topic: body.topic,
-    tag,
-    key,
-    payload: exact === undefined ? body.payload : new RawJson(exact),
-    headers,
-    // A generated id cannot clash, so it needs no hash; a producer's id is hashed as sent.
-    contentHash: null,
-    deliverAt,
-    state: body.prepare ? "prepared" : "committed",
-    checkAfterMs,
-  };
-  if (exact !== undefined) stored.payloadJson = exact;
-  if (body.id !== undefined) {
-    stored.payloadJson ??= JSON.stringify(body.payload);
-    stored.headersJson = JSON.stringify(headers);
-    stored.contentHash = contentHash([app, body.topic, tag, key, stored.payloadJson, stored.headersJson]);
-  }
-  return stored;
-}
-
-/** The first NUL, lone surrogate or too deep nesting in a message's free text, as a 400 naming the field. */
-function refuseBadContent(body: NewMessage, field: string): void {
-  if (body.key != null) {
-    const bad = badText(body.key);
-    if (bad) throw invalid(`${field}key`, `${field}key ${bad}`);
-  }
-  if (body.headers) {
-    const found = inspectValue(body.headers, `${field}headers`);
-    if (found) throw invalid(found.field, found.message);
-  }
-  const found = inspectValue(body.payload, `${field}payload`);
-  if (found) throw invalid(found.field, found.message);
-}
 
 /** RFC 7240 `Prefer: return=minimal` (among other preferences, any case). */
 const prefersMinimal = (prefer: string | string[] | undefined): boolean =>
@@ -180,6 +93,15 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
     return allowed(principal, await getMessage(s.db, refToFullId(appOf(principal), ref)), ref, false);
   }
 
+  /** What a publish request's messages are decided with: the caller's app, the defaults, the body's text, now. */
+  const publishContext = (request: FastifyRequest, batch: boolean): PublishContext => ({
+    app: appOf(request.principal),
+    checkAfterMs: s.config.checkAfterMs,
+    inspection: inspectBody(request, batch),
+    now: Date.now(),
+    newId: uuidv7,
+  });
+
   async function subscriptionId(name: string | undefined): Promise<number | null> {
     if (name === undefined) return null;
     const row = await getSubscription(s.db, name);
@@ -200,7 +122,7 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
       },
     },
     async (request, reply) => {
-      const message = toStored(request.body, request.principal, "", s.config, inspectBody(request, false));
+      const message = messageToStore(request.body, publishContext(request, false));
       const outcome = await s.publisher.publish(message, bodyLength(request));
       if (outcome.kind === "conflict") throw conflictOf(outcome);
       keepExact(reply, outcome.message);
@@ -235,14 +157,14 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
     },
     async (request, reply) => {
       const atomic = request.body.atomic ?? true;
-      const inspection = inspectBody(request, true);
+      const context = publishContext(request, true);
       // Not atomic: a message refused by the checks fails alone ("invalid"), the others are stored.
       const refusals = new Map<number, TidingsError>();
       const stored: StoredMessage[] = [];
       const prefixes: string[] = [];
       request.body.messages.forEach((m, i) => {
         try {
-          stored.push(toStored(m, request.principal, `messages[${i}].`, s.config, inspection, i));
+          stored.push(messageToStore(m, context, `messages[${i}].`, i));
           prefixes.push(`messages[${i}].`);
         } catch (error) {
           if (atomic || !(error instanceof TidingsError)) throw error;

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CheckBackScheduler, type CheckBackOps, type CheckCall } from "../src/dispatch/checkBack.ts";
-import type { CheckLog, DueCheck } from "../src/store/transactional.ts";
+import { CheckBackScheduler, type CheckBackOps, type CheckCall } from "../src/checkBack/checkBackScheduler.ts";
+import type { CheckLog, DueCheck } from "../src/domain/check.ts";
 import { deferred, recordingLogger, until, type Deferred } from "./support/fakes.ts";
 
 // The check-back scheduler over fake operations: the producer's answers are promises the test

@@ -1,10 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Dispatcher, envelope, type DispatcherOps, type DispatcherOptions } from "../src/dispatch/dispatcher.ts";
-import { ResultWriter } from "../src/dispatch/resultWriter.ts";
-import type { SendResult } from "../src/dispatch/httpTransport.ts";
-import type { AttemptOutcome, AttemptResult, Lease, LeasedDelivery } from "../src/store/deliveryOps.ts";
-import type { SubscriptionRow } from "../src/store/subscriptions.ts";
+import { Dispatcher, envelope, type DispatcherOps, type DispatcherOptions } from "../src/delivery/dispatcher.ts";
+import { ResultWriter } from "../src/delivery/resultWriter.ts";
+import type { SendResult } from "../src/transports/transport.ts";
+import type { AttemptOutcome, AttemptResult, Lease, LeasedDelivery } from "../src/domain/delivery.ts";
+import type { SubscriptionRow } from "../src/domain/subscription.ts";
 import { deferred, recordingLogger, settle, until, type Deferred } from "./support/fakes.ts";
 
 // The dispatcher's loop driven by fake operations: every send and claim is a promise the test
@@ -449,9 +449,6 @@ test("stop aborts the attempts still running after the grace and gives their lea
 
 test(
   "a claim that comes back while stopping has its leases given back",
-  {
-    todo: "stop() does not wait for a claim in flight: what it returns is queued after stop and neither sent nor released",
-  },
   async () => {
     const h = harness({}, undefined, true);
     h.dispatcher.start();
@@ -576,7 +573,6 @@ test("a result refused even without its texts is dropped alone, with an error lo
 
 test(
   "a write that fails because the database is away is retried until it succeeds",
-  { todo: "flush() drops a batch whose plain write fails with a connection error: only isolate() puts results back in the buffer" },
   async () => {
     let down = 1;
     const t = writer(() => (down-- > 0 ? sqlError("08006", "connection terminated unexpectedly") : undefined));

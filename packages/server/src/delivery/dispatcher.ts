@@ -73,6 +73,8 @@ export class Dispatcher {
   private polling = false;
   private pollAgain = false;
   private releases: Lease[] = [];
+  /** The claim running now, if any: stop() waits for it and gives back what it took. */
+  private claiming: Promise<unknown> | null = null;
   /** The last claim came back full: more is due than fitted. */
   private moreDue = false;
   private readonly lanes = new Map<number, Lane>();
@@ -111,6 +113,11 @@ export class Dispatcher {
   }
 
   push(deliveries: readonly LeasedDelivery[]): void {
+    if (this.stopped) {
+      // Claimed or committed while stopping: given back with the rest at the end of stop().
+      for (const delivery of deliveries) this.releaseLater(delivery);
+      return;
+    }
     // Leases began at most now; held back behind a subscription's cap past startBy, an attempt
     // might not end within its lease (a lease shorter than an attempt: half the lease).
     const startBy = Date.now() + Math.max(this.options.leaseMs - this.options.attemptMs - 1000, this.options.leaseMs / 2);
@@ -154,7 +161,9 @@ export class Dispatcher {
       const room = this.options.maxQueued + this.options.concurrency - this.queued - this.waitingCount - this.inFlight;
       const limit = Math.min(room, 500);
       if (limit > 0) {
-        const claimed = await this.ops.claim(limit, this.full);
+        const claim = this.ops.claim(limit, this.full);
+        this.claiming = claim;
+        const claimed = await claim;
         full = claimed.length === limit;
         this.push(claimed);
       }
@@ -162,6 +171,7 @@ export class Dispatcher {
       this.log.warn({ err: error }, "claiming due deliveries failed");
     } finally {
       this.polling = false;
+      this.claiming = null;
     }
     if (this.stopped) return;
     this.moreDue = full || this.pollAgain;
@@ -391,7 +401,8 @@ export class Dispatcher {
     this.ready.clear();
     this.full.clear();
     this.waitingCount = 0;
-    const finished = Promise.allSettled([...this.running]);
+    // A claim still running gives what it took to push(), which gives it back (above).
+    const finished = Promise.allSettled([...this.running, ...(this.claiming ? [this.claiming] : [])]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);

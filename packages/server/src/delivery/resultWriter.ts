@@ -62,7 +62,11 @@ export class ResultWriter {
         failures = 0;
       } catch (error) {
         try {
-          if (!isDataError(error)) throw error;
+          if (!isDataError(error)) {
+            // The database is away: the whole batch is written again after the backoff.
+            this.buffer.unshift(...batch);
+            throw error;
+          }
           await this.isolate(batch, error);
           failures = 0;
         } catch (retryable) {

@@ -111,7 +111,7 @@ export async function topStatements(ctx: BenchContext, dbUrl: string, limit = 8)
 }
 
 /** Runs SQL on a database with a short-lived client. */
-export async function sql<R extends pg.QueryResultRow = any>(dbUrl: string, text: string, values: unknown[] = []): Promise<R[]> {
+export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(dbUrl: string, text: string, values: unknown[] = []): Promise<R[]> {
   const c = new pg.Client({ connectionString: dbUrl });
   await c.connect();
   try {

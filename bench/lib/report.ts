@@ -137,8 +137,8 @@ export function formatWorkload(w: WorkloadResult): string {
   );
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const numeric = (i: number) => i > 0 && i < header.length - 2;
-  lines.push("   " + header.map((h, i) => pad(h, widths[i]!, numeric(i))).join("  "));
-  for (const r of rows) lines.push("   " + r.map((c, i) => pad(c, widths[i]!, numeric(i))).join("  "));
+  lines.push(`   ${header.map((h, i) => pad(h, widths[i]!, numeric(i))).join("  ")}`);
+  for (const r of rows) lines.push(`   ${r.map((c, i) => pad(c, widths[i]!, numeric(i))).join("  ")}`);
   if (w.ratios.length) lines.push(`   ratios: ${w.ratios.map((r) => `${r.label} ${fmt(r.value, 2)}`).join(", ")}`);
   for (const t of w.targets) lines.push(`   target ${t.target}: ${t.met ? "MET" : "MISSED"} (${t.actual}${t.gap ? `; ${t.gap}` : ""})`);
   for (const s of w.systems) lines.push(`   · ${s.system}: ${s.config}`);

@@ -98,7 +98,7 @@ export class TidingsProcess {
   }
 
   /** A JSON API call with the admin key; throws on an unexpected status. */
-  async call<T = any>(method: "GET" | "POST" | "PATCH" | "DELETE", path: string, body?: unknown, expect = [200, 201, 204]): Promise<T> {
+  async call<T = unknown>(method: "GET" | "POST" | "PATCH" | "DELETE", path: string, body?: unknown, expect = [200, 201, 204]): Promise<T> {
     const response = await this.http.request({
       method,
       path,

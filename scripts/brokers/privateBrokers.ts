@@ -6,7 +6,7 @@
 // with every path, the Erlang cookie's HOME, a private epmd on AMQP+2 and the inter-node port AMQP+1
 // set explicitly. Readiness is checked with the real client libraries.
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect as netConnect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -1,5 +1,5 @@
 import pino from "pino";
-import { ConfigError, loadConfig } from "./runtime/config.ts";
+import { type Config, ConfigError, loadConfig } from "./runtime/config.ts";
 import { startService } from "./runtime/service.ts";
 import { startEmbeddedDb } from "./runtime/embeddedDb.ts";
 import { createPool } from "./store/db.ts";
@@ -26,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
     const { runRelayCli } = await import("@tidings/sdk/relay-cli");
     return runRelayCli(argv.slice(1));
   }
-  let config;
+  let config: Config;
   try {
     config = loadConfig();
   } catch (error) {

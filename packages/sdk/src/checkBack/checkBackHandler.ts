@@ -57,7 +57,9 @@ export interface CheckBackHandler {
 function headerRecord(headers: RawDelivery["headers"]): Record<string, string> {
   const out: Record<string, string> = {};
   if (headers instanceof Headers) {
-    headers.forEach((value, name) => (out[name.toLowerCase()] = value));
+    headers.forEach((value, name) => {
+      out[name.toLowerCase()] = value;
+    });
     return out;
   }
   for (const [name, value] of Object.entries(headers as Record<string, string | string[] | undefined>)) {

@@ -31,7 +31,7 @@ export function fromDrizzle(db: DrizzleLike, dialect: DialectName): Executor {
     async query<R extends Row>(text: string, params: readonly unknown[] = []) {
       const { chunks, values } = splitPlaceholders(text, params, dialect === "postgres" ? "dollar" : "question");
       const parts: SQL[] = [drizzleSql.raw(chunks[0]!)];
-      values.forEach((value, i) => parts.push(drizzleSql`${value}`, drizzleSql.raw(chunks[i + 1]!)));
+      for (const [i, value] of values.entries()) parts.push(drizzleSql`${value}`, drizzleSql.raw(chunks[i + 1]!));
       return rowsOf(await db.execute(drizzleSql.join(parts))) as R[];
     },
     transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {

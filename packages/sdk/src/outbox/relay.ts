@@ -189,7 +189,10 @@ export class Relay {
     setTimeout(() => {
       if (!this.started || !this.db.listen || this.listening) return;
       this.db.listen(OUTBOX_CHANNEL, () => this.wake(), (e) => this.relisten(e)).then(
-        (listening) => (this.started ? (this.listening = listening) : void listening.close()),
+        (listening) => {
+          if (this.started) this.listening = listening;
+          else void listening.close();
+        },
         (e: unknown) => this.relisten(e),
       );
     }, 1000).unref();

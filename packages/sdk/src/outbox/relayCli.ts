@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { TidingsClient } from "../client/client.ts";
 import { connect } from "../executor/connect.ts";
 import { migrate } from "../schema/migrate.ts";
-import { Relay, type RelayEvent } from "./relay.ts";
+import { Relay, type RelayEvent, type RelayOptions } from "./relay.ts";
 
 export const RELAY_USAGE = `usage: tidings relay [options]
 
@@ -25,26 +25,31 @@ function int(name: string, value: string | undefined): number | undefined {
   return Number(value);
 }
 
+/** The options given; throws on an unknown option or a missing value. */
+function parseRelayArgs(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    options: {
+      "database-url": { type: "string" },
+      url: { type: "string" },
+      "api-key": { type: "string" },
+      "batch-size": { type: "string" },
+      concurrency: { type: "string" },
+      "poll-interval": { type: "string" },
+      "max-attempts": { type: "string" },
+      "retention-days": { type: "string" },
+      migrate: { type: "boolean" },
+      quiet: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  }).values;
+}
+
 /** `tidings relay`: runs until SIGINT/SIGTERM; resolves to the exit code. */
 export async function runRelayCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let args;
+  let args: ReturnType<typeof parseRelayArgs>;
   try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        "database-url": { type: "string" },
-        url: { type: "string" },
-        "api-key": { type: "string" },
-        "batch-size": { type: "string" },
-        concurrency: { type: "string" },
-        "poll-interval": { type: "string" },
-        "max-attempts": { type: "string" },
-        "retention-days": { type: "string" },
-        migrate: { type: "boolean" },
-        quiet: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
+    args = parseRelayArgs(argv);
   } catch (error) {
     console.error(`tidings relay: ${(error as Error).message}\n\n${RELAY_USAGE}`);
     return 2;
@@ -60,7 +65,7 @@ export async function runRelayCli(argv: string[], env: NodeJS.ProcessEnv = proce
     console.error(`tidings relay: --database-url, --url and --api-key are required (or DATABASE_URL, TIDINGS_URL, TIDINGS_API_KEY)\n\n${RELAY_USAGE}`);
     return 2;
   }
-  let options;
+  let options: RelayOptions;
   try {
     const days = int("retention-days", args["retention-days"]);
     options = {

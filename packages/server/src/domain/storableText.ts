@@ -28,4 +28,5 @@ export function storableText(text: string, maxChars: number): string {
   return out;
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is one of the two things this looks for
 const UNSAFE = /[\u0000\ud800-\udfff]/;

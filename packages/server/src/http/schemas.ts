@@ -114,6 +114,7 @@ export const Endpoint = Type.Unsafe<Static<(typeof ENDPOINT_TYPES)[keyof typeof 
   type: "object",
   required: ["type"],
   properties: { type: { type: "string", enum: Object.keys(ENDPOINT_TYPES) } },
+  // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keywords, read by the validator; the object is never awaited
   allOf: Object.entries(ENDPOINT_TYPES).map(([type, schema]) => ({ if: { properties: { type: { const: type } } }, then: schema })),
 });
 export const RetryOptions = Type.Object(

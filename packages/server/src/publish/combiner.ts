@@ -70,7 +70,7 @@ export class Combiner<I, O> {
   private async run(batch: Array<Waiting<I, O>>): Promise<void> {
     try {
       const outcomes = await this.write(batch.map((w) => w.item));
-      batch.forEach((w, i) => w.resolve(outcomes[i]!));
+      for (const [i, w] of batch.entries()) w.resolve(outcomes[i]!);
     } catch (error) {
       if (batch.length > 1 && this.limits.isItemError(error)) {
         // Halve until the culprit stands alone: a few statements more, and its neighbours pass.

@@ -141,7 +141,7 @@ export class Publisher {
       // One statement: atomic by itself, and no message of it fails another.
       return this.insertEach(messages, prefixes);
     }
-    let result;
+    let result: Awaited<ReturnType<typeof insertMessages>>;
     try {
       result = await inTransaction(this.deps.db, async (tx) => {
         const inserted = await insertMessages(tx, this.owner(), this.deps.leaseMs, messages);

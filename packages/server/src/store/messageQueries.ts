@@ -126,7 +126,7 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
             select m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload as payload_all, m.headers as headers_all, m.state,
                    m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at,
                    row_number() over w as rn, sum(pg_column_size(m.payload) + pg_column_size(m.headers)) over w as stored_bytes
-              from messages m ${where.length ? "where " + where.join(" and ") : ""}
+              from messages m ${where.length ? `where ${where.join(" and ")}` : ""}
             window w as (order by m.seq desc rows between unbounded preceding and current row)
             order by m.seq desc limit $${limitParam}
           ) s

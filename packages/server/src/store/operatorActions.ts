@@ -23,8 +23,8 @@ export interface ResendSelector {
    * state when they are re-sent.
    */
   picked: string;
-  /** The statement's last part, which may read `counted (n)`, the number re-sent. Default: `select n from counted`. */
-  then?: string;
+  /** The statement's last part, its answer, which may read `counted (n)`, the number re-sent. Default: `select n from counted`. */
+  answer?: string;
 }
 
 /**
@@ -55,7 +55,7 @@ resent as (
 ), counted as (
   select count(*)::int as n from resent
 )
-${selector.then ?? "select n from counted"}`;
+${selector.answer ?? "select n from counted"}`;
 }
 
 // $1 message id; $2 subscription id or null (all of the message's deliveries). Not skip

@@ -96,7 +96,7 @@ const BATCH_SQL = resendStatement({
    where d.subscription_id = job.subscription_id and d.state = 'dead'
    order by d.id limit (select take from job)
    for update of d skip locked`,
-  then: `update jobs j
+  answer: `update jobs j
    set done = j.done + counted.n,
        batches = j.batches + (counted.n > 0)::int,
        heartbeat_at = now(),

@@ -72,7 +72,10 @@ export async function countDeliveriesBySubscription(db: Db, cap = COUNT_CAP): Pr
   const bySubscription = new Map<string, SubscriptionCounts>();
   for (const r of rows) {
     let entry = bySubscription.get(r.name);
-    if (!entry) bySubscription.set(r.name, (entry = { subscription: r.name, enabled: r.enabled, counts: {} }));
+    if (!entry) {
+      entry = { subscription: r.name, enabled: r.enabled, counts: {} };
+      bySubscription.set(r.name, entry);
+    }
     entry.counts[r.state] = r.n;
   }
   return [...bySubscription.values()];

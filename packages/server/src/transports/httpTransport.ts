@@ -292,7 +292,10 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Tracked {
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     // Its pool destroyed because its caller aborted (shutdown): given up, not failed.
-    if (this.o.signal?.aborted) return this.abort();
+    if (this.o.signal?.aborted) {
+      this.abort();
+      return;
+    }
     this.finish({ statusCode: null, body: null, error: errorText(error) });
   }
 }

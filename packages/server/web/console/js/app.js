@@ -15,7 +15,7 @@ const nav = document.getElementById("nav");
 const signOutButton = document.getElementById("sign-out");
 let signedIn = false;
 /** Timers and listeners of the page on screen, stopped when another page is shown. */
-let cleanups = [];
+const cleanups = [];
 let renderCount = 0;
 
 function parseHash() {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { createTestDatabase } from "../../server/test/support/db.ts";
+import { createTestDatabase } from "@tidings/testkit/db";
 import { Inbox, migrate, Outbox, sqlMigrations, type Executor } from "../src/index.ts";
 import { ADAPTERS, type OpenAdapter } from "./support/adapters.ts";
 import { createMysqlTestDatabase } from "./support/mysqlDb.ts";
@@ -30,7 +30,7 @@ for (const adapter of ADAPTERS) {
 
     before(async () => {
       const label = adapter.name.replace(/[^a-z0-9]+/gi, "_").toLowerCase();
-      const database = adapter.dialect === "postgres" ? await createTestDatabase(label) : await createMysqlTestDatabase(label);
+      const database = adapter.dialect === "postgres" ? await createTestDatabase(label, { empty: true }) : await createMysqlTestDatabase(label);
       drop = () => database.drop();
       open = await adapter.open(database.url);
       db = open.db;

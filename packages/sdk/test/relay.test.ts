@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { waitFor } from "../../server/test/support/wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 import { Outbox, Relay, TidingsClient, type RelayEvent } from "../src/index.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { acceptBatch, FakeService } from "./support/fakeService.ts";

@@ -7,10 +7,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY, startTestService } from "@tidings/testkit/service";
 import { api } from "./support/api.ts";
-import { waitFor } from "./support/wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 import { privateBroker, type BrokerKind, type PrivateBroker } from "../../../scripts/brokers/privateBrokers.ts";
 import { brokerName, endpointFor, type ConsumerSpec } from "../../../scripts/brokers/consumerSpec.ts";
 import { newTally, spawnConsumer, type ConsumerProcess } from "../../../scripts/brokers/consumerProcess.ts";
@@ -42,7 +42,7 @@ async function scenario(kind: BrokerKind, cleanups: (() => Promise<unknown>)[]):
   const bootMs = await broker.start();
   const serviceDb: TestDatabase = await createTestDatabase(`brokers_${kind}`);
   cleanups.push(() => serviceDb.drop());
-  const consumerDb: TestDatabase = await createTestDatabase(`brokers_${kind}_consumer`);
+  const consumerDb: TestDatabase = await createTestDatabase(`brokers_${kind}_consumer`, { empty: true });
   cleanups.push(() => consumerDb.drop());
   const service = await startTestService(serviceDb.url, { TIDINGS_POLL_INTERVAL: "100ms", TIDINGS_LEASE: "20s" });
   cleanups.push(() => service.close());

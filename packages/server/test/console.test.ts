@@ -9,12 +9,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
-import type { RunningService } from "../src/service.ts";
 import { api } from "./support/api.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { Receiver } from "./support/receiver.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import { waitFor } from "./support/wait.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
+import { waitFor } from "@tidings/testkit/wait";
 
 /**
  * The console, end to end: Debian's Chromium (headless, driven by playwright-core; no browser

@@ -3,10 +3,9 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createTestDatabase, type TestDatabase } from "../../../server/test/support/db.ts";
-import { Receiver } from "../../../server/test/support/receiver.ts";
-import { ADMIN_KEY, startTestService } from "../../../server/test/support/service.ts";
-import type { RunningService } from "../../../server/src/service.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
 import { TidingsClient, type CheckBackHandler, type MessageInfo } from "../../src/index.ts";
 
 export interface TxWorld {

@@ -8,8 +8,9 @@ import Fastify from "fastify";
 import { Hono } from "hono";
 import { TidingsClient, type CheckBackHandler, type Executor } from "../src/index.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
-import { addOrders, barrierOf, countRows, createOrders, orderStatus, payOrder, signedCheck } from "./support/txCommon.ts";
-import { sleep, startTxWorld, until, type TxWorld } from "./support/txWorld.ts";
+import { waitFor } from "@tidings/testkit/wait";
+import { addOrders, barrierOf, countRows, createOrders, lockWaiters, orderStatus, payOrder, signedCheck } from "./support/txCommon.ts";
+import { startTxWorld, type TxWorld } from "./support/txWorld.ts";
 
 // Three checks 100 ms apart, then in doubt: the service side of "unknown every time".
 let world: TxWorld;
@@ -99,7 +100,7 @@ for (const dialect of DIALECTS) {
           inside = true;
           await g.closed;
         }, { checkAfter: "1h" });
-        await until("the callback is running", () => inside);
+        await waitFor("the callback is running", () => inside);
 
         const started = Date.now();
         assert.deepEqual(await ask(quick, signedCheck(world.secret, sn)), { status: 200, body: { status: "unknown" } });
@@ -107,7 +108,7 @@ for (const dialect of DIALECTS) {
         assert.equal(await barrierOf(db, sn), null, "unknown writes nothing");
 
         const waiting = ask(patient, signedCheck(world.secret, sn, { checks: 2 }));
-        await sleep(200);
+        await waitFor("the second check waiting for the transaction's barrier key", async () => (await lockWaiters(db)) > 0, 15_000, 150);
         if (ending === "commits") g.open();
         else g.fail(new Error("declined"));
         const settled = await producing.then(() => "committed", () => "rolled back");
@@ -182,7 +183,7 @@ for (const dialect of DIALECTS) {
         await g.closed;
       }, { checkAfter: "100ms" });
       try {
-        const doubtful = await until("in doubt", async () => {
+        const doubtful = await waitFor("in doubt", async () => {
           const m = await world.admin.messages.get(world.full(sn));
           return m?.inDoubtAt ? m : null;
         }, 30_000);
@@ -195,7 +196,7 @@ for (const dialect of DIALECTS) {
 
         // A person looks, sees the order is being paid, and commits by hand.
         assert.equal((await world.admin.messages.commit(world.full(sn))).state, "committed");
-        await until("delivery after the hand commit", () => world.deliveries(sn) === 1);
+        await waitFor("delivery after the hand commit", () => world.deliveries(sn) === 1);
         assert.ok(!(await world.admin.alerts.list()).some((a) => a.messageId === world.full(sn)), "the alert closed with the commit");
       } finally {
         g.open();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { createTestDatabase } from "../../server/test/support/db.ts";
+import { createTestDatabase } from "@tidings/testkit/db";
+import { waitFor } from "@tidings/testkit/wait";
 import { Inbox, migrate, Outbox, sqlMigrations, type Executor } from "../src/index.ts";
 import { ADAPTERS, type OpenAdapter } from "./support/adapters.ts";
 import { createMysqlTestDatabase } from "./support/mysqlDb.ts";
@@ -16,7 +17,8 @@ after(async () => {
   await tidings.close();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long the first of two concurrent deliveries holds its transaction open, so that the second arrives meanwhile. */
+const hold = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (const adapter of ADAPTERS) {
   const where = adapter.dialect === "postgres" ? "PostgreSQL" : "MariaDB";
@@ -30,7 +32,7 @@ for (const adapter of ADAPTERS) {
 
     before(async () => {
       const label = adapter.name.replace(/[^a-z0-9]+/gi, "_").toLowerCase();
-      const database = adapter.dialect === "postgres" ? await createTestDatabase(label) : await createMysqlTestDatabase(label);
+      const database = adapter.dialect === "postgres" ? await createTestDatabase(label, { empty: true }) : await createMysqlTestDatabase(label);
       drop = () => database.drop();
       open = await adapter.open(database.url);
       db = open.db;
@@ -115,13 +117,12 @@ for (const adapter of ADAPTERS) {
       for (let i = 0; i < 5; i++) await tidy.handle(db, { id: `old-${i}-${adapter.name}`, topic: "conf.tidy" }, noop);
       const hourAgo = adapter.dialect === "postgres" ? "now() - interval '1 hour'" : "NOW(3) - INTERVAL 1 HOUR";
       await db.query(`UPDATE tidings_inbox SET updated_at = ${hourAgo} WHERE consumer = ${p(1)} AND id LIKE 'old-%'`, ["conformance-tidy"]);
-      await sleep(60);
-      await tidy.handle(db, { id: `new-${adapter.name}`, topic: "conf.tidy" }, noop);
-      const deadline = Date.now() + 10_000;
-      while ((await tidy.counts(db)).applied !== 1) {
-        assert.ok(Date.now() < deadline, `old records still there: ${JSON.stringify(await tidy.counts(db))}`);
-        await sleep(20);
-      }
+      // Messages keep coming (a new one, then its redeliveries); one handled after the cleanup
+      // interval has passed starts the cleanup that deletes the old records.
+      await waitFor("the old records deleted", async () => {
+        await tidy.handle(db, { id: `new-${adapter.name}`, topic: "conf.tidy" }, noop);
+        return (await tidy.counts(db)).applied === 1;
+      }, 10_000);
       assert.equal((await tidy.get(db, `new-${adapter.name}`))?.status, "applied", "the fresh record stays");
     });
 
@@ -154,7 +155,7 @@ for (const adapter of ADAPTERS) {
       let applied = 0;
       const apply = async (tx: Executor) => {
         await tx.query(`UPDATE items SET n = n + 1 WHERE id = ${p(1)}`, ["committed"]);
-        await sleep(150); // the second delivery arrives while the first is still in its transaction
+        await hold(150); // the second delivery arrives while the first is still in its transaction
         applied++;
       };
       const outcomes = await Promise.all([inbox.handle(db, message, apply), inbox.handle(db, message, apply)]);

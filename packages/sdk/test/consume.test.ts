@@ -11,6 +11,7 @@ import { connect as natsConnect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Redis } from "ioredis";
 import { consume, Inbox, rabbitmqDeadLetter, type BrokerDelivery, type ConsumeEvent, type Consumer, type Envelope, type Executor } from "../src/index.ts";
+import { stillAfter, waitFor } from "@tidings/testkit/wait";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 
 const AMQP_URL = process.env.TIDINGS_TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
@@ -46,14 +47,6 @@ function harness() {
   };
 }
 
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 async function effects(prefix: string): Promise<Record<string, number>> {
   const rows = await database.db.query<{ id: string; n: number }>("SELECT id, count(*)::int AS n FROM consumed WHERE id LIKE $1 GROUP BY id", [`${prefix}%`]);
   return Object.fromEntries(rows.map((r) => [r.id, r.n]));
@@ -78,7 +71,7 @@ describe("consume.rabbitmq", () => {
       await publish("t.consume", "this is not an envelope");
       const dead = rabbitmqDeadLetter(name).queue;
       const deadBodies: string[] = [];
-      await waitUntil("two messages in the dead-letter queue", async () => {
+      await waitFor("two messages in the dead-letter queue", async () => {
         const got = await ch.get(dead, { noAck: true });
         if (got) deadBodies.push(got.content.toString());
         return deadBodies.length === 2 && h.count("applied", `${p}flaky`) === 1;
@@ -117,9 +110,9 @@ describe("consume.nats", () => {
       const dup = await js.publish(`${name}.t`, envelope(`${p}bad`, "bad"), { msgID: `${p}bad` });
       assert.equal(dup.duplicate, true, "Nats-Msg-Id de-duplicates within the window");
       await js.publish(`${name}.t`, "this is not an envelope");
-      await waitUntil("MaxDeliver reached", () => h.count("failed", `${p}bad`) === 3 && h.count("applied", `${p}flaky`) === 1 && consumer.stats.invalid === 1);
-      await new Promise((r) => setTimeout(r, 300)); // no fourth delivery comes
-      assert.equal(h.count("failed", `${p}bad`), 3);
+      await waitFor("MaxDeliver reached", () => h.count("failed", `${p}bad`) === 3 && h.count("applied", `${p}flaky`) === 1 && consumer.stats.invalid === 1);
+      // Redelivered every 20 ms until then: a quiet 300 ms shows MaxDeliver stopped it.
+      await stillAfter("no fourth delivery of the hopeless message", () => h.count("failed", `${p}bad`) === 3, 300);
       assert.deepEqual(await effects(p), { [`${p}ok`]: 1, [`${p}flaky`]: 1 });
       assert.equal(h.count("duplicate", `${p}ok`), 1);
       const info = await (await jetstreamManager(nc)).consumers.info(name, name);
@@ -148,7 +141,7 @@ describe("consume.redis", () => {
       await add(envelope(`${p}flaky`, "flaky"));
       await add(envelope(`${p}bad`, "bad"));
       await add("this is not an envelope");
-      await waitUntil("the dead stream to hold two entries", async () => (await redis.xlen(`${name}:dead`)) === 2 && h.count("applied", `${p}flaky`) === 1);
+      await waitFor("the dead stream to hold two entries", async () => (await redis.xlen(`${name}:dead`)) === 2 && h.count("applied", `${p}flaky`) === 1);
       assert.deepEqual(await effects(p), { [`${p}ok`]: 1, [`${p}flaky`]: 1 });
       assert.equal(h.count("duplicate", `${p}ok`), 1);
       assert.equal(h.count("failed", `${p}bad`), 3, "delivered maxDeliveries times");

@@ -7,7 +7,8 @@ import type { Executor } from "../src/index.ts";
 import { DIALECT_NAME, openDatabase, type Dialect, type OpenDatabase } from "./support/databases.ts";
 import { addOrders, createOrders, paidOrders } from "./support/txCommon.ts";
 import type { CrashPlan, Fate } from "./support/txProducer.ts";
-import { startTxWorld, until, type TxWorld } from "./support/txWorld.ts";
+import { waitFor } from "@tidings/testkit/wait";
+import { startTxWorld, type TxWorld } from "./support/txWorld.ts";
 
 // The crash matrix: producer processes run transaction() and are killed with SIGKILL — a third
 // before their local commit (half of those before the local BEGIN, half inside the local
@@ -28,10 +29,11 @@ after(async () => {
 
 /**
  * Runs one producer process with `orders`, waits until each is done or parked at its point,
- * holds it there `holdMs` more (past checkAfter: its check-backs arrive while its transactions
- * are still open), and kills it with SIGKILL.
+ * and, when `holdUntilChecked`, keeps it alive until every parked order has been checked back
+ * (past checkAfter: the checks arrive while its transactions are still open); then kills it
+ * with SIGKILL.
  */
-async function runAndKill(plan: CrashPlan, holdMs: number): Promise<{ done: number; parked: number; failed: string[]; ms: number; killedAt: number }> {
+async function runAndKill(plan: CrashPlan, holdUntilChecked: boolean): Promise<{ done: number; parked: number; failed: string[]; ms: number; killedAt: number }> {
   const started = Date.now();
   const child = spawn(process.execPath, ["--import", "tsx", PRODUCER], {
     env: { ...process.env, TIDINGS_CRASH_PLAN: JSON.stringify(plan) },
@@ -43,12 +45,15 @@ async function runAndKill(plan: CrashPlan, holdMs: number): Promise<{ done: numb
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   await Promise.race([
-    until("the producer to reach its crash points", () => /^ready$/m.test(out), 60_000, 20),
+    waitFor("the producer to reach its crash points", () => /^ready$/m.test(out), 60_000, 20),
     exited.then(({ code }) => {
       throw new Error(`the producer exited (${code}) early:\n${out}\n${err}`);
     }),
   ]);
-  await new Promise((r) => setTimeout(r, holdMs));
+  if (holdUntilChecked) {
+    const parked = out.split("\n").filter((l) => l.startsWith("parked ")).map((l) => l.slice("parked ".length));
+    await waitFor("a check-back of every parked order while its producer lives", () => parked.every((sn) => world.checkRequests.some((r) => r.id === sn)), 30_000);
+  }
   child.kill("SIGKILL");
   const killedAt = Date.now();
   const { signal } = await exited;
@@ -101,8 +106,7 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
   const killedAt = new Map<string, number>();
   for (let i = 0; i < orders.length; i += PER_PROCESS) {
     const batch = orders.slice(i, i + PER_PROCESS);
-    const holdMs = (i / PER_PROCESS) % 2 === 1 ? 1500 : 0;
-    const run = await runAndKill({ driver, databaseUrl, serviceUrl: world.url, apiKey: world.apiKey, topic: world.topic, checkAfter: "1s", orders: batch, combine }, holdMs);
+    const run = await runAndKill({ driver, databaseUrl, serviceUrl: world.url, apiKey: world.apiKey, topic: world.topic, checkAfter: "1s", orders: batch, combine }, (i / PER_PROCESS) % 2 === 1);
     for (const o of batch) killedAt.set(o.sn, run.killedAt);
     runs.push(run);
   }
@@ -111,13 +115,13 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
   const fateOf = new Map(orders.map((o) => [o.sn, o.fate]));
   const ofFate = (fate: Fate) => orders.filter((o) => o.fate === fate);
 
-  const messages = await until("every message committed or rolled back by the check-back", async () => {
+  const messages = await waitFor("every message committed or rolled back by the check-back", async () => {
     const all = await world.messages(prefix);
     return all.size === total && [...all.values()].every((m) => m.state !== "prepared") ? all : null;
   }, 90_000, 200);
   const paid = await paidOrders(db);
   const committed = new Set([...messages.values()].filter((m) => m.state === "committed").map((m) => m.id));
-  await until("every committed message delivered", () => [...committed].every((id) => (world.deliveries(id) ?? 0) >= 1), 60_000);
+  await waitFor("every committed message delivered", () => [...committed].every((id) => (world.deliveries(id) ?? 0) >= 1), 60_000);
   const delivered = new Set(world.deliveredIds().filter((id) => id.startsWith(prefix)));
   const deliveredTwice = [...delivered].filter((id) => world.deliveries(id)! > 1);
   const checkedBack = orders.filter((o) => (messages.get(o.sn)?.checks ?? 0) > 0).length;

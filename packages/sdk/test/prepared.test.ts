@@ -3,12 +3,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
-import { createTestDatabase, type TestDatabase } from "../../server/test/support/db.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { fromPg, migrate, Outbox, TidingsClient } from "../src/index.ts";
 
 let database: TestDatabase;
 before(async () => {
-  database = await createTestDatabase("sdk_prepared");
+  database = await createTestDatabase("sdk_prepared", { empty: true });
   const client = new pg.Client({ connectionString: database.url });
   await client.connect();
   await migrate(fromPg(client));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { TEST_PG_URL } from "../../server/test/support/db.ts";
+import { TEST_PG_URL } from "@tidings/testkit/db";
 import { runRechargeScenario } from "../../../examples/recharge/scenario.ts";
 
 // The recharge -> account demo with real processes: `tidings serve` and `tidings relay`

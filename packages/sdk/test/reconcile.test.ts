@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
-import { waitFor } from "../../server/test/support/wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 import { createReceiver, fullIdOf, Inbox, nodeHandler, reconcileIds, reconcileQuery, type Envelope, type Executor, type ReconcileOptions } from "../src/index.ts";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { startTidings, type TestTidings } from "./support/tidings.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { waitFor } from "../../server/test/support/wait.ts";
-import { Outbox, Relay, TidingsClient, type RelayEvent } from "../src/index.ts";
+import { waitFor } from "@tidings/testkit/wait";
+import { Outbox, Relay, TidingsClient, type Executor, type RelayEvent } from "../src/index.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { acceptBatch, FakeService } from "./support/fakeService.ts";
 import { spawnRelay } from "./support/relayProcess.ts";
@@ -106,8 +106,8 @@ for (const dialect of DIALECTS) {
       await relay.relayOnce();
       assert.equal((await relayOutbox.get([id!]))[0]!.status, "pending", "no answer: still pending");
       assert.ok(await tidings.client.messages.get(id!), "yet the service stored it");
-      await new Promise((r) => setTimeout(r, 30));
-      await relay.relayOnce();
+      // The row is due again once its 10 ms backoff has passed: then one pass sends it.
+      await waitFor("the row sent again", async () => (await relay.relayOnce()) > 0, 5_000, 5);
       await lossy.stop();
       const [row] = await relayOutbox.get([id!]);
       assert.equal(row!.status, "sent");
@@ -207,10 +207,18 @@ for (const dialect of DIALECTS) {
 
     test(dialect === "postgres" ? "a commit wakes the relay at once through LISTEN/NOTIFY" : "a commit is picked up by short polling", async () => {
       await clear();
-      const relay = new Outbox({ db: database.db, tidings: tidings.client, pollIntervalMs: dialect === "postgres" ? 60_000 : 50 });
+      // Scans (each a transaction of the relay's) counted as they end.
+      let scans = 0;
+      const counted: Executor = {
+        dialect: database.db.dialect,
+        query: (sql, params) => database.db.query(sql, params),
+        transaction: (fn, options) => database.db.transaction(fn, options).finally(() => scans++),
+        ...(database.db.listen ? { listen: database.db.listen.bind(database.db) } : {}),
+      };
+      const relay = new Outbox({ db: counted, tidings: tidings.client, pollIntervalMs: dialect === "postgres" ? 60_000 : 50 });
       await relay.start();
       try {
-        await new Promise((r) => setTimeout(r, 100)); // the first scan has run and found nothing
+        await waitFor("the first scan to have run and found nothing", () => scans > 0, 5_000, 5);
         const committedAt = Date.now();
         await database.db.transaction((tx) => relay.add(tx, { topic: "relay.wake", payload: {} }));
         await waitFor("the row sent", async () => (await relay.counts()).sent === 1, 5_000, 5);

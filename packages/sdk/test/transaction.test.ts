@@ -6,8 +6,8 @@ import { fromPostgresJs, isUniqueViolation, migrate, TidingsClient, TidingsError
 import { ADAPTERS } from "./support/adapters.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { addOrders, barrierOf, createOrders, orderStatus, paidOrders, payOrder, signedCheck, sqlFor } from "./support/txCommon.ts";
-import { sleep } from "./support/txWorld.ts";
-import { startTxWorld, until, type TxWorld } from "./support/txWorld.ts";
+import { waitFor } from "@tidings/testkit/wait";
+import { startTxWorld, type TxWorld } from "./support/txWorld.ts";
 
 let world: TxWorld;
 before(async () => {
@@ -69,17 +69,17 @@ for (const dialect of DIALECTS) {
       for (const table of ["tidings_tx_intent", "tidings_tx_barrier"]) {
         await db.query(`UPDATE ${table} SET created_at = ${hourAgo} WHERE id IN (${dialect === "postgres" ? "$1, $2" : "?, ?"})`, old);
       }
-      await new Promise((r) => setTimeout(r, 60));
-      const fresh = newId("fresh");
-      await addOrders(db, [fresh]);
-      await tidy.transaction(db, { id: fresh, topic: world.topic, key: fresh, payload: { sn: fresh } }, async () => {});
-      const left = async () => (await db.query<{ id: string }>(`SELECT id FROM tidings_tx_barrier WHERE id IN (${dialect === "postgres" ? "$1, $2, $3" : "?, ?, ?"})`, [...old, fresh])).map((r) => r.id);
-      const deadline = Date.now() + 10_000;
-      while ((await left()).length !== 1) {
-        assert.ok(Date.now() < deadline, `old barrier rows still there: ${await left()}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      assert.deepEqual(await left(), [fresh], "the fresh barrier stays");
+      const left = async (ids: string[]) => (await db.query<{ id: string }>(sqlFor(db, `SELECT id FROM tidings_tx_barrier WHERE id IN (${ids.map(() => "?").join(", ")})`), ids)).map((r) => r.id);
+      // Transactions go on; one of them, once the cleanup interval has passed, clears the old rows.
+      const fresh: string[] = [];
+      await waitFor("the old barrier rows deleted", async () => {
+        const sn = newId("fresh");
+        await addOrders(db, [sn]);
+        await tidy.transaction(db, { id: sn, topic: world.topic, key: sn, payload: { sn } }, async () => {});
+        fresh.push(sn);
+        return (await left(old)).length === 0;
+      }, 10_000);
+      assert.deepEqual((await left(fresh)).sort(), [...fresh].sort(), "the fresh barriers stay");
     });
 
     test("commits the business change and the message together; the subscriber gets it once", async () => {
@@ -104,7 +104,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await barrierOf(db, sn), "commit");
       assert.equal((await world.tidings.messages.get(sn))?.state, "committed");
       assert.deepEqual(events.map((e) => e.type), ["committed"]);
-      await until("delivery", () => world.deliveries(sn) === 1);
+      await waitFor("delivery", () => world.deliveries(sn) === 1);
     });
 
     test("a callback that throws rolls back the local transaction and the message, and the error is rethrown", async () => {
@@ -217,8 +217,8 @@ for (const dialect of DIALECTS) {
       await client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "200ms", onEvent: (e) => events.push(e) });
       assert.deepEqual(events.map((e) => e.type), ["commit_deferred"]);
       assert.equal(await orderStatus(db, sn), "paid");
-      await until("the check-back committed it", async () => (await world.tidings.messages.get(sn))?.state === "committed");
-      await until("delivery", () => world.deliveries(sn) === 1);
+      await waitFor("the check-back committed it", async () => (await world.tidings.messages.get(sn))?.state === "committed");
+      await waitFor("delivery", () => world.deliveries(sn) === 1);
       const checks = await world.tidings.messages.checks(sn);
       assert.equal(checks.at(-1)?.answer, "commit");
     });
@@ -239,7 +239,7 @@ for (const dialect of DIALECTS) {
         } else if (url.endsWith("/commit") && ++requests.single === 1) {
           // Hold the first commit on its way until every local transaction committed: the
           // others' commits are then all waiting for it, and go together after it.
-          await until("every local transaction committed", () => allPaid(sns));
+          await waitFor("every local transaction committed", () => allPaid(sns));
         }
         return real(url, init);
       });
@@ -251,7 +251,7 @@ for (const dialect of DIALECTS) {
       assert.equal(requests.single + requests.batchIds, sns.length, "each message committed once");
       assert.deepEqual(requests, { single: 1, batch: 1, batchIds: sns.length - 1 }, "the first commit alone, then all the others together");
       for (const sn of sns) assert.equal(await orderStatus(db, sn), "paid");
-      await until("every message delivered", () => sns.every((sn) => world.deliveries(sn) === 1));
+      await waitFor("every message delivered", () => sns.every((sn) => world.deliveries(sn) === 1));
     });
 
     test("concurrent transactions' prepares go together too; one refused among them fails alone", async () => {
@@ -269,7 +269,7 @@ for (const dialect of DIALECTS) {
           // Hold the first prepare until every transaction recorded its intent: the others'
           // prepares are then waiting for it, and go together after it.
           const intents = sqlFor(db, `SELECT count(*) AS n FROM tidings_tx_intent WHERE id IN (${sns.map(() => "?").join(", ")})`);
-          await until("every intent recorded", async () => Number((await db.query<{ n: number | string }>(intents, sns))[0]!.n) === sns.length);
+          await waitFor("every intent recorded", async () => Number((await db.query<{ n: number | string }>(intents, sns))[0]!.n) === sns.length);
         }
         return real(url, init);
       });
@@ -284,7 +284,7 @@ for (const dialect of DIALECTS) {
         else assert.equal(outcome.status, "fulfilled", String((outcome as PromiseRejectedResult).reason));
       });
       for (const sn of sns) assert.equal(await orderStatus(db, sn), sn === clash ? "new" : "paid");
-      await until("the others delivered", () => sns.every((sn) => (world.deliveries(sn) ?? 0) === (sn === clash ? 0 : 1)));
+      await waitFor("the others delivered", () => sns.every((sn) => (world.deliveries(sn) ?? 0) === (sn === clash ? 0 : 1)));
     });
 
     test("a combined commit that fails leaves each of its transactions to the check-back, which commits them", async () => {
@@ -297,7 +297,7 @@ for (const dialect of DIALECTS) {
           refused += (JSON.parse(String(init?.body)) as { ids: string[] }).ids.length;
           throw new TypeError("fetch failed");
         }
-        if (url.endsWith("/commit") && ++singles === 1) await until("every local transaction committed", () => allPaid(sns));
+        if (url.endsWith("/commit") && ++singles === 1) await waitFor("every local transaction committed", () => allPaid(sns));
         return real(url, init);
       });
       const events: TransactionEvent[] = [];
@@ -308,8 +308,8 @@ for (const dialect of DIALECTS) {
       assert.equal(events.filter((e) => e.type === "commit_deferred").length, refused);
       assert.equal(events.length, sns.length);
       for (const sn of sns) assert.equal(await orderStatus(db, sn), "paid");
-      await until("the check-back committed every one", async () => (await Promise.all(sns.map((sn) => world.tidings.messages.get(sn)))).every((m) => m?.state === "committed"));
-      await until("every message delivered once", () => sns.every((sn) => world.deliveries(sn) === 1));
+      await waitFor("the check-back committed every one", async () => (await Promise.all(sns.map((sn) => world.tidings.messages.get(sn)))).every((m) => m?.state === "committed"));
+      await waitFor("every message delivered once", () => sns.every((sn) => world.deliveries(sn) === 1));
     });
 
     test("nothing runs locally when the service cannot prepare the message", async () => {
@@ -376,7 +376,7 @@ describe("transaction() with postgres.js", () => {
     assert.equal(await orderStatus(db, bad), "new");
     assert.equal((await world.tidings.messages.get(good))?.state, "committed");
     assert.equal((await world.tidings.messages.get(bad))?.state, "rolled_back");
-    await until("delivery", () => world.deliveries(good) === 1);
+    await waitFor("delivery", () => world.deliveries(good) === 1);
   });
 });
 
@@ -414,9 +414,9 @@ describe("transaction() and the check-back through every executor adapter", () =
         const producing = world.tidings.transaction(db, { id: slow, topic: world.topic, payload: {} }, async (tx) => {
           await payOrder(tx, slow);
           inside = true;
-          await sleep(300);
+          await new Promise((r) => setTimeout(r, 300)); // the check below arrives while this transaction holds its barrier key
         }, { checkAfter: "1h" });
-        while (!inside) await sleep(5);
+        await waitFor("the callback running", () => inside);
         const answer = await handler.receive(signedCheck(world.secret, slow));
         await producing;
         assert.deepEqual(answer.body, { status: "commit" });

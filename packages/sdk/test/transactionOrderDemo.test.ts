@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { TEST_PG_URL } from "../../server/test/support/db.ts";
+import { TEST_PG_URL } from "@tidings/testkit/db";
 import { runOrderScenario } from "../../../examples/order/scenario.ts";
 
 // The order -> inventory demo (`npm run demo:order`), smaller: `tidings serve` and the

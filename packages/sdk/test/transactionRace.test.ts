@@ -4,7 +4,11 @@ import { after, before, describe, test } from "node:test";
 import { connect, TidingsClient, TidingsError, type CheckBackEvent, type Connection } from "../src/index.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { addOrders, createOrders, paidOrders, payOrder } from "./support/txCommon.ts";
-import { sleep, startTxWorld, until, type TxWorld } from "./support/txWorld.ts";
+import { waitFor } from "@tidings/testkit/wait";
+import { startTxWorld, type TxWorld } from "./support/txWorld.ts";
+
+/** The races' own delays: a producer slow to begin, a callback that keeps its transaction open. */
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // A check-back racing a slow local transaction, through the real service: each run prepares a
 // message with checkAfter 100ms, then waits a random while before its local transaction and/or
@@ -123,12 +127,12 @@ for (const dialect of DIALECTS) {
           }),
         );
       }
-      const messages = await until("every message resolved", async () => {
+      const messages = await waitFor("every message resolved", async () => {
         const all = await world.messages(prefix);
         return all.size === RUNS && [...all.values()].every((m) => m.state !== "prepared") ? all : null;
       }, 60_000);
       const paid = await paidOrders(db);
-      await until("every committed message delivered", () => [...messages.values()].filter((m) => m.state === "committed").every((m) => world.deliveries(m.id) === 1));
+      await waitFor("every committed message delivered", () => [...messages.values()].filter((m) => m.state === "committed").every((m) => world.deliveries(m.id) === 1));
 
       const mismatches = plans.filter((p) => paid.has(p.sn) !== (messages.get(p.sn)!.state === "committed"));
       const checked = plans.filter((p) => answers.has(p.sn));

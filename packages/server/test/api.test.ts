@@ -2,13 +2,12 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
 import { Webhook } from "standardwebhooks";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import { Receiver } from "./support/receiver.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
+import { Receiver } from "@tidings/testkit/receiver";
 import { api } from "./support/api.ts";
-import { waitFor } from "./support/wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 import type { FastifyRequest } from "fastify";
-import type { RunningService } from "../src/runtime/service.ts";
 import { Authenticator } from "../src/http/auth.ts";
 import type { TidingsError } from "../src/domain/errors.ts";
 

@@ -17,10 +17,10 @@ import { maskUrl, parseBrokerUrl, scrubSecrets } from "../src/transports/brokerU
 import { natsToken, renderTemplate } from "../src/transports/brokerMessage.ts";
 import type { LeasedDelivery } from "../src/domain/delivery.ts";
 import { startService, type RunningService } from "../src/runtime/service.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { ADMIN_KEY } from "./support/service.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY } from "@tidings/testkit/service";
 import { api } from "./support/api.ts";
-import { waitFor } from "./support/wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 
 const AMQP_URL = process.env.TIDINGS_TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const NATS_URL = process.env.TIDINGS_TEST_NATS_URL ?? "nats://127.0.0.1:4222";

@@ -1,12 +1,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { Receiver } from "./support/receiver.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import { waitFor } from "./support/wait.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
+import { waitFor } from "@tidings/testkit/wait";
 
 /** A browser-like client: keeps the session cookie, sends the CSRF token when told to. */
 function cookieClient(baseUrl: string) {

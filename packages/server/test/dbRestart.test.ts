@@ -2,10 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Agent, request } from "undici";
 import { startPrivatePostgres } from "./support/privatePostgres.ts";
-import { ADMIN_KEY, spawnService } from "./support/service.ts";
-import { Receiver } from "./support/receiver.ts";
+import { ADMIN_KEY, spawnService } from "@tidings/testkit/service";
+import { Receiver } from "@tidings/testkit/receiver";
 import { api } from "./support/api.ts";
-import { waitFor } from "./support/wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 
 const TOTAL = 3000;
 

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { waitFor } from "@tidings/testkit/wait";
 import { Deadlines, SWEEP_MS, type Tracked } from "../src/transports/deadlines.ts";
 
 function tracked(signal?: AbortSignal) {
@@ -19,14 +20,6 @@ function tracked(signal?: AbortSignal) {
   return t;
 }
 
-const until = async (what: string, check: () => boolean, ms = 3000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
 test("an exchange still running at its deadline is expired within a sweep of it; one done before is not", async () => {
   const deadlines = new Deadlines(300);
   const slow = tracked();
@@ -35,7 +28,7 @@ test("an exchange still running at its deadline is expired within a sweep of it;
   deadlines.add(slow);
   deadlines.add(quick);
   deadlines.done(quick);
-  await until("the slow one expired", () => slow.ended !== null);
+  await waitFor("the slow one expired", () => slow.ended !== null, 3000, 10);
   assert.equal(slow.ended, "expired");
   const late = slow.endedAt - started;
   assert.ok(late >= 300 && late < 300 + SWEEP_MS + 200, `expired after ${late.toFixed(0)} ms`);

@@ -4,15 +4,14 @@ import { spawn } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
 import Fastify from "fastify";
-import type { RunningService } from "../src/runtime/service.ts";
 import type { RouteEntry } from "../src/http/access.ts";
 import { requireDeclaredAccess } from "../src/http/access.ts";
 import { ConfigError, loadConfig } from "../src/runtime/config.ts";
 import { api } from "./support/api.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { Receiver } from "./support/receiver.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import { waitFor } from "./support/wait.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
+import { waitFor } from "@tidings/testkit/wait";
 
 interface RawAnswer {
   status: number;

@@ -11,13 +11,12 @@ import { isDataError } from "../src/store/db.ts";
 import { createPool } from "../src/store/db.ts";
 import type { AttemptResult } from "../src/domain/delivery.ts";
 import { claimDueDeliveries, recordAttempts } from "../src/store/deliveryAttempts.ts";
-import type { RunningService } from "../src/runtime/service.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { ADMIN_KEY, spawnService, startTestService } from "./support/service.ts";
-import { Receiver } from "./support/receiver.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY, spawnService, startTestService, type RunningService } from "@tidings/testkit/service";
+import { Receiver } from "@tidings/testkit/receiver";
 import { startMisbehavingReceiver, type MisbehavingReceiver } from "./support/misbehaving.ts";
 import { api } from "./support/api.ts";
-import { waitFor } from "./support/wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 
 const cleanups: Array<() => Promise<unknown>> = [];
 after(async () => {

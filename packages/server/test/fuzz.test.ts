@@ -1,9 +1,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import type { RunningService } from "../src/runtime/service.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
 
 /**
  * Random request bodies, good and bad mixed, sent at once to the real service: never a 5xx,

@@ -1,12 +1,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { ADMIN_KEY, spawnService, startTestService } from "./support/service.ts";
-import { Receiver } from "./support/receiver.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY, spawnService, startTestService, type RunningService } from "@tidings/testkit/service";
+import { Receiver } from "@tidings/testkit/receiver";
 import { api } from "./support/api.ts";
-import { waitFor } from "./support/wait.ts";
-import type { RunningService } from "../src/runtime/service.ts";
+import { waitFor } from "@tidings/testkit/wait";
 import { Combiner } from "../src/publish/combiner.ts";
 import { bracketsAtMost, mayHoldInexactNumber, mayHoldPoison, nestingAtMost, scanJson } from "../src/domain/jsonScan.ts";
 import { badText, deliverAtProblem, inspectValue } from "../src/domain/messageInput.ts";

@@ -1,14 +1,14 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { migrate } from "../src/store/migrate.ts";
 
 let database: TestDatabase;
 let db: pg.Pool;
 
 before(async () => {
-  database = await createTestDatabase("migrations");
+  database = await createTestDatabase("migrations", { empty: true });
   db = new pg.Pool({ connectionString: database.url, max: 2 });
 });
 

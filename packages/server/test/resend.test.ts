@@ -3,10 +3,10 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { Receiver } from "./support/receiver.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import { waitFor } from "./support/wait.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY, startTestService } from "@tidings/testkit/service";
+import { waitFor } from "@tidings/testkit/wait";
 
 /** Every way an operator re-sends dead deliveries. */
 type ResendPath = "message" | "message-subscription" | "resend-dead" | "resend-dead-jobs";

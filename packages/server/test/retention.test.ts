@@ -1,10 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createTestDatabase } from "./support/db.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import { Receiver } from "./support/receiver.ts";
+import { createTestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY, startTestService } from "@tidings/testkit/service";
+import { Receiver } from "@tidings/testkit/receiver";
 import { api } from "./support/api.ts";
-import { waitFor } from "./support/wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 
 test("finished messages are deleted after the retention period; dead, pending and prepared ones stay", async () => {
   const database = await createTestDatabase("retention");

@@ -4,12 +4,11 @@ import pg from "pg";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { ADMIN_KEY, startTestService } from "./support/service.ts";
-import { Receiver } from "./support/receiver.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
+import { Receiver } from "@tidings/testkit/receiver";
 import { api } from "./support/api.ts";
-import { waitFor } from "./support/wait.ts";
-import type { RunningService } from "../src/runtime/service.ts";
+import { waitFor } from "@tidings/testkit/wait";
 
 let database: TestDatabase;
 let services: RunningService[];

@@ -1,4 +1,4 @@
-import { createTestDatabase } from "../../../server/test/support/db.ts";
+import { createTestDatabase } from "@tidings/testkit/db";
 import { connect, migrate, type Executor } from "../../src/index.ts";
 import { createMysqlTestDatabase } from "./mysqlDb.ts";
 
@@ -14,7 +14,7 @@ export interface OpenDatabase {
 }
 
 export async function openDatabase(dialect: Dialect, label: string): Promise<OpenDatabase> {
-  const database = dialect === "postgres" ? await createTestDatabase(label) : await createMysqlTestDatabase(label);
+  const database = dialect === "postgres" ? await createTestDatabase(label, { empty: true }) : await createMysqlTestDatabase(label);
   const connection = await connect(database.url, 6);
   await migrate(connection.db);
   return {

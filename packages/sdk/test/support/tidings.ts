@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { createTestDatabase, type TestDatabase } from "../../../server/test/support/db.ts";
-import { ADMIN_KEY, startTestService } from "../../../server/test/support/service.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { ADMIN_KEY, startTestService } from "@tidings/testkit/service";
 import { TidingsClient } from "../../src/index.ts";
 
 export { ADMIN_KEY };

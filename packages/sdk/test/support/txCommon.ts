@@ -37,6 +37,22 @@ export async function barrierOf(db: Executor, id: string): Promise<string | null
   return rows[0]?.outcome ?? null;
 }
 
+/**
+ * Statements of `db`'s own database waiting for a lock held by another transaction: a check-back
+ * queued behind a local transaction that holds its barrier key. Poll it less often than every
+ * 100 ms: InnoDB refreshes its information_schema view of transactions only when nobody has read
+ * it for that long, so a faster poll sees the first answer forever.
+ */
+export async function lockWaiters(db: Executor): Promise<number> {
+  const rows =
+    db.dialect === "postgres"
+      ? await db.query<{ n: unknown }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+      : await db.query<{ n: unknown }>(
+          "SELECT count(*) AS n FROM information_schema.innodb_trx t JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()",
+        );
+  return Number(rows[0]?.n ?? 0);
+}
+
 export async function countRows(db: Executor, table: "tidings_tx_barrier" | "tidings_tx_intent"): Promise<number> {
   const rows = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${table}`);
   return Number(rows[0]?.n ?? 0);

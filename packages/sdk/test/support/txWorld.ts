@@ -3,10 +3,9 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createTestDatabase, type TestDatabase } from "../../../server/test/support/db.ts";
-import { Receiver } from "../../../server/test/support/receiver.ts";
-import { ADMIN_KEY, startTestService } from "../../../server/test/support/service.ts";
-import type { RunningService } from "../../../server/src/runtime/service.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
 import { TidingsClient, type CheckBackHandler, type MessageInfo } from "../../src/index.ts";
 
 export interface TxWorld {
@@ -112,23 +111,5 @@ export async function startTxWorld(label: string, options: TxWorldOptions = {}):
     await subscriber?.stop().catch(() => undefined);
     await database.drop().catch(() => undefined);
     throw error;
-  }
-}
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until `check` returns a truthy value, or fails after `timeoutMs` naming `what`. */
-export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, intervalMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await sleep(intervalMs);
   }
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { waitFor } from "./wait.ts";
+import { waitFor } from "@tidings/testkit/wait";
 
 /** A promise the test settles when it chooses: the fake operation it stands for "takes" exactly that long. */
 export interface Deferred<T> {

@@ -21,8 +21,7 @@ module.exports = {
     },
     {
       name: "store-on-domain-only",
-      comment:
-        "store/ holds the SQL: it imports store/, domain/, pg and Node's built-ins; paths.ts too, to find the migrations from the package root.",
+      comment: "store/ holds the SQL: it imports store/, domain/, pg and Node's built-ins; paths.ts too, to find the migrations from the package root.",
       severity: "error",
       from: { path: `${SERVER}store/` },
       to: {

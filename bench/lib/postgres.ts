@@ -104,7 +104,12 @@ export async function startPrivatePostgres(log: (line: string) => void): Promise
   if (user) for (const p of [dir, data, sock]) chownSync(p, user.uid, user.gid);
   const started = performance.now();
   // --no-sync only skips initdb's own flush of the new files; the server runs with fsync on.
-  await run("initdb", ["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"], dir, user);
+  await run(
+    "initdb",
+    ["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"],
+    dir,
+    user,
+  );
   const port = await freePort();
   const options = [`-c listen_addresses=127.0.0.1`, `-p ${port}`, `-k ${sock}`, ...Object.entries(BENCH_PG_SETTINGS).map(([k, v]) => `-c ${k}=${v}`)];
   await run("pg_ctl", ["-D", data, "-l", join(dir, "postgres.log"), "-w", "-t", "60", "-o", options.join(" "), "start"], dir, user);
@@ -114,7 +119,9 @@ export async function startPrivatePostgres(log: (line: string) => void): Promise
   if (check.fsync !== "on" || check.synchronous_commit !== "on") {
     throw new Error(`the bench PostgreSQL must run with durability on, got fsync=${check.fsync} synchronous_commit=${check.synchronous_commit}`);
   }
-  log(`postgres: fresh cluster on 127.0.0.1:${port} in ${Math.round(performance.now() - started)} ms (fsync=${check.fsync}, synchronous_commit=${check.synchronous_commit}, data in ${dir})`);
+  log(
+    `postgres: fresh cluster on 127.0.0.1:${port} in ${Math.round(performance.now() - started)} ms (fsync=${check.fsync}, synchronous_commit=${check.synchronous_commit}, data in ${dir})`,
+  );
   let stopped = false;
   // A runner that dies without stop() (a crash, process.exit) must not leave the cluster behind:
   // SIGQUIT is PostgreSQL's immediate shutdown, and exit handlers may only do synchronous work.

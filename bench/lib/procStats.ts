@@ -113,7 +113,10 @@ export class UsageSampler {
   private readonly peakKb: number[];
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly watched: readonly Watched[], intervalMs = 500) {
+  constructor(
+    private readonly watched: readonly Watched[],
+    intervalMs = 500,
+  ) {
     this.startTicks = watched.map((w) => w.cpuTicks());
     this.peakKb = watched.map((w) => w.rssKb());
     this.timer = setInterval(() => this.sample(), intervalMs);

@@ -132,8 +132,25 @@ export function formatWorkload(w: WorkloadResult): string {
     : ["system", "figure", "msgs", "secs", "CPU ceiling/s", "peak RSS MB", "CPU s / 1k msgs"];
   const rows = w.systems.map((s) =>
     latency && s.latency
-      ? [s.system, fmt(s.latency.p50, 2), fmt(s.latency.p95, 2), fmt(s.latency.p99, 2), fmt(s.latency.max, 1), fmt(s.latency.count), usageCell(s.processes, "peakRssMb"), usageCell(s.processes, "cpuPer1000")]
-      : [s.system, `${fmt(s.figure)} ${s.unit}`, fmt(s.messages), fmt(s.seconds, 2), fmt(cpuCeiling(s.processes)), usageCell(s.processes, "peakRssMb"), usageCell(s.processes, "cpuPer1000")],
+      ? [
+          s.system,
+          fmt(s.latency.p50, 2),
+          fmt(s.latency.p95, 2),
+          fmt(s.latency.p99, 2),
+          fmt(s.latency.max, 1),
+          fmt(s.latency.count),
+          usageCell(s.processes, "peakRssMb"),
+          usageCell(s.processes, "cpuPer1000"),
+        ]
+      : [
+          s.system,
+          `${fmt(s.figure)} ${s.unit}`,
+          fmt(s.messages),
+          fmt(s.seconds, 2),
+          fmt(cpuCeiling(s.processes)),
+          usageCell(s.processes, "peakRssMb"),
+          usageCell(s.processes, "cpuPer1000"),
+        ],
   );
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const numeric = (i: number) => i > 0 && i < header.length - 2;
@@ -146,7 +163,9 @@ export function formatWorkload(w: WorkloadResult): string {
   if (w.statements?.length) {
     lines.push("   heaviest statements (pg_stat_statements, Tidings' measured phase):");
     for (const st of w.statements.slice(0, 8)) {
-      lines.push(`     ${fmt(st.totalMs)} ms total, ${fmt(st.calls)} calls, ${fmt(st.meanMs, 2)} ms mean, ${fmt(st.rows)} rows: ${st.query.replace(/\s+/g, " ").slice(0, 110)}`);
+      lines.push(
+        `     ${fmt(st.totalMs)} ms total, ${fmt(st.calls)} calls, ${fmt(st.meanMs, 2)} ms mean, ${fmt(st.rows)} rows: ${st.query.replace(/\s+/g, " ").slice(0, 110)}`,
+      );
     }
   }
   return lines.join("\n");

@@ -4,7 +4,6 @@ import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
 import { SERVE_NODE_FLAGS } from "../../packages/server/src/runtime/nodeFlags.ts";
 
-
 /** What `npm start` runs: the bundled service (built once per bench process, as `prestart` does). */
 const BUNDLE = fileURLToPath(new URL("../../packages/server/dist/tidings.mjs", import.meta.url));
 const BUILD = fileURLToPath(new URL("../../scripts/build.mjs", import.meta.url));

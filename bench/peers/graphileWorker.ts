@@ -76,7 +76,12 @@ export async function graphileAddJob(ctx: BenchContext, label: string, total: nu
       await utils.addJob(TASK, payload(i));
     };
     await closedLoop(warmupCount(total), concurrency, (i) => send(total + i));
-    const { result: run, processes } = await measure(ctx, null, (r) => r.done, () => timedLoop(total, concurrency, PEER_MAX_SECONDS, send));
+    const { result: run, processes } = await measure(
+      ctx,
+      null,
+      (r) => r.done,
+      () => timedLoop(total, concurrency, PEER_MAX_SECONDS, send),
+    );
     return {
       system: GRAPHILE_WORKER,
       role: "peer",
@@ -93,11 +98,15 @@ export async function graphileAddJob(ctx: BenchContext, label: string, total: nu
 /** `addJobs()` of `batch` jobs per call with `concurrency` callers. */
 export async function graphileAddJobs(ctx: BenchContext, label: string, total: number, batch: number, concurrency: number): Promise<SystemResult> {
   return withUtils(ctx, label, async (utils) => {
-    const { result: seconds, processes } = await measure(ctx, null, () => total, () =>
-      closedLoop(Math.ceil(total / batch), concurrency, async (b) => {
-        const n = Math.min(batch, total - b * batch);
-        await utils.addJobs(Array.from({ length: n }, (_, k) => ({ identifier: TASK, payload: payload(b * batch + k) })));
-      }),
+    const { result: seconds, processes } = await measure(
+      ctx,
+      null,
+      () => total,
+      () =>
+        closedLoop(Math.ceil(total / batch), concurrency, async (b) => {
+          const n = Math.min(batch, total - b * batch);
+          await utils.addJobs(Array.from({ length: n }, (_, k) => ({ identifier: TASK, payload: payload(b * batch + k) })));
+        }),
     );
     return {
       system: GRAPHILE_WORKER,
@@ -128,15 +137,20 @@ export async function graphileProcess(ctx: BenchContext, label: string, total: n
     let handled = 0;
     let runner: Runner | null = null;
     try {
-      const { result: seconds, processes } = await measure(ctx, null, () => total, async () => {
-        const started = performance.now();
-        runner = await startWorker(dbUrl, () => {
-          handled++;
-        });
-        await until("graphile-worker to handle every job", () => handled >= total, ctx.sizes.phaseTimeoutMs, 10);
-        await until("graphile-worker to complete every job", async () => (await remaining(dbUrl)) === 0, ctx.sizes.phaseTimeoutMs, 50);
-        return (performance.now() - started) / 1000;
-      });
+      const { result: seconds, processes } = await measure(
+        ctx,
+        null,
+        () => total,
+        async () => {
+          const started = performance.now();
+          runner = await startWorker(dbUrl, () => {
+            handled++;
+          });
+          await until("graphile-worker to handle every job", () => handled >= total, ctx.sizes.phaseTimeoutMs, 10);
+          await until("graphile-worker to complete every job", async () => (await remaining(dbUrl)) === 0, ctx.sizes.phaseTimeoutMs, 50);
+          return (performance.now() - started) / 1000;
+        },
+      );
       return {
         system: GRAPHILE_WORKER,
         role: "peer",
@@ -170,11 +184,16 @@ export async function graphileLatency(ctx: BenchContext, label: string, rate: nu
       const warm = Math.round(rate * warmupSeconds);
       const total = Math.round(rate * seconds);
       await openLoop(warm, rate, (i) => send(-1 - i));
-      const { result: run, processes } = await measure(ctx, null, () => total, async () => {
-        const r = await openLoop(total, rate, send);
-        await until("graphile-worker tasks", () => [...Array(total).keys()].every((i) => started.has(i)), ctx.sizes.phaseTimeoutMs, 20);
-        return r;
-      });
+      const { result: run, processes } = await measure(
+        ctx,
+        null,
+        () => total,
+        async () => {
+          const r = await openLoop(total, rate, send);
+          await until("graphile-worker tasks", () => [...Array(total).keys()].every((i) => started.has(i)), ctx.sizes.phaseTimeoutMs, 20);
+          return r;
+        },
+      );
       const latency = summarize([...Array(total).keys()].map((i) => started.get(i)! - enqueued.get(i)!));
       return {
         system: GRAPHILE_WORKER,

@@ -47,7 +47,12 @@ export async function pgBossSend(ctx: BenchContext, label: string, total: number
       if (!id) throw new Error("pg-boss send returned no id");
     };
     await closedLoop(warmupCount(total), concurrency, (i) => send(total + i));
-    const { result: run, processes } = await measure(ctx, null, (r) => r.done, () => timedLoop(total, concurrency, PEER_MAX_SECONDS, send));
+    const { result: run, processes } = await measure(
+      ctx,
+      null,
+      (r) => r.done,
+      () => timedLoop(total, concurrency, PEER_MAX_SECONDS, send),
+    );
     return {
       system: PG_BOSS,
       role: "peer",
@@ -64,11 +69,15 @@ export async function pgBossSend(ctx: BenchContext, label: string, total: number
 /** `insert()` of `batch` jobs per call with `concurrency` callers. */
 export async function pgBossInsert(ctx: BenchContext, label: string, total: number, batch: number, concurrency: number): Promise<SystemResult> {
   return withBoss(ctx, label, async (boss) => {
-    const { result: seconds, processes } = await measure(ctx, null, () => total, () =>
-      closedLoop(Math.ceil(total / batch), concurrency, async (b) => {
-        const n = Math.min(batch, total - b * batch);
-        await boss.insert(Array.from({ length: n }, (_, k) => ({ name: QUEUE, data: payload(b * batch + k) })));
-      }),
+    const { result: seconds, processes } = await measure(
+      ctx,
+      null,
+      () => total,
+      () =>
+        closedLoop(Math.ceil(total / batch), concurrency, async (b) => {
+          const n = Math.min(batch, total - b * batch);
+          await boss.insert(Array.from({ length: n }, (_, k) => ({ name: QUEUE, data: payload(b * batch + k) })));
+        }),
     );
     return {
       system: PG_BOSS,
@@ -97,17 +106,22 @@ export async function pgBossProcess(ctx: BenchContext, label: string, total: num
     }
     await sql(dbUrl, "analyze");
     let handled = 0;
-    const { result: seconds, processes } = await measure(ctx, null, () => total, async () => {
-      const started = performance.now();
-      for (let w = 0; w < WORKERS; w++) {
-        await boss.work(QUEUE, { batchSize: BATCH, pollingIntervalSeconds: POLL_S }, async (jobs) => {
-          handled += jobs.length;
-        });
-      }
-      await until("pg-boss to handle every job", () => handled >= total, ctx.sizes.phaseTimeoutMs, 10);
-      await until("pg-boss to complete every job", async () => (await completed(dbUrl)) >= total, ctx.sizes.phaseTimeoutMs, 50);
-      return (performance.now() - started) / 1000;
-    });
+    const { result: seconds, processes } = await measure(
+      ctx,
+      null,
+      () => total,
+      async () => {
+        const started = performance.now();
+        for (let w = 0; w < WORKERS; w++) {
+          await boss.work(QUEUE, { batchSize: BATCH, pollingIntervalSeconds: POLL_S }, async (jobs) => {
+            handled += jobs.length;
+          });
+        }
+        await until("pg-boss to handle every job", () => handled >= total, ctx.sizes.phaseTimeoutMs, 10);
+        await until("pg-boss to complete every job", async () => (await completed(dbUrl)) >= total, ctx.sizes.phaseTimeoutMs, 50);
+        return (performance.now() - started) / 1000;
+      },
+    );
     await boss.offWork(QUEUE);
     return {
       system: PG_BOSS,
@@ -145,11 +159,16 @@ export async function pgBossLatency(ctx: BenchContext, label: string, rate: numb
     const warm = Math.round(rate * warmupSeconds);
     const total = Math.round(rate * seconds);
     await openLoop(warm, rate, (i) => send(-1 - i));
-    const { result: run, processes } = await measure(ctx, null, () => total, async () => {
-      const r = await openLoop(total, rate, send);
-      await until("pg-boss handlers", () => [...Array(total).keys()].every((i) => started.has(i)), ctx.sizes.phaseTimeoutMs, 20);
-      return r;
-    });
+    const { result: run, processes } = await measure(
+      ctx,
+      null,
+      () => total,
+      async () => {
+        const r = await openLoop(total, rate, send);
+        await until("pg-boss handlers", () => [...Array(total).keys()].every((i) => started.has(i)), ctx.sizes.phaseTimeoutMs, 20);
+        return r;
+      },
+    );
     const latencies = [...Array(total).keys()].map((i) => started.get(i)! - enqueued.get(i)!);
     const latency = summarize(latencies);
     await boss.offWork(QUEUE);

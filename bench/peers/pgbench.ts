@@ -58,7 +58,12 @@ export async function pgbenchInsert(
     try {
       const threads = Math.min(2, opts.clients);
       const args = ["-n", "-M", "prepared", "-c", String(opts.clients), "-j", String(threads), "-T", String(opts.seconds), "-f", file];
-      const { result: out, processes } = await measure(ctx, null, () => 0, () => runPgbench(args, pgEnv(db.url)));
+      const { result: out, processes } = await measure(
+        ctx,
+        null,
+        () => 0,
+        () => runPgbench(args, pgEnv(db.url)),
+      );
       const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? NaN);
       const tx = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? NaN);
       if (!Number.isFinite(tps)) throw new Error(`could not read pgbench's tps:\n${out}`);

@@ -48,13 +48,24 @@ function batch(round: number, app: string | null): NewMessage[] {
 }
 
 function leanValues(m: NewMessage[]): unknown[] {
-  return [m.map((x) => x.id), m.map((x) => x.app), m.map((x) => x.topic), m.map((x) => x.tag), m.map((x) => x.key), m.map((x) => x.payloadJson), m.map(() => "{}"), m.map((x) => x.contentHash)];
+  return [
+    m.map((x) => x.id),
+    m.map((x) => x.app),
+    m.map((x) => x.topic),
+    m.map((x) => x.tag),
+    m.map((x) => x.key),
+    m.map((x) => x.payloadJson),
+    m.map(() => "{}"),
+    m.map((x) => x.contentHash),
+  ];
 }
 
 /** Statements of 1,000 messages `parallel` at a time (4: the publish-batch workload's requests in flight). */
 async function time(label: string, app: string | null, run: (m: NewMessage[]) => Promise<unknown>, offset: number): Promise<void> {
   for (const parallel of [1, 4]) {
-    const rounds = Array.from({ length: ROUNDS }, (_, r) => Array.from({ length: parallel }, (_, k) => batch(offset + r * parallel + k + parallel * 1000, app)));
+    const rounds = Array.from({ length: ROUNDS }, (_, r) =>
+      Array.from({ length: parallel }, (_, k) => batch(offset + r * parallel + k + parallel * 1000, app)),
+    );
     const ms: number[] = [];
     for (const round of rounds) {
       const t0 = performance.now();
@@ -63,7 +74,9 @@ async function time(label: string, app: string | null, run: (m: NewMessage[]) =>
     }
     ms.sort((a, b) => a - b);
     const median = ms[ROUNDS / 2]!;
-    console.log(`${label.padEnd(62)} ×${parallel}: ${median.toFixed(1).padStart(6)} ms per ${parallel},000 = ${((parallel * 1000) / median).toFixed(1)}k msg/s`);
+    console.log(
+      `${label.padEnd(62)} ×${parallel}: ${median.toFixed(1).padStart(6)} ms per ${parallel},000 = ${((parallel * 1000) / median).toFixed(1)}k msg/s`,
+    );
   }
 }
 

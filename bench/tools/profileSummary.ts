@@ -58,14 +58,25 @@ function summarize(file: string, top: number, skipSeconds: number): string {
   }
   const busy = total - idle;
   const pct = (us: number) => `${((us / busy) * 100).toFixed(1).padStart(5)}%`;
-  const ms = (us: number) => `${Math.round(us / 1000).toLocaleString("en-US").padStart(7)} ms`;
+  const ms = (us: number) =>
+    `${Math.round(us / 1000)
+      .toLocaleString("en-US")
+      .padStart(7)} ms`;
   const lines = [
     `${file}: ${(total / 1e6).toFixed(1)} s sampled, ${(busy / 1e6).toFixed(1)} s busy (${((busy / total) * 100).toFixed(0)}%); shares are of busy time`,
     "  by area:",
   ];
-  for (const [a, us] of [...areas].filter(([a]) => a !== "(idle)").sort((x, y) => y[1] - x[1]).slice(0, top)) lines.push(`    ${ms(us)} ${pct(us)}  ${a}`);
+  for (const [a, us] of [...areas]
+    .filter(([a]) => a !== "(idle)")
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, top))
+    lines.push(`    ${ms(us)} ${pct(us)}  ${a}`);
   lines.push("  heaviest functions (self time):");
-  for (const [f, us] of [...functions].filter(([f]) => !f.startsWith("(idle)")).sort((x, y) => y[1] - x[1]).slice(0, top)) lines.push(`    ${ms(us)} ${pct(us)}  ${f}`);
+  for (const [f, us] of [...functions]
+    .filter(([f]) => !f.startsWith("(idle)"))
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, top))
+    lines.push(`    ${ms(us)} ${pct(us)}  ${f}`);
   return lines.join("\n");
 }
 

@@ -35,7 +35,9 @@ for (const w of report.workloads) {
     out.push("| system | p50 ms | p95 ms | p99 ms | max ms | n | peak RSS MB | CPU s / 1k msgs |", "|---|--:|--:|--:|--:|--:|---|---|");
     for (const s of w.systems) {
       const l = s.latency!;
-      out.push(`| ${s.system} | ${fmt(l.p50, 2)} | ${fmt(l.p95, 2)} | ${fmt(l.p99, 2)} | ${fmt(l.max, 1)} | ${fmt(l.count)} | ${usage(s.processes, "peakRssMb")} | ${usage(s.processes, "cpuPer1000")} |`);
+      out.push(
+        `| ${s.system} | ${fmt(l.p50, 2)} | ${fmt(l.p95, 2)} | ${fmt(l.p99, 2)} | ${fmt(l.max, 1)} | ${fmt(l.count)} | ${usage(s.processes, "peakRssMb")} | ${usage(s.processes, "cpuPer1000")} |`,
+      );
     }
   } else {
     out.push("| system | figure | msgs | secs | CPU ceiling/s | peak RSS MB | CPU s / 1k msgs |", "|---|--:|--:|--:|--:|---|---|");

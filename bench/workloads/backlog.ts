@@ -67,7 +67,13 @@ export async function backlog(ctx: BenchContext): Promise<Omit<WorkloadResult, "
     config: `${fmt(run.pending)} committed (bulk-loaded with SQL in ${run.seedSeconds.toFixed(1)} s), first ${fmt(run.delivered)} delivered and recorded; at the end ${tables
       .map((t) => `${t.table} ${fmt(t.live)} live / ${fmt(t.dead)} dead tuples, ${t.autovacuums} autovacuums, ${fmt(t.sizeMb)} MB`)
       .join("; ")}`,
-    extra: Object.fromEntries(tables.flatMap((t) => [[`${t.table}Dead`, t.dead], [`${t.table}Live`, t.live], [`${t.table}Autovacuums`, t.autovacuums]])),
+    extra: Object.fromEntries(
+      tables.flatMap((t) => [
+        [`${t.table}Dead`, t.dead],
+        [`${t.table}Live`, t.live],
+        [`${t.table}Autovacuums`, t.autovacuums],
+      ]),
+    ),
   }));
   const [few, many] = systems as [SystemResult, SystemResult];
   const r = ratio(many.figure, few.figure);
@@ -78,7 +84,12 @@ export async function backlog(ctx: BenchContext): Promise<Omit<WorkloadResult, "
     systems,
     ratios: [{ label: `${fmt(large)}/${fmt(small)} pending`, value: r }],
     targets: [
-      { target: "ratio ≥ 0.8", actual: fmt(r, 3), met: r >= 0.8, ...(r >= 0.8 ? {} : { gap: `missed by ${fmt(0.8 - r, 3)} (${fmt((1 - r / 0.8) * 100, 0)}% short)` }) },
+      {
+        target: "ratio ≥ 0.8",
+        actual: fmt(r, 3),
+        met: r >= 0.8,
+        ...(r >= 0.8 ? {} : { gap: `missed by ${fmt(0.8 - r, 3)} (${fmt((1 - r / 0.8) * 100, 0)}% short)` }),
+      },
       {
         target: "dead tuples bounded (deliveries: ≤ 2 per finished delivery, + 2 per delivery released from memory at the pause, until autovacuum)",
         actual: `${fmt(deliveriesDead)} dead tuples in deliveries after ${fmt(delivered)} deliveries finished (${fmt(deliveriesDead / delivered, 2)} per delivery)`,

@@ -12,8 +12,18 @@ import { seedMessages } from "./common.ts";
 import { NotAvailable } from "./notAvailable.ts";
 
 const BROKERS: { kind: BrokerKind; binary: string; system: string; config: string }[] = [
-  { kind: "rabbitmq", binary: "/usr/lib/rabbitmq/bin/rabbitmq-server", system: "rabbitmq", config: "durable quorum queue bound to a topic exchange; persistent messages, publisher confirms, mandatory" },
-  { kind: "nats", binary: "/usr/sbin/nats-server", system: "nats jetstream", config: "file-storage stream; Nats-Msg-Id = message id, each publish waits for its PubAck" },
+  {
+    kind: "rabbitmq",
+    binary: "/usr/lib/rabbitmq/bin/rabbitmq-server",
+    system: "rabbitmq",
+    config: "durable quorum queue bound to a topic exchange; persistent messages, publisher confirms, mandatory",
+  },
+  {
+    kind: "nats",
+    binary: "/usr/sbin/nats-server",
+    system: "nats jetstream",
+    config: "file-storage stream; Nats-Msg-Id = message id, each publish waits for its PubAck",
+  },
   { kind: "redis", binary: "/usr/bin/redis-server", system: "redis streams", config: "XADD to one stream; appendonly yes, appendfsync always" },
 ];
 
@@ -100,15 +110,11 @@ async function oneBroker(ctx: BenchContext, b: (typeof BROKERS)[number], total: 
           // timed from "ready" (node and tsx take a second to start): what was applied before is not counted
           const consumeStarted = performance.now();
           const before = await applied();
-          await until(
-            "the consumer to apply every message",
-            async () => (await applied()) >= total,
-            ctx.sizes.phaseTimeoutMs,
-            50,
-          );
+          await until("the consumer to apply every message", async () => (await applied()) >= total, ctx.sizes.phaseTimeoutMs, 50);
           const consumeSeconds = (performance.now() - consumeStarted) / 1000;
           await consumer.kill("SIGTERM");
-          const effects = (await counter.query("select count(*)::int as rows, count(distinct message_id)::int as ids from broker_effects")).rows[0] as BrokerRun["effects"];
+          const effects = (await counter.query("select count(*)::int as rows, count(distinct message_id)::int as ids from broker_effects"))
+            .rows[0] as BrokerRun["effects"];
           const consumerRate = Math.round((total - before) / consumeSeconds);
           ctx.log(`  ${b.system}: ${fmt(total / seconds)} deliveries/s; consumer ${fmt(consumerRate)} applied/s`);
           const system: SystemResult = {

@@ -21,15 +21,35 @@ export async function inbox(ctx: BenchContext): Promise<Omit<WorkloadResult, "na
 
       const run = async (system: string, config: string, one: (i: number) => Promise<unknown>, offset: number): Promise<SystemResult> => {
         await closedLoop(warm, concurrency, (i) => one(offset + total + i).then(() => undefined));
-        const { result: seconds, processes } = await measure(ctx, null, () => total, () => closedLoop(total, concurrency, (i) => one(offset + i).then(() => undefined)));
+        const { result: seconds, processes } = await measure(
+          ctx,
+          null,
+          () => total,
+          () => closedLoop(total, concurrency, (i) => one(offset + i).then(() => undefined)),
+        );
         return { system, role: "tidings", figure: Math.round(total / seconds), unit: "msg/s", messages: total, seconds, processes, config };
       };
       ctx.log("  plain transactions ...");
-      const plain = await run("business UPDATE alone", `db.transaction(UPDATE 1 of ${fmt(ACCOUNTS)} accounts) × ${concurrency} concurrent (pg, pool ${concurrency})`, (i) => db.transaction((tx) => creditAccount(tx, i)), 0);
+      const plain = await run(
+        "business UPDATE alone",
+        `db.transaction(UPDATE 1 of ${fmt(ACCOUNTS)} accounts) × ${concurrency} concurrent (pg, pool ${concurrency})`,
+        (i) => db.transaction((tx) => creditAccount(tx, i)),
+        0,
+      );
       ctx.log("  through the inbox ...");
-      const applied = await run("inbox.handle(), new messages", `inbox.handle(db, message, UPDATE) × ${concurrency} concurrent: the inbox row and the UPDATE in one transaction`, (i) => box.handle(db, message(i), (tx) => creditAccount(tx, i)), 0);
+      const applied = await run(
+        "inbox.handle(), new messages",
+        `inbox.handle(db, message, UPDATE) × ${concurrency} concurrent: the inbox row and the UPDATE in one transaction`,
+        (i) => box.handle(db, message(i), (tx) => creditAccount(tx, i)),
+        0,
+      );
       ctx.log("  duplicates ...");
-      const duplicates = await run("inbox.handle(), duplicates", `the same ${fmt(total)} messages again: each found applied and skipped, no UPDATE`, (i) => box.handle(db, message(i), (tx) => creditAccount(tx, i)), 0);
+      const duplicates = await run(
+        "inbox.handle(), duplicates",
+        `the same ${fmt(total)} messages again: each found applied and skipped, no UPDATE`,
+        (i) => box.handle(db, message(i), (tx) => creditAccount(tx, i)),
+        0,
+      );
       const [{ n }] = (await pool.query<{ n: string }>("select sum(balance) as n from accounts")).rows as [{ n: string }];
       // Warm-ups: plain and inbox each applied `warm` extra; the duplicate pass applied none, its warm-up neither (already applied).
       const expected = 2 * total + 2 * warm;

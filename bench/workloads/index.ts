@@ -97,7 +97,16 @@ export async function runWorkload(ctx: BenchContext, workload: Workload): Promis
     loadAverage.end = load();
     const stolenPercent = stolen(cpuAtStart, cpuTicks());
     calibrationMs.end = calibrate();
-    return { name: workload.name, startedAt, seconds: seconds(), loadAverage, calibrationMs, ...(stolenPercent === null ? {} : { stolenPercent }), status: "ok", ...body };
+    return {
+      name: workload.name,
+      startedAt,
+      seconds: seconds(),
+      loadAverage,
+      calibrationMs,
+      ...(stolenPercent === null ? {} : { stolenPercent }),
+      status: "ok",
+      ...body,
+    };
   } catch (error) {
     const notAvailable = error instanceof NotAvailable;
     if (!notAvailable) ctx.log(`  FAILED: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

@@ -41,11 +41,16 @@ export async function latency(ctx: BenchContext): Promise<Omit<WorkloadResult, "
       sent.clear();
       replied.clear();
       await resetStatements(ctx, db.url);
-      const { result: run, processes } = await measure(ctx, service.pid, () => total, async () => {
-        const r = await openLoop(total, rate, publish);
-        await until("every delivery", () => [...replied.keys()].every((id) => receiver.arrivals.has(id)), ctx.sizes.phaseTimeoutMs, 20);
-        return r;
-      });
+      const { result: run, processes } = await measure(
+        ctx,
+        service.pid,
+        () => total,
+        async () => {
+          const r = await openLoop(total, rate, publish);
+          await until("every delivery", () => [...replied.keys()].every((id) => receiver.arrivals.has(id)), ctx.sizes.phaseTimeoutMs, 20);
+          return r;
+        },
+      );
       statements = await topStatements(ctx, db.url);
       const ids = [...replied.keys()];
       const summary = summarize(ids.map((id) => receiver.arrivals.get(id)! - replied.get(id)!));

@@ -32,16 +32,26 @@ export async function outboxRelay(ctx: BenchContext): Promise<Omit<WorkloadResul
         await migrate(db);
         for (let first = 0; first < total; first += 1_000) {
           const n = Math.min(1_000, total - first);
-          await db.transaction((tx) => outbox.add(tx, Array.from({ length: n }, (_, k) => ({ topic: TOPIC, key: `ord_${first + k}`, payload: payload(first + k) }))));
+          await db.transaction((tx) =>
+            outbox.add(
+              tx,
+              Array.from({ length: n }, (_, k) => ({ topic: TOPIC, key: `ord_${first + k}`, payload: payload(first + k) })),
+            ),
+          );
         }
         await pool.query("analyze");
         await resetStatements(ctx, serviceDb.url);
-        const { result: seconds, processes } = await measure(ctx, service.pid, () => total, async () => {
-          const started = performance.now();
-          await outbox.start();
-          await until("the relay to send every row", async () => (await outbox.counts()).sent >= total, ctx.sizes.phaseTimeoutMs, 50);
-          return (performance.now() - started) / 1000;
-        });
+        const { result: seconds, processes } = await measure(
+          ctx,
+          service.pid,
+          () => total,
+          async () => {
+            const started = performance.now();
+            await outbox.start();
+            await until("the relay to send every row", async () => (await outbox.counts()).sent >= total, ctx.sizes.phaseTimeoutMs, 50);
+            return (performance.now() - started) / 1000;
+          },
+        );
         statements = await topStatements(ctx, serviceDb.url);
         const counts = await outbox.counts();
         if (counts.failed > 0) throw new Error(`${counts.failed} outbox rows failed`);

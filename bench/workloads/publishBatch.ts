@@ -21,8 +21,11 @@ export async function publishBatch(ctx: BenchContext): Promise<Omit<WorkloadResu
       const warm = Math.max(1, Math.round(requests / 20));
       await closedLoop(warm, concurrency, (b) => producer.publishBatch(total + b * batch, batch));
       await resetStatements(ctx, db.url);
-      const { result: seconds, processes } = await measure(ctx, service.pid, () => total, () =>
-        closedLoop(requests, concurrency, (b) => producer.publishBatch(b * batch, Math.min(batch, total - b * batch))),
+      const { result: seconds, processes } = await measure(
+        ctx,
+        service.pid,
+        () => total,
+        () => closedLoop(requests, concurrency, (b) => producer.publishBatch(b * batch, Math.min(batch, total - b * batch))),
       );
       statements = await topStatements(ctx, db.url);
       return {
@@ -43,7 +46,11 @@ export async function publishBatch(ctx: BenchContext): Promise<Omit<WorkloadResu
     await peer(ctx, notes, "pg-boss insert", () => pgBossInsert(ctx, "publish_batch", total, batch, concurrency)),
     await peer(ctx, notes, "graphile-worker addJobs", () => graphileAddJobs(ctx, "publish_batch", total, batch, concurrency)),
     await peer(ctx, notes, "pgbench 100-row INSERT", () =>
-      pgbenchInsert(ctx, "publish_batch", { clients: ctx.sizes.pgbenchBatch.clients, seconds: ctx.sizes.pgbenchBatch.seconds, rowsPerInsert: ctx.sizes.pgbenchBatch.rows }),
+      pgbenchInsert(ctx, "publish_batch", {
+        clients: ctx.sizes.pgbenchBatch.clients,
+        seconds: ctx.sizes.pgbenchBatch.seconds,
+        rowsPerInsert: ctx.sizes.pgbenchBatch.rows,
+      }),
     ),
   ].filter((s): s is SystemResult => s !== null);
   return {

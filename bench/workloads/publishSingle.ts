@@ -22,8 +22,11 @@ export async function publishSingle(ctx: BenchContext): Promise<Omit<WorkloadRes
     try {
       await closedLoop(warmupCount(total), concurrency, (i) => producer.publish(total + i).then(() => {}));
       await resetStatements(ctx, db.url);
-      const { result: seconds, processes } = await measure(ctx, service.pid, () => total, () =>
-        closedLoop(total, concurrency, (i) => producer.publish(i).then(() => {})),
+      const { result: seconds, processes } = await measure(
+        ctx,
+        service.pid,
+        () => total,
+        () => closedLoop(total, concurrency, (i) => producer.publish(i).then(() => {})),
       );
       statements = await topStatements(ctx, db.url);
       return {

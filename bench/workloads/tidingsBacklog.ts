@@ -47,14 +47,24 @@ export async function deliverBacklog(
     await sql(dbUrl, "analyze");
     await resetStatements(ctx, dbUrl);
     let receivedSeconds = 0;
-    const { result: seconds, processes } = await measure(ctx, service.pid, () => measured, async () => {
-      const started = performance.now();
-      await service.setSubscriptionEnabled("receiver", true);
-      await receiver.waitFor(measured, ctx.sizes.phaseTimeoutMs);
-      receivedSeconds = (performance.now() - started) / 1000;
-      await until("deliveries recorded", async () => (await service.metric("tidings_deliveries_delivered_total")) >= warm + measured, ctx.sizes.phaseTimeoutMs, 25);
-      return (performance.now() - started) / 1000;
-    });
+    const { result: seconds, processes } = await measure(
+      ctx,
+      service.pid,
+      () => measured,
+      async () => {
+        const started = performance.now();
+        await service.setSubscriptionEnabled("receiver", true);
+        await receiver.waitFor(measured, ctx.sizes.phaseTimeoutMs);
+        receivedSeconds = (performance.now() - started) / 1000;
+        await until(
+          "deliveries recorded",
+          async () => (await service.metric("tidings_deliveries_delivered_total")) >= warm + measured,
+          ctx.sizes.phaseTimeoutMs,
+          25,
+        );
+        return (performance.now() - started) / 1000;
+      },
+    );
     const statements = await topStatements(ctx, dbUrl);
     // Stop further deliveries before the tables are inspected.
     await service.setSubscriptionEnabled("receiver", false);

@@ -5,7 +5,6 @@ import { payload, TOPIC } from "../lib/payload.ts";
 import { atLeast, fmt, type SystemResult, type WorkloadResult } from "../lib/report.ts";
 import { ACCOUNTS, creditAccount, serviceRssTarget, withAccounts } from "./common.ts";
 
-
 /**
  * Workload 5: the SDK's `transaction()`: record the intent, prepare the half message at the
  * service, run the local transaction (barrier row + a business UPDATE) in the producer's own
@@ -27,7 +26,12 @@ export async function transactional(ctx: BenchContext): Promise<Omit<WorkloadRes
         };
         await closedLoop(warmupCount(total), concurrency, (i) => one(total + i));
         await resetStatements(ctx, serviceDb.url);
-        const { result: seconds, processes } = await measure(ctx, service.pid, () => total, () => closedLoop(total, concurrency, one));
+        const { result: seconds, processes } = await measure(
+          ctx,
+          service.pid,
+          () => total,
+          () => closedLoop(total, concurrency, one),
+        );
         const producerStatements = (await topStatements(ctx, producerDb.url)) ?? [];
         statements = await topStatements(ctx, serviceDb.url);
         if (statements) {

@@ -46,7 +46,11 @@ let stopEmbedded: (() => Promise<void>) | null = null;
 if (values.embedded || !(await answers(given))) {
   const { startEmbeddedDb } = await import("../../packages/server/src/runtime/embeddedDb.ts");
   const dataDir = resolve(process.env.TIDINGS_DATA_DIR || "./.tidings");
-  log(values.embedded ? `starting the embedded PostgreSQL in ${dataDir}` : `${given.replace(/:[^:@/]*@/, ":***@")} does not answer: starting the embedded PostgreSQL in ${dataDir}`);
+  log(
+    values.embedded
+      ? `starting the embedded PostgreSQL in ${dataDir}`
+      : `${given.replace(/:[^:@/]*@/, ":***@")} does not answer: starting the embedded PostgreSQL in ${dataDir}`,
+  );
   const quiet = { info: () => undefined, debug: () => undefined, warn: (o: unknown, m?: string) => log(`embedded PostgreSQL: ${m ?? JSON.stringify(o)}`) };
   const embedded = await startEmbeddedDb(dataDir, quiet as unknown as Parameters<typeof startEmbeddedDb>[1]);
   postgresUrl = embedded.url;
@@ -85,9 +89,7 @@ stock per SKU                 ${result.skus - result.wrongStock.length}/${result
     result.paidNotDeducted.length === 0 &&
     result.deductedNotPaid.length === 0;
   console.log(
-    ok
-      ? `CHECK PASSED: orders paid = stock deducted = ${result.ordersPaid}, order by order and SKU by SKU (${result.seconds.toFixed(1)} s)`
-      : "CHECK FAILED",
+    ok ? `CHECK PASSED: orders paid = stock deducted = ${result.ordersPaid}, order by order and SKU by SKU (${result.seconds.toFixed(1)} s)` : "CHECK FAILED",
   );
 } finally {
   await stopEmbedded?.();

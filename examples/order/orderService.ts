@@ -29,7 +29,10 @@ export async function payOrder(tidings: TidingsClient, db: Executor, sn: string,
   const [order] = await db.query<{ sku: string; qty: number }>("SELECT sku, qty FROM orders WHERE sn = $1", [sn]);
   if (!order) throw new Error(`no order ${sn}`);
   await tidings.transaction(db, { topic: ORDER_TOPIC, key: sn, payload: { sn, sku: order.sku, qty: order.qty } }, async (tx, { messageId }) => {
-    const paid = await tx.query("UPDATE orders SET status = 'paid', paid_at = now(), message_id = $2 WHERE sn = $1 AND status = 'new' RETURNING sn", [sn, messageId]);
+    const paid = await tx.query("UPDATE orders SET status = 'paid', paid_at = now(), message_id = $2 WHERE sn = $1 AND status = 'new' RETURNING sn", [
+      sn,
+      messageId,
+    ]);
     if (paid.length === 0) throw new Error(`order ${sn} is not new`);
     await beforeCommit?.();
   });
@@ -49,7 +52,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const settle = (how: keyof typeof tally) => {
     tally[how]++;
     if (tally.paid + tally.failed + tally["before-local-commit"] + tally["after-local-commit"] === orders.length) {
-      say(`ready: ${tally.paid} paid, ${tally["before-local-commit"]} stopped before the local commit, ${tally["after-local-commit"]} after it, ${tally.failed} failed`);
+      say(
+        `ready: ${tally.paid} paid, ${tally["before-local-commit"]} stopped before the local commit, ${tally["after-local-commit"]} after it, ${tally.failed} failed`,
+      );
     }
   };
   const stopHere = (crash: "before-local-commit" | "after-local-commit"): Promise<never> => {

@@ -116,14 +116,28 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
   const pools: pg.Pool[] = [];
   let inventory: InventoryServer | null = null;
   try {
-    await onAdmin(options.postgresUrl, Object.values(names).map((n) => `CREATE DATABASE ${n}`));
-    const urls = { service: withDatabase(options.postgresUrl, names.service), orders: withDatabase(options.postgresUrl, names.orders), inventory: withDatabase(options.postgresUrl, names.inventory) };
+    await onAdmin(
+      options.postgresUrl,
+      Object.values(names).map((n) => `CREATE DATABASE ${n}`),
+    );
+    const urls = {
+      service: withDatabase(options.postgresUrl, names.service),
+      orders: withDatabase(options.postgresUrl, names.orders),
+      inventory: withDatabase(options.postgresUrl, names.inventory),
+    };
     log(`databases: ${names.service} (Tidings), ${names.orders} (order service), ${names.inventory} (inventory service)`);
 
     const adminKey = `demo-admin-${randomBytes(12).toString("hex")}`;
     const service = await runTidings(
       ["serve"],
-      { DATABASE_URL: urls.service, TIDINGS_PORT: "0", TIDINGS_ADMIN_KEY: adminKey, TIDINGS_LOG_LEVEL: "warn", TIDINGS_POLL_INTERVAL: "100ms", TIDINGS_CHECK_INTERVAL: "500ms" },
+      {
+        DATABASE_URL: urls.service,
+        TIDINGS_PORT: "0",
+        TIDINGS_ADMIN_KEY: adminKey,
+        TIDINGS_LOG_LEVEL: "warn",
+        TIDINGS_POLL_INTERVAL: "100ms",
+        TIDINGS_CHECK_INTERVAL: "500ms",
+      },
       /Tidings is running at (\S+)/,
     );
     children.push(service);
@@ -149,7 +163,10 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
     });
     for (let i = 0; i < plan.length; i += 500) {
       const chunk = plan.slice(i, i + 500);
-      await orderDb.query(`INSERT INTO orders (sn, sku, qty) VALUES ${chunk.map((_, j) => `($${3 * j + 1}, $${3 * j + 2}, $${3 * j + 3})`).join(", ")}`, chunk.flatMap((o) => [o.sn, o.sku, o.qty]));
+      await orderDb.query(
+        `INSERT INTO orders (sn, sku, qty) VALUES ${chunk.map((_, j) => `($${3 * j + 1}, $${3 * j + 2}, $${3 * j + 3})`).join(", ")}`,
+        chunk.flatMap((o) => [o.sn, o.sku, o.qty]),
+      );
     }
     log(`${total} new orders over ${skus.length} SKUs; stock 100000 each`);
 
@@ -157,7 +174,12 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
     const subscription = await fetch(`${service.ready}/v1/subscriptions`, {
       method: "POST",
       headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },
-      body: JSON.stringify({ name: "inventory", topic: ORDER_TOPIC, endpoint: { type: "http", url: inventory.url }, retry: { schedule: ["100ms", "500ms", "1s"], maxAttempts: 50 } }),
+      body: JSON.stringify({
+        name: "inventory",
+        topic: ORDER_TOPIC,
+        endpoint: { type: "http", url: inventory.url },
+        retry: { schedule: ["100ms", "500ms", "1s"], maxAttempts: 50 },
+      }),
     });
     if (!subscription.ok) throw new Error(`subscription: HTTP ${subscription.status} ${await subscription.text()}`);
     inventory.use(String(((await subscription.json()) as { secret: string }).secret));
@@ -166,12 +188,24 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
     const port = await freePort();
     const app = await admin.apps.create({ name: "order", checkUrl: `http://127.0.0.1:${port}/tidings/check` });
     log(`app "order": check URL http://127.0.0.1:${port}/tidings/check (served by whichever order-service process is running)`);
-    const orderServiceEnv = { ORDER_DB_URL: urls.orders, TIDINGS_URL: service.ready, TIDINGS_API_KEY: app.apiKey, TIDINGS_SECRET: app.secret, PORT: String(port), CHECK_AFTER: "1s" };
+    const orderServiceEnv = {
+      ORDER_DB_URL: urls.orders,
+      TIDINGS_URL: service.ready,
+      TIDINGS_API_KEY: app.apiKey,
+      TIDINGS_SECRET: app.secret,
+      PORT: String(port),
+      CHECK_AFTER: "1s",
+    };
 
     let kills = 0;
     for (let i = 0; i < plan.length; i += perProcess) {
       const batch = plan.slice(i, i + perProcess);
-      const orderService = await runScript(ORDER_SERVICE, [], { ...orderServiceEnv, ORDERS: JSON.stringify(batch.map(({ sn, crash }) => ({ sn, crash }))) }, /order service listening/);
+      const orderService = await runScript(
+        ORDER_SERVICE,
+        [],
+        { ...orderServiceEnv, ORDERS: JSON.stringify(batch.map(({ sn, crash }) => ({ sn, crash }))) },
+        /order service listening/,
+      );
       children.push(orderService);
       const ready = await orderService.waitFor(/^ready: (.*)$/m, 60_000);
       await orderService.kill("SIGKILL");
@@ -195,10 +229,16 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
     );
     const committed = messages.filter((m) => m.state === "committed").length;
     log(`all ${total} messages resolved: ${committed} committed, ${total - committed} rolled back`);
-    await until("the inventory to catch up", async () => Number((await inventoryDb.query<{ n: number }>("SELECT count(*)::int AS n FROM deductions"))[0]!.n) >= committed, 120_000);
+    await until(
+      "the inventory to catch up",
+      async () => Number((await inventoryDb.query<{ n: number }>("SELECT count(*)::int AS n FROM deductions"))[0]!.n) >= committed,
+      120_000,
+    );
     await sleep(500); // let any late duplicate arrive (the inbox must skip it)
 
-    const paid = new Map((await orderDb.query<{ sn: string; sku: string; qty: number }>("SELECT sn, sku, qty FROM orders WHERE status = 'paid'")).map((o) => [o.sn, o]));
+    const paid = new Map(
+      (await orderDb.query<{ sn: string; sku: string; qty: number }>("SELECT sn, sku, qty FROM orders WHERE status = 'paid'")).map((o) => [o.sn, o]),
+    );
     const deductions = await inventoryDb.query<{ sn: string }>("SELECT sn FROM deductions");
     const deducted = new Set(deductions.map((d) => d.sn));
     const stock = await inventoryDb.query<{ sku: string; qty: number; initial: number }>("SELECT sku, qty, initial FROM stock ORDER BY sku");
@@ -231,7 +271,11 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
     for (const child of children.reverse()) await child.kill("SIGTERM").catch(() => undefined);
     await inventory?.close();
     for (const pool of pools) await pool.end().catch(() => undefined);
-    if (!options.keep) await onAdmin(options.postgresUrl, Object.values(names).map((n) => `DROP DATABASE IF EXISTS ${n} WITH (FORCE)`)).catch(() => undefined);
+    if (!options.keep)
+      await onAdmin(
+        options.postgresUrl,
+        Object.values(names).map((n) => `DROP DATABASE IF EXISTS ${n} WITH (FORCE)`),
+      ).catch(() => undefined);
     else log(`kept databases ${Object.values(names).join(", ")}`);
   }
 }

@@ -15,7 +15,10 @@ export const ACCOUNT_SCHEMA = [
 /** Credits one recharge, in the inbox's transaction. */
 export async function credit(message: Envelope, tx: Executor): Promise<void> {
   const r = message.payload as Recharge;
-  await tx.query("INSERT INTO accounts (id, balance) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + EXCLUDED.balance", [r.account, r.amount]);
+  await tx.query("INSERT INTO accounts (id, balance) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + EXCLUDED.balance", [
+    r.account,
+    r.amount,
+  ]);
   await tx.query("INSERT INTO credits (message_id, account, amount) VALUES ($1, $2, $3)", [message.id, r.account, r.amount]);
 }
 
@@ -40,24 +43,30 @@ export interface AccountServer {
  * them before the business transaction commits and half after it. It listens first (the
  * subscription needs its URL) and is given the subscription's signing secret with `use`.
  */
-export async function startAccountServer(options: { db: Executor; inbox: Inbox; failureRate: number; random: () => number }): Promise<AccountServer & { use(secret: string): void }> {
+export async function startAccountServer(options: {
+  db: Executor;
+  inbox: Inbox;
+  failureRate: number;
+  random: () => number;
+}): Promise<AccountServer & { use(secret: string): void }> {
   const stats: FlakyStats = { calls: 0, failedBeforeCommit: 0, failedAfterCommit: 0, applied: 0, duplicates: 0 };
   const failures = new Map<string, "before" | "after">();
   let handler: ReturnType<typeof nodeHandler> | null = null;
   const use = (secret: string) => (handler = nodeHandler(receiverFor(secret)));
-  const receiverFor = (secret: string) => createReceiver({
-    secret,
-    db: options.db,
-    inbox: options.inbox,
-    async handle(message, tx) {
-      await credit(message, tx);
-      if (failures.get(message.id) === "before") throw new Error("injected failure before commit");
-    },
-    onEvent(event) {
-      if (event.type === "applied") stats.applied++;
-      if (event.type === "duplicate") stats.duplicates++;
-    },
-  });
+  const receiverFor = (secret: string) =>
+    createReceiver({
+      secret,
+      db: options.db,
+      inbox: options.inbox,
+      async handle(message, tx) {
+        await credit(message, tx);
+        if (failures.get(message.id) === "before") throw new Error("injected failure before commit");
+      },
+      onEvent(event) {
+        if (event.type === "applied") stats.applied++;
+        if (event.type === "duplicate") stats.duplicates++;
+      },
+    });
   const server: Server = createServer((req, res) => {
     if (!handler) return void res.writeHead(503).end("not ready");
     stats.calls++;

@@ -41,7 +41,13 @@ inbox                         ${r.applied} applied, ${r.duplicates} duplicates s
 credit journal                ${result.credits.rows} rows for ${result.credits.distinctMessages} distinct messages
 balances                      ${result.balancesChecked - result.wrongBalances.length}/${result.balancesChecked} accounts equal the sum of their recharges
 `);
-const ok = result.wrongBalances.length === 0 && result.credits.rows === result.recharges && result.credits.distinctMessages === result.recharges && result.inbox.applied === result.recharges;
+const ok =
+  result.wrongBalances.length === 0 &&
+  result.credits.rows === result.recharges &&
+  result.credits.distinctMessages === result.recharges &&
+  result.inbox.applied === result.recharges;
 for (const w of result.wrongBalances) console.log(`  WRONG ${w.account}: expected ${w.expected}, got ${w.actual}`);
-console.log(ok ? `CHECK PASSED: every balance is exact and each of ${result.recharges} recharges was applied once (${result.seconds.toFixed(1)} s)` : "CHECK FAILED");
+console.log(
+  ok ? `CHECK PASSED: every balance is exact and each of ${result.recharges} recharges was applied once (${result.seconds.toFixed(1)} s)` : "CHECK FAILED",
+);
 process.exit(ok ? 0 : 1);

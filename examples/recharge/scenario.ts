@@ -125,7 +125,11 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
     log(`databases: ${names.service} (service), ${names.recharge} (recharge service), ${names.account} (account service)`);
 
     const adminKey = `demo-admin-${randomBytes(12).toString("hex")}`;
-    const service = await runTidings(["serve"], { DATABASE_URL: urls.service, TIDINGS_PORT: "0", TIDINGS_ADMIN_KEY: adminKey, TIDINGS_LOG_LEVEL: "warn", TIDINGS_POLL_INTERVAL: "200ms" }, /Tidings is running at (\S+)/);
+    const service = await runTidings(
+      ["serve"],
+      { DATABASE_URL: urls.service, TIDINGS_PORT: "0", TIDINGS_ADMIN_KEY: adminKey, TIDINGS_LOG_LEVEL: "warn", TIDINGS_POLL_INTERVAL: "200ms" },
+      /Tidings is running at (\S+)/,
+    );
     children.push(service);
     const serviceUrl = service.ready;
     log(`tidings serve: ${serviceUrl} (pid ${service.process.pid})`);
@@ -198,7 +202,11 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
     log(`outbox: all ${total} rows sent`);
     await until("every recharge applied", async () => (await inbox.counts(accountDb)).applied === total, 180_000);
     // Deliveries whose reply was "lost" after commit are still being retried: wait for them too.
-    await until("no delivery pending", async () => ((await api(serviceUrl, adminKey, "/v1/messages?deliveryState=pending&limit=1")).items as unknown[]).length === 0, 180_000);
+    await until(
+      "no delivery pending",
+      async () => ((await api(serviceUrl, adminKey, "/v1/messages?deliveryState=pending&limit=1")).items as unknown[]).length === 0,
+      180_000,
+    );
     log("service: no delivery pending");
 
     // The checks.
@@ -211,7 +219,9 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
       const a = actual.get(account) ?? 0;
       if (e !== a) wrongBalances.push({ account, expected: e, actual: a });
     }
-    const [creditRow] = await accountDb.query<{ rows: string; distinct_messages: string }>("SELECT COUNT(*) AS rows, COUNT(DISTINCT message_id) AS distinct_messages FROM credits");
+    const [creditRow] = await accountDb.query<{ rows: string; distinct_messages: string }>(
+      "SELECT COUNT(*) AS rows, COUNT(DISTINCT message_id) AS distinct_messages FROM credits",
+    );
     const [inboxRow] = await accountDb.query<{ applied: string; failed: string; attempts: string }>(
       "SELECT COUNT(*) FILTER (WHERE status = 'applied') AS applied, COUNT(*) FILTER (WHERE status = 'failed') AS failed, COALESCE(SUM(attempts), 0) AS attempts FROM tidings_inbox",
     );

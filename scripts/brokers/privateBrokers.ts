@@ -220,7 +220,12 @@ abstract class Base implements PrivateBroker {
     await this.launch();
     const server = this.server!;
     try {
-      await waitReady(this.kind, () => this.ready(), () => alive(server.pid!), 120_000);
+      await waitReady(
+        this.kind,
+        () => this.ready(),
+        () => alive(server.pid!),
+        120_000,
+      );
     } catch (error) {
       throw new Error(`${(error as Error).message} (port ${this.port}); its output:\n${tail(join(this.dir, "commands.log"))}`);
     }
@@ -266,8 +271,26 @@ class Redis extends Base {
     // appendfsync always: an XADD reply means the entry is on disk, so a SIGKILL loses nothing confirmed
     this.server = launch(
       "/usr/bin/redis-server",
-      ["--bind", "127.0.0.1", "--port", String(this.port), "--dir", this.dir, "--daemonize", "no", "--save", "", "--appendonly", "yes",
-        "--appendfsync", "always", "--protected-mode", "yes", "--logfile", join(this.dir, "redis.log")],
+      [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        String(this.port),
+        "--dir",
+        this.dir,
+        "--daemonize",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--protected-mode",
+        "yes",
+        "--logfile",
+        join(this.dir, "redis.log"),
+      ],
       process.env,
       join(this.dir, "commands.log"),
     );
@@ -368,7 +391,12 @@ class Rabbitmq extends Base {
       // The VM must find our epmd listening: otherwise it starts one of its own on the same port,
       // and under load the two race and the node fails to register.
       const epmd = this.epmd;
-      await waitReady("epmd", () => listening(this.epmdPort), () => alive(epmd.pid!), 10_000);
+      await waitReady(
+        "epmd",
+        () => listening(this.epmdPort),
+        () => alive(epmd.pid!),
+        10_000,
+      );
     }
     rmSync(join(d, "beam.pid"), { force: true });
     this.server = launch("/usr/lib/rabbitmq/bin/rabbitmq-server", [], this.env(), join(d, "commands.log"));

@@ -27,11 +27,7 @@ export class TidingsError extends Error {
   readonly field: string | undefined;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(
-    code: TidingsErrorCode,
-    message: string,
-    options: { status?: number; field?: string; cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
+  constructor(code: TidingsErrorCode, message: string, options: { status?: number; field?: string; cause?: unknown; details?: Record<string, unknown> } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = options.status;

@@ -21,9 +21,24 @@ export { Relay, type RelayEvent, type RelayOptions } from "./outbox/relay.ts";
 export { backoffDelayMs, type BackoffPolicy } from "./domain/backoff.ts";
 
 // transactional (half) messages: tidings.transaction(db, message, fn), tidings.checkBackHandler(db)
-export { runTransaction, type TransactionCallback, type TransactionCallOptions, type TransactionContext, type TransactionDefaults, type TransactionEvent } from "./transaction/transaction.ts";
+export {
+  runTransaction,
+  type TransactionCallback,
+  type TransactionCallOptions,
+  type TransactionContext,
+  type TransactionDefaults,
+  type TransactionEvent,
+} from "./transaction/transaction.ts";
 export { cleanupBarriers, decide, type BarrierCleanupOptions, type BarrierOutcome, type CheckAnswer } from "./transaction/barrier.ts";
-export { createCheckBackHandler, parseCheckRequest, type CheckBackAnswer, type CheckBackEvent, type CheckBackHandler, type CheckBackHandlerOptions, type CheckRequest } from "./checkBack/checkBackHandler.ts";
+export {
+  createCheckBackHandler,
+  parseCheckRequest,
+  type CheckBackAnswer,
+  type CheckBackEvent,
+  type CheckBackHandler,
+  type CheckBackHandlerOptions,
+  type CheckRequest,
+} from "./checkBack/checkBackHandler.ts";
 
 // consumer side
 export type { Envelope } from "./domain/envelope.ts";
@@ -41,6 +56,17 @@ export type { RedisConsumeOptions } from "./consume/redis.ts";
 
 // the service's API
 export { TidingsClient, MessagesApi, AlertsApi, AppsApi, type TidingsClientOptions } from "./client/client.ts";
-export type { AlertInfo, AppInfo, AttemptInfo, BatchOutcomes, CheckAfter, CheckInfo, DeliveryInfo, ListMessagesQuery, MessageInfo, MessagePage } from "./client/apiTypes.ts";
+export type {
+  AlertInfo,
+  AppInfo,
+  AttemptInfo,
+  BatchOutcomes,
+  CheckAfter,
+  CheckInfo,
+  DeliveryInfo,
+  ListMessagesQuery,
+  MessageInfo,
+  MessagePage,
+} from "./client/apiTypes.ts";
 export type { HttpOptions } from "./client/http.ts";
 export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";

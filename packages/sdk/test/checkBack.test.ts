@@ -27,7 +27,10 @@ const newId = (label: string) => `${label}-${randomBytes(5).toString("hex")}`;
 function gate() {
   let open!: () => void;
   let fail!: (error: Error) => void;
-  const closed = new Promise<void>((resolve, reject) => ((open = resolve), (fail = reject)));
+  const closed = new Promise<void>((resolve, reject) => {
+    open = resolve;
+    fail = reject;
+  });
   return { closed, open: () => open(), fail: (error: Error) => fail(error) };
 }
 
@@ -45,13 +48,18 @@ async function preparedThenCrashed(db: Executor, id: string): Promise<void> {
       throw new Error("the producer died here");
     }) as typeof fetch,
   });
-  await assert.rejects(crashing.transaction(db, { id, topic: world.topic, payload: { id } }, async () => assert.fail("never runs"), { checkAfter: "1h" }), /died here/);
+  await assert.rejects(
+    crashing.transaction(db, { id, topic: world.topic, payload: { id } }, async () => assert.fail("never runs"), { checkAfter: "1h" }),
+    /died here/,
+  );
   assert.equal((await world.tidings.messages.get(id))?.state, "prepared");
 }
 
 /** A check's HTTP answer through the handler's fetch form. */
 async function ask(handler: CheckBackHandler, check: { body: string; headers: Record<string, string> }, method = "POST") {
-  const response = await handler.fetch(new Request("http://local/tidings/check", { method, headers: check.headers, body: method === "GET" ? undefined : check.body }));
+  const response = await handler.fetch(
+    new Request("http://local/tidings/check", { method, headers: check.headers, body: method === "GET" ? undefined : check.body }),
+  );
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
@@ -95,11 +103,16 @@ for (const dialect of DIALECTS) {
         await addOrders(db, [sn]);
         const g = gate();
         let inside = false;
-        const producing = world.tidings.transaction(db, { id: sn, topic: world.topic, payload: {} }, async (tx) => {
-          await payOrder(tx, sn);
-          inside = true;
-          await g.closed;
-        }, { checkAfter: "1h" });
+        const producing = world.tidings.transaction(
+          db,
+          { id: sn, topic: world.topic, payload: {} },
+          async (tx) => {
+            await payOrder(tx, sn);
+            inside = true;
+            await g.closed;
+          },
+          { checkAfter: "1h" },
+        );
         await waitFor("the callback is running", () => inside);
 
         const started = Date.now();
@@ -111,7 +124,10 @@ for (const dialect of DIALECTS) {
         await waitFor("the second check waiting for the transaction's barrier key", async () => (await lockWaiters(db)) > 0, 15_000, 150);
         if (ending === "commits") g.open();
         else g.fail(new Error("declined"));
-        const settled = await producing.then(() => "committed", () => "rolled back");
+        const settled = await producing.then(
+          () => "committed",
+          () => "rolled back",
+        );
         const answer = await waiting;
         if (ending === "commits") {
           assert.equal(settled, "committed");
@@ -155,13 +171,20 @@ for (const dialect of DIALECTS) {
       ];
       try {
         for (const [name, check, status, code] of cases) {
-          for (const [how, answer] of [["fetch", await ask(handler, check)], ["node http", await overHttp(check)]] as const) {
+          for (const [how, answer] of [
+            ["fetch", await ask(handler, check)],
+            ["node http", await overHttp(check)],
+          ] as const) {
             assert.equal(answer.status, status, `${name} (${how}): ${JSON.stringify(answer.body)}`);
             assert.equal((answer.body.error as { code?: string } | undefined)?.code, code, `${name} (${how})`);
           }
         }
         assert.equal((await ask(handler, good, "GET")).status, 405);
-        assert.deepEqual({ barriers: await countRows(db, "tidings_tx_barrier"), intents: await countRows(db, "tidings_tx_intent") }, before, "nothing was written");
+        assert.deepEqual(
+          { barriers: await countRows(db, "tidings_tx_barrier"), intents: await countRows(db, "tidings_tx_intent") },
+          before,
+          "nothing was written",
+        );
         assert.equal(await barrierOf(db, id), null);
         assert.equal((await world.tidings.messages.get(id))?.state, "prepared");
         // The same check, well-formed and signed, is answered (and only now writes its barrier).
@@ -178,18 +201,34 @@ for (const dialect of DIALECTS) {
       await addOrders(db, [sn]);
       const g = gate();
       // The local transaction hangs (holding its barrier key) far past every check.
-      const producing = world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
-        await payOrder(tx, sn);
-        await g.closed;
-      }, { checkAfter: "100ms" });
+      const producing = world.tidings.transaction(
+        db,
+        { id: sn, topic: world.topic, payload: { sn } },
+        async (tx) => {
+          await payOrder(tx, sn);
+          await g.closed;
+        },
+        { checkAfter: "100ms" },
+      );
       try {
-        const doubtful = await waitFor("in doubt", async () => {
-          const m = await world.admin.messages.get(world.full(sn));
-          return m?.inDoubtAt ? m : null;
-        }, 30_000);
+        const doubtful = await waitFor(
+          "in doubt",
+          async () => {
+            const m = await world.admin.messages.get(world.full(sn));
+            return m?.inDoubtAt ? m : null;
+          },
+          30_000,
+        );
         assert.equal(doubtful.state, "prepared");
         assert.equal(doubtful.checks, 3);
-        assert.deepEqual((await world.admin.messages.checks(world.full(sn))).map((c) => [c.check, c.answer]), [[1, "unknown"], [2, "unknown"], [3, "unknown"]]);
+        assert.deepEqual(
+          (await world.admin.messages.checks(world.full(sn))).map((c) => [c.check, c.answer]),
+          [
+            [1, "unknown"],
+            [2, "unknown"],
+            [3, "unknown"],
+          ],
+        );
         assert.ok((await world.admin.messages.list({ state: "in_doubt", topic: world.topic })).items.some((m) => m.id === sn));
         assert.ok((await world.admin.alerts.list()).some((a) => a.kind === "message_in_doubt" && a.messageId === world.full(sn)));
         assert.equal(world.deliveries(sn), undefined);
@@ -226,10 +265,12 @@ describe("check-back handler mounts", () => {
     return `http://127.0.0.1:${(server.address() as AddressInfo).port}/tidings/check`;
   };
   type Post = (check: { body: string; headers: Record<string, string> }) => Promise<{ status: number; body: unknown }>;
-  const overHttp = (url: string): Post => async (check) => {
-    const response = await fetch(url, { method: "POST", headers: check.headers, body: check.body });
-    return { status: response.status, body: await response.json() };
-  };
+  const overHttp =
+    (url: string): Post =>
+    async (check) => {
+      const response = await fetch(url, { method: "POST", headers: check.headers, body: check.body });
+      return { status: response.status, body: await response.json() };
+    };
   const mounts: Array<{ name: string; setup(): Promise<{ post: Post; close(): Promise<void> }> }> = [
     {
       name: "node:http",

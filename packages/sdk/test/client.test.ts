@@ -39,8 +39,11 @@ test("the client's default transport: idempotent calls retried after 5xx, the an
 
 test("the client's default transport: a 4xx is a TidingsError naming the field, not retried; 404 on get is null", async () => {
   const s = await server((req, res) => {
-    if (req.method === "GET") return void res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "not_found", message: "no" } }));
-    res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "invalid", message: "topic is required", field: "topic" } }));
+    if (req.method === "GET")
+      return void res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "not_found", message: "no" } }));
+    res
+      .writeHead(400, { "content-type": "application/json" })
+      .end(JSON.stringify({ error: { code: "invalid", message: "topic is required", field: "topic" } }));
   });
   try {
     const client = new TidingsClient({ url: s.url, apiKey: "k", retries: 2 });
@@ -68,5 +71,8 @@ test("the client's default transport: no answer in time is a timeout, a closed p
     await s.close();
   }
   const closed = new TidingsClient({ url: s.url, apiKey: "k", retries: 1 });
-  await assert.rejects(closed.messages.get("m"), (error: unknown) => error instanceof TidingsError && error.code === "network" && /ECONNREFUSED/.test(error.message));
+  await assert.rejects(
+    closed.messages.get("m"),
+    (error: unknown) => error instanceof TidingsError && error.code === "network" && /ECONNREFUSED/.test(error.message),
+  );
 });

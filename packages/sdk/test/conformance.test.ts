@@ -45,7 +45,10 @@ for (const adapter of ADAPTERS) {
     });
 
     test("migrate creates the tables once and is a no-op the second time", async () => {
-      assert.deepEqual(await migrate(db), sqlMigrations(adapter.dialect).map((m) => m.version));
+      assert.deepEqual(
+        await migrate(db),
+        sqlMigrations(adapter.dialect).map((m) => m.version),
+      );
       assert.deepEqual(await migrate(db), []);
       assert.deepEqual(await outbox.counts(), { pending: 0, sent: 0, failed: 0 });
     });
@@ -119,10 +122,14 @@ for (const adapter of ADAPTERS) {
       await db.query(`UPDATE tidings_inbox SET updated_at = ${hourAgo} WHERE consumer = ${p(1)} AND id LIKE 'old-%'`, ["conformance-tidy"]);
       // Messages keep coming (a new one, then its redeliveries); one handled after the cleanup
       // interval has passed starts the cleanup that deletes the old records.
-      await waitFor("the old records deleted", async () => {
-        await tidy.handle(db, { id: `new-${adapter.name}`, topic: "conf.tidy" }, noop);
-        return (await tidy.counts(db)).applied === 1;
-      }, 10_000);
+      await waitFor(
+        "the old records deleted",
+        async () => {
+          await tidy.handle(db, { id: `new-${adapter.name}`, topic: "conf.tidy" }, noop);
+          return (await tidy.counts(db)).applied === 1;
+        },
+        10_000,
+      );
       assert.equal((await tidy.get(db, `new-${adapter.name}`))?.status, "applied", "the fresh record stays");
     });
 

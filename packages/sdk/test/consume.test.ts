@@ -57,12 +57,23 @@ describe("consume.rabbitmq", () => {
     const name = `tidings_consume_${randomBytes(4).toString("hex")}`;
     const h = harness();
     const inbox = new Inbox({ consumer: name });
-    const consumer: Consumer = await consume.rabbitmq({ url: AMQP_URL, queue: name, exchange: name, db: database.db, inbox, maxDeliveries: 3, retryDelayMs: 20, ...h });
+    const consumer: Consumer = await consume.rabbitmq({
+      url: AMQP_URL,
+      queue: name,
+      exchange: name,
+      db: database.db,
+      inbox,
+      maxDeliveries: 3,
+      retryDelayMs: 20,
+      ...h,
+    });
     const model = await amqpConnect(AMQP_URL);
     const ch = await model.createConfirmChannel();
     try {
       const publish = (routingKey: string, body: string) =>
-        new Promise<void>((resolve, reject) => ch.publish(name, routingKey, Buffer.from(body), { persistent: true }, (e: unknown) => (e ? reject(e) : resolve())));
+        new Promise<void>((resolve, reject) =>
+          ch.publish(name, routingKey, Buffer.from(body), { persistent: true }, (e: unknown) => (e ? reject(e) : resolve())),
+        );
       const p = `${name}-`;
       await publish("t.consume", envelope(`${p}ok`, "ok"));
       await publish("t.consume", envelope(`${p}ok`, "ok")); // the service sent it twice
@@ -80,7 +91,7 @@ describe("consume.rabbitmq", () => {
       assert.equal(h.count("duplicate", `${p}ok`), 1);
       assert.equal(h.count("failed", `${p}bad`), 3, "delivered maxDeliveries times");
       assert.ok(deadBodies.some((b) => b.includes(`${p}bad`)) && deadBodies.includes("this is not an envelope"));
-      const flaky = (h.events.find((e) => e.type === "applied" && e.message.id === `${p}flaky`) as { delivery: BrokerDelivery } | undefined);
+      const flaky = h.events.find((e) => e.type === "applied" && e.message.id === `${p}flaky`) as { delivery: BrokerDelivery } | undefined;
       assert.equal(flaky?.delivery.redelivered, true);
       assert.equal((await inbox.get(database.db, `${p}bad`))?.status, "failed");
       assert.deepEqual({ ...consumer.stats }, { received: 8, applied: 2, duplicates: 1, failed: 4, invalid: 1, redeliveries: 3 });
@@ -98,7 +109,17 @@ describe("consume.nats", () => {
     const name = `tidings_consume_${randomBytes(4).toString("hex")}`;
     const h = harness();
     const inbox = new Inbox({ consumer: name });
-    const consumer = await consume.nats({ url: NATS_URL, stream: name, subjects: [`${name}.>`], durable: name, db: database.db, inbox, maxDeliver: 3, retryDelayMs: 20, ...h });
+    const consumer = await consume.nats({
+      url: NATS_URL,
+      stream: name,
+      subjects: [`${name}.>`],
+      durable: name,
+      db: database.db,
+      inbox,
+      maxDeliver: 3,
+      retryDelayMs: 20,
+      ...h,
+    });
     const nc = await natsConnect({ servers: new URL(NATS_URL).host });
     const js = jetstream(nc);
     try {
@@ -131,7 +152,17 @@ describe("consume.redis", () => {
     const name = `tidings_consume_${randomBytes(4).toString("hex")}`;
     const h = harness();
     const inbox = new Inbox({ consumer: name });
-    const consumer = await consume.redis({ url: REDIS_URL, stream: name, group: name, db: database.db, inbox, maxDeliveries: 3, claimIdleMs: 200, blockMs: 200, ...h });
+    const consumer = await consume.redis({
+      url: REDIS_URL,
+      stream: name,
+      group: name,
+      db: database.db,
+      inbox,
+      maxDeliveries: 3,
+      claimIdleMs: 200,
+      blockMs: 200,
+      ...h,
+    });
     const redis = new Redis(REDIS_URL, { protocol: 2 });
     try {
       const p = `${name}-`;
@@ -145,7 +176,7 @@ describe("consume.redis", () => {
       assert.deepEqual(await effects(p), { [`${p}ok`]: 1, [`${p}flaky`]: 1 });
       assert.equal(h.count("duplicate", `${p}ok`), 1);
       assert.equal(h.count("failed", `${p}bad`), 3, "delivered maxDeliveries times");
-      const flaky = (h.events.find((e) => e.type === "applied" && e.message.id === `${p}flaky`) as { delivery: BrokerDelivery } | undefined);
+      const flaky = h.events.find((e) => e.type === "applied" && e.message.id === `${p}flaky`) as { delivery: BrokerDelivery } | undefined;
       assert.equal(flaky?.delivery.redelivered, true, "claimed with XAUTOCLAIM");
       const dead = (await redis.call("XRANGE", name, "-", "+")) as unknown[];
       assert.equal(dead.length, 5, "the stream itself keeps its entries");

@@ -33,7 +33,10 @@ after(async () => {
  * (past checkAfter: the checks arrive while its transactions are still open); then kills it
  * with SIGKILL.
  */
-async function runAndKill(plan: CrashPlan, holdUntilChecked: boolean): Promise<{ done: number; parked: number; failed: string[]; ms: number; killedAt: number }> {
+async function runAndKill(
+  plan: CrashPlan,
+  holdUntilChecked: boolean,
+): Promise<{ done: number; parked: number; failed: string[]; ms: number; killedAt: number }> {
   const started = Date.now();
   const child = spawn(process.execPath, ["--import", "tsx", PRODUCER], {
     env: { ...process.env, TIDINGS_CRASH_PLAN: JSON.stringify(plan) },
@@ -43,7 +46,9 @@ async function runAndKill(plan: CrashPlan, holdUntilChecked: boolean): Promise<{
   let err = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
   await Promise.race([
     waitFor("the producer to reach its crash points", () => /^ready$/m.test(out), 60_000, 20),
     exited.then(({ code }) => {
@@ -51,8 +56,15 @@ async function runAndKill(plan: CrashPlan, holdUntilChecked: boolean): Promise<{
     }),
   ]);
   if (holdUntilChecked) {
-    const parked = out.split("\n").filter((l) => l.startsWith("parked ")).map((l) => l.slice("parked ".length));
-    await waitFor("a check-back of every parked order while its producer lives", () => parked.every((sn) => world.checkRequests.some((r) => r.id === sn)), 30_000);
+    const parked = out
+      .split("\n")
+      .filter((l) => l.startsWith("parked "))
+      .map((l) => l.slice("parked ".length));
+    await waitFor(
+      "a check-back of every parked order while its producer lives",
+      () => parked.every((sn) => world.checkRequests.some((r) => r.id === sn)),
+      30_000,
+    );
   }
   child.kill("SIGKILL");
   const killedAt = Date.now();
@@ -90,7 +102,10 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
   const started = Date.now();
   const prefix = `crash-${driver.replace(/[^a-z0-9]/g, "")}-${randomBytes(3).toString("hex")}-`;
   const orders = planFates(total, combine).map((fate, i) => ({ sn: `${prefix}${String(i).padStart(3, "0")}`, fate }));
-  await addOrders(db, orders.map((o) => o.sn));
+  await addOrders(
+    db,
+    orders.map((o) => o.sn),
+  );
   const answers = { commit: 0, rollback: 0, unknown: 0 };
   world.useHandler(
     world.tidings.checkBackHandler(db, {
@@ -106,19 +121,31 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
   const killedAt = new Map<string, number>();
   for (let i = 0; i < orders.length; i += PER_PROCESS) {
     const batch = orders.slice(i, i + PER_PROCESS);
-    const run = await runAndKill({ driver, databaseUrl, serviceUrl: world.url, apiKey: world.apiKey, topic: world.topic, checkAfter: "1s", orders: batch, combine }, (i / PER_PROCESS) % 2 === 1);
+    const run = await runAndKill(
+      { driver, databaseUrl, serviceUrl: world.url, apiKey: world.apiKey, topic: world.topic, checkAfter: "1s", orders: batch, combine },
+      (i / PER_PROCESS) % 2 === 1,
+    );
     for (const o of batch) killedAt.set(o.sn, run.killedAt);
     runs.push(run);
   }
   const allKilledAt = Date.now();
-  assert.deepEqual(runs.flatMap((r) => r.failed), [], "no transaction failed on its own");
+  assert.deepEqual(
+    runs.flatMap((r) => r.failed),
+    [],
+    "no transaction failed on its own",
+  );
   const fateOf = new Map(orders.map((o) => [o.sn, o.fate]));
   const ofFate = (fate: Fate) => orders.filter((o) => o.fate === fate);
 
-  const messages = await waitFor("every message committed or rolled back by the check-back", async () => {
-    const all = await world.messages(prefix);
-    return all.size === total && [...all.values()].every((m) => m.state !== "prepared") ? all : null;
-  }, 90_000, 200);
+  const messages = await waitFor(
+    "every message committed or rolled back by the check-back",
+    async () => {
+      const all = await world.messages(prefix);
+      return all.size === total && [...all.values()].every((m) => m.state !== "prepared") ? all : null;
+    },
+    90_000,
+    200,
+  );
   const paid = await paidOrders(db);
   const committed = new Set([...messages.values()].filter((m) => m.state === "committed").map((m) => m.id));
   await waitFor("every committed message delivered", () => [...committed].every((id) => (world.deliveries(id) ?? 0) >= 1), 60_000);
@@ -150,7 +177,10 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
     const shouldCommit = fate === "normal" || fate === "after-commit";
     assert.equal(paid.has(sn), shouldCommit, `${sn} (${fate}) paid`);
   }
-  assert.equal(runs.reduce((n, r) => n + r.done, 0), ofFate("normal").length);
+  assert.equal(
+    runs.reduce((n, r) => n + r.done, 0),
+    ofFate("normal").length,
+  );
   assert.ok(checkedWhileAlive > 0, "some check-backs arrived while their producer still held its transaction open");
 }
 

@@ -10,10 +10,23 @@ import { TidingsError } from "../src/index.ts";
 
 test("backoff doubles from the base up to the cap, with ±20% jitter", () => {
   const policy = { baseMs: 1000, maxMs: 8000 };
-  assert.deepEqual([1, 2, 3, 4, 5, 9].map((n) => backoffDelayMs(n, policy, () => 0.5)), [1000, 2000, 4000, 8000, 8000, 8000]);
-  assert.equal(backoffDelayMs(1, policy, () => 0), 800);
-  assert.equal(backoffDelayMs(1, policy, () => 0.9999999), 1200);
-  assert.equal(backoffDelayMs(1000, policy, () => 0.5), 8000, "no overflow for huge counts");
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 9].map((n) => backoffDelayMs(n, policy, () => 0.5)),
+    [1000, 2000, 4000, 8000, 8000, 8000],
+  );
+  assert.equal(
+    backoffDelayMs(1, policy, () => 0),
+    800,
+  );
+  assert.equal(
+    backoffDelayMs(1, policy, () => 0.9999999),
+    1200,
+  );
+  assert.equal(
+    backoffDelayMs(1000, policy, () => 0.5),
+    8000,
+    "no overflow for huge counts",
+  );
 });
 
 test("placeholders convert both ways, leaving quoted text alone", () => {
@@ -31,7 +44,10 @@ test("a message is validated at the edge, naming the field, and gets a time-orde
   assert.equal(m.headersJson, "{}");
   assert.equal(m.deliverAt?.getTime(), 1_700_000_001_000);
   const bad = (message: Parameters<typeof resolveMessage>[0], field: string) => {
-    assert.throws(() => resolveMessage(message, Date.now(), "[2]."), (e: unknown) => e instanceof TidingsError && e.code === "invalid_message" && e.field === field);
+    assert.throws(
+      () => resolveMessage(message, Date.now(), "[2]."),
+      (e: unknown) => e instanceof TidingsError && e.code === "invalid_message" && e.field === field,
+    );
   };
   bad({ topic: "has space", payload: 1 }, "[2].topic");
   bad({ topic: "t", tag: "", payload: 1 }, "[2].tag");
@@ -47,8 +63,18 @@ test("a message is validated at the edge, naming the field, and gets a time-orde
 test("an envelope is parsed and checked field by field", () => {
   const e = parseEnvelope('{"id":"m1","topic":"t","tag":null,"key":"k","payload":{"x":1},"headers":{"h":"v"},"createdAt":"2026-01-01T00:00:00Z"}');
   assert.deepEqual(e, { id: "m1", topic: "t", tag: null, key: "k", payload: { x: 1 }, headers: { h: "v" }, createdAt: "2026-01-01T00:00:00Z" });
-  for (const [body, field] of [["nope", "body"], ["[1]", "body"], ['{"topic":"t","payload":1}', "id"], ['{"id":"m","payload":1}', "topic"], ['{"id":"m","topic":"t"}', "payload"]] as const) {
-    assert.throws(() => parseEnvelope(body), (err: unknown) => err instanceof TidingsError && err.field === field, body);
+  for (const [body, field] of [
+    ["nope", "body"],
+    ["[1]", "body"],
+    ['{"topic":"t","payload":1}', "id"],
+    ['{"id":"m","payload":1}', "topic"],
+    ['{"id":"m","topic":"t"}', "payload"],
+  ] as const) {
+    assert.throws(
+      () => parseEnvelope(body),
+      (err: unknown) => err instanceof TidingsError && err.field === field,
+      body,
+    );
   }
 });
 
@@ -60,5 +86,8 @@ test("unique violations are recognised from pg, mysql2 and wrapped ORM errors", 
 });
 
 test("migration files split into statements on ';' at line end, without comments", () => {
-  assert.deepEqual(splitStatements("-- a comment; with semicolon\nCREATE TABLE a (x int);\n\nCREATE INDEX i ON a (x) ;\n"), ["CREATE TABLE a (x int)", "CREATE INDEX i ON a (x)"]);
+  assert.deepEqual(splitStatements("-- a comment; with semicolon\nCREATE TABLE a (x int);\n\nCREATE INDEX i ON a (x) ;\n"), [
+    "CREATE TABLE a (x int)",
+    "CREATE INDEX i ON a (x)",
+  ]);
 });

@@ -37,8 +37,14 @@ async function preparedAfterUse(options?: { prepare: boolean }): Promise<string[
 test("the SDK's statements are prepared once per connection, the user's SQL is not", async () => {
   const prepared = await preparedAfterUse();
   assert.ok(prepared.length >= 1, "no statement prepared");
-  assert.ok(prepared.every((s) => s.startsWith("tidings_sdk_")), prepared.join("\n"));
-  assert.ok(prepared.some((s) => /insert into tidings_outbox/i.test(s)), prepared.join("\n"));
+  assert.ok(
+    prepared.every((s) => s.startsWith("tidings_sdk_")),
+    prepared.join("\n"),
+  );
+  assert.ok(
+    prepared.some((s) => /insert into tidings_outbox/i.test(s)),
+    prepared.join("\n"),
+  );
   assert.ok(!prepared.some((s) => s.includes("count(*)::int as n")), "the user's own statement was prepared");
 });
 

@@ -3,7 +3,17 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { waitFor } from "@tidings/testkit/wait";
-import { createReceiver, fullIdOf, Inbox, nodeHandler, reconcileIds, reconcileQuery, type Envelope, type Executor, type ReconcileOptions } from "../src/index.ts";
+import {
+  createReceiver,
+  fullIdOf,
+  Inbox,
+  nodeHandler,
+  reconcileIds,
+  reconcileQuery,
+  type Envelope,
+  type Executor,
+  type ReconcileOptions,
+} from "../src/index.ts";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { startTidings, type TestTidings } from "./support/tidings.ts";
 
@@ -69,5 +79,11 @@ test("a message the receiver never got is recovered by id and by business key, a
   }
   assert.equal(await balance(), 345, "each recharge applied once");
   const records = await Promise.all([firstFull, secondFull].map((id) => inbox.get(account.db, id)));
-  assert.deepEqual(records.map((r) => [r?.status, r?.attempts]), [["applied", 1], ["applied", 1]]);
+  assert.deepEqual(
+    records.map((r) => [r?.status, r?.attempts]),
+    [
+      ["applied", 1],
+      ["applied", 1],
+    ],
+  );
 });

@@ -57,7 +57,10 @@ for (const dialect of DIALECTS) {
       await clear();
       const counting = await new FakeService(acceptBatch).start();
       const client = new TidingsClient({ url: counting.url, apiKey: "k", retries: 0 });
-      const relays = [new Relay(database.db, client, { batchSize: 20, pollIntervalMs: 20 }), new Relay(database.db, client, { batchSize: 20, pollIntervalMs: 20 })];
+      const relays = [
+        new Relay(database.db, client, { batchSize: 20, pollIntervalMs: 20 }),
+        new Relay(database.db, client, { batchSize: 20, pollIntervalMs: 20 }),
+      ];
       await Promise.all(relays.map((r) => r.start()));
       try {
         for (let i = 0; i < 20; i++) await database.db.transaction((tx) => outbox.add(tx, messages(20, "relay.two")));
@@ -92,17 +95,22 @@ for (const dialect of DIALECTS) {
       let dropped = 0;
       const lossy = await new FakeService((req, body, res) => {
         // Forward to the real service, then lose the reply of the first call.
-        void fetch(tidings.url + req.url, { method: "POST", headers: { authorization: req.headers.authorization!, "content-type": "application/json" }, body }).then(
-          async (answer) => {
-            if (dropped++ === 0) res.socket?.destroy();
-            else res.writeHead(answer.status, { "content-type": "application/json" }).end(await answer.text());
-          },
-        );
+        void fetch(tidings.url + req.url, {
+          method: "POST",
+          headers: { authorization: req.headers.authorization!, "content-type": "application/json" },
+          body,
+        }).then(async (answer) => {
+          if (dropped++ === 0) res.socket?.destroy();
+          else res.writeHead(answer.status, { "content-type": "application/json" }).end(await answer.text());
+        });
       }).start();
       const [id] = await database.db.transaction((tx) => outbox.add(tx, [{ topic: "relay.lost", key: "lost", payload: { n: 1 } }]));
       const relayOutbox = new Outbox({ db: database.db, tidings: { url: lossy.url, apiKey: tidings.apiKey }, backoff: { baseMs: 10, maxMs: 10 } });
       const events: RelayEvent[] = [];
-      const relay = new Relay(database.db, new TidingsClient({ url: lossy.url, apiKey: tidings.apiKey, retries: 0 }), { backoff: { baseMs: 10, maxMs: 10 }, onEvent: (e) => events.push(e) });
+      const relay = new Relay(database.db, new TidingsClient({ url: lossy.url, apiKey: tidings.apiKey, retries: 0 }), {
+        backoff: { baseMs: 10, maxMs: 10 },
+        onEvent: (e) => events.push(e),
+      });
       await relay.relayOnce();
       assert.equal((await relayOutbox.get([id!]))[0]!.status, "pending", "no answer: still pending");
       assert.ok(await tidings.client.messages.get(id!), "yet the service stored it");
@@ -112,14 +120,19 @@ for (const dialect of DIALECTS) {
       const [row] = await relayOutbox.get([id!]);
       assert.equal(row!.status, "sent");
       assert.equal(row!.attempts, 2);
-      assert.deepEqual(events.map((e) => e.type), ["retry", "sent"]);
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ["retry", "sent"],
+      );
       const page = await tidings.client.messages.list({ key: "lost", topic: "relay.lost" });
       assert.equal(page.items.filter((m) => m.id === id).length, 1);
     });
 
     test("rows the service keeps failing are retried with backoff, then marked failed and listed; retry() brings them back", async () => {
       await clear();
-      const down = await new FakeService((_req, _body, res) => res.writeHead(503, { "content-type": "application/json" }).end('{"error":{"code":"unavailable","message":"down for maintenance"}}')).start();
+      const down = await new FakeService((_req, _body, res) =>
+        res.writeHead(503, { "content-type": "application/json" }).end('{"error":{"code":"unavailable","message":"down for maintenance"}}'),
+      ).start();
       const failing = new Outbox({
         db: database.db,
         tidings: { url: down.url, apiKey: "k" },
@@ -156,11 +169,18 @@ for (const dialect of DIALECTS) {
       const id = `clash-${dialect}-${Date.now()}`;
       await tidings.client.messages.send({ id, topic: "relay.clash", payload: { version: 1 } });
       const ids = await database.db.transaction((tx) =>
-        outbox.add(tx, [{ topic: "relay.clash", payload: { ok: 1 } }, { id, topic: "relay.clash", payload: { version: 2 } }, { topic: "relay.clash", payload: { ok: 2 } }]),
+        outbox.add(tx, [
+          { topic: "relay.clash", payload: { ok: 1 } },
+          { id, topic: "relay.clash", payload: { version: 2 } },
+          { topic: "relay.clash", payload: { ok: 2 } },
+        ]),
       );
       await outbox.relayOnce();
       const rows = await outbox.get(ids);
-      assert.deepEqual(rows.map((r) => r.status), ["sent", "failed", "sent"]);
+      assert.deepEqual(
+        rows.map((r) => r.status),
+        ["sent", "failed", "sent"],
+      );
       assert.match(rows[1]!.lastError ?? "", /conflict/);
       assert.deepEqual((await tidings.client.messages.get(id))?.payload, { version: 1 });
     });
@@ -184,7 +204,10 @@ for (const dialect of DIALECTS) {
       const relay = new Relay(database.db, tidings.client, { onEvent: (e) => events.push(e) });
       assert.equal(await relay.relayOnce(), 5);
       const rows = await outbox.get(ids);
-      assert.deepEqual(rows.map((r) => r.status), ["sent", "failed", "sent", "failed", "sent"]);
+      assert.deepEqual(
+        rows.map((r) => r.status),
+        ["sent", "failed", "sent", "failed", "sent"],
+      );
       assert.match(rows[1]!.lastError ?? "", /invalid_message: messages\[1\]\.payload/);
       assert.match(rows[3]!.lastError ?? "", /messages\[3\]\.payload nests objects and arrays more than 64 deep/);
       for (const i of [0, 2, 4]) assert.ok(await tidings.client.messages.get(ids[i]!), `the service has row ${i}`);
@@ -202,7 +225,10 @@ for (const dialect of DIALECTS) {
       await database.db.query(`UPDATE tidings_outbox SET sent_at = ${old} WHERE topic = 'relay.cleanup' AND msg_key <> 'k-6'`);
       await new Outbox({ db: database.db, tidings: tidings.client, cleanupBatchSize: 2 }).cleanup();
       const left = await database.db.query<{ msg_key: string }>("SELECT msg_key FROM tidings_outbox");
-      assert.deepEqual(left.map((r) => r.msg_key), ["k-6"]);
+      assert.deepEqual(
+        left.map((r) => r.msg_key),
+        ["k-6"],
+      );
     });
 
     test(dialect === "postgres" ? "a commit wakes the relay at once through LISTEN/NOTIFY" : "a commit is picked up by short polling", async () => {

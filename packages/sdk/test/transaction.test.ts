@@ -42,7 +42,13 @@ function commitErrors(db: Executor, mode: "rolled back" | "committed, reply lost
 
 /** A client whose `fetch` can be tampered with per request. */
 function clientWith(tamper: (url: string, init: RequestInit | undefined, real: typeof fetch) => Promise<Response>): TidingsClient {
-  return new TidingsClient({ url: world.url, apiKey: world.apiKey, secret: world.secret, retries: 0, fetch: ((url: string, init?: RequestInit) => tamper(String(url), init, fetch)) as typeof fetch });
+  return new TidingsClient({
+    url: world.url,
+    apiKey: world.apiKey,
+    secret: world.secret,
+    retries: 0,
+    fetch: ((url: string, init?: RequestInit) => tamper(String(url), init, fetch)) as typeof fetch,
+  });
 }
 
 for (const dialect of DIALECTS) {
@@ -69,16 +75,21 @@ for (const dialect of DIALECTS) {
       for (const table of ["tidings_tx_intent", "tidings_tx_barrier"]) {
         await db.query(`UPDATE ${table} SET created_at = ${hourAgo} WHERE id IN (${dialect === "postgres" ? "$1, $2" : "?, ?"})`, old);
       }
-      const left = async (ids: string[]) => (await db.query<{ id: string }>(sqlFor(db, `SELECT id FROM tidings_tx_barrier WHERE id IN (${ids.map(() => "?").join(", ")})`), ids)).map((r) => r.id);
+      const left = async (ids: string[]) =>
+        (await db.query<{ id: string }>(sqlFor(db, `SELECT id FROM tidings_tx_barrier WHERE id IN (${ids.map(() => "?").join(", ")})`), ids)).map((r) => r.id);
       // Transactions go on; one of them, once the cleanup interval has passed, clears the old rows.
       const fresh: string[] = [];
-      await waitFor("the old barrier rows deleted", async () => {
-        const sn = newId("fresh");
-        await addOrders(db, [sn]);
-        await tidy.transaction(db, { id: sn, topic: world.topic, key: sn, payload: { sn } }, async () => {});
-        fresh.push(sn);
-        return (await left(old)).length === 0;
-      }, 10_000);
+      await waitFor(
+        "the old barrier rows deleted",
+        async () => {
+          const sn = newId("fresh");
+          await addOrders(db, [sn]);
+          await tidy.transaction(db, { id: sn, topic: world.topic, key: sn, payload: { sn } }, async () => {});
+          fresh.push(sn);
+          return (await left(old)).length === 0;
+        },
+        10_000,
+      );
       assert.deepEqual((await left(fresh)).sort(), [...fresh].sort(), "the fresh barriers stay");
     });
 
@@ -103,7 +114,10 @@ for (const dialect of DIALECTS) {
       assert.equal(await orderStatus(db, sn), "paid");
       assert.equal(await barrierOf(db, sn), "commit");
       assert.equal((await world.tidings.messages.get(sn))?.state, "committed");
-      assert.deepEqual(events.map((e) => e.type), ["committed"]);
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ["committed"],
+      );
       await waitFor("delivery", () => world.deliveries(sn) === 1);
     });
 
@@ -113,26 +127,39 @@ for (const dialect of DIALECTS) {
       const boom = new Error("card declined");
       const events: TransactionEvent[] = [];
       await assert.rejects(
-        world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
-          await payOrder(tx, sn);
-          throw boom;
-        }, { checkAfter: "1h", onEvent: (e) => events.push(e) }),
+        world.tidings.transaction(
+          db,
+          { id: sn, topic: world.topic, payload: { sn } },
+          async (tx) => {
+            await payOrder(tx, sn);
+            throw boom;
+          },
+          { checkAfter: "1h", onEvent: (e) => events.push(e) },
+        ),
         (error) => error === boom,
       );
       assert.equal(await orderStatus(db, sn), "new");
       assert.equal(await barrierOf(db, sn), "rollback", "the rollback barrier is in before the message is rolled back");
       assert.equal((await world.tidings.messages.get(sn))?.state, "rolled_back");
-      assert.deepEqual(events.map((e) => e.type), ["rolled_back"]);
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ["rolled_back"],
+      );
     });
 
     test("a unique violation of the callback's own is rethrown as it is (not mistaken for the barrier's)", async () => {
       const sn = newId("dup");
       await addOrders(db, [sn]);
       await assert.rejects(
-        world.tidings.transaction(db, { id: newId("dupmsg"), topic: world.topic, payload: {} }, async (tx) => {
-          await payOrder(tx, sn);
-          await addOrders(tx, [sn]); // the order exists: the database refuses
-        }, { checkAfter: "1h" }),
+        world.tidings.transaction(
+          db,
+          { id: newId("dupmsg"), topic: world.topic, payload: {} },
+          async (tx) => {
+            await payOrder(tx, sn);
+            await addOrders(tx, [sn]); // the order exists: the database refuses
+          },
+          { checkAfter: "1h" },
+        ),
         (error) => !(error instanceof TidingsError) && isUniqueViolation(error),
       );
       assert.equal(await orderStatus(db, sn), "new");
@@ -151,10 +178,15 @@ for (const dialect of DIALECTS) {
       });
       let ran = false;
       await assert.rejects(
-        client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
-          ran = true;
-          await payOrder(tx, sn);
-        }, { checkAfter: "1h" }),
+        client.transaction(
+          db,
+          { id: sn, topic: world.topic, payload: { sn } },
+          async (tx) => {
+            ran = true;
+            await payOrder(tx, sn);
+          },
+          { checkAfter: "1h" },
+        ),
         (error) => error instanceof TidingsError && error.code === "conflict" && /rolled back by a check-back/.test(error.message),
       );
       assert.deepEqual(answered, { status: "rollback" });
@@ -167,7 +199,9 @@ for (const dialect of DIALECTS) {
       const sn = newId("commitfail");
       await addOrders(db, [sn]);
       await assert.rejects(
-        world.tidings.transaction(commitErrors(db, "rolled back"), { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "1h" }),
+        world.tidings.transaction(commitErrors(db, "rolled back"), { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), {
+          checkAfter: "1h",
+        }),
         /could not commit/,
       );
       assert.equal(await orderStatus(db, sn), "new");
@@ -181,11 +215,16 @@ for (const dialect of DIALECTS) {
         await addOrders(db, [sn]);
         await db.query("CREATE TABLE IF NOT EXISTS receipts (sn varchar(60), CONSTRAINT receipts_once UNIQUE (sn) DEFERRABLE INITIALLY DEFERRED)");
         await assert.rejects(
-          world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
-            await payOrder(tx, sn);
-            // Two receipts: accepted now, refused at COMMIT.
-            await tx.query("INSERT INTO receipts (sn) VALUES ($1), ($1)", [sn]);
-          }, { checkAfter: "1h" }),
+          world.tidings.transaction(
+            db,
+            { id: sn, topic: world.topic, payload: { sn } },
+            async (tx) => {
+              await payOrder(tx, sn);
+              // Two receipts: accepted now, refused at COMMIT.
+              await tx.query("INSERT INTO receipts (sn) VALUES ($1), ($1)", [sn]);
+            },
+            { checkAfter: "1h" },
+          ),
           (error) => (error as { code?: string }).code === "23505",
         );
         assert.equal(await orderStatus(db, sn), "new");
@@ -197,10 +236,15 @@ for (const dialect of DIALECTS) {
     test("a local COMMIT whose reply was lost is read back from the barrier and the message committed", async () => {
       const sn = newId("replylost");
       await addOrders(db, [sn]);
-      const value = await world.tidings.transaction(commitErrors(db, "committed, reply lost"), { id: sn, topic: world.topic, payload: { sn } }, async (tx) => {
-        await payOrder(tx, sn);
-        return 42;
-      }, { checkAfter: "1h" });
+      const value = await world.tidings.transaction(
+        commitErrors(db, "committed, reply lost"),
+        { id: sn, topic: world.topic, payload: { sn } },
+        async (tx) => {
+          await payOrder(tx, sn);
+          return 42;
+        },
+        { checkAfter: "1h" },
+      );
       assert.equal(value, 42);
       assert.equal(await orderStatus(db, sn), "paid");
       assert.equal((await world.tidings.messages.get(sn))?.state, "committed");
@@ -214,8 +258,14 @@ for (const dialect of DIALECTS) {
         return real(url, init);
       });
       const events: TransactionEvent[] = [];
-      await client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "200ms", onEvent: (e) => events.push(e) });
-      assert.deepEqual(events.map((e) => e.type), ["commit_deferred"]);
+      await client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), {
+        checkAfter: "200ms",
+        onEvent: (e) => events.push(e),
+      });
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ["commit_deferred"],
+      );
       assert.equal(await orderStatus(db, sn), "paid");
       await waitFor("the check-back committed it", async () => (await world.tidings.messages.get(sn))?.state === "committed");
       await waitFor("delivery", () => world.deliveries(sn) === 1);
@@ -245,9 +295,17 @@ for (const dialect of DIALECTS) {
       });
       const events: TransactionEvent[] = [];
       await Promise.all(
-        sns.map((sn) => client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "1h", onEvent: (e) => events.push(e) })),
+        sns.map((sn) =>
+          client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), {
+            checkAfter: "1h",
+            onEvent: (e) => events.push(e),
+          }),
+        ),
       );
-      assert.deepEqual(events.map((e) => e.type), sns.map(() => "committed"));
+      assert.deepEqual(
+        events.map((e) => e.type),
+        sns.map(() => "committed"),
+      );
       assert.equal(requests.single + requests.batchIds, sns.length, "each message committed once");
       assert.deepEqual(requests, { single: 1, batch: 1, batchIds: sns.length - 1 }, "the first commit alone, then all the others together");
       for (const sn of sns) assert.equal(await orderStatus(db, sn), "paid");
@@ -280,7 +338,11 @@ for (const dialect of DIALECTS) {
       assert.equal(singles + batched, sns.length);
       sns.forEach((sn, i) => {
         const outcome = outcomes[i]!;
-        if (sn === clash) assert.ok(outcome.status === "rejected" && outcome.reason instanceof TidingsError && outcome.reason.code === "conflict", String((outcome as PromiseRejectedResult).reason));
+        if (sn === clash)
+          assert.ok(
+            outcome.status === "rejected" && outcome.reason instanceof TidingsError && outcome.reason.code === "conflict",
+            String((outcome as PromiseRejectedResult).reason),
+          );
         else assert.equal(outcome.status, "fulfilled", String((outcome as PromiseRejectedResult).reason));
       });
       for (const sn of sns) assert.equal(await orderStatus(db, sn), sn === clash ? "new" : "paid");
@@ -302,13 +364,20 @@ for (const dialect of DIALECTS) {
       });
       const events: TransactionEvent[] = [];
       await Promise.all(
-        sns.map((sn) => client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "200ms", onEvent: (e) => events.push(e) })),
+        sns.map((sn) =>
+          client.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), {
+            checkAfter: "200ms",
+            onEvent: (e) => events.push(e),
+          }),
+        ),
       );
       assert.equal(refused, sns.length - 1, "all but the first commit went together");
       assert.equal(events.filter((e) => e.type === "commit_deferred").length, refused);
       assert.equal(events.length, sns.length);
       for (const sn of sns) assert.equal(await orderStatus(db, sn), "paid");
-      await waitFor("the check-back committed every one", async () => (await Promise.all(sns.map((sn) => world.tidings.messages.get(sn)))).every((m) => m?.state === "committed"));
+      await waitFor("the check-back committed every one", async () =>
+        (await Promise.all(sns.map((sn) => world.tidings.messages.get(sn)))).every((m) => m?.state === "committed"),
+      );
       await waitFor("every message delivered once", () => sns.every((sn) => world.deliveries(sn) === 1));
     });
 
@@ -318,13 +387,20 @@ for (const dialect of DIALECTS) {
       const down = new TidingsClient({ url: "http://127.0.0.1:9", apiKey: world.apiKey, retries: 0 });
       let ran = false;
       await assert.rejects(
-        down.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async () => void (ran = true)),
+        down.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async () => {
+          ran = true;
+        }),
         (error) => error instanceof TidingsError && error.code === "network",
       );
       assert.equal(ran, false);
       assert.equal(await barrierOf(db, sn), null);
       // A bad message is refused before anything is written.
-      await assert.rejects(world.tidings.transaction(db, { topic: "no spaces allowed", payload: {} }, async () => void (ran = true)), (e) => e instanceof TidingsError && e.code === "invalid_message");
+      await assert.rejects(
+        world.tidings.transaction(db, { topic: "no spaces allowed", payload: {} }, async () => {
+          ran = true;
+        }),
+        (e) => e instanceof TidingsError && e.code === "invalid_message",
+      );
       assert.equal(ran, false);
     });
 
@@ -334,7 +410,14 @@ for (const dialect of DIALECTS) {
       await world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "1h" });
       let ran = false;
       await assert.rejects(
-        world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, async () => void (ran = true), { checkAfter: "1h" }),
+        world.tidings.transaction(
+          db,
+          { id: sn, topic: world.topic, payload: { sn } },
+          async () => {
+            ran = true;
+          },
+          { checkAfter: "1h" },
+        ),
         (error) => error instanceof TidingsError && error.code === "conflict",
       );
       assert.equal(ran, false);
@@ -366,10 +449,15 @@ describe("transaction() with postgres.js", () => {
     await addOrders(db, [good, bad]);
     await world.tidings.transaction(db, { id: good, topic: world.topic, payload: { sn: good } }, (tx) => payOrder(tx, good), { checkAfter: "1h" });
     await assert.rejects(
-      world.tidings.transaction(db, { id: bad, topic: world.topic, payload: { sn: bad } }, async (tx) => {
-        await payOrder(tx, bad);
-        throw new Error("nope");
-      }, { checkAfter: "1h" }),
+      world.tidings.transaction(
+        db,
+        { id: bad, topic: world.topic, payload: { sn: bad } },
+        async (tx) => {
+          await payOrder(tx, bad);
+          throw new Error("nope");
+        },
+        { checkAfter: "1h" },
+      ),
       /nope/,
     );
     assert.equal(await orderStatus(db, good), "paid");
@@ -402,20 +490,33 @@ describe("transaction() and the check-back through every executor adapter", () =
         const [good, bad, slow] = [newId("adapter-ok"), newId("adapter-throws"), newId("adapter-slow")];
         await addOrders(db, [good, bad, slow]);
         await world.tidings.transaction(db, { id: good, topic: world.topic, payload: {} }, (tx) => payOrder(tx, good), { checkAfter: "1h" });
-        await assert.rejects(world.tidings.transaction(db, { id: bad, topic: world.topic, payload: {} }, async (tx) => {
-          await payOrder(tx, bad);
-          throw new Error("declined");
-        }, { checkAfter: "1h" }), /declined/);
+        await assert.rejects(
+          world.tidings.transaction(
+            db,
+            { id: bad, topic: world.topic, payload: {} },
+            async (tx) => {
+              await payOrder(tx, bad);
+              throw new Error("declined");
+            },
+            { checkAfter: "1h" },
+          ),
+          /declined/,
+        );
         assert.deepEqual((await handler.receive(signedCheck(world.secret, good))).body, { status: "commit" });
         assert.deepEqual((await handler.receive(signedCheck(world.secret, bad))).body, { status: "rollback" });
 
         // A check arriving while the local transaction runs waits for it, then answers commit.
         let inside = false;
-        const producing = world.tidings.transaction(db, { id: slow, topic: world.topic, payload: {} }, async (tx) => {
-          await payOrder(tx, slow);
-          inside = true;
-          await new Promise((r) => setTimeout(r, 300)); // the check below arrives while this transaction holds its barrier key
-        }, { checkAfter: "1h" });
+        const producing = world.tidings.transaction(
+          db,
+          { id: slow, topic: world.topic, payload: {} },
+          async (tx) => {
+            await payOrder(tx, slow);
+            inside = true;
+            await new Promise((r) => setTimeout(r, 300)); // the check below arrives while this transaction holds its barrier key
+          },
+          { checkAfter: "1h" },
+        );
         await waitFor("the callback running", () => inside);
         const answer = await handler.receive(signedCheck(world.secret, slow));
         await producing;

@@ -76,7 +76,10 @@ for (const dialect of DIALECTS) {
           throws: random() < 0.15,
         };
       });
-      await addOrders(db, plans.map((p) => p.sn));
+      await addOrders(
+        db,
+        plans.map((p) => p.sn),
+      );
       const byId = new Map(plans.map((p) => [p.sn, p]));
 
       const answers = new Map<string, string[]>();
@@ -112,12 +115,17 @@ for (const dialect of DIALECTS) {
         await Promise.all(
           plans.slice(i, i + AT_ONCE).map(async (plan) => {
             try {
-              await client.transaction(db, { id: plan.sn, topic: world.topic, key: plan.sn, payload: { sn: plan.sn } }, async (tx) => {
-                await payOrder(tx, plan.sn);
-                await sleep(plan.inside);
-                callbackDone.set(plan.sn, Date.now());
-                if (plan.throws) throw new Error("declined");
-              }, { checkAfter: "100ms" });
+              await client.transaction(
+                db,
+                { id: plan.sn, topic: world.topic, key: plan.sn, payload: { sn: plan.sn } },
+                async (tx) => {
+                  await payOrder(tx, plan.sn);
+                  await sleep(plan.inside);
+                  callbackDone.set(plan.sn, Date.now());
+                  if (plan.throws) throw new Error("declined");
+                },
+                { checkAfter: "100ms" },
+              );
               outcomes.set(plan.sn, "committed");
             } catch (error) {
               if (error instanceof TidingsError && error.code === "conflict") outcomes.set(plan.sn, "refused: check-back first");
@@ -127,12 +135,18 @@ for (const dialect of DIALECTS) {
           }),
         );
       }
-      const messages = await waitFor("every message resolved", async () => {
-        const all = await world.messages(prefix);
-        return all.size === RUNS && [...all.values()].every((m) => m.state !== "prepared") ? all : null;
-      }, 60_000);
+      const messages = await waitFor(
+        "every message resolved",
+        async () => {
+          const all = await world.messages(prefix);
+          return all.size === RUNS && [...all.values()].every((m) => m.state !== "prepared") ? all : null;
+        },
+        60_000,
+      );
       const paid = await paidOrders(db);
-      await waitFor("every committed message delivered", () => [...messages.values()].filter((m) => m.state === "committed").every((m) => world.deliveries(m.id) === 1));
+      await waitFor("every committed message delivered", () =>
+        [...messages.values()].filter((m) => m.state === "committed").every((m) => world.deliveries(m.id) === 1),
+      );
 
       const mismatches = plans.filter((p) => paid.has(p.sn) !== (messages.get(p.sn)!.state === "committed"));
       const checked = plans.filter((p) => answers.has(p.sn));
@@ -151,8 +165,16 @@ for (const dialect of DIALECTS) {
           `${racedCommit} arrived while the local transaction ran and answered commit, ${racedRollback} arrived while it ran and answered rollback after it threw, ` +
           `${checkFirst} answered rollback before the local transaction began (whose barrier insert then failed); ${unknowns} unknown; mismatches ${mismatches.length}`,
       );
-      assert.deepEqual(mismatches.map((p) => p.sn), [], "the business change committed exactly when the message did");
-      assert.equal(count((p) => outcomes.get(p.sn) === "committed"), paid.size, "transaction() resolved exactly for the paid orders");
+      assert.deepEqual(
+        mismatches.map((p) => p.sn),
+        [],
+        "the business change committed exactly when the message did",
+      );
+      assert.equal(
+        count((p) => outcomes.get(p.sn) === "committed"),
+        paid.size,
+        "transaction() resolved exactly for the paid orders",
+      );
       assert.ok(racedCommit > 0, "some checks arrived while the local transaction ran, waited, and answered commit");
       assert.ok(checkFirst > 0, "some checks came before the local transaction and rolled it back");
     });

@@ -40,7 +40,15 @@ describe("authentication", () => {
     assert.equal((await api(service.url, "tdk_wrong").get("/v1/messages")).status, 401);
     assert.equal((await api(service.url, null).get("/v1/messages")).body.error.code, "unauthorized");
     for (const path of ["/healthz", "/readyz", "/metrics", "/openapi.json"]) {
-      assert.equal((await api(service.url, null).get(path).catch(() => ({ status: 0 }))).status === 200 || path === "/metrics", true, path);
+      assert.equal(
+        (
+          await api(service.url, null)
+            .get(path)
+            .catch(() => ({ status: 0 }))
+        ).status === 200 || path === "/metrics",
+        true,
+        path,
+      );
     }
     const metrics = await fetch(`${service.url}/metrics`);
     assert.equal(metrics.status, 200);
@@ -85,7 +93,10 @@ describe("authentication", () => {
     // An app lists only its own messages.
     await billing.post("/v1/messages", { topic: "t.auth", payload: { n: 2 } });
     const listed = await shop.get("/v1/messages?topic=t.auth");
-    assert.deepEqual(listed.body.items.map((m: { app: string }) => m.app), ["shop"]);
+    assert.deepEqual(
+      listed.body.items.map((m: { app: string }) => m.app),
+      ["shop"],
+    );
     // A deleted app's key stops working.
     assert.equal((await admin.delete("/v1/apps/billing")).status, 204);
     assert.equal((await billing.get("/v1/messages")).status, 401);
@@ -117,13 +128,19 @@ describe("authentication", () => {
     // Each reads its own under the shared id.
     assert.deepEqual((await one.get("/v1/messages/order-1001-paid")).body.payload, { from: "one", secret: 1 });
     assert.deepEqual((await two.get("/v1/messages/order-1001-paid")).body.payload, { from: "two" });
-    assert.deepEqual((await two.get("/v1/messages?id=order-1001-paid")).body.items.map((m: { app: string }) => m.app), ["twin-two"]);
+    assert.deepEqual(
+      (await two.get("/v1/messages?id=order-1001-paid")).body.items.map((m: { app: string }) => m.app),
+      ["twin-two"],
+    );
     // The admin finds the id in every app.
     const everywhere = await admin.get("/v1/messages?id=order-1001-paid");
     assert.deepEqual(everywhere.body.items.map((m: { app: string }) => m.app).sort(), ["twin-one", "twin-two"]);
     // Receivers deduplicate on webhook-id: the full id keeps the two messages apart.
     await waitFor("both messages delivered", () => receiver.received.filter((r) => r.path === "/twins").length >= 3);
-    const ids = receiver.received.filter((r) => r.path === "/twins").map((r) => r.id).sort();
+    const ids = receiver.received
+      .filter((r) => r.path === "/twins")
+      .map((r) => r.id)
+      .sort();
     assert.deepEqual(ids, ["twin-one/order-1001-paid", "twin-two/order-1001-paid", "twin-two/order-1002-paid"]);
   });
 
@@ -140,7 +157,10 @@ describe("authentication", () => {
     assert.equal((await consumer.get(`/v1/messages/${ref}/attempts`)).status, 200);
     assert.equal((await consumer.get(`/v1/messages/payments%2F${other.body.id}`)).status, 404);
     assert.equal((await consumer.get(`/v1/messages/${mine.body.id}`)).status, 404, "a bare id is the consumer's own namespace");
-    assert.deepEqual((await consumer.get("/v1/messages?key=tx-9")).body.items.map((m: { id: string }) => m.id), [mine.body.id]);
+    assert.deepEqual(
+      (await consumer.get("/v1/messages?key=tx-9")).body.items.map((m: { id: string }) => m.id),
+      [mine.body.id],
+    );
     assert.equal((await consumer.post(`/v1/messages/${ref}/resend`)).status, 403);
     assert.equal((await consumer.delete(`/v1/messages/${ref}`)).status, 403);
     await admin.patch("/v1/apps/accounts", { readTopics: [] });
@@ -195,7 +215,11 @@ describe("apps and subscriptions", () => {
     const created = await admin.post("/v1/apps", { name: "kiosk", checkUrl: `${receiver.url}/kiosk-check` });
     assert.equal(created.body.enabled, true);
     const kiosk = api(service.url, created.body.apiKey);
-    assert.equal((await admin.post("/v1/subscriptions", { name: "kiosk-later", topic: "t.kiosk.later", endpoint: { type: "http", url: `${receiver.url}/kiosk-later` } })).status, 201);
+    assert.equal(
+      (await admin.post("/v1/subscriptions", { name: "kiosk-later", topic: "t.kiosk.later", endpoint: { type: "http", url: `${receiver.url}/kiosk-later` } }))
+        .status,
+      201,
+    );
     const before = await kiosk.post("/v1/messages", { id: "kiosk-1", topic: "t.kiosk", payload: { n: 1 } });
     assert.equal(before.status, 201);
     // Accepted before the disable: still delivered, and still checked back, after it.
@@ -290,16 +314,66 @@ describe("bad input", () => {
       ["bad id", admin.post("/v1/messages", { id: "has space", topic: "x", payload: {} }), 400, "id"],
       ["body over the limit", admin.post("/v1/messages", { topic: "x", payload: "y".repeat(70_000) }), 413, undefined],
       ["batch item missing topic", admin.post("/v1/messages/batch", { messages: [{ topic: "x", payload: 1 }, { payload: 2 }] }), 400, "messages[1].topic"],
-      ["batch item bad delay", admin.post("/v1/messages/batch", { messages: [{ topic: "x", payload: 1 }, { topic: "x", payload: 2, delay: "2 weeks" }] }), 400, "messages[1].delay"],
+      [
+        "batch item bad delay",
+        admin.post("/v1/messages/batch", {
+          messages: [
+            { topic: "x", payload: 1 },
+            { topic: "x", payload: 2, delay: "2 weeks" },
+          ],
+        }),
+        400,
+        "messages[1].delay",
+      ],
       ["empty batch", admin.post("/v1/messages/batch", { messages: [] }), 400, "messages"],
-      ["bad subscription name", admin.post("/v1/subscriptions", { name: "Bad Name", topic: "x", endpoint: { type: "http", url: "http://127.0.0.1:1/" } }), 400, "name"],
-      ["non-http URL", admin.post("/v1/subscriptions", { name: "s-ftp", topic: "x", endpoint: { type: "http", url: "ftp://127.0.0.1/" } }), 400, "endpoint.url"],
+      [
+        "bad subscription name",
+        admin.post("/v1/subscriptions", { name: "Bad Name", topic: "x", endpoint: { type: "http", url: "http://127.0.0.1:1/" } }),
+        400,
+        "name",
+      ],
+      [
+        "non-http URL",
+        admin.post("/v1/subscriptions", { name: "s-ftp", topic: "x", endpoint: { type: "http", url: "ftp://127.0.0.1/" } }),
+        400,
+        "endpoint.url",
+      ],
       ["not a URL", admin.post("/v1/subscriptions", { name: "s-nourl", topic: "x", endpoint: { type: "http", url: "nowhere" } }), 400, "endpoint.url"],
-      ["metadata URL", admin.post("/v1/subscriptions", { name: "s-meta", topic: "x", endpoint: { type: "http", url: "http://169.254.169.254/" } }), 400, "endpoint.url"],
-      ["unknown endpoint type", admin.post("/v1/subscriptions", { name: "s-type", topic: "x", endpoint: { type: "smtp", url: "http://127.0.0.1/" } }), 400, "endpoint.type"],
-      ["bad schedule duration", admin.post("/v1/subscriptions", { name: "s-dur", topic: "x", endpoint: { type: "http", url: "http://127.0.0.1:1/" }, retry: { schedule: ["1m", "5 minutes"] } }), 400, "retry.schedule[1]"],
-      ["bad window", admin.post("/v1/subscriptions", { name: "s-win", topic: "x", endpoint: { type: "http", url: "http://127.0.0.1:1/" }, retry: { window: "1 day" } }), 400, "retry.window"],
-      ["bad maxAttempts", admin.post("/v1/subscriptions", { name: "s-max", topic: "x", endpoint: { type: "http", url: "http://127.0.0.1:1/" }, retry: { maxAttempts: 0 } }), 400, "retry.maxAttempts"],
+      [
+        "metadata URL",
+        admin.post("/v1/subscriptions", { name: "s-meta", topic: "x", endpoint: { type: "http", url: "http://169.254.169.254/" } }),
+        400,
+        "endpoint.url",
+      ],
+      [
+        "unknown endpoint type",
+        admin.post("/v1/subscriptions", { name: "s-type", topic: "x", endpoint: { type: "smtp", url: "http://127.0.0.1/" } }),
+        400,
+        "endpoint.type",
+      ],
+      [
+        "bad schedule duration",
+        admin.post("/v1/subscriptions", {
+          name: "s-dur",
+          topic: "x",
+          endpoint: { type: "http", url: "http://127.0.0.1:1/" },
+          retry: { schedule: ["1m", "5 minutes"] },
+        }),
+        400,
+        "retry.schedule[1]",
+      ],
+      [
+        "bad window",
+        admin.post("/v1/subscriptions", { name: "s-win", topic: "x", endpoint: { type: "http", url: "http://127.0.0.1:1/" }, retry: { window: "1 day" } }),
+        400,
+        "retry.window",
+      ],
+      [
+        "bad maxAttempts",
+        admin.post("/v1/subscriptions", { name: "s-max", topic: "x", endpoint: { type: "http", url: "http://127.0.0.1:1/" }, retry: { maxAttempts: 0 } }),
+        400,
+        "retry.maxAttempts",
+      ],
       ["bad app name", admin.post("/v1/apps", { name: "" }), 400, "name"],
       ["bad check URL", admin.post("/v1/apps", { name: "app-bad-url", checkUrl: "file:///etc/passwd" }), 400, "checkUrl"],
       ["unknown subscription", admin.get("/v1/subscriptions/nope"), 404, undefined],
@@ -339,8 +413,24 @@ describe("messages", () => {
 
   test("every kind of JSON payload, header and key is stored and read back exactly", async () => {
     const tricky = 'quote " backslash \\ slash / tab \t newline \n ünïcødé 🎉 \u2028 <script>';
-    const payloads: unknown[] = [tricky, 0, -1.5e-7, true, null, [], [1, "two", { three: [3] }], { nested: { deep: { deeper: [null, false] } }, "key with spaces": tricky }];
-    const messages = payloads.map((payload, i) => ({ id: `p-${i}`, topic: "t.payloads", key: `${tricky}-${i}`, tag: "t_ag", payload, headers: { "x-note": tricky } }));
+    const payloads: unknown[] = [
+      tricky,
+      0,
+      -1.5e-7,
+      true,
+      null,
+      [],
+      [1, "two", { three: [3] }],
+      { nested: { deep: { deeper: [null, false] } }, "key with spaces": tricky },
+    ];
+    const messages = payloads.map((payload, i) => ({
+      id: `p-${i}`,
+      topic: "t.payloads",
+      key: `${tricky}-${i}`,
+      tag: "t_ag",
+      payload,
+      headers: { "x-note": tricky },
+    }));
     const batch = await admin.post("/v1/messages/batch", { messages: messages.slice(0, 4) });
     assert.equal(batch.status, 201, JSON.stringify(batch.body));
     for (const m of messages.slice(4)) {
@@ -356,19 +446,45 @@ describe("messages", () => {
     // Kept as the producer wrote it: key order included (jsonb would sort these keys).
     const ordered = await admin.post("/v1/messages", { topic: "t.payloads", payload: { zebra: 1, apple: { z: 1, a: 2 } } });
     const read = await admin.get(`/v1/messages/${ordered.body.id}`);
-    assert.deepEqual([Object.keys(read.body.payload), Object.keys(read.body.payload.apple)], [["zebra", "apple"], ["z", "a"]]);
+    assert.deepEqual(
+      [Object.keys(read.body.payload), Object.keys(read.body.payload.apple)],
+      [
+        ["zebra", "apple"],
+        ["z", "a"],
+      ],
+    );
     const delayed = await admin.get("/v1/messages/p-7");
     assert.ok(Date.parse(delayed.body.deliverAt) - Date.parse(delayed.body.createdAt) > 3_500_000);
   });
 
   test("a batch is all or nothing", async () => {
-    const ok = await admin.post("/v1/messages/batch", { messages: [{ id: "b-1", topic: "t.batch", payload: 1 }, { id: "b-2", topic: "t.batch", payload: 2 }] });
+    const ok = await admin.post("/v1/messages/batch", {
+      messages: [
+        { id: "b-1", topic: "t.batch", payload: 1 },
+        { id: "b-2", topic: "t.batch", payload: 2 },
+      ],
+    });
     assert.equal(ok.status, 201);
-    assert.deepEqual(ok.body.items.map((m: { id: string }) => m.id), ["b-1", "b-2"]);
-    const clash = await admin.post("/v1/messages/batch", { messages: [{ id: "b-3", topic: "t.batch", payload: 3 }, { id: "b-1", topic: "t.batch", payload: 99 }] });
+    assert.deepEqual(
+      ok.body.items.map((m: { id: string }) => m.id),
+      ["b-1", "b-2"],
+    );
+    const clash = await admin.post("/v1/messages/batch", {
+      messages: [
+        { id: "b-3", topic: "t.batch", payload: 3 },
+        { id: "b-1", topic: "t.batch", payload: 99 },
+      ],
+    });
     assert.equal(clash.status, 409);
     assert.equal((await admin.get("/v1/messages/b-3")).status, 404);
-    const loose = await admin.post("/v1/messages/batch", { atomic: false, messages: [{ id: "b-4", topic: "t.batch", payload: 4 }, { id: "b-1", topic: "t.batch", payload: 99 }, { id: "b-2", topic: "t.batch", payload: 2 }] });
+    const loose = await admin.post("/v1/messages/batch", {
+      atomic: false,
+      messages: [
+        { id: "b-4", topic: "t.batch", payload: 4 },
+        { id: "b-1", topic: "t.batch", payload: 99 },
+        { id: "b-2", topic: "t.batch", payload: 2 },
+      ],
+    });
     assert.equal(loose.status, 201);
     assert.deepEqual(loose.body.outcomes, ["created", "conflict", "exists"]);
     assert.equal(loose.body.items[1].payload, 1);
@@ -377,7 +493,13 @@ describe("messages", () => {
     const minimal = await fetch(`${service.url}/v1/messages/batch`, {
       method: "POST",
       headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json", prefer: "respond-async, return=minimal" },
-      body: JSON.stringify({ atomic: false, messages: [{ id: "b-5", topic: "t.batch", payload: 5 }, { id: "b-1", topic: "t.batch", payload: 1 }] }),
+      body: JSON.stringify({
+        atomic: false,
+        messages: [
+          { id: "b-5", topic: "t.batch", payload: 5 },
+          { id: "b-1", topic: "t.batch", payload: 1 },
+        ],
+      }),
     });
     assert.equal(minimal.status, 201);
     assert.equal(minimal.headers.get("preference-applied"), "return=minimal");
@@ -391,20 +513,38 @@ describe("messages", () => {
     await admin.post("/v1/subscriptions", { name: "search", topic: "t.search", endpoint: { type: "http", url: `${receiver.url}/search` } });
     for (let i = 0; i < 7; i++) await admin.post("/v1/messages", { id: `s-${i}`, topic: "t.search", key: i % 2 ? "odd" : "even", payload: i });
     const page1 = await admin.get("/v1/messages?topic=t.search&limit=3");
-    assert.deepEqual(page1.body.items.map((m: { id: string }) => m.id), ["s-6", "s-5", "s-4"]);
+    assert.deepEqual(
+      page1.body.items.map((m: { id: string }) => m.id),
+      ["s-6", "s-5", "s-4"],
+    );
     const page2 = await admin.get(`/v1/messages?topic=t.search&limit=3&cursor=${page1.body.nextCursor}`);
-    assert.deepEqual(page2.body.items.map((m: { id: string }) => m.id), ["s-3", "s-2", "s-1"]);
+    assert.deepEqual(
+      page2.body.items.map((m: { id: string }) => m.id),
+      ["s-3", "s-2", "s-1"],
+    );
     const page3 = await admin.get(`/v1/messages?topic=t.search&limit=3&cursor=${page2.body.nextCursor}`);
-    assert.deepEqual(page3.body.items.map((m: { id: string }) => m.id), ["s-0"]);
+    assert.deepEqual(
+      page3.body.items.map((m: { id: string }) => m.id),
+      ["s-0"],
+    );
     assert.equal(page3.body.nextCursor, null);
     const mid = (await admin.get("/v1/messages/s-3")).body.createdAt;
     const after = await admin.get(`/v1/messages?topic=t.search&createdAfter=${encodeURIComponent(mid)}`);
-    assert.deepEqual(after.body.items.map((m: { id: string }) => m.id), ["s-6", "s-5", "s-4", "s-3"]);
+    assert.deepEqual(
+      after.body.items.map((m: { id: string }) => m.id),
+      ["s-6", "s-5", "s-4", "s-3"],
+    );
     const before = await admin.get(`/v1/messages?topic=t.search&createdBefore=${encodeURIComponent(mid)}`);
-    assert.deepEqual(before.body.items.map((m: { id: string }) => m.id), ["s-2", "s-1", "s-0"]);
+    assert.deepEqual(
+      before.body.items.map((m: { id: string }) => m.id),
+      ["s-2", "s-1", "s-0"],
+    );
     assert.equal((await admin.get("/v1/messages?createdAfter=yesterday")).body.error.field, "querystring.createdAfter");
     const odd = await admin.get("/v1/messages?topic=t.search&key=odd");
-    assert.deepEqual(odd.body.items.map((m: { id: string }) => m.id), ["s-5", "s-3", "s-1"]);
+    assert.deepEqual(
+      odd.body.items.map((m: { id: string }) => m.id),
+      ["s-5", "s-3", "s-1"],
+    );
     assert.equal((await admin.get("/v1/messages?topic=t.search&state=committed")).body.items.length, 7);
     await waitFor("search deliveries", async () => (await admin.get("/v1/messages?subscription=search&deliveryState=delivered")).body.items.length === 7);
     assert.equal((await admin.get("/v1/messages?subscription=search&deliveryState=pending")).body.items.length, 0);
@@ -413,7 +553,12 @@ describe("messages", () => {
   test("a message shows its deliveries and its delivery log; mark dead, resend and delete act on it", async () => {
     receiver.behaviour = (r) => (r.path === "/down" ? 500 : 200);
     await admin.post("/v1/subscriptions", { name: "ops-up", topic: "t.ops", endpoint: { type: "http", url: `${receiver.url}/up` } });
-    await admin.post("/v1/subscriptions", { name: "ops-down", topic: "t.ops", endpoint: { type: "http", url: `${receiver.url}/down` }, retry: { schedule: ["1h"] } });
+    await admin.post("/v1/subscriptions", {
+      name: "ops-down",
+      topic: "t.ops",
+      endpoint: { type: "http", url: `${receiver.url}/down` },
+      retry: { schedule: ["1h"] },
+    });
     const sent = await admin.post("/v1/messages", { id: "ops-1", topic: "t.ops", key: "k", payload: { x: 1 } });
     const id = sent.body.id;
     const shown = await waitFor("ops deliveries", async () => {
@@ -450,12 +595,21 @@ describe("messages", () => {
 describe("delivery", () => {
   test("each message reaches every matching subscription, signed so that standardwebhooks verifies it", async () => {
     const all = await admin.post("/v1/subscriptions", { name: "fan-all", topic: "t.fan", endpoint: { type: "http", url: `${receiver.url}/all` } });
-    const vip = await admin.post("/v1/subscriptions", { name: "fan-vip", topic: "t.fan", tags: ["vip"], endpoint: { type: "http", url: `${receiver.url}/vip`, headers: { "x-team": "ops" } } });
+    const vip = await admin.post("/v1/subscriptions", {
+      name: "fan-vip",
+      topic: "t.fan",
+      tags: ["vip"],
+      endpoint: { type: "http", url: `${receiver.url}/vip`, headers: { "x-team": "ops" } },
+    });
     await admin.post("/v1/subscriptions", { name: "fan-other", topic: "t.other", endpoint: { type: "http", url: `${receiver.url}/other` } });
     const plain = await admin.post("/v1/messages", { topic: "t.fan", key: "p", payload: { kind: "plain" } });
     const tagged = await admin.post("/v1/messages", { topic: "t.fan", tag: "vip", key: "v", payload: { kind: "vip" }, headers: { trace: "abc" } });
     await waitFor("fan-out", () => receiver.received.filter((r) => r.path === "/all" || r.path === "/vip").length >= 3);
-    const at = (path: string) => receiver.received.filter((r) => r.path === path).map((r) => r.id).sort();
+    const at = (path: string) =>
+      receiver.received
+        .filter((r) => r.path === path)
+        .map((r) => r.id)
+        .sort();
     assert.deepEqual(at("/all"), [plain.body.id, tagged.body.id].sort());
     assert.deepEqual(at("/vip"), [tagged.body.id]);
     assert.deepEqual(at("/other"), []);

@@ -34,7 +34,10 @@ test("every benchmark workload and its peers run at a tiny size", { timeout: 180
   assert.deepEqual(systems("backlog"), ["tidings", "tidings"]);
   for (const name of ["transactional", "outbox-relay"]) assert.deepEqual(systems(name), ["tidings"]);
   assert.equal(systems("inbox").length, 3);
-  assert.ok(report.workloads.find((w) => w.name === "inbox")!.targets.every((t) => t.met), "the inbox applied each message once");
+  assert.ok(
+    report.workloads.find((w) => w.name === "inbox")!.targets.every((t) => t.met),
+    "the inbox applied each message once",
+  );
   // The service ran as its own process: its memory and CPU were read from /proc.
   const service = report.workloads[0]!.systems[0]!.processes.find((p) => p.name === "service");
   assert.ok(service && service.peakRssMb > 0, `no service process figures\n${output()}`);

@@ -43,7 +43,12 @@ before(async () => {
     TIDINGS_DATA_DIR: "/nonexistent-tidings-test-dir",
     TIDINGS_ENDPOINT_DENY: "10.0.0.0/8",
   });
-  const sink = new Writable({ write: (chunk, _e, done) => ((logs += chunk.toString()), done()) });
+  const sink = new Writable({
+    write: (chunk, _e, done) => {
+      logs += chunk.toString();
+      done();
+    },
+  });
   service = await startService(config, pino({ level: "debug" }, sink));
   admin = api(service.url, ADMIN_KEY);
   sql = new pg.Pool({ connectionString: database.url, max: 2 });
@@ -55,8 +60,7 @@ after(async () => {
 });
 
 const retry = { schedule: ["100ms"], maxAttempts: 2 };
-const subscribe = (name: string, endpoint: Record<string, unknown>, topic = `t.${name}`) =>
-  admin.post("/v1/subscriptions", { name, topic, endpoint, retry });
+const subscribe = (name: string, endpoint: Record<string, unknown>, topic = `t.${name}`) => admin.post("/v1/subscriptions", { name, topic, endpoint, retry });
 
 describe("broker URL and template helpers", () => {
   test("maskUrl hides passwords and NATS tokens, and everything of what does not parse", () => {
@@ -171,7 +175,14 @@ describe("deliveries into real brokers", () => {
       assert.equal(got.properties.messageId, `rmq-ok-${SUFFIX}`);
       assert.deepEqual(
         { ...got.properties.headers, "tidings-delivery": undefined },
-        { "tidings-id": `rmq-ok-${SUFFIX}`, "tidings-topic": "orders", "tidings-tag": "paid", "tidings-key": "order-7", "tidings-attempt": "1", "tidings-delivery": undefined },
+        {
+          "tidings-id": `rmq-ok-${SUFFIX}`,
+          "tidings-topic": "orders",
+          "tidings-tag": "paid",
+          "tidings-key": "order-7",
+          "tidings-attempt": "1",
+          "tidings-delivery": undefined,
+        },
       );
       const body = JSON.parse(got.content.toString());
       assert.deepEqual(Object.keys(body), ["id", "topic", "tag", "key", "payload", "headers", "createdAt"]);
@@ -246,7 +257,9 @@ describe("deliveries into real brokers", () => {
       assert.deepEqual(Object.keys(map), ["tidings-id", "tidings-topic", "tidings-tag", "tidings-key", "tidings-attempt", "body"]);
       assert.equal(map["tidings-id"], `redis-0-${SUFFIX}`);
       assert.equal(JSON.parse(map.body!).key, "k");
-      const batch = await admin.post("/v1/messages/batch", { messages: Array.from({ length: 300 }, (_, i) => ({ id: `redis-b${i}-${SUFFIX}`, topic: "carts", payload: i })) });
+      const batch = await admin.post("/v1/messages/batch", {
+        messages: Array.from({ length: 300 }, (_, i) => ({ id: `redis-b${i}-${SUFFIX}`, topic: "carts", payload: i })),
+      });
       assert.equal(batch.status, 201);
       const delivered = "select count(*)::int as n from deliveries d join messages m on m.id = d.message_id where m.topic = 'carts' and d.state = 'delivered'";
       await waitFor("300 deliveries", async () => (await sql.query(delivered)).rows[0].n === 301, 30_000);

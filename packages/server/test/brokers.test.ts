@@ -28,9 +28,7 @@ async function publish(baseUrl: string, from: number, to: number, prefix: string
   for (let start = from; start < to; start += 500) {
     const messages = [];
     for (let i = start; i < Math.min(to, start + 500); i++) messages.push({ id: `${prefix}-${i}`, topic: TOPIC, key: String(i), payload: { i } });
-    batches.push(
-      admin.post("/v1/messages/batch", { messages }).then((r) => assert.equal(r.status, 201, JSON.stringify(r.body))),
-    );
+    batches.push(admin.post("/v1/messages/batch", { messages }).then((r) => assert.equal(r.status, 201, JSON.stringify(r.body))));
   }
   await Promise.all(batches);
 }
@@ -48,7 +46,10 @@ async function scenario(kind: BrokerKind, cleanups: (() => Promise<unknown>)[]):
   cleanups.push(() => service.close());
   const servicePg = new pg.Pool({ connectionString: serviceDb.url, max: 2 });
   const consumerPg = new pg.Pool({ connectionString: consumerDb.url, max: 2 });
-  cleanups.push(() => servicePg.end(), () => consumerPg.end());
+  cleanups.push(
+    () => servicePg.end(),
+    () => consumerPg.end(),
+  );
 
   const spec: ConsumerSpec = {
     broker: kind,
@@ -62,7 +63,12 @@ async function scenario(kind: BrokerKind, cleanups: (() => Promise<unknown>)[]):
   const tally = newTally();
   let consumer: ConsumerProcess = await spawnConsumer(spec, tally);
   cleanups.push(() => consumer.kill());
-  const created = await api(service.url, ADMIN_KEY).post("/v1/subscriptions", { name: `brokers-${kind}`, topic: TOPIC, endpoint: endpointFor(spec), retry: RETRY });
+  const created = await api(service.url, ADMIN_KEY).post("/v1/subscriptions", {
+    name: `brokers-${kind}`,
+    topic: TOPIC,
+    endpoint: endpointFor(spec),
+    retry: RETRY,
+  });
   assert.equal(created.status, 201, JSON.stringify(created.body));
 
   // A: the first 40%; the consumer is SIGKILLed in the middle of them and started again.
@@ -79,10 +85,7 @@ async function scenario(kind: BrokerKind, cleanups: (() => Promise<unknown>)[]):
   const downAt = Date.now();
   await publish(service.url, a, b, kind);
   const failing = async () => {
-    const { rows } = await servicePg.query(
-      `select count(*)::int as n from attempts where outcome = 'failed' and message_id = $1`,
-      [`${kind}-${a}`],
-    );
+    const { rows } = await servicePg.query(`select count(*)::int as n from attempts where outcome = 'failed' and message_id = $1`, [`${kind}-${a}`]);
     return rows[0].n >= 4 && Date.now() - downAt >= OUTAGE_MS;
   };
   await waitFor("four failed attempts while the broker is down", failing, 30_000, 100);
@@ -126,7 +129,7 @@ async function scenario(kind: BrokerKind, cleanups: (() => Promise<unknown>)[]):
   const gaps = at.slice(1).map((t, i) => Math.round(t - at[i]! - latency[i]!));
   // Each retry waited at least its step of the schedule (more under load: steps are earliest times).
   const steps = [200, 400, 800, 1600, 2000];
-  gaps.forEach((gap, i) => assert.ok(gap >= (steps[i] ?? 2000) - 50, `retry ${i + 1} came after ${gap} ms, before its step: ${gaps.join(",")}`));
+  for (const [i, gap] of gaps.entries()) assert.ok(gap >= (steps[i] ?? 2000) - 50, `retry ${i + 1} came after ${gap} ms, before its step: ${gaps.join(",")}`);
   const failedAttempts = (await servicePg.query("select count(*)::int as n from attempts where outcome = 'failed'")).rows[0].n;
   const { rows: errors } = await servicePg.query(
     "select left(error, 70) as error, count(*)::int as n from attempts where outcome = 'failed' group by 1 order by 2 desc limit 4",

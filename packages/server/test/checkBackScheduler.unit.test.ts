@@ -235,7 +235,10 @@ test("no more checks run at once than its concurrency, and a claim asks only for
   await until("all seven committed", () => h.applied.filter((a) => a.startsWith("commit")).length === 7);
   assert.equal(h.calls.length, 7);
   assert.equal(h.mostOpen, 3);
-  assert.ok(h.claimedOver.every((n) => n <= 3), `claims asked past the free room: ${h.claimedOver.join(",")}`);
+  assert.ok(
+    h.claimedOver.every((n) => n <= 3),
+    `claims asked past the free room: ${h.claimedOver.join(",")}`,
+  );
   await h.scheduler.stop(0);
 });
 
@@ -264,7 +267,10 @@ test("stop aborts the calls still open after the grace and gives their leases ba
   h.scheduler.start();
   await until("both calls made", () => h.calls.length === 2);
   await h.scheduler.stop(20);
-  assert.ok(h.calls.every((c) => c.signal.aborted), "the calls saw the shutdown signal");
+  assert.ok(
+    h.calls.every((c) => c.signal.aborted),
+    "the calls saw the shutdown signal",
+  );
   assert.deepEqual(h.released, checks);
   assert.deepEqual(h.applied.sort(), checks.map((c) => `release ${c.message.id}`).sort());
   assert.equal(h.logged.length, 0);

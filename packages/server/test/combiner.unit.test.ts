@@ -40,11 +40,12 @@ function combiner(maxBatch: number, maxInFlight: number, limits: Partial<Combine
     { maxWaiting: Infinity, maxWaitingBytes: Infinity, isItemError: (e) => e instanceof ItemRefused, ...limits },
   );
   /** Holds the next `n` writes open until the test resolves them. */
-  const hold = (n = 1) => Array.from({ length: n }, () => {
-    const d = deferred<void>();
-    holds.push(d);
-    return d;
-  });
+  const hold = (n = 1) =>
+    Array.from({ length: n }, () => {
+      const d = deferred<void>();
+      holds.push(d);
+      return d;
+    });
   return {
     c,
     writes,
@@ -107,7 +108,10 @@ test("past maxWaiting a call is refused at once with unavailable (503, retry aft
   });
   w1!.resolve();
   assert.deepEqual(await Promise.all(accepted), ["a:stored", "b:stored", "c:stored"]);
-  assert.ok(t.writes.every((w) => !w.includes("d")), "the refused item was never written");
+  assert.ok(
+    t.writes.every((w) => !w.includes("d")),
+    "the refused item was never written",
+  );
   assert.equal(await t.c.push("e"), "e:stored");
 });
 
@@ -146,8 +150,14 @@ test("an item error splits the batch in halves until only the culprit fails", as
       assert.deepEqual(s, { status: "fulfilled", value: `${items[i]}:stored` }, items[i]);
     }
   });
-  assert.ok(t.writes.some((w) => w.length === 1 && w[0] === "bad-e"), "the culprit was tried alone");
-  const stored = t.writes.slice(1).filter((w) => !w.includes("bad-e")).flat();
+  assert.ok(
+    t.writes.some((w) => w.length === 1 && w[0] === "bad-e"),
+    "the culprit was tried alone",
+  );
+  const stored = t.writes
+    .slice(1)
+    .filter((w) => !w.includes("bad-e"))
+    .flat();
   assert.deepEqual(stored.sort(), ["a", "b", "c", "d", "f", "g"], "every other item stored exactly once");
 });
 

@@ -21,7 +21,15 @@ function cookieClient(baseUrl: string) {
     const text = await response.text();
     return { status: response.status, body: text ? JSON.parse(text) : null, setCookie };
   }
-  return { call, get cookie() { return cookie; }, set cookie(value: string) { cookie = value; } };
+  return {
+    call,
+    get cookie() {
+      return cookie;
+    },
+    set cookie(value: string) {
+      cookie = value;
+    },
+  };
 }
 
 describe("console API: sessions, stats, dead letters and re-send jobs", () => {
@@ -75,7 +83,11 @@ describe("console API: sessions, stats, dead letters and re-send jobs", () => {
       for (let i = 0; i < 10; i++) {
         assert.equal((await client.call("POST", "/v1/session", { body: { adminKey: `guess-${i}-0123456789` } })).status, 401, `guess ${i}`);
       }
-      const response = await fetch(`${node.url}/v1/session`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ adminKey: ADMIN_KEY }) });
+      const response = await fetch(`${node.url}/v1/session`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ adminKey: ADMIN_KEY }),
+      });
       assert.equal(response.status, 429);
       const retryAfter = Number(response.headers.get("retry-after"));
       assert.ok(retryAfter > 800 && retryAfter <= 900, `Retry-After ${retryAfter}`);
@@ -190,7 +202,10 @@ describe("console API: sessions, stats, dead letters and re-send jobs", () => {
     assert.equal(again.body.state, "succeeded", "nothing dead: born finished");
     assert.equal(again.body.total, 0);
     const listed = await admin.get("/v1/jobs?subscription=ledger");
-    assert.deepEqual(listed.body.items.map((j: any) => j.id), [again.body.id, started.body.id]);
+    assert.deepEqual(
+      listed.body.items.map((j: any) => j.id),
+      [again.body.id, started.body.id],
+    );
     assert.equal((await admin.get("/v1/jobs/nope")).status, 404);
   });
 

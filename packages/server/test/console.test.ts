@@ -81,7 +81,12 @@ async function startWorld(label: string, down: string[]): Promise<World> {
   const shop = await admin.post("/v1/apps", { name: "shop", checkUrl: `${receiver.url}/check` });
   assert.equal(shop.status, 201);
   const subs = [
-    { name: "billing", topic: "orders.paid", endpoint: { type: "http", url: `${receiver.url}/billing` }, retry: { schedule: ["50ms", "50ms"], maxAttempts: 3 } },
+    {
+      name: "billing",
+      topic: "orders.paid",
+      endpoint: { type: "http", url: `${receiver.url}/billing` },
+      retry: { schedule: ["50ms", "50ms"], maxAttempts: 3 },
+    },
     { name: "shipping", topic: "orders.paid", endpoint: { type: "http", url: `${receiver.url}/shipping` } },
     { name: "audit", topic: "audit.events", endpoint: { type: "http", url: `${receiver.url}/audit` }, retry: { schedule: [], maxAttempts: 1 } },
   ];
@@ -121,7 +126,13 @@ async function sendOrders(world: World, numbers: number[]): Promise<void> {
 
 /** A prepared message of the shop's whose one check-back goes unanswered: in doubt. Its full id. */
 async function sendDoubtful(world: World): Promise<string> {
-  const sent = await world.shop.post("/v1/messages", { topic: "orders.paid", key: "order-2000", payload: { orderId: 2000 }, prepare: true, checkAfter: "100ms" });
+  const sent = await world.shop.post("/v1/messages", {
+    topic: "orders.paid",
+    key: "order-2000",
+    payload: { orderId: 2000 },
+    prepare: true,
+    checkAfter: "100ms",
+  });
   assert.equal(sent.status, 201);
   return `shop/${sent.body.id}`;
 }
@@ -139,7 +150,8 @@ async function deadCounts(world: World): Promise<Record<string, number>> {
   return Object.fromEntries(rows.map((r) => [r.name, r.n]));
 }
 
-const inDoubt = async (world: World, id: string) => (await world.sql.query("select 1 from messages where id = $1 and in_doubt_at is not null", [id])).rowCount === 1;
+const inDoubt = async (world: World, id: string) =>
+  (await world.sql.query("select 1 from messages where id = $1 and in_doubt_at is not null", [id])).rowCount === 1;
 
 /**
  * The world the looking tests share, made on first use: orders whose billing endpoint is down
@@ -174,7 +186,8 @@ const endings = new WeakMap<TestContext, Array<() => unknown>>();
 function atEnd(t: TestContext, fn: () => unknown): void {
   let stack = endings.get(t);
   if (!stack) {
-    const fns: Array<() => unknown> = (stack = []);
+    const fns: Array<() => unknown> = [];
+    stack = fns;
     endings.set(t, fns);
     t.after(async () => {
       let failure: unknown = null;
@@ -206,7 +219,16 @@ function browser(): Promise<Browser> {
     return chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
   })();
   return launched;
@@ -215,10 +237,7 @@ function browser(): Promise<Browser> {
 // Every test needs the browser: start it while the first test builds its world.
 before(() => void browser().catch(() => undefined));
 after(async () => {
-  await Promise.all([
-    launched?.then((b) => b.close()).catch(() => undefined),
-    operators?.then((w) => w.close()).catch(() => undefined),
-  ]);
+  await Promise.all([launched?.then((b) => b.close()).catch(() => undefined), operators?.then((w) => w.close()).catch(() => undefined)]);
 });
 
 interface Console {
@@ -304,16 +323,15 @@ describe("console in a real browser", () => {
     const messagesPanel = page.getByRole("region", { name: "Messages" });
     await messagesPanel.getByText("Committed").waitFor();
     const messageCounts = await messagesPanel.locator("dl.stats > div").allInnerTexts();
-    assert.deepEqual(messageCounts.map((t) => t.replace(/\s+/g, " ")), ["Committed 35", "Prepared 1", "In doubt 1", "Rolled back 0"]);
+    assert.deepEqual(
+      messageCounts.map((t) => t.replace(/\s+/g, " ")),
+      ["Committed 35", "Prepared 1", "In doubt 1", "Rolled back 0"],
+    );
     assert.equal(await page.locator("#open-alerts").innerText(), "36", "35 dead deliveries and 1 message in doubt");
     const deliveries = page.getByRole("region", { name: "Deliveries", exact: true });
     assert.equal(await deliveries.locator("div", { hasText: "Dead" }).locator("dd").innerText(), "35");
     const bySub = page.getByRole("region", { name: "Deliveries by subscription" });
-    assert.deepEqual(await bySub.locator("tbody tr").allInnerTexts(), [
-      "audit\tactive\t0\t0\t30",
-      "billing\tactive\t0\t0\t5",
-      "shipping\tactive\t0\t5\t0",
-    ]);
+    assert.deepEqual(await bySub.locator("tbody tr").allInnerTexts(), ["audit\tactive\t0\t0\t30", "billing\tactive\t0\t0\t5", "shipping\tactive\t0\t5\t0"]);
     assert.equal(await page.locator("#oldest-age").innerText(), "none");
     const chart = page.getByRole("img", { name: /per minute over the last hour/ });
     assert.equal(await chart.locator("path").count(), 4);
@@ -371,7 +389,11 @@ describe("console in a real browser", () => {
     await page.getByRole("heading", { name: `Message ${id}` }).waitFor();
     const timeline = page.getByRole("list", { name: "Delivery attempts, oldest first" });
     const billing = timeline.locator("li", { hasText: "billing" });
-    await waitFor("3 billing attempts and 1 shipping attempt", async () => (await billing.count()) === 3 && (await timeline.locator("li", { hasText: "shipping" }).count()) === 1, UI_TIMEOUT_MS);
+    await waitFor(
+      "3 billing attempts and 1 shipping attempt",
+      async () => (await billing.count()) === 3 && (await timeline.locator("li", { hasText: "shipping" }).count()) === 1,
+      UI_TIMEOUT_MS,
+    );
     for (let n = 1; n <= 3; n++) {
       const item = billing.nth(n - 1);
       const text = await item.innerText();
@@ -383,7 +405,7 @@ describe("console in a real browser", () => {
     assert.match(await timeline.locator("li", { hasText: "shipping" }).innerText(), /attempt 1[\s\S]*delivered[\s\S]*HTTP 200/);
     const payload = await page.getByRole("region", { name: "Payload" }).locator("pre").innerText();
     assert.deepEqual(JSON.parse(payload), { orderId: 1003, amount: { value: 4203, currency: "EUR" }, items: [{ sku: "TEA-01", qty: 2 }] });
-    assert.match(payload, /\n  "amount": \{\n    "value": 4203/, "pretty-printed");
+    assert.match(payload, /\n {2}"amount": \{\n {4}"value": 4203/, "pretty-printed");
     await page.getByRole("region", { name: "Headers" }).getByText("trace-3").waitFor();
     await assertNoSidewaysScroll("message");
     await shot("message");
@@ -393,7 +415,11 @@ describe("console in a real browser", () => {
     const world = await ownWorld(t, "console_resend", ["/billing"]);
     await sendOrders(world, [1003]);
     const id = world.orderIds.get("order-1003")!;
-    await waitFor("the billing delivery dead, shipping delivered", async () => (await deadCounts(world)).billing === 1 && world.deliveredTo("/shipping").has(id), UI_TIMEOUT_MS);
+    await waitFor(
+      "the billing delivery dead, shipping delivered",
+      async () => (await deadCounts(world)).billing === 1 && world.deliveredTo("/shipping").has(id),
+      UI_TIMEOUT_MS,
+    );
     const { page, go } = await openConsole(t, world);
     await go(`#/messages/${encodeURIComponent(id)}`);
     await page.getByRole("heading", { name: `Message ${id}` }).waitFor();
@@ -426,7 +452,11 @@ describe("console in a real browser", () => {
     const world = await ownWorld(t, "console_alerts", ["/billing"]);
     await sendOrders(world, [1000]);
     const inDoubtId = await sendDoubtful(world);
-    await waitFor("a dead delivery and a message in doubt", async () => (await deadCounts(world)).billing === 1 && (await inDoubt(world, inDoubtId)), UI_TIMEOUT_MS);
+    await waitFor(
+      "a dead delivery and a message in doubt",
+      async () => (await deadCounts(world)).billing === 1 && (await inDoubt(world, inDoubtId)),
+      UI_TIMEOUT_MS,
+    );
     world.down.delete("/billing");
     const { page, go } = await openConsole(t, world);
     await go("#/dead-letters");
@@ -459,7 +489,11 @@ describe("console in a real browser", () => {
     const { page, go, nav, shot, assertNoSidewaysScroll } = await openConsole(t, world);
     await go("#/overview");
     await nav().getByRole("link", { name: "Dead letters" }).click();
-    await page.getByRole("region", { name: "Dead deliveries by subscription" }).locator("tr", { hasText: "audit" }).getByRole("link", { name: /Re-send all/ }).click();
+    await page
+      .getByRole("region", { name: "Dead deliveries by subscription" })
+      .locator("tr", { hasText: "audit" })
+      .getByRole("link", { name: /Re-send all/ })
+      .click();
     await page.getByRole("heading", { name: "Subscription audit" }).waitFor();
     const batch = page.getByLabel("Batch size");
     assert.ok(await batch.evaluate((el) => el === document.activeElement), "the link lands on the batch size");
@@ -486,7 +520,11 @@ describe("console in a real browser", () => {
     await page.locator("#resend-status .badge.succeeded").waitFor();
     const seen = await page.evaluate(() => (window as unknown as { seen: number[] }).seen);
     assert.equal(seen.at(-1), 100);
-    assert.deepEqual(seen, [...seen].sort((a, b) => a - b), "the bar only moves forward");
+    assert.deepEqual(
+      seen,
+      [...seen].sort((a, b) => a - b),
+      "the bar only moves forward",
+    );
     await waitFor("all 30 audit events delivered", () => world.deliveredTo("/audit").size === 30, UI_TIMEOUT_MS);
     const counts = page.getByRole("region", { name: "Deliveries", exact: true });
     await counts.locator("dl.stats > div", { hasText: "dead" }).locator("dd", { hasText: /^0$/ }).waitFor();
@@ -508,7 +546,10 @@ describe("console in a real browser", () => {
     await nav().getByRole("link", { name: "Overview" }).click();
     await page.getByRole("link", { name: sent.body.id }).waitFor();
     assert.equal(world.deliveredTo("/audit").has(sent.body.id), false, "not delivered while paused");
-    assert.equal(await page.getByRole("region", { name: "Deliveries by subscription" }).locator("tr", { hasText: "audit" }).locator("td:nth-child(2) .badge").innerText(), "paused");
+    assert.equal(
+      await page.getByRole("region", { name: "Deliveries by subscription" }).locator("tr", { hasText: "audit" }).locator("td:nth-child(2) .badge").innerText(),
+      "paused",
+    );
     await page.getByRole("link", { name: "audit", exact: true }).first().click();
     await page.getByRole("button", { name: "Resume" }).click();
     await page.locator("#sub-status .badge.active").waitFor();
@@ -629,10 +670,12 @@ describe("console in a real browser", () => {
     const world = await operatorsWorld();
     // Another site: a form that posts to the service on its own.
     const evil = createServer((_req, res) => {
-      res.writeHead(200, { "content-type": "text/html" }).end(
-        `<form id="f" method="post" enctype="text/plain" action="${world.service.url}/v1/subscriptions/audit/resend-dead"><input name="a" value="b"></form>` +
-          `<script>document.getElementById("f").submit()</script>`,
-      );
+      res
+        .writeHead(200, { "content-type": "text/html" })
+        .end(
+          `<form id="f" method="post" enctype="text/plain" action="${world.service.url}/v1/subscriptions/audit/resend-dead"><input name="a" value="b"></form>` +
+            `<script>document.getElementById("f").submit()</script>`,
+        );
     });
     await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
     atEnd(t, () => new Promise<void>((resolve) => evil.close(() => resolve())));

@@ -26,7 +26,11 @@ after(async () => {
 async function subscribeTwo(url: string, tag: string): Promise<void> {
   const admin = api(url, ADMIN_KEY);
   for (const path of ["a", "b"]) {
-    const r = await admin.post("/v1/subscriptions", { name: `${tag}-${path}`, topic: `t.${tag}`, endpoint: { type: "http", url: `${receiver.url}/${tag}/${path}` } });
+    const r = await admin.post("/v1/subscriptions", {
+      name: `${tag}-${path}`,
+      topic: `t.${tag}`,
+      endpoint: { type: "http", url: `${receiver.url}/${tag}/${path}` },
+    });
     assert.equal(r.status, 201);
   }
 }
@@ -92,19 +96,24 @@ test(`${TOTAL} messages sent while the service is killed with SIGKILL twice all 
     const killAt = [Math.floor(TOTAL * 0.3), Math.floor(TOTAL * 0.65)];
     let kills = 0;
     let restarting = false;
-    await sendAll(TOTAL, () => url, "crash", (acked) => {
-      if (kills < killAt.length && acked >= killAt[kills]! && !restarting) {
-        kills++;
-        restarting = true;
-        void (async () => {
-          await current.kill("SIGKILL");
-          // Back on the same port, as a restarted service would be.
-          current = await spawnService({ ...env, TIDINGS_PORT: port });
-          url = current.url;
-          restarting = false;
-        })();
-      }
-    });
+    await sendAll(
+      TOTAL,
+      () => url,
+      "crash",
+      (acked) => {
+        if (kills < killAt.length && acked >= killAt[kills]! && !restarting) {
+          kills++;
+          restarting = true;
+          void (async () => {
+            await current.kill("SIGKILL");
+            // Back on the same port, as a restarted service would be.
+            current = await spawnService({ ...env, TIDINGS_PORT: port });
+            url = current.url;
+            restarting = false;
+          })();
+        }
+      },
+    );
     assert.equal(kills, 2);
     await waitFor("every message at both subscriptions", allDelivered("crash", TOTAL), 120_000, 100);
     const { duplicates } = report("crash", TOTAL);
@@ -121,7 +130,12 @@ test(`two service processes on one database deliver ${TOTAL} messages to both su
   const nodes = await Promise.all([spawnService(env), spawnService(env)]);
   try {
     await subscribeTwo(nodes[0].url, "two");
-    await sendAll(TOTAL, (i) => nodes[i % 2]!.url, "two", () => {});
+    await sendAll(
+      TOTAL,
+      (i) => nodes[i % 2]!.url,
+      "two",
+      () => {},
+    );
     await waitFor("every message at both subscriptions", allDelivered("two", TOTAL), 120_000, 100);
     const { duplicates } = report("two", TOTAL);
     console.log(`two nodes: ${TOTAL} messages x 2 subscriptions delivered; ${duplicates} duplicate deliveries`);

@@ -15,7 +15,10 @@ test(`every acknowledged message is delivered across a crash-restart of PostgreS
   const service = await spawnService({ DATABASE_URL: postgres.url, TIDINGS_LEASE: "2s", TIDINGS_POLL_INTERVAL: "200ms" });
   const agent = new Agent({ connections: 16 });
   try {
-    assert.equal((await api(service.url, ADMIN_KEY).post("/v1/subscriptions", { name: "s", topic: "t", endpoint: { type: "http", url: `${receiver.url}/s` } })).status, 201);
+    assert.equal(
+      (await api(service.url, ADMIN_KEY).post("/v1/subscriptions", { name: "s", topic: "t", endpoint: { type: "http", url: `${receiver.url}/s` } })).status,
+      201,
+    );
     let next = 0;
     let acked = 0;
     let failedCalls = 0;
@@ -43,7 +46,9 @@ test(`every acknowledged message is delivered across a crash-restart of PostgreS
     await restarted;
     await waitFor("every message delivered", () => receiver.deliveredIds().size === TOTAL, 90_000, 100);
     const duplicates = receiver.received.length - TOTAL;
-    console.log(`database restart: ${TOTAL} delivered; ${failedCalls} calls refused while it was down (retried by the producer); ${duplicates} duplicate deliveries`);
+    console.log(
+      `database restart: ${TOTAL} delivered; ${failedCalls} calls refused while it was down (retried by the producer); ${duplicates} duplicate deliveries`,
+    );
     assert.equal((await fetch(`${service.url}/readyz`)).status, 200);
   } finally {
     await service.kill("SIGKILL");

@@ -54,8 +54,7 @@ function delivery(subscriptionId: number, extra: Partial<LeasedDelivery> = {}): 
   };
 }
 
-const many = (n: number, subscriptionId: number, extra?: Partial<LeasedDelivery>) =>
-  Array.from({ length: n }, () => delivery(subscriptionId, extra));
+const many = (n: number, subscriptionId: number, extra?: Partial<LeasedDelivery>) => Array.from({ length: n }, () => delivery(subscriptionId, extra));
 
 interface SendCall {
   delivery: LeasedDelivery;
@@ -171,7 +170,7 @@ test("a pushed delivery is sent at once, without waiting for a poll, as the enve
   assert.equal(h.claims.length, 0, "no claim was needed");
   assert.equal(h.sends[0]!.body, envelope(d));
   assert.deepEqual(JSON.parse(h.sends[0]!.body), {
-    id: "shop/order-" + d.deliveryId + "-paid",
+    id: `shop/order-${d.deliveryId}-paid`,
     topic: "order.paid",
     tag: null,
     key: String(d.deliveryId),
@@ -298,7 +297,9 @@ test("deliveries held back by one subscription's cap do not hold up another's", 
   h.dispatcher.push([...capped, ...other]);
   assert.deepEqual(h.sentIds(), [capped[0]!.deliveryId, ...other.map((d) => d.deliveryId)]);
   for (let i = 1; i < 3; i++) {
-    h.running().find((s) => s.delivery.subscriptionId === 1)!.reply.resolve(OK);
+    h.running()
+      .find((s) => s.delivery.subscriptionId === 1)!
+      .reply.resolve(OK);
     await until("the next capped delivery", () => h.sends.length === 3 + i);
     assert.equal(h.sends.at(-1)!.delivery.deliveryId, capped[i]!.deliveryId, "in order");
   }
@@ -329,7 +330,10 @@ test("a subscription's lane holds a bounded number of deliveries; more are given
   assert.equal(h.sends.length, 1);
   await until("the surplus released", () => h.released.length === 2);
   assert.deepEqual(h.releasedIds(), ids(work.slice(5)));
-  assert.deepEqual(h.released.map((l) => l.lease), work.slice(5).map((d) => d.lease));
+  assert.deepEqual(
+    h.released.map((l) => l.lease),
+    work.slice(5).map((d) => d.lease),
+  );
   await h.dispatcher.stop(0);
 });
 
@@ -434,7 +438,10 @@ test("stop aborts the attempts still running after the grace and gives their lea
   const work = [delivery(1), delivery(2, { lease: undefined })];
   h.dispatcher.push(work);
   await h.dispatcher.stop(20);
-  assert.ok(h.sends.every((s) => s.signal.aborted), "the sends saw the shutdown signal");
+  assert.ok(
+    h.sends.every((s) => s.signal.aborted),
+    "the sends saw the shutdown signal",
+  );
   assert.deepEqual(
     [...h.released].sort((a, b) => a.deliveryId - b.deliveryId),
     [
@@ -447,20 +454,17 @@ test("stop aborts the attempts still running after the grace and gives their lea
   assert.ok(h.log.lines.some((l) => l.msg === "aborting deliveries in flight for shutdown" && l.fields.inFlight === 2));
 });
 
-test(
-  "a claim that comes back while stopping has its leases given back",
-  async () => {
-    const h = harness({}, undefined, true);
-    h.dispatcher.start();
-    const stopping = h.dispatcher.stop(20);
-    const late = many(2, 1);
-    h.claims[0]!.reply.resolve(late);
-    await stopping;
-    await settle();
-    assert.equal(h.sends.length, 0);
-    assert.deepEqual(h.releasedIds(), ids(late));
-  },
-);
+test("a claim that comes back while stopping has its leases given back", async () => {
+  const h = harness({}, undefined, true);
+  h.dispatcher.start();
+  const stopping = h.dispatcher.stop(20);
+  const late = many(2, 1);
+  h.claims[0]!.reply.resolve(late);
+  await stopping;
+  await settle();
+  assert.equal(h.sends.length, 0);
+  assert.deepEqual(h.releasedIds(), ids(late));
+});
 
 // The result writer behind the dispatcher: attempt results gathered into one statement per batch.
 
@@ -524,14 +528,20 @@ test("results added together are written in one batch, one write at a time, at m
   t.holds.push(hold);
   for (const id of range(1, 5)) t.w.add(result(id, id === 5 ? { outcome: "failed", statusCode: 500, error: "HTTP 500" } : {}));
   await until("the first write", () => t.calls.length === 1);
-  assert.deepEqual(t.calls[0]!.map((r) => r.deliveryId), [1, 2, 3]);
+  assert.deepEqual(
+    t.calls[0]!.map((r) => r.deliveryId),
+    [1, 2, 3],
+  );
   t.w.add(result(6));
   t.w.add(result(7));
   await settle();
   assert.equal(t.calls.length, 1, "one write at a time");
   hold.resolve();
   await t.w.drain();
-  assert.deepEqual(t.calls.map((c) => c.map((r) => r.deliveryId)), [[1, 2, 3], [4, 5, 6], [7]]);
+  assert.deepEqual(
+    t.calls.map((c) => c.map((r) => r.deliveryId)),
+    [[1, 2, 3], [4, 5, 6], [7]],
+  );
   assert.deepEqual(t.storedIds(), range(1, 7));
   assert.deepEqual(t.notified, [
     { counts: { delivered: 3, failed: 0, dead: 0 }, size: 3 },
@@ -571,20 +581,17 @@ test("a result refused even without its texts is dropped alone, with an error lo
   assert.match(errors[0]!.msg, /dropped/);
 });
 
-test(
-  "a write that fails because the database is away is retried until it succeeds",
-  async () => {
-    let down = 1;
-    const t = writer(() => (down-- > 0 ? sqlError("08006", "connection terminated unexpectedly") : undefined));
-    for (const id of range(1, 3)) t.w.add(result(id));
-    await until("the first try", () => t.calls.length === 1);
-    t.w.add(result(4)); // arrives during the failed try or its backoff: goes with the next try
-    await t.w.drain();
-    assert.deepEqual(t.storedIds(), range(1, 4), "each result written exactly once");
-    assert.equal(t.calls.length, 2, "the failed try, then one with everything");
-    assert.equal(t.log.lines.filter((l) => l.msg === "writing delivery results failed; retrying").length, 1);
-  },
-);
+test("a write that fails because the database is away is retried until it succeeds", async () => {
+  let down = 1;
+  const t = writer(() => (down-- > 0 ? sqlError("08006", "connection terminated unexpectedly") : undefined));
+  for (const id of range(1, 3)) t.w.add(result(id));
+  await until("the first try", () => t.calls.length === 1);
+  t.w.add(result(4)); // arrives during the failed try or its backoff: goes with the next try
+  await t.w.drain();
+  assert.deepEqual(t.storedIds(), range(1, 4), "each result written exactly once");
+  assert.equal(t.calls.length, 2, "the failed try, then one with everything");
+  assert.equal(t.log.lines.filter((l) => l.msg === "writing delivery results failed; retrying").length, 1);
+});
 
 test("a connection lost while looking for the culprit loses no result and writes none twice", async () => {
   let lost = false;

@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseDuration, formatDuration } from "../src/domain/duration.ts";
-import { afterFailure, compileRetryPolicy, RetryPolicyError } from "../src/domain/retrySchedule.ts";
+import { afterFailure, compileRetryPolicy, type RetryPolicyError } from "../src/domain/retrySchedule.ts";
 import { canonicalJson } from "../src/domain/canonical.ts";
 import { parseRetryAfter } from "../src/transports/httpTransport.ts";
 import { compileEndpointCheck } from "../src/http/endpointPolicy.ts";
-import { TidingsError } from "../src/domain/errors.ts";
+import type { TidingsError } from "../src/domain/errors.ts";
 import { SignInLimiter } from "../src/http/console/signInLimiter.ts";
 
 test("durations parse in every unit and reject anything else", () => {
@@ -50,9 +50,18 @@ test("Retry-After is honoured but bounded by the schedule's longest step", () =>
 });
 
 test("a bad retry option names its field", () => {
-  assert.throws(() => compileRetryPolicy({ schedule: ["1s", "fast"] }), (e: RetryPolicyError) => e.field === "retry.schedule[1]");
-  assert.throws(() => compileRetryPolicy({ window: "later" }), (e: RetryPolicyError) => e.field === "retry.window");
-  assert.throws(() => compileRetryPolicy({ schedule: [], maxAttempts: 2 }), (e: RetryPolicyError) => e.field === "retry.schedule");
+  assert.throws(
+    () => compileRetryPolicy({ schedule: ["1s", "fast"] }),
+    (e: RetryPolicyError) => e.field === "retry.schedule[1]",
+  );
+  assert.throws(
+    () => compileRetryPolicy({ window: "later" }),
+    (e: RetryPolicyError) => e.field === "retry.window",
+  );
+  assert.throws(
+    () => compileRetryPolicy({ schedule: [], maxAttempts: 2 }),
+    (e: RetryPolicyError) => e.field === "retry.schedule",
+  );
 });
 
 test("canonical JSON gives equal content one spelling", () => {
@@ -71,14 +80,35 @@ test("endpoint URLs must be http(s) and out of refused networks", () => {
     }
     return "accepted";
   };
-  assert.equal(field(() => check("ftp://example.com/x", "endpoint.url")), "endpoint.url");
-  assert.equal(field(() => check("not a url", "endpoint.url")), "endpoint.url");
-  assert.equal(field(() => check("http://169.254.169.254/latest/meta-data", "endpoint.url")), "endpoint.url");
-  assert.equal(field(() => check("http://metadata.google.internal/", "endpoint.url")), "endpoint.url");
-  assert.equal(field(() => check("http://10.1.2.3/", "endpoint.url")), "endpoint.url");
+  assert.equal(
+    field(() => check("ftp://example.com/x", "endpoint.url")),
+    "endpoint.url",
+  );
+  assert.equal(
+    field(() => check("not a url", "endpoint.url")),
+    "endpoint.url",
+  );
+  assert.equal(
+    field(() => check("http://169.254.169.254/latest/meta-data", "endpoint.url")),
+    "endpoint.url",
+  );
+  assert.equal(
+    field(() => check("http://metadata.google.internal/", "endpoint.url")),
+    "endpoint.url",
+  );
+  assert.equal(
+    field(() => check("http://10.1.2.3/", "endpoint.url")),
+    "endpoint.url",
+  );
   const allowMetadata = compileEndpointCheck({ allow: ["169.254.169.254/32"], deny: [] });
-  assert.equal(field(() => allowMetadata("http://169.254.169.254/", "u")), "accepted");
-  assert.equal(field(() => allowMetadata("http://127.0.0.1/", "u")), "u");
+  assert.equal(
+    field(() => allowMetadata("http://169.254.169.254/", "u")),
+    "accepted",
+  );
+  assert.equal(
+    field(() => allowMetadata("http://127.0.0.1/", "u")),
+    "u",
+  );
 });
 
 test("sign-in limiter: 10 failures in the window block an address until the window ends; a success clears it", () => {

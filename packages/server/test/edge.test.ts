@@ -20,14 +20,7 @@ interface RawAnswer {
 }
 
 /** One request with the path sent exactly as written (escapes, doubled slashes, absolute form). */
-function request(
-  baseUrl: string,
-  method: string,
-  path: string,
-  headers: Record<string, string> = {},
-  body?: string,
-  agent?: http.Agent,
-): Promise<RawAnswer> {
+function request(baseUrl: string, method: string, path: string, headers: Record<string, string> = {}, body?: string, agent?: http.Agent): Promise<RawAnswer> {
   const { hostname, port } = new URL(baseUrl);
   return new Promise((resolve, reject) => {
     const req = http.request({ host: hostname, port, method, path, headers, agent }, (res) => {
@@ -160,14 +153,20 @@ describe("the HTTP edge", () => {
     test("every route, every spelling the router accepts, every principal: only the allowed one gets through", async () => {
       const routes = service.routes;
       assert.ok(routes.length >= 30, `routes collected: ${routes.length}`);
-      const publicRoutes = routes.filter((r) => r.auth === "public").map((r) => `${r.method} ${r.url}`).sort();
+      const publicRoutes = routes
+        .filter((r) => r.auth === "public")
+        .map((r) => `${r.method} ${r.url}`)
+        .sort();
       assert.deepEqual(
         publicRoutes.filter((r) => !r.startsWith("HEAD ")),
         ["GET /", "GET /console", "GET /console/*", "GET /healthz", "GET /metrics", "GET /openapi.json", "GET /readyz", "POST /v1/session"],
         "the public routes are exactly these: a new one must be added here on purpose",
       );
       for (const r of ["POST /v1/apps", "GET /v1/apps/:name", "POST /v1/messages", "GET /v1/messages/:id", "GET /v1/stats", "DELETE /v1/session"]) {
-        assert.ok(routes.some((e) => `${e.method} ${e.url}` === r), `${r} is collected`);
+        assert.ok(
+          routes.some((e) => `${e.method} ${e.url}` === r),
+          `${r} is collected`,
+        );
       }
 
       const principals = [
@@ -176,8 +175,7 @@ describe("the HTTP edge", () => {
         { name: "an app key", key: appKey, kind: "app" },
         { name: "the admin key", key: ADMIN_KEY, kind: "admin" },
       ];
-      const allowed = (route: RouteEntry, kind: string) =>
-        route.auth === "public" || kind === "admin" || (route.auth === "app" && kind === "app");
+      const allowed = (route: RouteEntry, kind: string) => route.auth === "public" || kind === "admin" || (route.auth === "app" && kind === "app");
 
       // A HEAD answer has no body to tell the router's 404 from a handler's: the GET's tells.
       const ordered = routes;
@@ -247,13 +245,10 @@ describe("the HTTP edge", () => {
       const app = Fastify();
       const table = requireDeclaredAccess(app);
       app.get("/declared", { config: { auth: "admin" } }, async () => ({ ok: true }));
-      await assert.rejects(
-        async () => {
-          app.get("/undeclared", async () => ({ ok: true }));
-          await app.ready();
-        },
-        /GET \/undeclared declares no access/,
-      );
+      await assert.rejects(async () => {
+        app.get("/undeclared", async () => ({ ok: true }));
+        await app.ready();
+      }, /GET \/undeclared declares no access/);
       assert.ok(table.some((r) => r.url === "/declared" && r.auth === "admin"));
       await app.close().catch(() => undefined);
     });
@@ -271,7 +266,12 @@ describe("the HTTP edge", () => {
         "tidings_session",
         "=; ;;tidings_session=x=y",
       ]) {
-        for (const [method, path] of [["GET", "/v1/apps"], ["GET", "/v1/session"], ["POST", "/v1/subscriptions"], ["GET", "/v1/messages"]] as const) {
+        for (const [method, path] of [
+          ["GET", "/v1/apps"],
+          ["GET", "/v1/session"],
+          ["POST", "/v1/subscriptions"],
+          ["GET", "/v1/messages"],
+        ] as const) {
           const answer = await request(service.url, method, path, { cookie, "content-type": "application/json" }, method === "POST" ? "{}" : undefined);
           assert.equal(answer.status, 401, `${cookie.slice(0, 40)} on ${method} ${path}: ${answer.text}`);
           assert.equal(ourShape(answer.text, cookie).code, "unauthorized");
@@ -330,22 +330,46 @@ describe("the HTTP edge", () => {
         ["PUT on a POST route", `PUT /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}\r\n`, 404],
         ["OPTIONS", `OPTIONS /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 404],
         ["headers over the limit", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`, 431],
-        ["malformed chunked body", `POST /v1/apps HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`, 400],
+        [
+          "malformed chunked body",
+          `POST /v1/apps HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`,
+          400,
+        ],
         ["garbage request line", `\x01\x02\x03 / HTTP/1.1\r\n\r\n`, 400],
         ["bad Content-Length", `POST /v1/apps HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nContent-Length: -1\r\n\r\n{}`, 400],
         ["a path segment over the limit", `GET /v1/messages/${"a".repeat(300)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}\r\n`, 414],
-        ["a text/plain body", `POST /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello`, 415],
+        [
+          "a text/plain body",
+          `POST /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello`,
+          415,
+        ],
         ["no Content-Type", `POST /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}Content-Length: 2\r\n\r\n{}`, 415],
         ["a garbled Content-Type", `POST /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}Content-Type: ;;;\r\nContent-Length: 2\r\n\r\n{}`, 415],
         ["invalid JSON", `POST /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}${json("{bad")}`, 400],
         ["__proto__ in JSON", `POST /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}${json('{"name":"x","__proto__":{"a":1}}')}`, 400],
-        ["NUL inside a JSON string", `POST /v1/subscriptions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}${json('{"name":"s","topic":"t","endpoint":{"type":"http","url":"http://127.0.0.1:9/","headers":{"a":"b\\u0000"}}}')}`, 400],
-        ["a lone surrogate in a payload", `POST /v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}${json('{"topic":"t","payload":{"a":"\\ud800"}}')}`, 400],
+        [
+          "NUL inside a JSON string",
+          `POST /v1/subscriptions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}${json('{"name":"s","topic":"t","endpoint":{"type":"http","url":"http://127.0.0.1:9/","headers":{"a":"b\\u0000"}}}')}`,
+          400,
+        ],
+        [
+          "a lone surrogate in a payload",
+          `POST /v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}${json('{"topic":"t","payload":{"a":"\\ud800"}}')}`,
+          400,
+        ],
         ["a JSON body on a GET", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}${json("{bad")}`, 200],
         ["Authorization: Bearer (no key)", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer\r\n\r\n`, 401],
-        ["Authorization: Basic", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic ${Buffer.from(`admin:${ADMIN_KEY}`).toString("base64")}\r\n\r\n`, 401],
+        [
+          "Authorization: Basic",
+          `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic ${Buffer.from(`admin:${ADMIN_KEY}`).toString("base64")}\r\n\r\n`,
+          401,
+        ],
         ["Authorization: two keys", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ${ADMIN_KEY} ${ADMIN_KEY}\r\n\r\n`, 401],
-        ["Authorization: a key then junk", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ${ADMIN_KEY}, Bearer x\r\n\r\n`, 401],
+        [
+          "Authorization: a key then junk",
+          `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ${ADMIN_KEY}, Bearer x\r\n\r\n`,
+          401,
+        ],
         ["Authorization: Bearer with a tab", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer\t${ADMIN_KEY}\r\n\r\n`, 200],
         ["Authorization: bearer, lower case", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: bearer ${ADMIN_KEY}\r\n\r\n`, 200],
         ["Authorization: non-ASCII", `GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer \xe9\xe9\xe9\r\n\r\n`, 401],
@@ -388,7 +412,11 @@ describe("the HTTP edge", () => {
     assert.equal(got.headers["x-team"], "green");
 
     // Credentials belong in the (masked) headers: an HTTP endpoint URL may not carry them.
-    const withPassword = await admin.post("/v1/subscriptions", { name: "pw", topic: "edge.pw", endpoint: { type: "http", url: `http://user:pw-secret-42@127.0.0.1:9/hook` } });
+    const withPassword = await admin.post("/v1/subscriptions", {
+      name: "pw",
+      topic: "edge.pw",
+      endpoint: { type: "http", url: `http://user:pw-secret-42@127.0.0.1:9/hook` },
+    });
     assert.equal(withPassword.status, 400);
     assert.equal(withPassword.body.error.field, "endpoint.url");
 
@@ -477,7 +505,10 @@ describe("the HTTP edge", () => {
     const direct = await startTestService(database.url);
     try {
       for (let i = 0; i < 20; i++) {
-        const answer = await request(direct.url, "GET", "/v1/apps", { authorization: `Bearer tdk_g${i}-0123456789abcdef`, "x-forwarded-for": `198.51.100.${i}` });
+        const answer = await request(direct.url, "GET", "/v1/apps", {
+          authorization: `Bearer tdk_g${i}-0123456789abcdef`,
+          "x-forwarded-for": `198.51.100.${i}`,
+        });
         assert.equal(answer.status, 401);
       }
       const answer = await request(direct.url, "GET", "/v1/apps", { authorization: `Bearer ${ADMIN_KEY}`, "x-forwarded-for": "198.51.100.99" });

@@ -31,7 +31,11 @@ const leaf: fc.Arbitrary<Piece> = fc.oneof(
   often(fc.integer().map((n) => piece(String(n)))),
   often(fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => piece(JSON.stringify(d)))),
   often(fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n }).map((b) => piece(String(b)))),
-  often(fc.tuple(fc.integer({ min: -99, max: 99 }), fc.constantFrom("e", "E", "e+", "e-"), fc.integer({ min: 0, max: 999 })).map(([m, e, x]) => piece(`${m}${e}${x}`))),
+  often(
+    fc
+      .tuple(fc.integer({ min: -99, max: 99 }), fc.constantFrom("e", "E", "e+", "e-"), fc.integer({ min: 0, max: 999 }))
+      .map(([m, e, x]) => piece(`${m}${e}${x}`)),
+  ),
   often(fc.constantFrom("true", "false", "null").map((t) => piece(t))),
   often(fc.string({ maxLength: 30 }).map((s) => piece(JSON.stringify(s)))),
   often(fc.string({ unit: "grapheme", maxLength: 12 }).map((s) => piece(JSON.stringify(s)))),
@@ -50,7 +54,16 @@ const { node } = fc.letrec<{ node: Piece; array: Piece; object: Piece }>((tie) =
     depth: 1 + Math.max(0, ...items.map((i) => i.depth)),
   })),
   object: fc
-    .array(fc.tuple(fc.oneof(often(fc.string({ maxLength: 8 }).map((k) => ({ k, bad: false }))), rarely(fc.constantFrom("\\u0000", "\\udc00").map((k) => ({ k, bad: true })))), tie("node")), { maxLength: 5 })
+    .array(
+      fc.tuple(
+        fc.oneof(
+          often(fc.string({ maxLength: 8 }).map((k) => ({ k, bad: false }))),
+          rarely(fc.constantFrom("\\u0000", "\\udc00").map((k) => ({ k, bad: true }))),
+        ),
+        tie("node"),
+      ),
+      { maxLength: 5 },
+    )
     .map((entries) => ({
       // Keys made unique: a repeated key would hide the value before it.
       text: `{${entries.map(([key, value], i) => `${JSON.stringify(`k${i}_`).slice(0, -1)}${key.bad ? key.k : JSON.stringify(key.k).slice(1, -1)}":${value.text}`).join(",")}}`,
@@ -64,7 +77,10 @@ const payload = node.map((p) => ({ ...p, badContent: p.badContent || p.depth > 6
 
 /** An optional field: absent half the time, else mostly a good piece, sometimes a bad one. */
 const optional = (name: string, good: fc.Arbitrary<Piece>, ...bad: Array<fc.Arbitrary<Piece>>) =>
-  fc.option(fc.oneof({ weight: 3 * bad.length, arbitrary: good }, ...bad.map(rarely)).map((p) => ({ ...p, text: `,"${name}":${p.text}` })), { nil: undefined, freq: 2 });
+  fc.option(
+    fc.oneof({ weight: 3 * bad.length, arbitrary: good }, ...bad.map(rarely)).map((p) => ({ ...p, text: `,"${name}":${p.text}` })),
+    { nil: undefined, freq: 2 },
+  );
 
 const inAYear = (ms: number) => new Date(Date.now() + ms).toISOString();
 
@@ -134,7 +150,11 @@ after(async () => {
 });
 
 async function post(path: string, text: string): Promise<{ status: number; body: any; text: string }> {
-  const response = await fetch(service.url + path, { method: "POST", headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" }, body: text });
+  const response = await fetch(service.url + path, {
+    method: "POST",
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+    body: text,
+  });
   const body = await response.text();
   let parsed: any = null;
   try {
@@ -149,7 +169,8 @@ function assertRefusal(answer: { status: number; body: any; text: string }, what
   assert.ok(answer.status >= 400 && answer.status < 500, `${what}: ${answer.status} ${answer.text.slice(0, 300)}`);
   assert.equal(typeof answer.body?.error?.code, "string", `${what}: ${answer.text.slice(0, 300)}`);
   assert.equal(typeof answer.body.error.message, "string");
-  if (answer.body.error.code === "invalid_request") assert.equal(typeof answer.body.error.field, "string", `${what} names the field: ${answer.text.slice(0, 300)}`);
+  if (answer.body.error.code === "invalid_request")
+    assert.equal(typeof answer.body.error.field, "string", `${what} names the field: ${answer.text.slice(0, 300)}`);
 }
 
 test("random good and bad messages, single and batched, sent at once: no 5xx, good accepted, bad refused with a 4xx naming the field", async () => {

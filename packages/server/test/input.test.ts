@@ -10,7 +10,7 @@ import { Combiner } from "../src/publish/combiner.ts";
 import { bracketsAtMost, mayHoldInexactNumber, mayHoldPoison, nestingAtMost, scanJson } from "../src/domain/jsonScan.ts";
 import { badText, deliverAtProblem, inspectValue } from "../src/domain/messageInput.ts";
 import { parseExact, RawJson, stringifyExact } from "../src/domain/rawJson.ts";
-import { TidingsError } from "../src/domain/errors.ts";
+import type { TidingsError } from "../src/domain/errors.ts";
 
 interface Raw {
   status: number;
@@ -67,7 +67,11 @@ describe("hostile input on the publish path", () => {
     service = await startTestService(database.url);
     receiver = await new Receiver().start();
     db = new pg.Pool({ connectionString: database.url, max: 2 });
-    const sub = await api(service.url, ADMIN_KEY).post("/v1/subscriptions", { name: "exact", topic: "exact", endpoint: { type: "http", url: `${receiver.url}/hooks` } });
+    const sub = await api(service.url, ADMIN_KEY).post("/v1/subscriptions", {
+      name: "exact",
+      topic: "exact",
+      endpoint: { type: "http", url: `${receiver.url}/hooks` },
+    });
     assert.equal(sub.status, 201);
   });
 
@@ -82,7 +86,7 @@ describe("hostile input on the publish path", () => {
     const good = Array.from({ length: 600 }, (_, i) => JSON.stringify({ id: `good-${i}`, topic: "mix", key: `k${i}`, payload: { i, text: "é ✓ 😀" } }));
     const requests: Array<{ body: string; poison?: (typeof POISON)[number] }> = good.map((body) => ({ body }));
     // Each poison request twice, spread among the good ones so that they share statements.
-    POISON.concat(POISON).forEach((poison, i) => requests.splice(20 + i * 20, 0, { body: poison.body, poison }));
+    for (const [i, poison] of POISON.concat(POISON).entries()) requests.splice(20 + i * 20, 0, { body: poison.body, poison });
     const started = Date.now();
     const answers = await Promise.all(requests.map((r) => postRaw(service.url, "/v1/messages", r.body)));
     const ms = Date.now() - started;
@@ -157,7 +161,11 @@ describe("hostile input on the publish path", () => {
       assert.equal(payloadText(again.text.replace(/,"headers":.*$/, ',"headers":')), payload, "the repeat's answer shows the stored payload as sent");
       sent.push(payload, payload);
     }
-    const batch = await postRaw(service.url, "/v1/messages/batch", `{"messages":[${payloads.map((p, i) => `{"topic":"exact","key":"b${i}","payload":${p}}`).join(",")}]}`);
+    const batch = await postRaw(
+      service.url,
+      "/v1/messages/batch",
+      `{"messages":[${payloads.map((p, i) => `{"topic":"exact","key":"b${i}","payload":${p}}`).join(",")}]}`,
+    );
     assert.equal(batch.status, 201, batch.text);
     sent.push(...payloads);
     await waitFor("every exact message delivered", () => receiver.deliveredIds().size >= sent.length);
@@ -184,7 +192,11 @@ describe("hostile input on the publish path", () => {
   });
 
   test("header values of 16 digits or more stay strings; a payload whose long digits are only in strings parses as usual", async () => {
-    const sent = await postRaw(service.url, "/v1/messages", '{"id":"long-digits","topic":"ok","headers":{"x-request-id":"12345678901234567890"},"payload":{"n":1}}');
+    const sent = await postRaw(
+      service.url,
+      "/v1/messages",
+      '{"id":"long-digits","topic":"ok","headers":{"x-request-id":"12345678901234567890"},"payload":{"n":1}}',
+    );
     assert.equal(sent.status, 201, sent.text);
     const read = await fetch(`${service.url}/v1/messages/long-digits`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
     const body = (await read.json()) as { headers: Record<string, string>; payload: unknown };
@@ -262,14 +274,19 @@ describe("bounded memory and waits", () => {
         return rows[0].n >= 1;
       });
       // Reads block on the lock too: the pool runs dry and a read waits longer than 300 ms for a connection.
-      const reads = await Promise.all(Array.from({ length: 6 }, () => postRaw(service.url, "/v1/messages/batch", JSON.stringify({ messages: [{ topic: "slow", payload: {} }] }))));
+      const reads = await Promise.all(
+        Array.from({ length: 6 }, () => postRaw(service.url, "/v1/messages/batch", JSON.stringify({ messages: [{ topic: "slow", payload: {} }] }))),
+      );
       const answers = await Promise.all(publishes);
       await locker.query("rollback");
       const statuses = [...answers, ...reads].map((a) => a.status);
       assert.ok(!statuses.some((s) => s >= 500 && s !== 503), `only 503 among server errors: ${statuses.join(",")}`);
       const refused = [...answers, ...reads].filter((a) => a.status === 503);
       assert.ok(answers.filter((a) => a.status === 503).length >= 30, "the full queue refused the publishes beyond it");
-      assert.ok(reads.some((a) => a.status === 503), "a request that found no connection in time was refused");
+      assert.ok(
+        reads.some((a) => a.status === 503),
+        "a request that found no connection in time was refused",
+      );
       for (const a of refused) {
         assert.equal(a.headers.get("retry-after"), "1");
         assert.equal(a.body.error.code, "unavailable");
@@ -307,7 +324,14 @@ describe("the checks' pure logic", () => {
     assert.equal(scanJson('{"payload":{"t":true,"f":false,"n":null,"x":"1e400","id":"4e5f"}}', false).inexactNumber, false, "only number tokens count");
     assert.equal(single.payloads.get(0), '{"a":[1e400, "]}\\"\\\\"],"b":{}}');
     const batch = scanJson('{"atomic":false,"messages":[{"payload":12345678901234567891},{"topic":"x","payload":"s"},{"payload":[[[0]]]}]}', true);
-    assert.deepEqual([...batch.payloads], [[0, "12345678901234567891"], [1, '"s"'], [2, "[[[0]]]"]]);
+    assert.deepEqual(
+      [...batch.payloads],
+      [
+        [0, "12345678901234567891"],
+        [1, '"s"'],
+        [2, "[[[0]]]"],
+      ],
+    );
     assert.equal(batch.maxDepth, 6);
     assert.equal(scanJson(`{"payload":${"[".repeat(50_000)}${"]".repeat(50_000)}}`, false).maxDepth, 50_001, "any depth, without recursion");
     assert.equal(scanJson('\ufeff{"payload":[[1e400]]}', false).payloads.get(0), "[[1e400]]", "after a byte order mark too");
@@ -316,7 +340,7 @@ describe("the checks' pure logic", () => {
   test("inspectValue names the first bad string, key or nesting with its path", () => {
     assert.deepEqual(inspectValue({ a: [0, 1, 2, { b: "x\u0000" }] }, "payload")?.field, "payload.a[3].b");
     assert.deepEqual(inspectValue({ "odd key": "\ud800" }, "payload")?.field, 'payload["odd key"]');
-    assert.match(inspectValue({ ["k\udc00"]: 1 }, "payload")?.message ?? "", /the key of payload\[/);
+    assert.match(inspectValue({ "k\udc00": 1 }, "payload")?.message ?? "", /the key of payload\[/);
     let deep: unknown = 1;
     for (let i = 0; i < 65; i++) deep = [deep];
     assert.match(inspectValue(deep, "payload")?.message ?? "", /more than 64 deep/);
@@ -349,10 +373,18 @@ describe("the checks' pure logic", () => {
       { maxWaiting: 100, maxWaitingBytes: 1_000, isItemError: (e) => e instanceof RangeError },
     );
     const first = combiner.push(0);
-    const rest = Array.from({ length: 20 }, (_, i) => combiner.push(i + 1).then((v) => ({ v }), (e: unknown) => ({ e })));
+    const rest = Array.from({ length: 20 }, (_, i) =>
+      combiner.push(i + 1).then(
+        (v) => ({ v }),
+        (e: unknown) => ({ e }),
+      ),
+    );
     assert.equal(await first, 0);
     const outcomes = await Promise.all(rest);
-    outcomes.forEach((o, i) => (i + 1 === 13 ? assert.ok("e" in o && o.e instanceof RangeError) : assert.deepEqual(o, { v: (i + 1) * 2 })));
+    for (const [i, o] of outcomes.entries()) {
+      if (i + 1 === 13) assert.ok("e" in o && o.e instanceof RangeError);
+      else assert.deepEqual(o, { v: (i + 1) * 2 });
+    }
     assert.ok(writes.length <= 2 + 2 * Math.ceil(Math.log2(20)), `${writes.length} writes to isolate one culprit among 20`);
 
     const held = combiner.push(1);
@@ -369,7 +401,11 @@ describe("the checks' pure logic", () => {
 test("nestingAtMost follows the nesting only, strings and escaped quotes skipped", () => {
   assert.equal(nestingAtMost('{"a":[[1]]}', 3), true);
   assert.equal(nestingAtMost('{"a":[[1]]}', 2), false);
-  assert.equal(nestingAtMost('{"a":"[[[[\\"[[[","b":"\\\\"}', 1), true, "brackets inside strings, an escaped quote, an escaped backslash before the closing quote");
+  assert.equal(
+    nestingAtMost('{"a":"[[[[\\"[[[","b":"\\\\"}', 1),
+    true,
+    "brackets inside strings, an escaped quote, an escaped backslash before the closing quote",
+  );
   const deep = `{"messages":[{"payload":${"[".repeat(70)}${"]".repeat(70)}}]}`;
   assert.equal(nestingAtMost(deep, 67), false);
   assert.equal(nestingAtMost(deep, 73), true);

@@ -26,11 +26,16 @@ test("0008 moves each app's messages, with their deliveries, attempts, checks an
   await db.query(`insert into messages (id, app, topic, payload, state, committed_at)
                   values ('order-1', 'shop', 't', '{"n":1}', 'committed', now()), ('admin-1', null, 't', '{"n":2}', 'committed', now())`);
   await db.query(`insert into messages (id, app, topic, payload, state) values ('half-1', 'billing', 't', '{}', 'prepared')`);
-  const { rows: [delivery] } = await db.query(`insert into deliveries (message_id, subscription_id, next_attempt_at, state, dead_at)
+  const {
+    rows: [delivery],
+  } = await db.query(`insert into deliveries (message_id, subscription_id, next_attempt_at, state, dead_at)
                   select 'order-1', id, now(), 'dead', now() from subscriptions returning id`);
   await db.query(`insert into deliveries (message_id, subscription_id, next_attempt_at) select 'admin-1', id, now() from subscriptions`);
-  await db.query(`insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, outcome)
-                  select $1, 'order-1', subscription_id, 1, now(), 3, 'dead' from deliveries where id = $1`, [delivery.id]);
+  await db.query(
+    `insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, outcome)
+                  select $1, 'order-1', subscription_id, 1, now(), 3, 'dead' from deliveries where id = $1`,
+    [delivery.id],
+  );
   await db.query(`insert into checks (message_id, check_no, started_at, latency_ms, answer) values ('half-1', 1, now(), 2, 'unknown')`);
   await db.query(`insert into alerts (kind, message_id, subscription_id, detail) select 'delivery_dead', 'order-1', id, 'dead' from subscriptions`);
 

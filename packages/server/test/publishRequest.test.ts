@@ -74,7 +74,10 @@ test("checkAfter applies to prepared messages only, with the service's default",
 test("a prepared message's checkAfter is a duration of a year and a day at most", () => {
   assert.equal(messageToStore(message({ prepare: true, checkAfter: "366d" }), context()).checkAfterMs, 366 * DAY);
   assert.deepEqual(refusal(message({ prepare: true, checkAfter: "367d" })), { field: "checkAfter", message: "checkAfter is over a year" });
-  assert.deepEqual(refusal(message({ prepare: true, checkAfter: "later" })), { field: "checkAfter", message: '"later" is not a duration (use e.g. 500ms, 30s, 5m)' });
+  assert.deepEqual(refusal(message({ prepare: true, checkAfter: "later" })), {
+    field: "checkAfter",
+    message: '"later" is not a duration (use e.g. 500ms, 30s, 5m)',
+  });
 });
 
 test("a message without a payload is refused; a null payload is a payload", () => {
@@ -139,7 +142,10 @@ test("a payload whose numbers JSON.parse would change is kept as its exact text"
   assert.notDeepEqual(stored.contentHash, rounded.contentHash);
   // In a batch, message i takes the text of messages[i].
   const batch: ContentInspection = { walk: false, exactPayloads: new Map([[3, "12345678901234567891"]]) };
-  assert.equal((messageToStore(message({ payload: 12345678901234567000 }), context({ inspection: batch }), "messages[3].", 3).payload as RawJson).text, "12345678901234567891");
+  assert.equal(
+    (messageToStore(message({ payload: 12345678901234567000 }), context({ inspection: batch }), "messages[3].", 3).payload as RawJson).text,
+    "12345678901234567891",
+  );
   assert.equal(messageToStore(message({ payload: 1 }), context({ inspection: batch }), "messages[2].", 2).payload, 1);
   // Text the scan flagged but which parses exactly (no long number in it) is stored parsed.
   const plain: ContentInspection = { walk: false, exactPayloads: new Map([[0, '{"a":1}']]) };

@@ -167,7 +167,13 @@ describe("re-sending dead deliveries", () => {
     await waitFor(`${subscription} delivered`, async () => (await counts(subscription)).delivered === ids.length);
     for (const id of ids) {
       const answered = receiver.received.filter((r) => r.id === id && r.path === `/${subscription}`);
-      assert.deepEqual(answered.map((r) => [r.attempt, r.status]), [[1, 500], [2, 200]]);
+      assert.deepEqual(
+        answered.map((r) => [r.attempt, r.status]),
+        [
+          [1, 500],
+          [2, 200],
+        ],
+      );
     }
   }
 

@@ -13,7 +13,12 @@ test("finished messages are deleted after the retention period; dead, pending an
   const admin = api(service.url, ADMIN_KEY);
   try {
     await admin.post("/v1/subscriptions", { name: "up", topic: "t.up", endpoint: { type: "http", url: `${receiver.url}/up` } });
-    await admin.post("/v1/subscriptions", { name: "down", topic: "t.down", endpoint: { type: "http", url: `${receiver.url}/down` }, retry: { schedule: [], maxAttempts: 1 } });
+    await admin.post("/v1/subscriptions", {
+      name: "down",
+      topic: "t.down",
+      endpoint: { type: "http", url: `${receiver.url}/down` },
+      retry: { schedule: [], maxAttempts: 1 },
+    });
     await admin.post("/v1/subscriptions", { name: "paused", topic: "t.paused", enabled: false, endpoint: { type: "http", url: `${receiver.url}/paused` } });
     // Older first: the sweep goes oldest first, so once the newer finished ones are gone it has passed these.
     await admin.post("/v1/messages", { id: "dead-1", topic: "t.down", payload: 1 });

@@ -40,8 +40,14 @@ test("a receiver that fails N times gets the message at attempt N+1, each attemp
   const id = sent.body.id;
   await waitFor("attempt 4", () => receiver.counts.get(id) === 4);
   const attempts = receiver.received.filter((r) => r.id === id);
-  assert.deepEqual(attempts.map((r) => r.attempt), [1, 2, 3, 4]);
-  assert.deepEqual(attempts.map((r) => r.status), [500, 500, 500, 200]);
+  assert.deepEqual(
+    attempts.map((r) => r.attempt),
+    [1, 2, 3, 4],
+  );
+  assert.deepEqual(
+    attempts.map((r) => r.status),
+    [500, 500, 500, 200],
+  );
   for (let i = 1; i < attempts.length; i++) {
     const gap = attempts[i]!.at - attempts[i - 1]!.at;
     assert.ok(gap >= SCHEDULE[i - 1]! && gap < SCHEDULE[i - 1]! + SLACK_MS, `gap before attempt ${i + 1}: ${gap} ms, scheduled ${SCHEDULE[i - 1]} ms`);
@@ -52,12 +58,15 @@ test("a receiver that fails N times gets the message at attempt N+1, each attemp
   });
   assert.equal(shown.deliveries[0].attempts, 4);
   const log = (await admin.get(`/v1/messages/${id}/attempts`)).body.items;
-  assert.deepEqual(log.map((a: { attempt: number; statusCode: number; outcome: string }) => [a.attempt, a.statusCode, a.outcome]), [
-    [1, 500, "failed"],
-    [2, 500, "failed"],
-    [3, 500, "failed"],
-    [4, 200, "delivered"],
-  ]);
+  assert.deepEqual(
+    log.map((a: { attempt: number; statusCode: number; outcome: string }) => [a.attempt, a.statusCode, a.outcome]),
+    [
+      [1, 500, "failed"],
+      [2, 500, "failed"],
+      [3, 500, "failed"],
+      [4, 200, "delivered"],
+    ],
+  );
 });
 
 test("a receiver that never succeeds ends dead after the last step, and resend brings the message back", async () => {
@@ -107,7 +116,12 @@ test("Retry-After on 429 is honoured", async () => {
 test("re-sending a subscription's dead deliveries brings them all back, in batches", async () => {
   let up = false;
   receiver.behaviour = (r) => (r.path === "/bulk" && !up ? 500 : 200);
-  await admin.post("/v1/subscriptions", { name: "bulk", topic: "t.bulk", endpoint: { type: "http", url: `${receiver.url}/bulk` }, retry: { schedule: [] , maxAttempts: 1 } });
+  await admin.post("/v1/subscriptions", {
+    name: "bulk",
+    topic: "t.bulk",
+    endpoint: { type: "http", url: `${receiver.url}/bulk` },
+    retry: { schedule: [], maxAttempts: 1 },
+  });
   const sent = await admin.post("/v1/messages/batch", { messages: Array.from({ length: 25 }, (_, i) => ({ topic: "t.bulk", payload: i })) });
   const ids: string[] = sent.body.items.map((m: { id: string }) => m.id);
   await waitFor("25 dead", async () => (await admin.get("/v1/messages?subscription=bulk&deliveryState=dead&limit=100")).body.items.length === 25);

@@ -69,7 +69,18 @@ test("npm start runs the service on the embedded PostgreSQL, delivers a message,
     const admin = api(`http://127.0.0.1:${port}`, key);
     assert.equal((await admin.post("/v1/subscriptions", { name: "hook", topic: "demo", endpoint: { type: "http", url: `${receiver.url}/hook` } })).status, 201);
     // What the README tells a user to run.
-    const curl = spawn("curl", ["-s", "-X", "POST", `http://127.0.0.1:${port}/v1/messages`, "-H", `Authorization: Bearer ${key}`, "-H", "content-type: application/json", "-d", '{"id":"hello-1","topic":"demo","payload":{"hello":"world"}}']);
+    const curl = spawn("curl", [
+      "-s",
+      "-X",
+      "POST",
+      `http://127.0.0.1:${port}/v1/messages`,
+      "-H",
+      `Authorization: Bearer ${key}`,
+      "-H",
+      "content-type: application/json",
+      "-d",
+      '{"id":"hello-1","topic":"demo","payload":{"hello":"world"}}',
+    ]);
     await new Promise((resolve) => curl.once("exit", resolve));
     await waitFor("the delivery", () => receiver.counts.get("hello-1") === 1);
     assert.deepEqual(JSON.parse(receiver.received[0]!.body).payload, { hello: "world" });

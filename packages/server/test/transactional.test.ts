@@ -107,11 +107,14 @@ test("POST /v1/messages/commit commits several prepared messages, each with its 
   const answer = await app.post("/v1/messages/commit", { ids: ["m-1", "m-2", "m-done", "m-back", "m-none", "m-theirs"] });
   assert.equal(answer.status, 200, JSON.stringify(answer.body));
   const [one, two, done, back, none, theirs] = answer.body.results;
-  assert.deepEqual([one, two, done], [
-    { id: "m-1", state: "committed" },
-    { id: "m-2", state: "committed" },
-    { id: "m-done", state: "committed" },
-  ]);
+  assert.deepEqual(
+    [one, two, done],
+    [
+      { id: "m-1", state: "committed" },
+      { id: "m-2", state: "committed" },
+      { id: "m-done", state: "committed" },
+    ],
+  );
   assert.equal(back.error.code, "conflict");
   assert.equal(back.error.state, "rolled_back");
   assert.equal(none.error.code, "not_found");
@@ -177,7 +180,10 @@ test("an unresolved prepared message is checked back with its app, signed, and t
   }) as Record<string, unknown>;
   assert.deepEqual(body, { id: "o-3", topic: "order.paid", tag: null, key: null, payload: { sn: 3 }, checks: 1 });
   const log = (await app.get("/v1/messages/o-3/checks")).body.items;
-  assert.deepEqual(log.map((c: { check: number; answer: string; statusCode: number }) => [c.check, c.answer, c.statusCode]), [[1, "commit", 200]]);
+  assert.deepEqual(
+    log.map((c: { check: number; answer: string; statusCode: number }) => [c.check, c.answer, c.statusCode]),
+    [[1, "commit", 200]],
+  );
   assert.equal(deliveredTo("o-4"), 0);
 });
 
@@ -190,7 +196,15 @@ test("a producer that answers unknown every time leaves the message in doubt, wi
   assert.equal(doubtful.state, "prepared");
   assert.equal(doubtful.checks, 4);
   const log = (await admin.get("/v1/messages/orders%2Fo-5/checks")).body.items;
-  assert.deepEqual(log.map((c: { check: number; answer: string }) => [c.check, c.answer]), [[1, "unknown"], [2, "unknown"], [3, "unknown"], [4, "unknown"]]);
+  assert.deepEqual(
+    log.map((c: { check: number; answer: string }) => [c.check, c.answer]),
+    [
+      [1, "unknown"],
+      [2, "unknown"],
+      [3, "unknown"],
+      [4, "unknown"],
+    ],
+  );
   assert.ok((await admin.get("/v1/messages?state=in_doubt")).body.items.some((m: { id: string }) => m.id === "o-5"));
   const alerts = (await admin.get("/v1/alerts")).body.items;
   assert.ok(alerts.some((a: { kind: string; messageId: string }) => a.kind === "message_in_doubt" && a.messageId === "orders/o-5"));
@@ -204,7 +218,11 @@ test("a producer that answers unknown every time leaves the message in doubt, wi
 test("two service processes never check the same message at the same moment", async () => {
   const ids = Array.from({ length: 20 }, (_, i) => `par-${i}`);
   await app.post("/v1/messages/batch", { messages: ids.map((id) => ({ id, topic: "order.paid", payload: {}, prepare: true, checkAfter: "50ms" })) });
-  await waitFor("every message in doubt", async () => (await db.query("select count(*)::int as n from messages where id like 'orders/par-%' and in_doubt_at is not null")).rows[0].n === 20, 30_000);
+  await waitFor(
+    "every message in doubt",
+    async () => (await db.query("select count(*)::int as n from messages where id like 'orders/par-%' and in_doubt_at is not null")).rows[0].n === 20,
+    30_000,
+  );
   assert.equal(maxConcurrentChecks, 1);
   for (const id of ids) {
     const numbers = checks.filter((r) => r.id === id).map((r) => r.checkNo);

@@ -2,7 +2,13 @@ import { resolveMessage, type OutgoingMessage, type ResolvedMessage } from "../d
 import { TidingsError, type TidingsErrorCode } from "../errors.ts";
 import { call, RawJson, resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "./http.ts";
 import type { Executor } from "../executor/executor.ts";
-import { runTransaction, type TransactionCallback, type TransactionDefaults, type TransactionCallOptions, type TransactionMessages } from "../transaction/transaction.ts";
+import {
+  runTransaction,
+  type TransactionCallback,
+  type TransactionDefaults,
+  type TransactionCallOptions,
+  type TransactionMessages,
+} from "../transaction/transaction.ts";
 import { CallCombiner } from "./callCombiner.ts";
 import type { AlertInfo, AppInfo, AttemptInfo, BatchOutcomes, CheckAfter, CheckInfo, ListMessagesQuery, MessageInfo, MessagePage } from "./apiTypes.ts";
 import { cleanupBarriers } from "../transaction/barrier.ts";
@@ -20,7 +26,8 @@ function wireJson(m: ResolvedMessage, extra = ""): string {
 
 /** A prepared message as the send API takes it. */
 function preparedJson(message: ResolvedMessage, checkAfter: CheckAfter | undefined): string {
-  const after = checkAfter === undefined ? "" : `,"checkAfter":${JSON.stringify(typeof checkAfter === "number" ? `${Math.max(0, Math.round(checkAfter))}ms` : checkAfter)}`;
+  const after =
+    checkAfter === undefined ? "" : `,"checkAfter":${JSON.stringify(typeof checkAfter === "number" ? `${Math.max(0, Math.round(checkAfter))}ms` : checkAfter)}`;
   return wireJson(message, `,"prepare":true${after}`);
 }
 
@@ -66,9 +73,16 @@ export class MessagesApi {
    * `prepare` would have answered for each, the stored message or a `conflict` error. A
    * request the service refuses as a whole (a bad message, too large) throws.
    */
-  async prepareMany(items: ReadonlyArray<{ message: ResolvedMessage; checkAfter?: CheckAfter }>): Promise<Array<{ value: MessageInfo } | { error: TidingsError }>> {
-    const body = batchJson(items.map((i) => preparedJson(i.message, i.checkAfter)), `,"atomic":false`);
-    const answer = await call<{ items: MessageInfo[]; outcomes: string[]; errors?: BatchOutcomes["errors"] }>(this.o, "POST", "/v1/messages/batch", body, { idempotent: true });
+  async prepareMany(
+    items: ReadonlyArray<{ message: ResolvedMessage; checkAfter?: CheckAfter }>,
+  ): Promise<Array<{ value: MessageInfo } | { error: TidingsError }>> {
+    const body = batchJson(
+      items.map((i) => preparedJson(i.message, i.checkAfter)),
+      `,"atomic":false`,
+    );
+    const answer = await call<{ items: MessageInfo[]; outcomes: string[]; errors?: BatchOutcomes["errors"] }>(this.o, "POST", "/v1/messages/batch", body, {
+      idempotent: true,
+    });
     const errors = answer.errors ?? [];
     return answer.outcomes.map((outcome, i) => {
       if (outcome === "conflict") {
@@ -120,7 +134,10 @@ export class MessagesApi {
    * return=minimal`): no payload comes back.
    */
   async sendResolvedMinimal(messages: readonly ResolvedMessage[], options: { retry?: boolean; atomic?: boolean } = {}): Promise<BatchOutcomes> {
-    const body = batchJson(messages.map((m) => wireJson(m)), options.atomic === false ? `,"atomic":false` : "");
+    const body = batchJson(
+      messages.map((m) => wireJson(m)),
+      options.atomic === false ? `,"atomic":false` : "",
+    );
     return call<BatchOutcomes>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true, headers: { prefer: "return=minimal" } });
   }
 
@@ -250,7 +267,14 @@ function transactionCalls(messages: MessagesApi, combine: boolean): TransactionM
         return await messages.prepareMany(items);
       } catch (error) {
         if (!(error instanceof TidingsError) || !ONE_MESSAGE_ERRORS.has(error.code)) throw error;
-        return Promise.all(items.map((p) => sendAlone(p).then((value) => ({ value }), (e: unknown) => ({ error: e }))));
+        return Promise.all(
+          items.map((p) =>
+            sendAlone(p).then(
+              (value) => ({ value }),
+              (e: unknown) => ({ error: e }),
+            ),
+          ),
+        );
       }
     },
     { ...COMBINE_LIMITS, bytesOf: (p) => 300 + p.message.payloadJson.length + p.message.headersJson.length },
@@ -326,7 +350,11 @@ export class TidingsClient {
    */
   checkBackHandler(db: Executor, options: Partial<CheckBackHandlerOptions> = {}): CheckBackHandler {
     const secret = options.secret ?? this.secret;
-    if (!secret) throw new TidingsError("config", "checkBackHandler needs the app's secret: new TidingsClient({ url, apiKey, secret }) or checkBackHandler(db, { secret })");
+    if (!secret)
+      throw new TidingsError(
+        "config",
+        "checkBackHandler needs the app's secret: new TidingsClient({ url, apiKey, secret }) or checkBackHandler(db, { secret })",
+      );
     return createCheckBackHandler(db, {
       ...options,
       secret,

@@ -107,7 +107,13 @@ async function once<T>(
   return parsed as T;
 }
 
-async function viaUndici(o: ResolvedHttpOptions, method: string, path: string, headers: Record<string, string>, body: string | undefined): Promise<RawResponse> {
+async function viaUndici(
+  o: ResolvedHttpOptions,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+): Promise<RawResponse> {
   const response = await request(o.baseUrl + path, {
     method: method as "GET",
     headers,

@@ -92,8 +92,10 @@ export class ConsumeCore {
         return "reject";
       }
       try {
-        const outcome = await this.options.inbox.handle(this.options.db, { id: message.id, topic: message.topic, key: message.key, payload: message.payload }, (tx) =>
-          this.options.handle(message, tx, delivery),
+        const outcome = await this.options.inbox.handle(
+          this.options.db,
+          { id: message.id, topic: message.topic, key: message.key, payload: message.payload },
+          (tx) => this.options.handle(message, tx, delivery),
         );
         if (outcome.status === "applied") this.stats.applied++;
         else this.stats.duplicates++;

@@ -106,7 +106,12 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
     core.emit({ type: "dead", id: fields["tidings-id"] ?? id, deliveryCount: deliveryCount ?? 1 });
   }
 
-  const fresh = (fields: Record<string, string>): BrokerDelivery => ({ broker: "redis", redelivered: false, deliveryCount: 1, attempt: attemptOf(fields["tidings-attempt"]) });
+  const fresh = (fields: Record<string, string>): BrokerDelivery => ({
+    broker: "redis",
+    redelivered: false,
+    deliveryCount: 1,
+    attempt: attemptOf(fields["tidings-attempt"]),
+  });
 
   async function readLoop(): Promise<void> {
     // First this consumer's own pending entries (a restart under the same name), once each:
@@ -115,7 +120,17 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
     while (!closing) {
       try {
         const reply = (await reader.call(
-          "XREADGROUP", "GROUP", options.group, name, "COUNT", String(core.concurrency), "BLOCK", String(blockMs), "STREAMS", options.stream, from,
+          "XREADGROUP",
+          "GROUP",
+          options.group,
+          name,
+          "COUNT",
+          String(core.concurrency),
+          "BLOCK",
+          String(blockMs),
+          "STREAMS",
+          options.stream,
+          from,
         )) as [string, Entry[]][] | null;
         const entries = reply?.[0]?.[1] ?? [];
         const own = from !== ">";
@@ -135,10 +150,16 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
   }
 
   async function claimOnce(): Promise<number> {
-    const [, claimed] = (await commands.call("XAUTOCLAIM", options.stream, options.group, name, String(claimIdleMs), "0-0", "COUNT", String(core.concurrency))) as [
-      string,
-      Entry[],
-    ];
+    const [, claimed] = (await commands.call(
+      "XAUTOCLAIM",
+      options.stream,
+      options.group,
+      name,
+      String(claimIdleMs),
+      "0-0",
+      "COUNT",
+      String(core.concurrency),
+    )) as [string, Entry[]];
     const entries = claimed.filter((e) => Array.isArray(e[1])); // entries deleted meanwhile come back empty
     if (entries.length === 0) return 0;
     // delivery counts (XAUTOCLAIM counted this one) for the dead-letter limit

@@ -74,7 +74,8 @@ export function resolveMessage(message: OutgoingMessage, now = Date.now(), field
   if (message.deliverAt !== undefined && message.delayMs !== undefined) throw invalid(`${field}delayMs`, "give deliverAt or delayMs, not both");
   let deliverAt: Date | null = null;
   if (message.deliverAt !== undefined) {
-    if (!(message.deliverAt instanceof Date) || Number.isNaN(message.deliverAt.getTime())) throw invalid(`${field}deliverAt`, `${field}deliverAt must be a valid Date`);
+    if (!(message.deliverAt instanceof Date) || Number.isNaN(message.deliverAt.getTime()))
+      throw invalid(`${field}deliverAt`, `${field}deliverAt must be a valid Date`);
     deliverAt = message.deliverAt;
   } else if (message.delayMs !== undefined) {
     if (!Number.isFinite(message.delayMs) || message.delayMs < 0) throw invalid(`${field}delayMs`, `${field}delayMs must be a number of milliseconds >= 0`);

@@ -86,7 +86,7 @@ export class Inbox {
         return { status: "applied", value };
       });
     } catch (error) {
-      const text = (error instanceof Error ? error.stack ?? error.message : String(error)).slice(0, ERROR_TEXT_LIMIT);
+      const text = (error instanceof Error ? (error.stack ?? error.message) : String(error)).slice(0, ERROR_TEXT_LIMIT);
       await recordFailure(db, this.consumer, message, text).catch(() => undefined);
       throw error;
     }

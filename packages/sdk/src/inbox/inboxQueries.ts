@@ -127,7 +127,10 @@ function columns(db: Executor): string {
 /** One record (params: consumer, id). */
 export async function getRecord(db: Executor, consumer: string, id: string): Promise<InboxRecord | null> {
   const d = dialectOf(db.dialect);
-  const rows = await db.query<RawRecord & Record<string, unknown>>(d.sql(`SELECT ${columns(db)} FROM tidings_inbox WHERE consumer = ? AND id = ?`), [consumer, id]);
+  const rows = await db.query<RawRecord & Record<string, unknown>>(d.sql(`SELECT ${columns(db)} FROM tidings_inbox WHERE consumer = ? AND id = ?`), [
+    consumer,
+    id,
+  ]);
   return rows[0] ? toRecord(rows[0]) : null;
 }
 

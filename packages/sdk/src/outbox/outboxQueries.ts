@@ -135,14 +135,21 @@ export async function markFailed(tx: Executor, seqs: readonly number[], error: s
 /** Failed rows, oldest first (params: limit). */
 export async function listFailed(db: Executor, limit: number): Promise<OutboxRow[]> {
   const d = dialectOf(db.dialect);
-  return (await db.query<RawRow & Record<string, unknown>>(d.sql(`SELECT ${columns(db)} FROM tidings_outbox WHERE status = 'failed' ORDER BY seq LIMIT ?`), [limit])).map(toRow);
+  return (
+    await db.query<RawRow & Record<string, unknown>>(d.sql(`SELECT ${columns(db)} FROM tidings_outbox WHERE status = 'failed' ORDER BY seq LIMIT ?`), [limit])
+  ).map(toRow);
 }
 
 /** Rows by message id (params: ids). */
 export async function getByIds(db: Executor, ids: readonly string[]): Promise<OutboxRow[]> {
   if (ids.length === 0) return [];
   const d = dialectOf(db.dialect);
-  return (await db.query<RawRow & Record<string, unknown>>(d.sql(`SELECT ${columns(db)} FROM tidings_outbox WHERE id IN (${placeholders(ids.length)}) ORDER BY seq`), ids)).map(toRow);
+  return (
+    await db.query<RawRow & Record<string, unknown>>(
+      d.sql(`SELECT ${columns(db)} FROM tidings_outbox WHERE id IN (${placeholders(ids.length)}) ORDER BY seq`),
+      ids,
+    )
+  ).map(toRow);
 }
 
 /** Puts failed rows back to pending with a fresh attempt count (params: ids, or none for all); returns how many. */

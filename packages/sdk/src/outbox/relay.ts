@@ -122,7 +122,11 @@ export class Relay {
     let poll = this.o.pollIntervalMs;
     if (this.db.listen) {
       try {
-        this.listening = await this.db.listen(OUTBOX_CHANNEL, () => this.wake(), (error) => this.relisten(error));
+        this.listening = await this.db.listen(
+          OUTBOX_CHANNEL,
+          () => this.wake(),
+          (error) => this.relisten(error),
+        );
         poll ??= 1000;
       } catch (error) {
         this.o.onEvent({ type: "error", error });
@@ -188,13 +192,19 @@ export class Relay {
     void old?.close().catch(() => undefined);
     setTimeout(() => {
       if (!this.started || !this.db.listen || this.listening) return;
-      this.db.listen(OUTBOX_CHANNEL, () => this.wake(), (e) => this.relisten(e)).then(
-        (listening) => {
-          if (this.started) this.listening = listening;
-          else void listening.close();
-        },
-        (e: unknown) => this.relisten(e),
-      );
+      this.db
+        .listen(
+          OUTBOX_CHANNEL,
+          () => this.wake(),
+          (e) => this.relisten(e),
+        )
+        .then(
+          (listening) => {
+            if (this.started) this.listening = listening;
+            else void listening.close();
+          },
+          (e: unknown) => this.relisten(e),
+        );
     }, 1000).unref();
   }
 
@@ -223,14 +233,21 @@ export class Relay {
     const seqs = rows.map((r) => r.seq);
     let answer: BatchOutcomes | null;
     try {
-      answer = await this.client.messages.sendResolvedMinimal(rows.map((r) => r.message), { retry: false, atomic: false });
+      answer = await this.client.messages.sendResolvedMinimal(
+        rows.map((r) => r.message),
+        { retry: false, atomic: false },
+      );
     } catch (error) {
       if (isPermanent(error) && rows.length > 1) {
         // Refused as a whole (a message against the schema): the field names the message when it can.
         const culprit = culpritIndex(error, rows.length);
         if (culprit !== null) {
           await this.fail(tx, [rows[culprit]!], describe(error), events);
-          await this.ship(tx, rows.filter((_, i) => i !== culprit), events);
+          await this.ship(
+            tx,
+            rows.filter((_, i) => i !== culprit),
+            events,
+          );
         } else {
           for (const row of rows) await this.ship(tx, [row], events);
         }
@@ -259,12 +276,19 @@ export class Relay {
     for (const [i, text] of refused) await this.fail(tx, [rows[i]!], text, events);
     const sent = rows.filter((_, i) => !refused.has(i));
     if (sent.length === 0) return;
-    await markSent(tx, sent.map((r) => r.seq));
+    await markSent(
+      tx,
+      sent.map((r) => r.seq),
+    );
     events.push({ type: "sent", ids: sent.map((r) => r.message.id) });
   }
 
   private async fail(tx: Executor, rows: OutboxRow[], text: string, events: RelayEvent[]): Promise<void> {
-    await markFailed(tx, rows.map((r) => r.seq), text);
+    await markFailed(
+      tx,
+      rows.map((r) => r.seq),
+      text,
+    );
     events.push({ type: "failed", ids: rows.map((r) => r.message.id), error: text });
   }
 

@@ -51,7 +51,10 @@ export interface FastifyLike {
     options: { parseAs: "string" },
     parser: (request: unknown, body: string, done: (error: Error | null, body?: unknown) => void) => void,
   ): void;
-  post(path: string, handler: (request: { body: unknown; headers: Record<string, string | string[] | undefined> }, reply: FastifyReplyLike) => Promise<unknown>): unknown;
+  post(
+    path: string,
+    handler: (request: { body: unknown; headers: Record<string, string | string[] | undefined> }, reply: FastifyReplyLike) => Promise<unknown>,
+  ): unknown;
 }
 export interface FastifyReplyLike {
   status(code: number): FastifyReplyLike;

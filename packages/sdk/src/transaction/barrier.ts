@@ -17,9 +17,13 @@ function isMissingTable(error: unknown): boolean {
 }
 
 function missingTables(error: unknown): TidingsError {
-  return new TidingsError("config", "the tidings_tx_intent / tidings_tx_barrier tables are missing: run `await migrate(db)` (or sql/<dialect>/0002_transaction_barrier.sql)", {
-    cause: error,
-  });
+  return new TidingsError(
+    "config",
+    "the tidings_tx_intent / tidings_tx_barrier tables are missing: run `await migrate(db)` (or sql/<dialect>/0002_transaction_barrier.sql)",
+    {
+      cause: error,
+    },
+  );
 }
 
 /**
@@ -151,7 +155,12 @@ export async function cleanupBarriers(db: Executor, options: BarrierCleanupOptio
   let total = 0;
   for (const table of ["tidings_tx_barrier", "tidings_tx_intent"]) {
     for (;;) {
-      const ids = (await db.query<{ id: string }>(d.sql(`SELECT id FROM ${table} WHERE created_at < ${d.nowMinusMs} ORDER BY created_at LIMIT ?`), [olderThanMs, batchSize])).map((r) => r.id);
+      const ids = (
+        await db.query<{ id: string }>(d.sql(`SELECT id FROM ${table} WHERE created_at < ${d.nowMinusMs} ORDER BY created_at LIMIT ?`), [
+          olderThanMs,
+          batchSize,
+        ])
+      ).map((r) => r.id);
       if (ids.length === 0) break;
       await db.query(d.sql(`DELETE FROM ${table} WHERE id IN (${ids.map(() => "?").join(", ")})`), ids);
       total += ids.length;

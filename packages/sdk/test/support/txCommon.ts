@@ -13,7 +13,10 @@ export async function createOrders(db: Executor): Promise<void> {
 export async function addOrders(db: Executor, sns: readonly string[], amount = 10): Promise<void> {
   for (let i = 0; i < sns.length; i += 500) {
     const chunk = sns.slice(i, i + 500);
-    await db.query(sqlFor(db, `INSERT INTO orders (sn, status, amount) VALUES ${chunk.map(() => "(?, 'new', ?)").join(", ")}`), chunk.flatMap((sn) => [sn, amount]));
+    await db.query(
+      sqlFor(db, `INSERT INTO orders (sn, status, amount) VALUES ${chunk.map(() => "(?, 'new', ?)").join(", ")}`),
+      chunk.flatMap((sn) => [sn, amount]),
+    );
   }
 }
 

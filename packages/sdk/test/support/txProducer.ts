@@ -75,10 +75,15 @@ const client = new TidingsClient({
 await Promise.all(
   plan.orders.map(async ({ sn, fate }) => {
     try {
-      await client.transaction(db, { id: sn, topic: plan.topic, key: sn, payload: { sn } }, async (tx) => {
-        await payOrder(tx, sn);
-        if (fate === "before-commit") await park(sn);
-      }, { checkAfter: plan.checkAfter });
+      await client.transaction(
+        db,
+        { id: sn, topic: plan.topic, key: sn, payload: { sn } },
+        async (tx) => {
+          await payOrder(tx, sn);
+          if (fate === "before-commit") await park(sn);
+        },
+        { checkAfter: plan.checkAfter },
+      );
       say(`done ${sn}`);
       count();
     } catch (error) {

@@ -90,7 +90,9 @@ export async function startTxWorld(label: string, options: TxWorldOptions = {}):
       subscriber,
       topic,
       checkRequests,
-      useHandler: (h) => void (handler = h),
+      useHandler: (h) => {
+        handler = h;
+      },
       async messages(prefix) {
         const out = new Map<string, MessageInfo>();
         // The service's ids are listed newest first; filter by prefix here.

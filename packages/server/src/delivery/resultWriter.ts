@@ -111,13 +111,19 @@ export class ResultWriter {
       const r = results[0]!;
       const code = (refused as { code?: string }).code;
       if (!this.scrubbed.has(r)) {
-        this.log.warn({ err: refused, code, deliveryId: r.deliveryId, messageId: r.messageId }, "the database refused an attempt result; writing it without its error text");
+        this.log.warn(
+          { err: refused, code, deliveryId: r.deliveryId, messageId: r.messageId },
+          "the database refused an attempt result; writing it without its error text",
+        );
         const plain: AttemptResult = { ...r, error: UNSTORABLE, deadReason: r.deadReason === null ? null : "dead" };
         this.scrubbed.add(plain);
         pieces.unshift({ results: [plain], refused: null });
         continue;
       }
-      this.log.error({ err: refused, code, deliveryId: r.deliveryId, messageId: r.messageId }, "an attempt result cannot be written; dropped (its lease expires and the delivery is sent again)");
+      this.log.error(
+        { err: refused, code, deliveryId: r.deliveryId, messageId: r.messageId },
+        "an attempt result cannot be written; dropped (its lease expires and the delivery is sent again)",
+      );
     }
   }
 
@@ -129,9 +135,6 @@ export class ResultWriter {
       void this.flush();
     }
     if (!this.writing && this.buffer.length === 0) return;
-    await Promise.race([
-      new Promise<void>((resolve) => this.idle.push(resolve)),
-      new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref()),
-    ]);
+    await Promise.race([new Promise<void>((resolve) => this.idle.push(resolve)), new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref())]);
   }
 }

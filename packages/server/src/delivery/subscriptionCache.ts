@@ -16,7 +16,11 @@ export class SubscriptionCache {
   private reloading: Promise<void> | null = null;
   private again = false;
 
-  constructor(private readonly db: Db, private readonly log: Logger, private readonly refreshMs = 10_000) {}
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly refreshMs = 10_000,
+  ) {}
 
   async start(): Promise<void> {
     await this.reload();

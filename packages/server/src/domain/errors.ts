@@ -29,12 +29,10 @@ export class TidingsError extends Error {
 
 export const invalid = (field: string, message: string) => new TidingsError("invalid_request", message, field);
 export const notFound = (what: string) => new TidingsError("not_found", `${what} not found`);
-export const conflict = (message: string, details?: Record<string, unknown>) =>
-  new TidingsError("conflict", message, undefined, { details });
+export const conflict = (message: string, details?: Record<string, unknown>) => new TidingsError("conflict", message, undefined, { details });
 export const forbidden = (message: string) => new TidingsError("forbidden", message);
 /** A disabled app's key: known, but refused until an admin enables the app again. */
-export const appDisabled = (app: string) =>
-  new TidingsError("app_disabled", `the app ${app} is disabled: its key is refused until an admin enables it again`);
+export const appDisabled = (app: string) => new TidingsError("app_disabled", `the app ${app} is disabled: its key is refused until an admin enables it again`);
 /** Too many failed attempts from one client: `retryAfterSeconds` tells when to try again. */
 export const tooManyRequests = (message: string, retryAfterSeconds: number) =>
   new TidingsError("too_many_requests", message, undefined, { details: { retryAfterSeconds } });

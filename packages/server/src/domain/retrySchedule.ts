@@ -19,7 +19,10 @@ export interface RetryInput {
 }
 
 export class RetryPolicyError extends Error {
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -50,20 +53,13 @@ export function compileRetryPolicy(input: RetryInput = {}): RetryPolicy {
   return { schedule, maxAttempts, windowMs };
 }
 
-export type FailureOutcome =
-  | { readonly kind: "retry"; readonly delayMs: number }
-  | { readonly kind: "dead"; readonly reason: string };
+export type FailureOutcome = { readonly kind: "retry"; readonly delayMs: number } | { readonly kind: "dead"; readonly reason: string };
 
 /**
  * What happens after attempt number `attempt` (1-based) failed.
  * `retryAfterMs` is the receiver's Retry-After, honoured but bounded by the schedule's longest step.
  */
-export function afterFailure(
-  policy: RetryPolicy,
-  attempt: number,
-  elapsedSinceFirstMs: number,
-  retryAfterMs?: number,
-): FailureOutcome {
+export function afterFailure(policy: RetryPolicy, attempt: number, elapsedSinceFirstMs: number, retryAfterMs?: number): FailureOutcome {
   if (attempt >= policy.maxAttempts) {
     return { kind: "dead", reason: `gave up after ${attempt} attempt${attempt === 1 ? "" : "s"}` };
   }

@@ -36,7 +36,10 @@ export class Authenticator {
   /** Moves on each `forget()`, so that a lookup that began before it does not cache what it read. */
   private generation = 0;
 
-  constructor(adminKey: string, private readonly appByKeyHash: (hash: Buffer) => Promise<AppIdentity | null>) {
+  constructor(
+    adminKey: string,
+    private readonly appByKeyHash: (hash: Buffer) => Promise<AppIdentity | null>,
+  ) {
     this.adminHash = hashKey(adminKey);
     this.sessionKey = createHmac("sha256", adminKey).update("tidings console sessions").digest();
   }

@@ -93,7 +93,10 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
   }
   if (isDbUnavailable(error)) {
     // No connection free in time, statement_timeout, database away: the client may retry.
-    void reply.status(503).header("retry-after", "1").send({ error: { code: "unavailable", message: "the database is busy or away; try again shortly" } });
+    void reply
+      .status(503)
+      .header("retry-after", "1")
+      .send({ error: { code: "unavailable", message: "the database is busy or away; try again shortly" } });
     return;
   }
   request.log.error({ err: error }, "request failed");

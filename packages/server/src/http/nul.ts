@@ -1,7 +1,6 @@
 import type { FastifyRequest } from "fastify";
 
-const hasNul = (value: unknown): boolean =>
-  typeof value === "string" ? value.includes("\0") : Array.isArray(value) && value.some(hasNul);
+const hasNul = (value: unknown): boolean => (typeof value === "string" ? value.includes("\0") : Array.isArray(value) && value.some(hasNul));
 
 /** The path parameter or query field whose value (or name) holds a NUL, as validation names fields. */
 export function nulField(request: FastifyRequest): string {

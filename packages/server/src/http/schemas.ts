@@ -73,10 +73,7 @@ export const NameParams = Type.Object({ name: Type.String({ maxLength: 100 }) })
 export type NameParams = Static<typeof NameParams>;
 
 // ---- subscriptions
-export const HttpEndpoint = Type.Object(
-  { type: Type.Literal("http"), url: Url, headers: Type.Optional(StringMap) },
-  { additionalProperties: false },
-);
+export const HttpEndpoint = Type.Object({ type: Type.Literal("http"), url: Url, headers: Type.Optional(StringMap) }, { additionalProperties: false });
 const Template = (description: string) => Type.String({ minLength: 1, maxLength: 255, description });
 export const RabbitmqEndpoint = Type.Object(
   {
@@ -130,7 +127,8 @@ const Tags = Type.Array(Tag, { minItems: 1, maxItems: 100 });
 const MaxInFlight = Type.Integer({
   minimum: 1,
   maximum: 10_000,
-  description: "a hard limit on this subscription's deliveries in flight at once per service process; null or absent: the service's fair share (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
+  description:
+    "a hard limit on this subscription's deliveries in flight at once per service process; null or absent: the service's fair share (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
 });
 export const CreateSubscription = Type.Object(
   {
@@ -208,9 +206,7 @@ export type NewMessage = Static<typeof NewMessage>;
 export const MessageBatch = Type.Object(
   {
     messages: Type.Array(NewMessage, { minItems: 1, maxItems: 1000 }),
-    atomic: Type.Optional(
-      Type.Boolean({ description: "true (default): all or nothing, 409 on any conflict; false: each message on its own, see outcomes" }),
-    ),
+    atomic: Type.Optional(Type.Boolean({ description: "true (default): all or nothing, 409 on any conflict; false: each message on its own, see outcomes" })),
   },
   { additionalProperties: false },
 );
@@ -272,9 +268,7 @@ export const ListMessagesQuery = Type.Object(
     app: Type.Optional(Type.String()),
     createdAfter: Type.Optional(Timestamp),
     createdBefore: Type.Optional(Timestamp),
-    state: Type.Optional(
-      Type.Union([Type.Literal("prepared"), Type.Literal("committed"), Type.Literal("rolled_back"), Type.Literal("in_doubt")]),
-    ),
+    state: Type.Optional(Type.Union([Type.Literal("prepared"), Type.Literal("committed"), Type.Literal("rolled_back"), Type.Literal("in_doubt")])),
     subscription: Type.Optional(Type.String()),
     deliveryState: Type.Optional(Type.Union([Type.Literal("pending"), Type.Literal("delivered"), Type.Literal("dead")])),
     limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),

@@ -89,7 +89,10 @@ function trustProxy(env: Env): Config["trustProxy"] {
   if (raw === "true") return true;
   if (/^\d+$/.test(raw)) return integer(env, "TIDINGS_TRUST_PROXY", 0, 1, 100);
   // Addresses and CIDR ranges, or the named ranges loopback, linklocal and uniquelocal.
-  const entries = raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== "");
+  const entries = raw
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== "");
   const named = new Set(["loopback", "linklocal", "uniquelocal"]);
   const addresses = entries.filter((entry) => !named.has(entry));
   cidrs({ TIDINGS_TRUST_PROXY: addresses.join(",") }, "TIDINGS_TRUST_PROXY");

@@ -97,7 +97,18 @@ export async function startEmbeddedDb(dataDir: string, log: Logger): Promise<Emb
       for (const path of [dataDir, databaseDir, pwfile]) await chown(path, owner.uid, owner.gid);
     }
     try {
-      await run(bin.initdb, ["-D", databaseDir, "-U", "postgres", `--pwfile=${pwfile}`, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-instructions"]);
+      await run(bin.initdb, [
+        "-D",
+        databaseDir,
+        "-U",
+        "postgres",
+        `--pwfile=${pwfile}`,
+        "--auth=scram-sha-256",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-instructions",
+      ]);
     } finally {
       await rm(pwfile, { force: true });
     }

@@ -32,7 +32,10 @@ import { countPending } from "../store/operatorActions.ts";
 function within(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
-    work.then(() => undefined, () => undefined),
+    work.then(
+      () => undefined,
+      () => undefined,
+    ),
     new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
   ]).finally(() => clearTimeout(timer));
 }
@@ -185,7 +188,15 @@ export async function startService(config: Config, log: Logger): Promise<Running
         await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000)]);
         await results.drain(3000);
         await subscriptions.stop();
-        await within(Promise.all([transport.close(true), ...Object.values(transports).filter((t) => t !== transport).map((t) => t.close())]), 2000);
+        await within(
+          Promise.all([
+            transport.close(true),
+            ...Object.values(transports)
+              .filter((t) => t !== transport)
+              .map((t) => t.close()),
+          ]),
+          2000,
+        );
         await db.end();
         await embedded?.stop();
       })()),

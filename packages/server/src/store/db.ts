@@ -71,9 +71,5 @@ export function isDbUnavailable(error: unknown): boolean {
   if (state !== undefined) return state === "57014" || state === "53300" || state.startsWith("57P") || state.startsWith("08");
   const message = error instanceof Error ? error.message : "";
   const code = (error as { code?: unknown } | null)?.code;
-  return (
-    /timeout exceeded when trying to connect|Connection terminated|connection timeout/i.test(message) ||
-    code === "ECONNREFUSED" ||
-    code === "ECONNRESET"
-  );
+  return /timeout exceeded when trying to connect|Connection terminated|connection timeout/i.test(message) || code === "ECONNREFUSED" || code === "ECONNRESET";
 }

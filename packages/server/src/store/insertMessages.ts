@@ -6,7 +6,6 @@ import { stringifyExact } from "../domain/rawJson.ts";
 import { sameMessage } from "../domain/idempotency.ts";
 import type { NewMessage } from "../domain/newMessage.ts";
 
-
 export type InsertOutcome =
   | { kind: "created"; message: MessageRecord }
   | { kind: "exists"; message: MessageRecord }

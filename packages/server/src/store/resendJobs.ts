@@ -131,16 +131,10 @@ export async function adoptStaleJobs(db: Db, owner: string, staleMs: number, lim
 // $1 owner; $2 job ids. Gives jobs up at shutdown so that another node adopts them at once.
 export async function releaseJobs(db: Db, owner: string, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  await db.query(
-    `update jobs set owner = null, heartbeat_at = '-infinity' where id = any ($2::text[]) and owner = $1 and state = 'running'`,
-    [owner, ids],
-  );
+  await db.query(`update jobs set owner = null, heartbeat_at = '-infinity' where id = any ($2::text[]) and owner = $1 and state = 'running'`, [owner, ids]);
 }
 
 // $1 job id; $2 owner; $3 error text. A job that cannot go on (it keeps failing) is failed.
 export async function failJob(db: Db, jobId: string, owner: string, error: string): Promise<void> {
-  await db.query(
-    `update jobs set state = 'failed', error = $3, finished_at = now() where id = $1 and owner = $2 and state = 'running'`,
-    [jobId, owner, error],
-  );
+  await db.query(`update jobs set state = 'failed', error = $3, finished_at = now() where id = $1 and owner = $2 and state = 'running'`, [jobId, owner, error]);
 }

@@ -51,10 +51,7 @@ export async function countMessagesByState(db: Db, cap = COUNT_CAP): Promise<Rec
 
 // $1 cap. Alerts nobody has handled yet, by the partial index alerts_open.
 export async function countOpenAlerts(db: Db, cap = COUNT_CAP): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(
-    "select count(*)::int as n from (select 1 from alerts where resolved_at is null limit $1) capped",
-    [cap],
-  );
+  const { rows } = await db.query<{ n: number }>("select count(*)::int as n from (select 1 from alerts where resolved_at is null limit $1) capped", [cap]);
   return rows[0]!.n;
 }
 

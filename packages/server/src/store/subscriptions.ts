@@ -76,8 +76,18 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
          max_in_flight = case when $9 then $10 else max_in_flight end,
          updated_at = now()
        where name = $1 returning *`,
-    [name, p.topic ?? null, p.tags !== undefined, p.tags ?? null, p.endpoint ?? null, p.retry ?? null, p.enabled ?? null, p.secret ?? null,
-     p.maxInFlight !== undefined, p.maxInFlight ?? null],
+    [
+      name,
+      p.topic ?? null,
+      p.tags !== undefined,
+      p.tags ?? null,
+      p.endpoint ?? null,
+      p.retry ?? null,
+      p.enabled ?? null,
+      p.secret ?? null,
+      p.maxInFlight !== undefined,
+      p.maxInFlight ?? null,
+    ],
   );
   if (!rows[0]) return null;
   await announce(db);
@@ -85,10 +95,7 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
 }
 
 export async function deleteSubscription(db: Db, name: string): Promise<boolean> {
-  const { rows } = await db.query(
-    "delete from subscriptions where name = $1 returning id",
-    [name],
-  );
+  const { rows } = await db.query("delete from subscriptions where name = $1 returning id", [name]);
   if (rows.length === 0) return false;
   await announce(db);
   return true;

@@ -59,7 +59,12 @@ export class ConnectionPool<C> {
     for (const [url, entry] of this.entries) {
       if (now - entry.usedAt < this.idleMs) continue;
       this.entries.delete(url);
-      entry.connection.then((c) => this.shut(c), () => undefined).catch(() => undefined);
+      entry.connection
+        .then(
+          (c) => this.shut(c),
+          () => undefined,
+        )
+        .catch(() => undefined);
     }
   }
 
@@ -68,6 +73,15 @@ export class ConnectionPool<C> {
     clearInterval(this.sweeper);
     const all = [...this.entries.values()];
     this.entries.clear();
-    await Promise.all(all.map((e) => e.connection.then((c) => this.shut(c), () => undefined).catch(() => undefined)));
+    await Promise.all(
+      all.map((e) =>
+        e.connection
+          .then(
+            (c) => this.shut(c),
+            () => undefined,
+          )
+          .catch(() => undefined),
+      ),
+    );
   }
 }

@@ -37,9 +37,13 @@ export class Deadlines {
     const signal = tracked.signal;
     if (signal && !this.listened.has(signal)) {
       this.listened.add(signal);
-      signal.addEventListener("abort", () => {
-        for (const t of [...this.live]) if (t.signal === signal) t.abort();
-      }, { once: true });
+      signal.addEventListener(
+        "abort",
+        () => {
+          for (const t of [...this.live]) if (t.signal === signal) t.abort();
+        },
+        { once: true },
+      );
     }
     if (this.timer === null) {
       this.timer = setInterval(() => this.sweep(), Math.min(SWEEP_MS, this.timeoutMs));

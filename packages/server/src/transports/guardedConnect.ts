@@ -71,7 +71,6 @@ export function guardedConnector(judge: AddressJudge, timeoutMs: number): buildC
   };
 }
 
-
 /**
  * A broker URL with its host replaced by an address the policy allows (resolved now), for
  * clients that resolve names themselves: they connect to the address that was judged. `host`

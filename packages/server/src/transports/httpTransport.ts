@@ -89,7 +89,11 @@ export class HttpTransport implements Transport<HttpEndpoint> {
   /** The deadline of answers still arriving after their headers, and their aborts at shutdown. */
   private readonly deadlines: Deadlines;
 
-  constructor(private readonly timeoutMs: number, private readonly connectionsPerOrigin: number, private readonly judge: AddressJudge) {
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly connectionsPerOrigin: number,
+    private readonly judge: AddressJudge,
+  ) {
     this.agent = this.newAgent();
     this.timeoutText = `timeout after ${formatDuration(timeoutMs)}`;
     this.deadlines = new Deadlines(timeoutMs);
@@ -175,7 +179,6 @@ export class HttpTransport implements Transport<HttpEndpoint> {
       }
     });
   }
-
 
   /** The parsed URL and the fixed headers of an endpoint, built once per endpoint object. */
   private targetOf(endpoint: HttpEndpoint): Target {
@@ -275,7 +278,11 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Tracked {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.bytes += chunk.length;
     if (this.bytes > this.o.limit) {
-      this.finish({ statusCode: this.statusCode, body: null, error: `HTTP ${this.statusCode}: the answer is longer than ${this.o.limit} bytes` }, new Error("answer too long"), controller);
+      this.finish(
+        { statusCode: this.statusCode, body: null, error: `HTTP ${this.statusCode}: the answer is longer than ${this.o.limit} bytes` },
+        new Error("answer too long"),
+        controller,
+      );
       return;
     }
     if (this.timedOut(controller)) return;
@@ -287,7 +294,12 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Tracked {
 
   onResponseEnd(): void {
     const all = this.kept ? Buffer.concat(this.kept) : null;
-    this.finish({ statusCode: this.statusCode, body: all && all.length > this.o.keep ? all.subarray(0, this.o.keep) : all, retryAfter: this.retryAfter, error: null });
+    this.finish({
+      statusCode: this.statusCode,
+      body: all && all.length > this.o.keep ? all.subarray(0, this.o.keep) : all,
+      retryAfter: this.retryAfter,
+      error: null,
+    });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {

@@ -1,14 +1,7 @@
 import type { Logger } from "pino";
 import { uuidv7 } from "../domain/ids.ts";
 import type { Db } from "../store/db.ts";
-import {
-  adoptStaleJobs,
-  createResendDeadJob,
-  failJob,
-  releaseJobs,
-  runResendDeadBatch,
-  type JobRecord,
-} from "../store/resendJobs.ts";
+import { adoptStaleJobs, createResendDeadJob, failJob, releaseJobs, runResendDeadBatch, type JobRecord } from "../store/resendJobs.ts";
 
 export interface ResendDeadJobOptions {
   /** A running job whose heartbeat is older than this is taken over by another node. */

@@ -64,8 +64,7 @@ export function recordingLogger(): Logger & { lines: LogLine[] } {
  * Waits, polling every millisecond, for a condition the code under test reaches within a few
  * event-loop turns (well under 10 ms); the deadline only bounds a test whose condition never comes.
  */
-export const until = <T>(what: string, check: () => T | Promise<T>, timeoutMs = 5000): Promise<NonNullable<T>> =>
-  waitFor(what, check, timeoutMs, 1);
+export const until = <T>(what: string, check: () => T | Promise<T>, timeoutMs = 5000): Promise<NonNullable<T>> => waitFor(what, check, timeoutMs, 1);
 
 /** Lets the callbacks already queued run (immediates and the promise jobs they start): "nothing more happens". */
 export async function settle(turns = 3): Promise<void> {

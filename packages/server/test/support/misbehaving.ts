@@ -24,8 +24,7 @@ export async function startMisbehavingReceiver(): Promise<MisbehavingReceiver> {
     child.once("exit", (code) => reject(new Error(`the misbehaving receiver exited with ${code}`)));
     child.stdout!.on("data", (data: Buffer) => {
       buffered += data.toString();
-      let end: number;
-      while ((end = buffered.indexOf("\n")) >= 0) {
+      for (let end = buffered.indexOf("\n"); end >= 0; end = buffered.indexOf("\n")) {
         const line = buffered.slice(0, end);
         buffered = buffered.slice(end + 1);
         const listening = /^listening (\d+)$/.exec(line);

@@ -49,7 +49,12 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   await chmod(dir, 0o755);
   await chmod(data, 0o700);
   if (user) for (const p of [dir, data]) await chown(p, user.uid, user.gid);
-  await run("initdb", ["-D", data, "-U", "postgres", "--auth-host=trust", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"], dir, user);
+  await run(
+    "initdb",
+    ["-D", data, "-U", "postgres", "--auth-host=trust", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"],
+    dir,
+    user,
+  );
   const port = await freePort();
   const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir}`;
   const ctl = (...args: string[]) => run("pg_ctl", ["-D", data, "-l", join(dir, "log"), "-w", "-t", "60", "-o", options, ...args], dir, user);

@@ -69,9 +69,7 @@ export class ConsoleSessions {
       throw tooManyRequests(`too many failed sign-ins from this address: try again in ${seconds} s`, seconds);
     }
     // The Authenticator is the one place that knows the admin key; ask it as a Bearer call would.
-    const principal = await this.auth
-      .authenticate({ headers: { authorization: `Bearer ${adminKey}` } } as FastifyRequest)
-      .catch(() => null);
+    const principal = await this.auth.authenticate({ headers: { authorization: `Bearer ${adminKey}` } } as FastifyRequest).catch(() => null);
     if (principal?.kind !== "admin") {
       this.limiter.failed(request.ip);
       throw new TidingsError("unauthorized", "that is not the admin key", "adminKey");

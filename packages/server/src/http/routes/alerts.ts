@@ -30,7 +30,15 @@ export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
   const config = { auth: "admin" } as const;
   app.get<{ Querystring: Static<typeof AlertQuery> }>(
     "/v1/alerts",
-    { config, schema: { tags, summary: "Alerts, newest first (open ones only unless open=false)", querystring: AlertQuery, response: { 200: Type.Object({ items: Type.Array(Alert) }), "4xx": ErrorBody } } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Alerts, newest first (open ones only unless open=false)",
+        querystring: AlertQuery,
+        response: { 200: Type.Object({ items: Type.Array(Alert) }), "4xx": ErrorBody },
+      },
+    },
     async (request) => {
       const limit = Math.min(1000, Math.max(1, Number(request.query.limit ?? 100)));
       const cursor = request.query.cursor === undefined ? undefined : Number(request.query.cursor);

@@ -13,7 +13,15 @@ export function appRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.post<{ Body: CreateApp }>(
     "/v1/apps",
-    { config, schema: { tags, summary: "Create a producer app; its API key and secret are shown once", body: CreateApp, response: { 201: AppCreated, "4xx": ErrorBody } } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Create a producer app; its API key and secret are shown once",
+        body: CreateApp,
+        response: { 201: AppCreated, "4xx": ErrorBody },
+      },
+    },
     async (request, reply) => {
       const checkUrl = request.body.checkUrl ? s.checkEndpointUrl(request.body.checkUrl, "checkUrl") : null;
       const apiKey = newApiKey();
@@ -40,7 +48,16 @@ export function appRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.patch<{ Params: NameParams; Body: PatchApp }>(
     "/v1/apps/:name",
-    { config, schema: { tags, summary: "Change an app's check URL or read topics, disable or enable it, or rotate its key or secret (shown once)", params: NameParams, body: PatchApp, response: { 200: AppChanged, "4xx": ErrorBody } } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Change an app's check URL or read topics, disable or enable it, or rotate its key or secret (shown once)",
+        params: NameParams,
+        body: PatchApp,
+        response: { 200: AppChanged, "4xx": ErrorBody },
+      },
+    },
     async (request) => {
       const { checkUrl, readTopics, enabled, rotateKey, rotateSecret } = request.body;
       const apiKey = rotateKey ? newApiKey() : undefined;

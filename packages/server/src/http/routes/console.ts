@@ -61,9 +61,7 @@ export function consoleRoutes(app: FastifyInstance): void {
     return reply.type(asset.type).send(asset.body);
   }
 
-  app.get("/console", { config, schema: { hide: true } }, async (request, reply) =>
-    send(reply, assets.get("index.html")!, request.headers["if-none-match"]),
-  );
+  app.get("/console", { config, schema: { hide: true } }, async (request, reply) => send(reply, assets.get("index.html")!, request.headers["if-none-match"]));
   app.get<{ Params: { "*": string } }>("/console/*", { config, schema: { hide: true } }, async (request, reply) => {
     const asset = assets.get(request.params["*"] || "index.html");
     if (!asset) return reply.status(404).send({ error: { code: "not_found", message: `no console file ${request.params["*"]}` } });

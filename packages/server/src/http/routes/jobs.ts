@@ -112,10 +112,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
         const message = `the re-send job ${job.id} failed after re-sending ${job.done}: ${job.error ?? "unknown error"}`;
         throw new TidingsError("unavailable", message, undefined, { details: { retryAfterSeconds: 1, job: job.id, resent: job.done } });
       }
-      return reply
-        .status(202)
-        .header("location", `/v1/jobs/${job.id}`)
-        .send({ resent: job.done, batches: job.batches, job: job.id });
+      return reply.status(202).header("location", `/v1/jobs/${job.id}`).send({ resent: job.done, batches: job.batches, job: job.id });
     },
   );
 
@@ -131,7 +128,15 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get<{ Querystring: ListJobsQuery }>(
     "/v1/jobs",
-    { config, schema: { tags, summary: "The 20 newest jobs (of one subscription)", querystring: ListJobsQuery, response: { 200: Type.Object({ items: Type.Array(Job) }), "4xx": ErrorBody } } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "The 20 newest jobs (of one subscription)",
+        querystring: ListJobsQuery,
+        response: { 200: Type.Object({ items: Type.Array(Job) }), "4xx": ErrorBody },
+      },
+    },
     async (request) => {
       let subscriptionId: number | null = null;
       if (request.query.subscription !== undefined) {

@@ -184,7 +184,10 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
       const extra = errors.length > 0 ? { errors } : {};
       if (prefersMinimal(request.headers.prefer)) {
         const ids = outcomes.map((o, i) => (o.kind === "invalid" ? (request.body.messages[i]!.id ?? null) : localId(o.message.id)));
-        return reply.status(201).header("preference-applied", "return=minimal").send({ ids, outcomes: kinds, ...extra });
+        return reply
+          .status(201)
+          .header("preference-applied", "return=minimal")
+          .send({ ids, outcomes: kinds, ...extra });
       }
       // Up to 1,000 messages with their payloads: the native JSON.stringify writes them in half
       // the time of the schema's serializer, as one flat string (whose byte length is cheap);
@@ -238,7 +241,15 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get<{ Params: MessageIdParams }>(
     "/v1/messages/:id",
-    { config: { auth: "app" }, schema: { tags, summary: "A message and its deliveries: the reconciliation query", params: MessageIdParams, response: { 200: Message, "4xx": ErrorBody } } },
+    {
+      config: { auth: "app" },
+      schema: {
+        tags,
+        summary: "A message and its deliveries: the reconciliation query",
+        params: MessageIdParams,
+        response: { 200: Message, "4xx": ErrorBody },
+      },
+    },
     async (request, reply) => {
       const message = await readable(request.principal, request.params.id);
       keepExact(reply, message);
@@ -248,7 +259,15 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get<{ Params: MessageIdParams }>(
     "/v1/messages/:id/attempts",
-    { config: { auth: "app" }, schema: { tags, summary: "The delivery log of a message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Attempt) }), "4xx": ErrorBody } } },
+    {
+      config: { auth: "app" },
+      schema: {
+        tags,
+        summary: "The delivery log of a message",
+        params: MessageIdParams,
+        response: { 200: Type.Object({ items: Type.Array(Attempt) }), "4xx": ErrorBody },
+      },
+    },
     async (request) => {
       const message = await readable(request.principal, request.params.id);
       return { items: await getAttempts(s.db, message.id) };
@@ -354,7 +373,15 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get<{ Params: MessageIdParams }>(
     "/v1/messages/:id/checks",
-    { config: { auth: "app" }, schema: { tags, summary: "The check-back log of a (once) prepared message", params: MessageIdParams, response: { 200: Type.Object({ items: Type.Array(Check) }), "4xx": ErrorBody } } },
+    {
+      config: { auth: "app" },
+      schema: {
+        tags,
+        summary: "The check-back log of a (once) prepared message",
+        params: MessageIdParams,
+        response: { 200: Type.Object({ items: Type.Array(Check) }), "4xx": ErrorBody },
+      },
+    },
     async (request) => {
       const message = await owned(request.principal, request.params.id);
       return { items: await getChecks(s.db, message.id) };

@@ -1,13 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { Type } from "@sinclair/typebox";
-import {
-  COUNT_CAP,
-  countDeliveriesBySubscription,
-  countMessagesByState,
-  countOpenAlerts,
-  oldestPending,
-  throughputPerMinute,
-} from "../../store/stats.ts";
+import { COUNT_CAP, countDeliveriesBySubscription, countMessagesByState, countOpenAlerts, oldestPending, throughputPerMinute } from "../../store/stats.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
 

@@ -6,22 +6,9 @@ import { compileRetryPolicy, RetryPolicyError, type RetryPolicy } from "../../do
 import type { Endpoint, SubscriptionRow } from "../../domain/subscription.ts";
 import { newSigningSecret } from "../../transports/signature.ts";
 import { maskUrl, parseBrokerUrl } from "../../transports/brokerUrl.ts";
-import {
-  createSubscription,
-  deleteSubscription,
-  getSubscription,
-  listSubscriptions,
-  updateSubscription,
-} from "../../store/subscriptions.ts";
+import { createSubscription, deleteSubscription, getSubscription, listSubscriptions, updateSubscription } from "../../store/subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
-import {
-  CreateSubscription,
-  ErrorBody,
-  NameParams,
-  PatchSubscription,
-  Subscription,
-  type RetryOptions,
-} from "../schemas.ts";
+import { CreateSubscription, ErrorBody, NameParams, PatchSubscription, Subscription, type RetryOptions } from "../schemas.ts";
 
 function retryPolicy(options: RetryOptions | undefined): RetryPolicy {
   try {
@@ -112,7 +99,15 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
 
   app.post<{ Body: CreateSubscription }>(
     "/v1/subscriptions",
-    { config, schema: { tags, summary: "Subscribe an endpoint to a topic; the signing secret is shown once", body: CreateSubscription, response: { 201: Subscription, "4xx": ErrorBody } } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Subscribe an endpoint to a topic; the signing secret is shown once",
+        body: CreateSubscription,
+        response: { 201: Subscription, "4xx": ErrorBody },
+      },
+    },
     async (request, reply) => {
       const body = request.body;
       const secret = newSigningSecret();
@@ -132,9 +127,13 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
     },
   );
 
-  app.get("/v1/subscriptions", { config, schema: { tags, summary: "List subscriptions", response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } }, async () => ({
-    items: (await listSubscriptions(s.db)).map((row) => showSubscription(row)),
-  }));
+  app.get(
+    "/v1/subscriptions",
+    { config, schema: { tags, summary: "List subscriptions", response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } },
+    async () => ({
+      items: (await listSubscriptions(s.db)).map((row) => showSubscription(row)),
+    }),
+  );
 
   app.get<{ Params: NameParams }>(
     "/v1/subscriptions/:name",
@@ -148,7 +147,16 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
 
   app.patch<{ Params: NameParams; Body: PatchSubscription }>(
     "/v1/subscriptions/:name",
-    { config, schema: { tags, summary: "Change a subscription; `enabled: false` pauses it, `true` resumes", params: NameParams, body: PatchSubscription, response: { 200: Subscription, "4xx": ErrorBody } } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Change a subscription; `enabled: false` pauses it, `true` resumes",
+        params: NameParams,
+        body: PatchSubscription,
+        response: { 200: Subscription, "4xx": ErrorBody },
+      },
+    },
     async (request) => {
       const body = request.body;
       const secret = body.rotateSecret ? newSigningSecret() : undefined;

@@ -59,7 +59,11 @@ export function throughputChart(minutes) {
     "div",
     { class: "chart" },
     chart,
-    h("ul", { class: "legend" }, SERIES.map(([k, label]) => h("li", {}, h("span", { class: `swatch s-${k}` }), `${label}: ${totals[k].toLocaleString("en-US")}`))),
+    h(
+      "ul",
+      { class: "legend" },
+      SERIES.map(([k, label]) => h("li", {}, h("span", { class: `swatch s-${k}` }), `${label}: ${totals[k].toLocaleString("en-US")}`)),
+    ),
     h(
       "details",
       {},

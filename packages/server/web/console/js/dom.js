@@ -90,13 +90,28 @@ export function openDialog({ title, body, buttons }) {
   return new Promise((resolve) => {
     let result = null;
     const actions = buttons.map((b) =>
-      h("button", { type: "button", class: b.class ?? "", onclick: () => { result = b.value; dialog.close(); } }, b.label),
+      h(
+        "button",
+        {
+          type: "button",
+          class: b.class ?? "",
+          onclick: () => {
+            result = b.value;
+            dialog.close();
+          },
+        },
+        b.label,
+      ),
     );
     dialog.append(h("h2", { id: "dialog-title" }, title), ...[body].flat(), h("div", { class: "actions" }, actions));
-    dialog.addEventListener("close", () => {
-      if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
-      resolve(result);
-    }, { once: true });
+    dialog.addEventListener(
+      "close",
+      () => {
+        if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
+        resolve(result);
+      },
+      { once: true },
+    );
     dialog.showModal();
   });
 }
@@ -152,8 +167,26 @@ export function table(columns, rows, { empty = "Nothing here." } = {}) {
     h(
       "table",
       {},
-      h("thead", {}, h("tr", {}, columns.map((col) => cell("th", col.label, col)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) => cell("td", c, columns[i]))))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          columns.map((col) => cell("th", col.label, col)),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        rows.map((r) =>
+          h(
+            "tr",
+            {},
+            r.map((c, i) => cell("td", c, columns[i])),
+          ),
+        ),
+      ),
     ),
   );
 }

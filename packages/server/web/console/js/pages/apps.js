@@ -11,7 +11,15 @@ export async function renderApps(ctx) {
     const input = h("input", { type: "url", name: "checkUrl", value: app.checkUrl ?? "", id: "check-url-edit" });
     const save = await openDialog({
       title: `Check URL of ${app.name}`,
-      body: [h("label", { for: "check-url-edit" }, "Check URL", input, h("span", { class: "hint" }, "where Tidings asks whether a prepared message committed; empty: none"))],
+      body: [
+        h(
+          "label",
+          { for: "check-url-edit" },
+          "Check URL",
+          input,
+          h("span", { class: "hint" }, "where Tidings asks whether a prepared message committed; empty: none"),
+        ),
+      ],
       buttons: [
         { label: "Cancel", value: false, class: "quiet" },
         { label: "Save", value: true },
@@ -26,7 +34,16 @@ export async function renderApps(ctx) {
     }
   };
   const toggle = async (button, app) => {
-    if (app.enabled && !(await confirmAction(`Disable ${app.name}?`, "Its API key is refused (403 app_disabled) until it is enabled again. Its messages are still delivered and checked back.", "Disable app", { danger: true }))) return;
+    if (
+      app.enabled &&
+      !(await confirmAction(
+        `Disable ${app.name}?`,
+        "Its API key is refused (403 app_disabled) until it is enabled again. Its messages are still delivered and checked back.",
+        "Disable app",
+        { danger: true },
+      ))
+    )
+      return;
     const updated = await act(button, () => api.patch(`/v1/apps/${enc(app.name)}`, { enabled: !app.enabled }));
     if (updated) {
       notify(updated.enabled ? `${app.name} enabled: its key works again.` : `${app.name} disabled: its key is refused.`);
@@ -49,7 +66,10 @@ export async function renderApps(ctx) {
     });
     if (!which) return;
     const updated = await act(button, () => api.patch(`/v1/apps/${enc(app.name)}`, which === "key" ? { rotateKey: true } : { rotateSecret: true }));
-    if (updated) await showSecrets(`New ${which === "key" ? "API key" : "check-back secret"} of ${app.name}`, [which === "key" ? ["API key", updated.apiKey] : ["Check-back signing secret", updated.secret]]);
+    if (updated)
+      await showSecrets(`New ${which === "key" ? "API key" : "check-back secret"} of ${app.name}`, [
+        which === "key" ? ["API key", updated.apiKey] : ["Check-back signing secret", updated.secret],
+      ]);
   };
   const remove = async (button, app) => {
     if (!(await confirmAction(`Delete ${app.name}?`, "Its API key stops working at once. Its messages stay.", "Delete app", { danger: true }))) return;
@@ -66,7 +86,9 @@ export async function renderApps(ctx) {
       onsubmit: async (event) => {
         event.preventDefault();
         const values = formValues(form);
-        const created = await act(form.querySelector("button[type=submit]"), () => api.post("/v1/apps", { name: values.name, checkUrl: values.checkUrl ?? null }));
+        const created = await act(form.querySelector("button[type=submit]"), () =>
+          api.post("/v1/apps", { name: values.name, checkUrl: values.checkUrl ?? null }),
+        );
         if (!created) return;
         await showSecrets(`App ${created.name} created`, [
           ["API key", created.apiKey],
@@ -78,7 +100,13 @@ export async function renderApps(ctx) {
     h(
       "div",
       { class: "form-grid" },
-      h("label", {}, "Name", h("input", { name: "name", required: true, pattern: "[a-z0-9][a-z0-9_.\\-]{0,62}", autocomplete: "off" }), h("span", { class: "hint" }, "lower-case letters, digits, _ . -")),
+      h(
+        "label",
+        {},
+        "Name",
+        h("input", { name: "name", required: true, pattern: "[a-z0-9][a-z0-9_.\\-]{0,62}", autocomplete: "off" }),
+        h("span", { class: "hint" }, "lower-case letters, digits, _ . -"),
+      ),
       h("label", {}, "Check URL", h("input", { name: "checkUrl", type: "url", autocomplete: "off" }), h("span", { class: "hint" }, "optional")),
     ),
     h("button", { type: "submit" }, "Create app"),
@@ -101,14 +129,36 @@ export async function renderApps(ctx) {
             "div",
             { class: "row" },
             h("button", { type: "button", class: "small quiet", "aria-label": `Change the check URL of ${app.name}`, onclick: () => edit(app) }, "Edit"),
-            h("button", { type: "button", class: "small quiet", "aria-label": `Rotate the API key or secret of ${app.name}`, onclick: (e) => rotate(e.currentTarget, app) }, "Rotate…"),
-            h("button", { type: "button", class: "small quiet", "aria-label": `${app.enabled ? "Disable" : "Enable"} ${app.name}`, onclick: (e) => toggle(e.currentTarget, app) }, app.enabled ? "Disable…" : "Enable"),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "small quiet",
+                "aria-label": `Rotate the API key or secret of ${app.name}`,
+                onclick: (e) => rotate(e.currentTarget, app),
+              },
+              "Rotate…",
+            ),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "small quiet",
+                "aria-label": `${app.enabled ? "Disable" : "Enable"} ${app.name}`,
+                onclick: (e) => toggle(e.currentTarget, app),
+              },
+              app.enabled ? "Disable…" : "Enable",
+            ),
             h("button", { type: "button", class: "small danger", "aria-label": `Delete ${app.name}`, onclick: (e) => remove(e.currentTarget, app) }, "Delete…"),
           ),
         ]),
         { empty: "No app yet: create one below." },
       ),
-      h("p", { class: "small muted" }, "An app's API key and secret are shown once, when it is created or rotated. A disabled app's key is refused until it is enabled again; its messages are still delivered."),
+      h(
+        "p",
+        { class: "small muted" },
+        "An app's API key and secret are shown once, when it is created or rotated. A disabled app's key is refused until it is enabled again; its messages are still delivered.",
+      ),
     ),
     h("section", { class: "panel", "aria-labelledby": "h-new" }, h("h2", { id: "h-new" }, "New app"), form),
   );

@@ -53,7 +53,12 @@ export async function renderDeadLetters(ctx) {
       h("a", { href: `#/subscriptions/${enc(d.subscription)}` }, d.subscription),
       d.key ?? "—",
       String(d.attempts),
-      h("span", {}, d.deadReason ?? "—", d.lastStatus !== null || d.lastError ? h("div", { class: "small muted" }, d.lastError ?? `HTTP ${d.lastStatus}`) : null),
+      h(
+        "span",
+        {},
+        d.deadReason ?? "—",
+        d.lastStatus !== null || d.lastError ? h("div", { class: "small muted" }, d.lastError ?? `HTTP ${d.lastStatus}`) : null,
+      ),
       time(d.deadAt),
       h(
         "button",
@@ -81,7 +86,12 @@ export async function renderDeadLetters(ctx) {
     [{ label: "Raised", class: "wide-only" }, { label: "What" }, { label: "Message" }, { label: "Detail", class: "wide-only" }, { label: "" }],
     alerts.items.map((a) => [
       time(a.createdAt),
-      h("span", {}, a.kind === "delivery_dead" ? badge("dead", "dead delivery") : badge("prepared", "in doubt"), a.subscription ? h("div", { class: "small" }, a.subscription) : null),
+      h(
+        "span",
+        {},
+        a.kind === "delivery_dead" ? badge("dead", "dead delivery") : badge("prepared", "in doubt"),
+        a.subscription ? h("div", { class: "small" }, a.subscription) : null,
+      ),
       { value: h("a", { href: `#/messages/${enc(a.messageId)}` }, a.messageId), class: "id" },
       a.detail,
       h(
@@ -131,7 +141,9 @@ export async function renderDeadLetters(ctx) {
         "div",
         { class: "row" },
         q.alerts ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription })}` }, "Newest alerts") : null,
-        alerts.items.length === 50 && lastAlert ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, alerts: lastAlert.id })}` }, "Older alerts →") : null,
+        alerts.items.length === 50 && lastAlert
+          ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, alerts: lastAlert.id })}` }, "Older alerts →")
+          : null,
       ),
     ),
     // Transactional messages that check-back could not settle: a person commits or rolls back.
@@ -141,7 +153,12 @@ export async function renderDeadLetters(ctx) {
       h("h2", { id: "h-doubt" }, "Messages in doubt"),
       table(
         [{ label: "Message" }, { label: "App" }, { label: "Topic", class: "wide-only" }, { label: "In doubt since" }],
-        doubtful.items.map((m) => [{ value: h("a", { href: `#/messages/${enc(fullId(m))}` }, fullId(m)), class: "id" }, m.app ?? "—", m.topic, time(m.inDoubtAt)]),
+        doubtful.items.map((m) => [
+          { value: h("a", { href: `#/messages/${enc(fullId(m))}` }, fullId(m)), class: "id" },
+          m.app ?? "—",
+          m.topic,
+          time(m.inDoubtAt),
+        ]),
         { empty: "No message is in doubt." },
       ),
       h("p", { class: "small muted" }, "Their producer never answered the check-back. Open one to commit or roll it back by hand."),
@@ -156,7 +173,9 @@ export async function renderDeadLetters(ctx) {
         "div",
         { class: "row" },
         q.cursor ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription })}` }, "Newest") : null,
-        page.nextCursor ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, cursor: page.nextCursor })}` }, "Older →") : null,
+        page.nextCursor
+          ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, cursor: page.nextCursor })}` }, "Older →")
+          : null,
       ),
     ),
   );

@@ -12,7 +12,7 @@ function timeline(attempts, deliveries) {
   const pendingNext = new Map(deliveries.filter((d) => d.state === "pending").map((d) => [d.subscription, d.nextAttemptAt]));
   const items = attempts.map((a, i) => {
     const later = attempts.slice(i + 1).find((b) => b.subscription === a.subscription);
-    const next = a.outcome === "failed" ? (later ? later.at : pendingNext.get(a.subscription) ?? null) : null;
+    const next = a.outcome === "failed" ? (later ? later.at : (pendingNext.get(a.subscription) ?? null)) : null;
     return h(
       "li",
       { class: a.outcome },
@@ -33,7 +33,11 @@ function timeline(attempts, deliveries) {
   for (const d of deliveries) {
     if (d.state === "pending" && !attempts.some((a) => a.subscription === d.subscription)) {
       items.push(
-        h("li", { class: "upcoming" }, h("div", { class: "what" }, h("strong", {}, d.subscription), h("span", {}, "first attempt due "), time(d.nextAttemptAt))),
+        h(
+          "li",
+          { class: "upcoming" },
+          h("div", { class: "what" }, h("strong", {}, d.subscription), h("span", {}, "first attempt due "), time(d.nextAttemptAt)),
+        ),
       );
     }
   }
@@ -66,7 +70,9 @@ export async function renderMessage(ctx, id) {
       { danger: true },
     );
     if (!ok) return;
-    const result = await act(button, () => api.post(`${path}/dead`, subscription ? { subscription, reason: "marked dead in the console" } : { reason: "marked dead in the console" }));
+    const result = await act(button, () =>
+      api.post(`${path}/dead`, subscription ? { subscription, reason: "marked dead in the console" } : { reason: "marked dead in the console" }),
+    );
     if (result) notify(`${result.dead} deliver${result.dead === 1 ? "y is" : "ies are"} dead now.`);
     await draw();
   }
@@ -89,7 +95,9 @@ export async function renderMessage(ctx, id) {
   }
 
   async function remove(button) {
-    const ok = await confirmAction("Delete this message?", `Message ${id}, its deliveries and their log are deleted for good.`, "Delete message", { danger: true });
+    const ok = await confirmAction("Delete this message?", `Message ${id}, its deliveries and their log are deleted for good.`, "Delete message", {
+      danger: true,
+    });
     if (!ok) return;
     const done = await act(button, () => api.delete(path).then(() => true));
     if (done) {
@@ -117,7 +125,9 @@ export async function renderMessage(ctx, id) {
     const anyPending = deliveries.some((d) => d.state === "pending");
     const prepared = message.state === "prepared";
     // The page redraws while it follows pending deliveries: keep the keyboard focus where it was.
-    const focused = view.contains(document.activeElement) ? document.activeElement.dataset.key ?? (document.activeElement.tagName === "H1" ? "h1" : null) : null;
+    const focused = view.contains(document.activeElement)
+      ? (document.activeElement.dataset.key ?? (document.activeElement.tagName === "H1" ? "h1" : null))
+      : null;
     clear(view).append(
       h(
         "div",
@@ -129,9 +139,15 @@ export async function renderMessage(ctx, id) {
         "div",
         { class: "row bar" },
         prepared ? h("button", { type: "button", dataset: { key: "commit" }, onclick: (e) => settle(e.currentTarget, "commit") }, "Commit…") : null,
-        prepared ? h("button", { type: "button", class: "quiet", dataset: { key: "rollback" }, onclick: (e) => settle(e.currentTarget, "rollback") }, "Roll back…") : null,
-        message.state === "committed" ? h("button", { type: "button", dataset: { key: "resend-all" }, onclick: (e) => resend(e.currentTarget) }, "Re-send all deliveries") : null,
-        anyPending ? h("button", { type: "button", class: "quiet", dataset: { key: "dead-all" }, onclick: (e) => markDead(e.currentTarget) }, "Mark pending as dead") : null,
+        prepared
+          ? h("button", { type: "button", class: "quiet", dataset: { key: "rollback" }, onclick: (e) => settle(e.currentTarget, "rollback") }, "Roll back…")
+          : null,
+        message.state === "committed"
+          ? h("button", { type: "button", dataset: { key: "resend-all" }, onclick: (e) => resend(e.currentTarget) }, "Re-send all deliveries")
+          : null,
+        anyPending
+          ? h("button", { type: "button", class: "quiet", dataset: { key: "dead-all" }, onclick: (e) => markDead(e.currentTarget) }, "Mark pending as dead")
+          : null,
         h("button", { type: "button", class: "danger", dataset: { key: "delete" }, onclick: (e) => remove(e.currentTarget) }, "Delete…"),
       ),
       h(
@@ -166,7 +182,11 @@ export async function renderMessage(ctx, id) {
           { class: "panel", "aria-labelledby": "h-headers" },
           h("h2", { id: "h-headers" }, "Headers"),
           Object.keys(message.headers).length
-            ? h("dl", { class: "facts" }, Object.entries(message.headers).map(([k, v]) => [h("dt", { class: "mono" }, k), h("dd", { class: "mono" }, v)]))
+            ? h(
+                "dl",
+                { class: "facts" },
+                Object.entries(message.headers).map(([k, v]) => [h("dt", { class: "mono" }, k), h("dd", { class: "mono" }, v)]),
+              )
             : h("p", { class: "empty" }, "No headers."),
         ),
       ),
@@ -192,9 +212,29 @@ export async function renderMessage(ctx, id) {
             h(
               "div",
               { class: "row" },
-              h("button", { type: "button", class: "small", dataset: { key: `resend:${d.subscription}` }, "aria-label": `Re-send to ${d.subscription}`, onclick: (e) => resend(e.currentTarget, d.subscription) }, "Re-send"),
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "small",
+                  dataset: { key: `resend:${d.subscription}` },
+                  "aria-label": `Re-send to ${d.subscription}`,
+                  onclick: (e) => resend(e.currentTarget, d.subscription),
+                },
+                "Re-send",
+              ),
               d.state === "pending"
-                ? h("button", { type: "button", class: "small quiet", dataset: { key: `dead:${d.subscription}` }, "aria-label": `Mark the delivery to ${d.subscription} dead`, onclick: (e) => markDead(e.currentTarget, d.subscription) }, "Mark dead")
+                ? h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "small quiet",
+                      dataset: { key: `dead:${d.subscription}` },
+                      "aria-label": `Mark the delivery to ${d.subscription} dead`,
+                      onclick: (e) => markDead(e.currentTarget, d.subscription),
+                    },
+                    "Mark dead",
+                  )
                 : null,
             ),
           ]),
@@ -208,12 +248,31 @@ export async function renderMessage(ctx, id) {
             { class: "panel", "aria-labelledby": "h-checks" },
             h("h2", { id: "h-checks" }, "Check-backs"),
             table(
-              [{ label: "When" }, { label: "#", class: "num" }, { label: "Answer" }, { label: "Status", class: "wide-only" }, { label: "Latency", class: "num wide-only" }, { label: "Error" }],
-              checks.items.map((c) => [time(c.at, { ms: true }), String(c.check), c.answer ?? "—", c.statusCode === null ? "no answer" : `HTTP ${c.statusCode}`, `${c.latencyMs} ms`, c.error ?? "—"]),
+              [
+                { label: "When" },
+                { label: "#", class: "num" },
+                { label: "Answer" },
+                { label: "Status", class: "wide-only" },
+                { label: "Latency", class: "num wide-only" },
+                { label: "Error" },
+              ],
+              checks.items.map((c) => [
+                time(c.at, { ms: true }),
+                String(c.check),
+                c.answer ?? "—",
+                c.statusCode === null ? "no answer" : `HTTP ${c.statusCode}`,
+                `${c.latencyMs} ms`,
+                c.error ?? "—",
+              ]),
             ),
           )
         : null,
-      h("section", { class: "panel", "aria-labelledby": "h-payload" }, h("h2", { id: "h-payload" }, "Payload"), h("pre", { class: "json", tabindex: "0" }, JSON.stringify(message.payload, null, 2))),
+      h(
+        "section",
+        { class: "panel", "aria-labelledby": "h-payload" },
+        h("h2", { id: "h-payload" }, "Payload"),
+        h("pre", { class: "json", tabindex: "0" }, JSON.stringify(message.payload, null, 2)),
+      ),
     );
     if (focused) (focused === "h1" ? view.querySelector("h1") : view.querySelector(`[data-key="${CSS.escape(focused)}"]`))?.focus();
     ctx.title(`Message ${id}`);

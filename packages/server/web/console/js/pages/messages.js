@@ -16,7 +16,12 @@ function select(name, label, options, value) {
     "label",
     {},
     label,
-    h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o, selected: o === value }, o.replace("_", " ")))),
+    h(
+      "select",
+      { name },
+      h("option", { value: "" }, "any"),
+      options.map((o) => h("option", { value: o, selected: o === value }, o.replace("_", " "))),
+    ),
   );
 }
 
@@ -73,7 +78,14 @@ export async function renderMessages(ctx) {
   results.append(
     h("h2", {}, q.cursor ? "Older results" : "Newest first"),
     table(
-      [{ label: "Id" }, { label: "Topic" }, { label: "Tag", class: "wide-only" }, { label: "Key" }, { label: "State", class: "wide-only" }, { label: "Created", class: "wide-only" }],
+      [
+        { label: "Id" },
+        { label: "Topic" },
+        { label: "Tag", class: "wide-only" },
+        { label: "Key" },
+        { label: "State", class: "wide-only" },
+        { label: "Created", class: "wide-only" },
+      ],
       page.items.map((m) => [
         { value: h("a", { href: `#/messages/${enc(fullId(m))}` }, fullId(m)), class: "id" },
         m.topic,

@@ -52,8 +52,14 @@ export async function renderOverview(ctx) {
           oldest
             ? [
                 h("p", { class: "big", id: "oldest-age" }, formatAge(oldest.ageSeconds)),
-                h("p", { class: "small muted" }, "for ", h("a", { href: `#/subscriptions/${encodeURIComponent(oldest.subscription)}` }, oldest.subscription), ": message ",
-                  h("a", { href: `#/messages/${encodeURIComponent(oldest.messageId)}`, class: "mono" }, oldest.messageId)),
+                h(
+                  "p",
+                  { class: "small muted" },
+                  "for ",
+                  h("a", { href: `#/subscriptions/${encodeURIComponent(oldest.subscription)}` }, oldest.subscription),
+                  ": message ",
+                  h("a", { href: `#/messages/${encodeURIComponent(oldest.messageId)}`, class: "mono" }, oldest.messageId),
+                ),
               ]
             : [h("p", { class: "big", id: "oldest-age" }, "none"), h("p", { class: "small muted" }, "Nothing is waiting to be delivered.")],
         ),
@@ -65,15 +71,31 @@ export async function renderOverview(ctx) {
           h("p", { class: "small muted" }, stats.openAlerts > 0 ? "Dead deliveries and messages in doubt wait for a person." : "Nothing needs a person."),
         ),
       ),
-      h("section", { class: "panel", "aria-labelledby": "h-throughput" }, h("h2", { id: "h-throughput" }, "Throughput per minute, last hour"), throughputChart(stats.throughput)),
+      h(
+        "section",
+        { class: "panel", "aria-labelledby": "h-throughput" },
+        h("h2", { id: "h-throughput" }, "Throughput per minute, last hour"),
+        throughputChart(stats.throughput),
+      ),
       h(
         "section",
         { class: "panel", "aria-labelledby": "h-subs" },
         h("h2", { id: "h-subs" }, "Deliveries by subscription"),
         table(
-          [{ label: "Subscription" }, { label: "Status", class: "wide-only" }, { label: "Pending", class: "num" }, { label: "Delivered", class: "num" }, { label: "Dead", class: "num" }],
+          [
+            { label: "Subscription" },
+            { label: "Status", class: "wide-only" },
+            { label: "Pending", class: "num" },
+            { label: "Delivered", class: "num" },
+            { label: "Dead", class: "num" },
+          ],
           stats.subscriptions.map((s) => [
-            h("span", {}, h("a", { href: `#/subscriptions/${encodeURIComponent(s.subscription)}` }, s.subscription), s.enabled ? null : h("span", { class: "narrow-only" }, " ", badge("paused"))),
+            h(
+              "span",
+              {},
+              h("a", { href: `#/subscriptions/${encodeURIComponent(s.subscription)}` }, s.subscription),
+              s.enabled ? null : h("span", { class: "narrow-only" }, " ", badge("paused")),
+            ),
             s.enabled ? badge("active") : badge("paused"),
             formatCount(s.counts.pending, cap),
             formatCount(s.counts.delivered, cap),
@@ -81,7 +103,11 @@ export async function renderOverview(ctx) {
           ]),
           { empty: "No subscriptions yet." },
         ),
-        h("p", { class: "small muted" }, `Counts stop at ${cap.toLocaleString("en-US")} (shown as ${cap.toLocaleString("en-US")}+) so that the page stays fast on large tables.`),
+        h(
+          "p",
+          { class: "small muted" },
+          `Counts stop at ${cap.toLocaleString("en-US")} (shown as ${cap.toLocaleString("en-US")}+) so that the page stays fast on large tables.`,
+        ),
       ),
     );
     clear(updated).append("Updated ", time(stats.generatedAt));

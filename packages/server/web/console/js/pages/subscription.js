@@ -43,7 +43,13 @@ export async function renderSubscription(ctx, name) {
   const countsView = h("div", {});
   const jobsView = h("div", {});
   const drawCounts = () =>
-    countsView.replaceChildren(h("dl", { class: "stats" }, ["pending", "delivered", "dead"].map((k) => h("div", {}, h("dt", {}, k), h("dd", {}, formatCount(counts[k], stats.countCap))))));
+    countsView.replaceChildren(
+      h(
+        "dl",
+        { class: "stats" },
+        ["pending", "delivered", "dead"].map((k) => h("div", {}, h("dt", {}, k), h("dd", {}, formatCount(counts[k], stats.countCap)))),
+      ),
+    );
   const drawJobs = (items) =>
     jobsView.replaceChildren(
       table(
@@ -128,7 +134,11 @@ export async function renderSubscription(ctx, name) {
         await follow(job, true);
       },
     },
-    h("div", { class: "form-grid" }, h("label", { for: "batch-size" }, "Batch size", batchInput, h("span", { class: "hint" }, "deliveries re-sent per transaction"))),
+    h(
+      "div",
+      { class: "form-grid" },
+      h("label", { for: "batch-size" }, "Batch size", batchInput, h("span", { class: "hint" }, "deliveries re-sent per transaction")),
+    ),
     resendButton,
   );
   const running = jobs.items.find((j) => j.state === "running");
@@ -140,7 +150,9 @@ export async function renderSubscription(ctx, name) {
     {
       onsubmit: async (event) => {
         event.preventDefault();
-        const updated = await act(editForm.querySelector("button[type=submit]"), () => api.patch(path, subscriptionBody(formValues(editForm), { creating: false })));
+        const updated = await act(editForm.querySelector("button[type=submit]"), () =>
+          api.patch(path, subscriptionBody(formValues(editForm), { creating: false })),
+        );
         if (updated) {
           notify(`${name} saved.`);
           ctx.navigate(`#/subscriptions/${enc(name)}`);
@@ -152,13 +164,25 @@ export async function renderSubscription(ctx, name) {
   );
   const rotate = async (event) => {
     const button = event.currentTarget;
-    if (!(await confirmAction("Rotate the signing secret?", `${name}'s endpoint must verify with the new secret from now on; the old one stops working at once.`, "Rotate secret"))) return;
+    if (
+      !(await confirmAction(
+        "Rotate the signing secret?",
+        `${name}'s endpoint must verify with the new secret from now on; the old one stops working at once.`,
+        "Rotate secret",
+      ))
+    )
+      return;
     const updated = await act(button, () => api.patch(path, { rotateSecret: true }));
     if (updated) await showSecrets(`New signing secret of ${name}`, [["Signing secret", updated.secret]]);
   };
   const remove = async (event) => {
     const button = event.currentTarget;
-    if (!(await confirmAction(`Delete ${name}?`, "The subscription and all its deliveries (and their log) are deleted for good.", "Delete subscription", { danger: true }))) return;
+    if (
+      !(await confirmAction(`Delete ${name}?`, "The subscription and all its deliveries (and their log) are deleted for good.", "Delete subscription", {
+        danger: true,
+      }))
+    )
+      return;
     const done = await act(button, () => api.delete(path).then(() => true));
     if (done) {
       notify(`${name} deleted.`);
@@ -169,7 +193,13 @@ export async function renderSubscription(ctx, name) {
   ctx.main.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/subscriptions" }, "Subscriptions"), " / "),
     h("div", { class: "spread" }, h("h1", {}, "Subscription ", h("span", { class: "mono" }, name)), status),
-    h("div", { class: "row bar" }, toggle, h("a", { class: "button quiet", href: `#/dead-letters?subscription=${enc(name)}` }, "Dead letters"), h("a", { class: "button quiet", href: `#/messages?subscription=${enc(name)}` }, "Messages")),
+    h(
+      "div",
+      { class: "row bar" },
+      toggle,
+      h("a", { class: "button quiet", href: `#/dead-letters?subscription=${enc(name)}` }, "Dead letters"),
+      h("a", { class: "button quiet", href: `#/messages?subscription=${enc(name)}` }, "Messages"),
+    ),
     h(
       "div",
       { class: "grid" },
@@ -183,17 +213,17 @@ export async function renderSubscription(ctx, name) {
       h("section", { class: "panel", "aria-labelledby": "h-resend" }, h("h2", { id: "h-resend" }, "Re-send dead deliveries"), resendForm, progress),
     ),
     h("section", { class: "panel", "aria-labelledby": "h-edit" }, h("h2", { id: "h-edit" }, "Settings"), editForm),
-    h(
-      "section",
-      { class: "panel", "aria-labelledby": "h-jobs" },
-      h("h2", { id: "h-jobs" }, "Recent re-send jobs"),
-      jobsView,
-    ),
+    h("section", { class: "panel", "aria-labelledby": "h-jobs" }, h("h2", { id: "h-jobs" }, "Recent re-send jobs"), jobsView),
     h(
       "section",
       { class: "panel", "aria-labelledby": "h-danger" },
       h("h2", { id: "h-danger" }, "Secret and removal"),
-      h("div", { class: "row" }, h("button", { type: "button", class: "quiet", onclick: rotate }, "Rotate secret…"), h("button", { type: "button", class: "danger", onclick: remove }, "Delete subscription…")),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "button", class: "quiet", onclick: rotate }, "Rotate secret…"),
+        h("button", { type: "button", class: "danger", onclick: remove }, "Delete subscription…"),
+      ),
     ),
   );
   if (lastJob) {

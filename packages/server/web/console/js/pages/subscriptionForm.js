@@ -6,19 +6,51 @@ export function subscriptionFields(s = null) {
   return h(
     "div",
     { class: "form-grid" },
-    s ? null : h("label", {}, "Name", h("input", { name: "name", required: true, pattern: "[a-z0-9][a-z0-9_.\\-]{0,62}", autocomplete: "off" }), h("span", { class: "hint" }, "lower-case letters, digits, _ . -")),
+    s
+      ? null
+      : h(
+          "label",
+          {},
+          "Name",
+          h("input", { name: "name", required: true, pattern: "[a-z0-9][a-z0-9_.\\-]{0,62}", autocomplete: "off" }),
+          h("span", { class: "hint" }, "lower-case letters, digits, _ . -"),
+        ),
     h("label", {}, "Topic", h("input", { name: "topic", required: true, value: s?.topic ?? "", autocomplete: "off" })),
-    h("label", {}, "Tags", h("input", { name: "tags", value: list(s?.tags), autocomplete: "off" }), h("span", { class: "hint" }, "comma-separated; empty: every tag")),
+    h(
+      "label",
+      {},
+      "Tags",
+      h("input", { name: "tags", value: list(s?.tags), autocomplete: "off" }),
+      h("span", { class: "hint" }, "comma-separated; empty: every tag"),
+    ),
     h("label", { class: "wide" }, "Endpoint URL", h("input", { name: "url", type: "url", required: true, value: s?.endpoint.url ?? "", autocomplete: "off" })),
-    h("label", {}, "Retry schedule", h("input", { name: "schedule", value: list(s?.retry.schedule), placeholder: "1m, 5m, 10m, 30m, 1h, 2h, 5h, 10h", autocomplete: "off" }), h("span", { class: "hint" }, "delays between attempts; empty: the default")),
+    h(
+      "label",
+      {},
+      "Retry schedule",
+      h("input", { name: "schedule", value: list(s?.retry.schedule), placeholder: "1m, 5m, 10m, 30m, 1h, 2h, 5h, 10h", autocomplete: "off" }),
+      h("span", { class: "hint" }, "delays between attempts; empty: the default"),
+    ),
     h("label", {}, "Max attempts", h("input", { name: "maxAttempts", type: "number", min: 1, max: 1000, value: s?.retry.maxAttempts ?? "" })),
-    h("label", {}, "Retry window", h("input", { name: "window", value: s?.retry.window ?? "", placeholder: "e.g. 24h", autocomplete: "off" }), h("span", { class: "hint" }, "no attempt after this long; empty: none")),
+    h(
+      "label",
+      {},
+      "Retry window",
+      h("input", { name: "window", value: s?.retry.window ?? "", placeholder: "e.g. 24h", autocomplete: "off" }),
+      h("span", { class: "hint" }, "no attempt after this long; empty: none"),
+    ),
   );
 }
 
 /** The API body from the form's values. */
 export function subscriptionBody(values, { creating }) {
-  const split = (text) => (text ? text.split(",").map((t) => t.trim()).filter(Boolean) : null);
+  const split = (text) =>
+    text
+      ? text
+          .split(",")
+          .map((t) => t.trim())
+          .filter(Boolean)
+      : null;
   const retry = {};
   if (values.schedule) retry.schedule = split(values.schedule);
   if (values.maxAttempts) retry.maxAttempts = Number(values.maxAttempts);

@@ -39,14 +39,25 @@ export async function renderSubscriptions(ctx) {
       { class: "panel", "aria-labelledby": "h-list" },
       h("h2", { id: "h-list" }, "Subscriptions"),
       table(
-        [{ label: "Name" }, { label: "Topic" }, { label: "Tags", class: "wide-only" }, { label: "Endpoint", class: "wide-only" }, { label: "Status" }, { label: "" }],
+        [
+          { label: "Name" },
+          { label: "Topic" },
+          { label: "Tags", class: "wide-only" },
+          { label: "Endpoint", class: "wide-only" },
+          { label: "Status" },
+          { label: "" },
+        ],
         items.map((s) => [
           h("a", { href: `#/subscriptions/${enc(s.name)}` }, s.name),
           s.topic,
           s.tags ? s.tags.join(", ") : "every tag",
           { value: s.endpoint.url, class: "id" },
           s.enabled ? badge("active") : badge("paused"),
-          h("button", { type: "button", class: "small quiet", "aria-label": `${s.enabled ? "Pause" : "Resume"} ${s.name}`, onclick: (e) => toggle(e.currentTarget, s) }, s.enabled ? "Pause" : "Resume"),
+          h(
+            "button",
+            { type: "button", class: "small quiet", "aria-label": `${s.enabled ? "Pause" : "Resume"} ${s.name}`, onclick: (e) => toggle(e.currentTarget, s) },
+            s.enabled ? "Pause" : "Resume",
+          ),
         ]),
         { empty: "No subscription yet: create one below." },
       ),

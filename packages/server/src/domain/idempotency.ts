@@ -1,19 +1,11 @@
 import { canonicalJson, contentHash } from "./canonical.ts";
+import type { MessageContent } from "./message.ts";
 
 /**
  * A producer may send a message again under its id (a retry after a lost reply, a relay that
- * restarted): the same id with the same content is the same message, answered as stored; the
- * same id with other content is a clash. Content is everything the producer chose: app, topic,
- * tag, key, payload and headers (not when or whether it is delivered).
+ * restarted): the same id with the same content (`MessageContent`) is the same message,
+ * answered as stored; the same id with other content is a clash.
  */
-export interface MessageContent {
-  app: string | null;
-  topic: string;
-  tag: string | null;
-  key: string | null;
-  payload: unknown;
-  headers: Record<string, string>;
-}
 
 /** Content with the hash it was stored or sent with (null for a generated id: never hashed). */
 export interface HashedContent extends MessageContent {

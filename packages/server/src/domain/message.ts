@@ -1,16 +1,23 @@
 import type { MessageState } from "./states.ts";
 import { stringifyExact } from "./rawJson.ts";
 
-/** A message as the API shows it. */
-export interface MessageRecord {
-  seq: number;
-  id: string;
+/**
+ * What the producer chose for a message: its app, topic, tag, key, payload and headers (not
+ * when or whether it is delivered). The same id with the same content is the same message.
+ */
+export interface MessageContent {
   app: string | null;
   topic: string;
   tag: string | null;
   key: string | null;
   payload: unknown;
   headers: Record<string, string>;
+}
+
+/** A message as the API shows it. */
+export interface MessageRecord extends MessageContent {
+  seq: number;
+  id: string;
   state: MessageState;
   deliverAt: string;
   createdAt: string;

@@ -1,15 +1,11 @@
+import type { MessageContent } from "./message.ts";
+
 /** A message as it is to be stored: what a publish request decided, ready for the insert. */
-export interface NewMessage {
+export interface NewMessage extends MessageContent {
   /** The full id (`<app>/<id>`, or the bare id of the admin's message). */
   id: string;
-  app: string | null;
-  topic: string;
-  tag: string | null;
-  key: string | null;
-  payload: unknown;
   /** The payload as JSON text, where the caller has it already (it is made when needed otherwise). */
   payloadJson?: string;
-  headers: Record<string, string>;
   headersJson?: string;
   /**
    * A hash of the content as sent, to tell a repeat from a clash cheaply; null for ids the

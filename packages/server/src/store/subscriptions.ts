@@ -20,16 +20,7 @@ const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
 export const SUBSCRIPTIONS_CHANNEL = "tidings_subscriptions";
 const announce = (db: Db) => db.query(`select pg_notify('${SUBSCRIPTIONS_CHANNEL}', '')`);
 
-export interface NewSubscription {
-  name: string;
-  topic: string;
-  tags: string[] | null;
-  endpoint: Endpoint;
-  secret: string;
-  retry: RetryPolicy;
-  enabled: boolean;
-  maxInFlight: number | null;
-}
+export type NewSubscription = Omit<SubscriptionRow, "id" | "createdAt" | "updatedAt">;
 
 /** Returns null when the name is taken. */
 export async function createSubscription(db: Db, s: NewSubscription): Promise<SubscriptionRow | null> {

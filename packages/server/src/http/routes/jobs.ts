@@ -4,6 +4,7 @@ import { TidingsError, notFound } from "../../domain/errors.ts";
 import { getJob, listJobs, type JobRecord } from "../../store/resendJobs.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
+import { preference } from "../prefer.ts";
 import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
 
 export const Job = Type.Object({
@@ -43,11 +44,10 @@ const RESEND_WAIT_MS = 25_000;
 /** The longest `Prefer: wait` honoured, in seconds. */
 const MAX_PREFERRED_WAIT_S = 60;
 
-/** RFC 7240 `Prefer: wait=<seconds>` (among other preferences, any case), capped; null without one. */
+/** RFC 7240 `Prefer: wait=<seconds>`, capped; null without one. */
 function preferredWait(prefer: string | string[] | undefined): number | null {
-  if (prefer === undefined) return null;
-  const match = /(?:^|[,;\s])wait\s*=\s*"?(\d+)"?/i.exec(Array.isArray(prefer) ? prefer.join(",") : prefer);
-  return match ? Math.min(Number(match[1]), MAX_PREFERRED_WAIT_S) : null;
+  const seconds = /^\d+/.exec(preference(prefer, "wait") ?? "");
+  return seconds ? Math.min(Number(seconds[0]), MAX_PREFERRED_WAIT_S) : null;
 }
 
 /**

@@ -29,10 +29,10 @@ import {
   NewMessage,
   SubscriptionTarget,
 } from "../schemas.ts";
+import { preference } from "../prefer.ts";
 
-/** RFC 7240 `Prefer: return=minimal` (among other preferences, any case). */
-const prefersMinimal = (prefer: string | string[] | undefined): boolean =>
-  prefer !== undefined && /(^|[,;\s])return\s*=\s*"?minimal"?/i.test(Array.isArray(prefer) ? prefer.join(",") : prefer);
+/** RFC 7240 `Prefer: return=minimal`. */
+const prefersMinimal = (prefer: string | string[] | undefined): boolean => preference(prefer, "return")?.toLowerCase() === "minimal";
 
 /** A message as answered: its id as its producer knows it (the app is beside it). */
 export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {}) {

@@ -122,7 +122,7 @@ async function crashMatrix(dialect: Dialect, driver: CrashPlan["driver"], db: Ex
   for (let i = 0; i < orders.length; i += PER_PROCESS) {
     const batch = orders.slice(i, i + PER_PROCESS);
     const run = await runAndKill(
-      { driver, databaseUrl, serviceUrl: world.url, apiKey: world.apiKey, topic: world.topic, checkAfter: "1s", orders: batch, combine },
+      { driver, databaseUrl, serviceUrl: world.url, apiKey: world.apiKey, topic: world.topic, checkAfter: "2s", orders: batch, combine },
       (i / PER_PROCESS) % 2 === 1,
     );
     for (const o of batch) killedAt.set(o.sn, run.killedAt);

@@ -111,7 +111,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    killRunningServices();
+    // Each workload stopped its own services (several runs may share this process).
     await server?.stop();
   }
 }

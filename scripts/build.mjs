@@ -8,10 +8,14 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 const started = performance.now();
+// --outfile <path>: another file in packages/server/dist (the tests build one of their own, so
+// concurrent test processes never read a bundle another is writing).
+const at = process.argv.indexOf("--outfile");
+const outfile = at > 0 ? process.argv[at + 1] : `${root}packages/server/dist/tidings.mjs`;
 
 await build({
   entryPoints: [`${root}packages/server/src/cli.ts`],
-  outfile: `${root}packages/server/dist/tidings.mjs`,
+  outfile,
   bundle: true,
   platform: "node",
   format: "esm",
@@ -29,4 +33,4 @@ await build({
   ],
 });
 
-if (!process.argv.includes("--quiet")) console.log(`built packages/server/dist/tidings.mjs in ${Math.round(performance.now() - started)} ms`);
+if (!process.argv.includes("--quiet")) console.log(`built ${outfile} in ${Math.round(performance.now() - started)} ms`);

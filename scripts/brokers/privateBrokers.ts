@@ -30,9 +30,12 @@ export interface PrivateBroker {
 }
 
 /**
- * Fixed ports when set; otherwise a free one is picked at the first start in 47000-48999, away
+ * Fixed ports when set; otherwise a free one is picked at the first start in 24000-25999, away
  * from the shared instances (5672, 4222, 6379) and scripts/with-services.sh's (45672, 44222,
- * 46379), so that two test runs on one machine do not collide. A restart keeps the port.
+ * 46379), so that two test runs on one machine do not collide. A restart keeps the port. The
+ * range is below Linux's ephemeral ports (32768-60999): an outgoing connection made while the
+ * broker is down for its restart can never be given its port (seen: RabbitMQ failing to restart
+ * with eaddrinuse on 47130).
  */
 const FIXED_PORTS: Record<BrokerKind, number | undefined> = {
   rabbitmq: Number(process.env.TIDINGS_BROKERS_AMQP_PORT) || undefined,
@@ -174,7 +177,7 @@ abstract class Base implements PrivateBroker {
     const dir = join(tmpdir(), "tidings-broker-ports");
     mkdirSync(dir, { recursive: true });
     for (let i = 0; i < 50; i++) {
-      const base = 47000 + 10 * Math.floor(Math.random() * 200);
+      const base = 24000 + 10 * Math.floor(Math.random() * 200);
       const file = join(dir, String(base));
       if (!reserve(file)) continue;
       const ports = Array.from({ length: this.span() }, (_, k) => base + k);
@@ -185,7 +188,7 @@ abstract class Base implements PrivateBroker {
       }
       rmSync(file, { force: true });
     }
-    throw new Error(`${this.kind}: no free ports found in 47000-48999`);
+    throw new Error(`${this.kind}: no free ports found in 24000-25999`);
   }
 
   protected release(): void {

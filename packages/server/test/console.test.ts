@@ -27,7 +27,10 @@ import { waitFor } from "@tidings/testkit/wait";
  */
 const CHROMIUM = process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium";
 const SCREENSHOTS = fileURLToPath(new URL("../../../docs/screenshots/", import.meta.url));
-const UI_TIMEOUT_MS = 15_000;
+/** TIDINGS_SCREENSHOTS=1 writes the pages into docs/screenshots; otherwise the tests leave the tree alone. */
+const TAKE_SCREENSHOTS = process.env.TIDINGS_SCREENSHOTS === "1";
+// Generous: a deadline only matters when something is wrong, and the tests share the machine.
+const UI_TIMEOUT_MS = 30_000;
 
 /**
  * Debian's Chromium, installed from the distribution's packages when it is missing (as
@@ -245,7 +248,7 @@ interface Console {
   readonly context: BrowserContext;
   /** Opens `/console<hash>`. */
   go(hash: string): Promise<void>;
-  /** Saves the page to docs/screenshots/<name>.png. */
+  /** Saves the page to docs/screenshots/<name>.png (with TIDINGS_SCREENSHOTS=1). */
   shot(name: string): Promise<void>;
   /** The sections navigation. */
   nav(): ReturnType<Page["getByRole"]>;
@@ -283,7 +286,9 @@ async function openConsole(
     page,
     context,
     go: async (hash) => void (await page.goto(`${world.service.url}/console${hash}`)),
-    shot: async (name) => void (await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true })),
+    shot: async (name) => {
+      if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+    },
     nav: () => page.getByRole("navigation", { name: "Sections" }),
     async assertNoSidewaysScroll(what) {
       const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
@@ -292,7 +297,9 @@ async function openConsole(
   };
 }
 
-describe("console in a real browser", () => {
+// The tests are independent (each its own browser context, and a world of its own unless it only
+// looks): they run a few at a time, as an operator's tabs would.
+describe("console in a real browser", { concurrency: 4 }, () => {
   test("refuses a wrong key, then signs in with the admin key from the keyboard", async (t) => {
     const world = await operatorsWorld();
     const { page, context, go, shot } = await openConsole(t, world, { signedIn: false });

@@ -34,10 +34,10 @@ export interface CrashPlan {
 const plan = JSON.parse(process.env.TIDINGS_CRASH_PLAN ?? "null") as CrashPlan | null;
 if (!plan) throw new Error("TIDINGS_CRASH_PLAN is required");
 
-// A connection for every transaction and its intent: a transaction must never wait for the pool
-// between its prepare and its local BEGIN, or a slow machine lets the check-back (after checkAfter)
-// roll it back first — correct, but not the fate this producer was given.
-const poolSize = plan.orders.length + 4;
+// Connections for the parked transactions and a dozen more, so that the others rarely wait for
+// the pool between their prepare and their local BEGIN: wait past checkAfter and the check-back
+// rolls them back first — correct, but not the fate this producer was given.
+const poolSize = plan.orders.filter((o) => o.fate === "before-commit").length + 12;
 let db: Executor;
 if (plan.driver === "pg") db = fromPg(new pg.Pool({ connectionString: plan.databaseUrl, max: poolSize }));
 else if (plan.driver === "postgres.js") db = fromPostgresJs(postgres(plan.databaseUrl, { max: poolSize, onnotice: () => undefined }));

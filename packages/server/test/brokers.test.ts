@@ -4,7 +4,7 @@
 // SIGKILLed once, and the broker is SIGKILLed and kept down for several retry steps while messages
 // are published, then started again on its data. At the end every message must be applied exactly
 // once; redeliveries and duplicates skipped are printed.
-import { describe, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
@@ -146,17 +146,13 @@ async function scenario(kind: BrokerKind, cleanups: (() => Promise<unknown>)[]):
   return line;
 }
 
-// The brokers side by side: each scenario has its own broker, databases, service and consumer,
-// and spends most of its time waiting on them (boots, the outage, redeliveries).
-describe("brokers side by side", { concurrency: KINDS.length }, () => {
-  for (const kind of KINDS) {
-    test(`${kind}: ${TOTAL} messages through a restarted broker to a SIGKILLed consumer are applied exactly once`, { timeout: 300_000 }, async () => {
-      const cleanups: (() => Promise<unknown>)[] = [];
-      try {
-        await scenario(kind, cleanups);
-      } finally {
-        for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-      }
-    });
-  }
-});
+for (const kind of KINDS) {
+  test(`${kind}: ${TOTAL} messages through a restarted broker to a SIGKILLed consumer are applied exactly once`, { timeout: 300_000 }, async () => {
+    const cleanups: (() => Promise<unknown>)[] = [];
+    try {
+      await scenario(kind, cleanups);
+    } finally {
+      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+    }
+  });
+}

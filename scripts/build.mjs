@@ -8,13 +8,19 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 const started = performance.now();
-// --outfile <path>: another file in packages/server/dist (the tests build one of their own, so
-// concurrent test processes never read a bundle another is writing).
-const at = process.argv.indexOf("--outfile");
-const outfile = at > 0 ? process.argv[at + 1] : `${root}packages/server/dist/tidings.mjs`;
+// For the tests: --outfile <path> writes another file (each test process builds its own, so none
+// reads a bundle another is writing); --entry <file> bundles another script the same way (a
+// process a test runs). The service's bundle must stay in packages/server/dist: it finds its
+// files from there.
+const option = (name) => {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? process.argv[at + 1] : undefined;
+};
+const outfile = option("--outfile") ?? `${root}packages/server/dist/tidings.mjs`;
+const entry = option("--entry") ?? `${root}packages/server/src/cli.ts`;
 
 await build({
-  entryPoints: [`${root}packages/server/src/cli.ts`],
+  entryPoints: [entry],
   outfile,
   bundle: true,
   platform: "node",

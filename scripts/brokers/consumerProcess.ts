@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { ConsumerSpec } from "./consumerSpec.ts";
+import { bundled } from "@tidings/testkit/bundle";
 
 const SCRIPT = fileURLToPath(new URL("./consumer.ts", import.meta.url));
 
@@ -29,7 +30,7 @@ export function newTally(): ConsumerTally {
 
 /** Starts a consumer and waits for its "ready"; its lines are added to `tally`. */
 export async function spawnConsumer(spec: ConsumerSpec, tally: ConsumerTally, timeoutMs = 60_000): Promise<ConsumerProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", SCRIPT, JSON.stringify(spec)], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [bundled(SCRIPT), JSON.stringify(spec)], { stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   let partial = "";
   let ready = false;

@@ -9,6 +9,7 @@ import { addOrders, createOrders, paidOrders } from "./support/txCommon.ts";
 import type { CrashPlan, Fate } from "./support/txProducer.ts";
 import { waitFor } from "@tidings/testkit/wait";
 import { startTxWorld, type TxWorld } from "./support/txWorld.ts";
+import { bundled } from "@tidings/testkit/bundle";
 
 // The crash matrix: producer processes run transaction() and are killed with SIGKILL — a third
 // before their local commit (half of those before the local BEGIN, half inside the local
@@ -38,7 +39,7 @@ async function runAndKill(
   holdUntilChecked: boolean,
 ): Promise<{ done: number; parked: number; failed: string[]; ms: number; killedAt: number }> {
   const started = Date.now();
-  const child = spawn(process.execPath, ["--import", "tsx", PRODUCER], {
+  const child = spawn(process.execPath, [bundled(PRODUCER)], {
     env: { ...process.env, TIDINGS_CRASH_PLAN: JSON.stringify(plan) },
     stdio: ["ignore", "pipe", "pipe"],
   });

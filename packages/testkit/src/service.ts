@@ -1,32 +1,19 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { rmSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
+import { bundled } from "./bundle.ts";
 import { loadConfig, startService, type RunningService } from "@tidings/server";
 import { SERVE_NODE_FLAGS } from "../../server/src/runtime/nodeFlags.ts";
 
 export type { RunningService };
 
 export const ADMIN_KEY = "test-admin-key-0123456789";
-const BUILD = fileURLToPath(new URL("../../../scripts/build.mjs", import.meta.url));
-let bundle: string | null = null;
+const CLI = fileURLToPath(new URL("../../server/src/cli.ts", import.meta.url));
 /**
- * The `tidings` command as `npm start` runs it: bundled from the sources once per test process
- * (well under a second) into a file of this process's own beside `dist/tidings.mjs`, removed when
- * the process exits. A bundle starts in about half the time tsx takes, and is what users run.
+ * The `tidings` command as `npm start` runs it, bundled once per test process beside
+ * `dist/tidings.mjs` (where it finds its files): it starts in about half the time tsx takes.
  */
-function tidingsBundle(): string {
-  if (bundle) return bundle;
-  const out = fileURLToPath(new URL(`../../server/dist/tidings.test-${process.pid}.mjs`, import.meta.url));
-  const built = spawnSync(process.execPath, [BUILD, "--quiet", "--outfile", out], { stdio: "inherit" });
-  if (built.status !== 0) throw new Error(`bundling the service failed (exit ${built.status})`);
-  process.once("exit", () => {
-    rmSync(out, { force: true });
-    rmSync(`${out}.map`, { force: true });
-  });
-  bundle = out;
-  return out;
-}
+const tidingsBundle = (): string => bundled(CLI, fileURLToPath(new URL(`../../server/dist/tidings.test-${process.pid}.mjs`, import.meta.url)));
 
 /** Runs the service in this process on a test database, on a free port. */
 export async function startTestService(databaseUrl: string, env: Record<string, string> = {}): Promise<RunningService> {

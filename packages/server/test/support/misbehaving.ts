@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { bundled } from "@tidings/testkit/bundle";
 
 const SCRIPT = fileURLToPath(new URL("./misbehavingReceiver.ts", import.meta.url));
 
@@ -16,7 +17,7 @@ export interface MisbehavingReceiver {
 }
 
 export async function startMisbehavingReceiver(): Promise<MisbehavingReceiver> {
-  const child = spawn(process.execPath, ["--import", "tsx", SCRIPT], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [bundled(SCRIPT)], { stdio: ["ignore", "pipe", "inherit"] });
   const counts = new Map<string, number>();
   let buffered = "";
   const port = await new Promise<number>((resolve, reject) => {

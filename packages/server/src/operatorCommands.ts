@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { parseDuration } from "./domain/duration.ts";
 
 /**
  * `tidings retry-pending` and `tidings recover`: clients of a running service's HTTP API (they
@@ -9,7 +10,8 @@ export const OPERATOR_USAGE = `usage: tidings retry-pending <subscription> [--ur
 
   retry-pending   every pending delivery of the subscription waiting for a retry is due now
   recover         re-send the dead and failed deliveries of the messages created in [--since, --until)
-                  (ISO 8601 times with a zone, e.g. 2026-12-05T08:00:00Z), following the job to its end
+                  (ISO 8601 times with a zone, e.g. 2026-12-05T08:00:00Z, or a duration ago: 90m, 6h, 2d),
+                  following the job to its end; the same window asked again answers the same job
 
   --url URL          the service (env TIDINGS_URL, default http://127.0.0.1:7400)
   --admin-key KEY    the admin key (env TIDINGS_ADMIN_KEY)`;
@@ -50,6 +52,12 @@ function client(url: string, key: string) {
     }
     return { status: response.status, headers: response.headers, body: parsed };
   };
+}
+
+/** A time as given, or a duration (`6h`) as that long before now. */
+function when(value: string | undefined): string | undefined {
+  const ago = value === undefined ? undefined : parseDuration(value);
+  return ago === undefined ? value : new Date(Date.now() - ago).toISOString();
 }
 
 const progressLine = (job: Record<string, unknown>): string => {
@@ -107,7 +115,11 @@ export async function runOperatorCommand(command: "retry-pending" | "recover", a
       console.log(`${subscription}: ${body.retried} pending deliveries due now`);
       return 0;
     }
-    const request = { since: values.since, until: values.until, batchSize: values["batch-size"] === undefined ? undefined : Number(values["batch-size"]) };
+    const request = {
+      since: when(values.since),
+      until: when(values.until),
+      batchSize: values["batch-size"] === undefined ? undefined : Number(values["batch-size"]),
+    };
     // Answered at once (wait=0): the progress is printed here, as the job goes.
     const started = await call("POST", `${path}/recover`, request, { prefer: "wait=0" });
     let job = started.body;

@@ -78,11 +78,13 @@ describe("retry now and recover", () => {
   /** The database's clock: messages' creation times are its. */
   const dbNow = async (): Promise<string> => (await sql.query("select clock_timestamp() as t")).rows[0].t.toISOString();
 
-  test("retry-pending makes far-off retries due now and they are delivered promptly; a delayed message keeps its time", async () => {
+  test("retry-pending makes far-off retries due now and they are delivered promptly; a delayed message and a leased delivery keep their time", async () => {
     await subscribe("later", { schedule: ["1h"], maxAttempts: 5 });
-    const ids = await publish("later", 3);
-    await settled("later", ids, "pending", 1);
+    const [leased, ...ids] = await publish("later", 4);
+    await settled("later", [leased!, ...ids], "pending", 1);
     const [delayed] = await publish("later", 1, { delay: "1h" });
+    // One retry taken by another node and in flight there: its lease (and its attempt) stands.
+    await sql.query("update deliveries set lease_owner = 'another-node/1', next_attempt_at = now() + interval '30 seconds' where message_id = $1", [leased]);
     down.delete("/later");
 
     const asked = Date.now();
@@ -97,6 +99,11 @@ describe("retry now and recover", () => {
     });
     for (const id of ids) assert.deepEqual([rows.get(id)!.state, rows.get(id)!.attempts], ["delivered", 2]);
     assert.deepEqual([rows.get(delayed!)!.state, rows.get(delayed!)!.due, rows.get(delayed!)!.attempts], ["pending", false, 0], "the delayed message waits");
+    assert.deepEqual(
+      [rows.get(leased!)!.state, rows.get(leased!)!.due, rows.get(leased!)!.attempts],
+      ["pending", false, 1],
+      "the leased one is left to its lease",
+    );
     assert.deepEqual((await admin.post("/v1/subscriptions/later/retry-pending")).body, { retried: 0 });
   });
 
@@ -242,6 +249,7 @@ describe("retry now and recover", () => {
       [{}, "since"],
       [{ since: "yesterday" }, "since"],
       [{ since: "2026-12-05T10:00:00" }, "since"], // no zone: which instant is meant?
+      [{ since: "0000-01-01T00:00:00Z" }, "since"],
       [{ since: "2026-12-05T10:00:00Z", until: 5 }, "until"],
       [{ since: "2026-12-05T10:00:00Z", until: "2026-12-05T10:00:00Z" }, "until"],
       [{ since: "2026-12-05T10:00:00Z", until: "2026-12-05T09:00:00Z" }, "until"],

@@ -93,8 +93,8 @@ export interface BatchOutcome {
  * total, finishes the job; if fewer deliveries remained than were counted at the start (someone
  * re-sent some meanwhile), the total shrinks to what was done.
  */
-const BATCH_ANSWER = `update jobs j
-   set done = j.done + counted.n,
+const batchAnswer = (alsoSet = "") => `update jobs j
+   set ${alsoSet}done = j.done + counted.n,
        batches = j.batches + (counted.n > 0)::int,
        heartbeat_at = now(),
        total = case when counted.n = 0 then j.done else j.total end,
@@ -106,7 +106,7 @@ returning j.state, j.done, j.total, counted.n as resent`;
 
 /** The job a batch advances, locked: only its owner advances it (null answer: another node adopted it). */
 const BATCH_JOB = `job as (
-  select id, subscription_id, window_start, window_end, created_at, least(batch_size, total - done) as take
+  select id, subscription_id, window_start, window_end, created_at, after_id, least(batch_size, total - done) as take
     from jobs where id = $1 and owner = $2 and state = 'running'
    for update
 )`;
@@ -121,7 +121,7 @@ const RESEND_DEAD_BATCH_SQL = resendStatement({
    where d.subscription_id = job.subscription_id and d.state = 'dead'
    order by d.id limit (select take from job)
    for update of d skip locked`,
-  answer: BATCH_ANSWER,
+  answer: batchAnswer(),
 });
 
 /**
@@ -131,7 +131,7 @@ const RESEND_DEAD_BATCH_SQL = resendStatement({
  * - failed: pending after at least one failed attempt in their current retry cycle
  *   (attempts > retry_base), waiting for their next retry (last attempt <= $at).
  * A delivery this job re-sent starts a fresh cycle (retry_base = attempts) and, should it fail or
- * die again, does so after $at: so a job never takes a delivery twice, and its total holds.
+ * die again, does so after $at, so the count made at the start is a true total.
  * Placeholders: `$sub`, `$since`, `$until` (null: up to $at), `$at`.
  */
 const RECOVERABLE = `d.subscription_id = $sub
@@ -141,14 +141,18 @@ const RECOVERABLE = `d.subscription_id = $sub
 const recoverable = (sub: string, since: string, until: string, at: string) =>
   RECOVERABLE.replaceAll("$sub", sub).replaceAll("$since", since).replaceAll("$until", until).replaceAll("$at", at);
 
-// $1 job id; $2 owner node. One batch of a recovery, like a re-send-dead batch.
+// $1 job id; $2 owner node. One batch of a recovery, like a re-send-dead batch, going forward by
+// delivery id from where the last batch stopped (after_id): a delivery is never taken twice,
+// even should an attempt's time (the node's clock) and the job's (the database's) disagree. A
+// row another transaction holds at that moment (an attempt result being written, a claim taking
+// it for its retry) is skipped: it is being acted on already.
 const RECOVER_BATCH_SQL = resendStatement({
   with: BATCH_JOB,
   picked: `select d.id from deliveries d join messages m on m.id = d.message_id, job
-   where ${recoverable("job.subscription_id", "job.window_start", "job.window_end", "job.created_at")}
+   where d.id > job.after_id and ${recoverable("job.subscription_id", "job.window_start", "job.window_end", "job.created_at")}
    order by d.id limit (select take from job)
    for update of d skip locked`,
-  answer: BATCH_ANSWER,
+  answer: batchAnswer("after_id = coalesce((select max(id) from picked), j.after_id), "),
 });
 
 export async function runJobBatch(db: Db, jobId: string, kind: JobKind, owner: string): Promise<BatchOutcome | null> {

@@ -7,10 +7,15 @@ import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody, NameParams, Recover, RetriedPending } from "../schemas.ts";
 import { awaitJob, Job, MAX_PREFERRED_WAIT_S, RESEND_WAIT_MS } from "./jobs.ts";
 
-/** An instant from a date-time field, refused (naming the field) when it is no real instant. */
+/** Message creation times a window may name: from the epoch to the end of year 9999. */
+const EARLIEST = Date.UTC(1970, 0, 1);
+const LATEST = Date.UTC(10000, 0, 1);
+
+/** An instant from a date-time field, refused (naming the field) when it is no real instant or out of range. */
 function instant(field: string, text: string): Date {
   const at = new Date(text);
   if (Number.isNaN(at.getTime())) throw invalid(field, `${field} is not a valid time: ${text}`);
+  if (at.getTime() < EARLIEST || at.getTime() >= LATEST) throw invalid(field, `${field} must be between 1970-01-01 and 9999-12-31`);
   return at;
 }
 

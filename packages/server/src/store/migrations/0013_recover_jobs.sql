@@ -4,6 +4,9 @@
 alter table jobs drop constraint jobs_kind_check;
 alter table jobs add constraint jobs_kind_check check (kind in ('resend_dead', 'recover'));
 alter table jobs add column window_start timestamptz, add column window_end timestamptz;
+-- The last delivery id a recovery's batch took: its batches go forward through the deliveries by
+-- id, so a delivery it re-sent that fails again is never taken a second time by the same job.
+alter table jobs add column after_id bigint not null default 0;
 alter table jobs add constraint recover_has_window check ((kind = 'recover') = (window_start is not null));
 alter table jobs add constraint window_in_order check (window_end is null or window_end > window_start);
 

@@ -131,7 +131,7 @@ export function recoveryPanel(ctx, name, changed, last) {
     { class: "panel", "aria-labelledby": "h-recover" },
     h("h2", { id: "h-recover" }, "Retry and recover"),
     h("p", { class: "small muted" }, "After an outage: send the waiting retries now, or re-send what died or failed in a window."),
-    h("div", { class: "row" }, retryButton),
+    h("div", { class: "row bar" }, retryButton),
     form,
     progress,
   );

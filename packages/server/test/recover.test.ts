@@ -264,6 +264,9 @@ describe("retry now and recover", () => {
     assert.equal((await recover("nope", { since: "2026-12-05T10:00:00Z" })).status, 404);
     assert.equal((await admin.post("/v1/subscriptions/nope/retry-pending")).status, 404);
     assert.equal(await jobs(), before, "no job was made");
+    const paths = (await api(service.url, null).get("/openapi.json")).body.paths;
+    assert.equal(paths["/v1/subscriptions/{name}/recover"].post.requestBody.content["application/json"].schema.properties.since.format, "date-time");
+    assert.ok(paths["/v1/subscriptions/{name}/retry-pending"].post, "both are in the OpenAPI document");
   });
 
   test("an app cannot retry or recover a subscription (subscriptions are the admin's)", async () => {

@@ -1,16 +1,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import pg from "pg";
 import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { Receiver } from "@tidings/testkit/receiver";
-import { ADMIN_KEY, startTestService, TIDINGS_CLI } from "@tidings/testkit/service";
+import { ADMIN_KEY, runTidings, startTestService } from "@tidings/testkit/service";
 import { waitFor } from "@tidings/testkit/wait";
-
-const run = promisify(execFile);
 
 /** After an outage: waiting retries made due now, and a window of dead and failed deliveries re-sent. */
 describe("retry now and recover", () => {
@@ -288,8 +284,12 @@ describe("retry now and recover", () => {
   });
 
   test("the CLI: tidings retry-pending and tidings recover against a running service, printing the job's progress", async () => {
-    const env = { ...process.env, TIDINGS_URL: service.url, TIDINGS_ADMIN_KEY: ADMIN_KEY };
-    const tidings = (...args: string[]) => run(process.execPath, ["--import", "tsx", TIDINGS_CLI, ...args], { env, timeout: 60_000 });
+    /** `tidings <args>` as a process of its own, pointed at this service; a failing exit is an error. */
+    const tidings = async (...args: string[]) => {
+      const ran = await runTidings(args, { TIDINGS_URL: service.url, TIDINGS_ADMIN_KEY: ADMIN_KEY });
+      assert.equal(ran.code, 0, `tidings ${args.join(" ")}: ${ran.stderr}`);
+      return ran;
+    };
 
     await subscribe("cli-later", { schedule: ["1h"], maxAttempts: 5 });
     const waiting = await publish("cli-later", 2);
@@ -313,10 +313,11 @@ describe("retry now and recover", () => {
     const twice = await tidings("recover", "cli-window", "--since", since, "--until", until);
     assert.match(twice.stdout, /\(asked before: the same job\)\n {2}5\/5 re-sent \(100%\), 3 batches, succeeded\n$/);
 
-    const refused = await tidings("recover", "cli-window", "--since", "noon").catch((error: { code: number; stderr: string }) => error);
-    assert.equal((refused as { code: number }).code, 1);
-    assert.match((refused as { stderr: string }).stderr, /400 .*\(field since\)/);
-    const usage = await tidings("recover", "cli-window").catch((error: { code: number; stderr: string }) => error);
-    assert.deepEqual([(usage as { code: number }).code, /--since is required/.test((usage as { stderr: string }).stderr)], [2, true]);
+    const env = { TIDINGS_URL: service.url, TIDINGS_ADMIN_KEY: ADMIN_KEY };
+    const refused = await runTidings(["recover", "cli-window", "--since", "noon"], env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /400 .*\(field since\)/);
+    const usage = await runTidings(["recover", "cli-window"], env);
+    assert.deepEqual([usage.code, /--since is required/.test(usage.stderr)], [2, true]);
   });
 });

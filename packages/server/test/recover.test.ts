@@ -1,6 +1,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
+import pino from "pino";
+import { createRecoverJob } from "../src/store/resendJobs.ts";
+import { ResendDeadJobs } from "../src/workers/resendDeadJobs.ts";
 import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
@@ -235,6 +238,29 @@ describe("retry now and recover", () => {
 
     const empty = await recover("open", { since: "2001-01-01T00:00:00Z", until: "2001-01-02T00:00:00Z" });
     assert.deepEqual([empty.status, empty.body.state, empty.body.total, empty.body.batches], [200, "succeeded", 0, 0]);
+  });
+
+  test("a recovery left by a node that died is adopted by another and finished, each delivery re-sent once", async () => {
+    const { since, until, inside, outside } = await outage("adopted");
+    assert.equal((await admin.patch("/v1/subscriptions/adopted", { enabled: false })).status, 200);
+    const { id: subscriptionId } = (await sql.query("select id from subscriptions where name = 'adopted'")).rows[0];
+    // Made by a node that then died: nobody runs it, and its heartbeat is old.
+    const { job } = await createRecoverJob(sql, "recover-left-behind", subscriptionId, { since, until }, 2, "dead-node");
+    await sql.query("update jobs set heartbeat_at = now() - interval '1 hour' where id = $1", [job.id]);
+    const rescuer = new ResendDeadJobs(sql, "rescuer", () => {}, pino({ level: "silent" }), { staleMs: 1000, sweepMs: 50 });
+    rescuer.start();
+    try {
+      const finished = await waitFor("the adopted job to finish", async () => {
+        const j = (await admin.get(`/v1/jobs/${job.id}`)).body;
+        return j.state === "succeeded" ? j : null;
+      });
+      assert.deepEqual([finished.kind, finished.done, finished.total, finished.batches], ["recover", 5, 5, 3]);
+    } finally {
+      await rescuer.stop();
+    }
+    const rows = await deliveries("adopted");
+    for (const id of inside) assert.deepEqual([rows.get(id)!.state, rows.get(id)!.retry_base], ["pending", rows.get(id)!.attempts]);
+    for (const id of outside) assert.equal(rows.get(id)!.state, "dead");
   });
 
   test("recover refuses bad input naming the field, and writes nothing", async () => {

@@ -24,7 +24,8 @@ async function main(argv: string[]): Promise<number> {
     const { runRelayCli } = await import("@tidings/sdk/relay-cli");
     return runRelayCli(argv.slice(1));
   }
-  // The operators' commands only call the API: they load none of the service (a second, not three).
+  // The operators' commands only call the API: run from the sources, they load none of the
+  // service's modules (0.8 s to start through tsx instead of 2.7 s).
   if (command === "retry-pending" || command === "recover") return runOperatorCommand(command, argv.slice(1));
   const [{ default: pino }, { ConfigError, loadConfig }, { startService }, { startEmbeddedDb }, { createPool }, { migrate }] = await Promise.all([
     import("pino"),

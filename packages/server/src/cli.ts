@@ -1,15 +1,13 @@
-import pino from "pino";
-import { type Config, ConfigError, loadConfig } from "./runtime/config.ts";
-import { startService } from "./runtime/service.ts";
-import { startEmbeddedDb } from "./runtime/embeddedDb.ts";
-import { createPool } from "./store/db.ts";
-import { migrate } from "./store/migrate.ts";
+import { runOperatorCommand } from "./operatorCommands.ts";
 
 const USAGE = `usage: tidings <command>
 
   serve     run the service (API, dispatcher, console)
   migrate   apply database migrations and exit
   relay     ship a producer database's outbox rows to the service (tidings relay --help)
+  retry-pending <subscription>                   make its waiting retries due now
+  recover <subscription> --since T [--until T]   re-send its dead and failed deliveries of a window
+            (both call a running service: --url / TIDINGS_URL, --admin-key / TIDINGS_ADMIN_KEY; --help)
 
 Configuration comes from the environment: TIDINGS_PORT (7400), TIDINGS_HOST (127.0.0.1),
 TIDINGS_DATA_DIR (./.tidings), DATABASE_URL (none: embedded PostgreSQL), TIDINGS_ADMIN_KEY,
@@ -26,7 +24,18 @@ async function main(argv: string[]): Promise<number> {
     const { runRelayCli } = await import("@tidings/sdk/relay-cli");
     return runRelayCli(argv.slice(1));
   }
-  let config: Config;
+  // The operators' commands only call the API: run from the sources, they load none of the
+  // service's modules (0.8 s to start through tsx instead of 2.7 s).
+  if (command === "retry-pending" || command === "recover") return runOperatorCommand(command, argv.slice(1));
+  const [{ default: pino }, { ConfigError, loadConfig }, { startService }, { startEmbeddedDb }, { createPool }, { migrate }] = await Promise.all([
+    import("pino"),
+    import("./runtime/config.ts"),
+    import("./runtime/service.ts"),
+    import("./runtime/embeddedDb.ts"),
+    import("./store/db.ts"),
+    import("./store/migrate.ts"),
+  ]);
+  let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig();
   } catch (error) {

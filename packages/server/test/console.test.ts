@@ -540,6 +540,60 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await shot("subscription");
   });
 
+  test("retries a subscription's waiting deliveries now, and recovers a window of dead ones while a progress bar follows the job", async (t) => {
+    const world = await ownWorld(t, "console_recover", ["/shipping", "/audit"]);
+    await sendOrders(world, [3000, 3001, 3002]);
+    await sendAuditEvents(world, 6);
+    // Shipping's default schedule waits a minute after the first failure; audit's dies at once.
+    const waiting = async () =>
+      (
+        await world.sql.query(
+          "select count(*)::int as n from deliveries d join subscriptions s on s.id = d.subscription_id where s.name = 'shipping' and d.state = 'pending' and d.attempts = 1",
+        )
+      ).rows[0].n;
+    await waitFor(
+      "3 shipping retries waiting, 6 dead audit deliveries",
+      async () => (await waiting()) === 3 && (await deadCounts(world)).audit === 6,
+      UI_TIMEOUT_MS,
+    );
+    const { page, go } = await openConsole(t, world);
+
+    world.down.delete("/shipping");
+    await go("#/subscriptions/shipping");
+    const panel = page.getByRole("region", { name: "Retry and recover" });
+    await panel.getByRole("button", { name: "Retry pending now" }).click();
+    await page.locator("#notice", { hasText: "3 pending deliveries of shipping due now." }).waitFor();
+    await waitFor("the 3 orders shipped", () => world.deliveredTo("/shipping").size === 3, UI_TIMEOUT_MS);
+
+    world.down.delete("/audit");
+    await go("#/subscriptions/audit");
+    await page.getByRole("heading", { name: "Subscription audit" }).waitFor();
+    const since = await page.evaluate(() => {
+      const d = new Date(Date.now() - 3_600_000);
+      return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+    });
+    const recovery = page.getByRole("region", { name: "Retry and recover" });
+    await recovery.getByLabel("Since").fill(since);
+    await recovery.getByRole("button", { name: "Recover…" }).click();
+    const dialog = page.getByRole("dialog", { name: "Recover dead and failed deliveries?" });
+    await dialog.getByText(/of audit's messages created since/).waitFor();
+    await dialog.getByRole("button", { name: "Recover" }).click();
+    await page.waitForFunction(() => {
+      const bar = document.querySelector<HTMLProgressElement>("#recover-bar");
+      return bar !== null && bar.max === 6 && bar.value === 6;
+    });
+    await page.locator("#recover-status", { hasText: "6 of 6 re-sent (100%)" }).locator(".badge.succeeded").waitFor();
+    await waitFor("all 6 audit events delivered", () => world.deliveredTo("/audit").size === 6, UI_TIMEOUT_MS);
+    assert.match(await page.getByRole("region", { name: "Recent re-send jobs" }).locator("tbody tr").first().innerText(), /succeeded\t6 \/ 6\t1\trecover/);
+    // Asked again for the same window: the same job, nothing re-sent twice.
+    await page.evaluate(() => document.getElementById("notice")!.replaceChildren());
+    await recovery.getByRole("button", { name: "Recover…" }).click();
+    await dialog.getByRole("button", { name: "Recover" }).click();
+    await page.locator("#notice", { hasText: "Recovered 6 deliveries of audit." }).waitFor();
+    assert.equal((await world.admin.get("/v1/jobs?subscription=audit")).body.items.length, 1);
+    assert.equal(world.receiver.received.filter((r) => r.path === "/audit").length, 12, "each sent twice: once failed, once recovered");
+  });
+
   test("pauses and resumes a subscription", async (t) => {
     const world = await ownWorld(t, "console_pause");
     const { page, go, nav } = await openConsole(t, world);

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { bundled } from "./bundle.ts";
@@ -77,6 +77,24 @@ export async function spawnTidings(
       await exited;
     },
   };
+}
+
+/** What a `tidings` command that ends left: its exit code and its output. */
+export interface TidingsRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `tidings <args>` (from the same bundle) to its end, within `timeoutMs`; a non-zero exit is an answer, not an error. */
+export function runTidings(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<TidingsRun> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [tidingsBundle(), ...args], { env: { ...process.env, ...env }, timeout: timeoutMs }, (error, stdout, stderr) => {
+      const code = error ? (error as { code?: unknown }).code : 0;
+      if (typeof code !== "number") reject(new Error(`tidings ${args[0]} did not end: ${error?.message}\n${stdout}${stderr}`));
+      else resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 export interface ServiceProcess extends TidingsProcess {

@@ -185,6 +185,16 @@ export const ResendDead = Type.Object(
   { additionalProperties: false },
 );
 export type ResendDead = Static<typeof ResendDead>;
+export const Recover = Type.Object(
+  {
+    since: Type.String({ format: "date-time", description: "re-send deliveries of messages created at or after this time" }),
+    until: Type.Optional(Type.String({ format: "date-time", description: "… and before this time (absent: up to now)" })),
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+  },
+  { additionalProperties: false },
+);
+export type Recover = Static<typeof Recover>;
+export const RetriedPending = Type.Object({ retried: Type.Integer({ description: "pending deliveries made due now" }) });
 
 // ---- messages
 export const NewMessage = Type.Object(

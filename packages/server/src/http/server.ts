@@ -13,6 +13,7 @@ import { consoleRoutes } from "./routes/console.ts";
 import { ConsoleSessions } from "./console/sessions.ts";
 import { deliveryRoutes } from "./routes/deliveries.ts";
 import { jobRoutes } from "./routes/jobs.ts";
+import { recoveryRoutes } from "./routes/recovery.ts";
 import { sessionRoutes } from "./routes/session.ts";
 import { statsRoutes } from "./routes/stats.ts";
 
@@ -106,5 +107,6 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   statsRoutes(app, s);
   deliveryRoutes(app, s);
   jobRoutes(app, s);
+  recoveryRoutes(app, s);
   return app;
 }

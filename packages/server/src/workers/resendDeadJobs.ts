@@ -1,7 +1,17 @@
 import type { Logger } from "pino";
 import { uuidv7 } from "../domain/ids.ts";
 import type { Db } from "../store/db.ts";
-import { adoptStaleJobs, createResendDeadJob, failJob, releaseJobs, runResendDeadBatch, type JobRecord } from "../store/resendJobs.ts";
+import {
+  adoptStaleJobs,
+  createRecoverJob,
+  createResendDeadJob,
+  failJob,
+  releaseJobs,
+  runJobBatch,
+  type JobKind,
+  type JobRecord,
+  type RecoverWindow,
+} from "../store/resendJobs.ts";
 
 export interface ResendDeadJobOptions {
   /** A running job whose heartbeat is older than this is taken over by another node. */
@@ -15,7 +25,8 @@ export interface ResendDeadJobOptions {
 const DEFAULTS: ResendDeadJobOptions = { staleMs: 30_000, sweepMs: 10_000, maxErrors: 5 };
 
 /**
- * Runs re-send-dead jobs in the background, batch after batch, each batch one statement
+ * Runs re-send jobs in the background (a subscription's dead deliveries; or its dead and failed
+ * deliveries of a window of messages, a recovery), batch after batch, each batch one statement
  * that also records the progress. A job belongs to the node that accepted it; if that node
  * dies, the job's heartbeat goes stale and any node adopts it and carries on where the
  * recorded progress says (the batches are idempotent: they take whatever is still dead).
@@ -46,8 +57,18 @@ export class ResendDeadJobs {
   /** Creates a job for a subscription's dead deliveries and starts it here. */
   async create(subscriptionId: number, limit: number, batchSize: number): Promise<JobRecord> {
     const job = await createResendDeadJob(this.db, uuidv7(), subscriptionId, limit, batchSize, this.owner);
-    if (job.state === "running") this.run(job.id);
+    if (job.state === "running") this.run(job.id, job.kind);
     return job;
+  }
+
+  /**
+   * Creates a recovery job for a subscription's window and starts it here; or answers the job
+   * already asked for the same window (`created: false`), running here or elsewhere, or done.
+   */
+  async recover(subscriptionId: number, window: RecoverWindow, batchSize: number): Promise<{ job: JobRecord; created: boolean }> {
+    const made = await createRecoverJob(this.db, uuidv7(), subscriptionId, window, batchSize, this.owner);
+    if (made.created && made.job.state === "running") this.run(made.job.id, made.job.kind);
+    return made;
   }
 
   /**
@@ -78,9 +99,9 @@ export class ResendDeadJobs {
   private async sweep(): Promise<void> {
     try {
       const ids = await adoptStaleJobs(this.db, this.owner, this.options.staleMs, 10);
-      for (const id of ids) {
-        this.log.info({ jobId: id }, "adopted a re-send job left by another node");
-        this.run(id);
+      for (const { id, kind } of ids) {
+        this.log.info({ jobId: id, kind }, "adopted a re-send job left by another node");
+        this.run(id, kind);
       }
     } catch (error) {
       this.log.warn({ err: error }, "looking for abandoned jobs failed");
@@ -88,17 +109,17 @@ export class ResendDeadJobs {
     this.schedule(this.options.sweepMs);
   }
 
-  private run(id: string): void {
+  private run(id: string, kind: JobKind): void {
     if (this.running.has(id) || this.stopped) return;
-    const work = this.work(id).finally(() => this.running.delete(id));
+    const work = this.work(id, kind).finally(() => this.running.delete(id));
     this.running.set(id, work);
   }
 
-  private async work(id: string): Promise<void> {
+  private async work(id: string, kind: JobKind): Promise<void> {
     let errors = 0;
     while (!this.stopped) {
       try {
-        const outcome = await runResendDeadBatch(this.db, id, this.owner);
+        const outcome = await runJobBatch(this.db, id, kind, this.owner);
         errors = 0;
         if (outcome === null) return; // another node owns it now
         if (outcome.resent > 0) this.resent();

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { TidingsError, notFound } from "../../domain/errors.ts";
 import { getJob, listJobs, type JobRecord } from "../../store/resendJobs.ts";
@@ -9,7 +9,7 @@ import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
 
 export const Job = Type.Object({
   id: Type.String(),
-  kind: Type.String({ description: "resend_dead" }),
+  kind: Type.String({ description: "resend_dead, or recover" }),
   subscription: Type.String(),
   state: Type.Union([Type.Literal("running"), Type.Literal("succeeded"), Type.Literal("failed")]),
   total: Type.Integer({ description: "how many it will re-send" }),
@@ -19,6 +19,10 @@ export const Job = Type.Object({
   error: Type.Union([Type.String(), Type.Null()]),
   createdAt: Type.String({ format: "date-time" }),
   finishedAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+  since: Type.Union([Type.String({ format: "date-time" }), Type.Null()], { description: "a recovery's window: messages created from this time" }),
+  until: Type.Union([Type.String({ format: "date-time" }), Type.Null()], {
+    description: "a recovery's window: messages created before this time (null: open)",
+  }),
 });
 const JobParams = Type.Object({ id: Type.String({ maxLength: 100 }) });
 type JobParams = Static<typeof JobParams>;
@@ -40,14 +44,31 @@ const ResendDeadRunning = Type.Object({
  * HTTP clients and proxies give up on an answer. At the job's pace (300k dead deliveries
  * re-sent in 20 s in batches of 500, on 2 cores) most backlogs are done within it.
  */
-const RESEND_WAIT_MS = 25_000;
+export const RESEND_WAIT_MS = 25_000;
 /** The longest `Prefer: wait` honoured, in seconds. */
-const MAX_PREFERRED_WAIT_S = 60;
+export const MAX_PREFERRED_WAIT_S = 60;
 
 /** RFC 7240 `Prefer: wait=<seconds>`, capped; null without one. */
 function preferredWait(prefer: string | string[] | undefined): number | null {
   const seconds = /^\d+/.exec(preference(prefer, "wait") ?? "");
   return seconds ? Math.min(Number(seconds[0]), MAX_PREFERRED_WAIT_S) : null;
+}
+
+/**
+ * Waits for a job this node runs, as `POST …/resend-dead` and `…/recover` do: `RESEND_WAIT_MS`,
+ * or the request's `Prefer: wait=<seconds>` (confirmed by `Preference-Applied`). Answers the job
+ * as it then stands; a job that failed is an `unavailable` error naming it and what it did.
+ */
+export async function awaitJob(s: RouteServices, started: JobRecord, request: FastifyRequest, reply: FastifyReply): Promise<JobRecord> {
+  const preferred = preferredWait(request.headers.prefer);
+  if (preferred !== null) void reply.header("preference-applied", `wait=${preferred}`);
+  if (started.state === "running") await s.resendJobs.settled(started.id, preferred === null ? RESEND_WAIT_MS : preferred * 1000);
+  const job = started.state === "running" ? ((await getJob(s.db, started.id)) ?? started) : started;
+  if (job.state === "failed") {
+    const message = `the re-send job ${job.id} failed after re-sending ${job.done}: ${job.error ?? "unknown error"}`;
+    throw new TidingsError("unavailable", message, undefined, { details: { retryAfterSeconds: 1, job: job.id, resent: job.done } });
+  }
+  return job;
 }
 
 /**
@@ -102,16 +123,8 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
       },
     },
     async (request, reply) => {
-      const started = await start(request.params.name, request.body);
-      const preferred = preferredWait(request.headers.prefer);
-      if (preferred !== null) void reply.header("preference-applied", `wait=${preferred}`);
-      if (started.state === "running") await jobs.settled(started.id, preferred === null ? RESEND_WAIT_MS : preferred * 1000);
-      const job = started.state === "running" ? ((await getJob(s.db, started.id)) ?? started) : started;
+      const job = await awaitJob(s, await start(request.params.name, request.body), request, reply);
       if (job.state === "succeeded") return { resent: job.done, batches: job.batches };
-      if (job.state === "failed") {
-        const message = `the re-send job ${job.id} failed after re-sending ${job.done}: ${job.error ?? "unknown error"}`;
-        throw new TidingsError("unavailable", message, undefined, { details: { retryAfterSeconds: 1, job: job.id, resent: job.done } });
-      }
       return reply.status(202).header("location", `/v1/jobs/${job.id}`).send({ resent: job.done, batches: job.batches, job: job.id });
     },
   );

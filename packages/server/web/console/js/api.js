@@ -18,8 +18,8 @@ export function whenSignedOut(fn) {
   onSignedOut = fn;
 }
 
-async function call(method, path, body) {
-  const headers = { accept: "application/json" };
+async function call(method, path, body, extraHeaders = {}) {
+  const headers = { accept: "application/json", ...extraHeaders };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (method !== "GET" && csrfToken) headers["x-csrf-token"] = csrfToken;
   const response = await fetch(path, {
@@ -44,7 +44,7 @@ async function call(method, path, body) {
 
 export const api = {
   get: (path) => call("GET", path),
-  post: (path, body = {}) => call("POST", path, body),
+  post: (path, body = {}, headers = {}) => call("POST", path, body, headers),
   patch: (path, body) => call("PATCH", path, body),
   delete: (path) => call("DELETE", path),
 };

@@ -1,6 +1,7 @@
 import { api, ApiError, enc } from "../api.js";
 import { act, badge, confirmAction, formatCount, formValues, h, notify, showSecrets, table, time } from "../dom.js";
 import { subscriptionBody, subscriptionFields } from "./subscriptionForm.js";
+import { recoveryPanel } from "./subscriptionRecovery.js";
 
 /** How often a running re-send job's progress is read. */
 const JOB_POLL_MS = 250;
@@ -53,8 +54,8 @@ export async function renderSubscription(ctx, name) {
   const drawJobs = (items) =>
     jobsView.replaceChildren(
       table(
-        [{ label: "Started" }, { label: "State" }, { label: "Re-sent", class: "num" }, { label: "Batches", class: "num wide-only" }],
-        items.map((j) => [time(j.createdAt), badge(j.state), `${j.done} / ${j.total}`, String(j.batches)]),
+        [{ label: "Started" }, { label: "State" }, { label: "Re-sent", class: "num" }, { label: "Batches", class: "num wide-only" }, { label: "Kind" }],
+        items.map((j) => [time(j.createdAt), badge(j.state), `${j.done} / ${j.total}`, String(j.batches), j.kind === "recover" ? "recover" : "re-send dead"]),
         { empty: "None yet." },
       ),
     );
@@ -141,8 +142,9 @@ export async function renderSubscription(ctx, name) {
     ),
     resendButton,
   );
-  const running = jobs.items.find((j) => j.state === "running");
-  const lastJob = running ?? jobs.items[0];
+  const resends = jobs.items.filter((j) => j.kind !== "recover");
+  const running = resends.find((j) => j.state === "running");
+  const lastJob = running ?? resends[0];
 
   // ---- edit, rotate, delete
   const editForm = h(
@@ -211,6 +213,12 @@ export async function renderSubscription(ctx, name) {
         h("p", { class: "small muted" }, `${sub.topic} → ${sub.endpoint.url}`),
       ),
       h("section", { class: "panel", "aria-labelledby": "h-resend" }, h("h2", { id: "h-resend" }, "Re-send dead deliveries"), resendForm, progress),
+      recoveryPanel(
+        ctx,
+        name,
+        refresh,
+        jobs.items.find((j) => j.kind === "recover"),
+      ),
     ),
     h("section", { class: "panel", "aria-labelledby": "h-edit" }, h("h2", { id: "h-edit" }, "Settings"), editForm),
     h("section", { class: "panel", "aria-labelledby": "h-jobs" }, h("h2", { id: "h-jobs" }, "Recent re-send jobs"), jobsView),

@@ -25,6 +25,8 @@ function subscription(id: number, extra: Partial<SubscriptionRow> = {}): Subscri
     retry: { schedule: [5000], maxAttempts: 2, windowMs: null },
     enabled: true,
     maxInFlight: null,
+    ordering: "none",
+    onDead: "block",
     createdAt: "2026-01-01T00:00:00.000Z",
     updatedAt: "2026-01-01T00:00:00.000Z",
     ...extra,

@@ -15,16 +15,24 @@ export interface CreatedDelivery {
  * for each committed row of `source`. Deliveries due now on an enabled subscription are leased
  * to the node `nodeParam` (unless it is null), so that it can dispatch them from memory without
  * a claim round trip; the rest wait for the poller.
+ *
+ * A keyed message on a subscription ordered by key gets its place in the key: `order_key`, and
+ * `order_at`, when it became deliverable (now, the statement that accepts or commits it, or its
+ * `deliver_at` if later; ties go by delivery id, made in the order of `seq`). Such a delivery is
+ * never leased here: only a claim, which sees the key's other deliveries, may start it.
  */
 export function fanOut(source: string, nodeParam: string, leaseParam: string): string {
   return `dels as (
-  insert into deliveries (message_id, subscription_id, next_attempt_at, lease_owner)
+  insert into deliveries (message_id, subscription_id, next_attempt_at, lease_owner, order_key, order_at)
   select src.id, s.id,
-         case when ${nodeParam}::text is not null and s.enabled and src.deliver_at <= now()
+         case when ${nodeParam}::text is not null and s.enabled and src.deliver_at <= now() and not (s.ordering = 'key' and src.key is not null)
               then now() + make_interval(secs => ${leaseParam}::float8 / 1000) else src.deliver_at end,
-         case when s.enabled and src.deliver_at <= now() then ${nodeParam}::text end
+         case when s.enabled and src.deliver_at <= now() and not (s.ordering = 'key' and src.key is not null) then ${nodeParam}::text end,
+         case when s.ordering = 'key' then src.key end,
+         case when s.ordering = 'key' and src.key is not null then greatest(src.deliver_at, now()) end
   from ${source} src join subscriptions s on s.topic = src.topic and (s.tags is null or src.tag = any (s.tags))
   where src.state = 'committed'
+  order by src.seq
   returning id, message_id, subscription_id, lease_owner
 )`;
 }

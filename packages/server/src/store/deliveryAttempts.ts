@@ -94,6 +94,7 @@ with r as (
          delivered_at = case when r.outcome = 'delivered' then now() end,
          dead_at = case when r.outcome = 'dead' and not d.resend_due then now() end,
          dead_reason = case when r.outcome = 'dead' and not d.resend_due then r.dead_reason end,
+         skipped_at = case when r.outcome = 'dead' and not d.resend_due then null else d.skipped_at end,
          unblock = case when d.order_key is null then false
                         when r.outcome = 'delivered' then true
                         when r.outcome = 'dead' and not d.resend_due then exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip')

@@ -77,7 +77,7 @@ export async function resendMessage(db: Db, messageId: string, subscriptionId: n
 // On a subscription ordered by key with onDead "skip", the key goes on (unblock).
 export async function markDead(db: Db, messageId: string, subscriptionId: number | null, reason: string): Promise<number> {
   const { rowCount } = await db.query(
-    `update deliveries d set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false,
+    `update deliveries d set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false, skipped_at = null,
             unblock = d.order_key is not null and exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip')
       where message_id = $1 and ($2::bigint is null or subscription_id = $2) and state = 'pending'`,
     [messageId, subscriptionId, storableText(reason, 1000)],

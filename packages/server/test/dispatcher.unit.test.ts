@@ -248,6 +248,18 @@ test("a claim that filled a whole round trip's worth is followed by another at o
   await h.dispatcher.stop(0);
 });
 
+test("a claim that read a full batch but took fewer (deliveries of ordered keys parked) is followed by another at once", async () => {
+  const h = harness({ concurrency: 2, maxQueued: 2000, maxInFlightPerSubscription: 2 }, undefined, true);
+  h.dispatcher.start();
+  const parkedMost = Object.assign(many(3, 1), { more: true });
+  h.claims[0]!.reply.resolve(parkedMost);
+  await until("the next claim", () => h.claims.length === 2);
+  h.claims[1]!.reply.resolve(Object.assign(many(1, 1), { more: false }));
+  await settle();
+  assert.equal(h.claims.length, 2, "a claim that read less than it could waits for the poll interval");
+  await h.dispatcher.stop(0);
+});
+
 test("a subscription's own maxInFlight is a hard limit, with slots to spare and fast attempts", async () => {
   const h = harness({ concurrency: 8, maxInFlightPerSubscription: 8 }, [subscription(1, { maxInFlight: 2 })]);
   const work = many(6, 1);

@@ -113,6 +113,7 @@ with r as (
   union all
   select 'key_blocked', r.message_id, r.subscription_id, 'the later messages of its key wait until it is re-sent, skipped or deleted'
   from r join upd using (id) where upd.outcome = 'dead' and upd.blocks
+    and not exists (select 1 from alerts a where a.resolved_at is null and a.kind = 'key_blocked' and a.message_id = r.message_id and a.subscription_id = r.subscription_id)
 )
 select outcome, count(*)::int as n from upd group by outcome`;
 

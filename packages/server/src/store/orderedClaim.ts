@@ -1,20 +1,15 @@
 import type { ClaimBatch } from "../domain/delivery.ts";
 import type { Db } from "./db.ts";
 import { claimToken, toLeased } from "./deliveryAttempts.ts";
+import { PARK_MS } from "./fanOut.ts";
 
 /** Arbitrary constant naming the ordered claims' lock among other advisory locks. */
 const ORDERED_CLAIM_LOCK = 7_400_012;
-/**
- * How long a delivery found waiting behind an earlier one of its key is left out of claims. It
- * is woken as soon as the one before it stops holding the key (WAKE_SQL); this is only the
- * safety net for what does not announce itself (a message deleted, a subscription changed),
- * and it bounds how often a deep backlog of one key is read: every row once per 10 s.
- */
-const PARK_MS = 10_000;
-
 // Wakes, for each key whose delivery stopped holding it since the last claim (marked unblock by
 // RECORD_SQL, a skip, or a change of onDead), the key's next pending delivery if it was parked,
-// and resolves the key_blocked alert of the one that stopped holding it.
+// and resolves the key_blocked alert of the one that stopped holding it. A woken delivery is due
+// from its place (order_at, in the past): the claim that follows reads it first, before the
+// deliveries that have not been looked at yet.
 const WAKE_SQL = `
 with freed as (
   update deliveries set unblock = false where unblock
@@ -25,7 +20,7 @@ with freed as (
            order by e.order_at, e.id limit 1) as id
     from (select distinct subscription_id, order_key from freed where order_key is not null) k
 ), woken as (
-  update deliveries d set parked = false, next_attempt_at = now()
+  update deliveries d set parked = false, next_attempt_at = least(d.order_at, now())
    where d.id = any (array(select id from nxt)) and d.parked and d.state = 'pending'
 ), resolved as (
   update alerts a set resolved_at = now() from freed

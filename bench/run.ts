@@ -8,6 +8,7 @@ and writes bench/results/<date>.json. Workloads (by name or number; none: all):
   1 publish-single   2 publish-batch   3 deliver   4 latency
   5 transactional    6 backlog         7 outbox-relay
   8 brokers (deliveries/s into RabbitMQ, NATS JetStream, Redis Streams; SDK consumer applied/s)
+  9 inbox            10 ordered-deliver (ordered by key: 10,000, 100 and 1 keys beside unordered)
 
 options:
   --smoke              tiny sizes (seconds per workload), no results file unless --out

@@ -6,6 +6,8 @@ export interface Sizes {
   publishBatch: { messages: number; batch: number; concurrency: number };
   pgbenchBatch: { clients: number; seconds: number; rows: number };
   deliver: { messages: number };
+  /** Ordered deliver: the backlog for unordered, 10,000 and 100 keys; the smaller one for a single key (one at a time). */
+  orderedDeliver: { messages: number; oneKey: number };
   latency: { rate: number; seconds: number; warmupSeconds: number };
   backlog: { small: number; large: number; measured: number };
   transactional: { transactions: number; concurrency: number };
@@ -21,6 +23,7 @@ export const FULL: Sizes = {
   publishBatch: { messages: 200_000, batch: 1_000, concurrency: 4 },
   pgbenchBatch: { clients: 8, seconds: 10, rows: 100 },
   deliver: { messages: 100_000 },
+  orderedDeliver: { messages: 50_000, oneKey: 2_000 },
   latency: { rate: 500, seconds: 20, warmupSeconds: 2 },
   backlog: { small: 10_000, large: 1_000_000, measured: 100_000 },
   transactional: { transactions: 10_000, concurrency: 32 },
@@ -35,6 +38,7 @@ export const SMOKE: Sizes = {
   publishBatch: { messages: 400, batch: 100, concurrency: 2 },
   pgbenchBatch: { clients: 2, seconds: 1, rows: 100 },
   deliver: { messages: 200 },
+  orderedDeliver: { messages: 400, oneKey: 50 },
   latency: { rate: 100, seconds: 1, warmupSeconds: 0.2 },
   backlog: { small: 100, large: 400, measured: 200 },
   transactional: { transactions: 200, concurrency: 8 },

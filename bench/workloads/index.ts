@@ -6,6 +6,7 @@ import { cpuCeiling, type WorkloadResult } from "../lib/report.ts";
 import { backlog } from "./backlog.ts";
 import { brokers } from "./brokers.ts";
 import { inbox } from "./inbox.ts";
+import { orderedDeliver } from "./orderedDeliver.ts";
 import { deliver } from "./deliver.ts";
 import { latency } from "./latency.ts";
 import { publishBatch } from "./publishBatch.ts";
@@ -36,6 +37,7 @@ export const WORKLOADS: readonly Workload[] = [
   { number: 7, name: "outbox-relay", run: outboxRelay },
   { number: 8, name: "brokers", run: brokers },
   { number: 9, name: "inbox", run: inbox },
+  { number: 10, name: "ordered-deliver", run: orderedDeliver },
 ];
 
 /** Picks workloads by name or number ("deliver", "3"); none given: all. */

@@ -74,6 +74,44 @@ for (const dialect of DIALECTS) {
       assert.equal(new Set(sent).size, 400, "no row was sent twice");
     });
 
+    test("rows of one key reach the service in their order, across workers, two relays and retries", async () => {
+      await clear();
+      const accepted: string[] = [];
+      let failures = 0;
+      // Every third batch fails (a 503) while the first 30 failures last: the failed rows wait for their retry.
+      const flaky = await new FakeService((req, body, res) => {
+        if (req.url === "/v1/messages/batch" && failures < 30 && Math.random() < 0.33) {
+          failures++;
+          res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "unavailable", message: "try later" } }));
+          return;
+        }
+        for (const m of (JSON.parse(body) as { messages: Array<{ id: string }> }).messages) accepted.push(m.id);
+        acceptBatch(req, body, res);
+      }).start();
+      const client = new TidingsClient({ url: flaky.url, apiKey: "k", retries: 0 });
+      const options = { batchSize: 7, concurrency: 4, pollIntervalMs: 20, backoff: { baseMs: 30, maxMs: 60 } };
+      const relays = [new Relay(database.db, client, options), new Relay(database.db, client, options)];
+      await Promise.all(relays.map((r) => r.start()));
+      const ids: string[][] = Array.from({ length: 5 }, () => []);
+      try {
+        for (let t = 0; t < 20; t++) {
+          const batch = Array.from({ length: 10 }, (_, j) => ({ topic: "relay.order", key: `key-${j % 5}`, payload: { n: t * 10 + j } }));
+          const added = await database.db.transaction((tx) => outbox.add(tx, batch));
+          for (const [j, id] of (added as string[]).entries()) ids[j % 5]!.push(id);
+        }
+        await waitFor("200 rows sent", async () => (await outbox.counts()).sent === 200, 30_000, 50);
+      } finally {
+        await Promise.all(relays.map((r) => r.stop()));
+        await flaky.stop();
+      }
+      assert.ok(failures > 0, "some batches failed and were retried");
+      const firstSeen = [...new Set(accepted)];
+      for (const [key, expected] of ids.entries()) {
+        const order = firstSeen.filter((id) => expected.includes(id));
+        assert.deepEqual(order, expected, `rows of key-${key} reached the service out of order`);
+      }
+    });
+
     test("a relay holding a batch does not block producers", async () => {
       await clear();
       await database.db.transaction((tx) => outbox.add(tx, messages(5, "relay.hold")));

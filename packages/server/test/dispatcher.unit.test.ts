@@ -25,6 +25,8 @@ function subscription(id: number, extra: Partial<SubscriptionRow> = {}): Subscri
     retry: { schedule: [5000], maxAttempts: 2, windowMs: null },
     enabled: true,
     maxInFlight: null,
+    ordering: "none",
+    onDead: "block",
     createdAt: "2026-01-01T00:00:00.000Z",
     updatedAt: "2026-01-01T00:00:00.000Z",
     ...extra,
@@ -243,6 +245,18 @@ test("a claim that filled a whole round trip's worth is followed by another at o
   h.claims[1]!.reply.resolve([]);
   await settle();
   assert.equal(h.claims.length, 2, "a claim that came back short waits for the poll interval");
+  await h.dispatcher.stop(0);
+});
+
+test("a claim that read a full batch but took fewer (deliveries of ordered keys parked) is followed by another at once", async () => {
+  const h = harness({ concurrency: 2, maxQueued: 2000, maxInFlightPerSubscription: 2 }, undefined, true);
+  h.dispatcher.start();
+  const parkedMost = Object.assign(many(3, 1), { more: true });
+  h.claims[0]!.reply.resolve(parkedMost);
+  await until("the next claim", () => h.claims.length === 2);
+  h.claims[1]!.reply.resolve(Object.assign(many(1, 1), { more: false }));
+  await settle();
+  assert.equal(h.claims.length, 2, "a claim that read less than it could waits for the poll interval");
   await h.dispatcher.stop(0);
 });
 

@@ -84,13 +84,40 @@ function columns(tx: Executor): string {
 
 /**
  * Locks up to `limit` due pending rows for the caller's transaction, oldest first, skipping rows
- * another relay holds (params: limit). Rows of uncommitted transactions are not visible yet.
+ * another relay holds (params: limit). Rows of uncommitted transactions are not visible yet. A
+ * keyed row behind an earlier pending row of its key that waits for its retry is left out, so
+ * that it cannot pass it (index tidings_outbox_key).
  */
 export async function claimDue(tx: Executor, limit: number): Promise<OutboxRow[]> {
   const d = dialectOf(tx.dialect);
-  const sql = `SELECT ${columns(tx)} FROM tidings_outbox
-    WHERE status = 'pending' AND next_attempt_at <= ${d.now} ORDER BY seq LIMIT ? ${d.skipLocked}`;
+  const sql = `SELECT ${columns(tx)} FROM tidings_outbox o
+    WHERE status = 'pending' AND next_attempt_at <= ${d.now}
+      AND (msg_key IS NULL OR NOT EXISTS (SELECT 1 FROM tidings_outbox e
+            WHERE e.msg_key = o.msg_key AND e.status = 'pending' AND e.seq < o.seq AND e.next_attempt_at > ${d.now}))
+    ORDER BY seq LIMIT ? ${d.skipLocked}`;
   return (await tx.query<RawRow & Record<string, unknown>>(d.sql(sql), [limit])).map(toRow);
+}
+
+/**
+ * The rows of a claimed batch that may be sent now without passing an earlier row of their key:
+ * per key, the batch's rows from the key's first pending row on, up to the first pending row the
+ * batch does not hold (another relay holds it, or it became visible after the claim). Keyless
+ * rows all go. One read of the batch's keys' pending rows (params: keys, the batch's last seq).
+ */
+export async function inKeyOrder(tx: Executor, rows: readonly OutboxRow[]): Promise<OutboxRow[]> {
+  const keys = [...new Set(rows.flatMap((r) => (r.message.key === null ? [] : [r.message.key])))];
+  if (keys.length === 0) return [...rows];
+  const d = dialectOf(tx.dialect);
+  const last = rows.reduce((max, r) => Math.max(max, r.seq), 0);
+  const pending = await tx.query<{ seq: number | string; msg_key: string }>(
+    d.sql(`SELECT seq, msg_key FROM tidings_outbox WHERE status = 'pending' AND msg_key IN (${placeholders(keys.length)}) AND seq <= ? ORDER BY seq`),
+    [...keys, last],
+  );
+  const held = new Set(rows.map((r) => r.seq));
+  /** Per key, the first pending seq the batch does not hold: the key's rows from there on wait. */
+  const stop = new Map<string, number>();
+  for (const p of pending) if (!stop.has(p.msg_key) && !held.has(Number(p.seq))) stop.set(p.msg_key, Number(p.seq));
+  return rows.filter((r) => r.message.key === null || r.seq < (stop.get(r.message.key) ?? Infinity));
 }
 
 /** Marks rows sent (params: the seqs). */

@@ -3,7 +3,7 @@ import type { TidingsClient } from "../client/client.ts";
 import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffPolicy } from "../domain/backoff.ts";
 import { TidingsError } from "../errors.ts";
 import type { Executor, Listening } from "../executor/executor.ts";
-import { claimDue, deleteSentBatch, markFailed, markRetry, markSent, OUTBOX_CHANNEL, type OutboxRow } from "./outboxQueries.ts";
+import { claimDue, deleteSentBatch, inKeyOrder, markFailed, markRetry, markSent, OUTBOX_CHANNEL, type OutboxRow } from "./outboxQueries.ts";
 
 export interface RelayOptions {
   /** Rows per claim and per batch call; default 500 (the batch API takes up to 1000). */
@@ -208,13 +208,20 @@ export class Relay {
     }, 1000).unref();
   }
 
-  /** Claims, sends and marks one batch of due rows; resolves to how many rows it handled. */
+  /**
+   * Claims, sends and marks one batch of due rows; resolves to how many rows it handled. Rows of
+   * one key go in their order (seq): a row waits while an earlier one of its key is held by
+   * another relay or waits for its retry, so concurrency (workers, relays) is across keys only.
+   */
   async relayOnce(): Promise<number> {
     const events: RelayEvent[] = [];
     const handled = await this.db.transaction(
       async (tx) => {
-        const rows = await claimDue(tx, this.o.batchSize);
+        const claimed = await claimDue(tx, this.o.batchSize);
+        const rows = claimed.length > 0 ? await inKeyOrder(tx, claimed) : claimed;
         if (rows.length > 0) await this.ship(tx, rows, events);
+        // Rows left waiting behind another relay's are not counted: this worker then rests until
+        // the next wake-up instead of claiming them again at once.
         return rows.length;
       },
       { isolation: "read committed" },

@@ -1,14 +1,14 @@
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { afterFailure } from "../domain/retrySchedule.ts";
-import type { AttemptResult, Lease, LeasedDelivery } from "../domain/delivery.ts";
+import type { AttemptResult, ClaimBatch, Lease, LeasedDelivery } from "../domain/delivery.ts";
 import type { SubscriptionRow } from "../domain/subscription.ts";
 import type { SendResult } from "../transports/transport.ts";
 import type { ResultWriter } from "./resultWriter.ts";
 
 export interface DispatcherOps {
   /** Takes up to `limit` due deliveries for this node, leaving out the subscriptions in `skip`. */
-  claim(limit: number, skip: ReadonlySet<number>): Promise<LeasedDelivery[]>;
+  claim(limit: number, skip: ReadonlySet<number>): Promise<ClaimBatch>;
   /** Gives leases back without an attempt. */
   release(leases: readonly Lease[]): Promise<void>;
   subscription(id: number): SubscriptionRow | undefined;
@@ -164,7 +164,7 @@ export class Dispatcher {
         const claim = this.ops.claim(limit, this.full);
         this.claiming = claim;
         const claimed = await claim;
-        full = claimed.length === limit;
+        full = claimed.length === limit || claimed.more === true;
         this.push(claimed);
       }
     } catch (error) {

@@ -11,6 +11,7 @@ import { listSubscriptions, SUBSCRIPTIONS_CHANNEL } from "../store/subscriptions
 export class SubscriptionCache {
   private byId = new Map<number, SubscriptionRow>();
   private enabled: number[] = [];
+  private ordered = false;
   private listener: pg.PoolClient | null = null;
   private timer: NodeJS.Timeout | null = null;
   private reloading: Promise<void> | null = null;
@@ -59,6 +60,7 @@ export class SubscriptionCache {
         const rows = await listSubscriptions(this.db);
         this.byId = new Map(rows.map((s) => [s.id, s]));
         this.enabled = rows.filter((s) => s.enabled).map((s) => s.id);
+        this.ordered = rows.some((s) => s.ordering === "key");
       } while (this.again);
     })().finally(() => {
       this.reloading = null;
@@ -72,6 +74,11 @@ export class SubscriptionCache {
 
   enabledIds(): readonly number[] {
     return this.enabled;
+  }
+
+  /** Whether some subscription is ordered by key (claims then take keys' heads only). */
+  anyOrdered(): boolean {
+    return this.ordered;
   }
 
   async stop(): Promise<void> {

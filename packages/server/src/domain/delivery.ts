@@ -33,6 +33,9 @@ export interface LeasedDelivery {
   lease?: string;
 }
 
+/** What a claim took; `more`: it read as many due rows as it could take, so more may be due. */
+export type ClaimBatch = LeasedDelivery[] & { more?: boolean };
+
 /** A delivery's lease, as results and releases name it. */
 export interface Lease {
   deliveryId: number;

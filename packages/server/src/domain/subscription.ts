@@ -35,6 +35,9 @@ export interface RedisEndpoint {
 export type BrokerEndpoint = RabbitmqEndpoint | NatsEndpoint | RedisEndpoint;
 export type Endpoint = HttpEndpoint | BrokerEndpoint;
 
+export type Ordering = "none" | "key";
+export type OnDead = "block" | "skip";
+
 /** A subscription as stored: what it matches (topic, tags), where it delivers, how it retries. */
 export interface SubscriptionRow {
   id: number;
@@ -47,6 +50,10 @@ export interface SubscriptionRow {
   enabled: boolean;
   /** Deliveries in flight at once per process; null: the service default. */
   maxInFlight: number | null;
+  /** "key": deliveries of messages sharing a key go one at a time, in order; "none": any order. */
+  ordering: Ordering;
+  /** With ordering "key": whether a dead delivery holds its key ("block") or lets the next go ("skip"). */
+  onDead: OnDead;
   createdAt: string;
   updatedAt: string;
 }

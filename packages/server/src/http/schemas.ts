@@ -130,6 +130,14 @@ const MaxInFlight = Type.Integer({
   description:
     "a hard limit on this subscription's deliveries in flight at once per service process; null or absent: the service's fair share (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
 });
+const Ordering = Type.Union([Type.Literal("none"), Type.Literal("key")], {
+  description:
+    '"key": the deliveries of messages sharing a key go one at a time, in the order the messages became deliverable (keyless messages are not ordered); "none" (default): any order',
+});
+const OnDead = Type.Union([Type.Literal("block"), Type.Literal("skip")], {
+  description:
+    'with ordering "key": a dead delivery holds its key, with a key_blocked alert, until it is re-sent, skipped or its message deleted ("block", default), or the next goes at once ("skip")',
+});
 export const CreateSubscription = Type.Object(
   {
     name: Name,
@@ -139,6 +147,8 @@ export const CreateSubscription = Type.Object(
     retry: Type.Optional(RetryOptions),
     enabled: Type.Optional(Type.Boolean()),
     maxInFlight: Type.Optional(Nullable(MaxInFlight)),
+    ordering: Type.Optional(Ordering),
+    onDead: Type.Optional(OnDead),
   },
   { additionalProperties: false },
 );
@@ -151,6 +161,8 @@ export const PatchSubscription = Type.Object(
     retry: Type.Optional(RetryOptions),
     enabled: Type.Optional(Type.Boolean()),
     maxInFlight: Type.Optional(Nullable(MaxInFlight)),
+    ordering: Type.Optional(Ordering),
+    onDead: Type.Optional(OnDead),
     rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new signing secret, returned once" })),
   },
   { additionalProperties: false },
@@ -173,6 +185,8 @@ export const Subscription = Type.Object({
   retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
   enabled: Type.Boolean(),
   maxInFlight: Nullable(Type.Integer({ description: "null: the service default" })),
+  ordering: Ordering,
+  onDead: OnDead,
   createdAt: Timestamp,
   updatedAt: Timestamp,
   secret: Type.Optional(Type.String({ description: "only when created or rotated" })),
@@ -222,6 +236,7 @@ export const MessageBatch = Type.Object(
 );
 export type MessageBatch = Static<typeof MessageBatch>;
 export const Delivery = Type.Object({
+  id: Type.Integer({ description: "the delivery's id (for POST /v1/deliveries/:id/skip)" }),
   subscription: Type.String(),
   state: Type.String(),
   attempts: Type.Integer(),

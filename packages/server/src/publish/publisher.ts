@@ -19,6 +19,8 @@ export interface PublisherDeps {
   /** Whether the dispatcher can take more work from memory now. */
   canDispatch(): boolean;
   dispatch(deliveries: LeasedDelivery[]): void;
+  /** Some deliveries were created unleased (left to a claim): e.g. a keyed message of an ordered subscription. */
+  unleased?(): void;
   accepted(count: number): void;
   /** Single messages waiting to be combined at most (count, and payload bytes); more get 503. */
   maxWaiting?: number;
@@ -211,5 +213,6 @@ export class Publisher {
       leased.push({ deliveryId: d.deliveryId, subscriptionId: d.subscriptionId, attempt: 1, attemptInCycle: 1, firstAttemptAt: null, message });
     }
     if (leased.length > 0) this.deps.dispatch(leased);
+    if (leased.length < deliveries.length) this.deps.unleased?.();
   }
 }

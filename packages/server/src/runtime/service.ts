@@ -25,6 +25,7 @@ import { Publisher } from "../publish/publisher.ts";
 import { appByKeyHash } from "../store/apps.ts";
 import { createPool } from "../store/db.ts";
 import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "../store/deliveryAttempts.ts";
+import { claimOrderedDeliveries } from "../store/orderedClaim.ts";
 import { migrate } from "../store/migrate.ts";
 import { countPending } from "../store/operatorActions.ts";
 
@@ -78,11 +79,15 @@ export async function startService(config: Config, log: Logger): Promise<Running
       metrics.failed.inc(counts.failed);
       metrics.dead.inc(counts.dead);
       let soonest = Infinity;
+      let keyMoved = false;
       for (const r of batch) {
         metrics.deliveryLatency.observe(r.latencyMs / 1000);
         if (r.nextAttemptAt && r.nextAttemptAt.getTime() < soonest) soonest = r.nextAttemptAt.getTime();
+        if (r.outcome !== "failed" && subscriptions.get(r.subscriptionId)?.ordering === "key") keyMoved = true;
       }
-      if (soonest < Infinity) dispatcher.wakeAt(soonest);
+      // A key's delivery finished: the next one of its key is for the next claim, at once.
+      if (keyMoved) dispatcher.wake();
+      else if (soonest < Infinity) dispatcher.wakeAt(soonest);
     },
     log,
   );
@@ -90,8 +95,11 @@ export async function startService(config: Config, log: Logger): Promise<Running
     {
       nodeId,
       claim: (limit, skip) => {
-        const ids = subscriptions.enabledIds();
-        return claimDueDeliveries(db, nodeId, config.leaseMs, limit, skip.size === 0 ? ids : ids.filter((id) => !skip.has(id)));
+        const all = subscriptions.enabledIds();
+        const ids = skip.size === 0 ? all : all.filter((id) => !skip.has(id));
+        return subscriptions.anyOrdered()
+          ? claimOrderedDeliveries(db, nodeId, config.leaseMs, limit, ids)
+          : claimDueDeliveries(db, nodeId, config.leaseMs, limit, ids);
       },
       release: (leases) => releaseDeliveries(db, leases),
       subscription: (id) => subscriptions.get(id),
@@ -115,6 +123,10 @@ export async function startService(config: Config, log: Logger): Promise<Running
     log,
     canDispatch: () => !dispatcher.saturated,
     dispatch: (deliveries) => dispatcher.push(deliveries),
+    // Deliveries left unleased (ordered by key, or the dispatcher backed up) go by a claim.
+    unleased: () => {
+      if (subscriptions.anyOrdered()) dispatcher.wake();
+    },
     accepted: (n) => metrics.accepted.inc(n),
     maxWaiting: config.publishQueue,
     maxWaitingBytes: config.publishQueueBytes,

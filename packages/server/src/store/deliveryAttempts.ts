@@ -7,11 +7,13 @@ export const claimToken = (nodeId: string): string => `${nodeId}/${++claims}`;
 
 // $1 lease token of this claim; $2 lease ms; $3 max rows; $4 ids of enabled subscriptions.
 // Takes the oldest due pending deliveries nobody holds, skipping rows another node is
-// taking right now, and moves their due time to the end of the lease.
+// taking right now, and moves their due time to the end of the lease. Deliveries with a place
+// in a key (order_key) are left to the ordered claim (orderedClaim.ts): a node that does not
+// know yet that a subscription became ordered cannot start them out of turn.
 const CLAIM_SQL = `
 with due as (
   select d.id from deliveries d
-  where d.state = 'pending' and d.next_attempt_at <= now() and d.subscription_id = any ($4::bigint[])
+  where d.state = 'pending' and d.next_attempt_at <= now() and d.subscription_id = any ($4::bigint[]) and d.order_key is null
   order by d.next_attempt_at
   limit $3
   for update skip locked
@@ -37,7 +39,13 @@ export async function claimDueDeliveries(
     text: CLAIM_SQL,
     values: [lease, leaseMs, limit, subscriptionIds],
   });
-  return rows.map((row) => ({
+  return rows.map((row) => toLeased(row, lease));
+}
+
+/** A row of a claim (CLAIM_SQL's returning list) as the delivery the claim's lease holds. */
+// biome-ignore lint/suspicious/noExplicitAny: a row of pg's untyped result
+export function toLeased(row: any, lease: string): LeasedDelivery {
+  return {
     lease,
     deliveryId: row.delivery_id,
     subscriptionId: row.subscription_id,
@@ -54,15 +62,18 @@ export async function claimDueDeliveries(
       payloadJson: row.payload_json,
       headersJson: row.headers_json,
     },
-  }));
+  };
 }
 
 // Parallel arrays $1..$13, one element per attempt; $1 the lease tokens the attempts ran under.
 // Writes a batch of attempt results in one statement. Only a row still held by the attempt's
 // own claim is changed (a lease that expired and was claimed again, even by this node, is not
 // this attempt's to finish), and each change is logged in attempts; a delivery gone dead raises
-// an alert. A re-send asked while the attempt was in flight (resend_due) turns failed or dead
-// into due-now on a fresh cycle. Returns the outcome of the rows written.
+// an alert. A dead delivery that holds its key (ordering "key", onDead "block") raises a
+// key_blocked alert too; one that stops holding its key (delivered, or dead with onDead "skip")
+// is marked unblock, for the next claim to wake what waits behind it. A re-send asked while the
+// attempt was in flight (resend_due) turns failed or dead into due-now on a fresh cycle. Returns
+// the outcome of the rows written.
 const RECORD_SQL = `
 with r as (
   select * from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::int[],
@@ -82,18 +93,27 @@ with r as (
          last_error = r.error,
          delivered_at = case when r.outcome = 'delivered' then now() end,
          dead_at = case when r.outcome = 'dead' and not d.resend_due then now() end,
-         dead_reason = case when r.outcome = 'dead' and not d.resend_due then r.dead_reason end
+         dead_reason = case when r.outcome = 'dead' and not d.resend_due then r.dead_reason end,
+         skipped_at = case when r.outcome = 'dead' and not d.resend_due then null else d.skipped_at end,
+         unblock = case when d.order_key is null then false
+                        when r.outcome = 'delivered' then true
+                        when r.outcome = 'dead' and not d.resend_due then exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip')
+                        else false end
     from r
    where d.id = r.id and d.state = 'pending' and d.lease_owner = r.lease
-  returning d.id, case d.state when 'pending' then 'failed' else d.state::text end as outcome
+  returning d.id, case d.state when 'pending' then 'failed' else d.state::text end as outcome, d.order_key is not null and not d.unblock as blocks
 ), log as (
   insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, status_code, error, outcome)
   select r.id, r.message_id, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, upd.outcome
   from r join upd using (id)
 ), alert as (
   insert into alerts (kind, message_id, subscription_id, detail)
-  select 'delivery_dead', r.message_id, r.subscription_id, r.dead_reason || coalesce(' (last error: ' || r.error || ')', '')
+  select 'delivery_dead'::alert_kind, r.message_id, r.subscription_id, r.dead_reason || coalesce(' (last error: ' || r.error || ')', '')
   from r join upd using (id) where upd.outcome = 'dead'
+  union all
+  select 'key_blocked', r.message_id, r.subscription_id, 'the later messages of its key wait until it is re-sent, skipped or deleted'
+  from r join upd using (id) where upd.outcome = 'dead' and upd.blocks
+    and not exists (select 1 from alerts a where a.resolved_at is null and a.kind = 'key_blocked' and a.message_id = r.message_id and a.subscription_id = r.subscription_id)
 )
 select outcome, count(*)::int as n from upd group by outcome`;
 

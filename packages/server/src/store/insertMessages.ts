@@ -32,7 +32,7 @@ with input as (
          case when state = 'prepared' then now() + make_interval(secs => check_after_ms / 1000) end
   from input
   on conflict (id) do nothing
-  returning id, seq, topic, tag, state, deliver_at, created_at, committed_at, next_check_at
+  returning id, seq, topic, tag, key, state, deliver_at, created_at, committed_at, next_check_at
 ), ${fanOut("ins", "$2", "$3")}
 select ins.id, ins.seq, ${ms("ins.created_at")} as created_ms, ${ms("ins.deliver_at")} as deliver_ms,
        ${ms("ins.committed_at")} as committed_ms, ${ms("ins.next_check_at")} as check_ms,

@@ -74,18 +74,35 @@ export async function resendMessage(db: Db, messageId: string, subscriptionId: n
 // $1 message id; $2 subscription id or null; $3 reason. Pending deliveries become dead. The
 // lease of an attempt in flight is kept: its result is no longer recorded (the row is dead), and
 // a re-send before the lease ends waits for it rather than starting a second attempt beside it.
+// On a subscription ordered by key with onDead "skip", the key goes on (unblock).
 export async function markDead(db: Db, messageId: string, subscriptionId: number | null, reason: string): Promise<number> {
   const { rowCount } = await db.query(
-    `update deliveries set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false
+    `update deliveries d set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false, skipped_at = null,
+            unblock = d.order_key is not null and exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip')
       where message_id = $1 and ($2::bigint is null or subscription_id = $2) and state = 'pending'`,
     [messageId, subscriptionId, storableText(reason, 1000)],
   );
   return rowCount ?? 0;
 }
 
+// $1 message id. Deletes the message (its deliveries, attempts and alerts go with it), and wakes
+// the deliveries parked behind its deliveries in their keys (ordering "key"): a claim takes the
+// next of each key, or parks it again if something else still holds the key.
+const DELETE_SQL = `
+with keys as (
+  select subscription_id, order_key from deliveries where message_id = $1 and order_key is not null
+), gone as (
+  delete from messages where id = $1 returning id
+), woken as (
+  update deliveries d set parked = false, next_attempt_at = now()
+    from keys k
+   where d.subscription_id = k.subscription_id and d.order_key = k.order_key and d.parked and d.state = 'pending' and d.message_id <> $1
+)
+select count(*)::int as n from gone`;
+
 export async function deleteMessage(db: Db, messageId: string): Promise<boolean> {
-  const { rowCount } = await db.query("delete from messages where id = $1", [messageId]);
-  return (rowCount ?? 0) > 0;
+  const { rows } = await db.query(DELETE_SQL, [messageId]);
+  return rows[0].n > 0;
 }
 
 export async function countPending(db: Db): Promise<number> {

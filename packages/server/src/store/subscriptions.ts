@@ -1,5 +1,5 @@
 import type { RetryPolicy } from "../domain/retrySchedule.ts";
-import type { Endpoint, SubscriptionRow } from "../domain/subscription.ts";
+import type { Endpoint, OnDead, Ordering, SubscriptionRow } from "../domain/subscription.ts";
 import type { Db } from "./db.ts";
 
 const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
@@ -12,6 +12,8 @@ const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
   retry: r.retry as RetryPolicy,
   enabled: r.enabled as boolean,
   maxInFlight: (r.max_in_flight as number | null) ?? null,
+  ordering: r.ordering as Ordering,
+  onDead: r.on_dead as OnDead,
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });
@@ -25,9 +27,9 @@ export type NewSubscription = Omit<SubscriptionRow, "id" | "createdAt" | "update
 /** Returns null when the name is taken. */
 export async function createSubscription(db: Db, s: NewSubscription): Promise<SubscriptionRow | null> {
   const { rows } = await db.query(
-    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight)
-     values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (name) do nothing returning *`,
-    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight],
+    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict (name) do nothing returning *`,
+    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead],
   );
   if (!rows[0]) return null;
   await announce(db);
@@ -53,6 +55,8 @@ export interface SubscriptionPatch {
   secret?: string | undefined;
   /** null: back to the service default. */
   maxInFlight?: number | null | undefined;
+  ordering?: Ordering | undefined;
+  onDead?: OnDead | undefined;
 }
 
 export async function updateSubscription(db: Db, name: string, p: SubscriptionPatch): Promise<SubscriptionRow | null> {
@@ -65,6 +69,8 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
          enabled = coalesce($7, enabled),
          secret = coalesce($8, secret),
          max_in_flight = case when $9 then $10 else max_in_flight end,
+         ordering = coalesce($11, ordering),
+         on_dead = coalesce($12, on_dead),
          updated_at = now()
        where name = $1 returning *`,
     [
@@ -78,11 +84,38 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
       p.secret ?? null,
       p.maxInFlight !== undefined,
       p.maxInFlight ?? null,
+      p.ordering ?? null,
+      p.onDead ?? null,
     ],
   );
   if (!rows[0]) return null;
+  if (p.ordering === "none") await unorder(db, rows[0].id as number);
+  else if (p.onDead === "skip") await unblockDead(db, rows[0].id as number);
   await announce(db);
   return toSubscription(rows[0]);
+}
+
+/**
+ * A subscription no longer ordered: its deliveries still waiting lose their place in a key, so
+ * they go out in any order like the rest (and are due at once if they were parked behind another).
+ * Switching to "key" orders the deliveries created from then on.
+ */
+async function unorder(db: Db, subscriptionId: number): Promise<void> {
+  await db.query(
+    `update deliveries set order_key = null, order_at = null, unblock = false,
+            next_attempt_at = case when parked then now() else next_attempt_at end, parked = false
+      where subscription_id = $1 and order_key is not null and state in ('pending', 'dead')`,
+    [subscriptionId],
+  );
+}
+
+/** onDead now "skip": the keys its dead deliveries hold go on (the next claim wakes what waits behind them). */
+async function unblockDead(db: Db, subscriptionId: number): Promise<void> {
+  await db.query(
+    `update deliveries set unblock = true
+      where subscription_id = $1 and order_key is not null and state = 'dead' and skipped_at is null`,
+    [subscriptionId],
+  );
 }
 
 export async function deleteSubscription(db: Db, name: string): Promise<boolean> {

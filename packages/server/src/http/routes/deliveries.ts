@@ -1,8 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
-import { TidingsError, invalid } from "../../domain/errors.ts";
+import { TidingsError, conflict, invalid, notFound } from "../../domain/errors.ts";
 import { listDeliveries } from "../../store/deliveryList.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
+import { skipDelivery } from "../../store/skipDelivery.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
 
@@ -39,6 +40,8 @@ const ListedDelivery = Type.Object({
   createdAt: Timestamp,
 });
 
+const DeliveryIdParams = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,18}$", description: "the delivery's id" }) }, { additionalProperties: false });
+
 /** Deliveries across messages: the dead-letter list an operator works through. */
 export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get<{ Querystring: ListDeliveriesQuery }>(
@@ -68,6 +71,28 @@ export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
         beforeId: q.cursor === undefined ? undefined : Number(q.cursor),
         limit,
       });
+    },
+  );
+
+  app.post<{ Params: Static<typeof DeliveryIdParams> }>(
+    "/v1/deliveries/:id/skip",
+    {
+      config: { auth: "admin" },
+      schema: {
+        tags: ["console"],
+        summary:
+          "Skip a dead delivery: on a subscription ordered by key with onDead block, its key goes on with the next message; its alerts are resolved. Idempotent; 409 when the delivery is not dead",
+        params: DeliveryIdParams,
+        response: { 200: Type.Object({ id: Type.Integer(), skipped: Type.Boolean() }), "4xx": ErrorBody },
+      },
+    },
+    async (request) => {
+      const id = Number(request.params.id);
+      const outcome = await skipDelivery(s.db, id);
+      if (outcome === "not_found") throw notFound(`delivery ${id}`);
+      if (outcome === "not_dead") throw conflict(`delivery ${id} is not dead: only a dead delivery can be skipped`);
+      s.dispatcher.wake();
+      return { id, skipped: true };
     },
   );
 }

@@ -394,6 +394,8 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
     async (request, reply) => {
       const message = await owned(request.principal, request.params.id);
       await deleteMessage(s.db, message.id);
+      // The next message of a key its deliveries held can go now.
+      s.dispatcher.wake();
       return reply.status(204).send();
     },
   );

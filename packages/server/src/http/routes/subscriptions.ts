@@ -72,6 +72,8 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
     },
     enabled: row.enabled,
     maxInFlight: row.maxInFlight,
+    ordering: row.ordering,
+    onDead: row.onDead,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
     ...(secret ? { secret } : {}),
@@ -120,6 +122,8 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
         retry: retryPolicy(body.retry),
         enabled: body.enabled ?? true,
         maxInFlight: body.maxInFlight ?? null,
+        ordering: body.ordering ?? "none",
+        onDead: body.onDead ?? "block",
       });
       if (!created) throw conflict(`a subscription named ${body.name} exists`);
       await s.subscriptions.reload();
@@ -168,6 +172,8 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
         retry: body.retry && retryPolicy(body.retry),
         enabled: body.enabled,
         maxInFlight: body.maxInFlight,
+        ordering: body.ordering,
+        onDead: body.onDead,
         secret,
       });
       if (!row) throw notFound(`subscription ${request.params.name}`);

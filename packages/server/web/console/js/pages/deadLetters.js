@@ -61,22 +61,45 @@ export async function renderDeadLetters(ctx) {
       ),
       time(d.deadAt),
       h(
-        "button",
-        {
-          type: "button",
-          class: "small",
-          "aria-label": `Re-send ${d.messageId} to ${d.subscription}`,
-          onclick: async (e) => {
-            const button = e.currentTarget;
-            const result = await act(button, () => api.post(`/v1/messages/${enc(d.messageId)}/resend`, { subscription: d.subscription }));
-            if (result) {
-              notify(`Re-sent ${d.messageId} to ${d.subscription}.`);
-              button.closest("tr").querySelector("td:nth-child(5)").replaceChildren(badge("pending", "re-sent"));
-              button.remove();
-            }
+        "div",
+        { class: "row" },
+        h(
+          "button",
+          {
+            type: "button",
+            class: "small",
+            "aria-label": `Re-send ${d.messageId} to ${d.subscription}`,
+            onclick: async (e) => {
+              const button = e.currentTarget;
+              const result = await act(button, () => api.post(`/v1/messages/${enc(d.messageId)}/resend`, { subscription: d.subscription }));
+              if (result) {
+                notify(`Re-sent ${d.messageId} to ${d.subscription}.`);
+                button.closest("tr").querySelector("td:nth-child(5)").replaceChildren(badge("pending", "re-sent"));
+                button.remove();
+              }
+            },
           },
-        },
-        "Re-send",
+          "Re-send",
+        ),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "small quiet",
+            "aria-label": `Skip ${d.messageId} for ${d.subscription}`,
+            title: "Leave it dead and let the later messages of its key go (subscriptions ordered by key)",
+            onclick: async (e) => {
+              const button = e.currentTarget;
+              const result = await act(button, () => api.post(`/v1/deliveries/${d.id}/skip`));
+              if (result) {
+                notify(`Skipped ${d.messageId} for ${d.subscription}: its key goes on.`);
+                button.closest("tr").querySelector("td:nth-child(5)").replaceChildren(badge("dead", "skipped"));
+                button.remove();
+              }
+            },
+          },
+          "Skip",
+        ),
       ),
     ]),
     { empty: q.subscription ? `No dead delivery for ${q.subscription}.` : "No dead delivery. All clear." },
@@ -89,7 +112,7 @@ export async function renderDeadLetters(ctx) {
       h(
         "span",
         {},
-        a.kind === "delivery_dead" ? badge("dead", "dead delivery") : badge("prepared", "in doubt"),
+        a.kind === "delivery_dead" ? badge("dead", "dead delivery") : a.kind === "key_blocked" ? badge("dead", "key blocked") : badge("prepared", "in doubt"),
         a.subscription ? h("div", { class: "small" }, a.subscription) : null,
       ),
       { value: h("a", { href: `#/messages/${enc(a.messageId)}` }, a.messageId), class: "id" },

@@ -211,6 +211,13 @@ export async function renderSubscription(ctx, name) {
         h("h2", { id: "h-counts" }, "Deliveries"),
         countsView,
         h("p", { class: "small muted" }, `${sub.topic} → ${sub.endpoint.url}`),
+        h(
+          "p",
+          { class: "small", id: "sub-ordering" },
+          sub.ordering === "key"
+            ? `Ordered by key: one delivery of a key at a time, in order; a dead one ${sub.onDead === "block" ? "blocks its key (alert: key blocked) until re-sent, skipped or deleted" : "is skipped"}.`
+            : "Not ordered: deliveries go out in any order.",
+        ),
       ),
       h("section", { class: "panel", "aria-labelledby": "h-resend" }, h("h2", { id: "h-resend" }, "Re-send dead deliveries"), resendForm, progress),
       recoveryPanel(

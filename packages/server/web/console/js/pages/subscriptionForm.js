@@ -39,6 +39,29 @@ export function subscriptionFields(s = null) {
       h("input", { name: "window", value: s?.retry.window ?? "", placeholder: "e.g. 24h", autocomplete: "off" }),
       h("span", { class: "hint" }, "no attempt after this long; empty: none"),
     ),
+    h(
+      "label",
+      {},
+      "Ordering",
+      h(
+        "select",
+        { name: "ordering" },
+        h("option", { value: "none", selected: (s?.ordering ?? "none") === "none" }, "none: any order"),
+        h("option", { value: "key", selected: s?.ordering === "key" }, "by key: one at a time, in order"),
+      ),
+      h("span", { class: "hint" }, "messages with the same key; keyless ones are not ordered"),
+    ),
+    h(
+      "label",
+      {},
+      "A dead delivery (ordered by key)",
+      h(
+        "select",
+        { name: "onDead" },
+        h("option", { value: "block", selected: (s?.onDead ?? "block") === "block" }, "blocks its key until re-sent, skipped or deleted"),
+        h("option", { value: "skip", selected: s?.onDead === "skip" }, "is skipped: the next goes"),
+      ),
+    ),
   );
 }
 
@@ -59,6 +82,8 @@ export function subscriptionBody(values, { creating }) {
     topic: values.topic,
     tags: split(values.tags),
     endpoint: { type: "http", url: values.url },
+    ordering: values.ordering || "none",
+    onDead: values.onDead || "block",
   };
   if (creating) body.name = values.name;
   if (creating ? Object.keys(retry).length > 0 : true) body.retry = retry;

@@ -1,0 +1,24 @@
+import type { Db } from "./db.ts";
+
+export type SkipOutcome = "skipped" | "not_dead" | "not_found";
+
+// $1 delivery id. A dead delivery is marked skipped: it no longer holds its key (ordering "key",
+// onDead "block"), and the next claim wakes the delivery behind it (unblock). Its open alerts
+// (delivery_dead, key_blocked) are resolved in the same statement. Skipping again is a no-op.
+const SKIP_SQL = `
+with skipped as (
+  update deliveries set skipped_at = coalesce(skipped_at, now()), unblock = (order_key is not null and skipped_at is null)
+   where id = $1 and state = 'dead'
+  returning message_id, subscription_id
+), resolved as (
+  update alerts a set resolved_at = now() from skipped
+   where a.resolved_at is null and a.kind in ('delivery_dead', 'key_blocked')
+     and a.message_id = skipped.message_id and a.subscription_id = skipped.subscription_id
+)
+select (select count(*)::int from skipped) as skipped, (select state::text from deliveries where id = $1) as state`;
+
+export async function skipDelivery(db: Db, id: number): Promise<SkipOutcome> {
+  const { rows } = await db.query(SKIP_SQL, [id]);
+  if (rows[0].skipped > 0) return "skipped";
+  return rows[0].state === null ? "not_found" : "not_dead";
+}

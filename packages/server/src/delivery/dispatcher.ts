@@ -12,6 +12,11 @@ export interface DispatcherOps {
   /** Gives leases back without an attempt. */
   release(leases: readonly Lease[]): Promise<void>;
   subscription(id: number): SubscriptionRow | undefined;
+  /**
+   * Whether a delivery of the subscription may start now: not while its circuit is open (a probe
+   * excepted) or a receiver's Retry-After holds it. One that may not is given back.
+   */
+  admit?(subscription: SubscriptionRow, delivery: LeasedDelivery): boolean;
   send(subscription: SubscriptionRow, delivery: LeasedDelivery, body: string, signal: AbortSignal): Promise<SendResult>;
   /** The lease token of a delivery leased to this node when it was created. */
   readonly nodeId: string;
@@ -272,7 +277,13 @@ export class Dispatcher {
   private place(held: Held, now: number, fromLane: boolean): void {
     const { delivery } = held;
     const subscription = this.ops.subscription(delivery.subscriptionId);
-    if (this.stopped || !subscription || !subscription.enabled || (fromLane && held.startBy < now)) {
+    if (
+      this.stopped ||
+      !subscription ||
+      !subscription.enabled ||
+      (fromLane && held.startBy < now) ||
+      (this.ops.admit !== undefined && !this.ops.admit(subscription, delivery))
+    ) {
       this.releaseLater(delivery);
       return;
     }
@@ -355,6 +366,8 @@ export class Dispatcher {
       nextAttemptAt: null,
       deadReason: null,
       firstAttemptAt: delivery.firstAttemptAt ?? startedAt,
+      // A 429's Retry-After holds the whole subscription back, not just this delivery.
+      ...(sent.statusCode === 429 && sent.retryAfterMs !== undefined ? { retryAfterMs: sent.retryAfterMs } : {}),
     };
     if (sent.ok) {
       this.results.add(base);
@@ -362,7 +375,10 @@ export class Dispatcher {
     }
     const firstAt = delivery.firstAttemptAt ?? startedAt;
     const next = afterFailure(subscription.retry, delivery.attemptInCycle, startedAt.getTime() - firstAt.getTime(), sent.retryAfterMs);
-    if (next.kind === "dead") {
+    if (next.kind === "dead" && delivery.probe && subscription.circuit) {
+      // A probe finds out whether the endpoint is back; its failure says no more than that.
+      this.results.add({ ...base, outcome: "failed", nextAttemptAt: new Date(startedAt.getTime() + latencyMs + subscription.circuit.probeEveryMs) });
+    } else if (next.kind === "dead") {
       this.log.warn({ messageId: delivery.message.id, subscription: subscription.name, reason: next.reason, error: sent.error }, "delivery is dead");
       this.results.add({ ...base, outcome: "dead", deadReason: next.reason });
     } else {

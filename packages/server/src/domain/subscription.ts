@@ -1,3 +1,4 @@
+import type { CircuitPolicy } from "./circuitBreaker.ts";
 import type { RetryPolicy } from "./retrySchedule.ts";
 
 /** POSTs the envelope, signed (Standard Webhooks), with the endpoint's own headers. */
@@ -54,6 +55,8 @@ export interface SubscriptionRow {
   ordering: Ordering;
   /** With ordering "key": whether a dead delivery holds its key ("block") or lets the next go ("skip"). */
   onDead: OnDead;
+  /** The circuit breaker's policy; null: no breaker. */
+  circuit: CircuitPolicy | null;
   createdAt: string;
   updatedAt: string;
 }

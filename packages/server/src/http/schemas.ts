@@ -138,6 +138,39 @@ const OnDead = Type.Union([Type.Literal("block"), Type.Literal("skip")], {
   description:
     'with ordering "key": a dead delivery holds its key, with a key_blocked alert, until it is re-sent, skipped or its message deleted ("block", default), or the next goes at once ("skip")',
 });
+const CircuitOptions = Type.Union(
+  [
+    Type.Object(
+      {
+        failures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: "failed attempts in a row that open the circuit (default 20)" })),
+        probeEvery: Type.Optional({ ...Duration, description: "while open, one probe delivery this often, across all nodes (default 30s)" }),
+        pauseAfter: Type.Optional(Nullable({ ...Duration, description: "open this long, the subscription is paused with an alert (default 3d); null: never" })),
+      },
+      { additionalProperties: false },
+    ),
+    Type.Null(),
+    Type.Literal(false),
+  ],
+  { description: "the circuit breaker; absent: the defaults; null or false: no breaker" },
+);
+export type CircuitOptions = Static<typeof CircuitOptions>;
+const SubscriptionHealth = Type.Object({
+  state: Type.String({ description: "closed, open (deliveries wait; one probe at intervals) or half_open (a probe in flight)" }),
+  consecutiveFailures: Type.Integer(),
+  openedAt: Nullable(Timestamp),
+  nextProbeAt: Nullable(Timestamp),
+  closedAt: Nullable(Timestamp),
+  throttledUntil: Nullable({ ...Timestamp, description: "a receiver's 429 Retry-After: nothing of the subscription is sent before" }),
+  opens: Type.Integer({ description: "times the circuit opened" }),
+  history: Type.Array(
+    Type.Object({
+      event: Type.String({ description: "opened, closed, auto_paused or reset" }),
+      at: Timestamp,
+      detail: Type.String(),
+    }),
+    { description: "the last 20 transitions, newest first" },
+  ),
+});
 export const CreateSubscription = Type.Object(
   {
     name: Name,
@@ -149,6 +182,7 @@ export const CreateSubscription = Type.Object(
     maxInFlight: Type.Optional(Nullable(MaxInFlight)),
     ordering: Type.Optional(Ordering),
     onDead: Type.Optional(OnDead),
+    circuit: Type.Optional(CircuitOptions),
   },
   { additionalProperties: false },
 );
@@ -163,6 +197,7 @@ export const PatchSubscription = Type.Object(
     maxInFlight: Type.Optional(Nullable(MaxInFlight)),
     ordering: Type.Optional(Ordering),
     onDead: Type.Optional(OnDead),
+    circuit: Type.Optional(CircuitOptions),
     rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new signing secret, returned once" })),
   },
   { additionalProperties: false },
@@ -187,6 +222,8 @@ export const Subscription = Type.Object({
   maxInFlight: Nullable(Type.Integer({ description: "null: the service default" })),
   ordering: Ordering,
   onDead: OnDead,
+  circuit: Nullable(Type.Object({ failures: Type.Integer(), probeEvery: Type.String(), pauseAfter: Nullable(Type.String()) })),
+  health: Type.Optional(SubscriptionHealth),
   createdAt: Timestamp,
   updatedAt: Timestamp,
   secret: Type.Optional(Type.String({ description: "only when created or rotated" })),

@@ -28,6 +28,8 @@ import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "../store/
 import { claimOrderedDeliveries } from "../store/orderedClaim.ts";
 import { migrate } from "../store/migrate.ts";
 import { countPending } from "../store/operatorActions.ts";
+import { HealthMonitor } from "../delivery/healthMonitor.ts";
+import { giveBackProbe, HEALTH_CHANNEL, loadHealth, pauseIfOpenTooLong, recordHealth, takeProbe } from "../store/subscriptionHealth.ts";
 
 /** Waits for `work`, but not longer than `ms`. */
 function within(work: Promise<unknown>, ms: number): Promise<void> {
@@ -65,9 +67,34 @@ export async function startService(config: Config, log: Logger): Promise<Running
 
   const admin = await resolveAdminKey(config.adminKey, config.dataDir);
   const nodeId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
-  const metrics = createMetrics(() => countPending(db));
-  const subscriptions = new SubscriptionCache(db, log);
+  const metrics = createMetrics(
+    () => countPending(db),
+    () => [...subscriptions.all()].map((sub) => ({ subscription: sub.name, open: health.health(sub.id).state !== "closed" })),
+  );
+  const subscriptions = new SubscriptionCache(db, log, 10_000, { [HEALTH_CHANNEL]: () => health.changed() });
   await subscriptions.start();
+  /** What claims take: the enabled subscriptions, less those `skip` names and those the circuits or a Retry-After hold. */
+  const claimable = (skip: ReadonlySet<number>): number[] => subscriptions.enabledIds().filter((id) => !skip.has(id) && !health.holds(id));
+  const claim = (limit: number, ids: readonly number[]) =>
+    subscriptions.anyOrdered() ? claimOrderedDeliveries(db, nodeId, config.leaseMs, limit, ids) : claimDueDeliveries(db, nodeId, config.leaseMs, limit, ids);
+  const health: HealthMonitor = new HealthMonitor(
+    {
+      load: () => loadHealth(db),
+      record: (tallies, policies) => recordHealth(db, tallies, policies),
+      takeProbe: (id, probeEveryMs) => takeProbe(db, id, probeEveryMs),
+      giveBackProbe: (id) => giveBackProbe(db, id),
+      claimOne: (id) => claim(1, [id]),
+      pause: (id, pauseAfterMs) => pauseIfOpenTooLong(db, id, pauseAfterMs),
+      subscription: (id) => subscriptions.get(id),
+      enabledIds: () => subscriptions.enabledIds(),
+      push: (deliveries) => dispatcher.push(deliveries),
+      wake: () => dispatcher.wake(),
+      opened: (sub) => metrics.circuitOpens.inc({ subscription: sub.name }),
+    },
+    config.pollIntervalMs,
+    log,
+  );
+  await health.start();
   // The endpoint network policy, judged on the address each connection goes to.
   const judge = compileNetworkPolicy({ allow: config.endpointAllow, deny: config.endpointDeny });
   const transport = new HttpTransport(config.deliveryTimeoutMs, config.deliveryConcurrency, judge);
@@ -79,6 +106,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       metrics.failed.inc(counts.failed);
       metrics.dead.inc(counts.dead);
       let soonest = Infinity;
+      health.onResults(batch);
       let keyMoved = false;
       for (const r of batch) {
         metrics.deliveryLatency.observe(r.latencyMs / 1000);
@@ -94,13 +122,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const dispatcher = new Dispatcher(
     {
       nodeId,
-      claim: (limit, skip) => {
-        const all = subscriptions.enabledIds();
-        const ids = skip.size === 0 ? all : all.filter((id) => !skip.has(id));
-        return subscriptions.anyOrdered()
-          ? claimOrderedDeliveries(db, nodeId, config.leaseMs, limit, ids)
-          : claimDueDeliveries(db, nodeId, config.leaseMs, limit, ids);
-      },
+      claim: (limit, skip) => claim(limit, claimable(skip)),
+      admit: (subscription, delivery) => health.admits(subscription, delivery),
       release: (leases) => releaseDeliveries(db, leases),
       subscription: (id) => subscriptions.get(id),
       send: (subscription, delivery, body, signal) => sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret, signal }),
@@ -197,6 +220,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       (closing ??= (async () => {
         await within(server.close(), 3000);
         retention.stop();
+        health.stop();
         await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000)]);
         await results.drain(3000);
         await subscriptions.stop();

@@ -1,3 +1,4 @@
+import type { CircuitPolicy } from "../domain/circuitBreaker.ts";
 import type { RetryPolicy } from "../domain/retrySchedule.ts";
 import type { Endpoint, OnDead, Ordering, SubscriptionRow } from "../domain/subscription.ts";
 import type { Db } from "./db.ts";
@@ -14,6 +15,7 @@ const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
   maxInFlight: (r.max_in_flight as number | null) ?? null,
   ordering: r.ordering as Ordering,
   onDead: r.on_dead as OnDead,
+  circuit: (r.circuit as CircuitPolicy | null) ?? null,
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });
@@ -27,9 +29,9 @@ export type NewSubscription = Omit<SubscriptionRow, "id" | "createdAt" | "update
 /** Returns null when the name is taken. */
 export async function createSubscription(db: Db, s: NewSubscription): Promise<SubscriptionRow | null> {
   const { rows } = await db.query(
-    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict (name) do nothing returning *`,
-    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead],
+    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead, circuit)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) on conflict (name) do nothing returning *`,
+    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead, s.circuit],
   );
   if (!rows[0]) return null;
   await announce(db);
@@ -57,6 +59,8 @@ export interface SubscriptionPatch {
   maxInFlight?: number | null | undefined;
   ordering?: Ordering | undefined;
   onDead?: OnDead | undefined;
+  /** null: no breaker. */
+  circuit?: CircuitPolicy | null | undefined;
 }
 
 export async function updateSubscription(db: Db, name: string, p: SubscriptionPatch): Promise<SubscriptionRow | null> {
@@ -71,6 +75,7 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
          max_in_flight = case when $9 then $10 else max_in_flight end,
          ordering = coalesce($11, ordering),
          on_dead = coalesce($12, on_dead),
+         circuit = case when $13 then $14::jsonb else circuit end,
          updated_at = now()
        where name = $1 returning *`,
     [
@@ -86,6 +91,8 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
       p.maxInFlight ?? null,
       p.ordering ?? null,
       p.onDead ?? null,
+      p.circuit !== undefined,
+      p.circuit ? JSON.stringify(p.circuit) : null,
     ],
   );
   if (!rows[0]) return null;

@@ -2,19 +2,30 @@ import type { FastifyInstance } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { conflict, invalid, notFound } from "../../domain/errors.ts";
 import { formatDuration } from "../../domain/duration.ts";
+import { CircuitPolicyError, compileCircuitPolicy, type CircuitPolicy } from "../../domain/circuitBreaker.ts";
 import { compileRetryPolicy, RetryPolicyError, type RetryPolicy } from "../../domain/retrySchedule.ts";
 import type { Endpoint, SubscriptionRow } from "../../domain/subscription.ts";
 import { newSigningSecret } from "../../transports/signature.ts";
 import { maskUrl, parseBrokerUrl } from "../../transports/brokerUrl.ts";
 import { createSubscription, deleteSubscription, getSubscription, listSubscriptions, updateSubscription } from "../../store/subscriptions.ts";
+import { healthOf, resetHealth, type HealthRecord } from "../../store/subscriptionHealth.ts";
 import type { RouteServices } from "../routeServices.ts";
-import { CreateSubscription, ErrorBody, NameParams, PatchSubscription, Subscription, type RetryOptions } from "../schemas.ts";
+import { type CircuitOptions, CreateSubscription, ErrorBody, NameParams, PatchSubscription, Subscription, type RetryOptions } from "../schemas.ts";
 
 function retryPolicy(options: RetryOptions | undefined): RetryPolicy {
   try {
     return compileRetryPolicy(options);
   } catch (error) {
     if (error instanceof RetryPolicyError) throw invalid(error.field, error.message);
+    throw error;
+  }
+}
+
+function circuitPolicy(options: CircuitOptions | undefined): CircuitPolicy | null {
+  try {
+    return compileCircuitPolicy(options);
+  } catch (error) {
+    if (error instanceof CircuitPolicyError) throw invalid(error.field, error.message);
     throw error;
   }
 }
@@ -59,7 +70,7 @@ function checkHeaders(headers: Record<string, string> | undefined): void {
 }
 
 /** What the API shows of a subscription: durations spelled back, the secret never (but once). */
-export function showSubscription(row: SubscriptionRow, secret?: string) {
+export function showSubscription(row: SubscriptionRow, secret?: string, health?: HealthRecord) {
   return {
     name: row.name,
     topic: row.topic,
@@ -74,6 +85,15 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
     maxInFlight: row.maxInFlight,
     ordering: row.ordering,
     onDead: row.onDead,
+    circuit:
+      row.circuit === null
+        ? null
+        : {
+            failures: row.circuit.failures,
+            probeEvery: formatDuration(row.circuit.probeEveryMs),
+            pauseAfter: row.circuit.pauseAfterMs === null ? null : formatDuration(row.circuit.pauseAfterMs),
+          },
+    ...(health ? { health } : {}),
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
     ...(secret ? { secret } : {}),
@@ -124,6 +144,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
         maxInFlight: body.maxInFlight ?? null,
         ordering: body.ordering ?? "none",
         onDead: body.onDead ?? "block",
+        circuit: circuitPolicy(body.circuit),
       });
       if (!created) throw conflict(`a subscription named ${body.name} exists`);
       await s.subscriptions.reload();
@@ -141,11 +162,19 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
 
   app.get<{ Params: NameParams }>(
     "/v1/subscriptions/:name",
-    { config, schema: { tags, summary: "Get a subscription", params: NameParams, response: { 200: Subscription, "4xx": ErrorBody } } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Get a subscription, with its circuit's state and history",
+        params: NameParams,
+        response: { 200: Subscription, "4xx": ErrorBody },
+      },
+    },
     async (request) => {
       const row = await getSubscription(s.db, request.params.name);
       if (!row) throw notFound(`subscription ${request.params.name}`);
-      return showSubscription(row);
+      return showSubscription(row, undefined, await healthOf(s.db, row.id));
     },
   );
 
@@ -174,9 +203,14 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
         maxInFlight: body.maxInFlight,
         ordering: body.ordering,
         onDead: body.onDead,
+        circuit: body.circuit === undefined ? undefined : circuitPolicy(body.circuit),
         secret,
       });
       if (!row) throw notFound(`subscription ${request.params.name}`);
+      // Resuming (or turning the breaker off) closes the circuit: what waited is due now.
+      if (body.enabled === true || (body.circuit !== undefined && row.circuit === null)) {
+        await resetHealth(s.db, row.id, body.enabled === true ? "resumed" : "circuit breaker turned off");
+      }
       await s.subscriptions.reload();
       if (row.enabled) s.dispatcher.wake();
       return showSubscription(row, secret);

@@ -160,7 +160,13 @@ test("a circuit open longer than pauseAfter pauses its subscription with an aler
   down = false;
   const resumed = await admin.patch("/v1/subscriptions/gone", { enabled: true });
   assert.equal(resumed.status, 200);
-  await waitFor("what waited delivered", () => ids.every((id) => receiver.deliveredIds().has(id)), 10_000);
+  await waitFor("what waited delivered", () => ids.every((id) => receiver.deliveredIds().has(id)), 10_000).catch(async (error) => {
+    const { rows } = await db.query(
+      "select d.state, d.attempts, d.next_attempt_at - now() as due_in, d.lease_owner, d.parked from deliveries d join subscriptions s on s.id = d.subscription_id where s.name = 'gone' and d.state <> 'delivered'",
+    );
+    const h = await db.query("select h.* from subscription_health h join subscriptions s on s.id = h.subscription_id where s.name = 'gone'");
+    throw new Error(`${error}: ${JSON.stringify(rows)} ${JSON.stringify(h.rows)}`);
+  });
   const shown = (await admin.get("/v1/subscriptions/gone")).body;
   assert.equal(shown.health.state, "closed");
   assert.equal(shown.health.history[0].event, "reset");
@@ -187,4 +193,37 @@ test("circuit options: bad fields are refused naming the field; null turns the b
   assert.deepEqual(on.body.circuit, { failures: 3, probeEvery: "30s", pauseAfter: "3d" });
   const openapi = await (await fetch(`${service.url}/openapi.json`)).text();
   assert.match(openapi, /probeEvery/);
+});
+
+test("a receiver's 429 with Retry-After holds the whole subscription back, on every node", async () => {
+  const other = await startTestService(database.url);
+  try {
+    let throttledAt = 0;
+    receiver.behaviour = (r) => {
+      if (r.path !== "/busy") return 200;
+      if (throttledAt === 0) {
+        throttledAt = Date.now();
+        return { status: 429, headers: { "retry-after": "2" } };
+      }
+      return 200;
+    };
+    await admin.post("/v1/subscriptions", { name: "busy", topic: "t.busy", endpoint: { type: "http", url: `${receiver.url}/busy` } });
+    const first = (await admin.post("/v1/messages", { topic: "t.busy", payload: { first: true } })).body.id;
+    await waitFor("the 429", () => throttledAt > 0);
+    await waitFor("the 429 recorded", async () => (await admin.get("/v1/subscriptions/busy")).body.health.throttledUntil !== null);
+    // Sent through the other process: it pushes its own deliveries, and must hold them too.
+    const otherAdmin = api(other.url, ADMIN_KEY);
+    const later: string[] = [];
+    for (let i = 0; i < 10; i++) later.push((await otherAdmin.post("/v1/messages", { topic: "t.busy", payload: { i } })).body.id);
+    await waitFor("all delivered", () => [first, ...later].every((id) => receiver.deliveredIds().has(id)), 15_000);
+    const busy = receiver.received.filter((r) => r.path === "/busy" && r.at > throttledAt);
+    const soonest = Math.min(...busy.map((r) => r.at));
+    // Retry-After is whole seconds; the service counts from the end of the attempt (a few ms later).
+    assert.ok(soonest - throttledAt >= 1990, `the next delivery went ${soonest - throttledAt} ms after the 429`);
+    assert.ok(soonest - throttledAt < 4000, `the backlog went ${soonest - throttledAt} ms after the 429`);
+    const health = (await admin.get("/v1/subscriptions/busy")).body.health;
+    assert.equal(health.state, "closed");
+  } finally {
+    await other.close();
+  }
 });

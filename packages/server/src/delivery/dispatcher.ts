@@ -17,6 +17,11 @@ export interface DispatcherOps {
    * excepted) or a receiver's Retry-After holds it. One that may not is given back.
    */
   admit?(subscription: SubscriptionRow, delivery: LeasedDelivery): boolean;
+  /**
+   * Whether the subscription's deliveries go only by claims, which hold its limits across all
+   * nodes: one pushed from memory (leased when it was created) is given back and claimed.
+   */
+  claimsOnly?(subscription: SubscriptionRow): boolean;
   send(subscription: SubscriptionRow, delivery: LeasedDelivery, body: string, signal: AbortSignal): Promise<SendResult>;
   /** The lease token of a delivery leased to this node when it was created. */
   readonly nodeId: string;
@@ -78,6 +83,8 @@ export class Dispatcher {
   private polling = false;
   private pollAgain = false;
   private releases: Lease[] = [];
+  /** A delivery given back to go by a claim: claim once the release is written. */
+  private claimAfterRelease = false;
   /** The claim running now, if any: stop() waits for it and gives back what it took. */
   private claiming: Promise<unknown> | null = null;
   /** The last claim came back full: more is due than fitted. */
@@ -287,6 +294,10 @@ export class Dispatcher {
       this.releaseLater(delivery);
       return;
     }
+    if (delivery.lease === undefined && this.ops.claimsOnly?.(subscription)) {
+      this.releaseLater(delivery, true);
+      return;
+    }
     const lane = this.lane(subscription.id);
     const cap = this.capOf(subscription);
     if (!this.canStart(subscription, lane)) {
@@ -391,12 +402,20 @@ export class Dispatcher {
     return delivery.lease ?? this.ops.nodeId;
   }
 
-  private releaseLater(delivery: LeasedDelivery): void {
+  private releaseLater(delivery: LeasedDelivery, claimAfter = false): void {
     this.releases.push({ deliveryId: delivery.deliveryId, lease: this.leaseOf(delivery) });
+    if (claimAfter) this.claimAfterRelease = true;
     if (this.releases.length === 1 && !this.stopped) {
       setImmediate(() => {
         const leases = this.releases.splice(0);
-        if (leases.length > 0) this.ops.release(leases).catch((error: unknown) => this.log.warn({ err: error }, "releasing leases failed"));
+        const claim = this.claimAfterRelease;
+        this.claimAfterRelease = false;
+        if (leases.length > 0) {
+          this.ops.release(leases).then(
+            () => claim && this.wake(),
+            (error: unknown) => this.log.warn({ err: error }, "releasing leases failed"),
+          );
+        }
       });
     }
   }

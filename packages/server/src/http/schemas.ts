@@ -128,7 +128,7 @@ const MaxInFlight = Type.Integer({
   minimum: 1,
   maximum: 10_000,
   description:
-    "a hard limit on this subscription's deliveries in flight at once per service process; null or absent: the service's fair share (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
+    "a hard limit on this subscription's deliveries in flight at once, across all service processes; null or absent: the service's fair share per process (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
 });
 const Ordering = Type.Union([Type.Literal("none"), Type.Literal("key")], {
   description:
@@ -137,6 +137,11 @@ const Ordering = Type.Union([Type.Literal("none"), Type.Literal("key")], {
 const OnDead = Type.Union([Type.Literal("block"), Type.Literal("skip")], {
   description:
     'with ordering "key": a dead delivery holds its key, with a key_blocked alert, until it is re-sent, skipped or its message deleted ("block", default), or the next goes at once ("skip")',
+});
+const RateLimit = Type.Number({
+  exclusiveMinimum: 0,
+  maximum: 100_000,
+  description: "attempts per second, across all service processes (a token bucket of a fifth of a second's worth); null or absent: no limit",
 });
 const CircuitOptions = Type.Union(
   [
@@ -183,6 +188,7 @@ export const CreateSubscription = Type.Object(
     ordering: Type.Optional(Ordering),
     onDead: Type.Optional(OnDead),
     circuit: Type.Optional(CircuitOptions),
+    rateLimit: Type.Optional(Nullable(RateLimit)),
   },
   { additionalProperties: false },
 );
@@ -198,6 +204,7 @@ export const PatchSubscription = Type.Object(
     ordering: Type.Optional(Ordering),
     onDead: Type.Optional(OnDead),
     circuit: Type.Optional(CircuitOptions),
+    rateLimit: Type.Optional(Nullable(RateLimit)),
     rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new signing secret, returned once" })),
   },
   { additionalProperties: false },
@@ -220,6 +227,7 @@ export const Subscription = Type.Object({
   retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
   enabled: Type.Boolean(),
   maxInFlight: Nullable(Type.Integer({ description: "null: the service default" })),
+  rateLimit: Nullable(Type.Number({ description: "attempts per second across all nodes; null: none" })),
   ordering: Ordering,
   onDead: OnDead,
   circuit: Nullable(Type.Object({ failures: Type.Integer(), probeEvery: Type.String(), pauseAfter: Nullable(Type.String()) })),

@@ -26,6 +26,8 @@ import { appByKeyHash } from "../store/apps.ts";
 import { createPool } from "../store/db.ts";
 import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "../store/deliveryAttempts.ts";
 import { claimOrderedDeliveries } from "../store/orderedClaim.ts";
+import { claimWithinLimits } from "../store/subscriptionLimits.ts";
+import type { ClaimBatch, LeasedDelivery } from "../domain/delivery.ts";
 import { migrate } from "../store/migrate.ts";
 import { countPending } from "../store/operatorActions.ts";
 import { HealthMonitor } from "../delivery/healthMonitor.ts";
@@ -77,6 +79,33 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const claimable = (skip: ReadonlySet<number>): number[] => subscriptions.enabledIds().filter((id) => !skip.has(id) && !health.holds(id));
   const claim = (limit: number, ids: readonly number[]) =>
     subscriptions.anyOrdered() ? claimOrderedDeliveries(db, nodeId, config.leaseMs, limit, ids) : claimDueDeliveries(db, nodeId, config.leaseMs, limit, ids);
+  /** A subscription with a rate limit or maxInFlight: its deliveries go only by claims within its limits. */
+  const limited = (id: number): boolean => {
+    const sub = subscriptions.get(id);
+    return !!sub && (sub.rateLimit !== null || sub.maxInFlight !== null);
+  };
+  /**
+   * A claim: first each limited subscription's own, within its limits across all nodes (a bucket
+   * that ran dry sets the next poll for its next token), then the rest together.
+   */
+  const claimAll = async (limit: number, skip: ReadonlySet<number>): Promise<ClaimBatch> => {
+    const ids = claimable(skip);
+    const taken: LeasedDelivery[] = [];
+    let left = limit;
+    for (const id of ids) {
+      const sub = subscriptions.get(id);
+      if (!sub || !limited(id) || left <= 0) continue;
+      const { batch, waitMs } = await claimWithinLimits(db, id, sub, left, (n) => claim(n, [id]));
+      taken.push(...batch);
+      left -= batch.length;
+      if (waitMs !== null) dispatcher.wakeAt(Date.now() + waitMs);
+    }
+    const rest = ids.filter((id) => !limited(id));
+    const batch: ClaimBatch = left > 0 && rest.length > 0 ? await claim(left, rest) : [];
+    const all: ClaimBatch = taken.length === 0 ? batch : [...taken, ...batch];
+    all.more = batch.more === true || (left > 0 && rest.length > 0 && batch.length === left);
+    return all;
+  };
   const health: HealthMonitor = new HealthMonitor(
     {
       load: () => loadHealth(db),
@@ -111,7 +140,10 @@ export async function startService(config: Config, log: Logger): Promise<Running
       for (const r of batch) {
         metrics.deliveryLatency.observe(r.latencyMs / 1000);
         if (r.nextAttemptAt && r.nextAttemptAt.getTime() < soonest) soonest = r.nextAttemptAt.getTime();
-        if (r.outcome !== "failed" && subscriptions.get(r.subscriptionId)?.ordering === "key") keyMoved = true;
+        const sub = subscriptions.get(r.subscriptionId);
+        if (r.outcome !== "failed" && sub?.ordering === "key") keyMoved = true;
+        // A slot of a subscription limited across nodes came free: the next claim may take more of it.
+        if (sub?.maxInFlight != null) keyMoved = true;
       }
       // A key's delivery finished: the next one of its key is for the next claim, at once.
       if (keyMoved) dispatcher.wake();
@@ -122,7 +154,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const dispatcher = new Dispatcher(
     {
       nodeId,
-      claim: (limit, skip) => claim(limit, claimable(skip)),
+      claim: claimAll,
+      claimsOnly: (subscription) => subscription.rateLimit !== null || subscription.maxInFlight !== null,
       admit: (subscription, delivery) => health.admits(subscription, delivery),
       release: (leases) => releaseDeliveries(db, leases),
       subscription: (id) => subscriptions.get(id),

@@ -87,7 +87,9 @@ export async function recordHealth(db: Db, tallies: ReadonlyMap<number, Tally>, 
         await tx.query(DUE_NOW_SQL, [c.subscriptionId]);
       }
     }
-    if (out.some((c) => c.event !== null || c.health.throttledUntil !== null)) await tx.query(`select pg_notify('${HEALTH_CHANNEL}', '')`);
+    // Other nodes stop (or resume) at once rather than on their next reload.
+    if (out.some((c) => c.event !== null || tallies.get(c.subscriptionId)!.throttledUntil !== null))
+      await tx.query(`select pg_notify('${HEALTH_CHANNEL}', '')`);
     return out;
   });
   return changes;

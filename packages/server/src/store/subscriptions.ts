@@ -13,6 +13,7 @@ const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
   retry: r.retry as RetryPolicy,
   enabled: r.enabled as boolean,
   maxInFlight: (r.max_in_flight as number | null) ?? null,
+  rateLimit: (r.rate_limit as number | null) ?? null,
   ordering: r.ordering as Ordering,
   onDead: r.on_dead as OnDead,
   circuit: (r.circuit as CircuitPolicy | null) ?? null,
@@ -29,9 +30,9 @@ export type NewSubscription = Omit<SubscriptionRow, "id" | "createdAt" | "update
 /** Returns null when the name is taken. */
 export async function createSubscription(db: Db, s: NewSubscription): Promise<SubscriptionRow | null> {
   const { rows } = await db.query(
-    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead, circuit)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) on conflict (name) do nothing returning *`,
-    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead, s.circuit],
+    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead, circuit, rate_limit)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) on conflict (name) do nothing returning *`,
+    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead, s.circuit, s.rateLimit],
   );
   if (!rows[0]) return null;
   await announce(db);
@@ -61,6 +62,8 @@ export interface SubscriptionPatch {
   onDead?: OnDead | undefined;
   /** null: no breaker. */
   circuit?: CircuitPolicy | null | undefined;
+  /** null: no limit. */
+  rateLimit?: number | null | undefined;
 }
 
 export async function updateSubscription(db: Db, name: string, p: SubscriptionPatch): Promise<SubscriptionRow | null> {
@@ -76,6 +79,7 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
          ordering = coalesce($11, ordering),
          on_dead = coalesce($12, on_dead),
          circuit = case when $13 then $14::jsonb else circuit end,
+         rate_limit = case when $15 then $16::float8 else rate_limit end,
          updated_at = now()
        where name = $1 returning *`,
     [
@@ -93,6 +97,8 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
       p.onDead ?? null,
       p.circuit !== undefined,
       p.circuit ? JSON.stringify(p.circuit) : null,
+      p.rateLimit !== undefined,
+      p.rateLimit ?? null,
     ],
   );
   if (!rows[0]) return null;

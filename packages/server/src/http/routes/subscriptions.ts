@@ -83,6 +83,7 @@ export function showSubscription(row: SubscriptionRow, secret?: string, health?:
     },
     enabled: row.enabled,
     maxInFlight: row.maxInFlight,
+    rateLimit: row.rateLimit,
     ordering: row.ordering,
     onDead: row.onDead,
     circuit:
@@ -145,6 +146,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
         ordering: body.ordering ?? "none",
         onDead: body.onDead ?? "block",
         circuit: circuitPolicy(body.circuit),
+        rateLimit: body.rateLimit ?? null,
       });
       if (!created) throw conflict(`a subscription named ${body.name} exists`);
       await s.subscriptions.reload();
@@ -193,24 +195,28 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
     async (request) => {
       const body = request.body;
       const secret = body.rotateSecret ? newSigningSecret() : undefined;
-      const current = body.endpoint ? (await getSubscription(s.db, request.params.name))?.endpoint : undefined;
+      const circuit = body.circuit === undefined ? undefined : circuitPolicy(body.circuit);
+      const retry = body.retry && retryPolicy(body.retry);
+      const closing = body.enabled === true || circuit === null;
+      const current = body.endpoint || closing ? await getSubscription(s.db, request.params.name) : null;
+      const given = body.endpoint && endpoint(body.endpoint, current?.endpoint);
+      // Resuming (or turning the breaker off) closes the circuit, before the subscription is
+      // enabled: what waited is due now, and its old open circuit cannot pause it again meanwhile.
+      if (current && closing) await resetHealth(s.db, current.id, body.enabled === true ? "resumed" : "circuit breaker turned off");
       const row = await updateSubscription(s.db, request.params.name, {
         topic: body.topic,
         tags: body.tags,
-        endpoint: body.endpoint && endpoint(body.endpoint, current),
-        retry: body.retry && retryPolicy(body.retry),
+        endpoint: given,
+        retry,
         enabled: body.enabled,
         maxInFlight: body.maxInFlight,
         ordering: body.ordering,
         onDead: body.onDead,
-        circuit: body.circuit === undefined ? undefined : circuitPolicy(body.circuit),
+        circuit,
+        rateLimit: body.rateLimit,
         secret,
       });
       if (!row) throw notFound(`subscription ${request.params.name}`);
-      // Resuming (or turning the breaker off) closes the circuit: what waited is due now.
-      if (body.enabled === true || (body.circuit !== undefined && row.circuit === null)) {
-        await resetHealth(s.db, row.id, body.enabled === true ? "resumed" : "circuit breaker turned off");
-      }
       await s.subscriptions.reload();
       if (row.enabled) s.dispatcher.wake();
       return showSubscription(row, secret);

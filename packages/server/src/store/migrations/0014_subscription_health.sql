@@ -38,3 +38,12 @@ alter table alerts alter column message_id drop not null;
 alter type alert_kind add value 'circuit_open';
 alter type alert_kind add value 'circuit_closed';
 alter type alert_kind add value 'subscription_auto_paused';
+
+-- Limits across all service processes. rate_limit: attempts per second (null: none), taken from a
+-- token bucket in subscription_health (tokens, as of tokens_at) by the claims of every node.
+-- maxInFlight is held by counting the subscription's leased deliveries under the health row's lock.
+alter table subscriptions add column rate_limit double precision check (rate_limit > 0);
+alter table subscription_health
+  add column tokens double precision,
+  add column tokens_at timestamptz;
+create index deliveries_leased on deliveries (subscription_id) where state = 'pending' and lease_owner is not null;

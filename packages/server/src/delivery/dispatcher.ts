@@ -146,6 +146,8 @@ export class Dispatcher {
     }
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = null;
+    // A retry (or the end of a Retry-After) it was waiting for still gets its poll after this one.
+    if (this.pollAt > Date.now()) this.wakeAfterPoll = Math.min(this.wakeAfterPoll, this.pollAt);
     this.pollAt = Infinity;
     void this.poll();
   }

@@ -18,6 +18,8 @@ export interface HealthOps {
   push(deliveries: readonly LeasedDelivery[]): void;
   /** Deliveries became due (a circuit closed, a throttle ended): claim now. */
   wake(): void;
+  /** Claim at this time (ms since the epoch, our clock): a throttle ends then. */
+  wakeAt(time: number): void;
   opened(subscription: SubscriptionRow): void;
 }
 
@@ -80,6 +82,12 @@ export class HealthMonitor {
     const { now, health } = await this.ops.load();
     this.skew = now - Date.now();
     this.view = health;
+    for (const h of health.values()) this.wakeWhenThrottleEnds(h);
+  }
+
+  /** A subscription held back by a Retry-After is claimed again as soon as it ends, not on the next tick. */
+  private wakeWhenThrottleEnds(h: Health): void {
+    if (h.throttledUntil !== null && h.throttledUntil > this.now()) this.ops.wakeAt(h.throttledUntil - this.skew + 1);
   }
 
   health(subscriptionId: number): Health {
@@ -140,6 +148,7 @@ export class HealthMonitor {
         let closed = false;
         for (const c of changes) {
           this.view.set(c.subscriptionId, c.health);
+          this.wakeWhenThrottleEnds(c.health);
           if (tallies.get(c.subscriptionId)?.succeeded) this.lastReset.set(c.subscriptionId, now);
           const subscription = this.ops.subscription(c.subscriptionId);
           if (c.event === "opened" && subscription) {

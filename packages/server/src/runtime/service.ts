@@ -118,6 +118,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       enabledIds: () => subscriptions.enabledIds(),
       push: (deliveries) => dispatcher.push(deliveries),
       wake: () => dispatcher.wake(),
+      wakeAt: (time) => dispatcher.wakeAt(time),
       opened: (sub) => metrics.circuitOpens.inc({ subscription: sub.name }),
     },
     config.pollIntervalMs,

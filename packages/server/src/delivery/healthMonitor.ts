@@ -1,12 +1,12 @@
 import type { Logger } from "pino";
-import { admits, count, HEALTHY, merge, NO_RESULTS, pauseDue, probeDue, type CircuitPolicy, type Health, type Tally } from "../domain/circuitBreaker.ts";
+import { admits, count, HEALTHY, merge, NO_RESULTS, pauseDue, probeDue, type Health, type Tally } from "../domain/circuitBreaker.ts";
 import type { AttemptResult, ClaimBatch, LeasedDelivery } from "../domain/delivery.ts";
 import type { SubscriptionRow } from "../domain/subscription.ts";
 import type { HealthChange } from "../store/subscriptionHealth.ts";
 
 export interface HealthOps {
   load(): Promise<{ now: number; health: Map<number, Health> }>;
-  record(tallies: ReadonlyMap<number, Tally>, policies: ReadonlyMap<number, CircuitPolicy | null>): Promise<HealthChange[]>;
+  record(tallies: ReadonlyMap<number, Tally>): Promise<HealthChange[]>;
   takeProbe(subscriptionId: number, probeEveryMs: number): Promise<boolean>;
   giveBackProbe(subscriptionId: number): Promise<void>;
   /** Claims one due delivery of the subscription (the probe). */
@@ -42,6 +42,7 @@ export class HealthMonitor {
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
   private stopped = false;
+  private started = false;
   private readonly lastReset = new Map<number, number>();
 
   constructor(
@@ -52,6 +53,7 @@ export class HealthMonitor {
 
   async start(): Promise<void> {
     await this.refresh();
+    this.started = true;
     this.schedule();
   }
 
@@ -72,6 +74,7 @@ export class HealthMonitor {
 
   /** Reloads the shared state (another node announced a change). */
   changed(): void {
+    if (!this.started || this.stopped) return;
     void this.refresh().then(
       () => this.ops.wake(),
       () => {},
@@ -134,10 +137,9 @@ export class HealthMonitor {
       while (this.pending.size > 0 && !this.stopped) {
         const tallies = this.pending;
         this.pending = new Map();
-        const policies = new Map([...tallies.keys()].map((id) => [id, this.ops.subscription(id)?.circuit ?? null]));
         let changes: HealthChange[];
         try {
-          changes = await this.ops.record(tallies, policies);
+          changes = await this.ops.record(tallies);
         } catch (error) {
           this.log.warn({ err: error }, "recording subscription health failed; retrying");
           for (const [id, t] of tallies) this.pending.set(id, merge(t, this.pending.get(id) ?? NO_RESULTS));

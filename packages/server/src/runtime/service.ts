@@ -73,6 +73,25 @@ export async function startService(config: Config, log: Logger): Promise<Running
     () => countPending(db),
     () => [...subscriptions.all()].map((sub) => ({ subscription: sub.name, open: health.health(sub.id).state !== "closed" })),
   );
+  // Started with the dispatcher; until then it ignores announcements of changes.
+  const health: HealthMonitor = new HealthMonitor(
+    {
+      load: () => loadHealth(db),
+      record: (tallies) => recordHealth(db, tallies),
+      takeProbe: (id, probeEveryMs) => takeProbe(db, id, probeEveryMs),
+      giveBackProbe: (id) => giveBackProbe(db, id),
+      claimOne: (id) => claim(1, [id]),
+      pause: (id, pauseAfterMs) => pauseIfOpenTooLong(db, id, pauseAfterMs),
+      subscription: (id) => subscriptions.get(id),
+      enabledIds: () => subscriptions.enabledIds(),
+      push: (deliveries) => dispatcher.push(deliveries),
+      wake: () => dispatcher.wake(),
+      wakeAt: (time) => dispatcher.wakeAt(time),
+      opened: (sub) => metrics.circuitOpens.inc({ subscription: sub.name }),
+    },
+    config.pollIntervalMs,
+    log,
+  );
   const subscriptions = new SubscriptionCache(db, log, 10_000, { [HEALTH_CHANNEL]: () => health.changed() });
   await subscriptions.start();
   /** What claims take: the enabled subscriptions, less those `skip` names and those the circuits or a Retry-After hold. */
@@ -106,25 +125,6 @@ export async function startService(config: Config, log: Logger): Promise<Running
     all.more = batch.more === true || (left > 0 && rest.length > 0 && batch.length === left);
     return all;
   };
-  const health: HealthMonitor = new HealthMonitor(
-    {
-      load: () => loadHealth(db),
-      record: (tallies, policies) => recordHealth(db, tallies, policies),
-      takeProbe: (id, probeEveryMs) => takeProbe(db, id, probeEveryMs),
-      giveBackProbe: (id) => giveBackProbe(db, id),
-      claimOne: (id) => claim(1, [id]),
-      pause: (id, pauseAfterMs) => pauseIfOpenTooLong(db, id, pauseAfterMs),
-      subscription: (id) => subscriptions.get(id),
-      enabledIds: () => subscriptions.enabledIds(),
-      push: (deliveries) => dispatcher.push(deliveries),
-      wake: () => dispatcher.wake(),
-      wakeAt: (time) => dispatcher.wakeAt(time),
-      opened: (sub) => metrics.circuitOpens.inc({ subscription: sub.name }),
-    },
-    config.pollIntervalMs,
-    log,
-  );
-  await health.start();
   // The endpoint network policy, judged on the address each connection goes to.
   const judge = compileNetworkPolicy({ allow: config.endpointAllow, deny: config.endpointDeny });
   const transport = new HttpTransport(config.deliveryTimeoutMs, config.deliveryConcurrency, judge);
@@ -230,6 +230,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     { intervalMs: config.retentionIntervalMs, batchSize: 1000 },
     log,
   );
+  await health.start();
   dispatcher.start();
   checkBack.start();
   retention.start();

@@ -40,9 +40,10 @@ export interface HealthChange {
  * Applies tallies of attempt results to the subscriptions' shared health: the rows are locked
  * (in id order, so that nodes writing at once never deadlock), the breaker's decision made
  * (`afterResults`, by the database's clock), written back, and each transition logged with an
- * alert; a closed circuit makes its waiting backlog due now. Answers the new health of each.
+ * alert; a closed circuit makes its waiting backlog due now. The policy is read with the rows,
+ * so a change of it applies from the next write on every node. Answers the new health of each.
  */
-export async function recordHealth(db: Db, tallies: ReadonlyMap<number, Tally>, policies: ReadonlyMap<number, CircuitPolicy | null>): Promise<HealthChange[]> {
+export async function recordHealth(db: Db, tallies: ReadonlyMap<number, Tally>): Promise<HealthChange[]> {
   const ids = [...tallies.keys()].sort((a, b) => a - b);
   if (ids.length === 0) return [];
   const changes = await inTransaction(db, async (tx) => {
@@ -50,14 +51,15 @@ export async function recordHealth(db: Db, tallies: ReadonlyMap<number, Tally>, 
       ids,
     ]);
     const { rows } = await tx.query(
-      "select now() as db_now, h.* from subscription_health h where subscription_id = any ($1::bigint[]) order by subscription_id for update",
+      `select now() as db_now, s.circuit, h.* from subscription_health h join subscriptions s on s.id = h.subscription_id
+        where h.subscription_id = any ($1::bigint[]) order by h.subscription_id for update of h`,
       [ids],
     );
     const out: HealthChange[] = [];
     for (const row of rows) {
       const id = Number(row.subscription_id);
       const now = (row.db_now as Date).getTime();
-      const { next, event } = afterResults(toHealth(row), tallies.get(id)!, policies.get(id) ?? null, now);
+      const { next, event } = afterResults(toHealth(row), tallies.get(id)!, (row.circuit as CircuitPolicy | null) ?? null, now);
       out.push({ subscriptionId: id, health: next, event });
     }
     const iso = (t: number | null) => (t === null ? null : new Date(t));

@@ -78,8 +78,11 @@ export class Dispatcher {
   private pollTimer: NodeJS.Timeout | null = null;
   /** When the pending poll timer fires (ms since epoch). */
   private pollAt = Infinity;
-  /** A wakeAt() that arrived during a poll, applied when it ends. */
-  private wakeAfterPoll = Infinity;
+  /**
+   * Poll times asked for (wakeAt) other than the one the timer is set for, soonest first: each
+   * still gets its poll, so a retry due just after an earlier wake is not left to the next tick.
+   */
+  private wakes: number[] = [];
   private polling = false;
   private pollAgain = false;
   private releases: Lease[] = [];
@@ -147,7 +150,7 @@ export class Dispatcher {
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = null;
     // A retry (or the end of a Retry-After) it was waiting for still gets its poll after this one.
-    if (this.pollAt > Date.now()) this.wakeAfterPoll = Math.min(this.wakeAfterPoll, this.pollAt);
+    if (this.pollAt > Date.now()) this.remember(this.pollAt);
     this.pollAt = Infinity;
     void this.poll();
   }
@@ -157,15 +160,27 @@ export class Dispatcher {
    * goes out on time rather than up to a poll interval late.
    */
   wakeAt(time: number): void {
-    if (this.stopped || time >= this.pollAt) return;
-    if (this.polling) {
-      this.wakeAfterPoll = Math.min(this.wakeAfterPoll, time);
+    if (this.stopped) return;
+    if (this.polling || time >= this.pollAt) {
+      this.remember(time);
       return;
     }
     if (this.pollTimer) clearTimeout(this.pollTimer);
+    if (this.pollAt > Date.now()) this.remember(this.pollAt);
     this.pollAt = time;
     this.pollTimer = setTimeout(() => this.wake(), Math.max(0, time - Date.now()));
     this.pollTimer.unref();
+  }
+
+  /** Keeps a poll time for later (those beyond a poll interval are covered by the regular tick). */
+  private remember(time: number): void {
+    if (time === Infinity || time > Date.now() + this.options.pollIntervalMs) return;
+    let i = 0;
+    while (i < this.wakes.length && this.wakes[i]! < time) i++;
+    if (this.wakes[i] === time) return;
+    this.wakes.splice(i, 0, time);
+    // Bounded: the latest ones go (a poll catches everything due by then anyway).
+    if (this.wakes.length > 64) this.wakes.length = 64;
   }
 
   private async poll(): Promise<void> {
@@ -195,8 +210,12 @@ export class Dispatcher {
       setImmediate(() => this.wake());
       return;
     }
-    this.pollAt = Math.min(Date.now() + this.options.pollIntervalMs, this.wakeAfterPoll);
-    this.wakeAfterPoll = Infinity;
+    // The soonest poll time asked for, if before the regular tick; those that passed during this poll are due at once.
+    const now = Date.now();
+    while (this.wakes.length > 1 && this.wakes[1]! <= now) this.wakes.shift();
+    const asked = this.wakes[0] ?? Infinity;
+    if (asked < now + this.options.pollIntervalMs) this.wakes.shift();
+    this.pollAt = Math.min(now + this.options.pollIntervalMs, asked);
     this.pollTimer = setTimeout(() => this.wake(), Math.max(0, this.pollAt - Date.now()));
     this.pollTimer.unref();
   }

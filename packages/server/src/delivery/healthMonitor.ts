@@ -23,6 +23,12 @@ export interface HealthOps {
   opened(subscription: SubscriptionRow): void;
 }
 
+/**
+ * How much longer than a Retry-After a subscription is held: the database's clock is known to a
+ * node only within half a round trip, and no delivery may start before the time a receiver named.
+ */
+const CLOCK_MARGIN_MS = 25;
+
 /** How often a subscription whose results are all successes resets its shared failure count. */
 const RESET_EVERY_MS = 1000;
 
@@ -82,15 +88,17 @@ export class HealthMonitor {
   }
 
   private async refresh(): Promise<void> {
+    const sent = Date.now();
     const { now, health } = await this.ops.load();
-    this.skew = now - Date.now();
+    // The statement ran about halfway through the round trip.
+    this.skew = now - (sent + Date.now()) / 2;
     this.view = health;
     for (const h of health.values()) this.wakeWhenThrottleEnds(h);
   }
 
   /** A subscription held back by a Retry-After is claimed again as soon as it ends, not on the next tick. */
   private wakeWhenThrottleEnds(h: Health): void {
-    if (h.throttledUntil !== null && h.throttledUntil > this.now()) this.ops.wakeAt(h.throttledUntil - this.skew + 1);
+    if (h.throttledUntil !== null && h.throttledUntil > this.now()) this.ops.wakeAt(h.throttledUntil - this.skew + CLOCK_MARGIN_MS + 1);
   }
 
   health(subscriptionId: number): Health {
@@ -100,7 +108,7 @@ export class HealthMonitor {
   /** Whether a delivery of the subscription may start now (a probe always may). */
   admits(subscription: SubscriptionRow, delivery?: LeasedDelivery): boolean {
     if (delivery?.probe) return true;
-    return admits(this.view.get(subscription.id), subscription.circuit, this.now());
+    return admits(this.view.get(subscription.id), subscription.circuit, this.now() - CLOCK_MARGIN_MS);
   }
 
   /** Whether claims should leave the subscription out now. */
@@ -108,7 +116,7 @@ export class HealthMonitor {
     const h = this.view.get(subscriptionId);
     if (!h) return false;
     const subscription = this.ops.subscription(subscriptionId);
-    return !admits(h, subscription?.circuit ?? null, this.now());
+    return !admits(h, subscription?.circuit ?? null, this.now() - CLOCK_MARGIN_MS);
   }
 
   /** Counts written attempt results into the shared state. */

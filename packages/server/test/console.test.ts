@@ -91,7 +91,8 @@ async function startWorld(label: string, down: string[]): Promise<World> {
       retry: { schedule: ["50ms", "50ms"], maxAttempts: 3 },
     },
     { name: "shipping", topic: "orders.paid", endpoint: { type: "http", url: `${receiver.url}/shipping` } },
-    { name: "audit", topic: "audit.events", endpoint: { type: "http", url: `${receiver.url}/audit` }, retry: { schedule: [], maxAttempts: 1 } },
+    // Its 30 dead letters in a row would open its circuit (and raise an alert); this world is about the dead letters.
+    { name: "audit", topic: "audit.events", endpoint: { type: "http", url: `${receiver.url}/audit` }, retry: { schedule: [], maxAttempts: 1 }, circuit: null },
   ];
   for (const s of subs) assert.equal((await admin.post("/v1/subscriptions", s)).status, 201);
   return {
@@ -616,6 +617,37 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await page.locator("#sub-status .badge.active").waitFor();
     await waitFor("the waiting message delivered after resume", () => world.deliveredTo("/audit").has(sent.body.id), UI_TIMEOUT_MS);
     assert.equal((await world.admin.get("/v1/subscriptions/audit")).body.enabled, true);
+  });
+
+  test("shows a subscription's circuit: a badge, what holds it and a timeline of its transitions", async (t) => {
+    const world = await ownWorld(t, "console_circuit");
+    // Nothing listens on port 1: every attempt fails at once.
+    const created = await world.admin.post("/v1/subscriptions", {
+      name: "unreachable",
+      topic: "down.events",
+      endpoint: { type: "http", url: "http://127.0.0.1:1/hooks" },
+      circuit: { failures: 2, probeEvery: "1h" },
+    });
+    assert.equal(created.status, 201);
+    for (let i = 0; i < 3; i++) await world.admin.post("/v1/messages", { topic: "down.events", payload: { i } });
+    await waitFor("the circuit open", async () => (await world.admin.get("/v1/subscriptions/unreachable")).body.health.state === "open", UI_TIMEOUT_MS);
+    const { page, go } = await openConsole(t, world);
+    await go("#/subscriptions/unreachable");
+    await page.getByRole("heading", { name: "Subscription unreachable" }).waitFor();
+    assert.equal(await page.locator("#circuit-badge .badge").innerText(), "circuit open");
+    const health = page.getByRole("region", { name: "Endpoint health" });
+    assert.match(await health.innerText(), /Opens after 2 failed attempts in a row; while open, one probe every 1h; paused after 3d open\./);
+    assert.match(await health.innerText(), /Open since .+; deliveries wait without spending attempts\. Next probe/);
+    assert.match(await health.locator("tbody tr").first().innerText(), /opened\t[23] attempts failed in a row/);
+    // Resuming closes it by hand, as the timeline says (the endpoint still being down, it opens again).
+    await page.getByRole("button", { name: "Pause" }).click();
+    await page.locator("#sub-status .badge.paused").waitFor();
+    await page.getByRole("button", { name: "Resume" }).click();
+    await page.locator("#sub-status .badge.active").waitFor();
+    await page.reload();
+    const reset = page.getByRole("region", { name: "Endpoint health" }).locator("tbody tr", { hasText: "closed by hand" });
+    await reset.waitFor();
+    assert.match(await reset.innerText(), /closed by hand\tresumed/);
   });
 
   test("subscriptions: creates one (its secret shown once), edits it, rotates its secret", async (t) => {

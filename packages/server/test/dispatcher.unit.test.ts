@@ -27,6 +27,8 @@ function subscription(id: number, extra: Partial<SubscriptionRow> = {}): Subscri
     maxInFlight: null,
     ordering: "none",
     onDead: "block",
+    circuit: null,
+    rateLimit: null,
     createdAt: "2026-01-01T00:00:00.000Z",
     updatedAt: "2026-01-01T00:00:00.000Z",
     ...extra,

@@ -12,6 +12,16 @@ export interface DispatcherOps {
   /** Gives leases back without an attempt. */
   release(leases: readonly Lease[]): Promise<void>;
   subscription(id: number): SubscriptionRow | undefined;
+  /**
+   * Whether a delivery of the subscription may start now: not while its circuit is open (a probe
+   * excepted) or a receiver's Retry-After holds it. One that may not is given back.
+   */
+  admit?(subscription: SubscriptionRow, delivery: LeasedDelivery): boolean;
+  /**
+   * Whether the subscription's deliveries go only by claims, which hold its limits across all
+   * nodes: one pushed from memory (leased when it was created) is given back and claimed.
+   */
+  claimsOnly?(subscription: SubscriptionRow): boolean;
   send(subscription: SubscriptionRow, delivery: LeasedDelivery, body: string, signal: AbortSignal): Promise<SendResult>;
   /** The lease token of a delivery leased to this node when it was created. */
   readonly nodeId: string;
@@ -68,11 +78,16 @@ export class Dispatcher {
   private pollTimer: NodeJS.Timeout | null = null;
   /** When the pending poll timer fires (ms since epoch). */
   private pollAt = Infinity;
-  /** A wakeAt() that arrived during a poll, applied when it ends. */
-  private wakeAfterPoll = Infinity;
+  /**
+   * Poll times asked for (wakeAt) other than the one the timer is set for, soonest first: each
+   * still gets its poll, so a retry due just after an earlier wake is not left to the next tick.
+   */
+  private wakes: number[] = [];
   private polling = false;
   private pollAgain = false;
   private releases: Lease[] = [];
+  /** A delivery given back to go by a claim: claim once the release is written. */
+  private claimAfterRelease = false;
   /** The claim running now, if any: stop() waits for it and gives back what it took. */
   private claiming: Promise<unknown> | null = null;
   /** The last claim came back full: more is due than fitted. */
@@ -134,6 +149,8 @@ export class Dispatcher {
     }
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = null;
+    // A retry (or the end of a Retry-After) it was waiting for still gets its poll after this one.
+    if (this.pollAt > Date.now()) this.remember(this.pollAt);
     this.pollAt = Infinity;
     void this.poll();
   }
@@ -143,15 +160,27 @@ export class Dispatcher {
    * goes out on time rather than up to a poll interval late.
    */
   wakeAt(time: number): void {
-    if (this.stopped || time >= this.pollAt) return;
-    if (this.polling) {
-      this.wakeAfterPoll = Math.min(this.wakeAfterPoll, time);
+    if (this.stopped) return;
+    if (this.polling || time >= this.pollAt) {
+      this.remember(time);
       return;
     }
     if (this.pollTimer) clearTimeout(this.pollTimer);
+    if (this.pollAt > Date.now()) this.remember(this.pollAt);
     this.pollAt = time;
     this.pollTimer = setTimeout(() => this.wake(), Math.max(0, time - Date.now()));
     this.pollTimer.unref();
+  }
+
+  /** Keeps a poll time for later (those beyond a poll interval are covered by the regular tick). */
+  private remember(time: number): void {
+    if (time === Infinity || time > Date.now() + this.options.pollIntervalMs) return;
+    let i = 0;
+    while (i < this.wakes.length && this.wakes[i]! < time) i++;
+    if (this.wakes[i] === time) return;
+    this.wakes.splice(i, 0, time);
+    // Bounded: the latest ones go (a poll catches everything due by then anyway).
+    if (this.wakes.length > 64) this.wakes.length = 64;
   }
 
   private async poll(): Promise<void> {
@@ -181,8 +210,12 @@ export class Dispatcher {
       setImmediate(() => this.wake());
       return;
     }
-    this.pollAt = Math.min(Date.now() + this.options.pollIntervalMs, this.wakeAfterPoll);
-    this.wakeAfterPoll = Infinity;
+    // The soonest poll time asked for, if before the regular tick; those that passed during this poll are due at once.
+    const now = Date.now();
+    while (this.wakes.length > 1 && this.wakes[1]! <= now) this.wakes.shift();
+    const asked = this.wakes[0] ?? Infinity;
+    if (asked < now + this.options.pollIntervalMs) this.wakes.shift();
+    this.pollAt = Math.min(now + this.options.pollIntervalMs, asked);
     this.pollTimer = setTimeout(() => this.wake(), Math.max(0, this.pollAt - Date.now()));
     this.pollTimer.unref();
   }
@@ -272,8 +305,18 @@ export class Dispatcher {
   private place(held: Held, now: number, fromLane: boolean): void {
     const { delivery } = held;
     const subscription = this.ops.subscription(delivery.subscriptionId);
-    if (this.stopped || !subscription || !subscription.enabled || (fromLane && held.startBy < now)) {
+    if (
+      this.stopped ||
+      !subscription ||
+      !subscription.enabled ||
+      (fromLane && held.startBy < now) ||
+      (this.ops.admit !== undefined && !this.ops.admit(subscription, delivery))
+    ) {
       this.releaseLater(delivery);
+      return;
+    }
+    if (delivery.lease === undefined && this.ops.claimsOnly?.(subscription)) {
+      this.releaseLater(delivery, true);
       return;
     }
     const lane = this.lane(subscription.id);
@@ -355,6 +398,8 @@ export class Dispatcher {
       nextAttemptAt: null,
       deadReason: null,
       firstAttemptAt: delivery.firstAttemptAt ?? startedAt,
+      // A 429's Retry-After holds the whole subscription back, not just this delivery.
+      ...(sent.statusCode === 429 && sent.retryAfterMs !== undefined ? { retryAfterMs: sent.retryAfterMs } : {}),
     };
     if (sent.ok) {
       this.results.add(base);
@@ -362,7 +407,10 @@ export class Dispatcher {
     }
     const firstAt = delivery.firstAttemptAt ?? startedAt;
     const next = afterFailure(subscription.retry, delivery.attemptInCycle, startedAt.getTime() - firstAt.getTime(), sent.retryAfterMs);
-    if (next.kind === "dead") {
+    if (next.kind === "dead" && delivery.probe && subscription.circuit) {
+      // A probe finds out whether the endpoint is back; its failure says no more than that.
+      this.results.add({ ...base, outcome: "failed", nextAttemptAt: new Date(startedAt.getTime() + latencyMs + subscription.circuit.probeEveryMs) });
+    } else if (next.kind === "dead") {
       this.log.warn({ messageId: delivery.message.id, subscription: subscription.name, reason: next.reason, error: sent.error }, "delivery is dead");
       this.results.add({ ...base, outcome: "dead", deadReason: next.reason });
     } else {
@@ -375,12 +423,20 @@ export class Dispatcher {
     return delivery.lease ?? this.ops.nodeId;
   }
 
-  private releaseLater(delivery: LeasedDelivery): void {
+  private releaseLater(delivery: LeasedDelivery, claimAfter = false): void {
     this.releases.push({ deliveryId: delivery.deliveryId, lease: this.leaseOf(delivery) });
+    if (claimAfter) this.claimAfterRelease = true;
     if (this.releases.length === 1 && !this.stopped) {
       setImmediate(() => {
         const leases = this.releases.splice(0);
-        if (leases.length > 0) this.ops.release(leases).catch((error: unknown) => this.log.warn({ err: error }, "releasing leases failed"));
+        const claim = this.claimAfterRelease;
+        this.claimAfterRelease = false;
+        if (leases.length > 0) {
+          this.ops.release(leases).then(
+            () => claim && this.wake(),
+            (error: unknown) => this.log.warn({ err: error }, "releasing leases failed"),
+          );
+        }
       });
     }
   }

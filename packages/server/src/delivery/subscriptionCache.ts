@@ -21,6 +21,8 @@ export class SubscriptionCache {
     private readonly db: Db,
     private readonly log: Logger,
     private readonly refreshMs = 10_000,
+    /** Other channels to listen on with the same connection, and what to do on each. */
+    private readonly channels: Readonly<Record<string, () => void>> = {},
   ) {}
 
   async start(): Promise<void> {
@@ -33,13 +35,18 @@ export class SubscriptionCache {
   private async listen(): Promise<void> {
     try {
       const client = await this.db.connect();
-      client.on("notification", () => void this.reload().catch(() => {}));
+      client.on("notification", (note) => {
+        const other = this.channels[note.channel];
+        if (other) other();
+        else void this.reload().catch(() => {});
+      });
       client.on("error", () => {
         client.release(true);
         this.listener = null;
         setTimeout(() => void this.listen(), 1000).unref();
       });
       await client.query(`listen ${SUBSCRIPTIONS_CHANNEL}`);
+      for (const channel of Object.keys(this.channels)) await client.query(`listen ${channel}`);
       this.listener = client;
       await this.reload();
     } catch (error) {
@@ -70,6 +77,10 @@ export class SubscriptionCache {
 
   get(id: number): SubscriptionRow | undefined {
     return this.byId.get(id);
+  }
+
+  all(): Iterable<SubscriptionRow> {
+    return this.byId.values();
   }
 
   enabledIds(): readonly number[] {

@@ -31,6 +31,8 @@ export interface LeasedDelivery {
    * Absent: leased to this node when it was created (the token is then the node id).
    */
   lease?: string;
+  /** Sent as its subscription's circuit probe: it goes while the circuit is open, and never dies of failing. */
+  probe?: boolean;
 }
 
 /** What a claim took; `more`: it read as many due rows as it could take, so more may be due. */
@@ -63,4 +65,6 @@ export interface AttemptResult {
   deadReason: string | null;
   /** For the first attempt of a cycle: it starts the retry window. */
   firstAttemptAt: Date | null;
+  /** A 429's Retry-After (ms): the whole subscription waits that long. */
+  retryAfterMs?: number;
 }

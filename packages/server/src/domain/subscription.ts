@@ -1,3 +1,4 @@
+import type { CircuitPolicy } from "./circuitBreaker.ts";
 import type { RetryPolicy } from "./retrySchedule.ts";
 
 /** POSTs the envelope, signed (Standard Webhooks), with the endpoint's own headers. */
@@ -48,12 +49,16 @@ export interface SubscriptionRow {
   secret: string;
   retry: RetryPolicy;
   enabled: boolean;
-  /** Deliveries in flight at once per process; null: the service default. */
+  /** Deliveries in flight at once across all service processes; null: the service's fair share per process. */
   maxInFlight: number | null;
+  /** Attempts per second across all service processes; null: no limit. */
+  rateLimit: number | null;
   /** "key": deliveries of messages sharing a key go one at a time, in order; "none": any order. */
   ordering: Ordering;
   /** With ordering "key": whether a dead delivery holds its key ("block") or lets the next go ("skip"). */
   onDead: OnDead;
+  /** The circuit breaker's policy; null: no breaker. */
+  circuit: CircuitPolicy | null;
   createdAt: string;
   updatedAt: string;
 }

@@ -128,7 +128,7 @@ const MaxInFlight = Type.Integer({
   minimum: 1,
   maximum: 10_000,
   description:
-    "a hard limit on this subscription's deliveries in flight at once per service process; null or absent: the service's fair share (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
+    "a hard limit on this subscription's deliveries in flight at once, across all service processes; null or absent: the service's fair share per process (TIDINGS_SUBSCRIPTION_MAX_IN_FLIGHT)",
 });
 const Ordering = Type.Union([Type.Literal("none"), Type.Literal("key")], {
   description:
@@ -137,6 +137,44 @@ const Ordering = Type.Union([Type.Literal("none"), Type.Literal("key")], {
 const OnDead = Type.Union([Type.Literal("block"), Type.Literal("skip")], {
   description:
     'with ordering "key": a dead delivery holds its key, with a key_blocked alert, until it is re-sent, skipped or its message deleted ("block", default), or the next goes at once ("skip")',
+});
+const RateLimit = Type.Number({
+  exclusiveMinimum: 0,
+  maximum: 100_000,
+  description: "attempts per second, across all service processes (a token bucket of a fifth of a second's worth); null or absent: no limit",
+});
+const CircuitOptions = Type.Union(
+  [
+    Type.Object(
+      {
+        failures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: "failed attempts in a row that open the circuit (default 20)" })),
+        probeEvery: Type.Optional({ ...Duration, description: "while open, one probe delivery this often, across all nodes (default 30s)" }),
+        pauseAfter: Type.Optional(Nullable({ ...Duration, description: "open this long, the subscription is paused with an alert (default 3d); null: never" })),
+      },
+      { additionalProperties: false },
+    ),
+    Type.Null(),
+    Type.Literal(false),
+  ],
+  { description: "the circuit breaker; absent: the defaults; null or false: no breaker" },
+);
+export type CircuitOptions = Static<typeof CircuitOptions>;
+const SubscriptionHealth = Type.Object({
+  state: Type.String({ description: "closed, open (deliveries wait; one probe at intervals) or half_open (a probe in flight)" }),
+  consecutiveFailures: Type.Integer(),
+  openedAt: Nullable(Timestamp),
+  nextProbeAt: Nullable(Timestamp),
+  closedAt: Nullable(Timestamp),
+  throttledUntil: Nullable({ ...Timestamp, description: "a receiver's 429 Retry-After: nothing of the subscription is sent before" }),
+  opens: Type.Integer({ description: "times the circuit opened" }),
+  history: Type.Array(
+    Type.Object({
+      event: Type.String({ description: "opened, closed, auto_paused or reset" }),
+      at: Timestamp,
+      detail: Type.String(),
+    }),
+    { description: "the last 20 transitions, newest first" },
+  ),
 });
 export const CreateSubscription = Type.Object(
   {
@@ -149,6 +187,8 @@ export const CreateSubscription = Type.Object(
     maxInFlight: Type.Optional(Nullable(MaxInFlight)),
     ordering: Type.Optional(Ordering),
     onDead: Type.Optional(OnDead),
+    circuit: Type.Optional(CircuitOptions),
+    rateLimit: Type.Optional(Nullable(RateLimit)),
   },
   { additionalProperties: false },
 );
@@ -163,6 +203,8 @@ export const PatchSubscription = Type.Object(
     maxInFlight: Type.Optional(Nullable(MaxInFlight)),
     ordering: Type.Optional(Ordering),
     onDead: Type.Optional(OnDead),
+    circuit: Type.Optional(CircuitOptions),
+    rateLimit: Type.Optional(Nullable(RateLimit)),
     rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new signing secret, returned once" })),
   },
   { additionalProperties: false },
@@ -185,8 +227,11 @@ export const Subscription = Type.Object({
   retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
   enabled: Type.Boolean(),
   maxInFlight: Nullable(Type.Integer({ description: "null: the service default" })),
+  rateLimit: Nullable(Type.Number({ description: "attempts per second across all nodes; null: none" })),
   ordering: Ordering,
   onDead: OnDead,
+  circuit: Nullable(Type.Object({ failures: Type.Integer(), probeEvery: Type.String(), pauseAfter: Nullable(Type.String()) })),
+  health: Type.Optional(SubscriptionHealth),
   createdAt: Timestamp,
   updatedAt: Timestamp,
   secret: Type.Optional(Type.String({ description: "only when created or rotated" })),

@@ -7,10 +7,15 @@ export interface Metrics {
   readonly failed: Counter;
   readonly dead: Counter;
   readonly pending: Gauge;
+  readonly circuitOpen: Gauge<"subscription">;
   readonly deliveryLatency: Histogram;
+  readonly circuitOpens: Counter<"subscription">;
 }
 
-export function createMetrics(countPending: () => Promise<number>): Metrics {
+/** Each subscription's circuit, as this node sees the shared state: 1 open (or probing), 0 closed. */
+export type CircuitStates = () => ReadonlyArray<{ subscription: string; open: boolean }>;
+
+export function createMetrics(countPending: () => Promise<number>, circuits: CircuitStates = () => []): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tidings_" });
   return {
@@ -27,10 +32,26 @@ export function createMetrics(countPending: () => Promise<number>): Metrics {
         this.set(await countPending());
       },
     }),
+    circuitOpen: new Gauge({
+      name: "tidings_circuit_open",
+      help: "Whether a subscription's circuit is open (1) or closed (0), shared by all nodes",
+      labelNames: ["subscription"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of circuits()) this.set({ subscription: c.subscription }, c.open ? 1 : 0);
+      },
+    }),
     deliveryLatency: new Histogram({
       name: "tidings_delivery_attempt_seconds",
       help: "Time an endpoint took to answer a delivery attempt",
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    circuitOpens: new Counter({
+      name: "tidings_circuit_opens_total",
+      help: "Times a subscription's circuit opened (counted by the process whose results opened it)",
+      labelNames: ["subscription"],
       registers: [registry],
     }),
   };

@@ -26,8 +26,12 @@ import { appByKeyHash } from "../store/apps.ts";
 import { createPool } from "../store/db.ts";
 import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "../store/deliveryAttempts.ts";
 import { claimOrderedDeliveries } from "../store/orderedClaim.ts";
+import { claimWithinLimits } from "../store/subscriptionLimits.ts";
+import type { ClaimBatch, LeasedDelivery } from "../domain/delivery.ts";
 import { migrate } from "../store/migrate.ts";
 import { countPending } from "../store/operatorActions.ts";
+import { HealthMonitor } from "../delivery/healthMonitor.ts";
+import { giveBackProbe, HEALTH_CHANNEL, loadHealth, pauseIfOpenTooLong, recordHealth, takeProbe } from "../store/subscriptionHealth.ts";
 
 /** Waits for `work`, but not longer than `ms`. */
 function within(work: Promise<unknown>, ms: number): Promise<void> {
@@ -65,9 +69,62 @@ export async function startService(config: Config, log: Logger): Promise<Running
 
   const admin = await resolveAdminKey(config.adminKey, config.dataDir);
   const nodeId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
-  const metrics = createMetrics(() => countPending(db));
-  const subscriptions = new SubscriptionCache(db, log);
+  const metrics = createMetrics(
+    () => countPending(db),
+    () => [...subscriptions.all()].map((sub) => ({ subscription: sub.name, open: health.health(sub.id).state !== "closed" })),
+  );
+  // Started with the dispatcher; until then it ignores announcements of changes.
+  const health: HealthMonitor = new HealthMonitor(
+    {
+      load: () => loadHealth(db),
+      record: (tallies) => recordHealth(db, tallies),
+      takeProbe: (id, probeEveryMs) => takeProbe(db, id, probeEveryMs),
+      giveBackProbe: (id) => giveBackProbe(db, id),
+      claimOne: (id) => claim(1, [id]),
+      pause: (id, pauseAfterMs) => pauseIfOpenTooLong(db, id, pauseAfterMs),
+      subscription: (id) => subscriptions.get(id),
+      enabledIds: () => subscriptions.enabledIds(),
+      push: (deliveries) => dispatcher.push(deliveries),
+      wake: () => dispatcher.wake(),
+      wakeAt: (time) => dispatcher.wakeAt(time),
+      opened: (sub) => metrics.circuitOpens.inc({ subscription: sub.name }),
+    },
+    config.pollIntervalMs,
+    log,
+  );
+  const subscriptions = new SubscriptionCache(db, log, 10_000, { [HEALTH_CHANNEL]: () => health.changed() });
   await subscriptions.start();
+  /** What claims take: the enabled subscriptions, less those `skip` names and those the circuits or a Retry-After hold. */
+  const claimable = (skip: ReadonlySet<number>): number[] => subscriptions.enabledIds().filter((id) => !skip.has(id) && !health.holds(id));
+  const claim = (limit: number, ids: readonly number[]) =>
+    subscriptions.anyOrdered() ? claimOrderedDeliveries(db, nodeId, config.leaseMs, limit, ids) : claimDueDeliveries(db, nodeId, config.leaseMs, limit, ids);
+  /** A subscription with a rate limit or maxInFlight: its deliveries go only by claims within its limits. */
+  const limited = (id: number): boolean => {
+    const sub = subscriptions.get(id);
+    return !!sub && (sub.rateLimit !== null || sub.maxInFlight !== null);
+  };
+  /**
+   * A claim: first each limited subscription's own, within its limits across all nodes (a bucket
+   * that ran dry sets the next poll for its next token), then the rest together.
+   */
+  const claimAll = async (limit: number, skip: ReadonlySet<number>): Promise<ClaimBatch> => {
+    const ids = claimable(skip);
+    const taken: LeasedDelivery[] = [];
+    let left = limit;
+    for (const id of ids) {
+      const sub = subscriptions.get(id);
+      if (!sub || !limited(id) || left <= 0) continue;
+      const { batch, waitMs } = await claimWithinLimits(db, id, sub, left, (n) => claim(n, [id]));
+      taken.push(...batch);
+      left -= batch.length;
+      if (waitMs !== null) dispatcher.wakeAt(Date.now() + waitMs);
+    }
+    const rest = ids.filter((id) => !limited(id));
+    const batch: ClaimBatch = left > 0 && rest.length > 0 ? await claim(left, rest) : [];
+    const all: ClaimBatch = taken.length === 0 ? batch : [...taken, ...batch];
+    all.more = batch.more === true || (left > 0 && rest.length > 0 && batch.length === left);
+    return all;
+  };
   // The endpoint network policy, judged on the address each connection goes to.
   const judge = compileNetworkPolicy({ allow: config.endpointAllow, deny: config.endpointDeny });
   const transport = new HttpTransport(config.deliveryTimeoutMs, config.deliveryConcurrency, judge);
@@ -79,11 +136,15 @@ export async function startService(config: Config, log: Logger): Promise<Running
       metrics.failed.inc(counts.failed);
       metrics.dead.inc(counts.dead);
       let soonest = Infinity;
+      health.onResults(batch);
       let keyMoved = false;
       for (const r of batch) {
         metrics.deliveryLatency.observe(r.latencyMs / 1000);
         if (r.nextAttemptAt && r.nextAttemptAt.getTime() < soonest) soonest = r.nextAttemptAt.getTime();
-        if (r.outcome !== "failed" && subscriptions.get(r.subscriptionId)?.ordering === "key") keyMoved = true;
+        const sub = subscriptions.get(r.subscriptionId);
+        if (r.outcome !== "failed" && sub?.ordering === "key") keyMoved = true;
+        // A slot of a subscription limited across nodes came free: the next claim may take more of it.
+        if (sub?.maxInFlight != null) keyMoved = true;
       }
       // A key's delivery finished: the next one of its key is for the next claim, at once.
       if (keyMoved) dispatcher.wake();
@@ -94,13 +155,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const dispatcher = new Dispatcher(
     {
       nodeId,
-      claim: (limit, skip) => {
-        const all = subscriptions.enabledIds();
-        const ids = skip.size === 0 ? all : all.filter((id) => !skip.has(id));
-        return subscriptions.anyOrdered()
-          ? claimOrderedDeliveries(db, nodeId, config.leaseMs, limit, ids)
-          : claimDueDeliveries(db, nodeId, config.leaseMs, limit, ids);
-      },
+      claim: claimAll,
+      claimsOnly: (subscription) => subscription.rateLimit !== null || subscription.maxInFlight !== null,
+      admit: (subscription, delivery) => health.admits(subscription, delivery),
       release: (leases) => releaseDeliveries(db, leases),
       subscription: (id) => subscriptions.get(id),
       send: (subscription, delivery, body, signal) => sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret, signal }),
@@ -173,6 +230,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     { intervalMs: config.retentionIntervalMs, batchSize: 1000 },
     log,
   );
+  await health.start();
   dispatcher.start();
   checkBack.start();
   retention.start();
@@ -197,6 +255,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       (closing ??= (async () => {
         await within(server.close(), 3000);
         retention.stop();
+        health.stop();
         await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000)]);
         await results.drain(3000);
         await subscriptions.stop();

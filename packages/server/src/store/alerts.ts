@@ -3,7 +3,7 @@ import type { Db } from "./db.ts";
 export interface AlertRecord {
   id: number;
   kind: string;
-  messageId: string;
+  messageId: string | null;
   subscription: string | null;
   detail: string;
   createdAt: string;

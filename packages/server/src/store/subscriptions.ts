@@ -1,3 +1,4 @@
+import type { CircuitPolicy } from "../domain/circuitBreaker.ts";
 import type { RetryPolicy } from "../domain/retrySchedule.ts";
 import type { Endpoint, OnDead, Ordering, SubscriptionRow } from "../domain/subscription.ts";
 import type { Db } from "./db.ts";
@@ -12,8 +13,10 @@ const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
   retry: r.retry as RetryPolicy,
   enabled: r.enabled as boolean,
   maxInFlight: (r.max_in_flight as number | null) ?? null,
+  rateLimit: (r.rate_limit as number | null) ?? null,
   ordering: r.ordering as Ordering,
   onDead: r.on_dead as OnDead,
+  circuit: (r.circuit as CircuitPolicy | null) ?? null,
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });
@@ -27,9 +30,9 @@ export type NewSubscription = Omit<SubscriptionRow, "id" | "createdAt" | "update
 /** Returns null when the name is taken. */
 export async function createSubscription(db: Db, s: NewSubscription): Promise<SubscriptionRow | null> {
   const { rows } = await db.query(
-    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict (name) do nothing returning *`,
-    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead],
+    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead, circuit, rate_limit)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) on conflict (name) do nothing returning *`,
+    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead, s.circuit, s.rateLimit],
   );
   if (!rows[0]) return null;
   await announce(db);
@@ -57,6 +60,10 @@ export interface SubscriptionPatch {
   maxInFlight?: number | null | undefined;
   ordering?: Ordering | undefined;
   onDead?: OnDead | undefined;
+  /** null: no breaker. */
+  circuit?: CircuitPolicy | null | undefined;
+  /** null: no limit. */
+  rateLimit?: number | null | undefined;
 }
 
 export async function updateSubscription(db: Db, name: string, p: SubscriptionPatch): Promise<SubscriptionRow | null> {
@@ -71,6 +78,8 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
          max_in_flight = case when $9 then $10 else max_in_flight end,
          ordering = coalesce($11, ordering),
          on_dead = coalesce($12, on_dead),
+         circuit = case when $13 then $14::jsonb else circuit end,
+         rate_limit = case when $15 then $16::float8 else rate_limit end,
          updated_at = now()
        where name = $1 returning *`,
     [
@@ -86,6 +95,10 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
       p.maxInFlight ?? null,
       p.ordering ?? null,
       p.onDead ?? null,
+      p.circuit !== undefined,
+      p.circuit ? JSON.stringify(p.circuit) : null,
+      p.rateLimit !== undefined,
+      p.rateLimit ?? null,
     ],
   );
   if (!rows[0]) return null;

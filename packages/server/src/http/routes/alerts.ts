@@ -7,8 +7,10 @@ import { ErrorBody } from "../schemas.ts";
 
 const Alert = Type.Object({
   id: Type.Integer(),
-  kind: Type.String({ description: "delivery_dead or message_in_doubt" }),
-  messageId: Type.String(),
+  kind: Type.String({
+    description: "delivery_dead, message_in_doubt, key_blocked, circuit_open, circuit_closed or subscription_auto_paused",
+  }),
+  messageId: Type.Union([Type.String(), Type.Null()], { description: "null for an alert about a subscription (its circuit)" }),
   subscription: Type.Union([Type.String(), Type.Null()]),
   detail: Type.String(),
   createdAt: Type.String({ format: "date-time" }),

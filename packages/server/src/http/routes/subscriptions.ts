@@ -2,19 +2,30 @@ import type { FastifyInstance } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { conflict, invalid, notFound } from "../../domain/errors.ts";
 import { formatDuration } from "../../domain/duration.ts";
+import { CircuitPolicyError, compileCircuitPolicy, type CircuitPolicy } from "../../domain/circuitBreaker.ts";
 import { compileRetryPolicy, RetryPolicyError, type RetryPolicy } from "../../domain/retrySchedule.ts";
 import type { Endpoint, SubscriptionRow } from "../../domain/subscription.ts";
 import { newSigningSecret } from "../../transports/signature.ts";
 import { maskUrl, parseBrokerUrl } from "../../transports/brokerUrl.ts";
 import { createSubscription, deleteSubscription, getSubscription, listSubscriptions, updateSubscription } from "../../store/subscriptions.ts";
+import { healthOf, resetHealth, type HealthRecord } from "../../store/subscriptionHealth.ts";
 import type { RouteServices } from "../routeServices.ts";
-import { CreateSubscription, ErrorBody, NameParams, PatchSubscription, Subscription, type RetryOptions } from "../schemas.ts";
+import { type CircuitOptions, CreateSubscription, ErrorBody, NameParams, PatchSubscription, Subscription, type RetryOptions } from "../schemas.ts";
 
 function retryPolicy(options: RetryOptions | undefined): RetryPolicy {
   try {
     return compileRetryPolicy(options);
   } catch (error) {
     if (error instanceof RetryPolicyError) throw invalid(error.field, error.message);
+    throw error;
+  }
+}
+
+function circuitPolicy(options: CircuitOptions | undefined): CircuitPolicy | null {
+  try {
+    return compileCircuitPolicy(options);
+  } catch (error) {
+    if (error instanceof CircuitPolicyError) throw invalid(error.field, error.message);
     throw error;
   }
 }
@@ -59,7 +70,7 @@ function checkHeaders(headers: Record<string, string> | undefined): void {
 }
 
 /** What the API shows of a subscription: durations spelled back, the secret never (but once). */
-export function showSubscription(row: SubscriptionRow, secret?: string) {
+export function showSubscription(row: SubscriptionRow, secret?: string, health?: HealthRecord) {
   return {
     name: row.name,
     topic: row.topic,
@@ -72,8 +83,18 @@ export function showSubscription(row: SubscriptionRow, secret?: string) {
     },
     enabled: row.enabled,
     maxInFlight: row.maxInFlight,
+    rateLimit: row.rateLimit,
     ordering: row.ordering,
     onDead: row.onDead,
+    circuit:
+      row.circuit === null
+        ? null
+        : {
+            failures: row.circuit.failures,
+            probeEvery: formatDuration(row.circuit.probeEveryMs),
+            pauseAfter: row.circuit.pauseAfterMs === null ? null : formatDuration(row.circuit.pauseAfterMs),
+          },
+    ...(health ? { health } : {}),
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
     ...(secret ? { secret } : {}),
@@ -124,6 +145,8 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
         maxInFlight: body.maxInFlight ?? null,
         ordering: body.ordering ?? "none",
         onDead: body.onDead ?? "block",
+        circuit: circuitPolicy(body.circuit),
+        rateLimit: body.rateLimit ?? null,
       });
       if (!created) throw conflict(`a subscription named ${body.name} exists`);
       await s.subscriptions.reload();
@@ -141,11 +164,19 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
 
   app.get<{ Params: NameParams }>(
     "/v1/subscriptions/:name",
-    { config, schema: { tags, summary: "Get a subscription", params: NameParams, response: { 200: Subscription, "4xx": ErrorBody } } },
+    {
+      config,
+      schema: {
+        tags,
+        summary: "Get a subscription, with its circuit's state and history",
+        params: NameParams,
+        response: { 200: Subscription, "4xx": ErrorBody },
+      },
+    },
     async (request) => {
       const row = await getSubscription(s.db, request.params.name);
       if (!row) throw notFound(`subscription ${request.params.name}`);
-      return showSubscription(row);
+      return showSubscription(row, undefined, await healthOf(s.db, row.id));
     },
   );
 
@@ -164,16 +195,25 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
     async (request) => {
       const body = request.body;
       const secret = body.rotateSecret ? newSigningSecret() : undefined;
-      const current = body.endpoint ? (await getSubscription(s.db, request.params.name))?.endpoint : undefined;
+      const circuit = body.circuit === undefined ? undefined : circuitPolicy(body.circuit);
+      const retry = body.retry && retryPolicy(body.retry);
+      const closing = body.enabled === true || circuit === null;
+      const current = body.endpoint || closing ? await getSubscription(s.db, request.params.name) : null;
+      const given = body.endpoint && endpoint(body.endpoint, current?.endpoint);
+      // Resuming (or turning the breaker off) closes the circuit, before the subscription is
+      // enabled: what waited is due now, and its old open circuit cannot pause it again meanwhile.
+      if (current && closing) await resetHealth(s.db, current.id, body.enabled === true ? "resumed" : "circuit breaker turned off");
       const row = await updateSubscription(s.db, request.params.name, {
         topic: body.topic,
         tags: body.tags,
-        endpoint: body.endpoint && endpoint(body.endpoint, current),
-        retry: body.retry && retryPolicy(body.retry),
+        endpoint: given,
+        retry,
         enabled: body.enabled,
         maxInFlight: body.maxInFlight,
         ordering: body.ordering,
         onDead: body.onDead,
+        circuit,
+        rateLimit: body.rateLimit,
         secret,
       });
       if (!row) throw notFound(`subscription ${request.params.name}`);

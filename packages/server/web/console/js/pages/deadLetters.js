@@ -2,6 +2,16 @@ import { api, enc, qs } from "../api.js";
 import { act, badge, formatCount, fullId, h, notify, table, time } from "../dom.js";
 
 /** Dead letters and alerts: what needs a person. */
+/** Each alert kind's badge: its colour class and its label. */
+const ALERT_BADGES = {
+  delivery_dead: ["dead", "dead delivery"],
+  key_blocked: ["dead", "key blocked"],
+  message_in_doubt: ["prepared", "in doubt"],
+  circuit_open: ["dead", "circuit open"],
+  circuit_closed: ["delivered", "circuit closed"],
+  subscription_auto_paused: ["dead", "auto-paused"],
+};
+
 export async function renderDeadLetters(ctx) {
   ctx.title("Dead letters");
   const q = Object.fromEntries(ctx.query);
@@ -112,10 +122,12 @@ export async function renderDeadLetters(ctx) {
       h(
         "span",
         {},
-        a.kind === "delivery_dead" ? badge("dead", "dead delivery") : a.kind === "key_blocked" ? badge("dead", "key blocked") : badge("prepared", "in doubt"),
+        ALERT_BADGES[a.kind] ? badge(...ALERT_BADGES[a.kind]) : badge("prepared", "in doubt"),
         a.subscription ? h("div", { class: "small" }, a.subscription) : null,
       ),
-      { value: h("a", { href: `#/messages/${enc(a.messageId)}` }, a.messageId), class: "id" },
+      a.messageId
+        ? { value: h("a", { href: `#/messages/${enc(a.messageId)}` }, a.messageId), class: "id" }
+        : { value: h("a", { href: `#/subscriptions/${enc(a.subscription ?? "")}` }, "subscription"), class: "id" },
       a.detail,
       h(
         "button",

@@ -91,6 +91,9 @@ export async function renderSubscription(ctx, name) {
     sub.enabled ? "Pause" : "Resume",
   );
 
+  // ---- endpoint health: the circuit's state and its recent transitions
+  const healthView = h("div", { id: "sub-health" }, ...healthParts(sub));
+
   // ---- re-send dead in batches, with progress
   const progress = h("div", { "aria-live": "polite" });
   const batchInput = h("input", { id: "batch-size", name: "batchSize", type: "number", min: 1, max: 10000, value: 500, required: true });
@@ -194,7 +197,7 @@ export async function renderSubscription(ctx, name) {
 
   ctx.main.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/subscriptions" }, "Subscriptions"), " / "),
-    h("div", { class: "spread" }, h("h1", {}, "Subscription ", h("span", { class: "mono" }, name)), status),
+    h("div", { class: "spread" }, h("h1", {}, "Subscription ", h("span", { class: "mono" }, name)), h("span", { class: "row" }, circuitBadge(sub), status)),
     h(
       "div",
       { class: "row bar" },
@@ -227,6 +230,7 @@ export async function renderSubscription(ctx, name) {
         jobs.items.find((j) => j.kind === "recover"),
       ),
     ),
+    h("section", { class: "panel", "aria-labelledby": "h-health" }, h("h2", { id: "h-health" }, "Endpoint health"), healthView),
     h("section", { class: "panel", "aria-labelledby": "h-edit" }, h("h2", { id: "h-edit" }, "Settings"), editForm),
     h("section", { class: "panel", "aria-labelledby": "h-jobs" }, h("h2", { id: "h-jobs" }, "Recent re-send jobs"), jobsView),
     h(
@@ -246,4 +250,61 @@ export async function renderSubscription(ctx, name) {
     await follow(lastJob);
   }
   if (ctx.query.get("focus") === "resend") batchInput.focus();
+}
+
+/** The circuit's state as a badge: closed (deliveries go), open (they wait), probing. */
+function circuitBadge(sub) {
+  if (!sub.circuit) return badge("enabled", "no circuit breaker");
+  const state = sub.health?.state ?? "closed";
+  if (state === "open") return h("span", { id: "circuit-badge" }, badge("dead", "circuit open"));
+  if (state === "half_open") return h("span", { id: "circuit-badge" }, badge("pending", "probing"));
+  return h("span", { id: "circuit-badge" }, badge("active", "circuit closed"));
+}
+
+const EVENT_BADGES = {
+  opened: ["dead", "opened"],
+  closed: ["delivered", "closed"],
+  auto_paused: ["dead", "paused"],
+  reset: ["delivered", "closed by hand"],
+};
+
+/** The policy in words, what holds the subscription now, and the timeline of its last transitions. */
+function healthParts(sub) {
+  const health = sub.health ?? { state: "closed", history: [] };
+  const c = sub.circuit;
+  const parts = [
+    h(
+      "p",
+      { class: "small" },
+      c
+        ? `Opens after ${c.failures} failed attempts in a row; while open, one probe every ${c.probeEvery}; ${
+            c.pauseAfter ? `paused after ${c.pauseAfter} open.` : "never paused automatically."
+          }`
+        : "No circuit breaker: every delivery follows its retry schedule.",
+    ),
+  ];
+  if (health.state !== "closed") {
+    parts.push(
+      h(
+        "p",
+        { class: "small" },
+        "Open since ",
+        time(health.openedAt),
+        "; deliveries wait without spending attempts. Next probe ",
+        time(health.nextProbeAt),
+        ".",
+      ),
+    );
+  }
+  if (health.throttledUntil && new Date(health.throttledUntil) > new Date()) {
+    parts.push(h("p", { class: "small" }, "The receiver asked to wait (429): nothing is sent before ", time(health.throttledUntil), "."));
+  }
+  parts.push(
+    table(
+      [{ label: "When" }, { label: "Circuit" }, { label: "Detail", class: "wide-only" }],
+      health.history.map((e) => [time(e.at), badge(...(EVENT_BADGES[e.event] ?? ["pending", e.event])), e.detail]),
+      { empty: "The circuit has not opened." },
+    ),
+  );
+  return parts;
 }

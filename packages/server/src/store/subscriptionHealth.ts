@@ -1,0 +1,206 @@
+import { afterResults, type CircuitPolicy, type Health, type HealthEvent, type Tally } from "../domain/circuitBreaker.ts";
+import { inTransaction, type Db, type Tx } from "./db.ts";
+import { SUBSCRIPTIONS_CHANNEL } from "./subscriptions.ts";
+
+/** Circuit changes are announced so every node stops (or resumes) sending at once. */
+export const HEALTH_CHANNEL = "tidings_health";
+
+const ms = (d: unknown): number | null => (d instanceof Date ? d.getTime() : null);
+// biome-ignore lint/suspicious/noExplicitAny: a row of pg's untyped result
+const toHealth = (r: any): Health => ({
+  state: r.state,
+  consecutiveFailures: r.consecutive_failures,
+  openedAt: ms(r.opened_at),
+  nextProbeAt: ms(r.next_probe_at),
+  throttledUntil: ms(r.throttled_until),
+});
+
+/** Every subscription's stored health (absent: closed, no failures) and the database's clock. */
+export async function loadHealth(db: Db): Promise<{ now: number; health: Map<number, Health> }> {
+  const { rows } = await db.query("select now() as db_now, h.* from (select 1) one left join subscription_health h on true");
+  const health = new Map<number, Health>();
+  for (const row of rows) if (row.subscription_id !== null) health.set(Number(row.subscription_id), toHealth(row));
+  return { now: (rows[0].db_now as Date).getTime(), health };
+}
+
+// $1 subscription id. A circuit that closed: the deliveries that failed and wait for a later retry
+// are due now, so the backlog drains at once (within the subscription's limits) rather than on
+// the retry schedule. Delayed deliveries not yet attempted, parked ones and leased ones keep theirs.
+const DUE_NOW_SQL = `
+update deliveries set next_attempt_at = now()
+ where subscription_id = $1 and state = 'pending' and lease_owner is null and attempts > 0 and not parked and next_attempt_at > now()`;
+
+export interface HealthChange {
+  subscriptionId: number;
+  health: Health;
+  event: HealthEvent | null;
+}
+
+/**
+ * Applies tallies of attempt results to the subscriptions' shared health: the rows are locked
+ * (in id order, so that nodes writing at once never deadlock), the breaker's decision made
+ * (`afterResults`, by the database's clock), written back, and each transition logged with an
+ * alert; a closed circuit makes its waiting backlog due now. The policy is read with the rows,
+ * so a change of it applies from the next write on every node. Answers the new health of each.
+ */
+export async function recordHealth(db: Db, tallies: ReadonlyMap<number, Tally>): Promise<HealthChange[]> {
+  const ids = [...tallies.keys()].sort((a, b) => a - b);
+  if (ids.length === 0) return [];
+  const changes = await inTransaction(db, async (tx) => {
+    await tx.query("insert into subscription_health (subscription_id) select id from subscriptions where id = any ($1::bigint[]) on conflict do nothing", [
+      ids,
+    ]);
+    const { rows } = await tx.query(
+      `select now() as db_now, s.circuit, h.* from subscription_health h join subscriptions s on s.id = h.subscription_id
+        where h.subscription_id = any ($1::bigint[]) order by h.subscription_id for update of h`,
+      [ids],
+    );
+    const out: HealthChange[] = [];
+    for (const row of rows) {
+      const id = Number(row.subscription_id);
+      const now = (row.db_now as Date).getTime();
+      const { next, event } = afterResults(toHealth(row), tallies.get(id)!, (row.circuit as CircuitPolicy | null) ?? null, now);
+      out.push({ subscriptionId: id, health: next, event });
+    }
+    const iso = (t: number | null) => (t === null ? null : new Date(t));
+    await tx.query(
+      `update subscription_health h
+          set state = u.state, consecutive_failures = u.failures, opened_at = u.opened_at, next_probe_at = u.next_probe_at,
+              throttled_until = u.throttled_until, updated_at = now(),
+              opens = h.opens + case when u.event = 'opened' then 1 else 0 end,
+              closed_at = case when u.event = 'closed' then now() else h.closed_at end
+         from unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::text[])
+           as u(id, state, failures, opened_at, next_probe_at, throttled_until, event)
+        where h.subscription_id = u.id`,
+      [
+        out.map((c) => c.subscriptionId),
+        out.map((c) => c.health.state),
+        out.map((c) => c.health.consecutiveFailures),
+        out.map((c) => iso(c.health.openedAt)),
+        out.map((c) => iso(c.health.nextProbeAt)),
+        out.map((c) => iso(c.health.throttledUntil)),
+        out.map((c) => c.event),
+      ],
+    );
+    for (const c of out) {
+      if (c.event === "opened") await logEvent(tx, c.subscriptionId, "opened", `${c.health.consecutiveFailures} attempts failed in a row`);
+      if (c.event === "closed") {
+        await logEvent(tx, c.subscriptionId, "closed", "an attempt succeeded");
+        await tx.query(DUE_NOW_SQL, [c.subscriptionId]);
+      }
+    }
+    // Other nodes stop (or resume) at once rather than on their next reload.
+    if (out.some((c) => c.event !== null || tallies.get(c.subscriptionId)!.throttledUntil !== null))
+      await tx.query(`select pg_notify('${HEALTH_CHANNEL}', '')`);
+    return out;
+  });
+  return changes;
+}
+
+const EVENT_ALERTS = {
+  opened: ["circuit_open", "the circuit opened: deliveries wait and one probe goes out at intervals"],
+  closed: ["circuit_closed", "the circuit closed: deliveries go again"],
+  auto_paused: ["subscription_auto_paused", "paused automatically: the circuit stayed open too long; resume it to deliver what waited"],
+  reset: ["circuit_closed", "the circuit was closed by an operator"],
+} as const;
+
+/**
+ * Logs a transition in the subscription's history and raises its alert; closing resolves the
+ * open circuit_open alert.
+ */
+async function logEvent(tx: Db | Tx, subscriptionId: number, event: keyof typeof EVENT_ALERTS, detail: string): Promise<void> {
+  const [kind, text] = EVENT_ALERTS[event];
+  await tx.query(
+    `with ev as (insert into subscription_health_events (subscription_id, event, detail) values ($1, $2::text, $3)),
+          res as (update alerts set resolved_at = now()
+                   where $2::text in ('closed', 'reset') and subscription_id = $1 and kind = 'circuit_open' and resolved_at is null)
+     insert into alerts (kind, message_id, subscription_id, detail) values ($4::alert_kind, null, $1, $5)`,
+    [subscriptionId, event, detail, kind, `${text} (${detail})`],
+  );
+}
+
+// $1 subscription id; $2 probe interval ms. Takes the subscription's probe: one across all nodes,
+// by a conditional update; the taker's claim of one delivery follows. Its deadline is the next probe time.
+export async function takeProbe(db: Db, subscriptionId: number, probeEveryMs: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update subscription_health set state = 'half_open', next_probe_at = now() + make_interval(secs => $2::float8 / 1000), updated_at = now()
+      where subscription_id = $1 and state <> 'closed' and next_probe_at <= now() and coalesce(throttled_until, '-infinity') <= now()`,
+    [subscriptionId, probeEveryMs],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+// $1 subscription id. A probe taken with nothing due to send: another may be taken at once.
+export async function giveBackProbe(db: Db, subscriptionId: number): Promise<void> {
+  await db.query(`update subscription_health set state = 'open', next_probe_at = now() where subscription_id = $1 and state = 'half_open'`, [subscriptionId]);
+}
+
+// $1 subscription id; $2 pauseAfter ms. Pauses a subscription whose circuit has been open that
+// long (once: only an enabled one), with an alert and a line in its history.
+export async function pauseIfOpenTooLong(db: Db, subscriptionId: number, pauseAfterMs: number): Promise<boolean> {
+  const paused = await inTransaction(db, async (tx) => {
+    const { rows } = await tx.query(
+      `update subscriptions s set enabled = false, updated_at = now()
+         from subscription_health h
+        where s.id = $1 and h.subscription_id = s.id and s.enabled and h.state <> 'closed'
+          and h.opened_at <= now() - make_interval(secs => $2::float8 / 1000)
+       returning h.opened_at`,
+      [subscriptionId, pauseAfterMs],
+    );
+    if (rows.length === 0) return false;
+    await logEvent(tx, subscriptionId, "auto_paused", `open since ${(rows[0].opened_at as Date).toISOString()}`);
+    return true;
+  });
+  if (paused) await db.query(`select pg_notify('${SUBSCRIPTIONS_CHANNEL}', '')`);
+  return paused;
+}
+
+// $1 subscription id. An operator resumed the subscription or turned its breaker off: an open
+// circuit is closed (logged, with an alert) and its backlog is due now.
+export async function resetHealth(db: Db, subscriptionId: number, why: string): Promise<void> {
+  await inTransaction(db, async (tx) => {
+    const { rows } = await tx.query(
+      `with old as (select state from subscription_health where subscription_id = $1 for update)
+       update subscription_health set state = 'closed', consecutive_failures = 0, opened_at = null, next_probe_at = null,
+              closed_at = case when state <> 'closed' then now() else closed_at end, updated_at = now()
+        where subscription_id = $1 returning (select state from old) as was`,
+      [subscriptionId],
+    );
+    if (!rows[0] || rows[0].was === "closed") return;
+    await logEvent(tx, subscriptionId, "reset", why);
+    await tx.query(DUE_NOW_SQL, [subscriptionId]);
+    await tx.query(`select pg_notify('${HEALTH_CHANNEL}', '')`);
+  });
+}
+
+export interface HealthRecord {
+  state: string;
+  consecutiveFailures: number;
+  openedAt: string | null;
+  nextProbeAt: string | null;
+  closedAt: string | null;
+  throttledUntil: string | null;
+  opens: number;
+  history: Array<{ event: string; at: string; detail: string }>;
+}
+
+const isoOf = (d: unknown): string | null => (d instanceof Date ? d.toISOString() : null);
+
+/** A subscription's health and its last 20 transitions, newest first, for the API. */
+export async function healthOf(db: Db, subscriptionId: number): Promise<HealthRecord> {
+  const [h, ev] = await Promise.all([
+    db.query("select * from subscription_health where subscription_id = $1", [subscriptionId]),
+    db.query("select event, at, detail from subscription_health_events where subscription_id = $1 order by id desc limit 20", [subscriptionId]),
+  ]);
+  const row = h.rows[0];
+  return {
+    state: row?.state ?? "closed",
+    consecutiveFailures: row?.consecutive_failures ?? 0,
+    openedAt: isoOf(row?.opened_at),
+    nextProbeAt: isoOf(row?.next_probe_at),
+    closedAt: isoOf(row?.closed_at),
+    throttledUntil: isoOf(row?.throttled_until),
+    opens: row?.opens ?? 0,
+    history: ev.rows.map((r) => ({ event: r.event, at: (r.at as Date).toISOString(), detail: r.detail })),
+  };
+}

@@ -27,12 +27,17 @@ interface Answer {
   body: Record<string, unknown> & { error?: { message?: string; field?: string } };
 }
 
+/** Each call is answered at once (`recover` asks with `Prefer: wait=0` and polls). */
+const CALL_TIMEOUT_MS = 30_000;
+
 function client(url: string, key: string) {
   return async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> => {
     let response: Response;
     try {
       response = await fetch(new URL(path, url), {
         method,
+        // One deadline per call: a service that stops answering ends the command instead of hanging it.
+        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
         headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
         body: body === undefined ? undefined : JSON.stringify(body),
       });

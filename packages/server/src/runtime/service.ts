@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
+import type { SubscriptionRow } from "../domain/subscription.ts";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { resolveAdminKey } from "./adminKey.ts";
@@ -99,9 +100,10 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const claim = (limit: number, ids: readonly number[]) =>
     subscriptions.anyOrdered() ? claimOrderedDeliveries(db, nodeId, config.leaseMs, limit, ids) : claimDueDeliveries(db, nodeId, config.leaseMs, limit, ids);
   /** A subscription with a rate limit or maxInFlight: its deliveries go only by claims within its limits. */
+  const isLimited = (sub: SubscriptionRow): boolean => sub.rateLimit !== null || sub.maxInFlight !== null;
   const limited = (id: number): boolean => {
     const sub = subscriptions.get(id);
-    return !!sub && (sub.rateLimit !== null || sub.maxInFlight !== null);
+    return !!sub && isLimited(sub);
   };
   /**
    * A claim: first each limited subscription's own, within its limits across all nodes (a bucket
@@ -156,7 +158,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     {
       nodeId,
       claim: claimAll,
-      claimsOnly: (subscription) => subscription.rateLimit !== null || subscription.maxInFlight !== null,
+      claimsOnly: isLimited,
       admit: (subscription, delivery) => health.admits(subscription, delivery),
       release: (leases) => releaseDeliveries(db, leases),
       subscription: (id) => subscriptions.get(id),

@@ -112,14 +112,15 @@ export async function countPending(db: Db): Promise<number> {
 
 // $1 subscription id. Its pending deliveries waiting for a retry become due now; the dispatcher
 // takes them as it takes any due delivery. Not touched: a delivery leased right now (its attempt
-// is in flight: its result decides), and one whose message is not due yet (a delayed message's
+// is in flight: its result decides), one parked behind an earlier delivery of its key (it is
+// woken when that one finishes), and one whose message is not due yet (a delayed message's
 // deliverAt is the producer's to choose). The retry cycle goes on: the attempt counts as the
 // next step of the schedule, and a failure waits for the step after it.
 export async function retryPendingNow(db: Db, subscriptionId: number): Promise<number> {
   const { rowCount } = await db.query(
     `update deliveries d set next_attempt_at = now()
        from messages m
-      where d.subscription_id = $1 and d.state = 'pending' and d.next_attempt_at > now() and d.lease_owner is null
+      where d.subscription_id = $1 and d.state = 'pending' and d.next_attempt_at > now() and d.lease_owner is null and not d.parked
         and m.id = d.message_id and m.deliver_at <= now()`,
     [subscriptionId],
   );

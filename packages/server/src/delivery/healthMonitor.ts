@@ -44,6 +44,8 @@ export class HealthMonitor {
   /** The database's clock minus ours (ms): due times are the database's. */
   private skew = 0;
   private pending = new Map<number, Tally>();
+  /** Successes a failure ratio counts, not yet written (see onResults). */
+  private held = new Map<number, Tally>();
   private writing = false;
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
@@ -126,15 +128,34 @@ export class HealthMonitor {
       const throttled = r.retryAfterMs === undefined ? null : r.startedAt.getTime() + r.latencyMs + r.retryAfterMs + this.skew;
       this.pending.set(r.subscriptionId, count(this.pending.get(r.subscriptionId) ?? NO_RESULTS, r.outcome === "delivered", throttled));
     }
-    // Successes alone change nothing stored while the circuit is closed with no failures counted.
-    // Failures other nodes counted are seen on the next reload; the reset is written at most once a second.
+    // Successes alone change nothing stored while the circuit is closed with no failures counted,
+    // unless a failure ratio counts them: then they are held here and written with the next
+    // failure, or at most once a second. Failures other nodes counted are seen on the next
+    // reload; the reset of the count is written at most once a second too.
     for (const [id, t] of this.pending) {
+      const held = this.held.get(id);
+      if (held) {
+        this.pending.set(id, merge(held, t));
+        this.held.delete(id);
+      }
       if (t.failures > 0 || t.throttledUntil !== null) continue;
       const h = this.view.get(id);
       if (h && h.state !== "closed") continue;
-      if (h && h.consecutiveFailures > 0 && now - (this.lastReset.get(id) ?? 0) >= RESET_EVERY_MS) continue;
+      const due = now - (this.lastReset.get(id) ?? 0) >= RESET_EVERY_MS;
+      if (h && h.consecutiveFailures > 0 && due) continue;
+      if (this.ops.subscription(id)?.circuit?.ratio) {
+        if (due) continue;
+        this.held.set(id, this.pending.get(id)!);
+      }
       this.pending.delete(id);
     }
+    void this.flush();
+  }
+
+  /** Writes the successes a failure ratio counts that waited for a failure (each poll interval). */
+  private release(): void {
+    for (const [id, t] of this.held) this.pending.set(id, merge(t, this.pending.get(id) ?? NO_RESULTS));
+    this.held.clear();
     void this.flush();
   }
 
@@ -183,6 +204,7 @@ export class HealthMonitor {
     this.ticking = true;
     try {
       const before = this.view;
+      this.release();
       await this.refresh();
       const now = this.now();
       let freed = false;

@@ -147,7 +147,31 @@ const CircuitOptions = Type.Union(
   [
     Type.Object(
       {
-        failures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: "failed attempts in a row that open the circuit (default 20)" })),
+        failures: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            maximum: 1_000_000,
+            description: "failed attempts in a row that open the circuit (default 20, or none when failureRatio is given; both set: either opens it)",
+          }),
+        ),
+        failureRatio: Type.Optional(
+          Type.Number({
+            exclusiveMinimum: 0,
+            maximum: 1,
+            description: "the share of attempts in a window that, failed, opens the circuit: more than 0, at most 1 (e.g. 0.5); absent: no ratio",
+          }),
+        ),
+        window: Type.Optional({
+          ...Duration,
+          description: "with failureRatio: the window attempts are counted in, tumbling (1s or more; default 60s)",
+        }),
+        minAttempts: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            maximum: 1_000_000,
+            description: "with failureRatio: the ratio counts once the window holds this many attempts (default 20)",
+          }),
+        ),
         probeEvery: Type.Optional({ ...Duration, description: "while open, one probe delivery this often, across all nodes (default 30s)" }),
         pauseAfter: Type.Optional(Nullable({ ...Duration, description: "open this long, the subscription is paused with an alert (default 3d); null: never" })),
       },
@@ -166,6 +190,12 @@ const SubscriptionHealth = Type.Object({
   nextProbeAt: Nullable(Timestamp),
   closedAt: Nullable(Timestamp),
   throttledUntil: Nullable({ ...Timestamp, description: "a receiver's 429 Retry-After: nothing of the subscription is sent before" }),
+  window: Nullable(
+    Type.Object(
+      { startedAt: Timestamp, attempts: Type.Integer(), failures: Type.Integer() },
+      { description: "with a failure ratio: the window being counted (it ends a window's length after startedAt); null: none yet" },
+    ),
+  ),
   opens: Type.Integer({ description: "times the circuit opened" }),
   history: Type.Array(
     Type.Object({
@@ -230,7 +260,16 @@ export const Subscription = Type.Object({
   rateLimit: Nullable(Type.Number({ description: "attempts per second across all nodes; null: none" })),
   ordering: Ordering,
   onDead: OnDead,
-  circuit: Nullable(Type.Object({ failures: Type.Integer(), probeEvery: Type.String(), pauseAfter: Nullable(Type.String()) })),
+  circuit: Nullable(
+    Type.Object({
+      failures: Nullable(Type.Integer({ description: "null: only the failure ratio opens it" })),
+      failureRatio: Nullable(Type.Number({ description: "null: no ratio" })),
+      window: Nullable(Type.String()),
+      minAttempts: Nullable(Type.Integer()),
+      probeEvery: Type.String(),
+      pauseAfter: Nullable(Type.String()),
+    }),
+  ),
   health: Type.Optional(SubscriptionHealth),
   createdAt: Timestamp,
   updatedAt: Timestamp,

@@ -1,4 +1,4 @@
-import { afterResults, type CircuitPolicy, type Health, type HealthEvent, type Tally } from "../domain/circuitBreaker.ts";
+import { afterResults, storedCircuitPolicy, type Health, type HealthEvent, type Tally } from "../domain/circuitBreaker.ts";
 import { inTransaction, type Db, type Tx } from "./db.ts";
 import { SUBSCRIPTIONS_CHANNEL } from "./subscriptions.ts";
 
@@ -13,6 +13,9 @@ const toHealth = (r: any): Health => ({
   openedAt: ms(r.opened_at),
   nextProbeAt: ms(r.next_probe_at),
   throttledUntil: ms(r.throttled_until),
+  windowStartedAt: ms(r.window_started_at),
+  windowAttempts: r.window_attempts,
+  windowFailures: r.window_failures,
 });
 
 /** Every subscription's stored health (absent: closed, no failures) and the database's clock. */
@@ -34,6 +37,8 @@ export interface HealthChange {
   subscriptionId: number;
   health: Health;
   event: HealthEvent | null;
+  /** What opened the circuit. */
+  why?: string | undefined;
 }
 
 /**
@@ -59,18 +64,20 @@ export async function recordHealth(db: Db, tallies: ReadonlyMap<number, Tally>):
     for (const row of rows) {
       const id = Number(row.subscription_id);
       const now = (row.db_now as Date).getTime();
-      const { next, event } = afterResults(toHealth(row), tallies.get(id)!, (row.circuit as CircuitPolicy | null) ?? null, now);
-      out.push({ subscriptionId: id, health: next, event });
+      const { next, event, why } = afterResults(toHealth(row), tallies.get(id)!, storedCircuitPolicy(row.circuit), now);
+      out.push({ subscriptionId: id, health: next, event, why });
     }
     const iso = (t: number | null) => (t === null ? null : new Date(t));
     await tx.query(
       `update subscription_health h
           set state = u.state, consecutive_failures = u.failures, opened_at = u.opened_at, next_probe_at = u.next_probe_at,
               throttled_until = u.throttled_until, updated_at = now(),
+              window_started_at = u.window_started_at, window_attempts = u.window_attempts, window_failures = u.window_failures,
               opens = h.opens + case when u.event = 'opened' then 1 else 0 end,
               closed_at = case when u.event = 'closed' then now() else h.closed_at end
-         from unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::text[])
-           as u(id, state, failures, opened_at, next_probe_at, throttled_until, event)
+         from unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::text[],
+                     $8::timestamptz[], $9::int[], $10::int[])
+           as u(id, state, failures, opened_at, next_probe_at, throttled_until, event, window_started_at, window_attempts, window_failures)
         where h.subscription_id = u.id`,
       [
         out.map((c) => c.subscriptionId),
@@ -80,10 +87,13 @@ export async function recordHealth(db: Db, tallies: ReadonlyMap<number, Tally>):
         out.map((c) => iso(c.health.nextProbeAt)),
         out.map((c) => iso(c.health.throttledUntil)),
         out.map((c) => c.event),
+        out.map((c) => iso(c.health.windowStartedAt)),
+        out.map((c) => c.health.windowAttempts),
+        out.map((c) => c.health.windowFailures),
       ],
     );
     for (const c of out) {
-      if (c.event === "opened") await logEvent(tx, c.subscriptionId, "opened", `${c.health.consecutiveFailures} attempts failed in a row`);
+      if (c.event === "opened") await logEvent(tx, c.subscriptionId, "opened", c.why ?? `${c.health.consecutiveFailures} attempts failed in a row`);
       if (c.event === "closed") {
         await logEvent(tx, c.subscriptionId, "closed", "an attempt succeeded");
         await tx.query(DUE_NOW_SQL, [c.subscriptionId]);
@@ -162,6 +172,7 @@ export async function resetHealth(db: Db, subscriptionId: number, why: string): 
     const { rows } = await tx.query(
       `with old as (select state from subscription_health where subscription_id = $1 for update)
        update subscription_health set state = 'closed', consecutive_failures = 0, opened_at = null, next_probe_at = null,
+              window_started_at = null, window_attempts = 0, window_failures = 0,
               closed_at = case when state <> 'closed' then now() else closed_at end, updated_at = now()
         where subscription_id = $1 returning (select state from old) as was`,
       [subscriptionId],
@@ -180,6 +191,8 @@ export interface HealthRecord {
   nextProbeAt: string | null;
   closedAt: string | null;
   throttledUntil: string | null;
+  /** The failure ratio's current window (null: none counted yet, or no ratio): its start and counts. */
+  window: { startedAt: string; attempts: number; failures: number } | null;
   opens: number;
   history: Array<{ event: string; at: string; detail: string }>;
 }
@@ -200,6 +213,7 @@ export async function healthOf(db: Db, subscriptionId: number): Promise<HealthRe
     nextProbeAt: isoOf(row?.next_probe_at),
     closedAt: isoOf(row?.closed_at),
     throttledUntil: isoOf(row?.throttled_until),
+    window: row?.window_started_at ? { startedAt: isoOf(row.window_started_at)!, attempts: row.window_attempts, failures: row.window_failures } : null,
     opens: row?.opens ?? 0,
     history: ev.rows.map((r) => ({ event: r.event, at: (r.at as Date).toISOString(), detail: r.detail })),
   };

@@ -1,4 +1,4 @@
-import type { CircuitPolicy } from "../domain/circuitBreaker.ts";
+import { storedCircuitPolicy, type CircuitPolicy } from "../domain/circuitBreaker.ts";
 import type { RetryPolicy } from "../domain/retrySchedule.ts";
 import type { Endpoint, OnDead, Ordering, SubscriptionRow } from "../domain/subscription.ts";
 import type { Db } from "./db.ts";
@@ -16,7 +16,7 @@ const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
   rateLimit: (r.rate_limit as number | null) ?? null,
   ordering: r.ordering as Ordering,
   onDead: r.on_dead as OnDead,
-  circuit: (r.circuit as CircuitPolicy | null) ?? null,
+  circuit: storedCircuitPolicy(r.circuit),
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });

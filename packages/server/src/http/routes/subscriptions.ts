@@ -91,6 +91,9 @@ export function showSubscription(row: SubscriptionRow, secret?: string, health?:
         ? null
         : {
             failures: row.circuit.failures,
+            failureRatio: row.circuit.ratio?.failureRatio ?? null,
+            window: row.circuit.ratio ? formatDuration(row.circuit.ratio.windowMs) : null,
+            minAttempts: row.circuit.ratio?.minAttempts ?? null,
             probeEvery: formatDuration(row.circuit.probeEveryMs),
             pauseAfter: row.circuit.pauseAfterMs === null ? null : formatDuration(row.circuit.pauseAfterMs),
           },

@@ -77,8 +77,22 @@ test("a subscription's circuit policy: defaults when absent, off with null or fa
 });
 
 test("tallies count failures after the last success, in order, across batches", () => {
-  assert.deepEqual(tallyOf(false, true, false, false), { attempts: 4, failures: 3, trailingFailures: 2, succeeded: true, throttledUntil: null });
-  assert.deepEqual(merge(tallyOf(false, false), tallyOf(false)), { attempts: 3, failures: 3, trailingFailures: 3, succeeded: false, throttledUntil: null });
+  assert.deepEqual(tallyOf(false, true, false, false), {
+    attempts: 4,
+    failures: 3,
+    trailingFailures: 2,
+    succeeded: true,
+    probeSucceeded: false,
+    throttledUntil: null,
+  });
+  assert.deepEqual(merge(tallyOf(false, false), tallyOf(false)), {
+    attempts: 3,
+    failures: 3,
+    trailingFailures: 3,
+    succeeded: false,
+    probeSucceeded: false,
+    throttledUntil: null,
+  });
   assert.deepEqual(merge(tallyOf(false, true), tallyOf(false)).trailingFailures, 1);
   assert.equal(merge(count(NO_RESULTS, false, 500), count(NO_RESULTS, false, 300)).throttledUntil, 500);
 });
@@ -199,8 +213,13 @@ test("with both a count and a ratio either opens the circuit; a ratio circuit pr
   assert.equal(failed.event, null);
   assert.equal(failed.next.state, "open");
   assert.deepEqual([failed.next.windowStartedAt, failed.next.windowAttempts], [null, 0]);
-  // A probe's success closes it, with a fresh window: one failure after it does not reopen it.
-  const closed = afterResults(failed.next, tallyOf(true), RATIO, 2100);
+  // Successes of attempts in flight when it opened do not close it (a receiver failing 60% of
+  // the time still answers some); a probe's success does, with a fresh window: one failure after
+  // it does not reopen it.
+  const inFlight = afterResults(failed.next, tallyOf(true, true), RATIO, 1300);
+  assert.equal(inFlight.event, null);
+  assert.equal(inFlight.next.state, "open");
+  const closed = afterResults(failed.next, count(NO_RESULTS, true, null, true), RATIO, 2100);
   assert.equal(closed.event, "closed");
   assert.deepEqual(closed.next, HEALTHY);
   assert.equal(afterResults(closed.next, tallyOf(false), RATIO, 2200).next.state, "closed");

@@ -51,7 +51,7 @@ test("a receiver down under steady traffic gets only the probes; nothing goes de
     circuit: { failures: FAILURES, probeEvery: `${PROBE_EVERY_MS / 1000}s` },
   });
   assert.equal(created.status, 201);
-  assert.deepEqual(created.body.circuit, { failures: FAILURES, probeEvery: "5s", pauseAfter: "3d" });
+  assert.deepEqual(created.body.circuit, { failures: FAILURES, failureRatio: null, window: null, minAttempts: null, probeEvery: "5s", pauseAfter: "3d" });
 
   // Steady traffic: a message every 50 ms, before, during and just after the outage.
   const sent: string[] = [];
@@ -190,9 +190,95 @@ test("circuit options: bad fields are refused naming the field; null turns the b
   assert.equal(off.status, 201);
   assert.equal(off.body.circuit, null);
   const on = await admin.patch("/v1/subscriptions/no-circuit", { circuit: { failures: 3 } });
-  assert.deepEqual(on.body.circuit, { failures: 3, probeEvery: "30s", pauseAfter: "3d" });
+  assert.deepEqual(on.body.circuit, { failures: 3, failureRatio: null, window: null, minAttempts: null, probeEvery: "30s", pauseAfter: "3d" });
+  for (const [circuit, field] of [
+    [{ failureRatio: 1.5 }, "circuit.failureRatio"],
+    [{ failureRatio: 0 }, "circuit.failureRatio"],
+    [{ failureRatio: 0.5, window: "500ms" }, "circuit.window"],
+    [{ failureRatio: 0.5, minAttempts: 0 }, "circuit.minAttempts"],
+    [{ window: "1m" }, "circuit.window"],
+  ] as const) {
+    const refused = await admin.patch("/v1/subscriptions/no-circuit", { circuit });
+    assert.equal(refused.status, 400, JSON.stringify(circuit));
+    assert.equal(refused.body.error.field, field, JSON.stringify(refused.body));
+  }
+  // A ratio alone, shown back as given (with the defaults it took) by a later read.
+  const ratio = await admin.patch("/v1/subscriptions/no-circuit", { circuit: { failureRatio: 0.25, window: "90s" } });
+  assert.equal(ratio.status, 200);
+  const shown = (await admin.get("/v1/subscriptions/no-circuit")).body;
+  assert.deepEqual(shown.circuit, { failures: null, failureRatio: 0.25, window: "90s", minAttempts: 20, probeEvery: "30s", pauseAfter: "3d" });
+  assert.equal(shown.health.window, null);
   const openapi = await (await fetch(`${service.url}/openapi.json`)).text();
   assert.match(openapi, /probeEvery/);
+  assert.match(openapi, /failureRatio/);
+});
+
+/** A fixed-seed random stream (mulberry32), so a "random" receiver gives the same answers each run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test("a receiver failing 60% at random opens a failure-ratio circuit but not a count-in-a-row one of the same size", async () => {
+  // Each path fails 60% of what it receives, in the order received. Seed 17: 36 of the first 60
+  // fail, never fewer than 59% of any first 20 or more, and never more than 4 in a row.
+  const streams = new Map([
+    ["/flaky-ratio", seeded(17)],
+    ["/flaky-count", seeded(17)],
+  ]);
+  receiver.behaviour = (r) => ((streams.get(r.path)?.() ?? 0) < 0.6 ? 503 : 200);
+  const subscription = (name: string, circuit: object) =>
+    admin.post("/v1/subscriptions", {
+      name,
+      topic: "t.flaky",
+      endpoint: { type: "http", url: `${receiver.url}/${name}` },
+      // One attempt each: the answers are the stream's, one a message.
+      retry: { schedule: [], maxAttempts: 1 },
+      circuit: { ...circuit, probeEvery: "1h" },
+    });
+  assert.equal((await subscription("flaky-ratio", { failureRatio: 0.5, window: "10s", minAttempts: 20 })).status, 201);
+  assert.equal((await subscription("flaky-count", { failures: 20 })).status, 201);
+  const MESSAGES = 60;
+  for (let i = 0; i < MESSAGES; i++) assert.equal((await admin.post("/v1/messages", { topic: "t.flaky", payload: { i } })).status, 201);
+
+  const opened = await waitFor("the ratio circuit to open", async () => {
+    const s = (await admin.get("/v1/subscriptions/flaky-ratio")).body;
+    return s.health.state !== "closed" ? s.health : null;
+  }).catch(async (error) => {
+    const h = await db.query(
+      "select s.name, s.circuit, h.* from subscription_health h join subscriptions s on s.id = h.subscription_id where s.name like 'flaky%'",
+    );
+    const n = receiver.received.filter((r) => r.path === "/flaky-ratio").map((r) => r.status);
+    throw new Error(`${error}: ${JSON.stringify(h.rows)} ${JSON.stringify(n)}`);
+  });
+  // It opened on the ratio, judged over at least 20 attempts of the window.
+  const [, failed, attempts] = /^(\d+) of (\d+) attempts failed within 10s$/.exec(opened.history[0].detail) ?? [];
+  assert.ok(Number(attempts) >= 20 && Number(failed) / Number(attempts) >= 0.5, opened.history[0].detail);
+  const before = receiver.received.filter((r) => r.path === "/flaky-ratio" && r.at <= Date.parse(opened.openedAt)).length;
+  assert.ok(before >= 20, `${before} attempts before it opened`);
+
+  // Every message was tried at the count-in-a-row subscription (36 of 60 failed): its circuit never opened.
+  await waitFor("every message tried at the count subscription", async () => {
+    const { rows } = await db.query(
+      `select count(*)::int as n from deliveries d join subscriptions s on s.id = d.subscription_id
+        where s.name = 'flaky-count' and d.state in ('delivered', 'dead')`,
+    );
+    return rows[0].n === MESSAGES;
+  });
+  const count = (await admin.get("/v1/subscriptions/flaky-count")).body.health;
+  assert.equal(receiver.received.filter((r) => r.path === "/flaky-count" && r.status !== 200).length, 36);
+  assert.equal(count.state, "closed");
+  assert.equal(count.opens, 0, JSON.stringify(count.history));
+  assert.deepEqual(count.history, []);
+  // The ratio circuit stayed open: the successes of attempts in flight when it opened did not close it.
+  const ratio = (await admin.get("/v1/subscriptions/flaky-ratio")).body.health;
+  assert.notEqual(ratio.state, "closed");
+  assert.equal(ratio.opens, 1);
 });
 
 test("a receiver's 429 with Retry-After holds the whole subscription back, on every node", async () => {

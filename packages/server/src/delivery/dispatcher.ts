@@ -400,6 +400,8 @@ export class Dispatcher {
       firstAttemptAt: delivery.firstAttemptAt ?? startedAt,
       // A 429's Retry-After holds the whole subscription back, not just this delivery.
       ...(sent.statusCode === 429 && sent.retryAfterMs !== undefined ? { retryAfterMs: sent.retryAfterMs } : {}),
+      // Only a probe's success closes a circuit that a failure ratio opened.
+      ...(delivery.probe ? { probe: true as const } : {}),
     };
     if (sent.ok) {
       this.results.add(base);

@@ -44,8 +44,10 @@ export class HealthMonitor {
   /** The database's clock minus ours (ms): due times are the database's. */
   private skew = 0;
   private pending = new Map<number, Tally>();
-  /** Successes a failure ratio counts, not yet written (see onResults). */
+  /** Successes that count, not yet written (see onResults). */
   private held = new Map<number, Tally>();
+  /** The subscriptions whose failures are being written: their count is not yet in the view. */
+  private writingFailures = new Set<number>();
   private writing = false;
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
@@ -126,12 +128,13 @@ export class HealthMonitor {
     const now = Date.now();
     for (const r of results) {
       const throttled = r.retryAfterMs === undefined ? null : r.startedAt.getTime() + r.latencyMs + r.retryAfterMs + this.skew;
-      this.pending.set(r.subscriptionId, count(this.pending.get(r.subscriptionId) ?? NO_RESULTS, r.outcome === "delivered", throttled));
+      this.pending.set(r.subscriptionId, count(this.pending.get(r.subscriptionId) ?? NO_RESULTS, r.outcome === "delivered", throttled, r.probe));
     }
-    // Successes alone change nothing stored while the circuit is closed with no failures counted,
-    // unless a failure ratio counts them: then they are held here and written with the next
-    // failure, or at most once a second. Failures other nodes counted are seen on the next
-    // reload; the reset of the count is written at most once a second too.
+    // Successes alone change nothing stored while the circuit is closed with no failures counted
+    // (as far as this node knows: failures other nodes counted are seen on the next reload) and no
+    // failure ratio counts them; then they are dropped. Otherwise they are written at most once a
+    // second, and held here between: a failure written meanwhile takes them along, before it
+    // (a success dropped instead would let failures on either side of it add up to a run).
     for (const [id, t] of this.pending) {
       const held = this.held.get(id);
       if (held) {
@@ -141,18 +144,15 @@ export class HealthMonitor {
       if (t.failures > 0 || t.throttledUntil !== null) continue;
       const h = this.view.get(id);
       if (h && h.state !== "closed") continue;
-      const due = now - (this.lastReset.get(id) ?? 0) >= RESET_EVERY_MS;
-      if (h && h.consecutiveFailures > 0 && due) continue;
-      if (this.ops.subscription(id)?.circuit?.ratio) {
-        if (due) continue;
-        this.held.set(id, this.pending.get(id)!);
-      }
+      const counted = (h !== undefined && h.consecutiveFailures > 0) || this.writingFailures.has(id) || !!this.ops.subscription(id)?.circuit?.ratio;
+      if (counted && now - (this.lastReset.get(id) ?? 0) >= RESET_EVERY_MS) continue;
+      if (counted) this.held.set(id, this.pending.get(id)!);
       this.pending.delete(id);
     }
     void this.flush();
   }
 
-  /** Writes the successes a failure ratio counts that waited for a failure (each poll interval). */
+  /** Writes the successes that count and waited for a failure (each poll interval). */
   private release(): void {
     for (const [id, t] of this.held) this.pending.set(id, merge(t, this.pending.get(id) ?? NO_RESULTS));
     this.held.clear();
@@ -167,6 +167,7 @@ export class HealthMonitor {
         const tallies = this.pending;
         this.pending = new Map();
         let changes: HealthChange[];
+        for (const [id, t] of tallies) if (t.failures > 0) this.writingFailures.add(id);
         try {
           changes = await this.ops.record(tallies);
         } catch (error) {
@@ -174,6 +175,8 @@ export class HealthMonitor {
           for (const [id, t] of tallies) this.pending.set(id, merge(t, this.pending.get(id) ?? NO_RESULTS));
           await new Promise((r) => setTimeout(r, 500));
           continue;
+        } finally {
+          this.writingFailures.clear();
         }
         const now = Date.now();
         let closed = false;

@@ -145,15 +145,17 @@ export interface Tally {
   /** Failures after the last success (all of them when none succeeded). */
   readonly trailingFailures: number;
   readonly succeeded: boolean;
+  /** Whether a probe among them succeeded. */
+  readonly probeSucceeded: boolean;
   /** The latest end of a 429's Retry-After among them (ms since the epoch), or null. */
   readonly throttledUntil: number | null;
 }
 
-export const NO_RESULTS: Tally = { attempts: 0, failures: 0, trailingFailures: 0, succeeded: false, throttledUntil: null };
+export const NO_RESULTS: Tally = { attempts: 0, failures: 0, trailingFailures: 0, succeeded: false, probeSucceeded: false, throttledUntil: null };
 
 /** Adds one attempt's result to a tally. */
-export function count(t: Tally, ok: boolean, throttledUntil: number | null = null): Tally {
-  return merge(t, { attempts: 1, failures: ok ? 0 : 1, trailingFailures: ok ? 0 : 1, succeeded: ok, throttledUntil });
+export function count(t: Tally, ok: boolean, throttledUntil: number | null = null, probe = false): Tally {
+  return merge(t, { attempts: 1, failures: ok ? 0 : 1, trailingFailures: ok ? 0 : 1, succeeded: ok, probeSucceeded: ok && probe, throttledUntil });
 }
 
 /** The tally of `a` followed by `b`. */
@@ -163,6 +165,7 @@ export function merge(a: Tally, b: Tally): Tally {
     failures: a.failures + b.failures,
     trailingFailures: b.succeeded ? b.trailingFailures : a.trailingFailures + b.failures,
     succeeded: a.succeeded || b.succeeded,
+    probeSucceeded: a.probeSucceeded || b.probeSucceeded,
     throttledUntil: later(a.throttledUntil, b.throttledUntil),
   };
 }
@@ -172,8 +175,9 @@ const later = (a: number | null, b: number | null): number | null => (a === null
 export type HealthEvent = "opened" | "closed";
 
 /**
- * The health after a tally of results. A success closes an open circuit (a probe's, or an
- * attempt that was in flight when it opened: the receiver answers again either way); a closed
+ * The health after a tally of results. A success closes an open circuit: a probe's, or, without
+ * a failure ratio, an attempt's that was in flight when it opened (the receiver answers again
+ * either way; with a ratio some answers are expected while it fails too often); a closed
  * one opens when failures in a row reach the policy's count, or when its window's failure ratio
  * reaches the policy's with at least its least number of attempts counted; a failed probe
  * leaves it open until the next probe time (set when the probe was taken). Without a policy the
@@ -184,7 +188,7 @@ export function afterResults(current: Health, t: Tally, policy: CircuitPolicy | 
   const failures = t.succeeded ? t.trailingFailures : current.consecutiveFailures + t.failures;
   const throttledUntil = later(current.throttledUntil, t.throttledUntil);
   if (current.state !== "closed") {
-    if (t.succeeded || policy === null) {
+    if (policy === null || (policy.ratio ? t.probeSucceeded : t.succeeded)) {
       return { next: { ...HEALTHY, consecutiveFailures: failures, throttledUntil }, event: "closed" };
     }
     return { next: { ...current, state: "open", consecutiveFailures: failures, throttledUntil }, event: null };

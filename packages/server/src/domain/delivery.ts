@@ -67,4 +67,6 @@ export interface AttemptResult {
   firstAttemptAt: Date | null;
   /** A 429's Retry-After (ms): the whole subscription waits that long. */
   retryAfterMs?: number;
+  /** Sent as its subscription's circuit probe. */
+  probe?: true;
 }

@@ -685,6 +685,49 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await page.getByRole("button", { name: "I have copied it" }).click();
   });
 
+  test("edits a subscription's delivery limits and circuit breaker in the form; the API and the health panel show them", async (t) => {
+    const world = await ownWorld(t, "console_sub_limits");
+    const { page, go } = await openConsole(t, world);
+    await go("#/subscriptions/shipping");
+    await page.getByRole("heading", { name: "Subscription shipping" }).waitFor();
+    await page.getByLabel("Max in flight").fill("3");
+    await page.getByLabel("Rate limit").fill("2.5");
+    // A failure ratio instead of failures in a row: its fields appear, the count's go.
+    await page.getByLabel("Circuit breaker").selectOption("ratio");
+    assert.equal(await page.getByLabel("Failures in a row").isVisible(), false);
+    await page.getByLabel("Failure ratio").fill("0.4");
+    await page.getByLabel("Ratio window").fill("30s");
+    await page.getByLabel("Least attempts").fill("10");
+    await page.getByLabel("Probe every").fill("10s");
+    await page.getByLabel("Pause after").fill("never");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.getByText("shipping saved.").waitFor();
+    const saved = (await world.admin.get("/v1/subscriptions/shipping")).body;
+    assert.equal(saved.maxInFlight, 3);
+    assert.equal(saved.rateLimit, 2.5);
+    assert.deepEqual(saved.circuit, { failures: null, failureRatio: 0.4, window: "30s", minAttempts: 10, probeEvery: "10s", pauseAfter: null });
+
+    await page.reload();
+    const health = page.getByRole("region", { name: "Endpoint health" });
+    await health.waitFor();
+    assert.match(
+      await health.innerText(),
+      /Opens when 40% or more of the attempts in 30s fail \(once there are 10\); while open, one probe every 10s; never paused automatically\./,
+    );
+    // The form shows the policy as saved; back to failures in a row, emptied limits go back to none.
+    assert.equal(await page.getByLabel("Circuit breaker").inputValue(), "ratio");
+    assert.equal(await page.getByLabel("Failure ratio").inputValue(), "0.4");
+    await page.getByLabel("Circuit breaker").selectOption("failures");
+    await page.getByLabel("Failures in a row").fill("7");
+    await page.getByLabel("Rate limit").fill("");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.getByText("shipping saved.").waitFor();
+    const again = (await world.admin.get("/v1/subscriptions/shipping")).body;
+    assert.equal(again.rateLimit, null);
+    assert.equal(again.maxInFlight, 3);
+    assert.deepEqual(again.circuit, { failures: 7, failureRatio: null, window: null, minAttempts: null, probeEvery: "10s", pauseAfter: null });
+  });
+
   test("apps: creates one and shows its key once; disables it (after a confirmation) and enables it again; rotates its key", async (t) => {
     const world = await ownWorld(t, "console_apps");
     const { page, go, shot, assertNoSidewaysScroll } = await openConsole(t, world);

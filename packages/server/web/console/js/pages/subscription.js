@@ -268,6 +268,23 @@ const EVENT_BADGES = {
   reset: ["delivered", "closed by hand"],
 };
 
+/** What opens the circuit, in words. */
+function opensWhen(c) {
+  const inARow = c.failures !== null ? `after ${c.failures} failed attempts in a row` : null;
+  const ratio =
+    c.failureRatio !== null
+      ? `when ${Math.round(c.failureRatio * 1000) / 10}% or more of the attempts in ${c.window} fail (once there are ${c.minAttempts})`
+      : null;
+  return `Opens ${[inARow, ratio].filter(Boolean).join(" or ")}`;
+}
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** A duration as the API spells it (90s, 5m) in milliseconds. */
+const durationMs = (text) => {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text ?? "");
+  return m ? Number(m[1]) * UNIT_MS[m[2]] : 0;
+};
+
 /** The policy in words, what holds the subscription now, and the timeline of its last transitions. */
 function healthParts(sub) {
   const health = sub.health ?? { state: "closed", history: [] };
@@ -277,12 +294,14 @@ function healthParts(sub) {
       "p",
       { class: "small" },
       c
-        ? `Opens after ${c.failures} failed attempts in a row; while open, one probe every ${c.probeEvery}; ${
-            c.pauseAfter ? `paused after ${c.pauseAfter} open.` : "never paused automatically."
-          }`
+        ? `${opensWhen(c)}; while open, one probe every ${c.probeEvery}; ${c.pauseAfter ? `paused after ${c.pauseAfter} open.` : "never paused automatically."}`
         : "No circuit breaker: every delivery follows its retry schedule.",
     ),
   ];
+  const w = health.window;
+  if (c && c.failureRatio !== null && health.state === "closed" && w && Date.parse(w.startedAt) + durationMs(c.window) > Date.now()) {
+    parts.push(h("p", { class: "small", id: "circuit-window" }, `This window: ${w.failures} of ${w.attempts} attempts failed, since `, time(w.startedAt), "."));
+  }
   if (health.state !== "closed") {
     parts.push(
       h(

@@ -54,6 +54,28 @@ test("0008 moves each app's messages, with their deliveries, attempts, checks an
   assert.deepEqual(await ids("select message_id from alerts"), []);
 });
 
+test("0015 gives existing health rows an empty failure-ratio window; a circuit policy stored before it reads as a count alone", async () => {
+  const other = await createTestDatabase("migrations_0015", { empty: true });
+  const pool = new pg.Pool({ connectionString: other.url, max: 1 });
+  try {
+    await migrate(pool, { upTo: 14 });
+    await pool.query(`insert into subscriptions (name, topic, endpoint, secret, retry)
+                      values ('inv', 't', '{"type":"http","url":"http://127.0.0.1:1/"}', 'whsec_s', '{"schedule":[],"maxAttempts":1,"windowMs":null}')`);
+    await pool.query("insert into subscription_health (subscription_id, consecutive_failures) select id, 4 from subscriptions");
+    assert.deepEqual(await migrate(pool), [15]);
+    const { rows } = await pool.query("select consecutive_failures, window_started_at, window_attempts, window_failures from subscription_health");
+    assert.deepEqual(rows, [{ consecutive_failures: 4, window_started_at: null, window_attempts: 0, window_failures: 0 }]);
+    // The column's default from 0014, as every subscription of that time has it.
+    const { getSubscription } = await import("../src/store/subscriptions.ts");
+    assert.deepEqual((await getSubscription(pool, "inv"))?.circuit, { failures: 20, ratio: null, probeEveryMs: 30_000, pauseAfterMs: 259_200_000 });
+    // More failures than attempts in a window cannot be stored.
+    await assert.rejects(pool.query("update subscription_health set window_attempts = 1, window_failures = 2"), /check/);
+  } finally {
+    await pool.end();
+    await other.drop();
+  }
+});
+
 /** Versions after 8 (applied in the same call). */
 async function laterVersions(): Promise<number[]> {
   const { loadMigrations } = await import("../src/store/migrate.ts");

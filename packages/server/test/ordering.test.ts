@@ -124,6 +124,22 @@ test("onDead block: a dead delivery holds its key with a key_blocked alert until
   );
 });
 
+test("a head marked dead by hand holds its key with a key_blocked alert, as one that died of failing", async () => {
+  receiver.behaviour = (r) => (r.path === "/marked" && r.id === "m-0" ? 500 : 200);
+  await subscribe("marked", { ordering: "key", retry: { schedule: ["1h"], maxAttempts: 5 } });
+  await publish("marked", "m-0", "k");
+  await publish("marked", "m-1", "k");
+  await waitFor("m-0's first attempt", () => receiver.received.some((r) => r.id === "m-0"), 10_000);
+  const marked = await admin.post("/v1/messages/m-0/dead", { reason: "the receiver will never take it" });
+  assert.deepEqual([marked.status, marked.body.dead], [200, 1]);
+  assert.equal(await openAlerts("key_blocked", "m-0"), 1, "the key waits on it, and says so");
+  assert.ok(!firstDeliveries("/marked").includes("m-1"), "m-1 waits behind it");
+  const head = (await admin.get("/v1/messages/m-0")).body.deliveries[0];
+  assert.equal((await admin.post(`/v1/deliveries/${head.id}/skip`, {})).status, 200);
+  await waitFor("m-1 delivered after the skip", () => firstDeliveries("/marked").includes("m-1"), 10_000);
+  assert.equal(await openAlerts("key_blocked", "m-0"), 0);
+});
+
 test("onDead skip: the next message of the key goes as soon as the one before is dead, with no key_blocked alert", async () => {
   receiver.behaviour = (r) => (r.path === "/skip" && r.id === "s-1" ? 500 : 200);
   await subscribe("skip", { ordering: "key", onDead: "skip", retry: { schedule: ["100ms"], maxAttempts: 2 } });

@@ -258,7 +258,8 @@ test(`${TOTAL} messages over ${KEYS} keys, two processes, a receiver failing 20%
     });
     assert.equal(created.status, 201);
     let acked = 0;
-    let killed = false;
+    /** How many messages the receiver had taken when the first process was killed (null: not yet). */
+    let deliveredAtKill: number | null = null;
     /** Sends until a live node acknowledges it: a producer retrying with its idempotency key. */
     const send = async (key: number, n: number) => {
       const body = JSON.stringify({ id: `o-${key}-${n}`, topic: "t.ordered", key: `k${key}`, payload: { n } });
@@ -287,15 +288,16 @@ test(`${TOTAL} messages over ${KEYS} keys, two processes, a receiver failing 20%
         for (let n = 0; key + n * KEYS < TOTAL; n++) {
           await send(key, n);
           acked++;
-          if (!killed && acked >= TOTAL * 0.4) {
-            killed = true;
+          if (deliveredAtKill === null && acked >= TOTAL * 0.4) {
+            deliveredAtKill = target.delivered;
             alive[0] = false;
             await nodes[0]!.kill("SIGKILL");
           }
         }
       }),
     );
-    assert.ok(killed);
+    assert.ok(deliveredAtKill !== null && deliveredAtKill < TOTAL * 0.5, `killed mid-run, with ${deliveredAtKill} of ${TOTAL} delivered`);
+    await assert.rejects(request(`${nodes[0]!.url}/healthz`, { headersTimeout: 2000 }), "the killed process answers nothing");
     await waitFor(`all ${TOTAL} messages delivered`, () => target.delivered >= TOTAL, 240_000, 200);
     const seconds = (Date.now() - started) / 1000;
     let checked = 0;

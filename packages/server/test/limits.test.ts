@@ -32,7 +32,9 @@ const metricsOf = async (node: ServiceProcess): Promise<string> => (await fetch(
 
 /** Waits until every process has the subscription in its memory (its circuit gauge is listed). */
 const knownToAll = (name: string) =>
-  waitFor(`every process knows ${name}`, async () => (await Promise.all(nodes.map(metricsOf))).every((m) => m.includes(`tidings_circuit_open{subscription="${name}"}`)));
+  waitFor(`every process knows ${name}`, async () =>
+    (await Promise.all(nodes.map(metricsOf))).every((m) => m.includes(`tidings_circuit_open{subscription="${name}"}`)),
+  );
 
 /** How many deliveries each process has seen acknowledged. */
 const deliveredBy = async (): Promise<number[]> =>
@@ -79,7 +81,10 @@ test("rateLimit: two processes together keep within 10% of the limit over a meas
     await waitFor("all delivered", () => ids.every((id) => receiver.deliveredIds().has(id)), 60_000, 200);
     // Both processes sent (each pushes what it accepted, so each claims its share): the limit was shared, not held by one.
     const sent = (await deliveredBy()).map((n, i) => n - before[i]!);
-    assert.ok(sent.every((n) => n >= 100), `deliveries by process: ${sent.join(", ")}`);
+    assert.ok(
+      sent.every((n) => n >= 100),
+      `deliveries by process: ${sent.join(", ")}`,
+    );
   } finally {
     await receiver.stop();
   }
@@ -112,7 +117,10 @@ test("maxInFlight holds across two processes: never more requests open at the re
     const ids = await sendThroughBoth("t.capped", 200);
     await waitFor("all delivered", () => ids.every((id) => delivered.has(id)), 60_000, 100);
     const sent = (await deliveredBy()).map((n, i) => n - before[i]!);
-    assert.ok(sent.every((n) => n >= 20), `deliveries by process: ${sent.join(", ")}`);
+    assert.ok(
+      sent.every((n) => n >= 20),
+      `deliveries by process: ${sent.join(", ")}`,
+    );
     assert.ok(most <= MAX, `${most} requests open at once, maxInFlight ${MAX}`);
     assert.equal(most, MAX, `the limit is used: more than one process (each sends ${PER_PROCESS} at most) sent at once`);
   } finally {

@@ -49,12 +49,30 @@ describe("the CLI shows subscriptions' policies and health", () => {
   }
 
   test("tidings subscriptions: a table of targets, ordering, limits and circuit states; --topic filters it; --json is the API's list", async () => {
-    await subscribe({ name: "ordered", topic: "t.ordered", ordering: "key", onDead: "skip", rateLimit: 20, maxInFlight: 3, circuit: { failures: 3, probeEvery: "1h" } });
+    await subscribe({
+      name: "ordered",
+      topic: "t.ordered",
+      ordering: "key",
+      onDead: "skip",
+      rateLimit: 20,
+      maxInFlight: 3,
+      circuit: { failures: 3, probeEvery: "1h" },
+    });
     await subscribe({ name: "plain", topic: "t.plain", enabled: false, circuit: null });
 
     const table = await ok("subscriptions");
     assert.deepEqual(table.split("\n")[0]!.trim().split(/ {2,}/), ["NAME", "TOPIC", "TARGET", "STATE", "ORDERING", "LIMITS", "CIRCUIT", "PENDING", "DEAD"]);
-    assert.deepEqual(row(table, "ordered"), ["ordered", "t.ordered", `${receiver.url}/ordered`, "enabled", "key, skip", "20/s, 3 in flight", "closed", "0", "0"]);
+    assert.deepEqual(row(table, "ordered"), [
+      "ordered",
+      "t.ordered",
+      `${receiver.url}/ordered`,
+      "enabled",
+      "key, skip",
+      "20/s, 3 in flight",
+      "closed",
+      "0",
+      "0",
+    ]);
     assert.deepEqual(row(table, "plain"), ["plain", "t.plain", `${receiver.url}/plain`, "paused", "none", "-", "off", "0", "0"]);
 
     const one = await ok("subscriptions", "--topic", "t.plain");

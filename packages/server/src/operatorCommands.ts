@@ -23,7 +23,6 @@ export const OPERATOR_USAGE = `usage: tidings subscriptions [--topic TOPIC] [--j
                   following the job to its end; the same window asked again answers the same job
 
   --json             subscriptions, subscription: print the API's answer as is
-
   --url URL          the service (env TIDINGS_URL, default http://127.0.0.1:7400)
   --admin-key KEY    the admin key (env TIDINGS_ADMIN_KEY)`;
 

@@ -11,8 +11,6 @@ import { aboutSubscription, type Call, subscriptionPath } from "./operatorClient
 type Subscription = Static<typeof SubscriptionSchema>;
 type Stats = Static<typeof StatsSchema>;
 
-/** The circuit states of a list are read this many subscriptions at a time (one call each). */
-const HEALTH_CALLS_AT_ONCE = 8;
 /** A target longer than this is cut (the table stays readable on a terminal). */
 const TARGET_WIDTH = 48;
 
@@ -62,20 +60,6 @@ function table(rows: string[][]): string {
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n");
 }
 
-/** Runs `items` through `work`, `atOnce` at a time, the answers in order. */
-async function inTurn<T, R>(items: T[], atOnce: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await work(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(atOnce, items.length) }, worker));
-  return out;
-}
-
 export async function showSubscriptions(call: Call, options: { topic?: string; json: boolean }): Promise<number> {
   const list = (await call("GET", "/v1/subscriptions")).body as unknown as { items: Subscription[] };
   const items = options.topic === undefined ? list.items : list.items.filter((s) => s.topic === options.topic);
@@ -89,18 +73,7 @@ export async function showSubscriptions(call: Call, options: { topic?: string; j
   }
   const stats = (await call("GET", "/v1/stats")).body as unknown as Stats;
   const counts = new Map(stats.subscriptions.map((s) => [s.subscription, s.counts]));
-  // The list answers no health: each breaker's state is its subscription's own answer (one
-  // indexed read each); a subscription without a breaker has none to ask for.
-  const circuits = await inTurn(items, HEALTH_CALLS_AT_ONCE, async (s) => {
-    if (s.circuit === null) return "off";
-    try {
-      const one = (await call("GET", subscriptionPath(s.name))).body as unknown as Subscription;
-      return one.health?.state ?? "closed";
-    } catch {
-      // Deleted since it was listed, or not answered: the rest of the table is still worth showing.
-      return "?";
-    }
-  });
+  const circuits = items.map((s) => (s.circuit === null ? "off" : (s.circuitState ?? "closed")));
   const rows = [["NAME", "TOPIC", "TARGET", "STATE", "ORDERING", "LIMITS", "CIRCUIT", "PENDING", "DEAD"]];
   items.forEach((s, i) => {
     const c = counts.get(s.name);

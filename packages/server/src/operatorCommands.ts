@@ -1,63 +1,33 @@
 import { parseArgs } from "node:util";
 import { parseDuration } from "./domain/duration.ts";
+import { aboutSubscription, client, CommandError, serviceUrl, subscriptionPath } from "./operatorClient.ts";
+import { showSubscription, showSubscriptions } from "./subscriptionCommands.ts";
 
 /**
- * `tidings retry-pending` and `tidings recover`: clients of a running service's HTTP API (they
- * need no database), with the admin key.
+ * `tidings retry-pending`, `recover`, `subscriptions` and `subscription`: clients of a running
+ * service's HTTP API (they need no database), with the admin key.
  */
-export const OPERATOR_USAGE = `usage: tidings retry-pending <subscription> [--url URL] [--admin-key KEY]
+export const OPERATOR_USAGE = `usage: tidings subscriptions [--topic TOPIC] [--json] [--url URL] [--admin-key KEY]
+       tidings subscription <subscription> [--json] [--url URL] [--admin-key KEY]
+       tidings retry-pending <subscription> [--url URL] [--admin-key KEY]
        tidings recover <subscription> --since TIME [--until TIME] [--batch-size N] [--url URL] [--admin-key KEY]
 
+  subscriptions   a table of the subscriptions (those of one topic with --topic): target, paused or not,
+                  ordering, limits (rateLimit, maxInFlight), circuit state, pending and dead deliveries
+  subscription    one subscription's policies (ordering, onDead, retry, maxInFlight, rateLimit, circuit),
+                  its endpoint's health (circuit state, failures in a row, probe and throttle times)
+                  and the circuit's last transitions
   retry-pending   every pending delivery of the subscription waiting for a retry is due now
   recover         re-send the dead and failed deliveries of the messages created in [--since, --until)
                   (ISO 8601 times with a zone, e.g. 2026-12-05T08:00:00Z, or a duration ago: 90m, 6h, 2d),
                   following the job to its end; the same window asked again answers the same job
 
+  --json             subscriptions, subscription: print the API's answer as is
   --url URL          the service (env TIDINGS_URL, default http://127.0.0.1:7400)
   --admin-key KEY    the admin key (env TIDINGS_ADMIN_KEY)`;
 
 /** How often `recover` reads its job's progress. */
 const POLL_MS = 500;
-
-class CommandError extends Error {}
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: Record<string, unknown> & { error?: { message?: string; field?: string } };
-}
-
-/** Each call is answered at once (`recover` asks with `Prefer: wait=0` and polls). */
-const CALL_TIMEOUT_MS = 30_000;
-
-function client(url: string, key: string) {
-  return async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> => {
-    let response: Response;
-    try {
-      response = await fetch(new URL(path, url), {
-        method,
-        // One deadline per call: a service that stops answering ends the command instead of hanging it.
-        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
-        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (error) {
-      throw new CommandError(`cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}`);
-    }
-    const text = await response.text();
-    let parsed: Answer["body"];
-    try {
-      parsed = text ? JSON.parse(text) : {};
-    } catch {
-      throw new CommandError(`${method} ${path}: the service answered ${response.status} with no JSON`);
-    }
-    if (response.status >= 400) {
-      const e = parsed.error;
-      throw new CommandError(`${method} ${path}: ${response.status} ${e?.message ?? ""}${e?.field ? ` (field ${e.field})` : ""}`);
-    }
-    return { status: response.status, headers: response.headers, body: parsed };
-  };
-}
 
 /** A time as given, or a duration (`6h`) as that long before now. */
 function when(value: string | undefined): string | undefined {
@@ -83,13 +53,19 @@ function parseOperatorArgs(argv: string[]) {
       since: { type: "string" },
       until: { type: "string" },
       "batch-size": { type: "string" },
+      topic: { type: "string" },
+      json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
 }
 
+const OPERATOR_COMMANDS = ["subscriptions", "subscription", "retry-pending", "recover"] as const;
+export type OperatorCommand = (typeof OPERATOR_COMMANDS)[number];
+export const isOperatorCommand = (command: string): command is OperatorCommand => (OPERATOR_COMMANDS as readonly string[]).includes(command);
+
 /** Runs one of the operators' commands; resolves to the exit code. */
-export async function runOperatorCommand(command: "retry-pending" | "recover", argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runOperatorCommand(command: OperatorCommand, argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let parsed: ReturnType<typeof parseOperatorArgs>;
   try {
     parsed = parseOperatorArgs(argv);
@@ -108,15 +84,18 @@ export async function runOperatorCommand(command: "retry-pending" | "recover", a
     console.error(`tidings ${command}: ${problem}\n\n${OPERATOR_USAGE}`);
     return 2;
   };
-  if (!subscription || positionals.length > 1) return usage("name one subscription");
+  if (command === "subscriptions" && positionals.length > 0) return usage("takes no subscription (tidings subscription <name> shows one)");
+  if (command !== "subscriptions" && (!subscription || positionals.length > 1)) return usage("name one subscription");
   if (!key) return usage("--admin-key or TIDINGS_ADMIN_KEY is required");
   if (command === "recover" && !values.since) return usage("--since is required");
   if (values["batch-size"] !== undefined && !/^\d+$/.test(values["batch-size"])) return usage("--batch-size must be a whole number");
-  const call = client(values.url ?? env.TIDINGS_URL ?? "http://127.0.0.1:7400", key);
-  const path = `/v1/subscriptions/${encodeURIComponent(subscription)}`;
+  const call = client(serviceUrl(values.url, env), key);
   try {
+    if (command === "subscriptions") return await showSubscriptions(call, { topic: values.topic, json: values.json === true });
+    if (command === "subscription") return await showSubscription(call, subscription!, { json: values.json === true });
+    const path = subscriptionPath(subscription!);
     if (command === "retry-pending") {
-      const { body } = await call("POST", `${path}/retry-pending`);
+      const { body } = await aboutSubscription(subscription!, () => call("POST", `${path}/retry-pending`));
       console.log(`${subscription}: ${body.retried} pending deliveries due now`);
       return 0;
     }
@@ -126,7 +105,7 @@ export async function runOperatorCommand(command: "retry-pending" | "recover", a
       batchSize: values["batch-size"] === undefined ? undefined : Number(values["batch-size"]),
     };
     // Answered at once (wait=0): the progress is printed here, as the job goes.
-    const started = await call("POST", `${path}/recover`, request, { prefer: "wait=0" });
+    const started = await aboutSubscription(subscription!, () => call("POST", `${path}/recover`, request, { prefer: "wait=0" }));
     let job = started.body;
     console.log(`${subscription}: recovery job ${job.id}${started.headers.get("idempotent-replayed") === "true" ? " (asked before: the same job)" : ""}`);
     let shown = "";

@@ -70,6 +70,7 @@ interface SendCall {
 interface ClaimCall {
   limit: number;
   skip: number[];
+  idle: number;
   reply: Deferred<LeasedDelivery[]>;
 }
 
@@ -86,9 +87,9 @@ function harness(options: Partial<DispatcherOptions> = {}, subscriptions: Subscr
   let mostOpen = 0;
   const ops: DispatcherOps = {
     nodeId: NODE,
-    claim(limit, skip) {
+    claim(limit, skip, idle) {
       const reply = deferred<LeasedDelivery[]>();
-      claims.push({ limit, skip: [...skip], reply });
+      claims.push({ limit, skip: [...skip], idle, reply });
       if (!holdClaims) reply.resolve([]);
       return reply.promise;
     },
@@ -215,12 +216,23 @@ test("saturated once the deliveries held in memory reach maxQueued, and not once
   await h.dispatcher.stop(0);
 });
 
+test("a claim says how many could start at once: free slots less what waits in memory", async () => {
+  const h = harness({ concurrency: 3, maxQueued: 4 }, undefined, true);
+  h.dispatcher.push(many(1, 1)); // one in flight
+  h.dispatcher.start();
+  assert.equal(h.claims.length, 1);
+  assert.deepEqual([h.claims[0]!.limit, h.claims[0]!.idle], [4 + 3 - 1, 3 - 1]);
+  h.claims[0]!.reply.resolve([]);
+  await h.dispatcher.stop(0);
+});
+
 test("a claim asks for at most the room left, and one that came back full claims again as soon as the queue runs low", async () => {
   const h = harness({ concurrency: 2, maxQueued: 4 }, undefined, true);
   h.dispatcher.push(many(3, 1)); // two in flight, one queued
   h.dispatcher.start();
   assert.equal(h.claims.length, 1);
   assert.equal(h.claims[0]!.limit, 4 + 2 - 1 - 2, "maxQueued + concurrency - queued - in flight");
+  assert.equal(h.claims[0]!.idle, 0, "nothing more could start at once: both slots busy");
   h.claims[0]!.reply.resolve(many(3, 1));
   await until("the claim's deliveries queued", () => h.dispatcher.saturated);
   await settle();

@@ -9,20 +9,36 @@ import { waitFor } from "@tidings/testkit/wait";
 import { api } from "./support/api.ts";
 
 // A subscription's rateLimit and maxInFlight hold across service processes: two real processes
-// on one database, each pushing the deliveries of the messages it accepted.
+// on one database, each pushing the deliveries of the messages it accepted. Each process sends
+// at most 2 deliveries at once: a maxInFlight of 3 reached proves both sent at the same time, and
+// never exceeded (they could send 4 together) proves they count each other's.
+const PER_PROCESS = 2;
 
 let database: TestDatabase;
 let nodes: ServiceProcess[];
 
 before(async () => {
   database = await createTestDatabase("limits");
-  const env = { DATABASE_URL: database.url, TIDINGS_LOG_LEVEL: "warn" };
+  const env = { DATABASE_URL: database.url, TIDINGS_LOG_LEVEL: "warn", TIDINGS_DELIVERY_CONCURRENCY: String(PER_PROCESS) };
   nodes = await Promise.all([spawnService(env), spawnService(env)]);
 });
 after(async () => {
   await Promise.all(nodes.map((n) => n.kill("SIGKILL")));
   await database.drop();
 });
+
+/** A process's own Prometheus text. */
+const metricsOf = async (node: ServiceProcess): Promise<string> => (await fetch(`${node.url}/metrics`)).text();
+
+/** Waits until every process has the subscription in its memory (its circuit gauge is listed). */
+const knownToAll = (name: string) =>
+  waitFor(`every process knows ${name}`, async () =>
+    (await Promise.all(nodes.map(metricsOf))).every((m) => m.includes(`tidings_circuit_open{subscription="${name}"}`)),
+  );
+
+/** How many deliveries each process has seen acknowledged. */
+const deliveredBy = async (): Promise<number[]> =>
+  (await Promise.all(nodes.map(metricsOf))).map((m) => Number(/^tidings_deliveries_delivered_total (\d+)/m.exec(m)?.[1] ?? 0));
 
 /** Sends `count` messages of `topic`, half through each process, in batches. */
 async function sendThroughBoth(topic: string, count: number): Promise<string[]> {
@@ -50,8 +66,9 @@ test("rateLimit: two processes together keep within 10% of the limit over a meas
     });
     assert.equal(created.status, 201);
     assert.equal(created.body.rateLimit, RATE);
-    // Let the other process see the subscription before messages arrive there.
-    await waitFor("both processes know it", async () => (await api(nodes[1]!.url, ADMIN_KEY).get("/v1/subscriptions/rated")).status === 200);
+    // Every process is to know the subscription's limit before messages arrive there.
+    await knownToAll("rated");
+    const before = await deliveredBy();
     const ids = await sendThroughBoth("t.rated", 700);
     await waitFor("deliveries start", () => receiver.received.length > 0);
     const start = receiver.received[0]!.at + 2000;
@@ -61,15 +78,20 @@ test("rateLimit: two processes together keep within 10% of the limit over a meas
     const rate = inWindow / (WINDOW_MS / 1000);
     console.log(`rateLimit ${RATE}/s: ${rate}/s measured over ${WINDOW_MS / 1000} s by two processes`);
     assert.ok(Math.abs(rate - RATE) <= RATE * 0.1, `measured ${rate}/s for a limit of ${RATE}/s`);
-    // Both processes sent (each pushes what it accepted, so each claims its share).
     await waitFor("all delivered", () => ids.every((id) => receiver.deliveredIds().has(id)), 60_000, 200);
+    // Both processes sent (each pushes what it accepted, so each claims its share): the limit was shared, not held by one.
+    const sent = (await deliveredBy()).map((n, i) => n - before[i]!);
+    assert.ok(
+      sent.every((n) => n >= 100),
+      `deliveries by process: ${sent.join(", ")}`,
+    );
   } finally {
     await receiver.stop();
   }
 });
 
 test("maxInFlight holds across two processes: never more requests open at the receiver at once", { timeout: 120_000 }, async () => {
-  const MAX = 3;
+  const MAX = PER_PROCESS + 1;
   let open = 0;
   let most = 0;
   const delivered = new Set<string>();
@@ -90,11 +112,17 @@ test("maxInFlight holds across two processes: never more requests open at the re
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow`;
     const admin = api(nodes[0]!.url, ADMIN_KEY);
     assert.equal((await admin.post("/v1/subscriptions", { name: "capped", topic: "t.capped", endpoint: { type: "http", url }, maxInFlight: MAX })).status, 201);
-    await waitFor("both processes know it", async () => (await api(nodes[1]!.url, ADMIN_KEY).get("/v1/subscriptions/capped")).status === 200);
+    await knownToAll("capped");
+    const before = await deliveredBy();
     const ids = await sendThroughBoth("t.capped", 200);
     await waitFor("all delivered", () => ids.every((id) => delivered.has(id)), 60_000, 100);
+    const sent = (await deliveredBy()).map((n, i) => n - before[i]!);
+    assert.ok(
+      sent.every((n) => n >= 20),
+      `deliveries by process: ${sent.join(", ")}`,
+    );
     assert.ok(most <= MAX, `${most} requests open at once, maxInFlight ${MAX}`);
-    assert.equal(most, MAX, "the limit is used");
+    assert.equal(most, MAX, `the limit is used: more than one process (each sends ${PER_PROCESS} at most) sent at once`);
   } finally {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));

@@ -124,6 +124,22 @@ test("onDead block: a dead delivery holds its key with a key_blocked alert until
   );
 });
 
+test("a head marked dead by hand holds its key with a key_blocked alert, as one that died of failing", async () => {
+  receiver.behaviour = (r) => (r.path === "/marked" && r.id === "m-0" ? 500 : 200);
+  await subscribe("marked", { ordering: "key", retry: { schedule: ["1h"], maxAttempts: 5 } });
+  await publish("marked", "m-0", "k");
+  await publish("marked", "m-1", "k");
+  await waitFor("m-0's first attempt", () => receiver.received.some((r) => r.id === "m-0"), 10_000);
+  const marked = await admin.post("/v1/messages/m-0/dead", { reason: "the receiver will never take it" });
+  assert.deepEqual([marked.status, marked.body.dead], [200, 1]);
+  assert.equal(await openAlerts("key_blocked", "m-0"), 1, "the key waits on it, and says so");
+  assert.ok(!firstDeliveries("/marked").includes("m-1"), "m-1 waits behind it");
+  const head = (await admin.get("/v1/messages/m-0")).body.deliveries[0];
+  assert.equal((await admin.post(`/v1/deliveries/${head.id}/skip`, {})).status, 200);
+  await waitFor("m-1 delivered after the skip", () => firstDeliveries("/marked").includes("m-1"), 10_000);
+  assert.equal(await openAlerts("key_blocked", "m-0"), 0);
+});
+
 test("onDead skip: the next message of the key goes as soon as the one before is dead, with no key_blocked alert", async () => {
   receiver.behaviour = (r) => (r.path === "/skip" && r.id === "s-1" ? 500 : 200);
   await subscribe("skip", { ordering: "key", onDead: "skip", retry: { schedule: ["100ms"], maxAttempts: 2 } });
@@ -242,7 +258,8 @@ test(`${TOTAL} messages over ${KEYS} keys, two processes, a receiver failing 20%
     });
     assert.equal(created.status, 201);
     let acked = 0;
-    let killed = false;
+    /** How many messages the receiver had taken when the first process was killed (null: not yet). */
+    let deliveredAtKill: number | null = null;
     /** Sends until a live node acknowledges it: a producer retrying with its idempotency key. */
     const send = async (key: number, n: number) => {
       const body = JSON.stringify({ id: `o-${key}-${n}`, topic: "t.ordered", key: `k${key}`, payload: { n } });
@@ -271,15 +288,16 @@ test(`${TOTAL} messages over ${KEYS} keys, two processes, a receiver failing 20%
         for (let n = 0; key + n * KEYS < TOTAL; n++) {
           await send(key, n);
           acked++;
-          if (!killed && acked >= TOTAL * 0.4) {
-            killed = true;
+          if (deliveredAtKill === null && acked >= TOTAL * 0.4) {
+            deliveredAtKill = target.delivered;
             alive[0] = false;
             await nodes[0]!.kill("SIGKILL");
           }
         }
       }),
     );
-    assert.ok(killed);
+    assert.ok(deliveredAtKill !== null && deliveredAtKill < TOTAL * 0.5, `killed mid-run, with ${deliveredAtKill} of ${TOTAL} delivered`);
+    await assert.rejects(request(`${nodes[0]!.url}/healthz`, { headersTimeout: 2000 }), "the killed process answers nothing");
     await waitFor(`all ${TOTAL} messages delivered`, () => target.delivered >= TOTAL, 240_000, 200);
     const seconds = (Date.now() - started) / 1000;
     let checked = 0;

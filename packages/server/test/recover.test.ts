@@ -263,6 +263,32 @@ describe("retry now and recover", () => {
     for (const id of outside) assert.equal(rows.get(id)!.state, "dead");
   });
 
+  test("a recovery closes the subscription's open circuit: what it re-sends goes now, not at the next probe", async () => {
+    down.add("/tripped");
+    const created = await admin.post("/v1/subscriptions", {
+      name: "tripped",
+      topic: "t.tripped",
+      endpoint: { type: "http", url: `${receiver.url}/tripped` },
+      retry: { schedule: [], maxAttempts: 1 },
+      circuit: { failures: 3, probeEvery: "1h" },
+    });
+    assert.equal(created.status, 201);
+    const since = await dbNow();
+    const ids = await publish("tripped", 3);
+    await settled("tripped", ids, "dead", 1);
+    const health = async () => (await admin.get("/v1/subscriptions/tripped")).body.health;
+    await waitFor("the circuit open", async () => (await health()).state === "open");
+
+    down.delete("/tripped");
+    const answer = await recover("tripped", { since });
+    assert.deepEqual([answer.status, answer.body.state, answer.body.done], [200, "succeeded", 3]);
+    const h = await health();
+    assert.equal(h.state, "closed", "closed by the recovery, an hour before its next probe");
+    assert.equal(h.history[0].event, "reset");
+    assert.match(h.history[0].detail, /recovered/);
+    await waitFor("the recovered deliveries delivered", () => ids.every((id) => receiver.deliveredIds().has(id)));
+  });
+
   test("recover refuses bad input naming the field, and writes nothing", async () => {
     await subscribe("strict", { schedule: [], maxAttempts: 1 });
     const jobs = async () => (await sql.query("select count(*)::int as n from jobs")).rows[0].n;

@@ -7,8 +7,11 @@ import type { SendResult } from "../transports/transport.ts";
 import type { ResultWriter } from "./resultWriter.ts";
 
 export interface DispatcherOps {
-  /** Takes up to `limit` due deliveries for this node, leaving out the subscriptions in `skip`. */
-  claim(limit: number, skip: ReadonlySet<number>): Promise<ClaimBatch>;
+  /**
+   * Takes up to `limit` due deliveries for this node, leaving out the subscriptions in `skip`;
+   * `idle` is how many could start at once (free slots less what already waits in memory).
+   */
+  claim(limit: number, skip: ReadonlySet<number>, idle: number): Promise<ClaimBatch>;
   /** Gives leases back without an attempt. */
   release(leases: readonly Lease[]): Promise<void>;
   subscription(id: number): SubscriptionRow | undefined;
@@ -190,7 +193,8 @@ export class Dispatcher {
       const room = this.options.maxQueued + this.options.concurrency - this.queued - this.waitingCount - this.inFlight;
       const limit = Math.min(room, 500);
       if (limit > 0) {
-        const claim = this.ops.claim(limit, this.full);
+        const idle = Math.max(0, this.options.concurrency - this.inFlight - this.queued - this.waitingCount);
+        const claim = this.ops.claim(limit, this.full, idle);
         this.claiming = claim;
         const claimed = await claim;
         full = claimed.length === limit || claimed.more === true;

@@ -256,6 +256,11 @@ export const Subscription = Type.Object({
   }),
   retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
   enabled: Type.Boolean(),
+  circuitState: Type.Optional(
+    Type.Union([Type.Literal("closed"), Type.Literal("open"), Type.Literal("half_open")], {
+      description: "in lists: the circuit's state (its details in `health`)",
+    }),
+  ),
   maxInFlight: Nullable(Type.Integer({ description: "null: the service default" })),
   rateLimit: Nullable(Type.Number({ description: "attempts per second across all nodes; null: none" })),
   ordering: Ordering,

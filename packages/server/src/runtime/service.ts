@@ -107,19 +107,30 @@ export async function startService(config: Config, log: Logger): Promise<Running
   };
   /**
    * A claim: first each limited subscription's own, within its limits across all nodes (a bucket
-   * that ran dry sets the next poll for its next token), then the rest together.
+   * that ran dry sets the next poll for its next token), then the rest together. A node takes of
+   * the limited ones no more than it can start at once (`idle`): one it held in memory would
+   * count against maxInFlight while sending nothing, and keep the other nodes from their share.
    */
-  const claimAll = async (limit: number, skip: ReadonlySet<number>): Promise<ClaimBatch> => {
+  /** Until when a limited subscription's bucket is known to be empty: no claim asks for it before. */
+  const dryUntil = new Map<number, number>();
+  const claimAll = async (limit: number, skip: ReadonlySet<number>, idle: number): Promise<ClaimBatch> => {
     const ids = claimable(skip);
     const taken: LeasedDelivery[] = [];
     let left = limit;
+    let startable = Math.min(idle, limit);
+    const now = Date.now();
     for (const id of ids) {
       const sub = subscriptions.get(id);
-      if (!sub || !limited(id) || left <= 0) continue;
-      const { batch, waitMs } = await claimWithinLimits(db, id, sub, left, (n) => claim(n, [id]));
+      if (!sub || !limited(id) || startable <= 0 || (dryUntil.get(id) ?? 0) > now) continue;
+      const { batch, waitMs } = await claimWithinLimits(db, id, sub, startable, (n) => claim(n, [id]));
       taken.push(...batch);
       left -= batch.length;
-      if (waitMs !== null) dispatcher.wakeAt(Date.now() + waitMs);
+      startable -= batch.length;
+      if (waitMs === null) dryUntil.delete(id);
+      else {
+        dryUntil.set(id, now + waitMs);
+        dispatcher.wakeAt(now + waitMs);
+      }
     }
     const rest = ids.filter((id) => !limited(id));
     const batch: ClaimBatch = left > 0 && rest.length > 0 ? await claim(left, rest) : [];
@@ -145,8 +156,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
         if (r.nextAttemptAt && r.nextAttemptAt.getTime() < soonest) soonest = r.nextAttemptAt.getTime();
         const sub = subscriptions.get(r.subscriptionId);
         if (r.outcome !== "failed" && sub?.ordering === "key") keyMoved = true;
-        // A slot of a subscription limited across nodes came free: the next claim may take more of it.
-        if (sub?.maxInFlight != null) keyMoved = true;
+        // A slot of a subscription limited across nodes came free (claims take of those only what can start at once): the next claim may take more of it.
+        if (sub && isLimited(sub)) keyMoved = true;
       }
       // A key's delivery finished: the next one of its key is for the next claim, at once.
       if (keyMoved) dispatcher.wake();

@@ -74,15 +74,26 @@ export async function resendMessage(db: Db, messageId: string, subscriptionId: n
 // $1 message id; $2 subscription id or null; $3 reason. Pending deliveries become dead. The
 // lease of an attempt in flight is kept: its result is no longer recorded (the row is dead), and
 // a re-send before the lease ends waits for it rather than starting a second attempt beside it.
-// On a subscription ordered by key with onDead "skip", the key goes on (unblock).
+// On a subscription ordered by key, one marked dead holds its key (onDead "block"), with a
+// key_blocked alert as when it dies of failing, or the key goes on (onDead "skip": unblock).
+const MARK_DEAD_SQL = `
+with marked as (
+  update deliveries d set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false, skipped_at = null,
+         unblock = d.order_key is not null and exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip')
+   where message_id = $1 and ($2::bigint is null or subscription_id = $2) and state = 'pending'
+  returning d.message_id, d.subscription_id, d.order_key is not null and not d.unblock as blocks
+), alert as (
+  insert into alerts (kind, message_id, subscription_id, detail)
+  select 'key_blocked', m.message_id, m.subscription_id, 'marked dead by an operator: the later messages of its key wait until it is re-sent, skipped or deleted'
+    from marked m
+   where m.blocks
+     and not exists (select 1 from alerts a where a.resolved_at is null and a.kind = 'key_blocked' and a.message_id = m.message_id and a.subscription_id = m.subscription_id)
+)
+select count(*)::int as n from marked`;
+
 export async function markDead(db: Db, messageId: string, subscriptionId: number | null, reason: string): Promise<number> {
-  const { rowCount } = await db.query(
-    `update deliveries d set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false, skipped_at = null,
-            unblock = d.order_key is not null and exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip')
-      where message_id = $1 and ($2::bigint is null or subscription_id = $2) and state = 'pending'`,
-    [messageId, subscriptionId, storableText(reason, 1000)],
-  );
-  return rowCount ?? 0;
+  const { rows } = await db.query(MARK_DEAD_SQL, [messageId, subscriptionId, storableText(reason, 1000)]);
+  return rows[0].n;
 }
 
 // $1 message id. Deletes the message (its deliveries, attempts and alerts go with it), and wakes

@@ -1,4 +1,4 @@
-import { afterResults, storedCircuitPolicy, type Health, type HealthEvent, type Tally } from "../domain/circuitBreaker.ts";
+import { afterResults, storedCircuitPolicy, type CircuitState, type Health, type HealthEvent, type Tally } from "../domain/circuitBreaker.ts";
 import { inTransaction, type Db, type Tx } from "./db.ts";
 import { SUBSCRIPTIONS_CHANNEL } from "./subscriptions.ts";
 
@@ -217,4 +217,10 @@ export async function healthOf(db: Db, subscriptionId: number): Promise<HealthRe
     opens: row?.opens ?? 0,
     history: ev.rows.map((r) => ({ event: r.event, at: (r.at as Date).toISOString(), detail: r.detail })),
   };
+}
+
+/** Each subscription's circuit state (absent: closed), for lists. */
+export async function circuitStates(db: Db): Promise<Map<number, CircuitState>> {
+  const { rows } = await db.query("select subscription_id, state from subscription_health where state <> 'closed'");
+  return new Map(rows.map((r) => [Number(r.subscription_id), r.state as CircuitState]));
 }

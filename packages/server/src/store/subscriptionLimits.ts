@@ -21,31 +21,37 @@ export async function claimWithinLimits(
   const tx = await db.connect();
   try {
     await tx.query("begin");
-    await tx.query({
-      name: "limits_row",
-      text: "insert into subscription_health (subscription_id) values ($1) on conflict do nothing",
+    // Makes the row if need be and locks it, in one statement; the clock is read after the lock.
+    const { rows } = await tx.query({
+      name: "limits_lock",
+      text: `insert into subscription_health as h (subscription_id) values ($1)
+             on conflict (subscription_id) do update set tokens = h.tokens
+             returning clock_timestamp()::text as at, h.tokens, extract(epoch from clock_timestamp() - h.tokens_at) * 1000 as elapsed_ms`,
       values: [subscriptionId],
     });
-    await tx.query({ name: "limits_lock", text: "select 1 from subscription_health where subscription_id = $1 for update", values: [subscriptionId] });
-    // A statement after the lock: its snapshot sees the leases of the claim before it.
-    const { rows } = await tx.query({
-      name: "limits_read",
-      text: `select clock_timestamp() as at, h.tokens, extract(epoch from clock_timestamp() - h.tokens_at) * 1000 as elapsed_ms,
-                    case when $2 then (select count(*)::int from deliveries d
-                                        where d.subscription_id = $1 and d.state = 'pending' and d.lease_owner is not null and d.next_attempt_at > now())
-                    else 0 end as leased
-               from subscription_health h where h.subscription_id = $1`,
-      values: [subscriptionId, limits.maxInFlight !== null],
-    });
     const row = rows[0];
-    const take = bucketTake(limits, want, row.tokens, row.elapsed_ms === null ? null : Number(row.elapsed_ms), row.leased);
+    let leased = 0;
+    if (limits.maxInFlight !== null) {
+      // A statement after the lock: its snapshot sees the leases of the claim before it.
+      const counted = await tx.query({
+        name: "limits_leased",
+        text: `select count(*)::int as n from deliveries
+                where subscription_id = $1 and state = 'pending' and lease_owner is not null and next_attempt_at > now()`,
+        values: [subscriptionId],
+      });
+      leased = counted.rows[0].n;
+    }
+    const take = bucketTake(limits, want, row.tokens, row.elapsed_ms === null ? null : Number(row.elapsed_ms), leased);
     let batch: ClaimBatch = [];
     if (take.n > 0) batch = await claim(take.n);
     const after = take.tokens === null ? null : take.tokens - batch.length;
-    if (after !== null) {
+    // Only a draw is written: a bucket left alone refills from its last draw just the same. The
+    // time goes back as the database's own text, to the microsecond (a Date would round it down,
+    // and each claim would gain up to a millisecond's worth of tokens).
+    if (after !== null && batch.length > 0) {
       await tx.query({
         name: "limits_tokens",
-        text: "update subscription_health set tokens = $2, tokens_at = $3 where subscription_id = $1",
+        text: "update subscription_health set tokens = $2, tokens_at = $3::timestamptz where subscription_id = $1",
         values: [subscriptionId, after, row.at],
       });
     }

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { uuidv7 } from "../domain/ids.ts";
 import type { Db } from "../store/db.ts";
+import { resetHealth } from "../store/subscriptionHealth.ts";
 import {
   adoptStaleJobs,
   createRecoverJob,
@@ -54,8 +55,13 @@ export class ResendDeadJobs {
     this.schedule(0);
   }
 
-  /** Creates a job for a subscription's dead deliveries and starts it here. */
+  /**
+   * Creates a job for a subscription's dead deliveries and starts it here. Re-sending the dead
+   * says the endpoint is fixed: an open circuit closes first, or what is re-sent would only wait
+   * for its next probe.
+   */
   async create(subscriptionId: number, limit: number, batchSize: number): Promise<JobRecord> {
+    await resetHealth(this.db, subscriptionId, "dead deliveries re-sent");
     const job = await createResendDeadJob(this.db, uuidv7(), subscriptionId, limit, batchSize, this.owner);
     if (job.state === "running") this.run(job.id, job.kind);
     return job;
@@ -64,9 +70,11 @@ export class ResendDeadJobs {
   /**
    * Creates a recovery job for a subscription's window and starts it here; or answers the job
    * already asked for the same window (`created: false`), running here or elsewhere, or done.
+   * Like a re-send of the dead, a new recovery closes an open circuit first.
    */
   async recover(subscriptionId: number, window: RecoverWindow, batchSize: number): Promise<{ job: JobRecord; created: boolean }> {
     const made = await createRecoverJob(this.db, uuidv7(), subscriptionId, window, batchSize, this.owner);
+    if (made.created) await resetHealth(this.db, subscriptionId, "dead and failed deliveries recovered");
     if (made.created && made.job.state === "running") this.run(made.job.id, made.job.kind);
     return made;
   }

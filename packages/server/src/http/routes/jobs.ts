@@ -3,7 +3,6 @@ import { Type, type Static } from "@sinclair/typebox";
 import { TidingsError, notFound } from "../../domain/errors.ts";
 import { getJob, listJobs, type JobRecord } from "../../store/resendJobs.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
-import { resetHealth } from "../../store/subscriptionHealth.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { preference } from "../prefer.ts";
 import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
@@ -84,8 +83,6 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   const start = async (subscription: string, body: ResendDead | undefined): Promise<JobRecord> => {
     const row = await getSubscription(s.db, subscription);
     if (!row) throw notFound(`subscription ${subscription}`);
-    // Re-sending the dead says the endpoint is fixed: an open circuit closes, or the re-sent would only wait for its probe.
-    await resetHealth(s.db, row.id, "dead deliveries re-sent");
     return jobs.create(row.id, body?.limit ?? Number.MAX_SAFE_INTEGER, body?.batchSize ?? 500);
   };
 

@@ -8,7 +8,7 @@ import type { Endpoint, SubscriptionRow } from "../../domain/subscription.ts";
 import { newSigningSecret } from "../../transports/signature.ts";
 import { maskUrl, parseBrokerUrl } from "../../transports/brokerUrl.ts";
 import { createSubscription, deleteSubscription, getSubscription, listSubscriptions, updateSubscription } from "../../store/subscriptions.ts";
-import { healthOf, resetHealth, type HealthRecord } from "../../store/subscriptionHealth.ts";
+import { circuitStates, healthOf, resetHealth, type HealthRecord } from "../../store/subscriptionHealth.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { type CircuitOptions, CreateSubscription, ErrorBody, NameParams, PatchSubscription, Subscription, type RetryOptions } from "../schemas.ts";
 
@@ -160,9 +160,10 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
   app.get(
     "/v1/subscriptions",
     { config, schema: { tags, summary: "List subscriptions", response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } },
-    async () => ({
-      items: (await listSubscriptions(s.db)).map((row) => showSubscription(row)),
-    }),
+    async () => {
+      const [rows, states] = await Promise.all([listSubscriptions(s.db), circuitStates(s.db)]);
+      return { items: rows.map((row) => ({ ...showSubscription(row), circuitState: states.get(row.id) ?? "closed" })) };
+    },
   );
 
   app.get<{ Params: NameParams }>(

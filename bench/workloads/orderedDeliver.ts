@@ -1,4 +1,4 @@
-import { measure, sql, withTidings, type BenchContext } from "../lib/context.ts";
+import { measure, resetStatements, sql, topStatements, withTidings, type BenchContext } from "../lib/context.ts";
 import { closedLoop, until } from "../lib/load.ts";
 import { TOPIC } from "../lib/payload.ts";
 import { Producer } from "../lib/producer.ts";
@@ -32,6 +32,7 @@ async function backlog(ctx: BenchContext, total: number, keys: number | null): P
         await producer.close();
       }
       await sql(db.url, "analyze");
+      await resetStatements(ctx, db.url);
       const { result: seconds, processes } = await measure(
         ctx,
         service.pid,
@@ -44,6 +45,8 @@ async function backlog(ctx: BenchContext, total: number, keys: number | null): P
           return (performance.now() - started) / 1000;
         },
       );
+      for (const st of (await topStatements(ctx, db.url, 10)) ?? [])
+        ctx.log(`    ${st.totalMs} ms ${st.calls} calls ${st.rows} rows: ${st.query.replace(/\s+/g, " ").slice(0, 160)}`);
       return {
         system: keys === null ? "tidings unordered" : `tidings ordered, ${fmt(keys)} key${keys === 1 ? "" : "s"}`,
         role: "tidings",

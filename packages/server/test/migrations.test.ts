@@ -62,7 +62,7 @@ test("0015 gives existing health rows an empty failure-ratio window; a circuit p
     await pool.query(`insert into subscriptions (name, topic, endpoint, secret, retry)
                       values ('inv', 't', '{"type":"http","url":"http://127.0.0.1:1/"}', 'whsec_s', '{"schedule":[],"maxAttempts":1,"windowMs":null}')`);
     await pool.query("insert into subscription_health (subscription_id, consecutive_failures) select id, 4 from subscriptions");
-    assert.deepEqual(await migrate(pool), [15]);
+    assert.deepEqual(await migrate(pool, { upTo: 15 }), [15]);
     const { rows } = await pool.query("select consecutive_failures, window_started_at, window_attempts, window_failures from subscription_health");
     assert.deepEqual(rows, [{ consecutive_failures: 4, window_started_at: null, window_attempts: 0, window_failures: 0 }]);
     // The column's default from 0014, as every subscription of that time has it.
@@ -70,6 +70,31 @@ test("0015 gives existing health rows an empty failure-ratio window; a circuit p
     assert.deepEqual((await getSubscription(pool, "inv"))?.circuit, { failures: 20, ratio: null, probeEveryMs: 30_000, pauseAfterMs: 259_200_000 });
     // More failures than attempts in a window cannot be stored.
     await assert.rejects(pool.query("update subscription_health set window_attempts = 1, window_failures = 2"), /check/);
+  } finally {
+    await pool.end();
+    await other.drop();
+  }
+});
+
+test("0016 moves the keys whose delivery let go of them, not yet woken, to key_wakes", async () => {
+  const other = await createTestDatabase("migrations_0016", { empty: true });
+  const pool = new pg.Pool({ connectionString: other.url, max: 1 });
+  try {
+    await migrate(pool, { upTo: 15 });
+    await pool.query(`insert into subscriptions (name, topic, endpoint, secret, retry, ordering)
+                      values ('inv', 't', '{"type":"http","url":"http://127.0.0.1:1/"}', 'whsec_s', '{"schedule":[],"maxAttempts":1,"windowMs":null}', 'key')`);
+    await pool.query(`insert into messages (id, topic, key, payload, state, committed_at)
+                      select 'm-' || n, 't', 'k', '{}', 'committed', now() from generate_series(1, 3) n`);
+    // m-1 delivered, its key not yet taken by a claim; m-2 parked behind it; m-3 delivered long ago.
+    await pool.query(`insert into deliveries (message_id, subscription_id, next_attempt_at, state, delivered_at, order_key, order_at, parked, unblock)
+                      select 'm-' || n, s.id, now(), case when n = 2 then 'pending' else 'delivered' end::delivery_state,
+                             case when n <> 2 then now() end, 'k', now(), n = 2, n = 1
+                        from subscriptions s, generate_series(1, 3) n`);
+    assert.deepEqual(await migrate(pool), [16, ...(await laterVersions()).filter((v) => v > 16)]);
+    const { rows } = await pool.query("select s.name, w.order_key, w.message_id from key_wakes w join subscriptions s on s.id = w.subscription_id");
+    assert.deepEqual(rows, [{ name: "inv", order_key: "k", message_id: "m-1" }]);
+    const columns = await pool.query("select 1 from information_schema.columns where table_name = 'deliveries' and column_name = 'unblock'");
+    assert.equal(columns.rowCount, 0);
   } finally {
     await pool.end();
     await other.drop();

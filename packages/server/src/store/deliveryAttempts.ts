@@ -71,7 +71,7 @@ export function toLeased(row: any, lease: string): LeasedDelivery {
 // this attempt's to finish), and each change is logged in attempts; a delivery gone dead raises
 // an alert. A dead delivery that holds its key (ordering "key", onDead "block") raises a
 // key_blocked alert too; one that stops holding its key (delivered, or dead with onDead "skip")
-// is marked unblock, for the next claim to wake what waits behind it. A re-send asked while the
+// leaves its key in key_wakes, for the next claim to wake what waits behind it. A re-send asked while the
 // attempt was in flight (resend_due) turns failed or dead into due-now on a fresh cycle. Returns
 // the outcome of the rows written.
 const RECORD_SQL = `
@@ -94,14 +94,16 @@ with r as (
          delivered_at = case when r.outcome = 'delivered' then now() end,
          dead_at = case when r.outcome = 'dead' and not d.resend_due then now() end,
          dead_reason = case when r.outcome = 'dead' and not d.resend_due then r.dead_reason end,
-         skipped_at = case when r.outcome = 'dead' and not d.resend_due then null else d.skipped_at end,
-         unblock = case when d.order_key is null then false
-                        when r.outcome = 'delivered' then true
-                        when r.outcome = 'dead' and not d.resend_due then exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip')
-                        else false end
+         skipped_at = case when r.outcome = 'dead' and not d.resend_due then null else d.skipped_at end
     from r
    where d.id = r.id and d.state = 'pending' and d.lease_owner = r.lease
-  returning d.id, case d.state when 'pending' then 'failed' else d.state::text end as outcome, d.order_key is not null and not d.unblock as blocks
+  returning d.id, d.subscription_id, d.order_key, d.message_id, case d.state when 'pending' then 'failed' else d.state::text end as outcome,
+            case when d.order_key is null or d.state = 'pending' then false
+                 when d.state = 'delivered' then true
+                 else exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip') end as frees
+), freed as (
+  insert into key_wakes (subscription_id, order_key, message_id)
+  select upd.subscription_id, upd.order_key, upd.message_id from upd where upd.frees
 ), log as (
   insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, status_code, error, outcome)
   select r.id, r.message_id, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, upd.outcome
@@ -112,7 +114,7 @@ with r as (
   from r join upd using (id) where upd.outcome = 'dead'
   union all
   select 'key_blocked', r.message_id, r.subscription_id, 'the later messages of its key wait until it is re-sent, skipped or deleted'
-  from r join upd using (id) where upd.outcome = 'dead' and upd.blocks
+  from r join upd using (id) where upd.outcome = 'dead' and upd.order_key is not null and not upd.frees
     and not exists (select 1 from alerts a where a.resolved_at is null and a.kind = 'key_blocked' and a.message_id = r.message_id and a.subscription_id = r.subscription_id)
 )
 select outcome, count(*)::int as n from upd group by outcome`;

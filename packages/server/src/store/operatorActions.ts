@@ -75,18 +75,21 @@ export async function resendMessage(db: Db, messageId: string, subscriptionId: n
 // lease of an attempt in flight is kept: its result is no longer recorded (the row is dead), and
 // a re-send before the lease ends waits for it rather than starting a second attempt beside it.
 // On a subscription ordered by key, one marked dead holds its key (onDead "block"), with a
-// key_blocked alert as when it dies of failing, or the key goes on (onDead "skip": unblock).
+// key_blocked alert as when it dies of failing, or the key goes on (onDead "skip": key_wakes).
 const MARK_DEAD_SQL = `
 with marked as (
-  update deliveries d set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false, skipped_at = null,
-         unblock = d.order_key is not null and exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip')
+  update deliveries d set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false, skipped_at = null
    where message_id = $1 and ($2::bigint is null or subscription_id = $2) and state = 'pending'
-  returning d.message_id, d.subscription_id, d.order_key is not null and not d.unblock as blocks
+  returning d.message_id, d.subscription_id, d.order_key,
+            d.order_key is not null and exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip') as frees
+), freed as (
+  insert into key_wakes (subscription_id, order_key, message_id)
+  select m.subscription_id, m.order_key, m.message_id from marked m where m.frees
 ), alert as (
   insert into alerts (kind, message_id, subscription_id, detail)
   select 'key_blocked', m.message_id, m.subscription_id, 'marked dead by an operator: the later messages of its key wait until it is re-sent, skipped or deleted'
     from marked m
-   where m.blocks
+   where m.order_key is not null and not m.frees
      and not exists (select 1 from alerts a where a.resolved_at is null and a.kind = 'key_blocked' and a.message_id = m.message_id and a.subscription_id = m.subscription_id)
 )
 select count(*)::int as n from marked`;

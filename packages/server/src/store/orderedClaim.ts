@@ -5,20 +5,19 @@ import { PARK_MS } from "./fanOut.ts";
 
 /** Arbitrary constant naming the ordered claims' lock among other advisory locks. */
 const ORDERED_CLAIM_LOCK = 7_400_012;
-// Wakes, for each key whose delivery stopped holding it since the last claim (marked unblock by
+// Wakes, for each key whose delivery stopped holding it since the last claim (left in key_wakes by
 // RECORD_SQL, a skip, or a change of onDead), the key's next pending delivery if it was parked,
 // and resolves the key_blocked alert of the one that stopped holding it. A woken delivery is due
 // from its place (order_at, in the past): the claim that follows reads it first, before the
 // deliveries that have not been looked at yet.
 const WAKE_SQL = `
 with freed as (
-  update deliveries set unblock = false where unblock
-  returning subscription_id, order_key, message_id
+  delete from key_wakes returning subscription_id, order_key, message_id
 ), nxt as (
   select (select e.id from deliveries e
            where e.subscription_id = k.subscription_id and e.order_key = k.order_key and e.state = 'pending'
            order by e.order_at, e.id limit 1) as id
-    from (select distinct subscription_id, order_key from freed where order_key is not null) k
+    from (select distinct subscription_id, order_key from freed) k
 ), woken as (
   update deliveries d set parked = false, next_attempt_at = least(d.order_at, now())
    where d.id = any (array(select id from nxt)) and d.parked and d.state = 'pending'

@@ -3,13 +3,16 @@ import type { Db } from "./db.ts";
 export type SkipOutcome = "skipped" | "not_dead" | "not_found";
 
 // $1 delivery id. A dead delivery is marked skipped: it no longer holds its key (ordering "key",
-// onDead "block"), and the next claim wakes the delivery behind it (unblock). Its open alerts
+// onDead "block"), and the next claim wakes the delivery behind it (key_wakes). Its open alerts
 // (delivery_dead, key_blocked) are resolved in the same statement. Skipping again is a no-op.
 const SKIP_SQL = `
 with skipped as (
-  update deliveries set skipped_at = coalesce(skipped_at, now()), unblock = (order_key is not null and skipped_at is null)
+  update deliveries set skipped_at = coalesce(skipped_at, now())
    where id = $1 and state = 'dead'
-  returning message_id, subscription_id
+  returning message_id, subscription_id, order_key
+), freed as (
+  insert into key_wakes (subscription_id, order_key, message_id)
+  select subscription_id, order_key, message_id from skipped where order_key is not null
 ), resolved as (
   update alerts a set resolved_at = now() from skipped
    where a.resolved_at is null and a.kind in ('delivery_dead', 'key_blocked')

@@ -169,15 +169,18 @@ export async function pauseIfOpenTooLong(db: Db, subscriptionId: number, pauseAf
 // circuit is closed (logged, with an alert) and its backlog is due now.
 export async function resetHealth(db: Db, subscriptionId: number, why: string): Promise<void> {
   await inTransaction(db, async (tx) => {
-    const { rows } = await tx.query(
-      `with old as (select state from subscription_health where subscription_id = $1 for update)
-       update subscription_health set state = 'closed', consecutive_failures = 0, opened_at = null, next_probe_at = null,
+    // The state before, read under the row's lock in a statement of its own: read in a CTE of the
+    // update instead, a concurrent write of results (re-checked by the update) left it null, and
+    // a closed circuit was "reset", its waiting retries made due at once.
+    const { rows } = await tx.query("select state from subscription_health where subscription_id = $1 for update", [subscriptionId]);
+    await tx.query(
+      `update subscription_health set state = 'closed', consecutive_failures = 0, opened_at = null, next_probe_at = null,
               window_started_at = null, window_attempts = 0, window_failures = 0,
               closed_at = case when state <> 'closed' then now() else closed_at end, updated_at = now()
-        where subscription_id = $1 returning (select state from old) as was`,
+        where subscription_id = $1`,
       [subscriptionId],
     );
-    if (!rows[0] || rows[0].was === "closed") return;
+    if (!rows[0] || rows[0].state === "closed") return;
     await logEvent(tx, subscriptionId, "reset", why);
     await tx.query(DUE_NOW_SQL, [subscriptionId]);
     await tx.query(`select pg_notify('${HEALTH_CHANNEL}', '')`);

@@ -115,7 +115,7 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
  */
 async function unorder(db: Db, subscriptionId: number): Promise<void> {
   await db.query(
-    `update deliveries set order_key = null, order_at = null, unblock = false,
+    `update deliveries set order_key = null, order_at = null,
             next_attempt_at = case when parked then now() else next_attempt_at end, parked = false
       where subscription_id = $1 and order_key is not null and state in ('pending', 'dead')`,
     [subscriptionId],
@@ -125,7 +125,8 @@ async function unorder(db: Db, subscriptionId: number): Promise<void> {
 /** onDead now "skip": the keys its dead deliveries hold go on (the next claim wakes what waits behind them). */
 async function unblockDead(db: Db, subscriptionId: number): Promise<void> {
   await db.query(
-    `update deliveries set unblock = true
+    `insert into key_wakes (subscription_id, order_key, message_id)
+     select subscription_id, order_key, message_id from deliveries
       where subscription_id = $1 and order_key is not null and state = 'dead' and skipped_at is null`,
     [subscriptionId],
   );

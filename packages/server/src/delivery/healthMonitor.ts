@@ -111,16 +111,16 @@ export class HealthMonitor {
 
   /** Whether a delivery of the subscription may start now (a probe always may). */
   admits(subscription: SubscriptionRow, delivery?: LeasedDelivery): boolean {
-    if (delivery?.probe) return true;
-    return admits(this.view.get(subscription.id), subscription.circuit, this.now() - CLOCK_MARGIN_MS);
+    return delivery?.probe === true || this.admitsNow(subscription.id, subscription.circuit);
   }
 
   /** Whether claims should leave the subscription out now. */
   holds(subscriptionId: number): boolean {
-    const h = this.view.get(subscriptionId);
-    if (!h) return false;
-    const subscription = this.ops.subscription(subscriptionId);
-    return !admits(h, subscription?.circuit ?? null, this.now() - CLOCK_MARGIN_MS);
+    return !this.admitsNow(subscriptionId, this.ops.subscription(subscriptionId)?.circuit ?? null);
+  }
+
+  private admitsNow(subscriptionId: number, circuit: SubscriptionRow["circuit"]): boolean {
+    return admits(this.view.get(subscriptionId), circuit, this.now() - CLOCK_MARGIN_MS);
   }
 
   /** Counts written attempt results into the shared state. */

@@ -3,6 +3,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { TidingsError, notFound } from "../../domain/errors.ts";
 import { getJob, listJobs, type JobRecord } from "../../store/resendJobs.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
+import { subscriptionNamed } from "./subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { preference } from "../prefer.ts";
 import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
@@ -81,8 +82,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   const config = { auth: "admin" } as const;
   const jobs = s.resendJobs;
   const start = async (subscription: string, body: ResendDead | undefined): Promise<JobRecord> => {
-    const row = await getSubscription(s.db, subscription);
-    if (!row) throw notFound(`subscription ${subscription}`);
+    const row = await subscriptionNamed(s, subscription);
     return jobs.create(row.id, body?.limit ?? Number.MAX_SAFE_INTEGER, body?.batchSize ?? 500);
   };
 

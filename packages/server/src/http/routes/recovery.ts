@@ -1,8 +1,8 @@
 import type { FastifyInstance } from "fastify";
-import { invalid, notFound } from "../../domain/errors.ts";
+import { invalid } from "../../domain/errors.ts";
 import type { SubscriptionRow } from "../../domain/subscription.ts";
 import { retryPendingNow } from "../../store/operatorActions.ts";
-import { getSubscription } from "../../store/subscriptions.ts";
+import { subscriptionNamed } from "./subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody, NameParams, Recover, RetriedPending } from "../schemas.ts";
 import { awaitJob, Job, MAX_PREFERRED_WAIT_S, RESEND_WAIT_MS } from "./jobs.ts";
@@ -27,11 +27,7 @@ function instant(field: string, text: string): Date {
 export function recoveryRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["subscriptions"];
   const config = { auth: "admin" } as const;
-  const subscription = async (name: string): Promise<SubscriptionRow> => {
-    const row = await getSubscription(s.db, name);
-    if (!row) throw notFound(`subscription ${name}`);
-    return row;
-  };
+  const subscription = (name: string): Promise<SubscriptionRow> => subscriptionNamed(s, name);
 
   app.post<{ Params: NameParams }>(
     "/v1/subscriptions/:name/retry-pending",

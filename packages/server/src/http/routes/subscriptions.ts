@@ -104,6 +104,13 @@ export function showSubscription(row: SubscriptionRow, secret?: string, health?:
   };
 }
 
+/** The subscription of a route's `:name`, or a 404 naming it. */
+export async function subscriptionNamed(s: RouteServices, name: string): Promise<SubscriptionRow> {
+  const row = await getSubscription(s.db, name);
+  if (!row) throw notFound(`subscription ${name}`);
+  return row;
+}
+
 export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["subscriptions"];
   const config = { auth: "admin" } as const;
@@ -178,8 +185,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
       },
     },
     async (request) => {
-      const row = await getSubscription(s.db, request.params.name);
-      if (!row) throw notFound(`subscription ${request.params.name}`);
+      const row = await subscriptionNamed(s, request.params.name);
       return showSubscription(row, undefined, await healthOf(s.db, row.id));
     },
   );

@@ -6,6 +6,7 @@ import {
   CircuitPolicyError,
   compileCircuitPolicy,
   count,
+  describeCircuit,
   DEFAULT_CIRCUIT,
   HEALTHY,
   merge,
@@ -223,4 +224,11 @@ test("with both a count and a ratio either opens the circuit; a ratio circuit pr
   assert.equal(closed.event, "closed");
   assert.deepEqual(closed.next, HEALTHY);
   assert.equal(afterResults(closed.next, tallyOf(false), RATIO, 2200).next.state, "closed");
+});
+
+test("a policy in a few words, as the metrics label it", () => {
+  assert.equal(describeCircuit(null), "off");
+  assert.equal(describeCircuit(DEFAULT_CIRCUIT), "20 in a row");
+  assert.equal(describeCircuit(compileCircuitPolicy({ failureRatio: 0.5, window: "60s", minAttempts: 10 })), "50% of 10+ in 1m");
+  assert.equal(describeCircuit(compileCircuitPolicy({ failures: 5, failureRatio: 0.25 })), "5 in a row or 25% of 20+ in 1m");
 });

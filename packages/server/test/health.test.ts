@@ -299,6 +299,12 @@ test("a receiver's 429 with Retry-After holds the whole subscription back, on ev
     await waitFor("the 429 recorded", async () => (await admin.get("/v1/subscriptions/busy")).body.health.throttledUntil !== null);
     // Sent through the other process: it pushes its own deliveries, and must hold them too.
     const otherAdmin = api(other.url, ADMIN_KEY);
+    // Every process shows the hold in its metrics.
+    await waitFor("both processes show the hold", async () =>
+      (await Promise.all([service.url, other.url].map(async (url) => (await fetch(`${url}/metrics`)).text()))).every((m) =>
+        m.includes('tidings_subscription_throttled{subscription="busy"} 1'),
+      ),
+    );
     const later: string[] = [];
     for (let i = 0; i < 10; i++) later.push((await otherAdmin.post("/v1/messages", { topic: "t.busy", payload: { i } })).body.id);
     await waitFor("all delivered", () => [first, ...later].every((id) => receiver.deliveredIds().has(id)), 15_000);

@@ -68,6 +68,9 @@ test("rateLimit: two processes together keep within 10% of the limit over a meas
     assert.equal(created.body.rateLimit, RATE);
     // Every process is to know the subscription's limit before messages arrive there.
     await knownToAll("rated");
+    const info = (await metricsOf(nodes[1]!)).split("\n").find((l) => l.startsWith("tidings_subscription_info{") && l.includes('subscription="rated"'));
+    for (const label of ['rate_limit="40"', 'max_in_flight=""', 'ordering="none"', 'circuit="20 in a row"', 'enabled="true"'])
+      assert.ok(info?.includes(label), `the policies in the metrics: ${info}`);
     const before = await deliveredBy();
     const ids = await sendThroughBoth("t.rated", 700);
     await waitFor("deliveries start", () => receiver.received.length > 0);

@@ -1,4 +1,4 @@
-import { parseDuration } from "./duration.ts";
+import { formatDuration, parseDuration } from "./duration.ts";
 
 /**
  * A subscription's circuit breaker. It opens (across all service processes) when either of its
@@ -29,6 +29,16 @@ export interface FailureRatioPolicy {
 }
 
 export const DEFAULT_CIRCUIT: CircuitPolicy = { failures: 20, ratio: null, probeEveryMs: 30_000, pauseAfterMs: 3 * 86_400_000 };
+/** A circuit policy in a few words ("off", "20 in a row", "50% of 20+ in 1m", or both joined by "or"). */
+export function describeCircuit(policy: CircuitPolicy | null): string {
+  if (policy === null) return "off";
+  const parts: string[] = [];
+  if (policy.failures !== null) parts.push(`${policy.failures} in a row`);
+  if (policy.ratio !== null)
+    parts.push(`${Math.round(policy.ratio.failureRatio * 100)}% of ${policy.ratio.minAttempts}+ in ${formatDuration(policy.ratio.windowMs)}`);
+  return parts.join(" or ");
+}
+
 /** A failure ratio's window and least number of attempts when only the ratio is given. */
 export const DEFAULT_RATIO_WINDOW_MS = 60_000;
 export const DEFAULT_MIN_ATTEMPTS = 20;

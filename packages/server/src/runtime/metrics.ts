@@ -8,14 +8,30 @@ export interface Metrics {
   readonly dead: Counter;
   readonly pending: Gauge;
   readonly circuitOpen: Gauge<"subscription">;
+  readonly throttled: Gauge<"subscription">;
+  readonly policies: Gauge<"subscription" | "ordering" | "on_dead" | "rate_limit" | "max_in_flight" | "circuit" | "enabled">;
   readonly deliveryLatency: Histogram;
   readonly circuitOpens: Counter<"subscription">;
 }
 
-/** Each subscription's circuit, as this node sees the shared state: 1 open (or probing), 0 closed. */
-export type CircuitStates = () => ReadonlyArray<{ subscription: string; open: boolean }>;
+/** Each subscription as this node sees it: its delivery policies and the shared state of its endpoint's health. */
+export interface SubscriptionState {
+  subscription: string;
+  enabled: boolean;
+  /** Its circuit is open (or probing). */
+  open: boolean;
+  /** A receiver's 429 Retry-After holds it back now. */
+  throttled: boolean;
+  ordering: string;
+  onDead: string;
+  rateLimit: number | null;
+  maxInFlight: number | null;
+  /** The breaker's policy in a word: "off", "20 in a row", "50% of 20+ in 60s", or both. */
+  circuit: string;
+}
+export type SubscriptionStates = () => ReadonlyArray<SubscriptionState>;
 
-export function createMetrics(countPending: () => Promise<number>, circuits: CircuitStates = () => []): Metrics {
+export function createMetrics(countPending: () => Promise<number>, subscriptions: SubscriptionStates = () => []): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tidings_" });
   return {
@@ -39,7 +55,39 @@ export function createMetrics(countPending: () => Promise<number>, circuits: Cir
       registers: [registry],
       collect() {
         this.reset();
-        for (const c of circuits()) this.set({ subscription: c.subscription }, c.open ? 1 : 0);
+        for (const c of subscriptions()) this.set({ subscription: c.subscription }, c.open ? 1 : 0);
+      },
+    }),
+    throttled: new Gauge({
+      name: "tidings_subscription_throttled",
+      help: "Whether a receiver's 429 Retry-After holds a subscription back now (1), shared by all nodes",
+      labelNames: ["subscription"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of subscriptions()) this.set({ subscription: c.subscription }, c.throttled ? 1 : 0);
+      },
+    }),
+    policies: new Gauge({
+      name: "tidings_subscription_info",
+      help: "Each subscription's delivery policies as labels (value 1); rate_limit and max_in_flight empty when none",
+      labelNames: ["subscription", "ordering", "on_dead", "rate_limit", "max_in_flight", "circuit", "enabled"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of subscriptions())
+          this.set(
+            {
+              subscription: c.subscription,
+              ordering: c.ordering,
+              on_dead: c.onDead,
+              rate_limit: c.rateLimit === null ? "" : String(c.rateLimit),
+              max_in_flight: c.maxInFlight === null ? "" : String(c.maxInFlight),
+              circuit: c.circuit,
+              enabled: String(c.enabled),
+            },
+            1,
+          );
       },
     }),
     deliveryLatency: new Histogram({

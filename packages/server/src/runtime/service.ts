@@ -22,6 +22,7 @@ import { compileEndpointCheck } from "../http/endpointPolicy.ts";
 import { buildServer, routesOf } from "../http/server.ts";
 import type { RouteEntry } from "../http/access.ts";
 import { createMetrics } from "./metrics.ts";
+import { describeCircuit } from "../domain/circuitBreaker.ts";
 import { Publisher } from "../publish/publisher.ts";
 import { appByKeyHash } from "../store/apps.ts";
 import { createPool } from "../store/db.ts";
@@ -72,7 +73,18 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const nodeId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   const metrics = createMetrics(
     () => countPending(db),
-    () => [...subscriptions.all()].map((sub) => ({ subscription: sub.name, open: health.health(sub.id).state !== "closed" })),
+    () =>
+      [...subscriptions.all()].map((sub) => ({
+        subscription: sub.name,
+        enabled: sub.enabled,
+        open: health.health(sub.id).state !== "closed",
+        throttled: (health.health(sub.id).throttledUntil ?? 0) > Date.now(),
+        ordering: sub.ordering,
+        onDead: sub.onDead,
+        rateLimit: sub.rateLimit,
+        maxInFlight: sub.maxInFlight,
+        circuit: describeCircuit(sub.circuit),
+      })),
   );
   // Started with the dispatcher; until then it ignores announcements of changes.
   const health: HealthMonitor = new HealthMonitor(

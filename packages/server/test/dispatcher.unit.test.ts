@@ -226,6 +226,16 @@ test("a claim says how many could start at once: free slots less what waits in m
   await h.dispatcher.stop(0);
 });
 
+test("deliveries waiting for their own subscription's slots do not count against what could start at once", async () => {
+  const h = harness({ concurrency: 4, maxQueued: 20 }, [subscription(1, { maxInFlight: 1 }), subscription(2)], true);
+  h.dispatcher.push(many(6, 1)); // one in flight, five waiting in subscription 1's lane
+  h.dispatcher.start();
+  assert.equal(h.claims.length, 1);
+  assert.equal(h.claims[0]!.idle, 3, "three slots free for other subscriptions");
+  h.claims[0]!.reply.resolve([]);
+  await h.dispatcher.stop(0);
+});
+
 test("a claim asks for at most the room left, and one that came back full claims again as soon as the queue runs low", async () => {
   const h = harness({ concurrency: 2, maxQueued: 4 }, undefined, true);
   h.dispatcher.push(many(3, 1)); // two in flight, one queued

@@ -9,7 +9,7 @@ import type { ResultWriter } from "./resultWriter.ts";
 export interface DispatcherOps {
   /**
    * Takes up to `limit` due deliveries for this node, leaving out the subscriptions in `skip`;
-   * `idle` is how many could start at once (free slots less what already waits in memory).
+   * `idle` is how many could start at once (free slots less what is queued to take them).
    */
   claim(limit: number, skip: ReadonlySet<number>, idle: number): Promise<ClaimBatch>;
   /** Gives leases back without an attempt. */
@@ -193,7 +193,8 @@ export class Dispatcher {
       const room = this.options.maxQueued + this.options.concurrency - this.queued - this.waitingCount - this.inFlight;
       const limit = Math.min(room, 500);
       if (limit > 0) {
-        const idle = Math.max(0, this.options.concurrency - this.inFlight - this.queued - this.waitingCount);
+        // Those waiting in a subscription's lane wait for that subscription's own slots, not for these.
+        const idle = Math.max(0, this.options.concurrency - this.inFlight - this.queued);
         const claim = this.ops.claim(limit, this.full, idle);
         this.claiming = claim;
         const claimed = await claim;

@@ -93,7 +93,10 @@ describe("relay heartbeats", () => {
     );
     assert.ok(stale.heartbeatAgeSeconds >= STALE_AFTER_MS / 1000);
     const flagged = await staleOrFailingRelays(db, STALE_AFTER_MS);
-    assert.ok(flagged.some((r) => r.app === "shop" && r.name === "stale-1"), "the alerts' query names it");
+    assert.ok(
+      flagged.some((r) => r.app === "shop" && r.name === "stale-1"),
+      "the alerts' query names it",
+    );
 
     // A heartbeat brings it back.
     assert.equal((await shop.post("/v1/relays/heartbeat", beat({ name: "stale-1" }))).status, 204);
@@ -186,7 +189,10 @@ describe("monitoring gauges", () => {
     assert.equal(await sample("tidings_relay_pending_rows", { app: "shop", relay: "failing-1" }), 3);
     const heartbeatAge = await sample("tidings_relay_heartbeat_age_seconds", { app: "shop", relay: "failing-1" });
     assert.ok(heartbeatAge !== undefined && heartbeatAge >= 0 && heartbeatAge < 30, `heartbeat age ${heartbeatAge}`);
-    assert.ok((await staleOrFailingRelays(db, 3_600_000)).some((r) => r.name === "failing-1" && r.failed === 2), "held failed rows count for the alerts");
+    assert.ok(
+      (await staleOrFailingRelays(db, 3_600_000)).some((r) => r.name === "failing-1" && r.failed === 2),
+      "held failed rows count for the alerts",
+    );
 
     // Resolved alerts leave the gauge.
     const open = (await admin.get("/v1/alerts")).body.items as Array<{ id: number; kind: string }>;
@@ -206,11 +212,17 @@ describe("monitoring gauges", () => {
     assert.ok(block, "docs/monitoring.md holds the rules as a YAML block");
     assert.deepEqual(parseYaml(block), rules, "the YAML block in docs/monitoring.md is the rules file");
 
-    const dashboard = JSON.parse(await readFile(docs("grafana-dashboard.json"), "utf8")) as { panels: Array<{ title: string; targets?: Array<{ expr: string }> }> };
+    const dashboard = JSON.parse(await readFile(docs("grafana-dashboard.json"), "utf8")) as {
+      panels: Array<{ title: string; targets?: Array<{ expr: string }> }>;
+    };
     const panelExprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
     assert.ok(panelExprs.length >= 8, "the dashboard has its panels");
 
-    const used = new Set([...exprs, ...panelExprs, ...monitoring.matchAll(/`(tidings_[a-z_]+)/g)].flatMap((e) => (typeof e === "string" ? e : e[1]!).match(/\btidings_[a-z_]+/g) ?? []));
+    const used = new Set(
+      [...exprs, ...panelExprs, ...monitoring.matchAll(/`(tidings_[a-z_]+)/g)].flatMap(
+        (e) => (typeof e === "string" ? e : e[1]!).match(/\btidings_[a-z_]+/g) ?? [],
+      ),
+    );
     const exposition = await (await fetch(`${service.url}/metrics`)).text();
     // A series' name, and for a histogram's series its own name too (`…_bucket` is `…` in prose).
     const series = new Set(

@@ -94,7 +94,8 @@ export function resolveRelayOptions(o: RelayOptions = {}): ResolvedRelayOptions 
 
 function relayName(name: string | undefined): string {
   if (name === undefined) return defaultRelayName();
-  if (!RELAY_NAME.test(name)) throw new TidingsError("config", `name must be 1-128 letters, digits or _ . : @ - (starting with a letter or digit), got "${name}"`);
+  if (!RELAY_NAME.test(name))
+    throw new TidingsError("config", `name must be 1-128 letters, digits or _ . : @ - (starting with a letter or digit), got "${name}"`);
   return name;
 }
 

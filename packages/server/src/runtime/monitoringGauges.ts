@@ -76,7 +76,11 @@ export function registerMonitoringGauges(registry: Registry, sources: Monitoring
       for (const r of rows) this.set({ subscription: r.subscription }, r.seconds);
     },
   });
-  relayGauge("tidings_relay_heartbeat_age_seconds", "Seconds since an outbox relay's last heartbeat (relays that stopped on purpose left out)", (r) => r.heartbeatAgeSeconds);
+  relayGauge(
+    "tidings_relay_heartbeat_age_seconds",
+    "Seconds since an outbox relay's last heartbeat (relays that stopped on purpose left out)",
+    (r) => r.heartbeatAgeSeconds,
+  );
   relayGauge("tidings_relay_failed_rows", "Outbox rows a relay could not ship and gave up on, as its last heartbeat said", (r) => r.failed);
   relayGauge("tidings_relay_pending_rows", "Outbox rows waiting to be shipped, as a relay's last heartbeat said", (r) => r.pending);
   relayGauge(

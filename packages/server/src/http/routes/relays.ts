@@ -81,7 +81,8 @@ export function relayRoutes(app: FastifyInstance, s: RouteServices): void {
       const principal = request.principal;
       let owner: string;
       if (principal.kind === "app") {
-        if (body.app !== undefined && body.app !== principal.app) throw forbidden(`an app reports only for its own relays: this key is the app ${principal.app}`);
+        if (body.app !== undefined && body.app !== principal.app)
+          throw forbidden(`an app reports only for its own relays: this key is the app ${principal.app}`);
         owner = principal.app;
       } else owner = body.app ?? "";
       await recordHeartbeat(s.db, {

@@ -219,15 +219,15 @@ describe("monitoring gauges", () => {
     assert.ok(panelExprs.length >= 8, "the dashboard has its panels");
 
     const used = new Set(
-      [...exprs, ...panelExprs, ...monitoring.matchAll(/`(tidings_[a-z_]+)/g)].flatMap(
-        (e) => (typeof e === "string" ? e : e[1]!).match(/\btidings_[a-z_]+/g) ?? [],
+      [...exprs, ...panelExprs, ...monitoring.matchAll(/`(tidings_[a-z0-9_]+)/g)].flatMap(
+        (e) => (typeof e === "string" ? e : e[1]!).match(/\btidings_[a-z0-9_]+/g) ?? [],
       ),
     );
     const exposition = await (await fetch(`${service.url}/metrics`)).text();
     // A series' name, and for a histogram's series its own name too (`…_bucket` is `…` in prose).
     const series = new Set(
       exposition.split("\n").flatMap((line) => {
-        const name = /^(tidings_[a-z_]+)[{ ]/.exec(line)?.[1];
+        const name = /^(tidings_[a-z0-9_]+)[{ ]/.exec(line)?.[1];
         return name ? [name, name.replace(/_(bucket|sum|count)$/, "")] : [];
       }),
     );

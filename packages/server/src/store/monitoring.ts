@@ -43,11 +43,16 @@ export async function countInDoubt(db: Db, cap = COUNT_CAP): Promise<number> {
 }
 
 // Per subscription, how long its oldest pending delivery has waited since it was created (0 when
-// none waits): its first pending id by deliveries_pending_by_subscription, one probe each.
+// none waits): one probe each of deliveries_pending_by_subscription, for the first pending entry at
+// or after (subscription, 0), which is the subscription's oldest when it is the subscription's at
+// all. Asked as `subscription_id = $1 order by id` instead, the planner walked
+// deliveries_pending_id and, for a subscription with nothing pending, read every other one's
+// pending entries: 140 ms a scrape with 200,000 pending, against about 1 ms so.
 export async function oldestPendingBySubscription(db: Db): Promise<Array<{ subscription: string; seconds: number }>> {
   const { rows } = await db.query<{ name: string; age: number | null }>(
-    `select s.name, (select greatest(0, extract(epoch from now() - d.created_at))::float8
-                       from deliveries d where d.subscription_id = s.id and d.state = 'pending' order by d.id limit 1) as age
+    `select s.name, (select case when d.subscription_id = s.id then greatest(0, extract(epoch from now() - d.created_at))::float8 end
+                       from deliveries d where d.state = 'pending' and (d.subscription_id, d.id) >= (s.id, 0)
+                      order by d.subscription_id, d.id limit 1) as age
        from subscriptions s order by s.name`,
   );
   return rows.map((r) => ({ subscription: r.name, seconds: r.age ?? 0 }));

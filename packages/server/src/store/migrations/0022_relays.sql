@@ -24,6 +24,6 @@ create table relays (
 -- open alerts counted per kind without reading the alerts that were resolved,
 create index alerts_open_kind on alerts (kind) where resolved_at is null;
 -- and each subscription's oldest pending delivery, one index probe per subscription (with
--- deliveries_pending_id alone, a subscription with nothing pending read every other one's
--- pending entries: 1M pending deliveries of one subscription took 160 ms; with this, under 1 ms).
+-- deliveries_pending_id alone, a subscription with nothing pending read every other one's pending
+-- entries: with 200,000 of 1,000,000 deliveries pending a scrape took 290 ms, with this 21 ms).
 create index deliveries_pending_by_subscription on deliveries (subscription_id, id) where state = 'pending';

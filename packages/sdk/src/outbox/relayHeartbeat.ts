@@ -50,24 +50,28 @@ export class RelayHeartbeat {
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.beat(false), this.s.intervalMs);
+    this.timer = setInterval(() => void this.beat(false), this.s.intervalMs);
     // The relay's own timers keep the process alive; a heartbeat alone never does.
     this.timer.unref();
-    this.beat(false);
+    void this.beat(false);
   }
 
-  /** Stops the timer and says the relay stops on purpose (waiting at most the deadline). */
+  /**
+   * Stops the timer and says the relay stops on purpose. A heartbeat still on its way is waited
+   * for first (it ends by its deadline), so that it cannot land after the last one and undo it:
+   * stopping waits two deadlines at most, and a few milliseconds when the service answers.
+   */
   async stop(): Promise<void> {
     if (!this.timer) return;
     clearInterval(this.timer);
     this.timer = null;
     await this.inFlight;
-    this.beat(true);
-    await this.inFlight;
+    await this.beat(true);
   }
 
-  private beat(stopped: boolean): void {
-    if (this.inFlight) return; // the last one is still on its way: this one is skipped
+  /** One heartbeat, unless the last one is still on its way (then this one is skipped). */
+  private beat(stopped: boolean): Promise<void> {
+    if (this.inFlight) return this.inFlight;
     const deadline = AbortSignal.timeout(this.deadlineMs);
     this.inFlight = this.report(stopped, deadline)
       .then(
@@ -77,6 +81,7 @@ export class RelayHeartbeat {
       .finally(() => {
         this.inFlight = null;
       });
+    return this.inFlight;
   }
 
   private async report(stopped: boolean, deadline: AbortSignal): Promise<void> {

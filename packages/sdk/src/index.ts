@@ -55,7 +55,7 @@ export type { NatsConsumeOptions } from "./consume/nats.ts";
 export type { RedisConsumeOptions } from "./consume/redis.ts";
 
 // the service's API
-export { TidingsClient, MessagesApi, AlertsApi, AppsApi, type TidingsClientOptions } from "./client/client.ts";
+export { TidingsClient, MessagesApi, AlertsApi, AppsApi, RelaysApi, type TidingsClientOptions } from "./client/client.ts";
 export type {
   AlertInfo,
   AppInfo,
@@ -67,6 +67,8 @@ export type {
   ListMessagesQuery,
   MessageInfo,
   MessagePage,
+  RelayInfo,
+  RelayReport,
 } from "./client/apiTypes.ts";
 export type { HttpOptions } from "./client/http.ts";
 export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";

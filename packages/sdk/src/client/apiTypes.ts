@@ -104,3 +104,35 @@ export interface MessagePage {
   items: MessageInfo[];
   nextCursor: string | null;
 }
+
+/** What an outbox relay reports in a heartbeat (`POST /v1/relays/heartbeat`). */
+export interface RelayReport {
+  /** The relay's name, unique within its app. */
+  name: string;
+  /** The app it ships for; only with the admin key (an app's key names its own app). */
+  app?: string;
+  /** Outbox rows waiting to be shipped (counted up to 100000). */
+  pending: number;
+  /** Outbox rows it gave up on (counted up to 100000). */
+  failed: number;
+  /** How long the oldest waiting row has waited; null when none waits. */
+  oldestPendingSeconds: number | null;
+  /** When it last shipped a batch (ISO 8601); null when it has not since it started. */
+  lastSentAt: string | null;
+  /** How often it reports. */
+  intervalMs?: number;
+  /** It is stopping on purpose: not awaited any more. */
+  stopped?: boolean;
+}
+
+/** A relay as `GET /v1/relays` lists it. */
+export interface RelayInfo extends Omit<RelayReport, "app" | "stopped" | "intervalMs"> {
+  app: string | null;
+  intervalMs: number;
+  firstSeenAt: string;
+  lastSeenAt: string;
+  stoppedAt: string | null;
+  heartbeatAgeSeconds: number;
+  /** Not stopped, and no heartbeat for longer than the service's TIDINGS_RELAY_STALE_AFTER. */
+  stale: boolean;
+}

@@ -10,7 +10,19 @@ import {
   type TransactionMessages,
 } from "../transaction/transaction.ts";
 import { CallCombiner } from "./callCombiner.ts";
-import type { AlertInfo, AppInfo, AttemptInfo, BatchOutcomes, CheckAfter, CheckInfo, ListMessagesQuery, MessageInfo, MessagePage } from "./apiTypes.ts";
+import type {
+  AlertInfo,
+  AppInfo,
+  AttemptInfo,
+  BatchOutcomes,
+  CheckAfter,
+  CheckInfo,
+  ListMessagesQuery,
+  MessageInfo,
+  MessagePage,
+  RelayInfo,
+  RelayReport,
+} from "./apiTypes.ts";
 import { cleanupBarriers } from "../transaction/barrier.ts";
 import { createCheckBackHandler, type CheckBackHandler, type CheckBackHandlerOptions } from "../checkBack/checkBackHandler.ts";
 
@@ -204,6 +216,21 @@ export class AlertsApi {
   }
 }
 
+/** Outbox relays: their heartbeats, and (admin key) the list of them. */
+export class RelaysApi {
+  constructor(private readonly o: ResolvedHttpOptions) {}
+
+  /** Reports a relay's counts, once, within `timeoutMs` (default: the client's), never retried. */
+  async heartbeat(report: RelayReport, options: { timeoutMs?: number } = {}): Promise<void> {
+    await call<null>(this.o, "POST", "/v1/relays/heartbeat", report, { idempotent: false, timeoutMs: options.timeoutMs });
+  }
+
+  /** Every relay with its last heartbeat and whether it is `stale`. */
+  async list(): Promise<{ staleAfterMs: number; items: RelayInfo[] }> {
+    return call(this.o, "GET", "/v1/relays", undefined, { idempotent: true });
+  }
+}
+
 /** Producer apps (admin key): each has an API key, a check-back signing secret and a check URL. */
 export class AppsApi {
   constructor(private readonly o: ResolvedHttpOptions) {}
@@ -300,6 +327,7 @@ export class TidingsClient {
   readonly messages: MessagesApi;
   readonly alerts: AlertsApi;
   readonly apps: AppsApi;
+  readonly relays: RelaysApi;
   private readonly options: ResolvedHttpOptions;
   private readonly secret: string | readonly string[] | undefined;
   private readonly transactionDefaults: TransactionDefaults;
@@ -311,6 +339,7 @@ export class TidingsClient {
     this.messages = new MessagesApi(this.options);
     this.alerts = new AlertsApi(this.options);
     this.apps = new AppsApi(this.options);
+    this.relays = new RelaysApi(this.options);
     this.secret = options.secret;
     this.transactionDefaults = options.transactions ?? {};
     this.transactionCalls = transactionCalls(this.messages, this.transactionDefaults.combineCalls !== false);

@@ -55,12 +55,13 @@ export async function call<T>(
   method: "GET" | "POST" | "PATCH" | "DELETE",
   path: string,
   body?: unknown,
-  flags: { idempotent?: boolean; notFoundIsNull?: boolean; headers?: Record<string, string> } = {},
+  flags: { idempotent?: boolean; notFoundIsNull?: boolean; headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<T> {
   const tries = flags.idempotent ? o.retries + 1 : 1;
+  const options = flags.timeoutMs === undefined ? o : { ...o, timeoutMs: flags.timeoutMs };
   for (let attempt = 1; ; attempt++) {
     try {
-      return await once<T>(o, method, path, body, flags.notFoundIsNull ?? false, flags.headers);
+      return await once<T>(options, method, path, body, flags.notFoundIsNull ?? false, flags.headers);
     } catch (error) {
       if (!(error instanceof TidingsError) || !error.retryable || attempt >= tries) throw error;
       await sleep(100 * 4 ** (attempt - 1));

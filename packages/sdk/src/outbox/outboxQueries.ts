@@ -215,3 +215,37 @@ export async function countByStatus(db: Executor): Promise<Record<OutboxStatus, 
   for (const r of rows) counts[r.status] = Number(r.n);
   return counts;
 }
+
+/** What a relay's heartbeat reports of its outbox. */
+export interface OutboxHealth {
+  /** Rows waiting to be sent, counted up to the cap. */
+  pending: number;
+  /** Rows given up on, counted up to the cap. */
+  failed: number;
+  /** How long the oldest waiting row has waited, by the database's clock; null when none waits. */
+  oldestPendingSeconds: number | null;
+}
+
+/**
+ * The outbox's waiting and failed rows, each counted up to `cap` through its status index (a
+ * million waiting rows cost a read of `cap` index entries, not of the table), and the age of the
+ * oldest waiting row (params: cap, cap). The age is taken against the database's own clock, in
+ * the same statement, so a session time zone (MySQL DATETIME) cannot skew it.
+ */
+export async function readOutboxHealth(db: Executor, cap: number): Promise<OutboxHealth> {
+  const d = dialectOf(db.dialect);
+  const [row] = await db.query<{ pending: number | string; failed: number | string; oldest: Date | string | null; now: Date | string }>(
+    d.sql(`SELECT
+      (SELECT COUNT(*) FROM (SELECT 1 AS one FROM tidings_outbox WHERE status = 'pending' LIMIT ?) p) AS pending,
+      (SELECT COUNT(*) FROM (SELECT 1 AS one FROM tidings_outbox WHERE status = 'failed' LIMIT ?) f) AS failed,
+      (SELECT created_at FROM tidings_outbox WHERE status = 'pending' ORDER BY seq LIMIT 1) AS oldest,
+      ${d.now} AS now`),
+    [cap, cap],
+  );
+  const oldest = date(row!.oldest);
+  return {
+    pending: Number(row!.pending),
+    failed: Number(row!.failed),
+    oldestPendingSeconds: oldest === null ? null : Math.max(0, (date(row!.now)!.getTime() - oldest.getTime()) / 1000),
+  };
+}

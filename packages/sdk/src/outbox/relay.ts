@@ -3,6 +3,7 @@ import type { TidingsClient } from "../client/client.ts";
 import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffPolicy } from "../domain/backoff.ts";
 import { TidingsError } from "../errors.ts";
 import type { Executor, Listening } from "../executor/executor.ts";
+import { defaultRelayName, RELAY_NAME, RelayHeartbeat } from "./relayHeartbeat.ts";
 import { claimDue, deleteSentBatch, inKeyOrder, markFailed, markRetry, markSent, OUTBOX_CHANNEL, type OutboxRow } from "./outboxQueries.ts";
 
 export interface RelayOptions {
@@ -26,13 +27,24 @@ export interface RelayOptions {
   cleanupBatchSize?: number;
   /** Observes what the relay does; an exception thrown here is ignored. */
   onEvent?: (event: RelayEvent) => void;
+  /** The relay's name in its heartbeats, unique within its app; default `<host>:<pid>`. */
+  name?: string;
+  /**
+   * How often the relay reports its counts to the service (`POST /v1/relays/heartbeat`: waiting
+   * and failed rows, the oldest waiting row's age, when it last shipped); default 10 s, 0: never.
+   */
+  heartbeatIntervalMs?: number;
+  /** The app the relay ships for, when its client holds the admin key (an app's key names its app). */
+  app?: string;
 }
 
 export type RelayEvent =
   | { type: "sent"; ids: string[] }
   | { type: "retry"; ids: string[]; error: string; delayMs: number }
   | { type: "failed"; ids: string[]; error: string }
-  | { type: "error"; error: unknown };
+  | { type: "error"; error: unknown }
+  /** A heartbeat's outcome: `error` null when the service took it. It never affects the relay's work. */
+  | { type: "heartbeat"; error: unknown | null };
 
 export interface ResolvedRelayOptions {
   readonly batchSize: number;
@@ -44,6 +56,9 @@ export interface ResolvedRelayOptions {
   readonly cleanupIntervalMs: number;
   readonly cleanupBatchSize: number;
   readonly onEvent: (event: RelayEvent) => void;
+  readonly name: string;
+  readonly heartbeatIntervalMs: number;
+  readonly app: string | undefined;
 }
 
 const DAY = 86_400_000;
@@ -71,7 +86,17 @@ export function resolveRelayOptions(o: RelayOptions = {}): ResolvedRelayOptions 
         // observers never break the relay
       }
     },
+    name: relayName(o.name),
+    heartbeatIntervalMs: o.heartbeatIntervalMs === 0 ? 0 : Math.max(100, positive("heartbeatIntervalMs", o.heartbeatIntervalMs, 10_000, 86_400_000)),
+    app: o.app,
   };
+}
+
+function relayName(name: string | undefined): string {
+  if (name === undefined) return defaultRelayName();
+  if (!RELAY_NAME.test(name))
+    throw new TidingsError("config", `name must be 1-128 letters, digits or _ . : @ - (starting with a letter or digit), got "${name}"`);
+  return name;
 }
 
 /** The service refused these messages for good: sending them again would fail the same way. */
@@ -106,6 +131,7 @@ export class Relay {
   private listening: Listening | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private cleanupTimer: NodeJS.Timeout | null = null;
+  private readonly heartbeat: RelayHeartbeat | null;
 
   constructor(
     private readonly db: Executor,
@@ -113,6 +139,15 @@ export class Relay {
     options: RelayOptions = {},
   ) {
     this.o = resolveRelayOptions(options);
+    this.heartbeat =
+      this.o.heartbeatIntervalMs > 0
+        ? new RelayHeartbeat(db, client, {
+            name: this.o.name,
+            app: this.o.app,
+            intervalMs: this.o.heartbeatIntervalMs,
+            onResult: (error) => this.o.onEvent({ type: "heartbeat", error }),
+          })
+        : null;
   }
 
   /** Starts relaying: LISTEN where possible, the compensation scan, cleanup. */
@@ -138,6 +173,7 @@ export class Relay {
       this.cleanupTimer = setInterval(() => void this.cleanup().catch((error) => this.o.onEvent({ type: "error", error })), this.o.cleanupIntervalMs);
       this.cleanupTimer.unref();
     }
+    this.heartbeat?.start();
     this.wake();
   }
 
@@ -152,6 +188,8 @@ export class Relay {
     this.listening = null;
     await listening?.close().catch(() => undefined);
     if (this.workers > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
+    // Last, so that it counts what the batches in flight left.
+    await this.heartbeat?.stop();
   }
 
   /** Asks for a look at the outbox now (called on NOTIFY and by the poll timer). */
@@ -226,6 +264,7 @@ export class Relay {
       },
       { isolation: "read committed" },
     );
+    if (events.some((e) => e.type === "sent")) this.heartbeat?.sent();
     for (const event of events) this.o.onEvent(event); // told only once committed
     return handled;
   }

@@ -16,8 +16,13 @@ Ships the rows of a tidings_outbox table to the Tidings service (the outbox side
   --poll-interval MS   the compensation scan (1000 with LISTEN on PostgreSQL, else 200)
   --max-attempts N     sends before a row is marked failed (25)
   --retention-days N   delete sent rows after N days (7)
+  --name NAME          the relay's name in its heartbeats (host:pid)
+  --heartbeat-interval MS
+                       how often it reports its counts to the service (10000; 0: never)
+  --app NAME           the app it ships for, with the admin key only
   --migrate            create/update the SDK's tables first
-  --quiet              print errors only`;
+  --quiet              print errors only
+  --debug              print each heartbeat that failed too`;
 
 function int(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -38,6 +43,10 @@ function parseRelayArgs(argv: string[]) {
       "poll-interval": { type: "string" },
       "max-attempts": { type: "string" },
       "retention-days": { type: "string" },
+      name: { type: "string" },
+      "heartbeat-interval": { type: "string" },
+      app: { type: "string" },
+      debug: { type: "boolean" },
       migrate: { type: "boolean" },
       quiet: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -74,6 +83,9 @@ export async function runRelayCli(argv: string[], env: NodeJS.ProcessEnv = proce
       pollIntervalMs: int("poll-interval", args["poll-interval"]),
       maxAttempts: int("max-attempts", args["max-attempts"]),
       retentionMs: days === undefined ? undefined : days * 86_400_000,
+      name: args.name,
+      heartbeatIntervalMs: int("heartbeat-interval", args["heartbeat-interval"]),
+      app: args.app,
     };
   } catch (error) {
     console.error(`tidings relay: ${(error as Error).message}`);
@@ -83,8 +95,12 @@ export async function runRelayCli(argv: string[], env: NodeJS.ProcessEnv = proce
   const connection = await connect(databaseUrl);
   let sent = 0;
   const quiet = args.quiet ?? false;
+  const debug = args.debug ?? false;
   const onEvent = (event: RelayEvent) => {
-    if (event.type === "sent") {
+    if (event.type === "heartbeat") {
+      // A lost heartbeat changes nothing the relay does: only worth a line when asked for.
+      if (debug && event.error !== null) console.error(`tidings relay: heartbeat failed: ${(event.error as Error)?.message ?? String(event.error)}`);
+    } else if (event.type === "sent") {
       sent += event.ids.length;
       if (!quiet) console.log(`tidings relay: sent ${event.ids.length} (total ${sent})`);
     } else if (event.type === "error") console.error(`tidings relay: error: ${(event.error as Error)?.message ?? String(event.error)}`);
@@ -93,7 +109,13 @@ export async function runRelayCli(argv: string[], env: NodeJS.ProcessEnv = proce
   };
   try {
     if (args.migrate) await migrate(connection.db);
-    const relay = new Relay(connection.db, new TidingsClient({ url, apiKey, retries: 0 }), { ...options, onEvent });
+    let relay: Relay;
+    try {
+      relay = new Relay(connection.db, new TidingsClient({ url, apiKey, retries: 0 }), { ...options, onEvent });
+    } catch (error) {
+      console.error(`tidings relay: ${(error as Error).message}`);
+      return 2;
+    }
     await relay.start();
     console.log(`tidings relay is running (${connection.db.dialect}) -> ${url}`);
     await new Promise<void>((resolve) => {

@@ -6,6 +6,8 @@ export type FakeBehaviour = (req: IncomingMessage, body: string, res: ServerResp
 /** A stand-in for the service's HTTP API that answers as a test tells it (hang, fail, drop the reply). */
 export class FakeService {
   readonly requests: Array<{ path: string; body: string }> = [];
+  /** Relay heartbeats: answered 204 like the service does, kept apart from the requests the test's behaviour answers. */
+  readonly heartbeats: Array<Record<string, unknown>> = [];
   private server: Server | null = null;
   url = "";
 
@@ -17,6 +19,11 @@ export class FakeService {
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         const body = Buffer.concat(chunks).toString("utf8");
+        if (req.url === "/v1/relays/heartbeat") {
+          this.heartbeats.push(JSON.parse(body) as Record<string, unknown>);
+          res.writeHead(204).end();
+          return;
+        }
         this.requests.push({ path: req.url ?? "/", body });
         this.behaviour(req, body, res);
       });

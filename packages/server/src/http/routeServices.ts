@@ -21,6 +21,8 @@ export interface HttpSettings {
   readonly listBytes: number;
   /** Prepared messages: the default wait before the first check-back. */
   readonly checkAfterMs: number;
+  /** An outbox relay whose last heartbeat is older than this is stale. */
+  readonly relayStaleAfterMs: number;
 }
 
 /** What the HTTP routes need, passed in rather than reached for. */

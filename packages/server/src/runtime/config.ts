@@ -52,6 +52,8 @@ export interface Config {
   readonly trustProxy: boolean | number | readonly string[];
   /** A request (headers and body) must arrive within this; a slower client is cut off (408). */
   readonly requestTimeoutMs: number;
+  /** An outbox relay whose last heartbeat is older than this has stopped reporting (stale). */
+  readonly relayStaleAfterMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -149,5 +151,6 @@ export function loadConfig(env: Env = process.env): Config {
     endpointDeny: cidrs(env, "TIDINGS_ENDPOINT_DENY"),
     trustProxy: trustProxy(env),
     requestTimeoutMs: requestTimeout(env),
+    relayStaleAfterMs: duration(env, "TIDINGS_RELAY_STALE_AFTER", "1m"),
   };
 }

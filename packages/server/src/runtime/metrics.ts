@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { registerMonitoringGauges, type MonitoringSources } from "./monitoringGauges.ts";
 
 export interface Metrics {
   readonly registry: Registry;
@@ -31,9 +32,10 @@ export interface SubscriptionState {
 }
 export type SubscriptionStates = () => ReadonlyArray<SubscriptionState>;
 
-export function createMetrics(countPending: () => Promise<number>, subscriptions: SubscriptionStates = () => []): Metrics {
+export function createMetrics(countPending: () => Promise<number>, subscriptions: SubscriptionStates = () => [], monitoring?: MonitoringSources): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tidings_" });
+  if (monitoring) registerMonitoringGauges(registry, monitoring);
   return {
     registry,
     accepted: new Counter({ name: "tidings_messages_accepted_total", help: "Messages accepted (stored) by this process", registers: [registry] }),

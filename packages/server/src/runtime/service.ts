@@ -32,6 +32,8 @@ import { claimWithinLimits } from "../store/subscriptionLimits.ts";
 import type { ClaimBatch, LeasedDelivery } from "../domain/delivery.ts";
 import { migrate } from "../store/migrate.ts";
 import { countPending } from "../store/operatorActions.ts";
+import { countInDoubt, countOpenAlertsByCondition, oldestPendingBySubscription } from "../store/monitoring.ts";
+import { listRelays } from "../store/relays.ts";
 import { HealthMonitor } from "../delivery/healthMonitor.ts";
 import { giveBackProbe, HEALTH_CHANNEL, loadHealth, pauseIfOpenTooLong, recordHealth, takeProbe } from "../store/subscriptionHealth.ts";
 
@@ -85,6 +87,22 @@ export async function startService(config: Config, log: Logger): Promise<Running
         maxInFlight: sub.maxInFlight,
         circuit: describeCircuit(sub.circuit),
       })),
+    {
+      openAlerts: () => countOpenAlertsByCondition(db),
+      inDoubt: () => countInDoubt(db),
+      oldestPending: () => oldestPendingBySubscription(db),
+      relays: async () =>
+        (await listRelays(db, config.relayStaleAfterMs))
+          .filter((r) => r.stoppedAt === null)
+          .map((r) => ({
+            app: r.app ?? "",
+            relay: r.name,
+            heartbeatAgeSeconds: r.heartbeatAgeSeconds,
+            pending: r.pending,
+            failed: r.failed,
+            oldestPendingSeconds: r.oldestPendingSeconds ?? 0,
+          })),
+    },
   );
   // Started with the dispatcher; until then it ignores announcements of changes.
   const health: HealthMonitor = new HealthMonitor(

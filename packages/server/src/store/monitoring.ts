@@ -1,0 +1,59 @@
+import type { Db } from "./db.ts";
+import { COUNT_CAP } from "./stats.ts";
+
+/**
+ * The questions /metrics asks the database on each scrape. Each is answered from a small partial
+ * index (alerts_open_kind, messages_in_doubt, deliveries_pending_by_subscription), so a scrape
+ * costs the same on a table of a million deliveries as on an empty one; counts stop at COUNT_CAP.
+ */
+
+/**
+ * The alerts' column the open-alerts gauge groups by. Alerts name their condition in `kind`; a
+ * column that names it otherwise can take its place here, given an index on it `where resolved_at
+ * is null` like alerts_open_kind.
+ */
+const ALERT_CONDITION_COLUMN = "kind";
+
+// $1 cap. Open alerts per condition: the distinct conditions by a loose scan of alerts_open_kind
+// (one index probe per condition instead of reading every open alert), then a capped count each.
+export async function countOpenAlertsByCondition(db: Db, cap = COUNT_CAP): Promise<Array<{ condition: string; count: number }>> {
+  const c = ALERT_CONDITION_COLUMN;
+  const { rows } = await db.query<{ condition: string; n: number }>(
+    `with recursive conditions(c) as (
+       (select ${c} from alerts where resolved_at is null order by ${c} limit 1)
+       union all
+       select (select a.${c} from alerts a where a.resolved_at is null and a.${c} > conditions.c order by a.${c} limit 1)
+         from conditions where conditions.c is not null
+     )
+     select c::text as condition,
+            (select count(*) from (select 1 from alerts a where a.resolved_at is null and a.${c} = conditions.c limit $1) capped)::int as n
+       from conditions where c is not null`,
+    [cap],
+  );
+  return rows.map((r) => ({ condition: r.condition, count: r.n }));
+}
+
+// $1 cap. Prepared messages whose check-backs ran out, by messages_in_doubt.
+export async function countInDoubt(db: Db, cap = COUNT_CAP): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    "select count(*)::int as n from (select 1 from messages where state = 'prepared' and in_doubt_at is not null limit $1) capped",
+    [cap],
+  );
+  return rows[0]!.n;
+}
+
+// Per subscription, how long its oldest pending delivery has waited since it was created (0 when
+// none waits): one probe each of deliveries_pending_by_subscription, for the first pending entry at
+// or after (subscription, 0), which is the subscription's oldest when it is the subscription's at
+// all. Asked as `subscription_id = $1 order by id` instead, the planner walked
+// deliveries_pending_id and, for a subscription with nothing pending, read every other one's
+// pending entries: 140 ms a scrape with 200,000 pending, against about 1 ms so.
+export async function oldestPendingBySubscription(db: Db): Promise<Array<{ subscription: string; seconds: number }>> {
+  const { rows } = await db.query<{ name: string; age: number | null }>(
+    `select s.name, (select case when d.subscription_id = s.id then greatest(0, extract(epoch from now() - d.created_at))::float8 end
+                       from deliveries d where d.state = 'pending' and (d.subscription_id, d.id) >= (s.id, 0)
+                      order by d.subscription_id, d.id limit 1) as age
+       from subscriptions s order by s.name`,
+  );
+  return rows.map((r) => ({ subscription: r.name, seconds: r.age ?? 0 }));
+}

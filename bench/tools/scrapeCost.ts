@@ -1,8 +1,8 @@
 // What a /metrics scrape costs on a large database: fills a fresh database with 1,000,000
 // deliveries (4 subscriptions; 200,000 of them pending, nearly all in one subscription, one
 // subscription with none; 20,000 dead with their open alerts; 100 messages in doubt; 50 relays),
-// starts the service in this process and times GET /metrics. Then the same without the index
-// deliveries_pending_by_subscription, to show what it buys.
+// starts the service in this process and times GET /metrics. Then the same with the index
+// deliveries_subscription as it was before 0022 (without the id), to show what the id buys.
 //   node --import tsx bench/tools/scrapeCost.ts [--deliveries N] [--scrapes N]
 import { parseArgs } from "node:util";
 import pg from "pg";
@@ -99,8 +99,9 @@ try {
       for (let i = 0; i < 20; i++) await run();
       console.log(`  ${label}: ${((performance.now() - t0) / 20).toFixed(1)} ms`);
     }
-    await db.query("drop index deliveries_pending_by_subscription");
-    await time("without deliveries_pending_by_subscription");
+    await db.query("drop index deliveries_subscription");
+    await db.query("create index deliveries_subscription on deliveries (subscription_id, state)");
+    await time("deliveries_subscription without the id");
     await db.query("drop index alerts_open_kind");
     await time("without alerts_open_kind either");
   } finally {

@@ -6,6 +6,7 @@ import { authorizeRoutes, requireDeclaredAccess, type RouteEntry } from "./acces
 import { nulField } from "./nul.ts";
 import { invalid } from "../domain/errors.ts";
 import { appRoutes } from "./routes/apps.ts";
+import { channelRoutes } from "./routes/channels.ts";
 import { messageRoutes } from "./routes/messages.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { subscriptionRoutes } from "./routes/subscriptions.ts";
@@ -108,5 +109,6 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   deliveryRoutes(app, s);
   jobRoutes(app, s);
   recoveryRoutes(app, s);
+  channelRoutes(app, s);
   return app;
 }

@@ -52,6 +52,10 @@ export interface Config {
   readonly trustProxy: boolean | number | readonly string[];
   /** A request (headers and body) must arrive within this; a slower client is cut off (408). */
   readonly requestTimeoutMs: number;
+  /** The console's address as people reach it, for the links in notifications (null: the service's own address + /console/). */
+  readonly publicUrl: string | null;
+  /** Overall deadline of one notification to a channel (webhook, Slack, SMTP). */
+  readonly notifyTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -105,6 +109,20 @@ function requestTimeout(env: Env): number {
   return ms;
 }
 
+function publicUrl(env: Env): string | null {
+  const raw = (env.TIDINGS_PUBLIC_URL ?? "").trim();
+  if (raw === "") return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`TIDINGS_PUBLIC_URL must be an absolute http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(`TIDINGS_PUBLIC_URL must be an absolute http(s) URL, got "${raw}"`);
+  url.hash = "";
+  return url.toString();
+}
+
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -149,5 +167,7 @@ export function loadConfig(env: Env = process.env): Config {
     endpointDeny: cidrs(env, "TIDINGS_ENDPOINT_DENY"),
     trustProxy: trustProxy(env),
     requestTimeoutMs: requestTimeout(env),
+    publicUrl: publicUrl(env),
+    notifyTimeoutMs: duration(env, "TIDINGS_NOTIFY_TIMEOUT", "10s"),
   };
 }

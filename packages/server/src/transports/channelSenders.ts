@@ -88,6 +88,8 @@ export class ChannelSenders {
         channel.type === "slack"
           ? await this.http.post(url, {}, slackBody(n), signal)
           : await this.http.call(url, channel.secret!, n.id, webhookBody(n, now), {}, signal);
+      // undici's own timeouts are the overall deadline here (its headers timeout is set to it).
+      if (x.error !== null && /^UND_ERR_(HEADERS|BODY)_TIMEOUT/.test(x.error)) return done({ ok: false, statusCode: x.statusCode, error: this.timeoutText });
       if (x.error !== null) return done({ ok: false, statusCode: x.statusCode, error: this.hideUrl(x.error, url) });
       const status = x.statusCode!;
       if (status >= 200 && status < 300) return done({ ok: true, statusCode: status, error: null });

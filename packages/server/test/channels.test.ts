@@ -421,6 +421,48 @@ describe("notification channels", () => {
   });
 });
 
+describe("notification channels under the endpoint network policy", () => {
+  let db: TestDatabase;
+  let service: RunningService;
+  let receiver: Receiver;
+
+  before(async () => {
+    db = await createTestDatabase("channels_policy");
+    service = await startTestService(db.url, { TIDINGS_ENDPOINT_DENY: "127.0.0.0/8,::1/128" });
+    receiver = await new Receiver(() => 200).start();
+  });
+  after(async () => {
+    await service?.close();
+    await receiver?.stop();
+    await db?.drop();
+  });
+
+  test("a denied address is refused when saved (400 naming the field) and a name resolving into it fails each send", async () => {
+    const admin = api(service.url, ADMIN_KEY);
+    const port = new URL(receiver.url).port;
+    const literal = await admin.post("/v1/channels", { name: "denied", type: "webhook", url: `http://127.0.0.1:${port}/` });
+    assert.equal(literal.status, 400);
+    assert.equal(literal.body.error.field, "url");
+    const smtp = await admin.post("/v1/channels", {
+      name: "denied-mail",
+      type: "email",
+      smtp: { host: "127.0.0.1", port: 2525, from: "a@b.test", to: ["c@d.test"] },
+    });
+    assert.equal(smtp.body.error.field, "smtp.host");
+    for (const [name, body] of [
+      ["by-name", { type: "webhook", url: `http://localhost:${port}/` }],
+      ["by-name-mail", { type: "email", smtp: { host: "localhost", port: Number(port), tls: "none", from: "a@b.test", to: ["c@d.test"] } }],
+    ] as const) {
+      const created = await admin.post("/v1/channels", { name, ...body });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const tested = await admin.post(`/v1/channels/${created.body.id}/test`);
+      assert.equal(tested.body.ok, false);
+      assert.match(tested.body.error, /refused by the endpoint network policy: localhost resolves to/);
+    }
+    assert.equal(receiver.received.length, 0);
+  });
+});
+
 describe("notification channels across service processes", () => {
   let db: TestDatabase;
   let services: ServiceProcess[] = [];
@@ -429,9 +471,9 @@ describe("notification channels across service processes", () => {
 
   before(async () => {
     db = await createTestDatabase("channels_two");
-    receiver = await new Receiver(() => 200).start();
+    receiver = await new Receiver((r) => (r.path.startsWith("/down") ? 500 : 200)).start();
     sql = new pg.Pool({ connectionString: db.url, max: 3 });
-    const env = { DATABASE_URL: db.url, TIDINGS_POLL_INTERVAL: "20ms" };
+    const env = { DATABASE_URL: db.url, TIDINGS_POLL_INTERVAL: "20ms", TIDINGS_LOG_LEVEL: "debug" };
     services = await Promise.all([spawnService(env), spawnService(env)]);
   });
   after(async () => {
@@ -449,6 +491,29 @@ describe("notification channels across service processes", () => {
       assert.equal(created.status, 201);
       channels.push(created.body as { id: number; name: string; secret: string });
     }
+    // A failing Slack channel and a failing mail login, whose secrets must stay out of the logs.
+    const slack = await admin.post("/v1/channels", {
+      name: "slack-down",
+      type: "slack",
+      url: `${receiver.url}/down/services/T1/B1/zzSLACKTOKENzz`,
+      retry: { schedule: ["200ms"] },
+    });
+    assert.equal(slack.status, 201);
+    const mail = await admin.post("/v1/channels", {
+      name: "mail-down",
+      type: "email",
+      smtp: {
+        host: "127.0.0.1",
+        port: Number(new URL(receiver.url).port),
+        tls: "none",
+        username: "u",
+        password: "zzSMTPPASSzz",
+        from: "a@b.test",
+        to: ["c@d.test"],
+      },
+      retry: { schedule: ["200ms"] },
+    });
+    assert.equal(mail.status, 201);
     // Events one by one, as alerts come: each process polls every 20 ms and races for every channel.
     const raised: number[] = [];
     for (let i = 0; i < 40; i++) {
@@ -466,5 +531,13 @@ describe("notification channels across service processes", () => {
       await stillAfter(`${channel.name} told of nothing twice`, () => told().length === 40, 500);
       assert.deepEqual(told(), raised);
     }
+    await waitFor("the failing channels' errors", async () => {
+      const items = (await admin.get("/v1/channels")).body.items as { name: string; state: { failures: number } }[];
+      return items.filter((c) => c.name.endsWith("-down") && c.state.failures >= 2).length === 2 || null;
+    });
+    const logs = services.map((s) => s.output()).join("");
+    assert.match(logs, /notification failed/);
+    assert.ok(!logs.includes("zzSLACKTOKENzz"), "the Slack token is in the logs");
+    assert.ok(!logs.includes("zzSMTPPASSzz"), "the SMTP password is in the logs");
   });
 });

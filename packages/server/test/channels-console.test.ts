@@ -112,5 +112,19 @@ describe("the console's Channels page", { skip: existsSync(CHROMIUM) ? false : `
       .getByText(/Test of oncall-hook sent/)
       .waitFor();
     await shot("channel");
+
+    // A phone: no sideways scrolling on either page, the navigation included.
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const [hash, heading] of [
+      ["#/channels", "Channels"],
+      [`#/channels/${hook.id}`, "Channel oncall-hook"],
+    ] as const) {
+      await page.goto(`${service.url}/console${hash}`);
+      await page.reload();
+      await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+      const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+      assert.ok(scroll! <= client!, `${hash}: the page is ${scroll}px wide in a ${client}px viewport`);
+    }
+    await shot("channel-390");
   });
 });

@@ -185,6 +185,32 @@ describe("notification channels", () => {
     await admin.delete(`/v1/channels/${channel.id}`);
   });
 
+  test("an event whose transaction commits after a later event's is told too, never skipped", async () => {
+    const channel = await webhook("hook-order", "t_order");
+    const slow = await sql.connect();
+    try {
+      await slow.query("begin");
+      const early = Number(
+        (
+          await slow.query(
+            `with a as (insert into alerts (kind, detail) values ('delivery_dead', 'slow') returning id)
+             insert into alert_events (alert_id, event, condition, subject, summary, next_step, link)
+             select id, 'opened', 't_order', 'subscription slow', 'slow', 'wait', '#/overview' from a returning id`,
+          )
+        ).rows[0].id,
+      );
+      const [late] = await raise("t_order");
+      assert.ok(late! > early, "the later event has the higher id");
+      // The channel polls every 100 ms: had it read the later event, its place would now be past the earlier one.
+      await stillAfter("nothing told while an earlier event's transaction is open", () => at("hook-order").length === 0, 600);
+      await slow.query("commit");
+      await waitFor("both told", () => new Set(at("hook-order").flatMap((r) => verify(channel.secret, r).events.map((e) => e.id))).size === 2 || null);
+    } finally {
+      slow.release();
+    }
+    await admin.delete(`/v1/channels/${channel.id}`);
+  });
+
   test("the rate limit holds notifications back; what waits meanwhile goes as one digest when a slot opens", async () => {
     const channel = await webhook("hook-limited", "t_limit", { perMinute: 1 });
     await raise("t_limit");

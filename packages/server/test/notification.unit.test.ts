@@ -5,6 +5,7 @@ import { buildNotification, consoleLink, LISTED_EVENTS, rateLimitWaitMs, retryDe
 
 const event = (id: number, condition = "delivery_dead", kind = "opened"): AlertEvent => ({
   id,
+  tx: "1000",
   alertId: 100 + id,
   event: kind,
   condition,

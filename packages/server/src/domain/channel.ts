@@ -40,6 +40,8 @@ export interface ChannelRow {
   readonly perMinute: number;
   readonly retrySchedule: readonly number[];
   readonly enabled: boolean;
+  /** Its place in the alert events: the last one told of, in (tx, id) order. */
+  readonly cursorTx: string;
   readonly cursor: number;
   readonly notBefore: Date;
   readonly failures: number;

@@ -1,6 +1,8 @@
 /** One event of an alert (a row of alert_events): everything a notification says of it. */
 export interface AlertEvent {
   readonly id: number;
+  /** The transaction that wrote it (xid8, as text): events are read in (tx, id) order. */
+  readonly tx: string;
   readonly alertId: number;
   readonly event: string;
   readonly condition: string;

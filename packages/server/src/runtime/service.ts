@@ -240,10 +240,10 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const notifier = new Notifier(
     {
       claim: (lease, leaseMs, limit) => claimChannels(db, lease, leaseMs, limit),
-      eventsAfter: (cursor, limit) => eventsAfter(db, cursor, limit),
+      eventsAfter: (cursorTx, cursor, limit) => eventsAfter(db, cursorTx, cursor, limit),
       recentSends: (id) => recentSends(db, id),
       record: (id, lease, outcome) => recordSend(db, id, lease, outcome),
-      release: (id, lease, lastEvent, waitMs) => releaseChannel(db, id, lease, lastEvent, waitMs),
+      release: (id, lease, last, waitMs) => releaseChannel(db, id, lease, last, waitMs),
       send: (channel, notification, signal) => senders.send(channel, notification, signal),
     },
     {

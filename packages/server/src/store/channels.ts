@@ -12,6 +12,7 @@ export const toChannel = (r: Record<string, unknown>): ChannelRow => ({
   perMinute: r.per_minute as number,
   retrySchedule: r.retry_schedule as number[],
   enabled: r.enabled as boolean,
+  cursorTx: String(r.cursor_tx),
   cursor: Number(r.cursor),
   notBefore: r.not_before as Date,
   failures: r.failures as number,
@@ -34,11 +35,11 @@ export interface NewChannel {
   enabled: boolean;
 }
 
-/** Creates a channel placed after the newest alert event; null when the name is taken. Params: the channel. */
+/** Creates a channel placed after the events of every finished transaction; null when the name is taken. Params: the channel. */
 export async function createChannel(db: Db, c: NewChannel): Promise<ChannelRow | null> {
   const { rows } = await db.query(
-    `insert into notification_channels (name, type, settings, secret, conditions, events, per_minute, retry_schedule, enabled, cursor)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, (select coalesce(max(id), 0) from alert_events))
+    `insert into notification_channels (name, type, settings, secret, conditions, events, per_minute, retry_schedule, enabled, cursor_tx, cursor)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_snapshot_xmin(pg_current_snapshot()), 0)
      on conflict (name) do nothing returning *`,
     [c.name, c.type, c.settings, c.secret, c.filter.conditions, c.filter.events, c.perMinute, c.retrySchedule, c.enabled],
   );
@@ -126,7 +127,7 @@ export async function recentNotifications(db: Db, id: number, limit: number): Pr
 /** Alert events a channel has not told of yet, how many are waiting per channel: for the list. */
 export async function waitingEvents(db: Db): Promise<Map<number, number>> {
   const { rows } = await db.query(
-    `select c.id, (select count(*) from (select 1 from alert_events e where e.id > c.cursor limit 10000) w)::int as waiting
+    `select c.id, (select count(*) from (select 1 from alert_events e where (e.tx, e.id) > (c.cursor_tx, c.cursor) limit 10000) w)::int as waiting
        from notification_channels c`,
   );
   return new Map(rows.map((r) => [Number(r.id), r.waiting as number]));
@@ -134,6 +135,7 @@ export async function waitingEvents(db: Db): Promise<Map<number, number>> {
 
 export const toAlertEvent = (r: Record<string, unknown>): AlertEvent => ({
   id: Number(r.id),
+  tx: String(r.tx),
   alertId: Number(r.alert_id),
   event: r.event as string,
   condition: r.condition as string,

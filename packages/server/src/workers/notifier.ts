@@ -8,10 +8,10 @@ import type { ChannelSendResult } from "../transports/channelSenders.ts";
 /** What the notifier does with the database and the network, passed in. */
 export interface NotifierOps {
   claim(lease: string, leaseMs: number, limit: number): Promise<ClaimedChannel[]>;
-  eventsAfter(cursor: number, limit: number): Promise<AlertEvent[]>;
+  eventsAfter(cursorTx: string, cursor: number, limit: number): Promise<AlertEvent[]>;
   recentSends(channelId: number): Promise<Date[]>;
   record(channelId: number, lease: string, outcome: SendOutcome): Promise<boolean>;
-  release(channelId: number, lease: string, lastEvent: number | null, waitMs: number): Promise<void>;
+  release(channelId: number, lease: string, last: { tx: string; id: number } | null, waitMs: number): Promise<void>;
   send(channel: ChannelRow, notification: Notification, signal?: AbortSignal): Promise<ChannelSendResult>;
 }
 
@@ -98,9 +98,9 @@ export class Notifier {
   }
 
   private async handle({ channel, lease }: ClaimedChannel): Promise<void> {
-    const events = await this.ops.eventsAfter(channel.cursor, EVENTS_PER_NOTIFICATION);
+    const events = await this.ops.eventsAfter(channel.cursorTx, channel.cursor, EVENTS_PER_NOTIFICATION);
     if (events.length === 0) return this.ops.release(channel.id, lease, null, 0);
-    const last = events[events.length - 1]!.id;
+    const last = events[events.length - 1]!;
     const told = events.filter((e) => passes(channel.filter, e));
     // Nothing its filter lets through: moved past, nothing sent.
     if (told.length === 0) return this.ops.release(channel.id, lease, last, 0);
@@ -117,7 +117,8 @@ export class Notifier {
       return;
     }
     const outcome: SendOutcome = {
-      lastEvent: last,
+      lastTx: last.tx,
+      lastEvent: last.id,
       firstEvent: told[0]!.id,
       events: told.length,
       error: result.ok ? null : (result.error ?? "failed"),

@@ -1,3 +1,11 @@
+-- The transaction that wrote each alert event, for reading them in commit-safe order: event ids
+-- are handed out when rows are inserted, not when they commit, so an event of a slower
+-- transaction can appear below one already read. Events are read in (tx, id) order and only
+-- those of transactions older than every one still running (pg_snapshot_xmin): nothing can
+-- appear before what a channel has read, and no event is skipped.
+alter table alert_events add column tx xid8 not null default pg_current_xact_id();
+create index alert_events_in_order on alert_events (tx, id);
+
 -- Notification channels: where people are told about alerts (a signed webhook, a Slack-compatible
 -- incoming webhook, email over SMTP). Each channel reads alert_events from its own place
 -- (`cursor`) and sends what is waiting as one notification, a digest when there are several.
@@ -19,8 +27,10 @@ create table notification_channels (
   -- After a failed notification, the wait before the next try (ms), the last step repeating.
   retry_schedule integer[] not null check (cardinality(retry_schedule) between 1 and 20),
   enabled boolean not null default true,
-  -- The last alert event this channel told of (or passed over by its filter). A new channel
-  -- starts at the newest event: it tells of what happens from then on.
+  -- The last alert event this channel told of (or passed over by its filter), as (tx, id). A
+  -- new channel starts after the events of finished transactions: it tells of what happens
+  -- from then on.
+  cursor_tx xid8 not null,
   cursor bigint not null,
   -- The node sending for it now (a token per claim) and until when: one sender at a time
   -- across all processes; a dead node's lease runs out and another takes the channel.

@@ -4,6 +4,7 @@ import type { Dispatcher } from "../delivery/dispatcher.ts";
 import type { SubscriptionCache } from "../delivery/subscriptionCache.ts";
 import type { Publisher } from "../publish/publisher.ts";
 import type { Db } from "../store/db.ts";
+import type { Notifier } from "../workers/notifier.ts";
 import type { ResendDeadJobs } from "../workers/resendDeadJobs.ts";
 import type { Authenticator } from "./auth.ts";
 
@@ -38,6 +39,8 @@ export interface RouteServices {
   metrics: { readonly registry: Pick<Registry, "metrics" | "contentType"> };
   /** Runs re-send-dead jobs; the service starts and stops it. */
   resendJobs: ResendDeadJobs;
+  /** Sends the notification channels' tests, and is woken when a channel changes. */
+  notifier: Pick<Notifier, "test" | "wake">;
   checkEndpointUrl(url: string, field: string): string;
   ready(): Promise<boolean>;
 }

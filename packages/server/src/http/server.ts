@@ -6,6 +6,7 @@ import { authorizeRoutes, requireDeclaredAccess, type RouteEntry } from "./acces
 import { nulField } from "./nul.ts";
 import { invalid } from "../domain/errors.ts";
 import { appRoutes } from "./routes/apps.ts";
+import { channelRoutes } from "./routes/channels.ts";
 import { messageRoutes } from "./routes/messages.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { subscriptionRoutes } from "./routes/subscriptions.ts";
@@ -110,5 +111,6 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   jobRoutes(app, s);
   recoveryRoutes(app, s);
   relayRoutes(app, s);
+  channelRoutes(app, s);
   return app;
 }

@@ -54,6 +54,10 @@ export interface Config {
   readonly requestTimeoutMs: number;
   /** An outbox relay whose last heartbeat is older than this has stopped reporting (stale). */
   readonly relayStaleAfterMs: number;
+  /** The console's address as people reach it, for the links in notifications (null: the service's own address + /console/). */
+  readonly publicUrl: string | null;
+  /** Overall deadline of one notification to a channel (webhook, Slack, SMTP). */
+  readonly notifyTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -107,6 +111,20 @@ function requestTimeout(env: Env): number {
   return ms;
 }
 
+function publicUrl(env: Env): string | null {
+  const raw = (env.TIDINGS_PUBLIC_URL ?? "").trim();
+  if (raw === "") return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`TIDINGS_PUBLIC_URL must be an absolute http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(`TIDINGS_PUBLIC_URL must be an absolute http(s) URL, got "${raw}"`);
+  url.hash = "";
+  return url.toString();
+}
+
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -152,5 +170,7 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: trustProxy(env),
     requestTimeoutMs: requestTimeout(env),
     relayStaleAfterMs: duration(env, "TIDINGS_RELAY_STALE_AFTER", "1m"),
+    publicUrl: publicUrl(env),
+    notifyTimeoutMs: duration(env, "TIDINGS_NOTIFY_TIMEOUT", "10s"),
   };
 }

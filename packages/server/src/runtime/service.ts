@@ -13,6 +13,9 @@ import { sendVia, type Transports } from "../transports/transport.ts";
 import { createBrokerTransports } from "../transports/brokerTransports.ts";
 import { ResendDeadJobs } from "../workers/resendDeadJobs.ts";
 import { RetentionSweeper } from "../workers/retentionSweeper.ts";
+import { Notifier } from "../workers/notifier.ts";
+import { ChannelSenders } from "../transports/channelSenders.ts";
+import { claimChannels, eventsAfter, recentSends, recordSend, releaseChannel } from "../store/notifierClaims.ts";
 import { deleteFinishedMessages } from "../store/retention.ts";
 import { checkUnresolved, claimDueChecks, countCheck, logCheck, releaseCheck } from "../store/preparedMessages.ts";
 import { ResultWriter } from "../delivery/resultWriter.ts";
@@ -246,6 +249,30 @@ export async function startService(config: Config, log: Logger): Promise<Running
     log,
   );
   const resendJobs = new ResendDeadJobs(db, nodeId, () => dispatcher.wake(), log);
+  // Notifications go through a transport of their own: their deadline, and connections that a
+  // hanging channel cannot take from the deliveries.
+  const notifyTransport = new HttpTransport(config.notifyTimeoutMs, 4, judge);
+  const senders = new ChannelSenders(notifyTransport, judge, config.notifyTimeoutMs);
+  // The console's address is known once the server listens (its port may be chosen then).
+  let publicUrl = config.publicUrl ?? "";
+  const notifier = new Notifier(
+    {
+      claim: (lease, leaseMs, limit) => claimChannels(db, lease, leaseMs, limit),
+      eventsAfter: (cursorTx, cursor, limit) => eventsAfter(db, cursorTx, cursor, limit),
+      recentSends: (id) => recentSends(db, id),
+      record: (id, lease, outcome) => recordSend(db, id, lease, outcome),
+      release: (id, lease, last, waitMs) => releaseChannel(db, id, lease, last, waitMs),
+      send: (channel, notification, signal) => senders.send(channel, notification, signal),
+    },
+    {
+      pollIntervalMs: config.pollIntervalMs,
+      // A send ends within its deadline: a lease of several deadlines is never outlived by a live node.
+      leaseMs: Math.max(config.leaseMs, 3 * config.notifyTimeoutMs),
+      concurrency: 16,
+      publicUrl: () => publicUrl,
+    },
+    log,
+  );
   const auth = new Authenticator(admin.key, (hash) => appByKeyHash(db, hash));
   const server = await buildServer({
     config,
@@ -257,6 +284,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     subscriptions,
     metrics,
     resendJobs,
+    notifier,
     checkEndpointUrl: compileEndpointCheck({ allow: config.endpointAllow, deny: config.endpointDeny }),
     ready: async () => {
       try {
@@ -281,6 +309,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const address = server.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+  publicUrl ||= `${url}/console/`;
+  notifier.start();
   log.info({ url, nodeId }, "tidings is listening");
 
   let closing: Promise<void> | null = null;
@@ -299,12 +329,13 @@ export async function startService(config: Config, log: Logger): Promise<Running
         await within(server.close(), 3000);
         retention.stop();
         health.stop();
-        await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000)]);
+        await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000), notifier.stop(2000)]);
         await results.drain(3000);
         await subscriptions.stop();
         await within(
           Promise.all([
             transport.close(true),
+            notifyTransport.close(true),
             ...Object.values(transports)
               .filter((t) => t !== transport)
               .map((t) => t.close()),

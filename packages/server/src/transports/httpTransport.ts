@@ -28,6 +28,13 @@ function signedHeaders(secret: string, id: string, body: string): string[] {
   return ["webhook-id", id, "webhook-timestamp", String(timestamp), "webhook-signature", signWebhook(secret, id, timestamp, body)];
 }
 
+/** name, value, name, value... as [name, value] pairs. */
+function pairs(flat: string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+}
+
 /** Retry-After is either delay-seconds or an HTTP date. */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
   const text = Array.isArray(value) ? value[0] : value;
@@ -146,6 +153,14 @@ export class HttpTransport implements Transport<HttpEndpoint> {
    * answer within the deadline. Never throws.
    */
   async call(url: string, secret: string, id: string, body: string, extraHeaders: Record<string, string>, signal?: AbortSignal) {
+    return this.post(url, { ...extraHeaders, ...Object.fromEntries(pairs(signedHeaders(secret, id, body))) }, body, signal);
+  }
+
+  /**
+   * POSTs a JSON body with the given headers (a notification) and reads at most
+   * CHECK_ANSWER_LIMIT_BYTES of the answer within the deadline. Never throws.
+   */
+  async post(url: string, extraHeaders: Record<string, string>, body: string, signal?: AbortSignal) {
     let parsed: URL;
     try {
       parsed = new URL(url);
@@ -154,7 +169,7 @@ export class HttpTransport implements Transport<HttpEndpoint> {
     }
     const headers: string[] = [];
     for (const [name, value] of Object.entries(extraHeaders)) headers.push(name, value);
-    headers.push("content-type", "application/json", "user-agent", "tidings", ...signedHeaders(secret, id, body));
+    headers.push("content-type", "application/json", "user-agent", "tidings");
     const x = await this.exchange(parsed.origin, `${parsed.pathname}${parsed.search}`, headers, body, {
       keep: CHECK_ANSWER_LIMIT_BYTES,
       keepOk: true,

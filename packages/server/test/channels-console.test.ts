@@ -1,0 +1,130 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { Webhook } from "standardwebhooks";
+import { api } from "./support/api.ts";
+import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
+import { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
+import { waitFor } from "@tidings/testkit/wait";
+
+/**
+ * The console's Channels page in Debian's Chromium (headless, driven by playwright-core; see
+ * console.test.ts, which installs it when missing) against the real service, sending to a real
+ * local receiver. TIDINGS_SCREENSHOTS=1 saves the pages to docs/screenshots/.
+ */
+const CHROMIUM = process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium";
+const SCREENSHOTS = fileURLToPath(new URL("../../../docs/screenshots/", import.meta.url));
+const TAKE_SCREENSHOTS = process.env.TIDINGS_SCREENSHOTS === "1";
+
+describe("the console's Channels page", { skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (console.test.ts installs it)` }, () => {
+  let db: TestDatabase;
+  let service: RunningService;
+  let receiver: Receiver;
+  let browser: Browser;
+  let page: Page;
+  let sql: pg.Pool;
+
+  before(async () => {
+    db = await createTestDatabase("channels_console");
+    service = await startTestService(db.url);
+    receiver = await new Receiver((r) => (r.path.startsWith("/down") ? 500 : 200)).start();
+    sql = new pg.Pool({ connectionString: db.url, max: 2 });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    context.setDefaultTimeout(30_000);
+    assert.equal((await context.request.post(`${service.url}/v1/session`, { data: { adminKey: ADMIN_KEY } })).status(), 201);
+    page = await context.newPage();
+  });
+  after(async () => {
+    await browser?.close();
+    await service?.close();
+    await receiver?.stop();
+    await sql?.end();
+    await db?.drop();
+  });
+
+  const shot = async (name: string) => {
+    if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  };
+
+  test("creates a webhook channel (its secret shown once), sends a test and shows what happened, edits it", async () => {
+    await page.goto(`${service.url}/console#/channels`);
+    await page.getByRole("heading", { name: "Channels", level: 1 }).waitFor();
+    await page.getByRole("navigation", { name: "Sections" }).getByRole("link", { name: "Channels" }).waitFor();
+    const form = page.getByRole("region", { name: "New channel" });
+    await form.getByRole("textbox", { name: /^Name/ }).fill("oncall-hook");
+    await form.getByLabel("URL").fill(`${receiver.url}/oncall`);
+    await form.getByLabel("Only conditions").fill("delivery_dead, circuit_open");
+    await form.getByRole("button", { name: "Create channel" }).click();
+    const secret = await page.getByLabel("Webhook signing secret").inputValue();
+    assert.match(secret, /^whsec_/);
+    await page.getByRole("button", { name: "I have copied it" }).click();
+    const row = page.getByRole("row", { name: /oncall-hook/ });
+    await row.waitFor();
+
+    await row.getByRole("button", { name: "Send a test to oncall-hook" }).click();
+    await page
+      .locator("#test-result")
+      .getByText(/Test of oncall-hook sent \(200\) in \d+ ms\./)
+      .waitFor();
+    const got = await waitFor("the test", () => receiver.received.find((r) => r.path === "/oncall"));
+    new Webhook(secret).verify(got.body, got.headers as Record<string, string>);
+
+    // A channel that answers 500: the test says so.
+    const failing = await api(service.url, ADMIN_KEY).post("/v1/channels", {
+      name: "team-slack",
+      type: "slack",
+      url: `${receiver.url}/down/services/T1/B1/zzSECRETzz`,
+    });
+    assert.equal(failing.status, 201);
+    await page.reload();
+    await page
+      .getByRole("row", { name: /team-slack/ })
+      .getByRole("button", { name: "Send a test to team-slack" })
+      .click();
+    await page
+      .locator("#test-result")
+      .getByText(/Test of team-slack failed \(500\) after \d+ ms: HTTP 500/)
+      .waitFor();
+    assert.equal(await page.getByText("zzSECRETzz").count(), 0, "the Slack token is not shown");
+    await shot("channels");
+
+    // Edit: the filter and the limit.
+    await page.getByRole("link", { name: "Edit oncall-hook" }).click();
+    await page.getByRole("heading", { name: "Channel oncall-hook", level: 1 }).waitFor();
+    const settings = page.getByRole("region", { name: "Settings" });
+    await settings.getByLabel("Notifications per minute").fill("20");
+    await settings.getByRole("button", { name: "Save channel" }).click();
+    await page.getByText("oncall-hook saved.").waitFor();
+    const saved = await api(service.url, ADMIN_KEY).get("/v1/channels");
+    const hook = saved.body.items.find((c: { name: string }) => c.name === "oncall-hook");
+    assert.equal(hook.perMinute, 20);
+    assert.deepEqual(hook.filter.conditions, ["delivery_dead", "circuit_open"]);
+    assert.equal(hook.url, `${receiver.url}/oncall`);
+    await page.getByRole("region", { name: "State" }).getByRole("button", { name: "Send a test" }).click();
+    await page
+      .locator("#test-result")
+      .getByText(/Test of oncall-hook sent/)
+      .waitFor();
+    await shot("channel");
+
+    // A phone: no sideways scrolling on either page, the navigation included.
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const [hash, heading] of [
+      ["#/channels", "Channels"],
+      [`#/channels/${hook.id}`, "Channel oncall-hook"],
+    ] as const) {
+      await page.goto(`${service.url}/console${hash}`);
+      await page.reload();
+      await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+      const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+      assert.ok(scroll! <= client!, `${hash}: the page is ${scroll}px wide in a ${client}px viewport`);
+    }
+    await shot("channel-390");
+  });
+});

@@ -52,6 +52,12 @@ export interface Config {
   readonly trustProxy: boolean | number | readonly string[];
   /** A request (headers and body) must arrive within this; a slower client is cut off (408). */
   readonly requestTimeoutMs: number;
+  /** Between rounds of the alert conditions that are states (cleared alerts, pending age). */
+  readonly alertIntervalMs: number;
+  /** A subscription whose oldest pending delivery is older than this gets a pending_too_old alert (0: never). */
+  readonly alertPendingAgeMs: number;
+  /** Failed check-backs in a row to an app's check URL that raise its check_url_failing alert. */
+  readonly alertCheckFailures: number;
 }
 
 export class ConfigError extends Error {}
@@ -149,5 +155,8 @@ export function loadConfig(env: Env = process.env): Config {
     endpointDeny: cidrs(env, "TIDINGS_ENDPOINT_DENY"),
     trustProxy: trustProxy(env),
     requestTimeoutMs: requestTimeout(env),
+    alertIntervalMs: duration(env, "TIDINGS_ALERT_INTERVAL", "10s"),
+    alertPendingAgeMs: env.TIDINGS_ALERT_PENDING_AGE === "0" || env.TIDINGS_ALERT_PENDING_AGE === "off" ? 0 : duration(env, "TIDINGS_ALERT_PENDING_AGE", "15m"),
+    alertCheckFailures: integer(env, "TIDINGS_ALERT_CHECK_FAILURES", 5, 1, 1000),
   };
 }

@@ -231,9 +231,7 @@ for (const dialect of DIALECTS) {
         );
         assert.ok((await world.admin.messages.list({ state: "in_doubt", topic: world.topic })).items.some((m) => m.id === sn));
         // The app's one message_in_doubt alert counts it among its examples.
-        const alert = (await world.admin.alerts.list({ condition: "message_in_doubt" })).find((a) =>
-          a.examples.some((e) => e.messageId === world.full(sn)),
-        );
+        const alert = (await world.admin.alerts.list({ condition: "message_in_doubt" })).find((a) => a.examples.some((e) => e.messageId === world.full(sn)));
         assert.ok(alert, "an alert counts the message in doubt");
         assert.equal(world.deliveries(sn), undefined);
 

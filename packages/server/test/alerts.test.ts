@@ -69,10 +69,9 @@ async function publish(name: string, n: number): Promise<string[]> {
 
 const deadCount = async (name: string): Promise<number> =>
   (
-    await db.query(
-      "select count(*)::int as n from deliveries d join subscriptions s on s.id = d.subscription_id where s.name = $1 and d.state = 'dead'",
-      [name],
-    )
+    await db.query("select count(*)::int as n from deliveries d join subscriptions s on s.id = d.subscription_id where s.name = $1 and d.state = 'dead'", [
+      name,
+    ])
   ).rows[0].n;
 
 /** The alerts of a condition about a subscription, every state, newest first. */
@@ -207,10 +206,7 @@ test("resolved by hand with a note: one 'resolved' event; resolving again change
   });
   const resolved = await admin.post(`/v1/alerts/${alert.id}/resolve`, { note: "the receiver was retired" });
   assert.equal(resolved.status, 200);
-  assert.deepEqual(
-    [resolved.body.state, resolved.body.resolvedBy, resolved.body.resolveNote],
-    ["resolved", "admin", "the receiver was retired"],
-  );
+  assert.deepEqual([resolved.body.state, resolved.body.resolvedBy, resolved.body.resolveNote], ["resolved", "admin", "the receiver was retired"]);
   assert.ok(resolved.body.resolvedAt);
   const again = await admin.post(`/v1/alerts/${alert.id}/resolve`);
   assert.equal(again.status, 200);

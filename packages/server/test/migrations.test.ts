@@ -116,7 +116,10 @@ test("0020 groups the open alerts of a condition and subject into one, counting 
                         from subscriptions s, generate_series(1, 4) n`);
     await pool.query("insert into alerts (kind, subscription_id, detail) select 'circuit_closed', id, 'closed' from subscriptions");
     await pool.query("insert into alerts (kind, message_id, detail) values ('message_in_doubt', 'shop/m-5', 'in doubt')");
-    assert.deepEqual(await migrate(pool), (await laterVersions()).filter((v) => v > 19));
+    assert.deepEqual(
+      await migrate(pool),
+      (await laterVersions()).filter((v) => v > 19),
+    );
 
     const { rows } = await pool.query(
       "select condition, subject, app, state, count, examples, resolve_note from alerts where state <> 'resolved' order by condition",

@@ -162,7 +162,7 @@ describe("retry now and recover", () => {
   }
 
   test("recover re-sends the window's dead and failed deliveries as a job with progress, and leaves the rest", async () => {
-    const { since, until, inside, outside, dead } = await outage("window");
+    const { since, until, inside, outside } = await outage("window");
     assert.equal((await admin.patch("/v1/subscriptions/window", { enabled: false })).status, 200);
 
     const release = await holdAfterFirstBatch();

@@ -55,9 +55,7 @@ describe("re-sending dead deliveries", () => {
   }
 
   /** Its deliveries by state, and its delivery_dead alerts: unresolved (one at most), resolved, and what the unresolved one counted. */
-  async function counts(
-    subscription: string,
-  ): Promise<{ dead: number; pending: number; delivered: number; open: number; resolved: number; counted: number }> {
+  async function counts(subscription: string): Promise<{ dead: number; pending: number; delivered: number; open: number; resolved: number; counted: number }> {
     const { rows } = await sql.query(
       `select (select count(*) from deliveries d where d.subscription_id = s.id and d.state = 'dead')::int as dead,
               (select count(*) from deliveries d where d.subscription_id = s.id and d.state = 'pending')::int as pending,

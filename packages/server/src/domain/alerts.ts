@@ -43,7 +43,8 @@ export const NEXT_STEPS: Record<AlertCondition, string> = {
   delivery_dead:
     "see why on the subscription's page (last errors); once its endpoint answers again, re-send the dead deliveries (Dead letters, or Re-send all in batches)",
   key_blocked: "re-send or skip the dead delivery that holds each key (Dead letters); the later messages of the key wait until then",
-  message_in_doubt: "check in the producer's database whether each change committed, then commit or roll back the message by hand (Dead letters: Messages in doubt)",
+  message_in_doubt:
+    "check in the producer's database whether each change committed, then commit or roll back the message by hand (Dead letters: Messages in doubt)",
   circuit_open: "check the endpoint: deliveries wait and a probe goes out at intervals; they resume by themselves when it succeeds",
   subscription_auto_paused: "fix the endpoint, then resume the subscription to deliver what waited",
   pending_too_old:

@@ -172,10 +172,11 @@ export async function raiseAlert(db: Db, o: AlertOccurrence): Promise<number> {
 // $1 condition; $2 subject; $3 how it cleared. Resolves the open (or acknowledged) alert of a
 // condition and subject, if any; answers whether there was one.
 export async function clearAlert(db: Db, condition: string, subject: string, note: string): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `update alerts set ${resolvedBySystem("$3")} where condition = $1 and subject = $2 and resolved_at is null`,
-    [condition, subject, storableText(note, 1000)],
-  );
+  const { rowCount } = await db.query(`update alerts set ${resolvedBySystem("$3")} where condition = $1 and subject = $2 and resolved_at is null`, [
+    condition,
+    subject,
+    storableText(note, 1000),
+  ]);
   return (rowCount ?? 0) > 0;
 }
 
@@ -247,4 +248,3 @@ export async function checkPendingAge(db: Db, thresholdMs: number): Promise<numb
   const { rows } = await db.query(PENDING_AGE_SQL, [thresholdMs]);
   return rows[0].n;
 }
-

@@ -127,8 +127,7 @@ export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
       config,
       schema: {
         tags,
-        summary:
-          "Resolve an alert by hand (who: the caller; with a note). Idempotent. If its condition still holds, its next occurrence opens a new alert",
+        summary: "Resolve an alert by hand (who: the caller; with a note). Idempotent. If its condition still holds, its next occurrence opens a new alert",
         params: AlertParams,
         body: NoteBody,
         response: { 200: Alert, "4xx": ErrorBody },

@@ -29,14 +29,13 @@ export const ALERT_EXAMPLES = 10;
 /** Who resolves an alert whose condition cleared. */
 export const ALERT_SYSTEM_ACTOR = "tidings";
 
-/** How people name a subject; an alert's subject is also its group. */
+/**
+ * How people name a subject, as the store's statements write it ("subscription " || name): an
+ * alert's subject is also its group, so a condition raised from outside (raiseAlert) about a
+ * subscription or an app must name it the same way.
+ */
 export const subscriptionSubject = (name: string): string => `subscription ${name}`;
 export const appSubject = (app: string | null): string => (app === null ? "admin" : `app ${app}`);
-
-/** The console pages to act on each condition (hash paths; names are URL-safe by their pattern). */
-export const subscriptionLink = (name: string): string => `#/subscriptions/${name}`;
-export const deadLettersLink = (subscription?: string): string => (subscription ? `#/dead-letters?subscription=${subscription}` : "#/dead-letters");
-export const APPS_LINK = "#/apps";
 
 /** What to do, for each condition's alert while it is open. */
 export const NEXT_STEPS: Record<AlertCondition, string> = {

@@ -27,14 +27,15 @@ function handledBy(a) {
     : "—";
 }
 
-/** The latest occurrences' messages, as links. */
+/** The latest occurrences' messages, as links: three, and the rest folded. */
 function examples(a) {
-  const ids = a.examples.filter((e) => e.messageId).map((e) => e.messageId);
-  if (ids.length === 0) return "—";
+  const links = a.examples.filter((e) => e.messageId).map((e) => h("div", { class: "id" }, h("a", { href: `#/messages/${enc(e.messageId)}` }, e.messageId)));
+  if (links.length === 0) return "—";
   return h(
     "div",
     { class: "small" },
-    ids.map((id) => h("div", { class: "id" }, h("a", { href: `#/messages/${enc(id)}` }, id))),
+    links.slice(0, 3),
+    links.length > 3 ? h("details", {}, h("summary", {}, `${links.length - 3} more`), links.slice(3)) : null,
   );
 }
 

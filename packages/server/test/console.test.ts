@@ -335,7 +335,14 @@ describe("console in a real browser", { concurrency: 4 }, () => {
       messageCounts.map((t) => t.replace(/\s+/g, " ")),
       ["Committed 35", "Prepared 1", "In doubt 1", "Rolled back 0"],
     );
-    assert.equal(await page.locator("#open-alerts").innerText(), "36", "35 dead deliveries and 1 message in doubt");
+    // Grouped: one alert for each subscription with dead deliveries (30 and 5) and one for the app's message in doubt.
+    assert.equal(await page.locator("#open-alerts").innerText(), "3", "2 subscriptions' dead deliveries and 1 app's message in doubt");
+    const latest = page.getByRole("region", { name: "Latest alerts" }).locator("tbody tr");
+    assert.deepEqual((await latest.allInnerTexts()).map((row) => row.split("\t").slice(0, 3).join(" | ")).sort(), [
+      "open | delivery dead subscription audit | 30",
+      "open | delivery dead subscription billing | 5",
+      "open | message in doubt app shop | 1",
+    ]);
     const deliveries = page.getByRole("region", { name: "Deliveries", exact: true });
     assert.equal(await deliveries.locator("div", { hasText: "Dead" }).locator("dd").innerText(), "35");
     const bySub = page.getByRole("region", { name: "Deliveries by subscription" });
@@ -456,7 +463,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await shot("dead-letters");
   });
 
-  test("alerts: marks one handled, and commits a message in doubt by hand", async (t) => {
+  test("alerts: acknowledges one and resolves another with a note, and commits a message in doubt by hand", async (t) => {
     const world = await ownWorld(t, "console_alerts", ["/billing"]);
     await sendOrders(world, [1000]);
     const inDoubtId = await sendDoubtful(world);
@@ -474,9 +481,23 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await waitFor("2 open alerts", async () => (await alerts.count()) === 2, UI_TIMEOUT_MS);
     const doubtRow = alerts.filter({ hasText: inDoubtId });
     assert.match(await doubtRow.innerText(), /in doubt/);
-    const dead = alerts.filter({ hasText: "dead delivery" }).first();
-    await dead.getByRole("button", { name: /Mark alert \d+ handled/ }).click();
+    // Acknowledged with a note: it stays, saying who and why.
+    const doubtId = (await world.admin.get("/v1/alerts?condition=message_in_doubt")).body.items[0].id;
+    await doubtRow.getByRole("textbox", { name: `Note for alert ${doubtId}` }).fill("asking the shop team");
+    await doubtRow.getByRole("button", { name: `Acknowledge alert ${doubtId}` }).click();
+    await waitFor(
+      "acknowledged",
+      async () => /acknowledged by admin: asking the shop team/.test(await alerts.filter({ hasText: inDoubtId }).innerText()),
+      UI_TIMEOUT_MS,
+    );
+    // Resolved with a note: gone from the open alerts.
+    const dead = alerts.filter({ hasText: "dead deliveries" }).first();
+    const deadId = (await world.admin.get("/v1/alerts?condition=delivery_dead")).body.items[0].id;
+    await dead.getByRole("textbox", { name: `Note for alert ${deadId}` }).fill("billing was redeployed");
+    await dead.getByRole("button", { name: `Resolve alert ${deadId}` }).click();
     await waitFor("the alert row gone", async () => (await alerts.count()) === 1, UI_TIMEOUT_MS);
+    const resolved = (await world.admin.get(`/v1/alerts/${deadId}`)).body;
+    assert.deepEqual([resolved.state, resolved.resolvedBy, resolved.resolveNote], ["resolved", "admin", "billing was redeployed"]);
     assert.equal((await world.admin.get("/v1/alerts")).body.items.length, 1);
 
     await page.getByRole("region", { name: "Messages in doubt" }).getByRole("link", { name: inDoubtId }).click();

@@ -118,9 +118,18 @@ test("a receiver down under steady traffic gets only the probes; nothing goes de
     ["closed", "opened"],
   );
   assert.equal(shown.health.opens, 1);
-  const alerts = (await admin.get("/v1/alerts?open=false")).body.items.filter((a: { subscription: string }) => a.subscription === "outage");
-  assert.deepEqual(alerts.map((a: { kind: string }) => a.kind).sort(), ["circuit_closed", "circuit_open"]);
-  assert.ok(alerts.every((a: { messageId: string | null }) => a.messageId === null));
+  // One alert, opened with the circuit and resolved when it closed.
+  const alerts = (await admin.get("/v1/alerts?state=all&subscription=outage")).body.items;
+  assert.deepEqual(
+    alerts.map((a: { condition: string; state: string; resolvedBy: string }) => [a.condition, a.state, a.resolvedBy]),
+    [["circuit_open", "resolved", "tidings"]],
+  );
+  assert.match(alerts[0].resolveNote, /^the circuit closed/);
+  const events = await db.query("select event from alert_events where alert_id = $1 order by id", [alerts[0].id]);
+  assert.deepEqual(
+    events.rows.map((e) => e.event),
+    ["opened", "resolved"],
+  );
   const metrics = await (await fetch(`${service.url}/metrics`)).text();
   assert.match(metrics, /tidings_circuit_opens_total\{subscription="outage"\} 1/);
   assert.match(metrics, /tidings_circuit_open\{subscription="outage"\} 0/);
@@ -150,8 +159,9 @@ test("a circuit open longer than pauseAfter pauses its subscription with an aler
   });
   assert.ok(Date.parse(paused.updatedAt) - Date.parse(open.health.openedAt) >= 2000, "paused only after pauseAfter");
   assert.equal(paused.health.history[0].event, "auto_paused");
-  const alerts = (await admin.get("/v1/alerts")).body.items.filter((a: { subscription: string }) => a.subscription === "gone");
-  assert.ok(alerts.some((a: { kind: string; detail: string }) => a.kind === "subscription_auto_paused" && /paused automatically/.test(a.detail)));
+  const alerts = (await admin.get("/v1/alerts?subscription=gone")).body.items;
+  const pausedAlert = alerts.find((a: { condition: string }) => a.condition === "subscription_auto_paused");
+  assert.match(pausedAlert?.detail ?? "", /paused automatically/);
   // Paused: no probe goes out any more.
   const before = receiver.received.filter((r) => r.path === "/gone").length;
   await sleep(1500);
@@ -170,6 +180,9 @@ test("a circuit open longer than pauseAfter pauses its subscription with an aler
   const shown = (await admin.get("/v1/subscriptions/gone")).body;
   assert.equal(shown.health.state, "closed");
   assert.equal(shown.health.history[0].event, "reset");
+  // Resumed and closed: both its alerts are resolved.
+  await waitFor("the subscription's alerts resolved", async () => (await admin.get("/v1/alerts?subscription=gone")).body.items.length === 0);
+  assert.equal((await admin.get(`/v1/alerts/${pausedAlert.id}`)).body.resolveNote, "the subscription was resumed");
   const dead = await db.query(
     "select count(*)::int as n from deliveries d join subscriptions s on s.id = d.subscription_id where s.name = 'gone' and d.state = 'dead'",
   );

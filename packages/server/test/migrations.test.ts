@@ -39,7 +39,8 @@ test("0008 moves each app's messages, with their deliveries, attempts, checks an
   await db.query(`insert into checks (message_id, check_no, started_at, latency_ms, answer) values ('half-1', 1, now(), 2, 'unknown')`);
   await db.query(`insert into alerts (kind, message_id, subscription_id, detail) select 'delivery_dead', 'order-1', id, 'dead' from subscriptions`);
 
-  assert.deepEqual(await migrate(db), [8, ...(await laterVersions())]);
+  // Up to 0019: 0020 groups the alerts (its own test below) and drops their message_id.
+  assert.deepEqual(await migrate(db, { upTo: 19 }), [8, ...(await laterVersions()).filter((v) => v <= 19)]);
 
   const ids = async (sql: string) => (await db.query(sql)).rows.map((r) => r.message_id ?? r.id).sort();
   assert.deepEqual(await ids("select id from messages"), ["admin-1", "billing/half-1", "shop/order-1"]);
@@ -95,6 +96,54 @@ test("0016 moves the keys whose delivery let go of them, not yet woken, to key_w
     assert.deepEqual(rows, [{ name: "inv", order_key: "k", message_id: "m-1" }]);
     const columns = await pool.query("select 1 from information_schema.columns where table_name = 'deliveries' and column_name = 'unblock'");
     assert.equal(columns.rowCount, 0);
+  } finally {
+    await pool.end();
+    await other.drop();
+  }
+});
+
+test("0020 groups the open alerts of a condition and subject into one, counting them with their messages as examples; writes no event", async () => {
+  const other = await createTestDatabase("migrations_0020", { empty: true });
+  const pool = new pg.Pool({ connectionString: other.url, max: 1 });
+  try {
+    await migrate(pool, { upTo: 19 });
+    await pool.query(`insert into subscriptions (name, topic, endpoint, secret, retry)
+                      values ('inv', 't', '{"type":"http","url":"http://127.0.0.1:1/"}', 'whsec_s', '{"schedule":[],"maxAttempts":1,"windowMs":null}')`);
+    await pool.query(`insert into messages (id, app, topic, payload, state) select 'shop/m-' || n, 'shop', 't', '{}', 'prepared' from generate_series(1, 5) n`);
+    // Three open dead-letter alerts and one resolved; a circuit_closed "alert"; a message in doubt.
+    await pool.query(`insert into alerts (kind, message_id, subscription_id, detail, created_at, resolved_at)
+                      select 'delivery_dead', 'shop/m-' || n, s.id, 'dead ' || n, now() - make_interval(mins => 10 - n), case when n = 4 then now() end
+                        from subscriptions s, generate_series(1, 4) n`);
+    await pool.query("insert into alerts (kind, subscription_id, detail) select 'circuit_closed', id, 'closed' from subscriptions");
+    await pool.query("insert into alerts (kind, message_id, detail) values ('message_in_doubt', 'shop/m-5', 'in doubt')");
+    assert.deepEqual(
+      await migrate(pool),
+      (await laterVersions()).filter((v) => v > 19),
+    );
+
+    const { rows } = await pool.query(
+      "select condition, subject, app, state, count, examples, resolve_note from alerts where state <> 'resolved' order by condition",
+    );
+    assert.equal(rows.length, 2);
+    const [dead, doubt] = rows;
+    assert.deepEqual([dead.condition, dead.subject, dead.state, dead.count], ["delivery_dead", "subscription inv", "open", 3]);
+    assert.deepEqual(
+      dead.examples.map((e: { messageId: string }) => e.messageId),
+      ["shop/m-3", "shop/m-2", "shop/m-1"],
+    );
+    assert.deepEqual([doubt.condition, doubt.subject, doubt.app, doubt.count], ["message_in_doubt", "app shop", "shop", 1]);
+    const resolved = await pool.query("select condition, resolve_note from alerts where state = 'resolved' order by id");
+    assert.deepEqual(
+      resolved.rows.map((r) => r.condition),
+      ["delivery_dead", "delivery_dead", "delivery_dead", "circuit_closed"],
+    );
+    assert.equal(resolved.rows.filter((r) => /^grouped into alert \d+ on upgrade$/.test(r.resolve_note ?? "")).length, 2);
+    assert.equal((await pool.query("select count(*)::int as n from alert_events")).rows[0].n, 0, "the upgrade is no event to notify");
+    // A second open alert of the same condition and subject cannot be stored.
+    await assert.rejects(
+      pool.query("insert into alerts (condition, subject, subscription_id, detail) select 'delivery_dead', 'subscription inv', id, 'x' from subscriptions"),
+      /alerts_one_open/,
+    );
   } finally {
     await pool.end();
     await other.drop();

@@ -206,13 +206,17 @@ test("a producer that answers unknown every time leaves the message in doubt, wi
     ],
   );
   assert.ok((await admin.get("/v1/messages?state=in_doubt")).body.items.some((m: { id: string }) => m.id === "o-5"));
-  const alerts = (await admin.get("/v1/alerts")).body.items;
-  assert.ok(alerts.some((a: { kind: string; messageId: string }) => a.kind === "message_in_doubt" && a.messageId === "orders/o-5"));
+  // The app's one message_in_doubt alert counts it, among its examples.
+  const [alert] = (await admin.get("/v1/alerts?condition=message_in_doubt&app=orders")).body.items;
+  assert.equal(alert.subject, "app orders");
+  assert.ok(alert.examples.some((e: { messageId: string }) => e.messageId === "orders/o-5"));
   // No more checks once in doubt.
   assert.equal(checks.filter((r) => r.id === "o-5").length, 4);
   assert.equal((await admin.post("/v1/messages/orders%2Fo-5/commit")).status, 200);
   await waitFor("o-5 delivered", () => deliveredTo("o-5") === 1);
-  assert.ok(!(await admin.get("/v1/alerts")).body.items.some((a: { messageId: string }) => a.messageId === "orders/o-5"));
+  // None of the app's messages is in doubt any more: its alert is resolved.
+  await waitFor("the alert resolved", async () => (await admin.get(`/v1/alerts/${alert.id}`)).body.state === "resolved");
+  assert.equal((await admin.get(`/v1/alerts/${alert.id}`)).body.resolveNote, "no message is in doubt any more");
 });
 
 test("two service processes never check the same message at the same moment", async () => {

@@ -22,6 +22,8 @@ export async function startTestService(databaseUrl: string, env: Record<string, 
     TIDINGS_PORT: "0",
     TIDINGS_ADMIN_KEY: ADMIN_KEY,
     TIDINGS_POLL_INTERVAL: "100ms",
+    // Alerts whose condition cleared (re-sent, skipped, committed…) are resolved within this.
+    TIDINGS_ALERT_INTERVAL: "200ms",
     TIDINGS_DATA_DIR: "/nonexistent-tidings-test-dir",
     ...env,
   });

@@ -66,15 +66,36 @@ export interface AttemptInfo {
   error: string | null;
 }
 
-/** An alert for people: a dead delivery or a message in doubt. */
+/**
+ * An alert for people, grouped: one is open per condition and subject at a time, counting its
+ * occurrences with the latest as examples. open → acknowledged → resolved.
+ */
 export interface AlertInfo {
   id: number;
-  kind: "delivery_dead" | "message_in_doubt" | string;
-  messageId: string;
+  /** delivery_dead, key_blocked, message_in_doubt, circuit_open, subscription_auto_paused, pending_too_old, check_url_failing, … */
+  condition: string;
+  /** What it is about, and its group: "subscription orders", "app shop", "admin". */
+  subject: string;
   subscription: string | null;
+  app: string | null;
+  state: "open" | "acknowledged" | "resolved";
+  count: number;
+  firstAt: string;
+  lastAt: string;
+  /** The latest occurrence. */
   detail: string;
-  createdAt: string;
+  /** The latest occurrences, newest first, at most 10. */
+  examples: Array<{ messageId?: string; deliveryId?: number; detail?: string; at?: string }>;
+  /** The console page to act on it (a hash path under /console). */
+  link: string | null;
+  nextStep: string | null;
+  acknowledgedAt: string | null;
+  acknowledgedBy: string | null;
+  acknowledgeNote: string | null;
   resolvedAt: string | null;
+  /** "tidings" when its condition cleared. */
+  resolvedBy: string | null;
+  resolveNote: string | null;
 }
 
 /** A producer app (the API key and secret are only in `create`'s answer). */

@@ -196,23 +196,40 @@ export class MessagesApi {
   }
 }
 
-/** Alerts (admin key): dead deliveries and messages in doubt. */
+/** Alerts (admin key), grouped by condition and subject, with their lifecycle. */
 export class AlertsApi {
   constructor(private readonly o: ResolvedHttpOptions) {}
 
-  /** Alerts newest first: open ones unless `open: false`. */
-  async list(query: { open?: boolean; limit?: number; cursor?: number } = {}): Promise<AlertInfo[]> {
+  /** Alerts newest first: unresolved ones (open and acknowledged) unless `state` says otherwise. */
+  async list(
+    query: {
+      state?: "open" | "acknowledged" | "resolved" | "unresolved" | "all";
+      condition?: string;
+      subscription?: string;
+      app?: string;
+      limit?: number;
+      cursor?: number;
+    } = {},
+  ): Promise<AlertInfo[]> {
     const params = new URLSearchParams();
-    if (query.open !== undefined) params.set("open", String(query.open));
-    if (query.limit !== undefined) params.set("limit", String(query.limit));
-    if (query.cursor !== undefined) params.set("cursor", String(query.cursor));
+    for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, String(value));
     const qs = params.toString();
     return (await call<{ items: AlertInfo[] }>(this.o, "GET", `/v1/alerts${qs ? `?${qs}` : ""}`, undefined, { idempotent: true })).items;
   }
 
-  /** Marks an alert handled. */
-  async resolve(id: number): Promise<void> {
-    await call<null>(this.o, "POST", `/v1/alerts/${id}/resolve`, undefined, { idempotent: true });
+  /** One alert, or null. */
+  get(id: number): Promise<AlertInfo | null> {
+    return call<AlertInfo | null>(this.o, "GET", `/v1/alerts/${id}`, undefined, { idempotent: true, notFoundIsNull: true });
+  }
+
+  /** Acknowledges an open alert (idempotent); the caller is who, with an optional note. */
+  async acknowledge(id: number, note?: string): Promise<AlertInfo> {
+    return await call<AlertInfo>(this.o, "POST", `/v1/alerts/${id}/acknowledge`, note === undefined ? {} : { note }, { idempotent: true });
+  }
+
+  /** Resolves an alert by hand (idempotent), with an optional note. */
+  async resolve(id: number, note?: string): Promise<AlertInfo> {
+    return await call<AlertInfo>(this.o, "POST", `/v1/alerts/${id}/resolve`, note === undefined ? {} : { note }, { idempotent: true });
   }
 }
 

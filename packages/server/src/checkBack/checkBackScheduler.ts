@@ -27,6 +27,11 @@ export interface CheckBackOps {
   unresolved(check: DueCheck): Promise<{ inDoubt: boolean } | null>;
   counted(id: string): Promise<void>;
   log(entry: CheckLog): Promise<void>;
+  /**
+   * How the app's check URL did: answered (commit, rollback or unknown), or failed (no answer,
+   * an error, an answer that is not one). Failures in a row raise the app's check_url_failing alert.
+   */
+  checkUrl(due: DueCheck, call: CheckCall): Promise<void>;
 }
 
 /** Parses a check-back answer: `{"status":"commit"|"rollback"|"unknown"}`. */
@@ -129,6 +134,7 @@ export class CheckBackScheduler {
     }
     try {
       await this.ops.log({ messageId: id, checkNo, startedAt, latencyMs, ...result });
+      await this.ops.checkUrl(due, result);
       if (result.answer === "commit") {
         await this.ops.counted(id);
         await this.ops.commit(id);

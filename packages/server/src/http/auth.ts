@@ -81,6 +81,11 @@ export class Authenticator {
   }
 }
 
+/** Who a principal is, as alerts (and other records of who did what) name them: "admin", "app shop". */
+export function actorOf(principal: Principal): string {
+  return principal.kind === "admin" ? "admin" : `app ${principal.app}`;
+}
+
 /** The app a principal acts for; null for the admin, who acts on every app's messages. */
 export function appOf(principal: Principal): string | null {
   return principal.kind === "app" ? principal.app : null;

@@ -58,6 +58,12 @@ export interface Config {
   readonly publicUrl: string | null;
   /** Overall deadline of one notification to a channel (webhook, Slack, SMTP). */
   readonly notifyTimeoutMs: number;
+  /** Between rounds of the alert conditions that are states (cleared alerts, pending age). */
+  readonly alertIntervalMs: number;
+  /** A subscription whose oldest pending delivery is older than this gets a pending_too_old alert (0: never). */
+  readonly alertPendingAgeMs: number;
+  /** Failed check-backs in a row to an app's check URL that raise its check_url_failing alert. */
+  readonly alertCheckFailures: number;
 }
 
 export class ConfigError extends Error {}
@@ -172,5 +178,8 @@ export function loadConfig(env: Env = process.env): Config {
     relayStaleAfterMs: duration(env, "TIDINGS_RELAY_STALE_AFTER", "1m"),
     publicUrl: publicUrl(env),
     notifyTimeoutMs: duration(env, "TIDINGS_NOTIFY_TIMEOUT", "10s"),
+    alertIntervalMs: duration(env, "TIDINGS_ALERT_INTERVAL", "10s"),
+    alertPendingAgeMs: env.TIDINGS_ALERT_PENDING_AGE === "0" || env.TIDINGS_ALERT_PENDING_AGE === "off" ? 0 : duration(env, "TIDINGS_ALERT_PENDING_AGE", "15m"),
+    alertCheckFailures: integer(env, "TIDINGS_ALERT_CHECK_FAILURES", 5, 1, 1000),
   };
 }

@@ -16,6 +16,9 @@ import { RetentionSweeper } from "../workers/retentionSweeper.ts";
 import { Notifier } from "../workers/notifier.ts";
 import { ChannelSenders } from "../transports/channelSenders.ts";
 import { claimChannels, eventsAfter, recentSends, recordSend, releaseChannel } from "../store/notifierClaims.ts";
+import { AlertWatch } from "../workers/alertWatch.ts";
+import { checkPendingAge, resolveClearedAlerts } from "../store/alerts.ts";
+import { checkUrlAnswered, checkUrlFailed } from "../store/checkUrlHealth.ts";
 import { deleteFinishedMessages } from "../store/retention.ts";
 import { checkUnresolved, claimDueChecks, countCheck, logCheck, releaseCheck } from "../store/preparedMessages.ts";
 import { ResultWriter } from "../delivery/resultWriter.ts";
@@ -244,6 +247,12 @@ export async function startService(config: Config, log: Logger): Promise<Running
       unresolved: (due) => checkUnresolved(db, due.message.id, due.lease, config.checkIntervalMs, config.checkLimit),
       counted: (id) => countCheck(db, id),
       log: (entry) => logCheck(db, entry),
+      checkUrl: async (due, call) => {
+        // A message the admin sent has no app, hence no check URL of its own to judge.
+        if (due.message.app === null) return;
+        if (call.answer !== null) await checkUrlAnswered(db, due.message.app);
+        else await checkUrlFailed(db, due.message.app, call.error ?? "no answer", due.message.id, config.alertCheckFailures);
+      },
     },
     { pollIntervalMs: config.pollIntervalMs, concurrency: 32 },
     log,
@@ -271,6 +280,11 @@ export async function startService(config: Config, log: Logger): Promise<Running
       concurrency: 16,
       publicUrl: () => publicUrl,
     },
+    log,
+  );
+  const alertWatch = new AlertWatch(
+    { resolveCleared: () => resolveClearedAlerts(db), checkPendingAge: () => checkPendingAge(db, config.alertPendingAgeMs) },
+    config.alertIntervalMs,
     log,
   );
   const auth = new Authenticator(admin.key, (hash) => appByKeyHash(db, hash));
@@ -306,6 +320,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   checkBack.start();
   retention.start();
   resendJobs.start();
+  alertWatch.start();
   const address = server.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
@@ -330,6 +345,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
         retention.stop();
         health.stop();
         await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000), notifier.stop(2000)]);
+        await within(alertWatch.stop(), 2000);
+        await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000)]);
         await results.drain(3000);
         await subscriptions.stop();
         await within(

@@ -1,4 +1,6 @@
 import type { AttemptOutcome, AttemptResult, Lease, LeasedDelivery } from "../domain/delivery.ts";
+import { ALERT_CONDITIONS as C, ALERT_EXAMPLES } from "../domain/alerts.ts";
+import { nextStepSql, raiseAlertsSql, resolvedBySystem } from "./alertRaise.ts";
 import type { Db } from "./db.ts";
 
 let claims = 0;
@@ -68,12 +70,14 @@ export function toLeased(row: any, lease: string): LeasedDelivery {
 // Parallel arrays $1..$13, one element per attempt; $1 the lease tokens the attempts ran under.
 // Writes a batch of attempt results in one statement. Only a row still held by the attempt's
 // own claim is changed (a lease that expired and was claimed again, even by this node, is not
-// this attempt's to finish), and each change is logged in attempts; a delivery gone dead raises
-// an alert. A dead delivery that holds its key (ordering "key", onDead "block") raises a
-// key_blocked alert too; one that stops holding its key (delivered, or dead with onDead "skip")
-// leaves its key in key_wakes, for the next claim to wake what waits behind it. A re-send asked while the
-// attempt was in flight (resend_due) turns failed or dead into due-now on a fresh cycle. Returns
-// the outcome of the rows written.
+// this attempt's to finish), and each change is logged in attempts. Deliveries gone dead count
+// into their subscription's one delivery_dead alert (raised if none is open), and those that
+// hold their key (ordering "key", onDead "block") into its key_blocked alert; a delivery that
+// succeeds resolves its subscription's delivery_dead alert (a probe of alerts_open_by_subscription
+// per subscription of the batch, none when nothing is open). One that stops holding its key
+// (delivered, or dead with onDead "skip") leaves its key in key_wakes, for the next claim to wake
+// what waits behind it. A re-send asked while the attempt was in flight (resend_due) turns
+// failed or dead into due-now on a fresh cycle. Returns the outcome of the rows written.
 const RECORD_SQL = `
 with r as (
   select * from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::int[],
@@ -108,14 +112,30 @@ with r as (
   insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, status_code, error, outcome)
   select r.id, r.message_id, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, upd.outcome
   from r join upd using (id)
-), alert as (
-  insert into alerts (kind, message_id, subscription_id, detail)
-  select 'delivery_dead'::alert_kind, r.message_id, r.subscription_id, r.dead_reason || coalesce(' (last error: ' || r.error || ')', '')
-  from r join upd using (id) where upd.outcome = 'dead'
+), dead as (
+  select upd.subscription_id, count(*)::int as n, count(*) filter (where upd.order_key is not null and not upd.frees)::int as blocked,
+         (array_agg(coalesce(r.dead_reason, 'dead') || coalesce(' (last error: ' || r.error || ')', '') order by r.id desc))[1] as detail,
+         to_jsonb((array_agg(jsonb_build_object('messageId', r.message_id, 'deliveryId', r.id, 'at', now(),
+                                                'detail', coalesce(r.dead_reason, 'dead') || coalesce(' (last error: ' || r.error || ')', '')) order by r.id desc))[1:${ALERT_EXAMPLES}]) as examples,
+         to_jsonb((array_agg(jsonb_build_object('messageId', r.message_id, 'deliveryId', r.id, 'at', now(),
+                                                'detail', 'dead: the later messages of its key wait') order by r.id desc)
+                   filter (where upd.order_key is not null and not upd.frees))[1:${ALERT_EXAMPLES}]) as blocked_examples
+  from r join upd using (id) where upd.outcome = 'dead' group by upd.subscription_id
+), raised as (
+  ${raiseAlertsSql(`
+  select '${C.deliveryDead}' as condition, 'subscription ' || s.name as subject, dead.subscription_id, null::text as app, dead.n, dead.detail,
+         dead.examples, '#/dead-letters?subscription=' || s.name as link, ${nextStepSql(C.deliveryDead)} as next_step
+    from dead join subscriptions s on s.id = dead.subscription_id
   union all
-  select 'key_blocked', r.message_id, r.subscription_id, 'the later messages of its key wait until it is re-sent, skipped or deleted'
-  from r join upd using (id) where upd.outcome = 'dead' and upd.order_key is not null and not upd.frees
-    and not exists (select 1 from alerts a where a.resolved_at is null and a.kind = 'key_blocked' and a.message_id = r.message_id and a.subscription_id = r.subscription_id)
+  select '${C.keyBlocked}', 'subscription ' || s.name, dead.subscription_id, null, dead.blocked,
+         'the later messages of its key wait until it is re-sent, skipped or deleted', dead.blocked_examples,
+         '#/dead-letters?subscription=' || s.name, ${nextStepSql(C.keyBlocked)}
+    from dead join subscriptions s on s.id = dead.subscription_id where dead.blocked > 0`)}
+), cleared as (
+  update alerts a set ${resolvedBySystem("'a delivery succeeded again'")}
+   where a.subscription_id = any (array(select distinct upd.subscription_id from upd where upd.outcome = 'delivered'
+                                         and upd.subscription_id not in (select dead.subscription_id from dead)))
+     and a.resolved_at is null and a.condition = '${C.deliveryDead}'
 )
 select outcome, count(*)::int as n from upd group by outcome`;
 

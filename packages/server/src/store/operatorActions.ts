@@ -1,4 +1,6 @@
 import { storableText } from "../domain/storableText.ts";
+import { ALERT_CONDITIONS } from "../domain/alerts.ts";
+import { nextStepSql, raiseAlertsSql } from "./alertRaise.ts";
 import type { Db } from "./db.ts";
 
 /**
@@ -30,13 +32,12 @@ export interface ResendSelector {
 /**
  * The one statement every re-send goes through (a message, a message to one subscription, a
  * batch of a re-send job): the deliveries the selector picks become pending on a fresh cycle
- * (RESEND_SET), and their open delivery_dead alerts are resolved in the same statement, so no
- * way of re-sending leaves an alert open for a delivery that is pending again.
+ * (RESEND_SET). A subscription's delivery_dead alert is resolved once none of the deliveries that
+ * died since it opened is dead any more (resolveClearedAlerts, within an alert interval).
  *
  * The picked ids are updated through the primary key (`= any (array(…))`): joined to the CTE
  * instead, the planner, which does not see the selector's limit, hashed the whole deliveries
- * table for every batch (100k deliveries: 100 ms a batch of 500 instead of 20). The alerts are
- * found by the partial index alerts_open_dead.
+ * table for every batch (100k deliveries: 100 ms a batch of 500 instead of 20).
  */
 export function resendStatement(selector: ResendSelector): string {
   return `
@@ -47,11 +48,6 @@ resent as (
      set ${RESEND_SET}
    where d.id = any (array(select id from picked))
   returning d.message_id, d.subscription_id
-), resolved as (
-  update alerts a set resolved_at = now()
-    from resent
-   where a.kind = 'delivery_dead' and a.resolved_at is null
-     and a.message_id = resent.message_id and a.subscription_id = resent.subscription_id
 ), counted as (
   select count(*)::int as n from resent
 )
@@ -75,7 +71,7 @@ export async function resendMessage(db: Db, messageId: string, subscriptionId: n
 // lease of an attempt in flight is kept: its result is no longer recorded (the row is dead), and
 // a re-send before the lease ends waits for it rather than starting a second attempt beside it.
 // On a subscription ordered by key, one marked dead holds its key (onDead "block"), with a
-// key_blocked alert as when it dies of failing, or the key goes on (onDead "skip": key_wakes).
+// key_blocked alert (its subscription's) as when it dies of failing, or the key goes on (onDead "skip": key_wakes).
 const MARK_DEAD_SQL = `
 with marked as (
   update deliveries d set state = 'dead', dead_at = now(), dead_reason = $3, resend_due = false, skipped_at = null
@@ -86,11 +82,14 @@ with marked as (
   insert into key_wakes (subscription_id, order_key, message_id)
   select m.subscription_id, m.order_key, m.message_id from marked m where m.frees
 ), alert as (
-  insert into alerts (kind, message_id, subscription_id, detail)
-  select 'key_blocked', m.message_id, m.subscription_id, 'marked dead by an operator: the later messages of its key wait until it is re-sent, skipped or deleted'
-    from marked m
+  ${raiseAlertsSql(`
+  select '${ALERT_CONDITIONS.keyBlocked}' as condition, 'subscription ' || s.name as subject, m.subscription_id, null::text as app, count(*)::int as n,
+         'marked dead by an operator: the later messages of its key wait until it is re-sent, skipped or deleted' as detail,
+         jsonb_agg(jsonb_build_object('messageId', m.message_id, 'at', now(), 'detail', 'marked dead by an operator')) as examples,
+         '#/dead-letters?subscription=' || s.name as link, ${nextStepSql(ALERT_CONDITIONS.keyBlocked)} as next_step
+    from marked m join subscriptions s on s.id = m.subscription_id
    where m.order_key is not null and not m.frees
-     and not exists (select 1 from alerts a where a.resolved_at is null and a.kind = 'key_blocked' and a.message_id = m.message_id and a.subscription_id = m.subscription_id)
+   group by m.subscription_id, s.name`)}
 )
 select count(*)::int as n from marked`;
 
@@ -99,7 +98,7 @@ export async function markDead(db: Db, messageId: string, subscriptionId: number
   return rows[0].n;
 }
 
-// $1 message id. Deletes the message (its deliveries, attempts and alerts go with it), and wakes
+// $1 message id. Deletes the message (its deliveries, attempts and checks go with it), and wakes
 // the deliveries parked behind its deliveries in their keys (ordering "key"): a claim takes the
 // next of each key, or parks it again if something else still holds the key.
 const DELETE_SQL = `

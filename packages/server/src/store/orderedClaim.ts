@@ -6,8 +6,8 @@ import { PARK_MS } from "./fanOut.ts";
 /** Arbitrary constant naming the ordered claims' lock among other advisory locks. */
 const ORDERED_CLAIM_LOCK = 7_400_012;
 // Wakes, for each key whose delivery stopped holding it since the last claim (left in key_wakes by
-// RECORD_SQL, a skip, or a change of onDead), the key's next pending delivery if it was parked,
-// and resolves the key_blocked alert of the one that stopped holding it. A woken delivery is due
+// RECORD_SQL, a skip, or a change of onDead), the key's next pending delivery if it was parked
+// (the subscription's key_blocked alert is resolved once no key is held: resolveClearedAlerts). A woken delivery is due
 // from its place (order_at, in the past): the claim that follows reads it first, before the
 // deliveries that have not been looked at yet.
 const WAKE_SQL = `
@@ -21,9 +21,6 @@ with freed as (
 ), woken as (
   update deliveries d set parked = false, next_attempt_at = least(d.order_at, now())
    where d.id = any (array(select id from nxt)) and d.parked and d.state = 'pending'
-), resolved as (
-  update alerts a set resolved_at = now() from freed
-   where a.resolved_at is null and a.kind = 'key_blocked' and a.message_id = freed.message_id and a.subscription_id = freed.subscription_id
 )
 select count(*)::int as n from freed`;
 

@@ -1,5 +1,7 @@
 import type { CheckLog, DueCheck } from "../domain/check.ts";
 import type { MessageRecord } from "../domain/message.ts";
+import { ALERT_CONDITIONS } from "../domain/alerts.ts";
+import { nextStepSql, raiseAlertsSql } from "./alertRaise.ts";
 import type { Db } from "./db.ts";
 import { claimToken } from "./deliveryAttempts.ts";
 import { fanOut, splitFanOutRows, type CreatedDelivery } from "./fanOut.ts";
@@ -29,9 +31,7 @@ with input as (
     from input i
    where m.id = i.id and m.state = 'prepared' and (i.app is null or m.app = i.app)
   returning ${MESSAGE_COLUMNS}
-), ${fanOut("upd", "$3", "$4")}, resolved as (
-  update alerts set resolved_at = now() where message_id in (select id from upd) and resolved_at is null
-)
+), ${fanOut("upd", "$3", "$4")}
 select 'm' as kind, (to_jsonb(upd) - 'payload') || jsonb_build_object('payload_text', upd.payload::text) as row from upd
 union all
 select 'd', to_jsonb(dels) from dels`;
@@ -42,8 +42,6 @@ with upd as (
   update messages m set state = 'rolled_back', rolled_back_at = now(), next_check_at = null, check_owner = null
    where m.id = $1 and m.state = 'prepared' and ($2::text is null or m.app = $2)
   returning ${MESSAGE_COLUMNS}
-), resolved as (
-  update alerts set resolved_at = now() where message_id = $1 and resolved_at is null and exists (select 1 from upd)
 )
 select 'm' as kind, (to_jsonb(upd) - 'payload') || jsonb_build_object('payload_text', upd.payload::text) as row from upd`;
 
@@ -131,7 +129,8 @@ export async function logCheck(db: Db, c: CheckLog): Promise<void> {
 }
 
 // $1 id; $2 the lease token of the check's claim; $3 next check delay ms; $4 the check limit. An unresolved check: count it, and
-// schedule the next one or, at the limit, put the message in doubt and raise an alert.
+// schedule the next one or, at the limit, put the message in doubt and count it into its app's
+// message_in_doubt alert (resolved once none of the app's messages is in doubt: resolveClearedAlerts).
 // Returns whether the message went in doubt.
 export async function checkUnresolved(db: Db, id: string, lease: string, nextMs: number, limit: number): Promise<{ inDoubt: boolean } | null> {
   const { rows } = await db.query(
@@ -140,10 +139,14 @@ export async function checkUnresolved(db: Db, id: string, lease: string, nextMs:
               next_check_at = case when checks + 1 >= $4 then null else now() + make_interval(secs => $3::float8 / 1000) end,
               in_doubt_at = case when checks + 1 >= $4 then now() end
         where id = $1 and state = 'prepared' and check_owner = $2
-       returning id, in_doubt_at is not null as in_doubt, checks
+       returning id, app, in_doubt_at is not null as in_doubt, checks
      ), alert as (
-       insert into alerts (kind, message_id, detail)
-       select 'message_in_doubt', id, 'still prepared after ' || checks || ' check-backs' from upd where in_doubt
+       ${raiseAlertsSql(`
+       select '${ALERT_CONDITIONS.messageInDoubt}' as condition, coalesce('app ' || upd.app, 'admin') as subject, null::bigint as subscription_id,
+              upd.app, 1 as n, upd.id || ' still prepared after ' || upd.checks || ' check-backs' as detail,
+              jsonb_build_array(jsonb_build_object('messageId', upd.id, 'at', now(), 'detail', 'still prepared after ' || upd.checks || ' check-backs')) as examples,
+              '#/dead-letters' as link, ${nextStepSql(ALERT_CONDITIONS.messageInDoubt)} as next_step
+         from upd where upd.in_doubt`)}
      )
      select in_doubt from upd`,
     [id, lease, nextMs, limit],

@@ -114,7 +114,7 @@ const BATCH_JOB = `job as (
 // $1 job id; $2 owner node; the batch size is the job's own.
 // One batch of a re-send-dead job, in one statement: re-sends up to a batch of the
 // subscription's dead deliveries (oldest first, skipping rows another transaction holds),
-// resolving their alerts as every re-send does, and records the progress.
+// as every re-send does, and records the progress.
 const RESEND_DEAD_BATCH_SQL = resendStatement({
   with: BATCH_JOB,
   picked: `select d.id from deliveries d, job

@@ -3,8 +3,9 @@ import type { Db } from "./db.ts";
 export type SkipOutcome = "skipped" | "not_dead" | "not_found";
 
 // $1 delivery id. A dead delivery is marked skipped: it no longer holds its key (ordering "key",
-// onDead "block"), and the next claim wakes the delivery behind it (key_wakes). Its open alerts
-// (delivery_dead, key_blocked) are resolved in the same statement. Skipping again is a no-op.
+// onDead "block"), and the next claim wakes the delivery behind it (key_wakes). Its subscription's
+// delivery_dead and key_blocked alerts are resolved once nothing they count is left
+// (resolveClearedAlerts). Skipping again is a no-op.
 const SKIP_SQL = `
 with skipped as (
   update deliveries set skipped_at = coalesce(skipped_at, now())
@@ -13,10 +14,6 @@ with skipped as (
 ), freed as (
   insert into key_wakes (subscription_id, order_key, message_id)
   select subscription_id, order_key, message_id from skipped where order_key is not null
-), resolved as (
-  update alerts a set resolved_at = now() from skipped
-   where a.resolved_at is null and a.kind in ('delivery_dead', 'key_blocked')
-     and a.message_id = skipped.message_id and a.subscription_id = skipped.subscription_id
 )
 select (select count(*)::int from skipped) as skipped, (select state::text from deliveries where id = $1) as state`;
 

@@ -1,4 +1,6 @@
 import { afterResults, storedCircuitPolicy, type CircuitState, type Health, type HealthEvent, type Tally } from "../domain/circuitBreaker.ts";
+import { ALERT_CONDITIONS } from "../domain/alerts.ts";
+import { nextStepSql, raiseAlertsSql, resolvedBySystem } from "./alertRaise.ts";
 import { inTransaction, type Db, type Tx } from "./db.ts";
 import { SUBSCRIPTIONS_CHANNEL } from "./subscriptions.ts";
 
@@ -107,26 +109,40 @@ export async function recordHealth(db: Db, tallies: ReadonlyMap<number, Tally>):
   return changes;
 }
 
-const EVENT_ALERTS = {
-  opened: ["circuit_open", "the circuit opened: deliveries wait and one probe goes out at intervals"],
-  closed: ["circuit_closed", "the circuit closed: deliveries go again"],
-  auto_paused: ["subscription_auto_paused", "paused automatically: the circuit stayed open too long; resume it to deliver what waited"],
-  reset: ["circuit_closed", "the circuit was closed by an operator"],
+/** Each transition's line in the history, and what it does to the subscription's alerts. */
+const EVENTS = {
+  opened: { text: "the circuit opened: deliveries wait and one probe goes out at intervals", raises: ALERT_CONDITIONS.circuitOpen },
+  closed: { text: "the circuit closed: deliveries go again", resolves: "the circuit closed: an attempt succeeded" },
+  auto_paused: {
+    text: "paused automatically: the circuit stayed open too long; resume it to deliver what waited",
+    raises: ALERT_CONDITIONS.subscriptionAutoPaused,
+  },
+  reset: { text: "the circuit was closed by an operator", resolves: "the circuit was closed by an operator" },
 } as const;
 
-/**
- * Logs a transition in the subscription's history and raises its alert; closing resolves the
- * open circuit_open alert.
- */
-async function logEvent(tx: Db | Tx, subscriptionId: number, event: keyof typeof EVENT_ALERTS, detail: string): Promise<void> {
-  const [kind, text] = EVENT_ALERTS[event];
-  await tx.query(
-    `with ev as (insert into subscription_health_events (subscription_id, event, detail) values ($1, $2::text, $3)),
-          res as (update alerts set resolved_at = now()
-                   where $2::text in ('closed', 'reset') and subscription_id = $1 and kind = 'circuit_open' and resolved_at is null)
-     insert into alerts (kind, message_id, subscription_id, detail) values ($4::alert_kind, null, $1, $5)`,
-    [subscriptionId, event, detail, kind, `${text} (${detail})`],
-  );
+// $1 subscription id; $2 event; $3 detail; $4 the alert's detail. An opening counts into the
+// subscription's circuit_open alert (raised if none is open), an automatic pause into its
+// subscription_auto_paused alert; a close resolves the circuit_open alert.
+const RAISE_SQL = Object.fromEntries(
+  [ALERT_CONDITIONS.circuitOpen, ALERT_CONDITIONS.subscriptionAutoPaused].map((condition) => [
+    condition,
+    `with ev as (insert into subscription_health_events (subscription_id, event, detail) values ($1, $2::text, $3))
+     ${raiseAlertsSql(`select '${condition}' as condition, 'subscription ' || s.name as subject, s.id as subscription_id, null::text as app, 1 as n,
+                              $4::text as detail, '[]'::jsonb as examples, '#/subscriptions/' || s.name as link, ${nextStepSql(condition)} as next_step
+                         from subscriptions s where s.id = $1`)}`,
+  ]),
+);
+// $1 subscription id; $2 event; $3 detail; $4 how the alert cleared.
+const RESOLVE_SQL = `
+with ev as (insert into subscription_health_events (subscription_id, event, detail) values ($1, $2::text, $3))
+update alerts set ${resolvedBySystem("$4::text || ' (' || $3::text || ')'")}
+ where subscription_id = $1 and condition = '${ALERT_CONDITIONS.circuitOpen}' and resolved_at is null`;
+
+/** Logs a transition in the subscription's history, and raises or resolves its alert. */
+async function logEvent(tx: Db | Tx, subscriptionId: number, event: keyof typeof EVENTS, detail: string): Promise<void> {
+  const e: { text: string; raises?: string; resolves?: string } = EVENTS[event];
+  if (e.raises) await tx.query(RAISE_SQL[e.raises]!, [subscriptionId, event, detail, `${e.text} (${detail})`]);
+  else await tx.query(RESOLVE_SQL, [subscriptionId, event, detail, e.resolves]);
 }
 
 // $1 subscription id; $2 probe interval ms. Takes the subscription's probe: one across all nodes,

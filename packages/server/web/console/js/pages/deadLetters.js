@@ -1,24 +1,15 @@
 import { api, enc, qs } from "../api.js";
 import { act, badge, formatCount, fullId, h, notify, table, time } from "../dom.js";
+import { alertTable } from "./alertList.js";
 
 /** Dead letters and alerts: what needs a person. */
-/** Each alert kind's badge: its colour class and its label. */
-const ALERT_BADGES = {
-  delivery_dead: ["dead", "dead delivery"],
-  key_blocked: ["dead", "key blocked"],
-  message_in_doubt: ["prepared", "in doubt"],
-  circuit_open: ["dead", "circuit open"],
-  circuit_closed: ["delivered", "circuit closed"],
-  subscription_auto_paused: ["dead", "auto-paused"],
-};
-
 export async function renderDeadLetters(ctx) {
   ctx.title("Dead letters");
   const q = Object.fromEntries(ctx.query);
   const [stats, page, alerts, doubtful] = await Promise.all([
     api.get("/v1/stats"),
     api.get(`/v1/deliveries${qs({ state: "dead", subscription: q.subscription, cursor: q.cursor, limit: 50 })}`),
-    api.get(`/v1/alerts${qs({ cursor: q.alerts, limit: 50 })}`),
+    api.get(`/v1/alerts${qs({ state: q.alertState || "unresolved", cursor: q.alerts, limit: 50 })}`),
     api.get("/v1/messages?state=in_doubt&limit=50"),
   ]);
   if (!ctx.current()) return;
@@ -115,40 +106,11 @@ export async function renderDeadLetters(ctx) {
     { empty: q.subscription ? `No dead delivery for ${q.subscription}.` : "No dead delivery. All clear." },
   );
 
-  const alertList = table(
-    [{ label: "Raised", class: "wide-only" }, { label: "What" }, { label: "Message" }, { label: "Detail", class: "wide-only" }, { label: "" }],
-    alerts.items.map((a) => [
-      time(a.createdAt),
-      h(
-        "span",
-        {},
-        ALERT_BADGES[a.kind] ? badge(...ALERT_BADGES[a.kind]) : badge("prepared", "in doubt"),
-        a.subscription ? h("div", { class: "small" }, a.subscription) : null,
-      ),
-      a.messageId
-        ? { value: h("a", { href: `#/messages/${enc(a.messageId)}` }, a.messageId), class: "id" }
-        : { value: h("a", { href: `#/subscriptions/${enc(a.subscription ?? "")}` }, "subscription"), class: "id" },
-      a.detail,
-      h(
-        "button",
-        {
-          type: "button",
-          class: "small quiet",
-          "aria-label": `Mark alert ${a.id} handled`,
-          onclick: async (e) => {
-            const button = e.currentTarget;
-            const done = await act(button, () => api.post(`/v1/alerts/${a.id}/resolve`).then(() => true));
-            if (done) {
-              notify("Alert marked handled.");
-              button.closest("tr").remove();
-            }
-          },
-        },
-        "Mark handled",
-      ),
-    ]),
-    { empty: "No open alert." },
-  );
+  // Grouped: one alert per condition and subject, however many occurrences it counts.
+  const alertList = alertTable(alerts.items, {
+    changed: () => ctx.navigate(location.hash),
+    empty: q.alertState === "resolved" ? "No resolved alert." : "No open alert.",
+  });
   const lastAlert = alerts.items.at(-1);
 
   ctx.main.append(
@@ -170,15 +132,24 @@ export async function renderDeadLetters(ctx) {
     h(
       "section",
       { class: "panel", "aria-labelledby": "h-alerts" },
-      h("h2", { id: "h-alerts" }, "Open alerts"),
+      h("h2", { id: "h-alerts" }, q.alertState === "resolved" ? "Resolved alerts" : "Open alerts"),
       alertList,
       h(
         "div",
         { class: "row" },
-        q.alerts ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription })}` }, "Newest alerts") : null,
-        alerts.items.length === 50 && lastAlert
-          ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, alerts: lastAlert.id })}` }, "Older alerts →")
+        q.alerts
+          ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, alertState: q.alertState })}` }, "Newest alerts")
           : null,
+        alerts.items.length === 50 && lastAlert
+          ? h(
+              "a",
+              { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, alertState: q.alertState, alerts: lastAlert.id })}` },
+              "Older alerts →",
+            )
+          : null,
+        q.alertState === "resolved"
+          ? h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription })}` }, "Open alerts")
+          : h("a", { class: "button quiet", href: `#/dead-letters${qs({ subscription: q.subscription, alertState: "resolved" })}` }, "Resolved alerts"),
       ),
     ),
     // Transactional messages that check-back could not settle: a person commits or rolls back.

@@ -25,7 +25,7 @@ export async function renderOverview(ctx) {
   ctx.main.append(h("div", { class: "spread" }, h("h1", {}, "Overview"), updated), body);
 
   async function draw() {
-    const stats = await api.get("/v1/stats");
+    const [stats, alerts] = await Promise.all([api.get("/v1/stats"), api.get("/v1/alerts?limit=5")]);
     if (!ctx.current()) return;
     const cap = stats.countCap;
     const oldest = stats.oldestPending;
@@ -68,7 +68,11 @@ export async function renderOverview(ctx) {
           { class: "panel", "aria-labelledby": "h-alerts" },
           h("h2", { id: "h-alerts" }, "Open alerts"),
           h("p", { class: "big", id: "open-alerts" }, stats.openAlerts > 0 ? h("a", { href: "#/dead-letters" }, formatCount(stats.openAlerts, cap)) : "0"),
-          h("p", { class: "small muted" }, stats.openAlerts > 0 ? "Dead deliveries and messages in doubt wait for a person." : "Nothing needs a person."),
+          h(
+            "p",
+            { class: "small muted" },
+            stats.openAlerts > 0 ? "Each counts its occurrences (dead deliveries, messages in doubt, …); they wait for a person." : "Nothing needs a person.",
+          ),
         ),
       ),
       h(
@@ -77,6 +81,24 @@ export async function renderOverview(ctx) {
         h("h2", { id: "h-throughput" }, "Throughput per minute, last hour"),
         throughputChart(stats.throughput),
       ),
+      // The latest unresolved alerts, grouped; acknowledged and resolved on the dead letters page.
+      alerts.items.length > 0
+        ? h(
+            "section",
+            { class: "panel", "aria-labelledby": "h-latest-alerts" },
+            h("h2", { id: "h-latest-alerts" }, "Latest alerts"),
+            table(
+              [{ label: "State" }, { label: "What" }, { label: "Count", class: "num" }, { label: "First / last", class: "wide-only" }],
+              alerts.items.map((a) => [
+                badge(a.state === "open" ? "dead" : "pending", a.state),
+                h("span", {}, h("strong", {}, a.condition.replaceAll("_", " ")), " ", a.link ? h("a", { href: a.link }, a.subject) : a.subject),
+                String(a.count),
+                h("span", { class: "small" }, time(a.firstAt), " – ", time(a.lastAt)),
+              ]),
+            ),
+            h("p", { class: "small" }, h("a", { href: "#/dead-letters" }, "Acknowledge or resolve them on Dead letters and alerts")),
+          )
+        : null,
       h(
         "section",
         { class: "panel", "aria-labelledby": "h-subs" },

@@ -16,6 +16,7 @@ import { jobRoutes } from "./routes/jobs.ts";
 import { recoveryRoutes } from "./routes/recovery.ts";
 import { sessionRoutes } from "./routes/session.ts";
 import { statsRoutes } from "./routes/stats.ts";
+import { operatorRoutes } from "./routes/operators.ts";
 
 /** The routes a built server registered, with who may call each (for tests and tools). */
 const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
@@ -108,5 +109,6 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   deliveryRoutes(app, s);
   jobRoutes(app, s);
   recoveryRoutes(app, s);
+  operatorRoutes(app, s);
   return app;
 }

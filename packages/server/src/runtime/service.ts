@@ -25,6 +25,7 @@ import { createMetrics } from "./metrics.ts";
 import { describeCircuit } from "../domain/circuitBreaker.ts";
 import { Publisher } from "../publish/publisher.ts";
 import { appByKeyHash } from "../store/apps.ts";
+import { operatorByKeyHash } from "../store/operators.ts";
 import { createPool } from "../store/db.ts";
 import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "../store/deliveryAttempts.ts";
 import { claimOrderedDeliveries } from "../store/orderedClaim.ts";
@@ -228,7 +229,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     log,
   );
   const resendJobs = new ResendDeadJobs(db, nodeId, () => dispatcher.wake(), log);
-  const auth = new Authenticator(admin.key, (hash) => appByKeyHash(db, hash));
+  const auth = new Authenticator(admin.key, { app: (hash) => appByKeyHash(db, hash), operator: (hash) => operatorByKeyHash(db, hash) });
   const server = await buildServer({
     config,
     db,

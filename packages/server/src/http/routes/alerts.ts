@@ -29,11 +29,13 @@ const AlertParams = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,18}$" }) 
 /** Alerts for people: dead deliveries and messages in doubt (admin). */
 export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["alerts"];
-  const config = { auth: "admin" } as const;
+  // Reading alerts is for every person; marking them handled for operators.
+  const config = { auth: "operator" } as const;
+  const read = { auth: "viewer" } as const;
   app.get<{ Querystring: Static<typeof AlertQuery> }>(
     "/v1/alerts",
     {
-      config,
+      config: read,
       schema: {
         tags,
         summary: "Alerts, newest first (open ones only unless open=false)",

@@ -9,7 +9,9 @@ import { Type } from "@sinclair/typebox";
 
 export function appRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["apps"];
+  // Reading apps is for every person; changing them (and their keys) for admins.
   const config = { auth: "admin" } as const;
+  const read = { auth: "viewer" } as const;
 
   app.post<{ Body: CreateApp }>(
     "/v1/apps",
@@ -32,13 +34,13 @@ export function appRoutes(app: FastifyInstance, s: RouteServices): void {
     },
   );
 
-  app.get("/v1/apps", { config, schema: { tags, summary: "List apps", response: { 200: Type.Object({ items: Type.Array(App) }) } } }, async () => ({
+  app.get("/v1/apps", { config: read, schema: { tags, summary: "List apps", response: { 200: Type.Object({ items: Type.Array(App) }) } } }, async () => ({
     items: await listApps(s.db),
   }));
 
   app.get<{ Params: NameParams }>(
     "/v1/apps/:name",
-    { config, schema: { tags, summary: "Get an app", params: NameParams, response: { 200: App, "4xx": ErrorBody } } },
+    { config: read, schema: { tags, summary: "Get an app", params: NameParams, response: { 200: App, "4xx": ErrorBody } } },
     async (request) => {
       const found = await getApp(s.db, request.params.name);
       if (!found) throw notFound(`app ${request.params.name}`);

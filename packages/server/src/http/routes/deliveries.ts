@@ -47,7 +47,7 @@ export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get<{ Querystring: ListDeliveriesQuery }>(
     "/v1/deliveries",
     {
-      config: { auth: "admin" },
+      config: { auth: "viewer" },
       schema: {
         tags: ["console"],
         summary: "List deliveries newest first (e.g. state=dead: the dead letters), with keyset paging",
@@ -77,7 +77,7 @@ export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: Static<typeof DeliveryIdParams> }>(
     "/v1/deliveries/:id/skip",
     {
-      config: { auth: "admin" },
+      config: { auth: "operator" },
       schema: {
         tags: ["console"],
         summary:

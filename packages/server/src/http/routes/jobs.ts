@@ -79,7 +79,9 @@ export async function awaitJob(s: RouteServices, started: JobRecord, request: Fa
  */
 export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["console"];
-  const config = { auth: "admin" } as const;
+  // Re-sending is a hand action (operator); following the jobs is reading (viewer).
+  const config = { auth: "operator" } as const;
+  const read = { auth: "viewer" } as const;
   const jobs = s.resendJobs;
   const start = async (subscription: string, body: ResendDead | undefined): Promise<JobRecord> => {
     const row = await subscriptionNamed(s, subscription);
@@ -131,7 +133,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get<{ Params: JobParams }>(
     "/v1/jobs/:id",
-    { config, schema: { tags, summary: "A background job and its progress", params: JobParams, response: { 200: Job, "4xx": ErrorBody } } },
+    { config: read, schema: { tags, summary: "A background job and its progress", params: JobParams, response: { 200: Job, "4xx": ErrorBody } } },
     async (request) => {
       const job = await getJob(s.db, request.params.id);
       if (!job) throw notFound(`job ${request.params.id}`);
@@ -142,7 +144,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get<{ Querystring: ListJobsQuery }>(
     "/v1/jobs",
     {
-      config,
+      config: read,
       schema: {
         tags,
         summary: "The 20 newest jobs (of one subscription)",

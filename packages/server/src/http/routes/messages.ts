@@ -41,13 +41,13 @@ export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {
 }
 
 /**
- * Whether the caller may see a message: the admin sees all, an app its own and those of its read
- * topics. Anything else is answered exactly as a message that does not exist, so that another
+ * Whether the caller may see a message: people (the admin key, operators) see all, an app its
+ * own and those of its read topics (a viewer's changes are refused before this, by its role). Anything else is answered exactly as a message that does not exist, so that another
  * app's ids are neither shown nor confirmed.
  */
-const canRead = (p: Principal, m: MessageRecord): boolean => p.kind === "admin" || m.app === p.app || p.readTopics.includes(m.topic);
-/** Changing (commit, roll back, re-send, mark dead, delete) is for the message's own app and the admin. */
-const canChange = (p: Principal, m: MessageRecord): boolean => p.kind === "admin" || m.app === p.app;
+const canRead = (p: Principal, m: MessageRecord): boolean => p.kind !== "app" || m.app === p.app || p.readTopics.includes(m.topic);
+/** Changing (commit, roll back, re-send, mark dead, delete) is for the message's own app and people. */
+const canChange = (p: Principal, m: MessageRecord): boolean => p.kind !== "app" || m.app === p.app;
 
 /** The message behind `ref` if the caller may act on it: 404 when it may not see it, 403 when it may only read it. */
 function allowed(principal: Principal, message: MessageRecord | null, ref: string, change: boolean): MessageRecord {

@@ -26,7 +26,8 @@ function instant(field: string, text: string): Date {
  */
 export function recoveryRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["subscriptions"];
-  const config = { auth: "admin" } as const;
+  // Hand actions on a subscription's deliveries: operators.
+  const config = { auth: "operator" } as const;
   const subscription = (name: string): Promise<SubscriptionRow> => subscriptionNamed(s, name);
 
   app.post<{ Params: NameParams }>(

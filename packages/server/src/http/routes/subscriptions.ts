@@ -113,7 +113,9 @@ export async function subscriptionNamed(s: RouteServices, name: string): Promise
 
 export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["subscriptions"];
+  // Reading subscriptions is for every person; changing them for admins.
   const config = { auth: "admin" } as const;
+  const read = { auth: "viewer" } as const;
   const endpoint = (given: Endpoint, current?: Endpoint): Endpoint => {
     // What the API showed (a masked password or header value) means "keep the stored one".
     const e = unmaskEndpoint(given, current);
@@ -166,7 +168,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
 
   app.get(
     "/v1/subscriptions",
-    { config, schema: { tags, summary: "List subscriptions", response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } },
+    { config: read, schema: { tags, summary: "List subscriptions", response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } },
     async () => {
       const [rows, states] = await Promise.all([listSubscriptions(s.db), circuitStates(s.db)]);
       return { items: rows.map((row) => ({ ...showSubscription(row), circuitState: states.get(row.id) ?? "closed" })) };
@@ -176,7 +178,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
   app.get<{ Params: NameParams }>(
     "/v1/subscriptions/:name",
     {
-      config,
+      config: read,
       schema: {
         tags,
         summary: "Get a subscription, with its circuit's state and history",

@@ -13,6 +13,7 @@ import { renderSubscriptions } from "./pages/subscriptions.js";
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const signOutButton = document.getElementById("sign-out");
+const whoView = document.getElementById("who");
 let signedIn = false;
 /** Timers and listeners of the page on screen, stopped when another page is shown. */
 const cleanups = [];
@@ -38,10 +39,23 @@ const ROUTES = {
   apps: (ctx) => renderApps(ctx),
 };
 
-function setSignedIn(value) {
-  signedIn = value;
-  nav.hidden = !value;
-  signOutButton.hidden = !value;
+/**
+ * `who`: the session's `{kind, name, role}`, or null when signed out. The role goes on the body:
+ * the stylesheet hides what it may not do (elements marked `data-needs="operator"` or `"admin"`);
+ * the API refuses it either way.
+ */
+function setSignedIn(who) {
+  signedIn = who !== null;
+  nav.hidden = !signedIn;
+  signOutButton.hidden = !signedIn;
+  whoView.hidden = !signedIn;
+  if (who) {
+    document.body.dataset.role = who.role;
+    whoView.textContent = who.kind === "admin" ? "admin key" : `${who.name} · ${who.role}`;
+  } else {
+    delete document.body.dataset.role;
+    whoView.textContent = "";
+  }
 }
 
 async function render() {
@@ -85,8 +99,8 @@ async function render() {
   }
 }
 
-function onSignedIn(next) {
-  setSignedIn(true);
+function onSignedIn(next, who) {
+  setSignedIn(who);
   navigate(next.startsWith("#/sign-in") ? "#/overview" : next);
 }
 
@@ -102,7 +116,7 @@ function focusHeading() {
 
 whenSignedOut(() => {
   if (!signedIn) return;
-  setSignedIn(false);
+  setSignedIn(null);
   void render().then(() => notify("Your session has expired or ended. Sign in again.", { error: true }));
 });
 
@@ -112,7 +126,7 @@ signOutButton.addEventListener("click", async () => {
   } catch {
     // Signed out already.
   }
-  setSignedIn(false);
+  setSignedIn(null);
   navigate("#/sign-in");
   notify("Signed out.");
 });

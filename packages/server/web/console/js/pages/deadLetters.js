@@ -72,7 +72,7 @@ export async function renderDeadLetters(ctx) {
       time(d.deadAt),
       h(
         "div",
-        { class: "row" },
+        { class: "row", "data-needs": "operator" },
         h(
           "button",
           {
@@ -134,6 +134,7 @@ export async function renderDeadLetters(ctx) {
         {
           type: "button",
           class: "small quiet",
+          "data-needs": "operator",
           "aria-label": `Mark alert ${a.id} handled`,
           onclick: async (e) => {
             const button = e.currentTarget;

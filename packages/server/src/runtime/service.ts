@@ -14,6 +14,7 @@ import { createBrokerTransports } from "../transports/brokerTransports.ts";
 import { ResendDeadJobs } from "../workers/resendDeadJobs.ts";
 import { RetentionSweeper } from "../workers/retentionSweeper.ts";
 import { deleteFinishedMessages } from "../store/retention.ts";
+import { sweepAudit } from "../store/auditLog.ts";
 import { checkUnresolved, claimDueChecks, countCheck, logCheck, releaseCheck } from "../store/preparedMessages.ts";
 import { ResultWriter } from "../delivery/resultWriter.ts";
 import { SubscriptionCache } from "../delivery/subscriptionCache.ts";
@@ -256,10 +257,16 @@ export async function startService(config: Config, log: Logger): Promise<Running
     { intervalMs: config.retentionIntervalMs, batchSize: 1000 },
     log,
   );
+  const auditRetention = new RetentionSweeper(
+    (batchSize) => sweepAudit(db, config.auditRetentionMs, batchSize),
+    { intervalMs: config.retentionIntervalMs, batchSize: 1000, what: "audit entries" },
+    log,
+  );
   await health.start();
   dispatcher.start();
   checkBack.start();
   retention.start();
+  auditRetention.start();
   resendJobs.start();
   const address = server.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
@@ -281,6 +288,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       (closing ??= (async () => {
         await within(server.close(), 3000);
         retention.stop();
+        auditRetention.stop();
         health.stop();
         await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000)]);
         await results.drain(3000);

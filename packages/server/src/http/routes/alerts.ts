@@ -4,6 +4,7 @@ import { notFound } from "../../domain/errors.ts";
 import { listAlerts, resolveAlert } from "../../store/alerts.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
+import { handAction } from "../../domain/audit.ts";
 
 const Alert = Type.Object({
   id: Type.Integer(),
@@ -51,7 +52,10 @@ export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
   );
   app.post<{ Params: Static<typeof AlertParams> }>(
     "/v1/alerts/:id/resolve",
-    { config, schema: { tags, summary: "Mark an alert handled", params: AlertParams, response: { 204: Type.Null(), "4xx": ErrorBody } } },
+    {
+      config: { ...config, audit: handAction("alert.resolve") },
+      schema: { tags, summary: "Mark an alert handled", params: AlertParams, response: { 204: Type.Null(), "4xx": ErrorBody } },
+    },
     async (request, reply) => {
       if (!(await resolveAlert(s.db, Number(request.params.id)))) throw notFound(`alert ${request.params.id}`);
       return reply.status(204).send();

@@ -6,6 +6,7 @@ import { getSubscription } from "../../store/subscriptions.ts";
 import { skipDelivery } from "../../store/skipDelivery.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
+import { handAction } from "../../domain/audit.ts";
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Timestamp = Type.String({ format: "date-time" });
@@ -77,7 +78,7 @@ export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: Static<typeof DeliveryIdParams> }>(
     "/v1/deliveries/:id/skip",
     {
-      config: { auth: "operator" },
+      config: { auth: "operator", audit: handAction("delivery.skip") },
       schema: {
         tags: ["console"],
         summary:

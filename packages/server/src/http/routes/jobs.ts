@@ -6,6 +6,7 @@ import { getSubscription } from "../../store/subscriptions.ts";
 import { subscriptionNamed } from "./subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { preference } from "../prefer.ts";
+import { handAction } from "../../domain/audit.ts";
 import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
 
 export const Job = Type.Object({
@@ -91,7 +92,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: NameParams; Body: ResendDead | undefined }>(
     "/v1/subscriptions/:name/resend-dead-jobs",
     {
-      config,
+      config: { ...config, audit: handAction("subscription.resend_dead") },
       schema: {
         tags: ["subscriptions"],
         summary: "Start re-sending a subscription's dead deliveries in batches, in the background; follow it at /v1/jobs/:id",
@@ -109,7 +110,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: NameParams; Body: ResendDead }>(
     "/v1/subscriptions/:name/resend-dead",
     {
-      config,
+      config: { ...config, audit: handAction("subscription.resend_dead") },
       schema: {
         tags: ["subscriptions"],
         summary: "Re-send a subscription's dead deliveries, in batches, and wait for it",

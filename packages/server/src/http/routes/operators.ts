@@ -5,6 +5,8 @@ import { ROLES, type Principal } from "../../domain/roles.ts";
 import { createOperator, deleteOperator, getOperator, listOperators, rotateOperatorKey, setOperatorRole } from "../../store/operators.ts";
 import { hashKey, newOperatorKey } from "../auth.ts";
 import type { RouteServices } from "../routeServices.ts";
+import { noteAudit } from "../audit.ts";
+import { configChange } from "../../domain/audit.ts";
 import { ErrorBody, Name, NameParams } from "../schemas.ts";
 
 const Role = Type.Union(
@@ -38,7 +40,7 @@ export function operatorRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Body: Static<typeof CreateOperator> }>(
     "/v1/operators",
     {
-      config,
+      config: { ...config, audit: configChange("operator.create") },
       schema: {
         tags,
         summary: "Add an operator with a role; their key is shown once",
@@ -75,7 +77,7 @@ export function operatorRoutes(app: FastifyInstance, s: RouteServices): void {
   app.patch<{ Params: NameParams; Body: Static<typeof PatchOperator> }>(
     "/v1/operators/:name",
     {
-      config,
+      config: { ...config, audit: configChange("operator.update") },
       schema: {
         tags,
         summary: "Change an operator's role, or rotate their key (shown once; their console sessions end)",
@@ -91,6 +93,7 @@ export function operatorRoutes(app: FastifyInstance, s: RouteServices): void {
       if (role !== undefined && role !== "admin" && isSelf(request.principal, name)) {
         throw conflict("you cannot lower your own role: another admin, or the admin key, can");
       }
+      noteAudit(request, { before: await getOperator(s.db, name) });
       let changed = role === undefined ? await getOperator(s.db, name) : await setOperatorRole(s.db, name, role);
       const key = rotateKey ? newOperatorKey() : undefined;
       if (changed && key) changed = await rotateOperatorKey(s.db, name, hashKey(key));
@@ -104,7 +107,7 @@ export function operatorRoutes(app: FastifyInstance, s: RouteServices): void {
   app.delete<{ Params: NameParams }>(
     "/v1/operators/:name",
     {
-      config,
+      config: { ...config, audit: configChange("operator.delete") },
       schema: {
         tags,
         summary: "Remove an operator: their key stops working and their console sessions end",
@@ -115,6 +118,7 @@ export function operatorRoutes(app: FastifyInstance, s: RouteServices): void {
     async (request, reply) => {
       if (isSelf(request.principal, request.params.name)) throw conflict("you cannot remove yourself: another admin, or the admin key, can");
       const removed = await deleteOperator(s.db, request.params.name);
+      noteAudit(request, { before: removed });
       s.auth.forget();
       if (!removed) throw notFound(`operator ${request.params.name}`);
       return reply.status(204).send();

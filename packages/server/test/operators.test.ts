@@ -58,6 +58,7 @@ const EXPECTED: Record<string, "public" | "app" | "viewer" | "operator" | "admin
   "POST /v1/operators": "admin",
   "PATCH /v1/operators/:name": "admin",
   "DELETE /v1/operators/:name": "admin",
+  "GET /v1/audit": "viewer",
 };
 
 type Who = "no key" | "app" | "viewer" | "operator" | "admin operator" | "admin key";

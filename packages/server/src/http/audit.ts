@@ -39,6 +39,13 @@ function parsed(payload: unknown): unknown {
   }
 }
 
+/** A hand action's answer as recorded: a message's payload is its producer's business, not the log's. */
+function outcome(answer: unknown): unknown {
+  if (answer === null || typeof answer !== "object" || Array.isArray(answer)) return answer;
+  const { payload: _payload, ...rest } = answer as Record<string, unknown>;
+  return rest;
+}
+
 function defaultTarget(spec: AuditSpec, request: FastifyRequest): string | null {
   const params = (request.params ?? {}) as Record<string, string | undefined>;
   const name = params.name ?? params.id ?? (request.body as { name?: unknown } | undefined)?.name;
@@ -64,7 +71,7 @@ function entryOf(spec: AuditSpec, request: FastifyRequest, reply: FastifyReply, 
     before: spec.kind === "config" ? redact(note.before ?? null) : null,
     // A deletion has no after; a change's after is the object as the answer shows it.
     after: spec.kind === "config" && request.method !== "DELETE" ? redact(answer) : null,
-    detail: redact({ ...options, ...note.detail, ...(spec.kind === "hand" && answer !== null ? { result: answer } : {}) }),
+    detail: redact({ ...options, ...note.detail, ...(spec.kind === "hand" && answer !== null ? { result: outcome(answer) } : {}) }),
   };
 }
 

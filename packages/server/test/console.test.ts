@@ -492,6 +492,12 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     });
     assert.equal(patched.status(), 403);
     assert.match((await patched.json()).error.message, /the admin role/);
+
+    // The viewer reads in the audit log who re-sent it.
+    await viewer.go("#/audit");
+    await viewer.page.getByRole("heading", { name: "Audit", level: 1 }).waitFor();
+    const entry = viewer.page.getByRole("region", { name: "Audit entries" }).locator("tbody tr", { hasText: "message.resend" });
+    assert.match(await entry.innerText(), new RegExp(`otto[\\s\\S]*message\\.resend[\\s\\S]*message/${id}[\\s\\S]*result: \\{"resent":1\\}`));
   });
 
   test("dead letters: lists dead deliveries for manual handling", async (t) => {

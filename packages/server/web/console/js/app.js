@@ -2,6 +2,7 @@
 import { resumeSession, signOut, whenSignedOut } from "./api.js";
 import { clear, clearStaleNotice, h, notify } from "./dom.js";
 import { renderApps } from "./pages/apps.js";
+import { renderAudit } from "./pages/audit.js";
 import { renderDeadLetters } from "./pages/deadLetters.js";
 import { renderMessage } from "./pages/message.js";
 import { renderMessages } from "./pages/messages.js";
@@ -37,6 +38,7 @@ const ROUTES = {
   "dead-letters": (ctx) => renderDeadLetters(ctx),
   subscriptions: (ctx) => (ctx.parts[1] !== undefined ? renderSubscription(ctx, ctx.parts[1]) : renderSubscriptions(ctx)),
   apps: (ctx) => renderApps(ctx),
+  audit: (ctx) => renderAudit(ctx),
 };
 
 /**

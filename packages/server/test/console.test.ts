@@ -903,7 +903,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     assert.equal(expired.rowCount, 1);
     await nav().getByRole("link", { name: "Subscriptions" }).click();
     await page.getByText("Your session has expired or ended. Sign in again.").waitFor();
-    await page.getByLabel("Admin key").fill(ADMIN_KEY);
+    await page.getByLabel("Key", { exact: true }).fill(ADMIN_KEY);
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("heading", { name: "Subscriptions", level: 1 }).waitFor();
   });
@@ -915,7 +915,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
     const cookie = (await context.cookies(world.service.url)).find((c) => c.name === "tidings_session")!;
     await page.getByRole("button", { name: "Sign out" }).click();
-    await page.getByLabel("Admin key").waitFor();
+    await page.getByLabel("Key", { exact: true }).waitFor();
     const stale = await fetch(`${world.service.url}/v1/stats`, { headers: { cookie: `${cookie.name}=${cookie.value}` } });
     assert.equal(stale.status, 401);
   });

@@ -9,8 +9,10 @@ const USAGE = `usage: tidings <command>
   subscription <subscription>                    one subscription's policies, endpoint health and circuit history
   retry-pending <subscription>                   make its waiting retries due now
   recover <subscription> --since T [--until T]   re-send its dead and failed deliveries of a window
-            (these four call a running service: --url / TIDINGS_URL, --admin-key / TIDINGS_ADMIN_KEY;
-            --json prints the API's answer; --help)
+  operators [list] | add <name> --role R | role <name> R | rotate-key <name> | remove <name>
+                                                 named operators with roles (viewer, operator, admin)
+            (these five call a running service: --url / TIDINGS_URL, --admin-key / TIDINGS_ADMIN_KEY
+            — the admin key or an operator's key with the role needed; --json prints the API's answer; --help)
 
 Configuration comes from the environment: TIDINGS_PORT (7400), TIDINGS_HOST (127.0.0.1),
 TIDINGS_DATA_DIR (./.tidings), DATABASE_URL (none: embedded PostgreSQL), TIDINGS_ADMIN_KEY,
@@ -30,6 +32,7 @@ async function main(argv: string[]): Promise<number> {
   // The operators' commands only call the API: run from the sources, they load none of the
   // service's modules (0.8 s to start through tsx instead of 2.7 s).
   if (isOperatorCommand(command)) return runOperatorCommand(command, argv.slice(1));
+  if (command === "operators") return (await import("./operatorsCommand.ts")).runOperatorsCommand(argv.slice(1));
   const [{ default: pino }, { ConfigError, loadConfig }, { startService }, { startEmbeddedDb }, { createPool }, { migrate }] = await Promise.all([
     import("pino"),
     import("./runtime/config.ts"),

@@ -24,7 +24,7 @@ export const OPERATOR_USAGE = `usage: tidings subscriptions [--topic TOPIC] [--j
 
   --json             subscriptions, subscription: print the API's answer as is
   --url URL          the service (env TIDINGS_URL, default http://127.0.0.1:7400)
-  --admin-key KEY    the admin key (env TIDINGS_ADMIN_KEY)`;
+  --admin-key KEY    the admin key, or an operator's key with the role needed (env TIDINGS_ADMIN_KEY)`;
 
 /** How often `recover` reads its job's progress. */
 const POLL_MS = 500;

@@ -171,10 +171,13 @@ describe("authentication", () => {
     let answer = { name: "racer", readTopics: [], enabled: true };
     let release = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const auth = new Authenticator(ADMIN_KEY, async () => {
-      const read = answer;
-      await gate;
-      return read;
+    const auth = new Authenticator(ADMIN_KEY, {
+      app: async () => {
+        const read = answer;
+        await gate;
+        return read;
+      },
+      operator: async () => null,
     });
     const request = { headers: { authorization: "Bearer tdk_racer" } } as FastifyRequest;
     const inFlight = auth.authenticate(request);

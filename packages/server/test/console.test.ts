@@ -264,7 +264,7 @@ interface Console {
 async function openConsole(
   t: TestContext,
   world: World,
-  options: { signedIn?: boolean; viewport?: { width: number; height: number }; alsoAllowed?: string[] } = {},
+  options: { signedIn?: boolean; key?: string; viewport?: { width: number; height: number }; alsoAllowed?: string[] } = {},
 ): Promise<Console> {
   const context = await (await browser()).newContext({ viewport: options.viewport ?? { width: 1280, height: 800 } });
   context.setDefaultTimeout(UI_TIMEOUT_MS);
@@ -278,7 +278,7 @@ async function openConsole(
     assert.deepEqual(pageErrors, [], "script errors");
   });
   if (options.signedIn ?? true) {
-    const signIn = await context.request.post(`${world.service.url}/v1/session`, { data: { adminKey: ADMIN_KEY } });
+    const signIn = await context.request.post(`${world.service.url}/v1/session`, { data: { key: options.key ?? ADMIN_KEY } });
     assert.equal(signIn.status(), 201);
   }
   const page = await context.newPage();
@@ -305,7 +305,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     const world = await operatorsWorld();
     const { page, context, go, shot } = await openConsole(t, world, { signedIn: false });
     await go("");
-    const key = page.getByLabel("Admin key");
+    const key = page.getByLabel("Key", { exact: true });
     await key.waitFor();
     assert.ok(await key.evaluate((el) => el === document.activeElement), "the key field has the focus");
     assert.equal(await page.getByRole("navigation", { name: "Sections" }).isVisible(), false, "no sections before signing in");
@@ -313,7 +313,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await shot("sign-in");
     await page.keyboard.type("not-the-admin-key");
     await page.keyboard.press("Enter");
-    await page.getByText("That is not the admin key.").waitFor();
+    await page.getByText("That is neither the admin key nor an operator's key.").waitFor();
     await page.keyboard.type(ADMIN_KEY); // the field's text is selected after a failure: typing replaces it
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
@@ -447,6 +447,64 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     assert.match(await latest.innerText(), /attempt 4[\s\S]*delivered[\s\S]*HTTP 200/);
     assert.ok(world.deliveredTo("/billing").has(id), "the receiver got it");
     assert.equal(world.deliveredTo("/billing").size, 1, "and only that one");
+  });
+
+  test("roles: a viewer sees no action buttons; an operator re-sends a dead delivery but cannot change a subscription", async (t) => {
+    const world = await ownWorld(t, "console_roles", ["/billing"]);
+    await sendOrders(world, [1003]);
+    const id = world.orderIds.get("order-1003")!;
+    await waitFor("the billing delivery dead", async () => (await deadCounts(world)).billing === 1, UI_TIMEOUT_MS);
+    const viewerKey = (await world.admin.post("/v1/operators", { name: "vera", role: "viewer" })).body.key;
+    const operatorKey = (await world.admin.post("/v1/operators", { name: "otto", role: "operator" })).body.key;
+    /** The buttons a person can see and press on the page. */
+    const buttons = async (page: Page) => (await page.getByRole("button").allInnerTexts()).map((text) => text.trim());
+
+    const viewer = await openConsole(t, world, { key: viewerKey });
+    await viewer.go(`#/messages/${encodeURIComponent(id)}`);
+    await viewer.page.getByRole("region", { name: "Deliveries" }).locator("tbody tr", { hasText: "billing" }).locator(".badge.dead").waitFor();
+    assert.equal(await viewer.page.locator("#who").innerText(), "vera · viewer", "the header says who is signed in");
+    assert.deepEqual(await buttons(viewer.page), ["Sign out"], "a viewer has no action on a message");
+    for (const [hash, heading] of [
+      ["#/subscriptions/billing", "Subscription billing"],
+      ["#/subscriptions", "Subscriptions"],
+      ["#/dead-letters", "Dead letters"],
+      ["#/apps", "Apps"],
+    ] as const) {
+      await viewer.go(hash);
+      await viewer.page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+      await viewer.page.locator("main table, main .panel").first().waitFor();
+      const seen = (await buttons(viewer.page)).filter((b) => b !== "Sign out" && b !== "Show");
+      assert.deepEqual(seen, [], `a viewer sees no action on ${hash}`);
+    }
+
+    const operator = await openConsole(t, world, { key: operatorKey });
+    await operator.go(`#/messages/${encodeURIComponent(id)}`);
+    const row = operator.page.getByRole("region", { name: "Deliveries" }).locator("tbody tr", { hasText: "billing" });
+    await row.locator(".badge.dead").waitFor();
+    world.down.delete("/billing");
+    await operator.page.getByRole("button", { name: "Re-send to billing" }).click();
+    await row.locator(".badge.delivered").waitFor();
+    assert.ok(world.deliveredTo("/billing").has(id), "the receiver got it");
+
+    await operator.go("#/subscriptions/billing");
+    await operator.page.getByRole("button", { name: "Re-send all dead…" }).waitFor();
+    const seen = await buttons(operator.page);
+    for (const hidden of ["Save changes", "Pause", "Rotate secret…", "Delete subscription…"])
+      assert.ok(!seen.includes(hidden), `an operator does not see ${hidden}`);
+    // The API refuses it either way.
+    const csrf = (await (await operator.context.request.get(`${world.service.url}/v1/session`)).json()).csrfToken;
+    const patched = await operator.context.request.patch(`${world.service.url}/v1/subscriptions/billing`, {
+      headers: { "x-csrf-token": csrf },
+      data: { enabled: false },
+    });
+    assert.equal(patched.status(), 403);
+    assert.match((await patched.json()).error.message, /the admin role/);
+
+    // The viewer reads in the audit log who re-sent it.
+    await viewer.go("#/audit");
+    await viewer.page.getByRole("heading", { name: "Audit", level: 1 }).waitFor();
+    const entry = viewer.page.getByRole("region", { name: "Audit entries" }).locator("tbody tr", { hasText: "message.resend" });
+    assert.match(await entry.innerText(), new RegExp(`otto[\\s\\S]*message\\.resend[\\s\\S]*message/${id}[\\s\\S]*result: \\{"resent":1\\}`));
   });
 
   test("dead letters: lists dead deliveries for manual handling", async (t) => {
@@ -866,7 +924,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     assert.equal(expired.rowCount, 1);
     await nav().getByRole("link", { name: "Subscriptions" }).click();
     await page.getByText("Your session has expired or ended. Sign in again.").waitFor();
-    await page.getByLabel("Admin key").fill(ADMIN_KEY);
+    await page.getByLabel("Key", { exact: true }).fill(ADMIN_KEY);
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("heading", { name: "Subscriptions", level: 1 }).waitFor();
   });
@@ -878,7 +936,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
     const cookie = (await context.cookies(world.service.url)).find((c) => c.name === "tidings_session")!;
     await page.getByRole("button", { name: "Sign out" }).click();
-    await page.getByLabel("Admin key").waitFor();
+    await page.getByLabel("Key", { exact: true }).waitFor();
     const stale = await fetch(`${world.service.url}/v1/stats`, { headers: { cookie: `${cookie.name}=${cookie.value}` } });
     assert.equal(stale.status, 401);
   });

@@ -9,7 +9,8 @@ export type ErrorCode =
   | "not_found"
   | "conflict"
   | "too_many_requests"
-  | "unavailable";
+  | "unavailable"
+  | "audit_failed";
 
 export class TidingsError extends Error {
   constructor(

@@ -1,15 +1,18 @@
 import type { FastifyInstance, FastifyRequest, RouteOptions } from "fastify";
 import { TidingsError, forbidden, tooManyRequests } from "../domain/errors.ts";
 import { SignInLimiter } from "./console/signInLimiter.ts";
+import { ACCESS_LEVELS, roleNeeded, type Access } from "../domain/roles.ts";
 import type { Authenticator, Principal } from "./auth.ts";
 import type { ConsoleSessions } from "./console/sessions.ts";
 
+export type { Access } from "../domain/roles.ts";
 /**
- * Who may call a route: `public` anyone; `app` an app key or the admin; `admin` the admin key or
- * a console session only. Every route declares one in `config.auth`.
+ * Who may call a route (see `Access`): `public` anyone; `app` an app key, for its own data, or a
+ * person (viewer to read, operator to change); `viewer`, `operator`, `admin` a person with at
+ * least that role (the admin key, an operator's key, or a console session). Every route declares
+ * one in `config.auth`.
  */
-export type Access = "public" | "app" | "admin";
-const ACCESS: ReadonlySet<unknown> = new Set<Access>(["public", "app", "admin"]);
+const ACCESS: ReadonlySet<unknown> = new Set<Access>(ACCESS_LEVELS);
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -37,7 +40,7 @@ export function requireDeclaredAccess(app: FastifyInstance): RouteEntry[] {
     const auth = route.config?.auth;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     if (!ACCESS.has(auth)) {
-      throw new Error(`route ${methods.join(",")} ${route.url} declares no access: add config: { auth: "public" | "app" | "admin" }`);
+      throw new Error(`route ${methods.join(",")} ${route.url} declares no access: add config: { auth: ${ACCESS_LEVELS.map((a) => `"${a}"`).join(" | ")} }`);
     }
     for (const method of methods) routes.push({ method, url: route.url, auth: auth as Access });
   });
@@ -83,7 +86,10 @@ export function authorizeRoutes(app: FastifyInstance, auth: Authenticator, sessi
       throw forbidden("this route declares no access");
     }
     const principal = await authenticate(request);
-    if (access === "admin" && principal.kind !== "admin") throw forbidden("this needs the admin key");
+    const needed = roleNeeded(access, request.method, principal);
+    if (needed !== null) {
+      throw forbidden(principal.kind === "app" ? `this needs an operator's key with the ${needed} role, not an app's` : `this needs the ${needed} role`);
+    }
     request.principal = principal;
   });
 

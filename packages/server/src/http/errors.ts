@@ -15,6 +15,8 @@ const STATUS: Record<ErrorCode, number> = {
   conflict: 409,
   too_many_requests: 429,
   unavailable: 503,
+  // The change was made; its audit entry could not be written (see http/audit.ts).
+  audit_failed: 500,
 };
 
 interface AjvError {

@@ -4,7 +4,7 @@ import { Type, type Static, type TNull, type TSchema, type TUnion } from "@sincl
  * Request and response schemas: the one source of request types (Static<>), of validation
  * (Fastify's Ajv) and of the OpenAPI document (@fastify/swagger).
  */
-const Name = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", description: "lower-case letters, digits, `_ . -`; up to 63" });
+export const Name = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", description: "lower-case letters, digits, `_ . -`; up to 63" });
 const Topic = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$" });
 const Tag = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$" });
 const MessageId = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.:@=+-]{0,199}$", description: "the producer's idempotency key" });

@@ -3,6 +3,7 @@ import swagger from "@fastify/swagger";
 import type { HttpSettings, RouteServices } from "./routeServices.ts";
 import { clientErrorHandler, errorHandler } from "./errors.ts";
 import { authorizeRoutes, requireDeclaredAccess, type RouteEntry } from "./access.ts";
+import { recordAudit } from "./audit.ts";
 import { nulField } from "./nul.ts";
 import { invalid } from "../domain/errors.ts";
 import { appRoutes } from "./routes/apps.ts";
@@ -18,6 +19,8 @@ import { recoveryRoutes } from "./routes/recovery.ts";
 import { sessionRoutes } from "./routes/session.ts";
 import { statsRoutes } from "./routes/stats.ts";
 import { relayRoutes } from "./routes/relays.ts";
+import { operatorRoutes } from "./routes/operators.ts";
+import { auditRoutes } from "./routes/audit.ts";
 
 /** The routes a built server registered, with who may call each (for tests and tools). */
 const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
@@ -76,6 +79,7 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   app.decorateRequest("principal", null as never);
   const sessions = new ConsoleSessions(s.db, s.auth);
   authorizeRoutes(app, s.auth, sessions);
+  recordAudit(app, s.db, s.log);
 
   app.addHook("preValidation", (request, _reply, done) => {
     // PostgreSQL cannot store a NUL in text: refuse it in the path or query, naming the field.
@@ -112,5 +116,7 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   recoveryRoutes(app, s);
   relayRoutes(app, s);
   channelRoutes(app, s);
+  operatorRoutes(app, s);
+  auditRoutes(app, s);
   return app;
 }

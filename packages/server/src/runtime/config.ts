@@ -41,6 +41,8 @@ export interface Config {
   /** Finished messages (all delivered, or rolled back) are deleted this long after. */
   readonly retentionMs: number;
   readonly retentionIntervalMs: number;
+  /** Audit log entries are deleted this long after they were written. */
+  readonly auditRetentionMs: number;
   /** CIDRs endpoint URLs must be in (empty: any not denied). */
   readonly endpointAllow: readonly string[];
   /** CIDRs endpoint URLs may not be in; cloud metadata addresses are always refused unless allowed. */
@@ -171,6 +173,7 @@ export function loadConfig(env: Env = process.env): Config {
     checkLimit: integer(env, "TIDINGS_CHECK_LIMIT", 15, 1, 1000),
     retentionMs: duration(env, "TIDINGS_RETENTION", "7d"),
     retentionIntervalMs: duration(env, "TIDINGS_RETENTION_INTERVAL", "1m"),
+    auditRetentionMs: duration(env, "TIDINGS_AUDIT_RETENTION", "90d"),
     endpointAllow: cidrs(env, "TIDINGS_ENDPOINT_ALLOW"),
     endpointDeny: cidrs(env, "TIDINGS_ENDPOINT_DENY"),
     trustProxy: trustProxy(env),

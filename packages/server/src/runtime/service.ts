@@ -20,6 +20,7 @@ import { AlertWatch } from "../workers/alertWatch.ts";
 import { checkPendingAge, resolveClearedAlerts } from "../store/alerts.ts";
 import { checkUrlAnswered, checkUrlFailed } from "../store/checkUrlHealth.ts";
 import { deleteFinishedMessages } from "../store/retention.ts";
+import { sweepAudit } from "../store/auditLog.ts";
 import { checkUnresolved, claimDueChecks, countCheck, logCheck, releaseCheck } from "../store/preparedMessages.ts";
 import { ResultWriter } from "../delivery/resultWriter.ts";
 import { SubscriptionCache } from "../delivery/subscriptionCache.ts";
@@ -31,6 +32,7 @@ import { createMetrics } from "./metrics.ts";
 import { describeCircuit } from "../domain/circuitBreaker.ts";
 import { Publisher } from "../publish/publisher.ts";
 import { appByKeyHash } from "../store/apps.ts";
+import { operatorByKeyHash } from "../store/operators.ts";
 import { createPool } from "../store/db.ts";
 import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "../store/deliveryAttempts.ts";
 import { claimOrderedDeliveries } from "../store/orderedClaim.ts";
@@ -287,7 +289,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
     config.alertIntervalMs,
     log,
   );
-  const auth = new Authenticator(admin.key, (hash) => appByKeyHash(db, hash));
+  const auth = new Authenticator(admin.key, { app: (hash) => appByKeyHash(db, hash), operator: (hash) => operatorByKeyHash(db, hash) });
   const server = await buildServer({
     config,
     db,
@@ -315,10 +317,16 @@ export async function startService(config: Config, log: Logger): Promise<Running
     { intervalMs: config.retentionIntervalMs, batchSize: 1000 },
     log,
   );
+  const auditRetention = new RetentionSweeper(
+    (batchSize) => sweepAudit(db, config.auditRetentionMs, batchSize),
+    { intervalMs: config.retentionIntervalMs, batchSize: 1000, what: "audit entries" },
+    log,
+  );
   await health.start();
   dispatcher.start();
   checkBack.start();
   retention.start();
+  auditRetention.start();
   resendJobs.start();
   alertWatch.start();
   const address = server.server.address();
@@ -343,6 +351,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       (closing ??= (async () => {
         await within(server.close(), 3000);
         retention.stop();
+        auditRetention.stop();
         health.stop();
         await Promise.all([checkBack.stop(2000), dispatcher.stop(2000), within(resendJobs.stop(), 2000), notifier.stop(2000)]);
         await within(alertWatch.stop(), 2000);

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 
 /**
- * Deletes finished messages after the retention period, in small batches so that no sweep
+ * Deletes what is past its retention period (finished messages; audit entries), in small batches so that no sweep
  * holds locks or bloats a transaction. Every node runs it; SKIP LOCKED keeps them apart.
  */
 export class RetentionSweeper {
@@ -10,7 +10,8 @@ export class RetentionSweeper {
 
   constructor(
     private readonly sweepBatch: (batchSize: number) => Promise<number>,
-    private readonly options: { intervalMs: number; batchSize: number },
+    /** `what`: what it deletes, as the log says it (default: finished messages). */
+    private readonly options: { intervalMs: number; batchSize: number; what?: string },
     private readonly log: Logger,
   ) {}
 
@@ -24,7 +25,7 @@ export class RetentionSweeper {
     this.timer.unref();
   }
 
-  /** One sweep: batches until a batch comes back short. Returns the messages deleted. */
+  /** One sweep: batches until a batch comes back short. Returns the rows deleted. */
   async sweep(): Promise<number> {
     let total = 0;
     try {
@@ -33,7 +34,7 @@ export class RetentionSweeper {
         total += n;
         if (n < this.options.batchSize || this.stopped) break;
       }
-      if (total > 0) this.log.info({ deleted: total }, "retention: deleted finished messages");
+      if (total > 0) this.log.info({ deleted: total }, `retention: deleted ${this.options.what ?? "finished messages"}`);
     } catch (error) {
       this.log.warn({ err: error }, "retention sweep failed");
     }

@@ -46,7 +46,7 @@ function sameText(a: string, b: string): boolean {
 }
 
 /**
- * Console sign-in: the admin key is exchanged once for a random session id in an HttpOnly,
+ * Console sign-in: the admin key or an operator's key is exchanged once for a random session id in an HttpOnly,
  * SameSite=Strict cookie (Secure over https). Sessions live in the database so that every
  * service process behind a balancer accepts them. A request authenticated by the cookie
  * that changes anything must also carry the session's CSRF token in `x-csrf-token`.
@@ -61,24 +61,29 @@ export class ConsoleSessions {
     private readonly limiter = new SignInLimiter(),
   ) {}
 
-  /** Checks the admin key and starts a session; the reply gets the cookie. */
-  async signIn(adminKey: string, request: FastifyRequest, reply: FastifyReply): Promise<SessionRecord> {
+  /**
+   * Checks the key (the admin key or an operator's; an app's is refused) and starts a session
+   * for whoever it stands for; the reply gets the cookie. `field` names the key in a refusal.
+   */
+  async signIn(key: string, field: string, request: FastifyRequest, reply: FastifyReply): Promise<SessionRecord> {
     const waitMs = this.limiter.retryAfterMs(request.ip);
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000);
       throw tooManyRequests(`too many failed sign-ins from this address: try again in ${seconds} s`, seconds);
     }
-    // The Authenticator is the one place that knows the admin key; ask it as a Bearer call would.
-    const principal = await this.auth.authenticate({ headers: { authorization: `Bearer ${adminKey}` } } as FastifyRequest).catch(() => null);
-    if (principal?.kind !== "admin") {
+    // The Authenticator is the one place that knows the keys.
+    const who = await this.auth.identify(key).catch(() => null);
+    if (who === null || who.principal.kind === "app") {
       this.limiter.failed(request.ip);
-      throw new TidingsError("unauthorized", "that is not the admin key", "adminKey");
+      throw new TidingsError("unauthorized", "that is neither the admin key nor an operator's key", field);
     }
     this.limiter.succeeded(request.ip);
     const id = randomBytes(32).toString("base64url");
     const idHash = sha256(id);
     const csrfToken = randomBytes(32).toString("base64url");
-    const session = await createSession(this.db, idHash, csrfToken, SESSION_TTL_MS, this.auth.sessionFingerprint(idHash));
+    const created = await createSession(this.db, idHash, csrfToken, SESSION_TTL_MS, this.auth.sessionFingerprint(idHash), who.operatorId);
+    const p = who.principal;
+    const session: SessionRecord = { ...created, operator: p.kind === "operator" ? { name: p.name, role: p.role } : null };
     const secure = request.protocol === "https";
     void reply.header(
       "set-cookie",
@@ -96,7 +101,7 @@ export class ConsoleSessions {
   }
 
   /**
-   * The admin, when the request carries a live session cookie (and, unless it only reads,
+   * The admin or the operator whose session it is, when the request carries a live session cookie (and, unless it only reads,
    * the session's CSRF token); null when it has no cookie or sends a Bearer key instead.
    */
   async authenticate(request: FastifyRequest): Promise<Principal | null> {
@@ -116,7 +121,7 @@ export class ConsoleSessions {
       }
     }
     this.current.set(request, session);
-    return { kind: "admin" };
+    return session.operator ? { kind: "operator", ...session.operator } : { kind: "admin" };
   }
 
   /** The session the request was authenticated by, if it was. */

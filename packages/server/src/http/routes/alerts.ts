@@ -5,6 +5,7 @@ import { conflict, notFound } from "../../domain/errors.ts";
 import { acknowledgeAlert, getAlert, listAlerts, resolveAlertByHand, type AlertChange, type AlertRecord } from "../../store/alerts.ts";
 import { actorOf } from "../auth.ts";
 import type { RouteServices } from "../routeServices.ts";
+import { handAction } from "../../domain/audit.ts";
 import { ErrorBody } from "../schemas.ts";
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
@@ -70,11 +71,12 @@ const answer = (change: AlertChange, id: string): AlertRecord => {
 /** Alerts for people, grouped by condition and subject, and their lifecycle (admin). */
 export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["alerts"];
-  const config = { auth: "admin" } as const;
+  // Reading alerts is for every person; acknowledging and resolving them for operators.
+  const read = { auth: "viewer" } as const;
   app.get<{ Querystring: Static<typeof AlertQuery> }>(
     "/v1/alerts",
     {
-      config,
+      config: read,
       schema: {
         tags,
         summary: "Alerts, newest first: unresolved ones unless state says otherwise; filters by condition, subscription and app; keyset paging by cursor",
@@ -99,7 +101,7 @@ export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
   );
   app.get<{ Params: Static<typeof AlertParams> }>(
     "/v1/alerts/:id",
-    { config, schema: { tags, summary: "One alert", params: AlertParams, response: { 200: Alert, "4xx": ErrorBody } } },
+    { config: read, schema: { tags, summary: "One alert", params: AlertParams, response: { 200: Alert, "4xx": ErrorBody } } },
     async (request) => {
       const alert = await getAlert(s.db, Number(request.params.id));
       if (!alert) throw notFound(`alert ${request.params.id}`);
@@ -109,7 +111,7 @@ export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: Static<typeof AlertParams>; Body: Static<typeof NoteBody> | undefined }>(
     "/v1/alerts/:id/acknowledge",
     {
-      config,
+      config: { auth: "operator", audit: handAction("alert.acknowledge") },
       schema: {
         tags,
         summary: "Acknowledge an open alert (who: the caller; with a note): it stays unresolved and keeps counting. Idempotent; 409 when resolved",
@@ -124,7 +126,7 @@ export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: Static<typeof AlertParams>; Body: Static<typeof NoteBody> | undefined }>(
     "/v1/alerts/:id/resolve",
     {
-      config,
+      config: { auth: "operator", audit: handAction("alert.resolve") },
       schema: {
         tags,
         summary: "Resolve an alert by hand (who: the caller; with a note). Idempotent. If its condition still holds, its next occurrence opens a new alert",

@@ -4,17 +4,21 @@ import { newSigningSecret } from "../../transports/signature.ts";
 import { createApp, deleteApp, getApp, listApps, updateApp } from "../../store/apps.ts";
 import { hashKey, newApiKey } from "../auth.ts";
 import type { RouteServices } from "../routeServices.ts";
+import { noteAudit } from "../audit.ts";
+import { configChange } from "../../domain/audit.ts";
 import { App, AppChanged, AppCreated, CreateApp, ErrorBody, NameParams, PatchApp } from "../schemas.ts";
 import { Type } from "@sinclair/typebox";
 
 export function appRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["apps"];
+  // Reading apps is for every person; changing them (and their keys) for admins.
   const config = { auth: "admin" } as const;
+  const read = { auth: "viewer" } as const;
 
   app.post<{ Body: CreateApp }>(
     "/v1/apps",
     {
-      config,
+      config: { ...config, audit: configChange("app.create") },
       schema: {
         tags,
         summary: "Create a producer app; its API key and secret are shown once",
@@ -32,13 +36,13 @@ export function appRoutes(app: FastifyInstance, s: RouteServices): void {
     },
   );
 
-  app.get("/v1/apps", { config, schema: { tags, summary: "List apps", response: { 200: Type.Object({ items: Type.Array(App) }) } } }, async () => ({
+  app.get("/v1/apps", { config: read, schema: { tags, summary: "List apps", response: { 200: Type.Object({ items: Type.Array(App) }) } } }, async () => ({
     items: await listApps(s.db),
   }));
 
   app.get<{ Params: NameParams }>(
     "/v1/apps/:name",
-    { config, schema: { tags, summary: "Get an app", params: NameParams, response: { 200: App, "4xx": ErrorBody } } },
+    { config: read, schema: { tags, summary: "Get an app", params: NameParams, response: { 200: App, "4xx": ErrorBody } } },
     async (request) => {
       const found = await getApp(s.db, request.params.name);
       if (!found) throw notFound(`app ${request.params.name}`);
@@ -49,7 +53,7 @@ export function appRoutes(app: FastifyInstance, s: RouteServices): void {
   app.patch<{ Params: NameParams; Body: PatchApp }>(
     "/v1/apps/:name",
     {
-      config,
+      config: { ...config, audit: configChange("app.update") },
       schema: {
         tags,
         summary: "Change an app's check URL or read topics, disable or enable it, or rotate its key or secret (shown once)",
@@ -69,6 +73,7 @@ export function appRoutes(app: FastifyInstance, s: RouteServices): void {
         ...(apiKey ? { keyHash: hashKey(apiKey) } : {}),
         ...(secret ? { secret } : {}),
       };
+      noteAudit(request, { before: await getApp(s.db, request.params.name) });
       const updated = await updateApp(s.db, request.params.name, patch);
       // Keys this node looked up before the change (a disabled app's, a rotated one) are read again.
       s.auth.forget();
@@ -79,8 +84,12 @@ export function appRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.delete<{ Params: NameParams }>(
     "/v1/apps/:name",
-    { config, schema: { tags, summary: "Delete an app (its key stops working; its messages stay)", params: NameParams } },
+    {
+      config: { ...config, audit: configChange("app.delete") },
+      schema: { tags, summary: "Delete an app (its key stops working; its messages stay)", params: NameParams },
+    },
     async (request, reply) => {
+      noteAudit(request, { before: await getApp(s.db, request.params.name) });
       if (!(await deleteApp(s.db, request.params.name))) throw notFound(`app ${request.params.name}`);
       s.auth.forget();
       return reply.status(204).send();

@@ -17,6 +17,8 @@ import {
 import { newSigningSecret } from "../../transports/signature.ts";
 import { createChannel, deleteChannel, getChannel, listChannels, recentNotifications, updateChannel, waitingEvents } from "../../store/channels.ts";
 import type { RouteServices } from "../routeServices.ts";
+import { noteAudit } from "../audit.ts";
+import { configChange, handAction } from "../../domain/audit.ts";
 import { ErrorBody } from "../schemas.ts";
 import { Channel, ChannelParams, ChannelTestResult, CreateChannel, PatchChannel, type FilterGiven, type SmtpGiven } from "../channelSchemas.ts";
 
@@ -66,7 +68,9 @@ const filterOf = (given: FilterGiven | undefined): ChannelFilter => ({ condition
 /** The notification channels (admin): where people are told about alerts. */
 export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["channels"];
+  // Reading channels is for every person; a test send for operators; the configuration for admins.
   const config = { auth: "admin" } as const;
+  const read = { auth: "viewer" } as const;
 
   /** The URL of a webhook or Slack channel: http(s), through the network policy. */
   const target = (url: string | undefined): string => {
@@ -89,7 +93,7 @@ export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Body: CreateChannel }>(
     "/v1/channels",
     {
-      config,
+      config: { ...config, audit: configChange("channel.create") },
       schema: {
         tags,
         summary: "Add a notification channel; a webhook's signing secret is shown once",
@@ -130,7 +134,10 @@ export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get(
     "/v1/channels",
-    { config, schema: { tags, summary: "List the notification channels, with their state", response: { 200: Type.Object({ items: Type.Array(Channel) }) } } },
+    {
+      config: read,
+      schema: { tags, summary: "List the notification channels, with their state", response: { 200: Type.Object({ items: Type.Array(Channel) }) } },
+    },
     async () => {
       const [rows, waiting] = await Promise.all([listChannels(s.db), waitingEvents(s.db)]);
       return { items: rows.map((row) => showChannel(row, waiting.get(row.id) ?? 0)) };
@@ -140,7 +147,7 @@ export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get<{ Params: ChannelParams }>(
     "/v1/channels/:id",
     {
-      config,
+      config: read,
       schema: {
         tags,
         summary: "A notification channel, its state and its last notifications",
@@ -158,7 +165,7 @@ export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
   app.patch<{ Params: ChannelParams; Body: PatchChannel }>(
     "/v1/channels/:id",
     {
-      config,
+      config: { ...config, audit: configChange("channel.update") },
       schema: {
         tags,
         summary: "Change a channel; what the API showed masked (***) keeps the stored value; `enabled: false` stops it",
@@ -170,6 +177,7 @@ export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
     async (request) => {
       const b = request.body;
       const current = await byId(request.params.id);
+      noteAudit(request, { before: showChannel(current, 0) });
       let settings: ChannelSettings | undefined;
       let secret: string | null | undefined;
       if (b.url !== undefined) {
@@ -213,8 +221,10 @@ export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.delete<{ Params: ChannelParams }>(
     "/v1/channels/:id",
-    { config, schema: { tags, summary: "Delete a notification channel", params: ChannelParams } },
+    { config: { ...config, audit: configChange("channel.delete") }, schema: { tags, summary: "Delete a notification channel", params: ChannelParams } },
     async (request, reply) => {
+      const current = await getChannel(s.db, Number(request.params.id));
+      if (current) noteAudit(request, { before: showChannel(current, 0) });
       if (!(await deleteChannel(s.db, Number(request.params.id)))) throw notFound(`channel ${request.params.id}`);
       return reply.status(204).send();
     },
@@ -223,7 +233,7 @@ export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: ChannelParams }>(
     "/v1/channels/:id/test",
     {
-      config,
+      config: { auth: "operator", audit: handAction("channel.test") },
       schema: {
         tags,
         summary: "Send a test notification now and answer what happened (outside the channel's rate limit and retries)",

@@ -6,6 +6,7 @@ import { getSubscription } from "../../store/subscriptions.ts";
 import { skipDelivery } from "../../store/skipDelivery.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
+import { handAction } from "../../domain/audit.ts";
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Timestamp = Type.String({ format: "date-time" });
@@ -47,7 +48,7 @@ export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get<{ Querystring: ListDeliveriesQuery }>(
     "/v1/deliveries",
     {
-      config: { auth: "admin" },
+      config: { auth: "viewer" },
       schema: {
         tags: ["console"],
         summary: "List deliveries newest first (e.g. state=dead: the dead letters), with keyset paging",
@@ -77,7 +78,7 @@ export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: Static<typeof DeliveryIdParams> }>(
     "/v1/deliveries/:id/skip",
     {
-      config: { auth: "admin" },
+      config: { auth: "operator", audit: handAction("delivery.skip") },
       schema: {
         tags: ["console"],
         summary:

@@ -6,6 +6,7 @@ import { getSubscription } from "../../store/subscriptions.ts";
 import { subscriptionNamed } from "./subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { preference } from "../prefer.ts";
+import { handAction } from "../../domain/audit.ts";
 import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
 
 export const Job = Type.Object({
@@ -79,7 +80,9 @@ export async function awaitJob(s: RouteServices, started: JobRecord, request: Fa
  */
 export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["console"];
-  const config = { auth: "admin" } as const;
+  // Re-sending is a hand action (operator); following the jobs is reading (viewer).
+  const config = { auth: "operator" } as const;
+  const read = { auth: "viewer" } as const;
   const jobs = s.resendJobs;
   const start = async (subscription: string, body: ResendDead | undefined): Promise<JobRecord> => {
     const row = await subscriptionNamed(s, subscription);
@@ -89,7 +92,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: NameParams; Body: ResendDead | undefined }>(
     "/v1/subscriptions/:name/resend-dead-jobs",
     {
-      config,
+      config: { ...config, audit: handAction("subscription.resend_dead") },
       schema: {
         tags: ["subscriptions"],
         summary: "Start re-sending a subscription's dead deliveries in batches, in the background; follow it at /v1/jobs/:id",
@@ -107,7 +110,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: NameParams; Body: ResendDead }>(
     "/v1/subscriptions/:name/resend-dead",
     {
-      config,
+      config: { ...config, audit: handAction("subscription.resend_dead") },
       schema: {
         tags: ["subscriptions"],
         summary: "Re-send a subscription's dead deliveries, in batches, and wait for it",
@@ -131,7 +134,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get<{ Params: JobParams }>(
     "/v1/jobs/:id",
-    { config, schema: { tags, summary: "A background job and its progress", params: JobParams, response: { 200: Job, "4xx": ErrorBody } } },
+    { config: read, schema: { tags, summary: "A background job and its progress", params: JobParams, response: { 200: Job, "4xx": ErrorBody } } },
     async (request) => {
       const job = await getJob(s.db, request.params.id);
       if (!job) throw notFound(`job ${request.params.id}`);
@@ -142,7 +145,7 @@ export function jobRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get<{ Querystring: ListJobsQuery }>(
     "/v1/jobs",
     {
-      config,
+      config: read,
       schema: {
         tags,
         summary: "The 20 newest jobs (of one subscription)",

@@ -30,6 +30,8 @@ import {
   SubscriptionTarget,
 } from "../schemas.ts";
 import { preference } from "../prefer.ts";
+import { noteAudit } from "../audit.ts";
+import { handAction } from "../../domain/audit.ts";
 
 /** RFC 7240 `Prefer: return=minimal`. */
 const prefersMinimal = (prefer: string | string[] | undefined): boolean => preference(prefer, "return")?.toLowerCase() === "minimal";
@@ -41,13 +43,13 @@ export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {
 }
 
 /**
- * Whether the caller may see a message: the admin sees all, an app its own and those of its read
- * topics. Anything else is answered exactly as a message that does not exist, so that another
+ * Whether the caller may see a message: people (the admin key, operators) see all, an app its
+ * own and those of its read topics (a viewer's changes are refused before this, by its role). Anything else is answered exactly as a message that does not exist, so that another
  * app's ids are neither shown nor confirmed.
  */
-const canRead = (p: Principal, m: MessageRecord): boolean => p.kind === "admin" || m.app === p.app || p.readTopics.includes(m.topic);
-/** Changing (commit, roll back, re-send, mark dead, delete) is for the message's own app and the admin. */
-const canChange = (p: Principal, m: MessageRecord): boolean => p.kind === "admin" || m.app === p.app;
+const canRead = (p: Principal, m: MessageRecord): boolean => p.kind !== "app" || m.app === p.app || p.readTopics.includes(m.topic);
+/** Changing (commit, roll back, re-send, mark dead, delete) is for the message's own app and people. */
+const canChange = (p: Principal, m: MessageRecord): boolean => p.kind !== "app" || m.app === p.app;
 
 /** The message behind `ref` if the caller may act on it: 404 when it may not see it, 403 when it may only read it. */
 function allowed(principal: Principal, message: MessageRecord | null, ref: string, change: boolean): MessageRecord {
@@ -87,6 +89,13 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
   /** `ref`: a bare id in the caller's own namespace, or a full id `<app>/<id>`. */
   async function owned(principal: Principal, ref: string): Promise<MessageRecord> {
     return allowed(principal, await getMessage(s.db, refToFullId(appOf(principal), ref)), ref, true);
+  }
+
+  /** The message a hand action is about, named by its full id in the audit log. */
+  async function acted(request: FastifyRequest<{ Params: MessageIdParams }>): Promise<MessageRecord> {
+    const message = await owned(request.principal, request.params.id);
+    noteAudit(request, { target: `message/${message.id}` });
+    return message;
   }
 
   async function readable(principal: Principal, ref: string): Promise<MessageRecord> {
@@ -277,7 +286,7 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: MessageIdParams; Body: SubscriptionTarget }>(
     "/v1/messages/:id/resend",
     {
-      config: { auth: "app" },
+      config: { auth: "app", audit: handAction("message.resend") },
       schema: {
         tags,
         summary: "Deliver a message again (to one subscription, or all), with a fresh retry cycle",
@@ -287,7 +296,7 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
       },
     },
     async (request) => {
-      const message = await owned(request.principal, request.params.id);
+      const message = await acted(request);
       if (message.state !== "committed") throw conflict(`message ${request.params.id} is ${message.state}, not committed`, { state: message.state });
       const resent = await resendMessage(s.db, message.id, await subscriptionId(request.body.subscription));
       s.dispatcher.wake();
@@ -298,7 +307,7 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: MessageIdParams; Body: SubscriptionTarget }>(
     "/v1/messages/:id/dead",
     {
-      config: { auth: "app" },
+      config: { auth: "app", audit: handAction("message.dead") },
       schema: {
         tags,
         summary: "Stop delivering a message: its pending deliveries become dead",
@@ -308,7 +317,7 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
       },
     },
     async (request) => {
-      const message = await owned(request.principal, request.params.id);
+      const message = await acted(request);
       const reason = request.body.reason ?? "marked dead by hand";
       return { dead: await markDead(s.db, message.id, await subscriptionId(request.body.subscription), reason) };
     },
@@ -323,10 +332,14 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.post<{ Params: MessageIdParams }>(
     "/v1/messages/:id/commit",
-    { config: { auth: "app" }, schema: resolveSchema("Commit a prepared message: it is delivered at once. Idempotent; 409 after a rollback") },
+    {
+      config: { auth: "app", audit: handAction("message.commit", { peopleOnly: true }) },
+      schema: resolveSchema("Commit a prepared message: it is delivered at once. Idempotent; 409 after a rollback"),
+    },
     async (request, reply) => {
       // The owner check is part of the (combined) commit statement: no read before it.
       const app = appOf(request.principal);
+      noteAudit(request, { target: `message/${refToFullId(app, request.params.id)}` });
       const outcome = await s.publisher.commit(refToFullId(app, request.params.id), app);
       return showResolved(outcome, "committed", request.params.id, request.principal, reply);
     },
@@ -335,7 +348,7 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Body: CommitMany }>(
     "/v1/messages/commit",
     {
-      config: { auth: "app" },
+      config: { auth: "app", audit: handAction("message.commit", { peopleOnly: true }) },
       schema: {
         tags,
         summary: "Commit several prepared messages: each on its own, with a result per id",
@@ -363,9 +376,13 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.post<{ Params: MessageIdParams }>(
     "/v1/messages/:id/rollback",
-    { config: { auth: "app" }, schema: resolveSchema("Roll a prepared message back: it is never delivered. Idempotent; 409 after a commit") },
+    {
+      config: { auth: "app", audit: handAction("message.rollback", { peopleOnly: true }) },
+      schema: resolveSchema("Roll a prepared message back: it is never delivered. Idempotent; 409 after a commit"),
+    },
     async (request, reply) => {
       const app = appOf(request.principal);
+      noteAudit(request, { target: `message/${refToFullId(app, request.params.id)}` });
       const outcome = await s.publisher.rollback(refToFullId(app, request.params.id), app);
       return showResolved(outcome, "rolled_back", request.params.id, request.principal, reply);
     },
@@ -390,9 +407,12 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.delete<{ Params: MessageIdParams }>(
     "/v1/messages/:id",
-    { config: { auth: "app" }, schema: { tags, summary: "Delete a message, its deliveries and their log", params: MessageIdParams } },
+    {
+      config: { auth: "app", audit: handAction("message.delete") },
+      schema: { tags, summary: "Delete a message, its deliveries and their log", params: MessageIdParams },
+    },
     async (request, reply) => {
-      const message = await owned(request.principal, request.params.id);
+      const message = await acted(request);
       await deleteMessage(s.db, message.id);
       // The next message of a key its deliveries held can go now.
       s.dispatcher.wake();

@@ -4,6 +4,7 @@ import type { SubscriptionRow } from "../../domain/subscription.ts";
 import { retryPendingNow } from "../../store/operatorActions.ts";
 import { subscriptionNamed } from "./subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
+import { handAction } from "../../domain/audit.ts";
 import { ErrorBody, NameParams, Recover, RetriedPending } from "../schemas.ts";
 import { awaitJob, Job, MAX_PREFERRED_WAIT_S, RESEND_WAIT_MS } from "./jobs.ts";
 
@@ -26,13 +27,14 @@ function instant(field: string, text: string): Date {
  */
 export function recoveryRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["subscriptions"];
-  const config = { auth: "admin" } as const;
+  // Hand actions on a subscription's deliveries: operators.
+  const config = { auth: "operator" } as const;
   const subscription = (name: string): Promise<SubscriptionRow> => subscriptionNamed(s, name);
 
   app.post<{ Params: NameParams }>(
     "/v1/subscriptions/:name/retry-pending",
     {
-      config,
+      config: { ...config, audit: handAction("subscription.retry_pending") },
       schema: {
         tags,
         summary: "Make every pending delivery waiting for a retry due now",
@@ -55,7 +57,7 @@ export function recoveryRoutes(app: FastifyInstance, s: RouteServices): void {
   app.post<{ Params: NameParams; Body: Recover }>(
     "/v1/subscriptions/:name/recover",
     {
-      config,
+      config: { ...config, audit: handAction("subscription.recover") },
       schema: {
         tags,
         summary: "Re-send the dead and failed deliveries of the messages created in a window, as a job with progress",

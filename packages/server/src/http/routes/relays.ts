@@ -3,6 +3,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { forbidden, invalid, notFound } from "../../domain/errors.ts";
 import { deleteRelay, listRelays, recordHeartbeat } from "../../store/relays.ts";
 import type { RouteServices } from "../routeServices.ts";
+import { handAction } from "../../domain/audit.ts";
 import { ErrorBody } from "../schemas.ts";
 
 const AppName = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" });
@@ -101,7 +102,7 @@ export function relayRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get(
     "/v1/relays",
     {
-      config: { auth: "admin" },
+      config: { auth: "viewer" },
       schema: {
         tags,
         summary: "Outbox relays and their last heartbeats, each with `stale`",
@@ -113,7 +114,7 @@ export function relayRoutes(app: FastifyInstance, s: RouteServices): void {
   app.delete<{ Params: Static<typeof RelayParams> }>(
     "/v1/relays/:app/:name",
     {
-      config: { auth: "admin" },
+      config: { auth: "operator", audit: handAction("relay.forget") },
       schema: {
         tags,
         summary: "Forget a relay that will not come back (`-` for the admin's own relays' app)",

@@ -66,7 +66,7 @@ export function statsRoutes(app: FastifyInstance, s: RouteServices): void {
   app.get(
     "/v1/stats",
     {
-      config: { auth: "admin" },
+      config: { auth: "viewer" },
       schema: {
         tags: ["console"],
         summary: "Counts by state, the oldest pending delivery, and throughput per minute over the last hour",

@@ -10,6 +10,8 @@ import { maskUrl, parseBrokerUrl } from "../../transports/brokerUrl.ts";
 import { createSubscription, deleteSubscription, getSubscription, listSubscriptions, updateSubscription } from "../../store/subscriptions.ts";
 import { circuitStates, healthOf, resetHealth, type HealthRecord } from "../../store/subscriptionHealth.ts";
 import type { RouteServices } from "../routeServices.ts";
+import { noteAudit } from "../audit.ts";
+import { configChange } from "../../domain/audit.ts";
 import { type CircuitOptions, CreateSubscription, ErrorBody, NameParams, PatchSubscription, Subscription, type RetryOptions } from "../schemas.ts";
 
 function retryPolicy(options: RetryOptions | undefined): RetryPolicy {
@@ -113,7 +115,9 @@ export async function subscriptionNamed(s: RouteServices, name: string): Promise
 
 export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["subscriptions"];
+  // Reading subscriptions is for every person; changing them for admins.
   const config = { auth: "admin" } as const;
+  const read = { auth: "viewer" } as const;
   const endpoint = (given: Endpoint, current?: Endpoint): Endpoint => {
     // What the API showed (a masked password or header value) means "keep the stored one".
     const e = unmaskEndpoint(given, current);
@@ -133,7 +137,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
   app.post<{ Body: CreateSubscription }>(
     "/v1/subscriptions",
     {
-      config,
+      config: { ...config, audit: configChange("subscription.create") },
       schema: {
         tags,
         summary: "Subscribe an endpoint to a topic; the signing secret is shown once",
@@ -166,7 +170,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
 
   app.get(
     "/v1/subscriptions",
-    { config, schema: { tags, summary: "List subscriptions", response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } },
+    { config: read, schema: { tags, summary: "List subscriptions", response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } },
     async () => {
       const [rows, states] = await Promise.all([listSubscriptions(s.db), circuitStates(s.db)]);
       return { items: rows.map((row) => ({ ...showSubscription(row), circuitState: states.get(row.id) ?? "closed" })) };
@@ -176,7 +180,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
   app.get<{ Params: NameParams }>(
     "/v1/subscriptions/:name",
     {
-      config,
+      config: read,
       schema: {
         tags,
         summary: "Get a subscription, with its circuit's state and history",
@@ -193,7 +197,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
   app.patch<{ Params: NameParams; Body: PatchSubscription }>(
     "/v1/subscriptions/:name",
     {
-      config,
+      config: { ...config, audit: configChange("subscription.update") },
       schema: {
         tags,
         summary: "Change a subscription; `enabled: false` pauses it, `true` resumes",
@@ -208,7 +212,8 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
       const circuit = body.circuit === undefined ? undefined : circuitPolicy(body.circuit);
       const retry = body.retry && retryPolicy(body.retry);
       const closing = body.enabled === true || circuit === null;
-      const current = body.endpoint || closing ? await getSubscription(s.db, request.params.name) : null;
+      const current = await getSubscription(s.db, request.params.name);
+      if (current) noteAudit(request, { before: showSubscription(current) });
       const given = body.endpoint && endpoint(body.endpoint, current?.endpoint);
       // Resuming (or turning the breaker off) closes the circuit, before the subscription is
       // enabled: what waited is due now, and its old open circuit cannot pause it again meanwhile.
@@ -235,8 +240,13 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
 
   app.delete<{ Params: NameParams }>(
     "/v1/subscriptions/:name",
-    { config, schema: { tags, summary: "Delete a subscription and its deliveries", params: NameParams } },
+    {
+      config: { ...config, audit: configChange("subscription.delete") },
+      schema: { tags, summary: "Delete a subscription and its deliveries", params: NameParams },
+    },
     async (request, reply) => {
+      const current = await getSubscription(s.db, request.params.name);
+      if (current) noteAudit(request, { before: showSubscription(current) });
       if (!(await deleteSubscription(s.db, request.params.name))) throw notFound(`subscription ${request.params.name}`);
       await s.subscriptions.reload();
       return reply.status(204).send();

@@ -59,19 +59,26 @@ export function qs(params) {
 
 export const enc = encodeURIComponent;
 
-/** Picks up the session the cookie stands for; false when there is none. */
+/**
+ * Picks up the session the cookie stands for: who signed in (`{kind, name, role}`), or null when
+ * there is none.
+ */
 export async function resumeSession() {
   try {
-    csrfToken = (await call("GET", "/v1/session")).csrfToken;
-    return true;
+    const session = await call("GET", "/v1/session");
+    csrfToken = session.csrfToken;
+    return session.who;
   } catch (error) {
-    if (error instanceof ApiError && (error.status === 401 || error.status === 404)) return false;
+    if (error instanceof ApiError && (error.status === 401 || error.status === 404)) return null;
     throw error;
   }
 }
 
-export async function signIn(adminKey) {
-  csrfToken = (await call("POST", "/v1/session", { adminKey })).csrfToken;
+/** Signs in with the admin key or an operator's key; resolves to who signed in. */
+export async function signIn(key) {
+  const session = await call("POST", "/v1/session", { key });
+  csrfToken = session.csrfToken;
+  return session.who;
 }
 
 export async function signOut() {

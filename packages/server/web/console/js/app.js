@@ -3,6 +3,7 @@ import { resumeSession, signOut, whenSignedOut } from "./api.js";
 import { clear, clearStaleNotice, h, notify } from "./dom.js";
 import { renderApps } from "./pages/apps.js";
 import { renderChannels } from "./pages/channels.js";
+import { renderAudit } from "./pages/audit.js";
 import { renderDeadLetters } from "./pages/deadLetters.js";
 import { renderMessage } from "./pages/message.js";
 import { renderMessages } from "./pages/messages.js";
@@ -14,6 +15,7 @@ import { renderSubscriptions } from "./pages/subscriptions.js";
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const signOutButton = document.getElementById("sign-out");
+const whoView = document.getElementById("who");
 let signedIn = false;
 /** Timers and listeners of the page on screen, stopped when another page is shown. */
 const cleanups = [];
@@ -38,12 +40,26 @@ const ROUTES = {
   subscriptions: (ctx) => (ctx.parts[1] !== undefined ? renderSubscription(ctx, ctx.parts[1]) : renderSubscriptions(ctx)),
   apps: (ctx) => renderApps(ctx),
   channels: (ctx) => renderChannels(ctx),
+  audit: (ctx) => renderAudit(ctx),
 };
 
-function setSignedIn(value) {
-  signedIn = value;
-  nav.hidden = !value;
-  signOutButton.hidden = !value;
+/**
+ * `who`: the session's `{kind, name, role}`, or null when signed out. The role goes on the body:
+ * the stylesheet hides what it may not do (elements marked `data-needs="operator"` or `"admin"`);
+ * the API refuses it either way.
+ */
+function setSignedIn(who) {
+  signedIn = who !== null;
+  nav.hidden = !signedIn;
+  signOutButton.hidden = !signedIn;
+  whoView.hidden = !signedIn;
+  if (who) {
+    document.body.dataset.role = who.role;
+    whoView.textContent = who.kind === "admin" ? "admin key" : `${who.name} · ${who.role}`;
+  } else {
+    delete document.body.dataset.role;
+    whoView.textContent = "";
+  }
 }
 
 async function render() {
@@ -87,8 +103,8 @@ async function render() {
   }
 }
 
-function onSignedIn(next) {
-  setSignedIn(true);
+function onSignedIn(next, who) {
+  setSignedIn(who);
   navigate(next.startsWith("#/sign-in") ? "#/overview" : next);
 }
 
@@ -104,7 +120,7 @@ function focusHeading() {
 
 whenSignedOut(() => {
   if (!signedIn) return;
-  setSignedIn(false);
+  setSignedIn(null);
   void render().then(() => notify("Your session has expired or ended. Sign in again.", { error: true }));
 });
 
@@ -114,7 +130,7 @@ signOutButton.addEventListener("click", async () => {
   } catch {
     // Signed out already.
   }
-  setSignedIn(false);
+  setSignedIn(null);
   navigate("#/sign-in");
   notify("Signed out.");
 });

@@ -91,7 +91,13 @@ export function alertTable(alerts, { changed, empty = "No open alert." } = {}) {
         handledBy(a),
         a.state === "resolved"
           ? "—"
-          : h("div", { class: "row" }, note, a.state === "open" ? action("Acknowledge", "acknowledge") : null, action("Resolve", "resolve")),
+          : h(
+              "div",
+              { class: "row", "data-needs": "operator" },
+              note,
+              a.state === "open" ? action("Acknowledge", "acknowledge") : null,
+              action("Resolve", "resolve"),
+            ),
       ];
     }),
     { empty },

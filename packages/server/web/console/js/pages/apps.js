@@ -127,7 +127,7 @@ export async function renderApps(ctx) {
           app.enabled ? badge("enabled") : badge("disabled"),
           h(
             "div",
-            { class: "row" },
+            { class: "row", "data-needs": "admin" },
             h("button", { type: "button", class: "small quiet", "aria-label": `Change the check URL of ${app.name}`, onclick: () => edit(app) }, "Edit"),
             h(
               "button",
@@ -160,6 +160,6 @@ export async function renderApps(ctx) {
         "An app's API key and secret are shown once, when it is created or rotated. A disabled app's key is refused until it is enabled again; its messages are still delivered.",
       ),
     ),
-    h("section", { class: "panel", "aria-labelledby": "h-new" }, h("h2", { id: "h-new" }, "New app"), form),
+    h("section", { class: "panel", "aria-labelledby": "h-new", "data-needs": "admin" }, h("h2", { id: "h-new" }, "New app"), form),
   );
 }

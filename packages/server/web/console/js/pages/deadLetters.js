@@ -63,7 +63,7 @@ export async function renderDeadLetters(ctx) {
       time(d.deadAt),
       h(
         "div",
-        { class: "row" },
+        { class: "row", "data-needs": "operator" },
         h(
           "button",
           {

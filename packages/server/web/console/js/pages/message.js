@@ -137,7 +137,7 @@ export async function renderMessage(ctx, id) {
       ),
       h(
         "div",
-        { class: "row bar" },
+        { class: "row bar", "data-needs": "operator" },
         prepared ? h("button", { type: "button", dataset: { key: "commit" }, onclick: (e) => settle(e.currentTarget, "commit") }, "Commit…") : null,
         prepared
           ? h("button", { type: "button", class: "quiet", dataset: { key: "rollback" }, onclick: (e) => settle(e.currentTarget, "rollback") }, "Roll back…")
@@ -211,7 +211,7 @@ export async function renderMessage(ctx, id) {
             d.state === "pending" ? time(d.nextAttemptAt) : time(d.deliveredAt ?? d.deadAt),
             h(
               "div",
-              { class: "row" },
+              { class: "row", "data-needs": "operator" },
               h(
                 "button",
                 {

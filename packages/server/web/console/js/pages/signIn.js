@@ -1,12 +1,12 @@
 import { ApiError, signIn } from "../api.js";
 import { h } from "../dom.js";
 
-/** Sign-in: the admin key is sent once and exchanged for an HttpOnly session cookie. */
+/** Sign-in: the admin key or an operator's key is sent once and exchanged for an HttpOnly session cookie. */
 export function renderSignIn({ main, next, onSignedIn }) {
   const error = h("p", { class: "error-text", id: "sign-in-error", role: "alert" });
   const input = h("input", {
     type: "password",
-    name: "adminKey",
+    name: "key",
     id: "admin-key",
     autocomplete: "current-password",
     required: true,
@@ -21,23 +21,24 @@ export function renderSignIn({ main, next, onSignedIn }) {
         error.textContent = "";
         button.disabled = true;
         try {
-          await signIn(input.value);
+          const who = await signIn(input.value);
           input.value = "";
-          onSignedIn(next);
+          onSignedIn(next, who);
         } catch (e) {
-          error.textContent = e instanceof ApiError && e.status === 401 ? "That is not the admin key." : `Could not sign in: ${e.message}`;
+          error.textContent =
+            e instanceof ApiError && e.status === 401 ? "That is neither the admin key nor an operator's key." : `Could not sign in: ${e.message}`;
           input.select();
         } finally {
           button.disabled = false;
         }
       },
     },
-    h("label", { for: "admin-key" }, "Admin key"),
+    h("label", { for: "admin-key" }, "Key"),
     input,
     h(
       "p",
       { class: "hint", id: "sign-in-hint" },
-      "The key from TIDINGS_ADMIN_KEY, or the one the service printed at its first start (kept in its data folder as admin-key).",
+      "Your operator key, or the admin key: the one from TIDINGS_ADMIN_KEY, or the one the service printed at its first start (kept in its data folder as admin-key).",
     ),
     error,
     button,

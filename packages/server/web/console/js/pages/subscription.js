@@ -79,6 +79,7 @@ export async function renderSubscription(ctx, name) {
     {
       type: "button",
       id: "toggle",
+      "data-needs": "admin",
       onclick: async () => {
         const updated = await act(toggle, () => api.patch(path, { enabled: !sub.enabled }));
         if (!updated) return;
@@ -222,7 +223,13 @@ export async function renderSubscription(ctx, name) {
             : "Not ordered: deliveries go out in any order.",
         ),
       ),
-      h("section", { class: "panel", "aria-labelledby": "h-resend" }, h("h2", { id: "h-resend" }, "Re-send dead deliveries"), resendForm, progress),
+      h(
+        "section",
+        { class: "panel", "aria-labelledby": "h-resend", "data-needs": "operator" },
+        h("h2", { id: "h-resend" }, "Re-send dead deliveries"),
+        resendForm,
+        progress,
+      ),
       recoveryPanel(
         ctx,
         name,
@@ -231,11 +238,11 @@ export async function renderSubscription(ctx, name) {
       ),
     ),
     h("section", { class: "panel", "aria-labelledby": "h-health" }, h("h2", { id: "h-health" }, "Endpoint health"), healthView),
-    h("section", { class: "panel", "aria-labelledby": "h-edit" }, h("h2", { id: "h-edit" }, "Settings"), editForm),
+    h("section", { class: "panel", "aria-labelledby": "h-edit", "data-needs": "admin" }, h("h2", { id: "h-edit" }, "Settings"), editForm),
     h("section", { class: "panel", "aria-labelledby": "h-jobs" }, h("h2", { id: "h-jobs" }, "Recent re-send jobs"), jobsView),
     h(
       "section",
-      { class: "panel", "aria-labelledby": "h-danger" },
+      { class: "panel", "aria-labelledby": "h-danger", "data-needs": "admin" },
       h("h2", { id: "h-danger" }, "Secret and removal"),
       h(
         "div",

@@ -128,7 +128,7 @@ export function recoveryPanel(ctx, name, changed, last) {
   if (last) void follow(last, last.state === "running");
   return h(
     "section",
-    { class: "panel", "aria-labelledby": "h-recover" },
+    { class: "panel", "aria-labelledby": "h-recover", "data-needs": "operator" },
     h("h2", { id: "h-recover" }, "Retry and recover"),
     h("p", { class: "small muted" }, "After an outage: send the waiting retries now, or re-send what died or failed in a window."),
     h("div", { class: "row bar" }, retryButton),

@@ -55,13 +55,19 @@ export async function renderSubscriptions(ctx) {
           s.enabled ? badge("active") : badge("paused"),
           h(
             "button",
-            { type: "button", class: "small quiet", "aria-label": `${s.enabled ? "Pause" : "Resume"} ${s.name}`, onclick: (e) => toggle(e.currentTarget, s) },
+            {
+              type: "button",
+              class: "small quiet",
+              "data-needs": "admin",
+              "aria-label": `${s.enabled ? "Pause" : "Resume"} ${s.name}`,
+              onclick: (e) => toggle(e.currentTarget, s),
+            },
             s.enabled ? "Pause" : "Resume",
           ),
         ]),
         { empty: "No subscription yet: create one below." },
       ),
     ),
-    h("section", { class: "panel", "aria-labelledby": "h-new" }, h("h2", { id: "h-new" }, "New subscription"), form),
+    h("section", { class: "panel", "aria-labelledby": "h-new", "data-needs": "admin" }, h("h2", { id: "h-new" }, "New subscription"), form),
   );
 }

@@ -95,8 +95,10 @@ describe("the audit log", () => {
     // The operator marks m-1 dead (its re-sent delivery may have died already: the count says).
     await waitFor("m-1 dead again", async () => (await app.get("/v1/messages/m-1")).body.deliveries?.[0]?.state === "dead", 10_000);
     assert.equal((await olga.post("/v1/messages/shop%2Fm-1/dead", { reason: "customer cancelled" })).body.dead, 0);
-    const alert = (await olga.get("/v1/alerts")).body.items.find((a: { kind: string }) => a.kind === "delivery_dead");
-    assert.equal((await olga.post(`/v1/alerts/${alert.id}/resolve`)).status, 204);
+    const alert = await waitFor("the subscription's delivery_dead alert", async () =>
+      (await olga.get("/v1/alerts")).body.items.find((a: { condition: string }) => a.condition === "delivery_dead"),
+    );
+    assert.equal((await olga.post(`/v1/alerts/${alert.id}/resolve`)).status, 200);
     assert.equal((await olga.post("/v1/subscriptions/billing/retry-pending")).status, 200);
     // The admin key changes the subscription (a new header value, a new secret) and rotates olga's key.
     const patched = await admin().patch("/v1/subscriptions/billing", {

@@ -85,6 +85,24 @@ const verify = (secret: string, r: Received) =>
     counts: { condition: string; event: string; count: number }[];
   };
 
+/**
+ * Opens `count` alerts of `condition` in one statement, each on a subject of its own
+ * ("subscription orders-N"); the alerts' own trigger writes their opened events, whose ids it
+ * answers (read in the same transaction when `client` holds one open).
+ */
+async function openAlerts(client: pg.Pool | pg.PoolClient, condition: string, count: number): Promise<number[]> {
+  const made = await client.query(
+    `insert into alerts (condition, subject, detail, state, count, first_at, last_at, link, next_step)
+     select $1, 'subscription orders-' || n, 'a delivery of orders-' || n || ' is dead after 9 attempts', 'open', 1, now(), now(),
+            '#/subscriptions/orders-' || n, 'fix the endpoint, then re-send its dead deliveries'
+       from (select (extract(epoch from clock_timestamp()) * 1000000)::bigint * 100 + g as n from generate_series(1, $2::int) g) made
+     returning id`,
+    [condition, count],
+  );
+  const events = await client.query("select id from alert_events where alert_id = any ($1::bigint[]) order by id", [made.rows.map((r) => r.id)]);
+  return events.rows.map((r) => Number(r.id));
+}
+
 describe("notification channels", () => {
   let db: TestDatabase;
   let service: RunningService;
@@ -110,19 +128,11 @@ describe("notification channels", () => {
   });
 
   /**
-   * Alert events as the alerts write them: `count` alerts of `condition` opened in one
-   * transaction (the notifier sees them all at once). Returns the events' ids.
+   * `count` alerts of `condition` opened in one statement, their events written by the alerts'
+   * own trigger (the notifier sees them all at once). Returns the events' ids.
    */
-  async function raise(condition: string, count = 1, event = "opened"): Promise<number[]> {
-    const { rows } = await sql.query(
-      `with a as (insert into alerts (kind, detail) select 'delivery_dead', 'test ' || g from generate_series(1, $1) g returning id)
-       insert into alert_events (alert_id, event, condition, subject, summary, next_step, link)
-       select id, $2, $3, 'subscription orders-' || id, 'a delivery of orders-' || id || ' is dead after 9 attempts',
-              'fix the endpoint, then re-send its dead deliveries', '#/subscriptions/orders-' || id
-         from a order by id returning id`,
-      [count, event, condition],
-    );
-    return rows.map((r) => Number(r.id));
+  async function raise(condition: string, count = 1): Promise<number[]> {
+    return openAlerts(sql, condition, count);
   }
 
   /** A webhook channel to `path` of the receiver, for the events of `condition` only. */
@@ -151,8 +161,8 @@ describe("notification channels", () => {
     assert.equal(body.events.length, 1);
     assert.equal(body.events[0]!.id, id);
     assert.equal(body.events[0]!.nextStep, "fix the endpoint, then re-send its dead deliveries");
-    const alertId = (await sql.query("select alert_id from alert_events where id = $1", [id])).rows[0].alert_id;
-    assert.equal(body.events[0]!.url, `${service.url}/console/#/subscriptions/orders-${alertId}`);
+    const subject = (await sql.query("select subject from alert_events where id = $1", [id])).rows[0].subject as string;
+    assert.equal(body.events[0]!.url, `${service.url}/console/#/subscriptions/${subject.replace("subscription ", "")}`);
     assert.match(body.title, /t_one opened: subscription orders-\d+/);
     assert.match(body.text, /Next step: fix the endpoint/);
     assert.match(body.text, new RegExp(`Open: ${service.url}/console/#/subscriptions/orders-\\d+`));
@@ -190,17 +200,9 @@ describe("notification channels", () => {
     const slow = await sql.connect();
     try {
       await slow.query("begin");
-      const early = Number(
-        (
-          await slow.query(
-            `with a as (insert into alerts (kind, detail) values ('delivery_dead', 'slow') returning id)
-             insert into alert_events (alert_id, event, condition, subject, summary, next_step, link)
-             select id, 'opened', 't_order', 'subscription slow', 'slow', 'wait', '#/overview' from a returning id`,
-          )
-        ).rows[0].id,
-      );
+      const [early] = await openAlerts(slow, "t_order", 1);
       const [late] = await raise("t_order");
-      assert.ok(late! > early, "the later event has the higher id");
+      assert.ok(late! > early!, "the later event has the higher id");
       // The channel polls every 100 ms: had it read the later event, its place would now be past the earlier one.
       await stillAfter("nothing told while an earlier event's transaction is open", () => at("hook-order").length === 0, 600);
       await slow.query("commit");
@@ -543,12 +545,7 @@ describe("notification channels across service processes", () => {
     // Events one by one, as alerts come: each process polls every 20 ms and races for every channel.
     const raised: number[] = [];
     for (let i = 0; i < 40; i++) {
-      const { rows } = await sql.query(
-        `with a as (insert into alerts (kind, detail) values ('delivery_dead', 'x') returning id)
-         insert into alert_events (alert_id, event, condition, subject, summary, next_step, link)
-         select id, 'opened', 'delivery_dead', 's', 'a delivery is dead', 're-send it', '#/dead-letters' from a returning id`,
-      );
-      raised.push(Number(rows[0].id));
+      raised.push(...(await openAlerts(sql, "delivery_dead", 1)));
       await new Promise((r) => setTimeout(r, 15));
     }
     for (const channel of channels) {

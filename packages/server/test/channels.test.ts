@@ -3,56 +3,13 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
-import { Webhook } from "standardwebhooks";
-import { SMTPServer } from "smtp-server";
 import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
+import { decoded, startSmtp, verify } from "./support/notifications.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { Receiver, type Received } from "@tidings/testkit/receiver";
 import { ADMIN_KEY, spawnService, startTestService, type ServiceProcess } from "@tidings/testkit/service";
 import { stillAfter, waitFor } from "@tidings/testkit/wait";
-
-/** A mail as the local SMTP server got it. */
-interface Mail {
-  from: string;
-  to: string[];
-  user: string | null;
-  raw: string;
-}
-
-/** A real SMTP server on a free local port (plain, AUTH allowed without TLS), keeping what it receives. */
-async function startSmtp(credentials: { user: string; pass: string }): Promise<{ port: number; mails: Mail[]; close(): Promise<void> }> {
-  const mails: Mail[] = [];
-  const server = new SMTPServer({
-    disabledCommands: ["STARTTLS"],
-    allowInsecureAuth: true,
-    authOptional: false,
-    onAuth(auth, _session, callback) {
-      if (auth.username === credentials.user && auth.password === credentials.pass) callback(null, { user: auth.username });
-      else callback(new Error("invalid username or password"));
-    },
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("end", () => {
-        mails.push({
-          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
-          to: session.envelope.rcptTo.map((r) => r.address),
-          user: (session.user as string | undefined) ?? null,
-          raw: Buffer.concat(chunks).toString("utf8"),
-        });
-        callback();
-      });
-    },
-  });
-  server.on("error", () => {});
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.server.address() as AddressInfo).port;
-  return { port, mails, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
-
-/** A mail's text with quoted-printable soft breaks and escapes undone. */
-const decoded = (raw: string) => raw.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
 
 /** A local HTTP server that never answers. */
 async function startHanging(): Promise<{ url: string; hits: number[]; close(): Promise<void> }> {
@@ -71,19 +28,6 @@ async function startHanging(): Promise<{ url: string; hits: number[]; close(): P
     },
   };
 }
-
-const verify = (secret: string, r: Received) =>
-  new Webhook(secret).verify(r.body, {
-    "webhook-id": String(r.headers["webhook-id"]),
-    "webhook-timestamp": String(r.headers["webhook-timestamp"]),
-    "webhook-signature": String(r.headers["webhook-signature"]),
-  }) as {
-    type: string;
-    title: string;
-    text: string;
-    events: { id: number; condition: string; nextStep: string; url: string }[];
-    counts: { condition: string; event: string; count: number }[];
-  };
 
 /**
  * Opens `count` alerts of `condition` in one statement, each on a subject of its own

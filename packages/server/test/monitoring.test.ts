@@ -98,11 +98,30 @@ describe("relay heartbeats", () => {
       "the alerts' query names it",
     );
 
-    // A heartbeat brings it back.
+    // People are told: a relay_stale alert on it.
+    const relayAlert = async (condition: string) =>
+      (
+        (await admin.get(`/v1/alerts?condition=${condition}&state=all`)).body.items as Array<{ subject: string; state: string; count: number; app: string }>
+      ).find((a) => a.subject === "relay stale-1 of app shop");
+    const raised = await waitFor("the relay_stale alert", async () => (await relayAlert("relay_stale"))?.state === "open" || null);
+    assert.ok(raised);
+
+    // A heartbeat brings it back, and the alert resolves by itself.
     assert.equal((await shop.post("/v1/relays/heartbeat", beat({ name: "stale-1" }))).status, 204);
     const back = (await admin.get("/v1/relays")).body.items.find((r: { name: string }) => r.name === "stale-1");
     assert.equal(back.stale, false);
     assert.ok(!(await staleOrFailingRelays(db, STALE_AFTER_MS)).some((r) => r.name === "stale-1"));
+    await waitFor("the relay_stale alert resolved", async () => (await relayAlert("relay_stale"))?.state === "resolved" || null);
+
+    // Failed rows in a heartbeat: a relay_failed_rows alert counting them, resolved when none is left.
+    assert.equal((await shop.post("/v1/relays/heartbeat", beat({ name: "stale-1", failed: 4 }))).status, 204);
+    const failing = await waitFor("the relay_failed_rows alert", async () => {
+      const a = await relayAlert("relay_failed_rows");
+      return a?.state === "open" ? a : null;
+    });
+    assert.deepEqual([failing.count, failing.app], [4, "shop"]);
+    assert.equal((await shop.post("/v1/relays/heartbeat", beat({ name: "stale-1", failed: 0 }))).status, 204);
+    await waitFor("the relay_failed_rows alert resolved", async () => (await relayAlert("relay_failed_rows"))?.state === "resolved" || null);
   });
 
   test("a relay that stops on purpose is not awaited: never stale, left out of the alerts and the gauges", async () => {

@@ -21,6 +21,10 @@ export const ALERT_CONDITIONS = {
   pendingTooOld: "pending_too_old",
   /** An app's check URL failed that many times in a row; clears on its next answer. */
   checkUrlFailing: "check_url_failing",
+  /** An outbox relay stopped reporting (no heartbeat for TIDINGS_RELAY_STALE_AFTER); clears when it reports again, stops on purpose or is forgotten. */
+  relayStale: "relay_stale",
+  /** An outbox relay holds rows it could not ship; clears when its heartbeat says none. */
+  relayFailedRows: "relay_failed_rows",
 } as const;
 export type AlertCondition = (typeof ALERT_CONDITIONS)[keyof typeof ALERT_CONDITIONS];
 
@@ -36,6 +40,7 @@ export const ALERT_SYSTEM_ACTOR = "tidings";
  */
 export const subscriptionSubject = (name: string): string => `subscription ${name}`;
 export const appSubject = (app: string | null): string => (app === null ? "admin" : `app ${app}`);
+export const relaySubject = (app: string | null, name: string): string => `relay ${name} of ${appSubject(app)}`;
 
 /** What to do, for each condition's alert while it is open. */
 export const NEXT_STEPS: Record<AlertCondition, string> = {
@@ -49,6 +54,10 @@ export const NEXT_STEPS: Record<AlertCondition, string> = {
   pending_too_old:
     "look at the subscription: paused, circuit open, a rate limit or max in flight too low, or a slow endpoint; Retry pending now sends its waiting retries at once",
   check_url_failing: "check that the app's check URL answers (the app's page): its prepared messages cannot be settled until it does",
+  relay_stale:
+    "check that the producer's relay runs and reaches the service; the rows of its outbox wait until it does (a relay gone for good: forget it, DELETE /v1/relays/:app/:name)",
+  relay_failed_rows:
+    "look at the failed rows in the producer's outbox (the relay's log says why the service refused them), fix them and retry them (outbox.retry())",
 };
 
 /** A note given with an acknowledge or a resolve, as stored. */

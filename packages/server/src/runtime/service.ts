@@ -41,7 +41,7 @@ import type { ClaimBatch, LeasedDelivery } from "../domain/delivery.ts";
 import { migrate } from "../store/migrate.ts";
 import { countPending } from "../store/operatorActions.ts";
 import { countInDoubt, countOpenAlertsByCondition, oldestPendingBySubscription } from "../store/monitoring.ts";
-import { listRelays } from "../store/relays.ts";
+import { listRelays, checkRelays } from "../store/relays.ts";
 import { HealthMonitor } from "../delivery/healthMonitor.ts";
 import { giveBackProbe, HEALTH_CHANNEL, loadHealth, pauseIfOpenTooLong, recordHealth, takeProbe } from "../store/subscriptionHealth.ts";
 
@@ -285,7 +285,11 @@ export async function startService(config: Config, log: Logger): Promise<Running
     log,
   );
   const alertWatch = new AlertWatch(
-    { resolveCleared: () => resolveClearedAlerts(db), checkPendingAge: () => checkPendingAge(db, config.alertPendingAgeMs) },
+    {
+      resolveCleared: () => resolveClearedAlerts(db),
+      checkPendingAge: () => checkPendingAge(db, config.alertPendingAgeMs),
+      checkRelays: () => checkRelays(db, config.relayStaleAfterMs),
+    },
     config.alertIntervalMs,
     log,
   );

@@ -1,3 +1,5 @@
+import { ALERT_CONDITIONS as C, NEXT_STEPS, relaySubject } from "../domain/alerts.ts";
+import { clearAlert, raiseAlert } from "./alerts.ts";
 import type { Db } from "./db.ts";
 
 /** What a relay reports in a heartbeat, for the app it ships for ('' for the admin's own messages). */
@@ -99,4 +101,51 @@ export async function staleOrFailingRelays(db: Db, staleAfterMs: number): Promis
 export async function deleteRelay(db: Db, app: string, name: string): Promise<boolean> {
   const { rowCount } = await db.query("delete from relays where app = $1 and name = $2", [app, name]);
   return (rowCount ?? 0) > 0;
+}
+
+/**
+ * The relays' alerts, as states: each relay that stopped reporting has its relay_stale alert open,
+ * each that holds failed rows its relay_failed_rows alert (the count: its failed rows); an open
+ * one whose relay is fine again (or forgotten) is resolved. Answers how many relays are unwell.
+ */
+export async function checkRelays(db: Db, staleAfterMs: number): Promise<number> {
+  const unwell = await staleOrFailingRelays(db, staleAfterMs);
+  const still = new Set<string>();
+  for (const r of unwell) {
+    const subject = relaySubject(r.app, r.name);
+    const common = { subject, app: r.app, link: "#/overview", mode: "set" as const };
+    if (r.stale) {
+      still.add(`${C.relayStale} ${subject}`);
+      await raiseAlert(db, {
+        ...common,
+        condition: C.relayStale,
+        detail: `no heartbeat for ${Math.round(r.heartbeatAgeSeconds)} s (${r.pending} rows waiting at the last one)`,
+        nextStep: NEXT_STEPS.relay_stale,
+      });
+    }
+    if (r.failed > 0) {
+      still.add(`${C.relayFailedRows} ${subject}`);
+      await raiseAlert(db, {
+        ...common,
+        condition: C.relayFailedRows,
+        count: r.failed,
+        detail: `${r.failed} outbox ${r.failed === 1 ? "row" : "rows"} the service refused`,
+        nextStep: NEXT_STEPS.relay_failed_rows,
+      });
+    }
+  }
+  const { rows } = await db.query<{ condition: string; subject: string }>(
+    "select condition, subject from alerts where resolved_at is null and condition = any ($1::text[])",
+    [[C.relayStale, C.relayFailedRows]],
+  );
+  for (const a of rows) {
+    if (still.has(`${a.condition} ${a.subject}`)) continue;
+    await clearAlert(
+      db,
+      a.condition,
+      a.subject,
+      a.condition === C.relayStale ? "the relay reports again (or stopped on purpose, or was forgotten)" : "the relay holds no failed rows",
+    );
+  }
+  return unwell.length;
 }

@@ -6,11 +6,14 @@ export interface AlertWatchOps {
   resolveCleared(): Promise<number>;
   /** Raises and resolves the subscriptions' pending-age alerts. */
   checkPendingAge(): Promise<number>;
+  /** Raises and resolves the outbox relays' alerts (stopped reporting, failed rows). */
+  checkRelays(): Promise<number>;
 }
 
 /**
  * The alert conditions that are states rather than events: each round resolves the alerts whose
- * condition cleared and judges every subscription's oldest pending delivery. Every node runs it;
+ * condition cleared, judges every subscription's oldest pending delivery and every outbox relay's
+ * last heartbeat. Every node runs it;
  * the statements are guarded (one open alert per condition and subject; a resolve changes only an
  * unresolved alert), so two nodes at once raise or resolve an alert once.
  */
@@ -45,6 +48,7 @@ export class AlertWatch {
     try {
       await this.ops.resolveCleared();
       await this.ops.checkPendingAge();
+      await this.ops.checkRelays();
     } catch (error) {
       this.log.warn({ err: error }, "checking alert conditions failed");
     }

@@ -860,6 +860,44 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     assert.equal((await api(world.service.url, newKey).post("/v1/messages", { topic: "nothing.here", payload: 4 })).status, 201, "the new key works");
   });
 
+  test("operators: an admin adds one (the key shown once and working), changes the role and removes them; only admins see the page", async (t) => {
+    const world = await ownWorld(t, "console_operators");
+    const { page, go } = await openConsole(t, world);
+    await go("#/operators");
+    await page.getByRole("heading", { name: "Operators", level: 1 }).waitFor();
+    const form = page.getByRole("region", { name: "Add an operator" });
+    await form.getByLabel("Name").fill("nina");
+    await form.getByLabel("Role").selectOption("viewer");
+    await form.getByRole("button", { name: "Add operator" }).click();
+    const dialog = page.getByRole("dialog", { name: "Operator nina added" });
+    const key = await dialog.getByLabel("Key").inputValue();
+    assert.match(key, /^tdo_/);
+    await dialog.getByRole("button", { name: "I have copied it" }).click();
+    const nina = api(world.service.url, key);
+    assert.equal((await nina.get("/v1/subscriptions")).status, 200, "the key shown works: a viewer reads");
+    assert.equal((await nina.post("/v1/subscriptions/billing/retry-pending")).status, 403, "and may not act");
+
+    // A viewer's console has no Operators page in its navigation.
+    const viewer = await openConsole(t, world, { key });
+    await viewer.go("#/overview");
+    await viewer.page.getByRole("link", { name: "Audit" }).waitFor();
+    assert.equal(await viewer.page.getByRole("link", { name: "Operators" }).isVisible(), false);
+
+    const row = page.locator("tbody tr", { hasText: "nina" });
+    await row.getByRole("button", { name: "Change the role of nina" }).click();
+    const roleDialog = page.getByRole("dialog", { name: "Role of nina" });
+    await roleDialog.getByLabel("Role").selectOption("operator");
+    await roleDialog.getByRole("button", { name: "Save" }).click();
+    await page.getByText("nina is now operator.").waitFor();
+    assert.equal((await world.admin.get("/v1/operators/nina")).body.role, "operator");
+    assert.equal((await nina.post("/v1/subscriptions/billing/retry-pending")).status, 200, "the new role applies at once");
+
+    await page.locator("tbody tr", { hasText: "nina" }).getByRole("button", { name: "Remove nina" }).click();
+    await page.getByRole("dialog", { name: "Remove nina?" }).getByRole("button", { name: "Remove operator" }).click();
+    await page.getByText("nina removed.").waitFor();
+    assert.equal((await nina.get("/v1/subscriptions")).status, 401, "the key stops working");
+  });
+
   test("stays usable at 390 px wide without sideways scrolling", async (t) => {
     const world = await operatorsWorld();
     const { page, go, shot, assertNoSidewaysScroll } = await openConsole(t, world, { viewport: { width: 390, height: 844 } });

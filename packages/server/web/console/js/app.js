@@ -4,6 +4,7 @@ import { clear, clearStaleNotice, h, notify } from "./dom.js";
 import { renderApps } from "./pages/apps.js";
 import { renderChannels } from "./pages/channels.js";
 import { renderAudit } from "./pages/audit.js";
+import { renderOperators } from "./pages/operators.js";
 import { renderDeadLetters } from "./pages/deadLetters.js";
 import { renderMessage } from "./pages/message.js";
 import { renderMessages } from "./pages/messages.js";
@@ -41,6 +42,7 @@ const ROUTES = {
   apps: (ctx) => renderApps(ctx),
   channels: (ctx) => renderChannels(ctx),
   audit: (ctx) => renderAudit(ctx),
+  operators: (ctx) => renderOperators(ctx),
 };
 
 /**

@@ -7,7 +7,7 @@ import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
 import { decoded, startSmtp, verify } from "./support/notifications.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
-import { Receiver, type Received } from "@tidings/testkit/receiver";
+import { Receiver } from "@tidings/testkit/receiver";
 import { ADMIN_KEY, spawnService, startTestService, type ServiceProcess } from "@tidings/testkit/service";
 import { stillAfter, waitFor } from "@tidings/testkit/wait";
 

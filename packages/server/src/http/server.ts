@@ -4,6 +4,7 @@ import type { HttpSettings, RouteServices } from "./routeServices.ts";
 import { clientErrorHandler, errorHandler } from "./errors.ts";
 import { authorizeRoutes, requireDeclaredAccess, type RouteEntry } from "./access.ts";
 import { recordAudit } from "./audit.ts";
+import { finishOpenApi } from "./openapiDocument.ts";
 import { nulField } from "./nul.ts";
 import { invalid } from "../domain/errors.ts";
 import { appRoutes } from "./routes/apps.ts";
@@ -70,10 +71,22 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   routeTables.set(app, routes);
   await app.register(swagger, {
     openapi: {
-      info: { title: "Tidings", version: "0.1.0", description: "Reliable messaging between services that each own their database." },
+      // 3.1: its schemas are JSON Schema, as the routes' (conditional endpoint fields, exclusive minimums, nullable types).
+      openapi: "3.1.0",
+      info: {
+        title: "Tidings",
+        version: "0.1.0",
+        description: "Reliable messaging between services that each own their database.",
+        license: { name: "MIT", identifier: "MIT" },
+      },
+      servers: [{ url: "/", description: "this service" }],
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },
+    transformObject: (document) =>
+      "openapiObject" in document
+        ? (finishOpenApi(document.openapiObject as Record<string, unknown>) as typeof document.openapiObject)
+        : document.swaggerObject,
   });
 
   app.decorateRequest("principal", null as never);

@@ -1,0 +1,61 @@
+/**
+ * The last touches of `/openapi.json`, so that other tools take it as it is (a linter's
+ * recommended rules, client generators): each operation gets an `operationId` made from its
+ * method and path, and the answers every route can give without saying so — a refusal (4XX,
+ * the one error body: every route validates its input, and those that need a key refuse a
+ * missing or wrong one), and a success without a body where none is declared.
+ */
+
+type Json = Record<string, unknown>;
+
+const METHODS = ["get", "put", "post", "patch", "delete", "head", "options"] as const;
+
+const capital = (word: string): string => word.charAt(0).toUpperCase() + word.slice(1);
+const camel = (segment: string): string => segment.split(/[-_.]/).filter(Boolean).map(capital).join("");
+
+/**
+ * `get /v1/subscriptions/{name}/health` → `getSubscriptionsByNameHealth`; the API's version
+ * prefix is left out, `/` is `getRoot`.
+ */
+export function operationIdOf(method: string, path: string): string {
+  const parts = path
+    .split("/")
+    .filter((s) => s !== "" && s !== "v1")
+    .map((s) => (s.startsWith("{") ? `By${camel(s.slice(1, -1))}` : s === "*" ? "Any" : camel(s)));
+  return method.toLowerCase() + (parts.length === 0 ? "Root" : parts.join(""));
+}
+
+/** The error body every refusal carries (http/schemas.ts ErrorBody, as JSON Schema). */
+const ERROR_BODY = {
+  type: "object",
+  required: ["error"],
+  properties: {
+    error: {
+      type: "object",
+      required: ["code", "message"],
+      properties: { code: { type: "string" }, message: { type: "string" }, field: { type: "string" } },
+    },
+  },
+};
+
+export function finishOpenApi(document: Json): Json {
+  const paths = (document.paths ?? {}) as Record<string, Json>;
+  for (const [path, item] of Object.entries(paths)) {
+    for (const method of METHODS) {
+      const operation = item[method] as Json | undefined;
+      if (!operation) continue;
+      operation.operationId ??= operationIdOf(method, path);
+      operation.responses ??= {};
+      const responses = operation.responses as Record<string, Json>;
+      const codes = Object.keys(responses);
+      if (!codes.some((c) => c.startsWith("2"))) responses["204"] = { description: "Done" };
+      if (!codes.some((c) => c.startsWith("4"))) {
+        responses["4XX"] = {
+          description: "Refused: the error names the field at fault, or says what is missing (a key, a role)",
+          content: { "application/json": { schema: ERROR_BODY } },
+        };
+      }
+    }
+  }
+  return document;
+}

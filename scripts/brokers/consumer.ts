@@ -37,7 +37,14 @@ const common: ConsumeOptions = {
 let consumer: Consumer;
 switch (spec.broker) {
   case "rabbitmq":
-    consumer = await consume.rabbitmq({ ...common, url: spec.url, queue: spec.name, exchange: spec.name, retry: { schedule: ["200ms"], maxAttempts: 5 }, reconnectDelayMs: 250 });
+    consumer = await consume.rabbitmq({
+      ...common,
+      url: spec.url,
+      queue: spec.name,
+      exchange: spec.name,
+      retry: { schedule: ["200ms"], maxAttempts: 5 },
+      reconnectDelayMs: 250,
+    });
     break;
   case "nats":
     consumer = await consume.nats({

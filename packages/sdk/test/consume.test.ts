@@ -10,7 +10,17 @@ import { connect as amqpConnect } from "amqplib";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Redis } from "ioredis";
-import { consume, Inbox, rabbitmqDeadLetter, rabbitmqRetryQueue, type BrokerDelivery, type ConsumeEvent, type Consumer, type Envelope, type Executor } from "../src/index.ts";
+import {
+  consume,
+  Inbox,
+  rabbitmqDeadLetter,
+  rabbitmqRetryQueue,
+  type BrokerDelivery,
+  type ConsumeEvent,
+  type Consumer,
+  type Envelope,
+  type Executor,
+} from "../src/index.ts";
 import { stillAfter, waitFor } from "@tidings/testkit/wait";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 

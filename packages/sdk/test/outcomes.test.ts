@@ -149,7 +149,9 @@ describe("outcomes of an HTTP receiver", () => {
       tag: sent.app,
     });
     assert.equal(listed.items.filter((m) => m.payload.messageId === fullId).length, 1, "announced once");
-    await waitFor("the announcement delivered to the producer's subscription", () => announced.find((m) => (m.payload as { messageId: string }).messageId === fullId));
+    await waitFor("the announcement delivered to the producer's subscription", () =>
+      announced.find((m) => (m.payload as { messageId: string }).messageId === fullId),
+    );
   });
 
   test("a failed outcome shows its error, a later success replaces it, and a message still failing is not completed", async () => {
@@ -161,7 +163,10 @@ describe("outcomes of an HTTP receiver", () => {
       const m = await message(badId);
       return m.deliveries.every((d) => d.outcome === "failed" && d.state === "dead") ? m : null;
     });
-    assert.ok(failed.deliveries.every((d) => /refused .* \(try \d\)/.test(d.outcomeError ?? "")), JSON.stringify(failed.deliveries));
+    assert.ok(
+      failed.deliveries.every((d) => /refused .* \(try \d\)/.test(d.outcomeError ?? "")),
+      JSON.stringify(failed.deliveries),
+    );
     assert.equal(failed.completedAt, null);
     const recovered = await waitFor("the flaky message completed", async () => ((await message(flakyId)).completedAt ? await message(flakyId) : null));
     assert.ok(recovered.deliveries.every((d) => (d.outcome === "applied" || d.outcome === "duplicate") && d.outcomeError === null));
@@ -203,7 +208,10 @@ describe("a RabbitMQ consumer that gives up", () => {
       assert.equal(dead.deadReason, "consumer gave up: the ledger is read-only");
       assert.equal(dead.outcome, "failed");
       assert.equal(handled.length, 3, "tried once and on each of the schedule's two steps");
-      const letter = await waitFor("the message in the broker's dead-letter queue", () => ch.get(rabbitmqDeadLetter(name).queue, { noAck: true }));
+      const letter = await waitFor(
+        "the message in the broker's dead-letter queue",
+        async () => (await ch.get(rabbitmqDeadLetter(name).queue, { noAck: true })) || null,
+      );
       assert.equal(JSON.parse(letter.content.toString()).id, fullId);
 
       broken = false;
@@ -224,7 +232,8 @@ describe("a RabbitMQ consumer that gives up", () => {
     } finally {
       await consumer.close();
       await reporter.close();
-      for (const q of [name, rabbitmqDeadLetter(name).queue, rabbitmqRetryQueue(name, 100), rabbitmqRetryQueue(name, 200)]) await ch.deleteQueue(q).catch(() => undefined);
+      for (const q of [name, rabbitmqDeadLetter(name).queue, rabbitmqRetryQueue(name, 100), rabbitmqRetryQueue(name, 200)])
+        await ch.deleteQueue(q).catch(() => undefined);
       for (const x of [name, rabbitmqDeadLetter(name).exchange]) await ch.deleteExchange(x).catch(() => undefined);
       await model.close();
     }
@@ -245,7 +254,12 @@ describe("reporting to a service that does not answer", () => {
   });
 
   test("never holds up the handling: the reports are lost after the call's deadline", async () => {
-    const reporter = new OutcomeReporter({ url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, apiKey: "k", flushIntervalMs: 10, timeoutMs: 500 });
+    const reporter = new OutcomeReporter({
+      url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+      apiKey: "k",
+      flushIntervalMs: 10,
+      timeoutMs: 500,
+    });
     const secret = `whsec_${randomBytes(24).toString("base64")}`;
     const signer = new Webhook(secret);
     const receiver = createReceiver({ secret, db: database.db, inbox: new Inbox({ consumer: "silent" }), outcomes: reporter, handle: async () => undefined });

@@ -117,7 +117,8 @@ export async function consumeRabbitmq(options: RabbitmqConsumeOptions): Promise<
     if (ch !== channel) return; // its channel is gone: the broker redelivers the message
     try {
       if (verdict === "ack") ch.ack(message);
-      else if (verdict === "dead") ch.nack(message, false, false); // the queue's dead-letter exchange takes it
+      else if (verdict === "dead")
+        ch.nack(message, false, false); // the queue's dead-letter exchange takes it
       else await retryLater(ch, message, verdict.retryInMs, tryNumber);
     } catch {
       // the channel closed meanwhile: same as above (a copy already put back is applied once, by the inbox)

@@ -187,7 +187,14 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
       await handle(claimed, (id) => {
         const fields = fieldsOf(claimed.find((e) => e[0] === id)![1]);
         const tries = counts.get(id) ?? 2;
-        return { broker: "redis", redelivered: true, deliveryCount: tries, attempt: attemptOf(fields["tidings-attempt"]), subscription: null, tryNumber: tries };
+        return {
+          broker: "redis",
+          redelivered: true,
+          deliveryCount: tries,
+          attempt: attemptOf(fields["tidings-attempt"]),
+          subscription: null,
+          tryNumber: tries,
+        };
       });
     }
     return taken;

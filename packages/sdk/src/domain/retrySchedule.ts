@@ -35,12 +35,15 @@ export function compileRetryPlan(options: RetryOptions = {}): RetryPlan {
   const texts = options.schedule ?? DEFAULT_RETRY_SCHEDULE;
   const schedule = texts.map((text, i) => {
     const ms = parseDuration(text);
-    if (ms === undefined) throw new TidingsError("config", `retry.schedule[${i}]: "${text}" is not a duration (use e.g. 500ms, 30s, 5m, 2h)`, { field: `retry.schedule[${i}]` });
+    if (ms === undefined)
+      throw new TidingsError("config", `retry.schedule[${i}]: "${text}" is not a duration (use e.g. 500ms, 30s, 5m, 2h)`, { field: `retry.schedule[${i}]` });
     return ms;
   });
   const maxAttempts = options.maxAttempts ?? schedule.length + 1;
-  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw new TidingsError("config", "retry.maxAttempts must be a positive integer", { field: "retry.maxAttempts" });
-  if (schedule.length === 0 && maxAttempts > 1) throw new TidingsError("config", "an empty retry.schedule allows only one attempt", { field: "retry.schedule" });
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1)
+    throw new TidingsError("config", "retry.maxAttempts must be a positive integer", { field: "retry.maxAttempts" });
+  if (schedule.length === 0 && maxAttempts > 1)
+    throw new TidingsError("config", "an empty retry.schedule allows only one attempt", { field: "retry.schedule" });
   return { schedule, maxAttempts };
 }
 

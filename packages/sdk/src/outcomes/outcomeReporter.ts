@@ -84,7 +84,13 @@ export class OutcomeReporter {
       return;
     }
     const error = report.error == null ? null : report.error.slice(0, ERROR_CHARS);
-    this.queue.push({ subscription: report.subscription, messageId: report.messageId, outcome: report.outcome, error, ...(report.gaveUp ? { gaveUp: true } : {}) });
+    this.queue.push({
+      subscription: report.subscription,
+      messageId: report.messageId,
+      outcome: report.outcome,
+      error,
+      ...(report.gaveUp ? { gaveUp: true } : {}),
+    });
     if (this.queue.length >= this.maxBatch) this.kick();
     else if (!this.timer && !this.sending) {
       this.timer = setTimeout(() => this.kick(), this.flushIntervalMs);
@@ -135,4 +141,5 @@ export class OutcomeReporter {
 }
 
 /** Text of a handler's error, for a failed outcome. */
-export const errorText = (error: unknown): string => (error instanceof Error ? `${error.name === "Error" ? "" : `${error.name}: `}${error.message}` : String(error));
+export const errorText = (error: unknown): string =>
+  error instanceof Error ? `${error.name === "Error" ? "" : `${error.name}: `}${error.message}` : String(error);

@@ -125,7 +125,8 @@ function requestTimeout(env: Env): number {
 function completedTopic(env: Env): string | null {
   const raw = env.TIDINGS_COMPLETED_TOPIC;
   if (raw === undefined || raw === "") return null;
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$/.test(raw)) throw new ConfigError(`TIDINGS_COMPLETED_TOPIC must be a topic (letters, digits, _ . : / -), got "${raw}"`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$/.test(raw))
+    throw new ConfigError(`TIDINGS_COMPLETED_TOPIC must be a topic (letters, digits, _ . : / -), got "${raw}"`);
   return raw;
 }
 

@@ -1,8 +1,9 @@
 import { ALERT_CONDITIONS as C, ALERT_EXAMPLES } from "../domain/alerts.ts";
-import { OUTCOME_ERROR_CHARS, type CompletedMessage, type OutcomeReport } from "../domain/outcome.ts";
+import { completedAnnouncement, OUTCOME_ERROR_CHARS, type CompletedMessage, type OutcomeReport } from "../domain/outcome.ts";
 import { storableText } from "../domain/storableText.ts";
 import { nextStepSql, raiseAlertsSql } from "./alertRaise.ts";
-import type { Tx } from "./db.ts";
+import { inTransaction, type Db, type Tx } from "./db.ts";
+import { insertMessages } from "./insertMessages.ts";
 
 /** Who reports: an app (for the messages it may read: its own and its read topics), or a person (any). */
 export type Reporter = { app: string; readTopics: readonly string[] } | null;
@@ -92,6 +93,32 @@ export async function recordOutcomes(tx: Tx, reporter: Reporter, reports: readon
   return {
     matched,
     gaveUp,
-    completed: done.map((r) => ({ id: r.id as string, app: r.app as string | null, topic: r.topic as string, completedAt: (r.completed_at as Date).toISOString() })),
+    completed: done.map((r) => ({
+      id: r.id as string,
+      app: r.app as string | null,
+      topic: r.topic as string,
+      completedAt: (r.completed_at as Date).toISOString(),
+    })),
   };
+}
+
+/**
+ * Records a batch of reports in a transaction of its own, with the `message.completed`
+ * announcements (on `completedTopic`, unless null) of the app messages they completed: in the same
+ * transaction, so that a completed message is announced exactly once. The announcements'
+ * deliveries are left to a claim; `announced` says how many there were.
+ */
+export async function reportOutcomes(
+  db: Db,
+  reporter: Reporter,
+  reports: readonly OutcomeReport[],
+  completedTopic: string | null,
+): Promise<RecordedOutcomes & { announced: number }> {
+  return inTransaction(db, async (tx) => {
+    const result = await recordOutcomes(tx, reporter, reports);
+    const announced =
+      completedTopic === null ? [] : result.completed.flatMap((m) => (m.app === null ? [] : [completedAnnouncement(completedTopic, { ...m, app: m.app })]));
+    if (announced.length > 0) await insertMessages(tx, null, 0, announced);
+    return { ...result, announced: announced.length };
+  });
 }

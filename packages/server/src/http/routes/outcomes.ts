@@ -1,9 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { completedAnnouncement, lastPerDelivery, MAX_OUTCOMES_PER_CALL, OUTCOME_ERROR_CHARS, type OutcomeReport } from "../../domain/outcome.ts";
-import { recordOutcomes } from "../../store/consumerOutcomes.ts";
-import { inTransaction } from "../../store/db.ts";
-import { insertMessages } from "../../store/insertMessages.ts";
+import { lastPerDelivery, MAX_OUTCOMES_PER_CALL, OUTCOME_ERROR_CHARS, type OutcomeReport } from "../../domain/outcome.ts";
+import { reportOutcomes } from "../../store/consumerOutcomes.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody, Name } from "../schemas.ts";
 
@@ -13,7 +11,11 @@ const Report = Type.Object(
     messageId: Type.String({ minLength: 1, maxLength: 300, description: "the message's full id, as delivered (`webhook-id`, the envelope's id)" }),
     outcome: Type.Union([Type.Literal("applied"), Type.Literal("duplicate"), Type.Literal("failed")]),
     // Longer errors are cut, not refused: a report is not worth losing over the length of a stack trace.
-    error: Type.Optional(Type.Union([Type.String({ maxLength: 8000 }), Type.Null()], { description: `a failed outcome's error (the first ${OUTCOME_ERROR_CHARS} characters are kept)` })),
+    error: Type.Optional(
+      Type.Union([Type.String({ maxLength: 8000 }), Type.Null()], {
+        description: `a failed outcome's error (the first ${OUTCOME_ERROR_CHARS} characters are kept)`,
+      }),
+    ),
     gaveUp: Type.Optional(Type.Boolean({ description: "a broker consumer gave up on the message (its dead letter): the delivery becomes dead" })),
   },
   { additionalProperties: false },
@@ -60,14 +62,7 @@ export function outcomeRoutes(app: FastifyInstance, s: RouteServices): void {
           gaveUp: r.outcome === "failed" && r.gaveUp === true,
         })),
       );
-      const topic = s.config.completedTopic;
-      const recorded = await inTransaction(s.db, async (tx) => {
-        const result = await recordOutcomes(tx, reporter, reports);
-        // Announced in the same transaction: a completed message is announced exactly once.
-        const announced = topic === null ? [] : result.completed.flatMap((m) => (m.app === null ? [] : [completedAnnouncement(topic, { ...m, app: m.app })]));
-        if (announced.length > 0) await insertMessages(tx, null, 0, announced);
-        return { ...result, announced: announced.length };
-      });
+      const recorded = await reportOutcomes(s.db, reporter, reports, s.config.completedTopic);
       if (recorded.announced > 0) s.dispatcher.wake(); // their deliveries were left to a claim
       return {
         recorded: recorded.matched,

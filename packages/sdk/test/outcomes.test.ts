@@ -1,6 +1,6 @@
-// Consumer outcomes end to end, with the service, PostgreSQL and RabbitMQ of the test machine:
+// Consumer outcomes end to end, with the service, PostgreSQL and the brokers of the test machine:
 // an HTTP receiver's outcomes (applied, duplicate, failed) show on the deliveries, a message every
-// consumer applied is completed and announced on the completed topic; a RabbitMQ consumer whose
+// consumer applied is completed and announced on the completed topic; a RabbitMQ, NATS and Redis consumer whose
 // handler always fails gives up after its short schedule, the delivery shows among the dead
 // letters, and a re-send from there after the handler is fixed is applied exactly once; and
 // reporting to a service that does not answer never holds up the handling.
@@ -11,6 +11,9 @@ import { createServer as createHttpServer, type Server as HttpServer } from "nod
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { connect as amqpConnect } from "amqplib";
+import { connect as natsConnect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Redis } from "ioredis";
 import { Webhook } from "standardwebhooks";
 import { waitFor } from "@tidings/testkit/wait";
 import {
@@ -21,6 +24,8 @@ import {
   OutcomeReporter,
   rabbitmqDeadLetter,
   rabbitmqRetryQueue,
+  type ConsumeOptions,
+  type Consumer,
   type Envelope,
   type Executor,
 } from "../src/index.ts";
@@ -28,6 +33,8 @@ import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { ADMIN_KEY, startTidings, type TestTidings } from "./support/tidings.ts";
 
 const AMQP_URL = process.env.TIDINGS_TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+const NATS_URL = process.env.TIDINGS_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+const REDIS_URL = process.env.TIDINGS_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 const COMPLETED_TOPIC = "tidings.message.completed";
 
 let database: OpenDatabase;
@@ -174,71 +181,133 @@ describe("outcomes of an HTTP receiver", () => {
   });
 });
 
-describe("a RabbitMQ consumer that gives up", () => {
-  test("ends among the dead letters, and a re-send from there after the fix is applied exactly once", async () => {
-    const name = `tidings_outcomes_${randomBytes(4).toString("hex")}`;
-    const topic = `t.rabbit.${randomBytes(3).toString("hex")}`;
-    const reporter = await consumerApp([topic]);
-    let broken = true;
-    const handled: string[] = [];
-    const consumer = await consume.rabbitmq({
-      url: AMQP_URL,
-      queue: name,
-      exchange: name,
-      db: database.db,
-      inbox: new Inbox({ consumer: name }),
-      retry: { schedule: ["100ms", "200ms"] },
-      outcomes: reporter,
-      handle: async (m, tx) => {
-        handled.push(m.id);
-        if (broken) throw new Error("the ledger is read-only");
-        await tx.query("INSERT INTO effects (message_id) VALUES ($1)", [m.id]);
-      },
-    });
-    const model = await amqpConnect(AMQP_URL);
-    const ch = await model.createChannel();
-    try {
-      await post("/v1/subscriptions", { name, topic, endpoint: { type: "rabbitmq", url: AMQP_URL, exchange: name } });
-      const sent = await tidings.client.messages.send({ topic, payload: { amount: 7 } });
-      const fullId = `${sent.app}/${sent.id}`;
-      const dead = await waitFor("the delivery among the dead letters", async () => {
-        const page = await get<{ items: (DeliveryView & { messageId: string })[] }>(`/v1/deliveries?state=dead&subscription=${name}`);
-        return page.items.find((d) => d.messageId === fullId) ?? null;
-      });
-      assert.equal(dead.deadReason, "consumer gave up: the ledger is read-only");
-      assert.equal(dead.outcome, "failed");
-      assert.equal(handled.length, 3, "tried once and on each of the schedule's two steps");
-      const letter = await waitFor(
-        "the message in the broker's dead-letter queue",
-        async () => (await ch.get(rabbitmqDeadLetter(name).queue, { noAck: true })) || null,
-      );
-      assert.equal(JSON.parse(letter.content.toString()).id, fullId);
+/** A broker as the give-up test needs it: the subscription's endpoint, a consumer, its dead letter, and the cleanup. */
+interface BrokerWorld {
+  endpoint(name: string): Record<string, unknown>;
+  start(name: string, options: Omit<ConsumeOptions, "db" | "inbox">): Promise<Consumer>;
+  /** Whether the broker's dead letter holds message `fullId` now. */
+  deadLettered(name: string, fullId: string): Promise<boolean>;
+  cleanup(name: string): Promise<void>;
+}
 
-      broken = false;
-      const resent = await post(`/v1/messages/${encodeURIComponent(fullId)}/resend`, { subscription: name });
-      assert.equal(resent.resent, 1);
-      const applied = await waitFor("the re-sent message applied", async () => {
-        const d = await deliveryOf(fullId, name);
-        return d?.outcome === "applied" ? d : null;
-      });
-      assert.equal(applied.state, "delivered");
-      assert.equal(applied.deadReason, null);
-      assert.equal(await effects(fullId), 1);
-      assert.ok((await message(fullId)).completedAt, "its only delivery applied: completed");
-      // A second re-send reaches the consumer again, and the inbox makes it harmless.
-      await post(`/v1/messages/${encodeURIComponent(fullId)}/resend`, { subscription: name });
-      await waitFor("the second re-send reported", async () => (await deliveryOf(fullId, name))?.outcome === "duplicate");
-      assert.equal(await effects(fullId), 1, "applied exactly once");
-    } finally {
-      await consumer.close();
-      await reporter.close();
+const BROKERS: Record<"rabbitmq" | "nats" | "redis", BrokerWorld> = {
+  rabbitmq: {
+    endpoint: (name) => ({ type: "rabbitmq", url: AMQP_URL, exchange: name }),
+    start: (name, options) =>
+      consume.rabbitmq({ ...options, url: AMQP_URL, queue: name, exchange: name, db: database.db, inbox: new Inbox({ consumer: name }) }),
+    async deadLettered(name, fullId) {
+      const model = await amqpConnect(AMQP_URL);
+      try {
+        const got = await (await model.createChannel()).get(rabbitmqDeadLetter(name).queue, { noAck: true });
+        return got !== false && JSON.parse(got.content.toString()).id === fullId;
+      } finally {
+        await model.close();
+      }
+    },
+    async cleanup(name) {
+      const model = await amqpConnect(AMQP_URL);
+      const ch = await model.createChannel();
       for (const q of [name, rabbitmqDeadLetter(name).queue, rabbitmqRetryQueue(name, 100), rabbitmqRetryQueue(name, 200)])
         await ch.deleteQueue(q).catch(() => undefined);
       for (const x of [name, rabbitmqDeadLetter(name).exchange]) await ch.deleteExchange(x).catch(() => undefined);
       await model.close();
-    }
+    },
+  },
+  nats: {
+    endpoint: (name) => ({ type: "nats", url: NATS_URL, subject: `${name}.{topic}` }),
+    start: (name, options) =>
+      consume.nats({ ...options, url: NATS_URL, stream: name, subjects: [`${name}.>`], durable: name, db: database.db, inbox: new Inbox({ consumer: name }) }),
+    // JetStream's dead letter: the last delivery terminated, nothing left pending.
+    async deadLettered(name) {
+      const nc = await natsConnect({ servers: new URL(NATS_URL).host });
+      try {
+        const info = await (await jetstreamManager(nc)).consumers.info(name, name);
+        return info.num_ack_pending === 0 && info.num_pending === 0 && info.delivered.stream_seq >= 1;
+      } finally {
+        await nc.close();
+      }
+    },
+    async cleanup(name) {
+      const nc = await natsConnect({ servers: new URL(NATS_URL).host });
+      await (await jetstreamManager(nc)).streams.delete(name).catch(() => undefined);
+      await nc.close();
+    },
+  },
+  redis: {
+    endpoint: (name) => ({ type: "redis", url: REDIS_URL, stream: name }),
+    start: (name, options) =>
+      consume.redis({ ...options, url: REDIS_URL, stream: name, group: name, blockMs: 200, db: database.db, inbox: new Inbox({ consumer: name }) }),
+    async deadLettered(name, fullId) {
+      const redis = new Redis(REDIS_URL, { protocol: 2 });
+      try {
+        const entries = (await redis.call("XRANGE", `${name}:dead`, "-", "+")) as [string, string[]][];
+        return entries.some(([, fields]) => fields.includes(fullId));
+      } finally {
+        redis.disconnect();
+      }
+    },
+    async cleanup(name) {
+      const redis = new Redis(REDIS_URL, { protocol: 2 });
+      await redis.del(name, `${name}:dead`);
+      redis.disconnect();
+    },
+  },
+};
+
+for (const [kind, world] of Object.entries(BROKERS)) {
+  describe(`a ${kind} consumer that gives up`, () => {
+    test("ends among the dead letters, and a re-send from there after the fix is applied exactly once", async () => {
+      const name = `tidings_outcomes_${randomBytes(4).toString("hex")}`;
+      const topic = `t.${kind}.${randomBytes(3).toString("hex")}`;
+      const reporter = await consumerApp([topic]);
+      let broken = true;
+      const handled: string[] = [];
+      // Started first: it declares the queue, stream or group the subscription delivers into.
+      const consumer = await world.start(name, {
+        retry: { schedule: ["100ms", "200ms"] },
+        outcomes: reporter,
+        handle: async (m, tx) => {
+          handled.push(m.id);
+          if (broken) throw new Error("the ledger is read-only");
+          await tx.query("INSERT INTO effects (message_id) VALUES ($1)", [m.id]);
+        },
+      });
+      try {
+        await post("/v1/subscriptions", { name, topic, endpoint: world.endpoint(name) });
+        const sent = await tidings.client.messages.send({ topic, payload: { amount: 7 } });
+        const fullId = `${sent.app}/${sent.id}`;
+        const dead = await waitFor("the delivery among the dead letters", async () => {
+          const page = await get<{ items: (DeliveryView & { messageId: string })[] }>(`/v1/deliveries?state=dead&subscription=${name}`);
+          return page.items.find((d) => d.messageId === fullId) ?? null;
+        });
+        assert.equal(dead.deadReason, "consumer gave up: the ledger is read-only");
+        assert.equal(dead.outcome, "failed");
+        assert.equal(handled.length, 3, "tried once and after each of the schedule's two steps");
+        await waitFor("the message in the broker's dead letter", () => world.deadLettered(name, fullId));
+
+        broken = false;
+        const resent = await post(`/v1/messages/${encodeURIComponent(fullId)}/resend`, { subscription: name });
+        assert.equal(resent.resent, 1);
+        const applied = await waitFor("the re-sent message applied", async () => {
+          const d = await deliveryOf(fullId, name);
+          return d?.outcome === "applied" ? d : null;
+        });
+        assert.equal(applied.state, "delivered");
+        assert.equal(applied.deadReason, null);
+        assert.equal(await effects(fullId), 1);
+        assert.ok((await message(fullId)).completedAt, "its only delivery applied: completed");
+        // A second re-send reaches the consumer again, and the inbox makes it harmless.
+        await post(`/v1/messages/${encodeURIComponent(fullId)}/resend`, { subscription: name });
+        await waitFor("the second re-send reported", async () => (await deliveryOf(fullId, name))?.outcome === "duplicate");
+        assert.equal(await effects(fullId), 1, "applied exactly once");
+      } finally {
+        await consumer.close();
+        await reporter.close();
+        await world.cleanup(name);
+      }
+    });
   });
-});
+}
 
 describe("reporting to a service that does not answer", () => {
   let silent: Server;

@@ -157,18 +157,26 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
   /** The wait after the n-th delivery of an entry failed (or its consumer died with it) before the next. */
   const stepAfter = (deliveries: number): number => plan.schedule[Math.min(Math.max(deliveries, 1) - 1, plan.schedule.length - 1)] ?? 0;
 
+  /**
+   * Where the next look at the pending entries starts: each round reads the page after the last,
+   * then starts over, so entries waiting a long step at the front (10 h) never hide due ones behind them.
+   */
+  let scanFrom = "-";
+
   async function claimOnce(): Promise<number> {
-    // Pending entries idle for the shortest step at least, oldest first: [id, consumer, idle ms, deliveries].
+    // Pending entries idle for the shortest step at least, by id: [id, consumer, idle ms, deliveries].
+    const page = core.concurrency * 4;
     const pending = (await commands.call(
       "XPENDING",
       options.stream,
       options.group,
       "IDLE",
       String(plan.schedule.length ? shortest : 0),
-      "-",
+      scanFrom,
       "+",
-      String(core.concurrency * 4),
+      String(page),
     )) as [string, string, number, number][];
+    scanFrom = pending.length < page ? "-" : `(${pending.at(-1)![0]}`;
     // Due: idle for the step of its delivery count. XCLAIM with that step as its minimum idle time
     // takes each only if no other consumer took it meanwhile, and counts the delivery.
     const dueByStep = new Map<number, string[]>();

@@ -37,7 +37,14 @@ const common: ConsumeOptions = {
 let consumer: Consumer;
 switch (spec.broker) {
   case "rabbitmq":
-    consumer = await consume.rabbitmq({ ...common, url: spec.url, queue: spec.name, exchange: spec.name, retryDelayMs: 200, reconnectDelayMs: 250 });
+    consumer = await consume.rabbitmq({
+      ...common,
+      url: spec.url,
+      queue: spec.name,
+      exchange: spec.name,
+      retry: { schedule: ["200ms"], maxAttempts: 5 },
+      reconnectDelayMs: 250,
+    });
     break;
   case "nats":
     consumer = await consume.nats({
@@ -47,11 +54,19 @@ switch (spec.broker) {
       subjects: [`${spec.name}.>`],
       durable: spec.name,
       ackWaitMs: spec.redeliverAfterMs,
-      retryDelayMs: 200,
+      retry: { schedule: ["200ms"], maxAttempts: 5 },
     });
     break;
   case "redis":
-    consumer = await consume.redis({ ...common, url: spec.url, stream: spec.name, group: spec.name, claimIdleMs: spec.redeliverAfterMs, blockMs: 1000 });
+    consumer = await consume.redis({
+      ...common,
+      url: spec.url,
+      stream: spec.name,
+      group: spec.name,
+      // a killed consumer's entries are taken over once idle for the first step
+      retry: { schedule: [`${spec.redeliverAfterMs}ms`], maxAttempts: 5 },
+      blockMs: 1000,
+    });
     break;
 }
 out("ready");

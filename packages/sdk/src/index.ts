@@ -50,7 +50,16 @@ export { fastifyPlugin, honoHandler, nodeHandler } from "./receiver/mounts.ts";
 // broker consumers (each loads its client library when started: amqplib, @nats-io/*, ioredis)
 export { consume } from "./consume/consume.ts";
 export type { BrokerDelivery, ConsumeEvent, ConsumeOptions, Consumer, ConsumerStats } from "./consume/consumeCore.ts";
-export { rabbitmqDeadLetter, type RabbitmqConsumeOptions } from "./consume/rabbitmq.ts";
+export { rabbitmqDeadLetter, rabbitmqRetryQueue, type RabbitmqConsumeOptions } from "./consume/rabbitmq.ts";
+export { DEFAULT_RETRY_SCHEDULE, type RetryOptions } from "./domain/retrySchedule.ts";
+export {
+  OutcomeReporter,
+  type OutcomeKind,
+  type OutcomeReport,
+  type OutcomeReporterEvent,
+  type OutcomeReporterOptions,
+  type OutcomeReporterStats,
+} from "./outcomes/outcomeReporter.ts";
 export type { NatsConsumeOptions } from "./consume/nats.ts";
 export type { RedisConsumeOptions } from "./consume/redis.ts";
 

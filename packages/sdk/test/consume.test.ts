@@ -1,6 +1,6 @@
 // The broker consumers against the real brokers of the test machine (scripts/with-services.sh):
 // messages applied once through the inbox, duplicates skipped, a handler that fails once retried,
-// one that always fails given up on with each broker's own means (RabbitMQ dead-letter exchange,
+// one that always fails given up on when its retry schedule runs out (RabbitMQ dead-letter exchange,
 // JetStream MaxDeliver, Redis pending entries claimed and then moved to a dead stream), and a body
 // that is not an envelope dead-lettered at once.
 import assert from "node:assert/strict";
@@ -10,7 +10,17 @@ import { connect as amqpConnect } from "amqplib";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Redis } from "ioredis";
-import { consume, Inbox, rabbitmqDeadLetter, type BrokerDelivery, type ConsumeEvent, type Consumer, type Envelope, type Executor } from "../src/index.ts";
+import {
+  consume,
+  Inbox,
+  rabbitmqDeadLetter,
+  rabbitmqRetryQueue,
+  type BrokerDelivery,
+  type ConsumeEvent,
+  type Consumer,
+  type Envelope,
+  type Executor,
+} from "../src/index.ts";
 import { stillAfter, waitFor } from "@tidings/testkit/wait";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 
@@ -53,7 +63,7 @@ async function effects(prefix: string): Promise<Record<string, number>> {
 }
 
 describe("consume.rabbitmq", () => {
-  test("applies once, skips duplicates, retries a failure, and dead-letters after the delivery limit", async () => {
+  test("applies once, skips duplicates, retries a failure through a retry queue, and dead-letters when the schedule runs out", async () => {
     const name = `tidings_consume_${randomBytes(4).toString("hex")}`;
     const h = harness();
     const inbox = new Inbox({ consumer: name });
@@ -63,8 +73,7 @@ describe("consume.rabbitmq", () => {
       exchange: name,
       db: database.db,
       inbox,
-      maxDeliveries: 3,
-      retryDelayMs: 20,
+      retry: { schedule: ["20ms"], maxAttempts: 3 },
       ...h,
     });
     const model = await amqpConnect(AMQP_URL);
@@ -89,7 +98,7 @@ describe("consume.rabbitmq", () => {
       });
       assert.deepEqual(await effects(p), { [`${p}ok`]: 1, [`${p}flaky`]: 1 });
       assert.equal(h.count("duplicate", `${p}ok`), 1);
-      assert.equal(h.count("failed", `${p}bad`), 3, "delivered maxDeliveries times");
+      assert.equal(h.count("failed", `${p}bad`), 3, "tried maxAttempts times");
       assert.ok(deadBodies.some((b) => b.includes(`${p}bad`)) && deadBodies.includes("this is not an envelope"));
       const flaky = h.events.find((e) => e.type === "applied" && e.message.id === `${p}flaky`) as { delivery: BrokerDelivery } | undefined;
       assert.equal(flaky?.delivery.redelivered, true);
@@ -97,7 +106,7 @@ describe("consume.rabbitmq", () => {
       assert.deepEqual({ ...consumer.stats }, { received: 8, applied: 2, duplicates: 1, failed: 4, invalid: 1, redeliveries: 3 });
     } finally {
       await consumer.close();
-      for (const q of [name, rabbitmqDeadLetter(name).queue]) await ch.deleteQueue(q).catch(() => undefined);
+      for (const q of [name, rabbitmqDeadLetter(name).queue, rabbitmqRetryQueue(name, 20)]) await ch.deleteQueue(q).catch(() => undefined);
       for (const x of [name, rabbitmqDeadLetter(name).exchange]) await ch.deleteExchange(x).catch(() => undefined);
       await model.close();
     }
@@ -116,8 +125,7 @@ describe("consume.nats", () => {
       durable: name,
       db: database.db,
       inbox,
-      maxDeliver: 3,
-      retryDelayMs: 20,
+      retry: { schedule: ["20ms"], maxAttempts: 3 },
       ...h,
     });
     const nc = await natsConnect({ servers: new URL(NATS_URL).host });
@@ -148,7 +156,7 @@ describe("consume.nats", () => {
 });
 
 describe("consume.redis", () => {
-  test("applies once, skips duplicates, claims pending entries after the idle time, and moves the hopeless to the dead stream", async () => {
+  test("applies once, skips duplicates, claims a failed entry again after its step of the retry schedule, and moves the hopeless to the dead stream", async () => {
     const name = `tidings_consume_${randomBytes(4).toString("hex")}`;
     const h = harness();
     const inbox = new Inbox({ consumer: name });
@@ -158,8 +166,7 @@ describe("consume.redis", () => {
       group: name,
       db: database.db,
       inbox,
-      maxDeliveries: 3,
-      claimIdleMs: 200,
+      retry: { schedule: ["200ms"], maxAttempts: 3 },
       blockMs: 200,
       ...h,
     });
@@ -175,9 +182,9 @@ describe("consume.redis", () => {
       await waitFor("the dead stream to hold two entries", async () => (await redis.xlen(`${name}:dead`)) === 2 && h.count("applied", `${p}flaky`) === 1);
       assert.deepEqual(await effects(p), { [`${p}ok`]: 1, [`${p}flaky`]: 1 });
       assert.equal(h.count("duplicate", `${p}ok`), 1);
-      assert.equal(h.count("failed", `${p}bad`), 3, "delivered maxDeliveries times");
+      assert.equal(h.count("failed", `${p}bad`), 3, "tried maxAttempts times");
       const flaky = h.events.find((e) => e.type === "applied" && e.message.id === `${p}flaky`) as { delivery: BrokerDelivery } | undefined;
-      assert.equal(flaky?.delivery.redelivered, true, "claimed with XAUTOCLAIM");
+      assert.equal(flaky?.delivery.redelivered, true, "claimed again after its step of the schedule");
       const dead = (await redis.call("XRANGE", name, "-", "+")) as unknown[];
       assert.equal(dead.length, 5, "the stream itself keeps its entries");
       const pending = (await redis.call("XPENDING", name, name)) as [number, ...unknown[]];

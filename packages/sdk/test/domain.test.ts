@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { backoffDelayMs } from "../src/domain/backoff.ts";
+import { compileRetryPlan, nextTry } from "../src/domain/retrySchedule.ts";
 import { parseEnvelope } from "../src/domain/envelope.ts";
 import { resolveMessage } from "../src/domain/message.ts";
 import { dollarToQuestion, questionToDollar, splitPlaceholders } from "../src/executor/placeholders.ts";
@@ -90,4 +91,29 @@ test("migration files split into statements on ';' at line end, without comments
     "CREATE TABLE a (x int)",
     "CREATE INDEX i ON a (x)",
   ]);
+});
+
+test("a consumer's retry schedule: the source documents' escalation by default, the last step repeated, then give up", () => {
+  const plan = compileRetryPlan();
+  assert.deepEqual(
+    [1, 2, 8, 9].map((n) => nextTry(plan, n)),
+    [{ retryInMs: 60_000 }, { retryInMs: 300_000 }, { retryInMs: 36_000_000 }, "give up"],
+  );
+  const short = compileRetryPlan({ schedule: ["100ms", "2s"], maxAttempts: 5 });
+  assert.deepEqual(
+    [1, 2, 3, 4, 5].map((n) => nextTry(short, n)),
+    [{ retryInMs: 100 }, { retryInMs: 2000 }, { retryInMs: 2000 }, { retryInMs: 2000 }, "give up"],
+  );
+  assert.throws(
+    () => compileRetryPlan({ schedule: ["1m", "soon"] }),
+    (e: unknown) => e instanceof TidingsError && e.field === "retry.schedule[1]",
+  );
+  assert.throws(
+    () => compileRetryPlan({ schedule: [], maxAttempts: 2 }),
+    (e: unknown) => e instanceof TidingsError && e.field === "retry.schedule",
+  );
+  assert.throws(
+    () => compileRetryPlan({ maxAttempts: 0 }),
+    (e: unknown) => e instanceof TidingsError && e.field === "retry.maxAttempts",
+  );
 });

@@ -181,6 +181,7 @@ describe("deliveries into real brokers", () => {
           "tidings-tag": "paid",
           "tidings-key": "order-7",
           "tidings-attempt": "1",
+          "tidings-subscription": `rmq-${SUFFIX}`,
           "tidings-delivery": undefined,
         },
       );
@@ -230,6 +231,7 @@ describe("deliveries into real brokers", () => {
       assert.equal(stored.header.get("tidings-id"), `nats-ok-${SUFFIX}`);
       assert.equal(stored.header.get("tidings-key"), "inv 9");
       assert.equal(stored.header.get("tidings-attempt"), "1");
+      assert.equal(stored.header.get("tidings-subscription"), `nats-${SUFFIX}`);
       assert.equal(stored.header.has("tidings-tag"), false, "no tag: no header");
       assert.equal(JSON.parse(stored.string()).id, `nats-ok-${SUFFIX}`);
 
@@ -254,7 +256,8 @@ describe("deliveries into real brokers", () => {
       const entries = (await redis.call("XRANGE", stream, "-", "+")) as [string, string[]][];
       const fields = entries[0]![1];
       const map = Object.fromEntries(fields.flatMap((_, i) => (i % 2 ? [] : [[fields[i], fields[i + 1]]])));
-      assert.deepEqual(Object.keys(map), ["tidings-id", "tidings-topic", "tidings-tag", "tidings-key", "tidings-attempt", "body"]);
+      assert.deepEqual(Object.keys(map), ["tidings-id", "tidings-topic", "tidings-tag", "tidings-key", "tidings-attempt", "tidings-subscription", "body"]);
+      assert.equal(map["tidings-subscription"], `redis-${SUFFIX}`, "the subscription a consumer reports its outcome by");
       assert.equal(map["tidings-id"], `redis-0-${SUFFIX}`);
       assert.equal(JSON.parse(map.body!).key, "k");
       const batch = await admin.post("/v1/messages/batch", {

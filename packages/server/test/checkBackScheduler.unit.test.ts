@@ -28,6 +28,7 @@ function due(checks = 0): DueCheck {
       checks,
       nextCheckAt: "2026-01-01T00:00:10.000Z",
       inDoubtAt: null,
+      completedAt: null,
     },
     checkUrl: "http://127.0.0.1:9000/tidings/check",
     secret: "whsec_dGVzdHNlY3JldA==",

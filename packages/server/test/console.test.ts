@@ -449,6 +449,32 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     assert.equal(world.deliveredTo("/billing").size, 1, "and only that one");
   });
 
+  test("shows what each delivery's consumer reported, and a message every consumer applied as completed", async (t) => {
+    const world = await ownWorld(t, "console_outcomes");
+    await sendOrders(world, [1005]);
+    const id = world.orderIds.get("order-1005")!;
+    await waitFor("billing and shipping delivered", () => world.deliveredTo("/billing").has(id) && world.deliveredTo("/shipping").has(id), UI_TIMEOUT_MS);
+    const report = (subscription: string, outcome: string, error?: string) =>
+      world.admin.post("/v1/outcomes", { outcomes: [{ subscription, messageId: id, outcome, ...(error ? { error } : {}) }] });
+    assert.equal((await report("billing", "applied")).status, 200);
+    assert.equal((await report("shipping", "failed", "the stock service is down")).status, 200);
+    const { page, go } = await openConsole(t, world);
+    await go(`#/messages/${encodeURIComponent(id)}`);
+    const deliveries = page.getByRole("region", { name: "Deliveries" });
+    await deliveries.locator("tbody tr", { hasText: "billing" }).locator(".badge.applied").waitFor();
+    const shipping = deliveries.locator("tbody tr", { hasText: "shipping" });
+    await shipping.locator(".badge.failed").waitFor();
+    assert.match(await shipping.innerText(), /the stock service is down/);
+    assert.equal(await page.locator("h1 + span .badge.completed").count(), 0, "not completed while a consumer failed");
+
+    assert.deepEqual((await report("shipping", "applied")).body.completed, [id]);
+    await go("#/messages");
+    await go(`#/messages/${encodeURIComponent(id)}`);
+    await page.locator(".badge.completed").first().waitFor();
+    await page.getByText("Completed (every consumer applied it)").waitFor();
+    await shipping.locator(".badge.applied").waitFor();
+  });
+
   test("roles: a viewer sees no action buttons; an operator re-sends a dead delivery but cannot change a subscription", async (t) => {
     const world = await ownWorld(t, "console_roles", ["/billing"]);
     await sendOrders(world, [1003]);

@@ -46,6 +46,7 @@ const EXPECTED: Record<string, "public" | "app" | "viewer" | "operator" | "admin
   "DELETE /v1/channels/:id": "admin",
   "POST /v1/channels/:id/test": "operator",
   "POST /v1/relays/heartbeat": "app",
+  "POST /v1/outcomes": "app",
   "GET /v1/relays": "viewer",
   "DELETE /v1/relays/:app/:name": "operator",
   "GET /v1/jobs": "viewer",

@@ -1,6 +1,8 @@
 import { parseEnvelope, type Envelope } from "../domain/envelope.ts";
 import type { Executor } from "../executor/executor.ts";
 import type { Inbox } from "../inbox/inbox.ts";
+import { compileRetryPlan, nextTry, type RetryOptions, type RetryPlan } from "../domain/retrySchedule.ts";
+import { errorText, type OutcomeKind, type OutcomeReporter } from "../outcomes/outcomeReporter.ts";
 
 /** What the broker said about one delivery of a message. */
 export interface BrokerDelivery {
@@ -11,6 +13,10 @@ export interface BrokerDelivery {
   deliveryCount: number | null;
   /** The service's attempt number (`tidings-attempt`): above 1, the service sent it again. */
   attempt: number | null;
+  /** The subscription that delivered it (`tidings-subscription`), when the service said. */
+  subscription: string | null;
+  /** This consumer's try of the message (1-based): its handler failed `tryNumber - 1` times before. */
+  tryNumber: number;
 }
 
 /** Options every broker consumer takes. */
@@ -24,6 +30,18 @@ export interface ConsumeOptions {
   concurrency?: number;
   /** Told of each outcome (for logs and metrics); an exception thrown here is ignored. */
   onEvent?: (event: ConsumeEvent) => void;
+  /**
+   * When a failed message is tried again: the schedule syntax of a subscription's `retry`
+   * (default: 1m 5m 10m 30m 1h 2h 5h 10h, then given up on: the broker's dead letter).
+   */
+  retry?: RetryOptions;
+  /**
+   * Reports each message's outcome to the service (applied, duplicate, failed; a give-up as
+   * failed with `gaveUp`, which shows the delivery among the console's dead letters).
+   */
+  outcomes?: OutcomeReporter;
+  /** The subscription reported on when a message does not name it (`tidings-subscription`, sent by the service). */
+  subscription?: string;
 }
 
 export type ConsumeEvent =
@@ -34,7 +52,7 @@ export type ConsumeEvent =
   /** The broker connection was lost (restart, network); the consumer reconnects by itself. */
   | { type: "disconnected"; error: unknown }
   | { type: "connected" }
-  /** Given up on after too many deliveries: moved to the dead stream (Redis), terminated (JetStream). RabbitMQ dead-letters by itself. */
+  /** Given up on: its tries ran out (`retry`), dead-lettered: `<queue>.dead` (RabbitMQ), `<stream>:dead` (Redis), terminated (JetStream). */
   | { type: "dead"; id: string; deliveryCount: number };
 
 export interface ConsumerStats {
@@ -54,19 +72,34 @@ export interface Consumer {
   close(): Promise<void>;
 }
 
-/** What to tell the broker about a delivery. */
-export type Verdict = "ack" | "retry" | "reject";
+/** What to tell the broker about a delivery: done; try again in `retryInMs`; dead-letter it (gave up, or not an envelope). */
+export type Verdict = "ack" | { retryInMs: number } | "dead";
 
 /** The broker-independent part: parse, apply through the inbox, count, report. */
 export class ConsumeCore {
   readonly stats: ConsumerStats = { received: 0, applied: 0, duplicates: 0, failed: 0, invalid: 0, redeliveries: 0 };
   readonly concurrency: number;
+  readonly retry: RetryPlan;
   private inHand = 0;
   private idle: (() => void)[] = [];
 
   constructor(private readonly options: ConsumeOptions) {
     this.concurrency = options.concurrency ?? 16;
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new RangeError("concurrency must be a positive integer");
+    this.retry = compileRetryPlan(options.retry);
+  }
+
+  /** Queues an outcome report (never waits): the subscription is the delivery's, else the configured one. */
+  private report(message: Envelope, delivery: BrokerDelivery, outcome: OutcomeKind, error?: unknown, gaveUp = false): void {
+    const subscription = delivery.subscription ?? this.options.subscription;
+    if (!this.options.outcomes || !subscription) return;
+    this.options.outcomes.report({
+      subscription,
+      messageId: message.id,
+      outcome,
+      ...(error === undefined ? {} : { error: errorText(error) }),
+      ...(gaveUp ? { gaveUp: true } : {}),
+    });
   }
 
   emit(event: ConsumeEvent): void {
@@ -89,7 +122,7 @@ export class ConsumeCore {
       } catch (error) {
         this.stats.invalid++;
         this.emit({ type: "invalid", delivery, error });
-        return "reject";
+        return "dead";
       }
       try {
         const outcome = await this.options.inbox.handle(
@@ -100,11 +133,19 @@ export class ConsumeCore {
         if (outcome.status === "applied") this.stats.applied++;
         else this.stats.duplicates++;
         this.emit({ type: outcome.status, message, delivery });
+        this.report(message, delivery, outcome.status);
         return "ack";
       } catch (error) {
         this.stats.failed++;
         this.emit({ type: "failed", message, delivery, error });
-        return "retry";
+        const next = nextTry(this.retry, delivery.tryNumber);
+        if (next !== "give up") {
+          this.report(message, delivery, "failed", error);
+          return next;
+        }
+        this.report(message, delivery, "failed", error, true);
+        this.emit({ type: "dead", id: message.id, deliveryCount: delivery.tryNumber });
+        return "dead";
       }
     } finally {
       this.inHand--;

@@ -12,12 +12,8 @@ export interface NatsConsumeOptions extends ConsumeOptions {
   /** The durable consumer's name: consumers sharing it share the work. */
   durable: string;
   filterSubject?: string;
-  /** JetStream stops redelivering a message after this many deliveries (MaxDeliver); default 5. */
-  maxDeliver?: number;
   /** Unacked this long, a message is redelivered (a consumer that died); default 30 s. */
   ackWaitMs?: number;
-  /** A failed message is redelivered after this pause (`nak` with a delay); default 1 s. */
-  retryDelayMs?: number;
 }
 
 /** nats://user:pass@host:port, nats://token@host:port, tls://…: connection options without secrets in `servers`. */
@@ -35,18 +31,18 @@ function connectOptions(text: string): NodeConnectionOptions {
 /**
  * Consumes a JetStream durable pull consumer fed by a Tidings subscription (type `nats`): each
  * message is applied through the inbox in the consumer's own transaction, then acked. A failed
- * handler is `nak`ed (redelivered after `retryDelayMs`) until JetStream's MaxDeliver stops it:
- * its last delivery is terminated (`term`: a MSG_TERMINATED advisory to alert on), and the
- * inbox keeps its error; the message stays in the stream. A message that is not a Tidings envelope is terminated at once.
+ * handler's message is `nak`ed with its step of the `retry` schedule as the delay; JetStream's
+ * delivery count is the try number, and MaxDeliver is the schedule's `maxAttempts`. When the
+ * tries run out its last delivery is terminated (`term`: a MSG_TERMINATED advisory to alert on)
+ * and reported as given up; the message stays in the stream. A message that is not a Tidings envelope is terminated at once.
  * The client reconnects by itself after a server restart; unacked messages come back after
  * `ackWaitMs`, and the inbox skips those already applied.
  */
 export async function consumeNats(options: NatsConsumeOptions): Promise<Consumer> {
   const core = new ConsumeCore(options);
-  const maxDeliver = options.maxDeliver ?? 5;
-  if (!Number.isInteger(maxDeliver) || maxDeliver < 1) throw new TidingsError("config", "maxDeliver must be a positive integer");
+  const maxDeliver = core.retry.maxAttempts;
   const ackWaitMs = options.ackWaitMs ?? 30_000;
-  const retryDelayMs = options.retryDelayMs ?? 1000;
+  if (!Number.isInteger(ackWaitMs) || ackWaitMs < 1) throw new TidingsError("config", "ackWaitMs must be a positive integer");
   const { connect } = await import("@nats-io/transport-node");
   const { jetstream, jetstreamManager, AckPolicy, StorageType } = await import("@nats-io/jetstream");
 
@@ -99,8 +95,9 @@ export async function consumeNats(options: NatsConsumeOptions): Promise<Consumer
   function settle(message: JsMsg, verdict: Verdict): void {
     try {
       if (verdict === "ack") message.ack();
-      else if (verdict === "retry") message.nak(retryDelayMs);
-      else message.term();
+      // no reason text on term: nats-server before 2.10 ignores "+TERM <reason>" and leaves the message pending
+      else if (verdict === "dead") message.term();
+      else message.nak(verdict.retryInMs);
     } catch {
       // disconnected: JetStream redelivers after ack_wait
     }
@@ -116,14 +113,12 @@ export async function consumeNats(options: NatsConsumeOptions): Promise<Consumer
           redelivered: message.redelivered,
           deliveryCount: count,
           attempt: attemptOf(message.headers?.get("tidings-attempt")),
+          subscription: message.headers?.get("tidings-subscription") || null,
+          // the delivery count: a redelivery after a consumer died counts as a try too, so that
+          // the last one JetStream makes (MaxDeliver) is always given up on here, not left pending
+          tryNumber: count,
         });
-        if (verdict === "retry" && count >= maxDeliver) {
-          // the last delivery JetStream will make: say so (a MSG_TERMINATED advisory) rather than leave it pending
-          message.term(); // no reason text: nats-server before 2.10 ignores "+TERM <reason>" and leaves the message pending
-          core.emit({ type: "dead", id: message.headers?.get("tidings-id") || `stream seq ${message.seq}`, deliveryCount: count });
-        } else {
-          settle(message, verdict);
-        }
+        settle(message, verdict);
       });
     }
   })().catch((error: unknown) => core.emit({ type: "disconnected", error })); // the consumer or stream was deleted

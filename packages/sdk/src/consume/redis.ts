@@ -13,10 +13,11 @@ export interface RedisConsumeOptions extends ConsumeOptions {
   consumer?: string;
   /** Where a new group starts: "0" (default) the whole stream, "$" only new entries. */
   startId?: string;
-  /** Pending entries idle this long (unacked: a failed handler, a consumer that died) are claimed with XAUTOCLAIM; default 30 s. */
-  claimIdleMs?: number;
-  /** After this many deliveries an entry is moved to `deadStream` and acked; default 5. */
-  maxDeliveries?: number;
+  /**
+   * How often pending entries are looked at for their retry (XPENDING); default a tenth of the
+   * schedule's shortest step, from 50 ms to 5 s.
+   */
+  claimEveryMs?: number;
   /** Default `<stream>:dead`. */
   deadStream?: string;
   /** How long one XREADGROUP waits for new entries; default 2 s. */
@@ -34,15 +35,17 @@ function fieldsOf(raw: string[]): Record<string, string> {
 /**
  * Consumes a Redis stream fed by a Tidings subscription (type `redis`) through a consumer group:
  * each entry is applied through the inbox in the consumer's own transaction, then XACKed. A
- * failed handler leaves the entry pending; pending entries idle for `claimIdleMs` (this
- * consumer's failures, or a dead consumer's entries) are claimed with XAUTOCLAIM and tried
- * again, and after `maxDeliveries` moved to the dead stream. A restart of Redis is waited out.
+ * failed handler leaves the entry pending; a pending entry delivered n times is claimed (XCLAIM)
+ * and tried again once it has been idle for step n of the `retry` schedule — the same path takes
+ * over a dead consumer's entries — and when its tries run out it is moved to the dead stream
+ * and reported as given up. A restart of Redis is waited out.
  */
 export async function consumeRedis(options: RedisConsumeOptions): Promise<Consumer> {
   const core = new ConsumeCore(options);
-  const maxDeliveries = options.maxDeliveries ?? 5;
-  if (!Number.isInteger(maxDeliveries) || maxDeliveries < 1) throw new TidingsError("config", "maxDeliveries must be a positive integer");
-  const claimIdleMs = options.claimIdleMs ?? 30_000;
+  const plan = core.retry;
+  const shortest = plan.schedule.length ? Math.min(...plan.schedule) : 1000;
+  const claimEveryMs = options.claimEveryMs ?? Math.max(50, Math.min(shortest / 10, 5000));
+  if (!(claimEveryMs > 0)) throw new TidingsError("config", "claimEveryMs must be positive");
   const blockMs = options.blockMs ?? 2000;
   const deadStream = options.deadStream ?? `${options.stream}:dead`;
   const name = options.consumer ?? `${hostname()}-${process.pid}`;
@@ -87,9 +90,11 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
     await Promise.all(
       entries.map(async ([id, raw]) => {
         const fields = fieldsOf(raw);
-        const verdict = await core.process(fields.body ?? "", redelivered(id));
+        const delivery = redelivered(id);
+        const verdict = await core.process(fields.body ?? "", { ...delivery, subscription: fields["tidings-subscription"] ?? null });
         if (verdict === "ack") done.push(id);
-        else if (verdict === "reject") await bury(id, raw, null);
+        else if (verdict === "dead") await bury(id, raw, delivery.deliveryCount).catch(() => undefined); // lost: claimed and given up on again
+        // else: left pending, claimed again after its step of the schedule
       }),
     );
     if (done.length > 0) await commands.call("XACK", options.stream, options.group, ...done).catch(() => undefined); // lost: claimed again later
@@ -102,8 +107,6 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
       .call("XADD", deadStream, "*", ...raw, "tidings-stream-id", id, "tidings-deliveries", String(deliveryCount ?? 1))
       .call("XACK", options.stream, options.group, id)
       .exec();
-    const fields = fieldsOf(raw);
-    core.emit({ type: "dead", id: fields["tidings-id"] ?? id, deliveryCount: deliveryCount ?? 1 });
   }
 
   const fresh = (fields: Record<string, string>): BrokerDelivery => ({
@@ -111,6 +114,8 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
     redelivered: false,
     deliveryCount: 1,
     attempt: attemptOf(fields["tidings-attempt"]),
+    subscription: null,
+    tryNumber: 1,
   });
 
   async function readLoop(): Promise<void> {
@@ -149,47 +154,66 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
     }
   }
 
+  /** The wait after the n-th delivery of an entry failed (or its consumer died with it) before the next. */
+  const stepAfter = (deliveries: number): number => plan.schedule[Math.min(Math.max(deliveries, 1) - 1, plan.schedule.length - 1)] ?? 0;
+
+  /**
+   * Where the next look at the pending entries starts: each round reads the page after the last,
+   * then starts over, so entries waiting a long step at the front (10 h) never hide due ones behind them.
+   */
+  let scanFrom = "-";
+
   async function claimOnce(): Promise<number> {
-    const [, claimed] = (await commands.call(
-      "XAUTOCLAIM",
+    // Pending entries idle for the shortest step at least, by id: [id, consumer, idle ms, deliveries].
+    const page = core.concurrency * 4;
+    const pending = (await commands.call(
+      "XPENDING",
       options.stream,
       options.group,
-      name,
-      String(claimIdleMs),
-      "0-0",
-      "COUNT",
-      String(core.concurrency),
-    )) as [string, Entry[]];
-    const entries = claimed.filter((e) => Array.isArray(e[1])); // entries deleted meanwhile come back empty
-    if (entries.length === 0) return 0;
-    // delivery counts (XAUTOCLAIM counted this one) for the dead-letter limit
-    const pending = (await commands.call("XPENDING", options.stream, options.group, entries[0]![0], entries.at(-1)![0], String(entries.length * 2), name)) as [
-      string,
-      string,
-      number,
-      number,
-    ][];
-    const counts = new Map(pending.map(([id, , , count]) => [id, Number(count)]));
-    const live: Entry[] = [];
-    for (const entry of entries) {
-      const count = counts.get(entry[0]) ?? 1;
-      if (count > maxDeliveries) await bury(entry[0], entry[1], count - 1);
-      else live.push(entry);
+      "IDLE",
+      String(plan.schedule.length ? shortest : 0),
+      scanFrom,
+      "+",
+      String(page),
+    )) as [string, string, number, number][];
+    scanFrom = pending.length < page ? "-" : `(${pending.at(-1)![0]}`;
+    // Due: idle for the step of its delivery count. XCLAIM with that step as its minimum idle time
+    // takes each only if no other consumer took it meanwhile, and counts the delivery.
+    const dueByStep = new Map<number, string[]>();
+    for (const [id, , idle, deliveries] of pending) {
+      const step = stepAfter(Number(deliveries));
+      if (Number(idle) >= step) dueByStep.set(step, [...(dueByStep.get(step) ?? []), id]);
     }
-    await handle(live, (id) => {
-      const fields = fieldsOf(live.find((e) => e[0] === id)![1]);
-      return { broker: "redis", redelivered: true, deliveryCount: counts.get(id) ?? null, attempt: attemptOf(fields["tidings-attempt"]) };
-    });
-    return entries.length;
+    let taken = 0;
+    for (const [step, ids] of dueByStep) {
+      const claimed = ((await commands.call("XCLAIM", options.stream, options.group, name, String(step), ...ids.slice(0, core.concurrency))) as Entry[]).filter(
+        (e) => Array.isArray(e?.[1]), // entries deleted meanwhile come back empty
+      );
+      if (claimed.length === 0) continue;
+      taken += claimed.length;
+      const counts = new Map(pending.map(([id, , , n]) => [id, Number(n) + 1])); // XCLAIM counted this delivery
+      await handle(claimed, (id) => {
+        const fields = fieldsOf(claimed.find((e) => e[0] === id)![1]);
+        const tries = counts.get(id) ?? 2;
+        return {
+          broker: "redis",
+          redelivered: true,
+          deliveryCount: tries,
+          attempt: attemptOf(fields["tidings-attempt"]),
+          subscription: null,
+          tryNumber: tries,
+        };
+      });
+    }
+    return taken;
   }
 
   async function claimLoop(): Promise<void> {
-    const every = Math.max(100, Math.min(claimIdleMs / 2, 5000));
     while (!closing) {
-      await sleep(every);
+      await sleep(claimEveryMs);
       try {
-        while (!closing && (await claimOnce()) === core.concurrency) {
-          // a full batch: more may be waiting
+        while (!closing && (await claimOnce()) >= core.concurrency) {
+          // a full batch: more may be due
         }
       } catch {
         // disconnected: next round

@@ -3,6 +3,7 @@ import { parseEnvelope, type Envelope } from "../domain/envelope.ts";
 import { TidingsError } from "../errors.ts";
 import type { Executor } from "../executor/executor.ts";
 import type { Inbox } from "../inbox/inbox.ts";
+import { errorText, type OutcomeKind, type OutcomeReporter } from "../outcomes/outcomeReporter.ts";
 
 export interface ReceiverOptions {
   /** The subscription's signing secret (`whsec_...`), or several (rotation, several subscriptions). */
@@ -14,6 +15,13 @@ export interface ReceiverOptions {
   handle(message: Envelope, tx: Executor): Promise<unknown>;
   /** Told of each outcome (for logs and metrics); an exception thrown here is ignored. */
   onEvent?: (event: ReceiverEvent) => void;
+  /**
+   * Reports each message's outcome (applied, duplicate, failed) to the service, batched and off
+   * the hot path: the delivery then shows it, and a message every consumer applied is completed.
+   */
+  outcomes?: OutcomeReporter;
+  /** The subscription reported on when a delivery does not name it (`tidings-subscription`, sent by the service). */
+  subscription?: string;
 }
 
 export type ReceiverEvent =
@@ -107,12 +115,20 @@ export function createReceiver(options: ReceiverOptions): Receiver {
       emit({ type: "rejected", status: 400, reason: "id mismatch" });
       return reject(400, "invalid_message", "the body's id is not the webhook-id");
     }
+    const subscription = headers["tidings-subscription"] || options.subscription;
+    const report = (outcome: OutcomeKind, error?: unknown) => {
+      if (options.outcomes && subscription) {
+        options.outcomes.report({ subscription, messageId: message.id, outcome, ...(error === undefined ? {} : { error: errorText(error) }) });
+      }
+    };
     try {
       const outcome = await options.inbox.handle(options.db, message, (tx) => options.handle(message, tx));
       emit({ type: outcome.status, message });
+      report(outcome.status);
       return { status: 200, body: { status: outcome.status } };
     } catch (error) {
       emit({ type: "failed", message, error });
+      report("failed", error);
       return reject(500, "handler_failed", error instanceof Error ? error.message.slice(0, 500) : "the handler failed");
     }
   }

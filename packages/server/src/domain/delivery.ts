@@ -1,5 +1,6 @@
 import type { OutgoingMessage } from "./message.ts";
 import type { DeliveryState } from "./states.ts";
+import type { ConsumerOutcome } from "./outcome.ts";
 
 /** A delivery as the API shows it. */
 export interface DeliveryRecord {
@@ -13,6 +14,11 @@ export interface DeliveryRecord {
   deliveredAt: string | null;
   deadAt: string | null;
   deadReason: string | null;
+  /** What the consumer reported it did (POST /v1/outcomes); null when it reported nothing. */
+  outcome: ConsumerOutcome | null;
+  outcomeAt: string | null;
+  /** A failed outcome's error. */
+  outcomeError: string | null;
 }
 
 /** A delivery this node holds the lease of, with what it needs to send it. */

@@ -27,6 +27,8 @@ export interface MessageRecord extends MessageContent {
   checks: number;
   nextCheckAt: string | null;
   inDoubtAt: string | null;
+  /** When every delivery was reported applied (or duplicate) by its consumer; null until then. */
+  completedAt: string | null;
 }
 
 /** What a transport needs of a message: the payload and headers stay JSON text end to end. */

@@ -24,6 +24,8 @@ export interface HttpSettings {
   readonly checkAfterMs: number;
   /** An outbox relay whose last heartbeat is older than this is stale. */
   readonly relayStaleAfterMs: number;
+  /** The topic completed messages are announced on (`message.completed`); null: not announced. */
+  readonly completedTopic: string | null;
 }
 
 /** What the HTTP routes need, passed in rather than reached for. */

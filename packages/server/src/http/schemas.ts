@@ -335,6 +335,11 @@ export const Delivery = Type.Object({
   deliveredAt: Nullable(Timestamp),
   deadAt: Nullable(Timestamp),
   deadReason: Nullable(Type.String()),
+  outcome: Nullable(
+    Type.String({ description: "what the consumer reported (POST /v1/outcomes): applied, duplicate or failed; null when it reported nothing" }),
+  ),
+  outcomeAt: Nullable(Timestamp),
+  outcomeError: Nullable(Type.String({ description: "a failed outcome's error" })),
 });
 export const Message = Type.Object({
   id: Type.String(),
@@ -352,6 +357,7 @@ export const Message = Type.Object({
   checks: Type.Integer({ description: "check-backs made while prepared" }),
   nextCheckAt: Nullable(Timestamp),
   inDoubtAt: Nullable(Timestamp),
+  completedAt: Type.Optional(Nullable({ ...Timestamp, description: "when every delivery's consumer reported it applied (or duplicate)" })),
   deliveries: Type.Optional(Type.Array(Delivery)),
 });
 export const CommitMany = Type.Object({ ids: Type.Array(MessageId, { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false });

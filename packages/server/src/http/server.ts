@@ -22,6 +22,7 @@ import { statsRoutes } from "./routes/stats.ts";
 import { relayRoutes } from "./routes/relays.ts";
 import { operatorRoutes } from "./routes/operators.ts";
 import { auditRoutes } from "./routes/audit.ts";
+import { outcomeRoutes } from "./routes/outcomes.ts";
 
 /** The routes a built server registered, with who may call each (for tests and tools). */
 const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
@@ -131,5 +132,6 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   channelRoutes(app, s);
   operatorRoutes(app, s);
   auditRoutes(app, s);
+  outcomeRoutes(app, s);
   return app;
 }

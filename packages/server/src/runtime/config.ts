@@ -66,6 +66,8 @@ export interface Config {
   readonly alertPendingAgeMs: number;
   /** Failed check-backs in a row to an app's check URL that raise its check_url_failing alert. */
   readonly alertCheckFailures: number;
+  /** The topic the service announces completed messages on (`message.completed`); null: not announced. */
+  readonly completedTopic: string | null;
 }
 
 export class ConfigError extends Error {}
@@ -117,6 +119,15 @@ function requestTimeout(env: Env): number {
   const ms = duration(env, "TIDINGS_REQUEST_TIMEOUT", "30s");
   if (ms < 100 || ms > 3_600_000) throw new ConfigError(`TIDINGS_REQUEST_TIMEOUT must be from 100ms to 1h, got "${env.TIDINGS_REQUEST_TIMEOUT}"`);
   return ms;
+}
+
+/** A topic as the publish API takes it; unset or empty: completed messages are not announced. */
+function completedTopic(env: Env): string | null {
+  const raw = env.TIDINGS_COMPLETED_TOPIC;
+  if (raw === undefined || raw === "") return null;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$/.test(raw))
+    throw new ConfigError(`TIDINGS_COMPLETED_TOPIC must be a topic (letters, digits, _ . : / -), got "${raw}"`);
+  return raw;
 }
 
 function publicUrl(env: Env): string | null {
@@ -184,5 +195,6 @@ export function loadConfig(env: Env = process.env): Config {
     alertIntervalMs: duration(env, "TIDINGS_ALERT_INTERVAL", "10s"),
     alertPendingAgeMs: env.TIDINGS_ALERT_PENDING_AGE === "0" || env.TIDINGS_ALERT_PENDING_AGE === "off" ? 0 : duration(env, "TIDINGS_ALERT_PENDING_AGE", "15m"),
     alertCheckFailures: integer(env, "TIDINGS_ALERT_CHECK_FAILURES", 5, 1, 1000),
+    completedTopic: completedTopic(env),
   };
 }

@@ -211,7 +211,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
       admit: (subscription, delivery) => health.admits(subscription, delivery),
       release: (leases) => releaseDeliveries(db, leases),
       subscription: (id) => subscriptions.get(id),
-      send: (subscription, delivery, body, signal) => sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret, signal }),
+      send: (subscription, delivery, body, signal) =>
+        sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret, signal, subscription: subscription.name }),
     },
     results,
     {

@@ -125,6 +125,7 @@ export async function insertMessages(
       checks: 0,
       nextCheckAt: iso(row.check_ms),
       inDoubtAt: null,
+      completedAt: null,
     });
   }
   const missing = messages.filter((m) => !created.has(m.id)).map((m) => m.id);

@@ -117,14 +117,14 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
   const { rows } = await db.query({
     text: `select p.seq, p.id, p.app, p.topic, p.tag, p.key, case when p.fits then p.payload_all end as payload,
              case when p.fits then p.headers_all end as headers, p.state, p.deliver_at, p.created_at, p.committed_at,
-             p.rolled_back_at, p.checks, p.next_check_at, p.in_doubt_at, p.fits
+             p.rolled_back_at, p.checks, p.next_check_at, p.in_doubt_at, p.completed_at, p.fits
       from (
         select s.*, (s.rn = 1 or sum(case when s.stored_bytes <= $${budgetParam}::bigint
                                           then octet_length(s.payload_all::text) + octet_length(s.headers_all::text)
                                           else $${budgetParam}::bigint + 1 end) over w <= $${budgetParam}::bigint) as fits
           from (
             select m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload as payload_all, m.headers as headers_all, m.state,
-                   m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at,
+                   m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at, m.completed_at,
                    row_number() over w as rn, sum(pg_column_size(m.payload) + pg_column_size(m.headers)) over w as stored_bytes
               from messages m ${where.length ? `where ${where.join(" and ")}` : ""}
             window w as (order by m.seq desc rows between unbounded preceding and current row)

@@ -3,9 +3,10 @@ import type { DeliveryRecord } from "../domain/delivery.ts";
 import type { MessageRecord } from "../domain/message.ts";
 import { parseExact } from "../domain/rawJson.ts";
 import type { DeliveryState, MessageState } from "../domain/states.ts";
+import type { ConsumerOutcome } from "../domain/outcome.ts";
 
 export const MESSAGE_COLUMNS = `m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload, m.headers, m.state,
-  m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at`;
+  m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at, m.completed_at`;
 
 /** Timestamps arrive as Date from columns and as text from to_jsonb(); both become ISO text. */
 const iso = (value: Date | string | null | undefined): string | null =>
@@ -29,6 +30,7 @@ export function toMessage(row: Record<string, unknown>): MessageRecord {
     checks: (row.checks as number | undefined) ?? 0,
     nextCheckAt: iso(row.next_check_at as Date | null),
     inDoubtAt: iso(row.in_doubt_at as Date | null),
+    completedAt: iso(row.completed_at as Date | null),
   };
 }
 
@@ -45,6 +47,9 @@ export function toDelivery(row: Record<string, unknown>): DeliveryRecord {
     deliveredAt: iso(row.delivered_at as Date | null),
     deadAt: iso(row.dead_at as Date | null),
     deadReason: row.dead_reason as string | null,
+    outcome: (row.outcome as ConsumerOutcome | null | undefined) ?? null,
+    outcomeAt: iso(row.outcome_at as Date | null | undefined),
+    outcomeError: (row.outcome_error as string | null | undefined) ?? null,
   };
 }
 

@@ -10,7 +10,7 @@ import type { Db } from "./db.ts";
  * stays delivered, failed or dead becomes due at once on the fresh cycle (RECORD_SQL).
  */
 const RESEND_SET = `state = 'pending', retry_base = attempts, first_attempt_at = null,
-              delivered_at = null, dead_at = null, dead_reason = null,
+              delivered_at = null, dead_at = null, dead_reason = null, outcome = null, outcome_at = null, outcome_error = null,
               resend_due = (lease_owner is not null and next_attempt_at > now()),
               next_attempt_at = case when lease_owner is not null and next_attempt_at > now() then next_attempt_at else now() end,
               lease_owner = case when next_attempt_at > now() then lease_owner end`;

@@ -2,15 +2,18 @@ import type { LeasedDelivery } from "../domain/delivery.ts";
 
 /**
  * What travels beside the envelope in a broker's headers (AMQP headers, NATS headers, Redis
- * stream fields), so consumers can route, filter and de-duplicate without parsing the body.
+ * stream fields), so consumers can route, filter and de-duplicate without parsing the body, and
+ * report what they did with it by the subscription's name.
  * Absent tag or key: the field is left out.
  */
-export function brokerFields(delivery: LeasedDelivery): Record<string, string> {
+export function brokerFields(delivery: LeasedDelivery, subscription?: string): Record<string, string> {
   const m = delivery.message;
   const fields: Record<string, string> = { "tidings-id": m.id, "tidings-topic": m.topic };
   if (m.tag !== null) fields["tidings-tag"] = m.tag;
   if (m.key !== null) fields["tidings-key"] = m.key;
   fields["tidings-attempt"] = String(delivery.attempt);
+  // The consumer's half of the key it reports its outcome by (POST /v1/outcomes): subscription + message id.
+  if (subscription !== undefined) fields["tidings-subscription"] = subscription;
   return fields;
 }
 

@@ -1,3 +1,4 @@
+import type { LeasedDelivery } from "../domain/delivery.ts";
 import { connect, headers, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { AddressJudge } from "../domain/networkPolicy.ts";
@@ -29,9 +30,20 @@ export function natsConnectOptions(text: string): NodeConnectionOptions {
 }
 
 /**
- * Delivers to NATS JetStream: publishes to the subject with `Nats-Msg-Id` = the message id,
- * done on the stream's PubAck. A retry of a message the stream already holds (its PubAck was
- * lost) is recognised by JetStream's duplicate window and acknowledged as a duplicate: done too.
+ * `Nats-Msg-Id` of a delivery's publish: the message id in its first retry cycle, and the id with
+ * the cycle's start (`#<attempts before it>`) after a re-send. JetStream drops a publish whose id
+ * it saw within the stream's duplicate window: a retry after a lost PubAck must be dropped, but a
+ * re-send (from the dead letters, after the consumer gave up) must reach the consumer again.
+ */
+export function natsMsgId(delivery: LeasedDelivery): string {
+  const cycleStart = delivery.attempt - delivery.attemptInCycle;
+  return cycleStart === 0 ? delivery.message.id : `${delivery.message.id}#${cycleStart}`;
+}
+
+/**
+ * Delivers to NATS JetStream: publishes to the subject with `Nats-Msg-Id` (natsMsgId), done on
+ * the stream's PubAck. A retry of a message the stream already holds (its PubAck was lost) is
+ * recognised by JetStream's duplicate window and acknowledged as a duplicate: done too.
  * The client reconnects by itself after a server restart; publishes made meanwhile time out
  * and are retried on the subscription's schedule.
  */
@@ -79,15 +91,15 @@ export class NatsTransport implements Transport<NatsEndpoint> {
     }));
   }
 
-  private async publish(endpoint: NatsEndpoint, { delivery, body }: Outgoing): Promise<SendResult> {
+  private async publish(endpoint: NatsEndpoint, { delivery, body, subscription }: Outgoing): Promise<SendResult> {
     try {
       const { js, up } = await this.pool.get(endpoint.url);
       if (!up) return { ok: false, statusCode: null, error: "the connection to NATS is down (reconnecting)" };
       const h = headers();
-      for (const [name, value] of Object.entries(brokerFields(delivery))) h.set(name, value);
+      for (const [name, value] of Object.entries(brokerFields(delivery, subscription))) h.set(name, value);
       h.set("content-type", "application/json");
       const subject = renderTemplate(endpoint.subject, delivery, natsToken);
-      await js.publish(subject, body, { msgID: delivery.message.id, headers: h, timeout: this.timeoutMs, retries: 0 });
+      await js.publish(subject, body, { msgID: natsMsgId(delivery), headers: h, timeout: this.timeoutMs, retries: 0 });
       return { ok: true, statusCode: null, error: null };
     } catch (error) {
       return { ok: false, statusCode: null, error: scrubSecrets(errorText(error), endpoint.url) };

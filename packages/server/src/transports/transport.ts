@@ -19,6 +19,8 @@ export interface Outgoing {
   body: string;
   /** The subscription's signing secret (HTTP signs with it; brokers may carry the signature too). */
   secret: string;
+  /** The subscription's name, sent as `tidings-subscription` (consumers report outcomes by it). */
+  subscription?: string;
   /** Aborted at shutdown: the transport gives up at once and answers `aborted`. */
   signal?: AbortSignal | undefined;
 }

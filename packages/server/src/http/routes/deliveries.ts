@@ -38,6 +38,9 @@ const ListedDelivery = Type.Object({
   deliveredAt: Nullable(Timestamp),
   deadAt: Nullable(Timestamp),
   deadReason: Nullable(Type.String()),
+  outcome: Nullable(Type.String({ description: "what the consumer reported: applied, duplicate or failed; null when it reported nothing" })),
+  outcomeAt: Nullable(Timestamp),
+  outcomeError: Nullable(Type.String()),
   createdAt: Timestamp,
 });
 

@@ -133,7 +133,13 @@ export async function renderMessage(ctx, id) {
         "div",
         { class: "spread" },
         h("h1", {}, "Message ", h("span", { class: "mono" }, fullId(message))),
-        h("span", {}, badge(message.state), message.inDoubtAt && prepared ? [" ", badge("dead", "in doubt")] : null),
+        h(
+          "span",
+          {},
+          badge(message.state),
+          message.inDoubtAt && prepared ? [" ", badge("dead", "in doubt")] : null,
+          message.completedAt ? [" ", badge("completed")] : null,
+        ),
       ),
       h(
         "div",
@@ -172,6 +178,7 @@ export async function renderMessage(ctx, id) {
               message.checks > 0 || prepared ? ["Check-backs", String(message.checks)] : null,
               message.nextCheckAt ? ["Next check-back", time(message.nextCheckAt)] : null,
               message.inDoubtAt ? ["In doubt since", time(message.inDoubtAt)] : null,
+              message.completedAt ? ["Completed (every consumer applied it)", time(message.completedAt)] : null,
             ]
               .filter(Boolean)
               .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
@@ -201,6 +208,7 @@ export async function renderMessage(ctx, id) {
             { label: "Attempts", class: "num" },
             { label: "Last status", class: "wide-only" },
             { label: "Next attempt / ended", class: "wide-only" },
+            { label: "Consumer" },
             { label: "Actions" },
           ],
           deliveries.map((d) => [
@@ -209,6 +217,17 @@ export async function renderMessage(ctx, id) {
             String(d.attempts),
             d.lastStatus === null ? (d.lastError ? "error" : "—") : `HTTP ${d.lastStatus}`,
             d.state === "pending" ? time(d.nextAttemptAt) : time(d.deliveredAt ?? d.deadAt),
+            // What the consumer reported it did; nothing reported: delivered means what it always meant.
+            d.outcome
+              ? h(
+                  "span",
+                  { dataset: { outcome: d.outcome } },
+                  badge(d.outcome),
+                  " ",
+                  time(d.outcomeAt),
+                  d.outcomeError ? h("div", { class: "small err" }, d.outcomeError) : null,
+                )
+              : h("span", { class: "muted" }, "not reported"),
             h(
               "div",
               { class: "row", "data-needs": "operator" },

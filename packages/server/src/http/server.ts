@@ -23,6 +23,8 @@ import { relayRoutes } from "./routes/relays.ts";
 import { operatorRoutes } from "./routes/operators.ts";
 import { auditRoutes } from "./routes/audit.ts";
 import { outcomeRoutes } from "./routes/outcomes.ts";
+import { feedRoutes } from "./routes/feed.ts";
+import { reconciliationRoutes } from "./routes/reconciliations.ts";
 
 /** The routes a built server registered, with who may call each (for tests and tools). */
 const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
@@ -133,5 +135,7 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   operatorRoutes(app, s);
   auditRoutes(app, s);
   outcomeRoutes(app, s);
+  feedRoutes(app, s);
+  reconciliationRoutes(app, s);
   return app;
 }

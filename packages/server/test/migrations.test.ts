@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { migrate } from "../src/store/migrate.ts";
+import { waitFor } from "@tidings/testkit/wait";
 import { feedPage } from "../src/store/feed.ts";
 import { FEED_START } from "../src/domain/feedCursor.ts";
 import { commitPrepared } from "../src/store/preparedMessages.ts";
@@ -170,9 +171,13 @@ test("0023 gives the messages kept so far their place in the feed, in their orde
     await pool.query(`insert into messages (id, app, topic, payload, state) values ('shop/half', 'shop', 't', '{}', 'prepared')`);
     await migrate(pool);
     const place = async () => (await feedPage(pool, { topic: "t", after: FEED_START, limit: 10, maxBytes: 1e6 })).items.map((m) => m.id);
+    // The feed serves a place once every transaction older than it has ended, on the whole
+    // database server (other tests' among them): wait for that, then check the order.
+    await waitFor("the kept messages in the feed", async () => (await place()).length === 3);
     assert.deepEqual(await place(), ["shop/m-1", "shop/m-2", "shop/m-3"]);
     const { outcomes } = await commitPrepared(pool, [{ id: "shop/half", app: "shop" }], null, 30_000);
     assert.equal(outcomes[0]!.kind, "resolved");
+    await waitFor("the committed one in the feed", async () => (await place()).length === 4);
     assert.deepEqual(await place(), ["shop/m-1", "shop/m-2", "shop/m-3", "shop/half"]);
   } finally {
     await pool.end();

@@ -43,7 +43,10 @@ async function start(command: string, args: string[], cwd: string, env: Record<s
     return code;
   };
   cleanups.push(stop);
-  const match = await waitFor(`${args.join(" ")} to start (output so far: ${out})`, () => ready.exec(out) ?? (child.exitCode !== null ? Promise.reject(new Error(out)) : null), 30_000);
+  const ended = exited.then((code) => {
+    throw new Error(`${args.join(" ")} exited (${code}) before it was ready:\n${out}`);
+  });
+  const match = await Promise.race([waitFor(`${args.join(" ")} to be ready`, () => ready.exec(out), 30_000), ended]);
   return { match, output: () => out, stop };
 }
 
@@ -183,7 +186,13 @@ test("the packed SDK and server, installed from their tarballs without a TypeScr
     topic: "order.paid",
     endpoint: { type: "http", url: "http://127.0.0.1:9/hooks" },
   });
-  const receiver = await start(process.execPath, ["receiver.mjs"], app, { DATABASE_URL: consumerDb.url, SUBSCRIPTION_SECRET: subscription.secret }, /receiving at (\S+)/);
+  const receiver = await start(
+    process.execPath,
+    ["receiver.mjs"],
+    app,
+    { DATABASE_URL: consumerDb.url, SUBSCRIPTION_SECRET: subscription.secret },
+    /receiving at (\S+)/,
+  );
   await admin(url, "PATCH", "/v1/subscriptions/inventory", { endpoint: { type: "http", url: receiver.match[1]! } });
 
   const producer = await timed("producer", () =>
@@ -217,7 +226,15 @@ test("the packed SDK and server, installed from their tarballs without a TypeScr
   await writeFile(
     join(app, "tsconfig.json"),
     JSON.stringify({
-      compilerOptions: { strict: true, module: "nodenext", moduleResolution: "nodenext", noEmit: true, skipLibCheck: true, typeRoots: [join(ROOT, "node_modules/@types")], types: ["node"] },
+      compilerOptions: {
+        strict: true,
+        module: "nodenext",
+        moduleResolution: "nodenext",
+        noEmit: true,
+        skipLibCheck: true,
+        typeRoots: [join(ROOT, "node_modules/@types")],
+        types: ["node"],
+      },
       files: ["check.ts"],
     }),
   );

@@ -154,6 +154,14 @@ test("the packed SDK and server, installed from their tarballs without a TypeScr
   // `npx tidings` from the installed server: built JavaScript behind a shebang.
   const help = await run("npx", ["--no", "--", "tidings", "--help"], { cwd: app, env: envFor({}) });
   assert.match(help.stdout, /usage: tidings <command>/);
+  // `tidings relay` is the installed SDK's (its "./relay-cli" export).
+  const relayHelp = await run("npx", ["--no", "--", "tidings", "relay", "--help"], { cwd: app, env: envFor({}) });
+  assert.match(relayHelp.stdout, /--database-url/);
+  // JavaScript and declarations only: no TypeScript source for Node to refuse inside node_modules.
+  for (const pkg of ["sdk", "server"]) {
+    const { stdout } = await run("find", [join(app, "node_modules/@tidings", pkg), "-name", "*.ts", "-not", "-name", "*.d.ts"]);
+    assert.equal(stdout, "", `TypeScript sources in @tidings/${pkg}`);
+  }
 
   // Empty databases: the service's migrations and the SDK's tables come from the SQL inside the packages.
   const databases: TestDatabase[] = [];

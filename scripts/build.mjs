@@ -1,10 +1,11 @@
 // Bundles the service into packages/server/dist/tidings.mjs: what `npm start` runs. Compiled
 // JavaScript spares the service tsx's loader thread (~35 MB of RSS), which the heap gets instead.
 // The SDK's sources (a workspace package of TypeScript files) are bundled in; every other
-// package stays in node_modules. Files read at run time (migrations, console assets, the SDK's
-// SQL) are found from the package roots, not from the bundle.
+// package stays in node_modules. The SQL (the service's migrations, the SDK's tables) is inlined
+// (scripts/inlineSql.mjs); the console's files are found from the package root.
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
+import { inlineSql } from "./inlineSql.mjs";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 const started = performance.now();
@@ -29,6 +30,7 @@ await build({
   sourcemap: "linked",
   logLevel: "warning",
   plugins: [
+    inlineSql,
     {
       name: "external-node-modules",
       setup(b) {

@@ -1,16 +1,12 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { dialectOf, type DialectName } from "../executor/dialect.ts";
 import type { Executor } from "../executor/executor.ts";
+import { sqlFiles } from "./sqlFiles.ts";
 
 export interface SqlMigration {
   readonly version: number;
   readonly name: string;
   readonly statements: readonly string[];
 }
-
-// Found through the package's own name rather than this module's URL, so that it holds when
-// the SDK is bundled into another program (the service's `tidings relay`).
-const SQL_DIR = new URL("./sql/", import.meta.resolve("@tidings/sdk/package.json"));
 
 /** Splits a migration file into statements: `;` at the end of a line ends one; `--` lines are comments. */
 export function splitStatements(text: string): string[] {
@@ -26,14 +22,12 @@ export function splitStatements(text: string): string[] {
 
 /** The SDK's numbered SQL files for a dialect (`sql/<dialect>/0001_name.sql`), in order. */
 export function sqlMigrations(dialect: DialectName): SqlMigration[] {
-  const dir = new URL(`${dialect}/`, SQL_DIR);
-  return readdirSync(dir)
-    .filter((file) => /^\d{4}_[a-z0-9_]+\.sql$/.test(file))
-    .sort()
-    .map((file) => ({
+  return sqlFiles(dialect)
+    .filter(({ file }) => /^\d{4}_[a-z0-9_]+\.sql$/.test(file))
+    .map(({ file, text }) => ({
       version: Number(file.slice(0, 4)),
       name: file.slice(5, -4),
-      statements: splitStatements(readFileSync(new URL(file, dir), "utf8")),
+      statements: splitStatements(text),
     }));
 }
 

@@ -1,9 +1,7 @@
-import { readdir, readFile } from "node:fs/promises";
 import type { Db } from "./db.ts";
 import { inTransaction } from "./db.ts";
-import { serverFile } from "../paths.ts";
+import { sqlFiles } from "./migrationFiles.ts";
 
-const MIGRATIONS_DIR = serverFile("src/store/migrations/");
 /** Arbitrary constant naming Tidings' migration lock among other advisory locks. */
 const MIGRATION_LOCK = 7_400_001;
 
@@ -14,14 +12,9 @@ export interface Migration {
 }
 
 export async function loadMigrations(): Promise<Migration[]> {
-  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
-  return Promise.all(
-    files.map(async (file) => ({
-      version: Number(file.slice(0, 4)),
-      name: file,
-      sql: await readFile(MIGRATIONS_DIR + file, "utf8"),
-    })),
-  );
+  return sqlFiles()
+    .filter(({ file }) => /^\d{4}_[a-z0-9_]+\.sql$/.test(file))
+    .map(({ file, text }) => ({ version: Number(file.slice(0, 4)), name: file, sql: text }));
 }
 
 /**

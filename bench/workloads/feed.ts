@@ -1,3 +1,4 @@
+import { until } from "../lib/load.ts";
 import { measure, sql, withTidings, type BenchContext } from "../lib/context.ts";
 import { payload, TOPIC } from "../lib/payload.ts";
 import { fmt, type SystemResult, type WorkloadResult } from "../lib/report.ts";
@@ -43,6 +44,15 @@ export async function feed(ctx: BenchContext): Promise<Omit<WorkloadResult, "nam
     const seedSeconds = await seedFeed(db.url, total);
     ctx.log(`  bulk-loaded ${fmt(total)} messages in ${seedSeconds.toFixed(1)} s`);
     await sql(db.url, "vacuum analyze messages");
+    // The feed serves a message once every transaction older than its commit has ended, on the
+    // whole server: wait until the seed is past that line (other work on a shared server may hold it).
+    await until(
+      "the seed served by the feed",
+      async () =>
+        (await sql<{ ok: boolean }>(db.url, "select coalesce(max(commit_tx) < pg_snapshot_xmin(pg_current_snapshot()), true) as ok from messages"))[0]!.ok,
+      ctx.sizes.phaseTimeoutMs,
+      50,
+    );
     let pages = 0;
     const { result, processes } = await measure(
       ctx,

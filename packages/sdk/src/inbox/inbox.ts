@@ -2,6 +2,7 @@ import { dialectOf } from "../executor/dialect.ts";
 import type { Executor } from "../executor/executor.ts";
 import { TidingsError } from "../errors.ts";
 import {
+  appliedAmong,
   countRecords,
   deleteOldBatch,
   getRecord,
@@ -44,7 +45,8 @@ const ERROR_TEXT_LIMIT = 2000;
  */
 export class Inbox {
   readonly consumer: string;
-  private readonly retentionMs: number;
+  /** How long records are kept after their last change (a reconciliation window must stay within it). */
+  readonly retentionMs: number;
   private readonly cleanupBatchSize: number;
 
   constructor(options: InboxOptions = {}) {
@@ -111,6 +113,11 @@ export class Inbox {
   /** Records by status, most recently changed first (failed ones: what still needs a look). */
   list(db: Executor, status: InboxStatus, limit = 100): Promise<InboxRecord[]> {
     return listRecords(db, this.consumer, status, limit);
+  }
+
+  /** Which of `ids` (full ids) this consumer has applied: one query, for a page of a reconciliation. */
+  appliedAmong(db: Executor, ids: readonly string[]): Promise<Set<string>> {
+    return appliedAmong(db, this.consumer, ids);
   }
 
   counts(db: Executor): Promise<Record<InboxStatus, number>> {

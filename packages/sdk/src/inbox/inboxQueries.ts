@@ -165,3 +165,17 @@ export async function deleteOldBatch(db: Executor, consumer: string, retentionMs
   await db.query(d.sql(sql), [consumer, retentionMs, limit]);
   return (await db.query(d.sql(`SELECT 1 AS one FROM tidings_inbox WHERE ${where} LIMIT 1`), [consumer, retentionMs])).length > 0;
 }
+
+/**
+ * Which of `ids` this consumer has applied (params: consumer, ids): one indexed look-up for a
+ * page of a reconciliation, however long the window.
+ */
+export async function appliedAmong(db: Executor, consumer: string, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const d = dialectOf(db.dialect);
+  const rows = await db.query<{ id: string }>(
+    d.sql(`SELECT id FROM tidings_inbox WHERE consumer = ? AND status = 'applied' AND id IN (${ids.map(() => "?").join(", ")})`),
+    [consumer, ...ids],
+  );
+  return new Set(rows.map((r) => r.id));
+}

@@ -1,0 +1,230 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { after, before, test } from "node:test";
+import { waitFor } from "@tidings/testkit/wait";
+import {
+  createReceiver,
+  fullIdOf,
+  Inbox,
+  nodeHandler,
+  Outbox,
+  Reconciler,
+  type Envelope,
+  type Executor,
+  type ReconcilerEvent,
+  type ReconciliationReport,
+} from "../src/index.ts";
+import { openDatabase, type OpenDatabase } from "./support/databases.ts";
+import { startTidings, type TestTidings } from "./support/tidings.ts";
+
+// Scheduled reconciliation against a real service: a consumer whose receiver was down while
+// every delivery attempt was used up is made whole by one run, and a producer's outbox row
+// whose send was lost (marked sent, never arrived) is found and sent again.
+
+const CLI = fileURLToPath(new URL("../../server/src/cli.ts", import.meta.url));
+const run = promisify(execFile);
+
+let tidings: TestTidings;
+let account: OpenDatabase;
+let producer: OpenDatabase;
+let server: Server;
+let down = false;
+const inbox = new Inbox({ consumer: "account" });
+/** Messages the business handler refuses (a bad account): reconciliation lists them as failed. */
+const refused = new Set<string>();
+
+async function credit(message: Envelope, tx: Executor): Promise<void> {
+  const { account: id, amount } = message.payload as { account: string; amount: number };
+  if (refused.has(id)) throw new Error(`no account ${id}`);
+  await tx.query("UPDATE accounts SET balance = balance + $1 WHERE id = $2", [amount, id]);
+}
+const balance = async () => Number((await account.db.query<{ balance: number }>("SELECT balance FROM accounts WHERE id = 'alice'"))[0]!.balance);
+const deliveryState = async (id: string) => (await tidings.client.messages.get(id))?.deliveries?.[0]?.state;
+
+before(async () => {
+  tidings = await startTidings("reconciler");
+  account = await openDatabase("postgres", "reconciler_account");
+  producer = await openDatabase("postgres", "reconciler_producer");
+  await account.db.query("CREATE TABLE accounts (id text PRIMARY KEY, balance integer NOT NULL)");
+  await account.db.query("INSERT INTO accounts VALUES ('alice', 0)");
+  let receiverHandler: ReturnType<typeof nodeHandler> | null = null;
+  server = createServer((req, res) => (down ? res.writeHead(503).end("down") : receiverHandler!(req, res)));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/notify`;
+  const secret = await tidings.subscribe("account", "recharge.paid", url, { schedule: ["50ms"], maxAttempts: 2 });
+  receiverHandler = nodeHandler(createReceiver({ secret, db: account.db, inbox, handle: credit }));
+});
+after(async () => {
+  await new Promise<void>((r) => server.close(() => r()));
+  await account.close();
+  await producer.close();
+  await tidings.close();
+});
+
+test("a consumer that missed a window of messages is made whole by one run: exactly the missing ones applied, reported; a second run finds nothing", async () => {
+  const since = new Date(Date.now() - 1000);
+  const send = (amount: number, who = "alice") => tidings.client.messages.send({ topic: "recharge.paid", payload: { account: who, amount } });
+  const delivered = async (ids: string[], state: string) => {
+    for (const id of ids) await waitFor(`${id} ${state}`, async () => (await deliveryState(id)) === state, 10_000, 50);
+  };
+
+  const before = [await send(1), await send(2)];
+  await delivered(before.map((m) => m.id), "delivered");
+  down = true; // the consumer is down: every delivery attempt of these fails, and they go dead
+  const missed = [];
+  for (let i = 0; i < 20; i++) missed.push(await send(100));
+  refused.add("bob");
+  const bad = await send(7, "bob");
+  await delivered([...missed, bad].map((m) => m.id), "dead");
+  down = false;
+  const afterwards = [await send(4)];
+  await delivered(afterwards.map((m) => m.id), "delivered");
+  assert.equal(await balance(), 7, "only the messages delivered while it was up are applied");
+
+  const events: ReconcilerEvent[] = [];
+  const reconciler = new Reconciler({
+    client: tidings.client,
+    db: account.db,
+    consumer: { subscription: "account", inbox, handle: credit },
+    name: "account-reconciler",
+    maxDifferences: 10,
+    onEvent: (e) => events.push(e),
+  });
+  const report = await reconciler.run({ since });
+  assert.equal(await balance(), 7 + 20 * 100, "each missed recharge applied once");
+  const missedIds = new Set(missed.map(fullIdOf));
+  assert.deepEqual(
+    { checked: report.checked, missing: report.missing, repaired: report.repaired, failed: report.failed },
+    { checked: 24, missing: 21, repaired: 20, failed: 1 },
+  );
+  assert.equal(report.differences.length, 10, "the list of differences is bounded; the counts are not");
+  for (const d of report.differences.filter((x) => x.repaired)) assert.ok(missedIds.has(d.id), `${d.id} was one of the missed`);
+  const counts = await inbox.counts(account.db);
+  assert.deepEqual(counts, { applied: 23, failed: 1 }, "the missed ones are in the inbox now; the refused one is recorded failed");
+  assert.match((await inbox.get(account.db, fullIdOf(bad)))!.lastError ?? "", /no account bob/);
+  assert.equal(report.kind, "consumer");
+  assert.equal(report.subscription, "account");
+  assert.equal(report.reporter, "account-reconciler");
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ["run"],
+    "the report reached the service",
+  );
+
+  // The failed one is listed with its error in every run until it is fixed; nothing else differs.
+  const again = await reconciler.run({ since });
+  assert.deepEqual({ checked: again.checked, missing: again.missing, repaired: again.repaired, failed: again.failed }, { checked: 24, missing: 1, repaired: 0, failed: 1 });
+  assert.deepEqual(again.differences, [{ id: fullIdOf(bad), difference: "missing", repaired: false, error: "no account bob" }]);
+  refused.delete("bob");
+  await account.db.query("INSERT INTO accounts VALUES ('bob', 0)");
+  const fixed = await reconciler.run({ since });
+  assert.deepEqual({ missing: fixed.missing, repaired: fixed.repaired, failed: fixed.failed }, { missing: 1, repaired: 1, failed: 0 });
+  const clean = await reconciler.run({ since });
+  assert.deepEqual({ checked: clean.checked, missing: clean.missing, differences: clean.differences }, { checked: 24, missing: 0, differences: [] });
+
+  // The dead deliveries re-sent now are duplicates: the balance stays.
+  const resend = await fetch(`${tidings.url}/v1/messages/${missed[0]!.id}/resend`, { method: "POST", headers: { authorization: `Bearer ${tidings.apiKey}` } });
+  assert.equal(resend.status, 200);
+  await delivered([missed[0]!.id], "delivered");
+  assert.equal(await balance(), 7 + 20 * 100);
+});
+
+test("on a schedule, runs never overlap, each looks back its window, and stop() waits for the run in progress", async () => {
+  let active = 0;
+  let most = 0;
+  const reports: ReconciliationReport[] = [];
+  const reconciler = new Reconciler({
+    client: tidings.client,
+    db: account.db,
+    consumer: {
+      subscription: "account",
+      inbox,
+      handle: credit,
+    },
+    report: false,
+    onEvent: (e) => {
+      if (e.type === "run") reports.push(e.report);
+    },
+  });
+  // A slow inbox look-up makes runs longer than the interval.
+  const lookUp = inbox.appliedAmong.bind(inbox);
+  inbox.appliedAmong = async (db, ids) => {
+    most = Math.max(most, ++active);
+    await new Promise((r) => setTimeout(r, 150));
+    active--;
+    return lookUp(db, ids);
+  };
+  try {
+    reconciler.start({ every: "20ms", window: "1h" });
+    await waitFor("three runs", async () => reports.length >= 3, 10_000, 20);
+    await reconciler.stop();
+    const done = reports.length;
+    assert.equal(active, 0, "stop() returned after the run in progress ended");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(reports.length, done, "no run after stop()");
+  } finally {
+    inbox.appliedAmong = lookUp;
+  }
+  assert.equal(most, 1, "one run at a time");
+  for (const r of reports) assert.equal(Date.parse(r.until) - Date.parse(r.since), 3_600_000);
+  assert.ok(reports.every((r) => r.missing === 0 && r.checked === 24));
+});
+
+test("a producer's outbox row whose send was lost is found and sent again; rows the relay gave up on are listed", async () => {
+  const outbox = new Outbox({ db: producer.db, tidings: tidings.client });
+  const since = new Date(Date.now() - 1000);
+  const ids = await producer.db.transaction((tx) => outbox.add(tx, [1, 2, 3].map((i) => ({ topic: "orders.made", payload: { i } }))));
+  await outbox.relayOnce();
+  assert.deepEqual(await outbox.counts(), { pending: 0, sent: 3, failed: 0 });
+  // A send lost: the row is marked sent, the service never got it (as after a reply faked by a proxy).
+  await producer.db.query(
+    `INSERT INTO tidings_outbox (id, topic, payload, status, attempts, sent_at) VALUES ('lost-1', 'orders.made', '{"i":4}', 'sent', 1, now())`,
+  );
+  await producer.db.query(
+    `INSERT INTO tidings_outbox (id, topic, payload, status, attempts, failed_at, last_error) VALUES ('given-up-1', 'orders.made', '{"i":5}', 'failed', 25, now(), 'HTTP 409: conflict')`,
+  );
+  assert.equal(await tidings.client.messages.get("lost-1"), null);
+
+  const reconciler = new Reconciler({ client: tidings.client, db: producer.db, producer: {}, pageSize: 2 });
+  const report = await reconciler.run({ since });
+  assert.deepEqual(
+    { kind: report.kind, checked: report.checked, missing: report.missing, repaired: report.repaired, failed: report.failed },
+    { kind: "producer", checked: 5, missing: 2, repaired: 1, failed: 1 },
+  );
+  assert.deepEqual(report.differences, [
+    { id: "lost-1", difference: "unknown", repaired: true },
+    { id: "given-up-1", difference: "failed", repaired: false, error: "HTTP 409: conflict" },
+  ]);
+  assert.deepEqual(await outbox.counts(), { pending: 1, sent: 3, failed: 1 }, "the lost row is back to be sent");
+  await outbox.relayOnce();
+  assert.ok(await tidings.client.messages.get("lost-1"), "the service has it now");
+  for (const id of ids) assert.ok(await tidings.client.messages.get(id));
+
+  const again = await reconciler.run({ since });
+  assert.deepEqual({ checked: again.checked, missing: again.missing, failed: again.failed }, { checked: 5, missing: 1, failed: 1 }, "only the given-up row is left");
+});
+
+test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 while it is left, 0 once set right", async () => {
+  const since = new Date(Date.now() - 1000).toISOString();
+  await producer.db.query("DELETE FROM tidings_outbox");
+  await producer.db.query(`INSERT INTO tidings_outbox (id, topic, payload, status, attempts, sent_at) VALUES ('lost-2', 'orders.made', '{"i":6}', 'sent', 1, now())`);
+  const args = ["--import", "tsx", CLI, "reconcile", "--producer", "--since", since, "--database-url", producer.url, "--url", tidings.url, "--api-key", tidings.apiKey];
+  const found = await run(process.execPath, [...args, "--no-repair"]).then(
+    () => assert.fail("exit code 0 with a difference left"),
+    (e: { code: number; stdout: string }) => e,
+  );
+  assert.equal(found.code, 1);
+  assert.match(found.stdout, /checked 1, missing 1, repaired 0, failed 0/);
+  assert.match(found.stdout, /unknown lost-2\n/);
+  const repaired = await run(process.execPath, args);
+  assert.match(repaired.stdout, /unknown lost-2 \(repaired\)/);
+  const [row] = await producer.db.query<{ status: string }>("SELECT status FROM tidings_outbox WHERE id = 'lost-2'");
+  assert.equal(row!.status, "pending", "put back for the relay");
+  const usage = await run(process.execPath, ["--import", "tsx", CLI, "reconcile", "--since", since]).catch((e: { code: number; stderr: string }) => e);
+  assert.equal((usage as { code: number }).code, 2);
+  assert.match((usage as { stderr: string }).stderr, /give one of --consumer, --topic or --producer/);
+});

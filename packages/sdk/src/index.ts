@@ -64,12 +64,19 @@ export type {
   CheckAfter,
   CheckInfo,
   DeliveryInfo,
+  FeedMessage,
+  FeedPage,
+  FeedQuery,
   ListMessagesQuery,
   MessageInfo,
   MessagePage,
+  ReconciliationDifference,
+  ReconciliationInfo,
+  ReconciliationReport,
   RelayInfo,
   RelayReport,
 } from "./client/apiTypes.ts";
+export { FeedReader } from "./client/feed.ts";
 export type { HttpOptions } from "./client/http.ts";
 export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";
 

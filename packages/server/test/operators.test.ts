@@ -23,6 +23,7 @@ const EXPECTED: Record<string, "public" | "app" | "viewer" | "operator" | "admin
   "POST /v1/messages": "app",
   "POST /v1/messages/batch": "app",
   "GET /v1/messages": "app",
+  "GET /v1/feed": "app",
   "GET /v1/messages/:id": "app",
   "GET /v1/messages/:id/attempts": "app",
   "GET /v1/messages/:id/checks": "app",

@@ -157,3 +157,88 @@ export interface RelayInfo extends Omit<RelayReport, "app" | "stopped" | "interv
   /** Not stopped, and no heartbeat for longer than the service's TIDINGS_RELAY_STALE_AFTER. */
   stale: boolean;
 }
+
+/** What `client.feed()` reads: one of `topic` or `subscription`, and where to start. */
+export interface FeedQuery {
+  /** The topic's committed messages (an app key sees its own, or all of one of its `readTopics`). */
+  topic?: string;
+  /** The committed messages routed to this subscription: its topic and tags. */
+  subscription?: string;
+  /** A `cursor` kept from an earlier read; none: from the oldest message the service keeps. */
+  after?: string;
+  /** Only messages committed at or after this (ISO 8601 or a Date). */
+  since?: string | Date;
+  /** Only messages committed before this. */
+  until?: string | Date;
+  /** Messages per request, 1–5000; the service's default is 500. */
+  pageSize?: number;
+}
+
+/** A committed message as the feed gives it. `id` is the full id (`<app>/<id>`), as deliveries carry it. */
+export interface FeedMessage {
+  id: string;
+  topic: string;
+  tag: string | null;
+  key: string | null;
+  payload: unknown;
+  headers: Record<string, string>;
+  createdAt: string;
+  committedAt: string;
+}
+
+/** One page of `GET /v1/feed`. */
+export interface FeedPage {
+  items: FeedMessage[];
+  /** Where the next page starts (opaque). */
+  next: string;
+  /** More may follow now; false: everything committed so far has been read. */
+  more: boolean;
+}
+
+/** One difference a reconciliation run found, and what it did about it. */
+export interface ReconciliationDifference {
+  /** The message's full id (`<app>/<id>`), or an outbox row's message id. */
+  id: string;
+  /**
+   * `missing`: committed at the service, not in the consumer's inbox; `failed`: the consumer's
+   * handling failed; `unknown_to_service`: an outbox row marked sent that the service does not
+   * have; `not_sent`: an outbox row the relay gave up on.
+   */
+  problem: "missing" | "failed" | "unknown_to_service" | "not_sent";
+  /** `applied` through the inbox, `resent` to the service, `none` (listed only), or the repair `failed`. */
+  action: "applied" | "resent" | "none" | "failed";
+  /** Why the repair (or the handling) failed; up to 2000 characters. */
+  error?: string | null;
+}
+
+/** A reconciliation run's report (`POST /v1/reconciliations`). */
+export interface ReconciliationReport {
+  /** `consumer`: the service's messages against an inbox; `producer`: an outbox against the service. */
+  kind: "consumer" | "producer";
+  /** What was reconciled: a consumer's subscription, or a topic. One at least. */
+  subscription?: string | null;
+  topic?: string | null;
+  /** Who ran it (e.g. host:pid, or a job's name): letters, digits, `_ . : @ -`, up to 128. */
+  reporter: string;
+  /** The window of commit (or outbox) times looked at. */
+  since: string;
+  until: string;
+  startedAt: string;
+  finishedAt: string;
+  /** Integers 0–10¹²: messages compared, differences found, repaired, and repairs that failed. */
+  counts: { checked: number; missing: number; repaired: number; failed: number };
+  /** Up to 1000 differences; those beyond are only counted. */
+  differences: ReconciliationDifference[];
+  /** Differences found but left out of `differences`. */
+  differencesOmitted?: number;
+}
+
+/** A stored report as `GET /v1/reconciliations` answers it. */
+export interface ReconciliationInfo extends Required<Omit<ReconciliationReport, "subscription" | "topic">> {
+  id: number;
+  /** The app whose key reported it; null when a person did. */
+  app: string | null;
+  subscription: string | null;
+  topic: string | null;
+  receivedAt: string;
+}

@@ -17,12 +17,17 @@ import type {
   BatchOutcomes,
   CheckAfter,
   CheckInfo,
+  FeedPage,
+  FeedQuery,
   ListMessagesQuery,
   MessageInfo,
   MessagePage,
   RelayInfo,
+  ReconciliationInfo,
+  ReconciliationReport,
   RelayReport,
 } from "./apiTypes.ts";
+import { FeedReader, feedQueryString } from "./feed.ts";
 import { cleanupBarriers } from "../transaction/barrier.ts";
 import { createCheckBackHandler, type CheckBackHandler, type CheckBackHandlerOptions } from "../checkBack/checkBackHandler.ts";
 
@@ -183,6 +188,11 @@ export class MessagesApi {
     for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, String(value));
     const qs = params.toString();
     return call<MessagePage>(this.o, "GET", `/v1/messages${qs ? `?${qs}` : ""}`, undefined, { idempotent: true });
+  }
+
+  /** One page of the forward feed (`GET /v1/feed`); `client.feed()` reads them all. */
+  feedPage(query: FeedQuery): Promise<FeedPage> {
+    return call<FeedPage>(this.o, "GET", `/v1/feed?${feedQueryString(query)}`, undefined, { idempotent: true });
   }
 
   /** Every page of `list`, as an async iterator. */
@@ -406,6 +416,28 @@ export class TidingsClient {
       secret,
       lockTimeoutMs: options.lockTimeoutMs ?? this.transactionDefaults.lockTimeoutMs,
     });
+  }
+
+  /**
+   * The committed messages of a topic or subscription in the order they committed, oldest
+   * first, as an async iterator that ends once it has read everything committed so far. Keep
+   * `reader.cursor` and pass it as `after` to go on from there: a message that commits late (a
+   * prepared one) is never skipped.
+   *
+   *     const reader = client.feed({ subscription: "inventory", after: saved });
+   *     for await (const m of reader) await apply(m);
+   *     saved = reader.cursor;
+   */
+  feed(query: FeedQuery): FeedReader {
+    if ((query.topic === undefined) === (query.subscription === undefined)) {
+      throw new TidingsError("config", "feed() needs either topic or subscription (one of them)");
+    }
+    return new FeedReader((q) => this.messages.feedPage(q), query);
+  }
+
+  /** Sends a reconciliation run's report to the service (`POST /v1/reconciliations`), shown in the console. */
+  reportReconciliation(report: ReconciliationReport, options: { timeoutMs?: number } = {}): Promise<ReconciliationInfo> {
+    return call<ReconciliationInfo>(this.options, "POST", "/v1/reconciliations", report, { idempotent: false, timeoutMs: options.timeoutMs });
   }
 
   /** The service's base URL. */

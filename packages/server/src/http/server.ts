@@ -21,6 +21,7 @@ import { statsRoutes } from "./routes/stats.ts";
 import { relayRoutes } from "./routes/relays.ts";
 import { operatorRoutes } from "./routes/operators.ts";
 import { auditRoutes } from "./routes/audit.ts";
+import { feedRoutes } from "./routes/feed.ts";
 
 /** The routes a built server registered, with who may call each (for tests and tools). */
 const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
@@ -118,5 +119,6 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   channelRoutes(app, s);
   operatorRoutes(app, s);
   auditRoutes(app, s);
+  feedRoutes(app, s);
   return app;
 }

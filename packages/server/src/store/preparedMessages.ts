@@ -22,12 +22,13 @@ export interface SettleRequest {
 // Each message row carries its payload as JSON text (payload_text) instead of inside the row:
 // read back through JSON.parse with the row, a big number would be rounded (see splitFanOutRows).
 // Prepared → committed for each id its app may settle, with deliveries. Concurrent commits are
-// gathered into this one statement (one WAL flush for many producers).
+// gathered into this one statement (one WAL flush for many producers). commit_tx gives the
+// message its place in the feed: this transaction's, after everything committed before it.
 const COMMIT_SQL = `
 with input as (
   select * from unnest($1::text[], $2::text[]) as t(id, app)
 ), upd as (
-  update messages m set state = 'committed', committed_at = now(), next_check_at = null, check_owner = null
+  update messages m set state = 'committed', committed_at = now(), commit_tx = pg_current_xact_id(), next_check_at = null, check_owner = null
     from input i
    where m.id = i.id and m.state = 'prepared' and (i.app is null or m.app = i.app)
   returning ${MESSAGE_COLUMNS}

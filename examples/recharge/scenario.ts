@@ -164,6 +164,9 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
       topic: RECHARGE_TOPIC,
       endpoint: { type: "http", url: server.url },
       retry: { schedule: ["50ms", "100ms", "200ms"], maxAttempts: 4 },
+      // No circuit breaker, so that the deliveries of the outage go dead (with one, they would
+      // wait for its probe, up to 30 s, and be sent then; reconciliation would catch them up first).
+      circuit: null,
     });
     server.use(String(subscription.secret));
     log(`account service receiver: ${server.url} (fails ${Math.round(failureRate * 100)}% of calls, half before and half after its commit; 4 attempts)`);
@@ -182,7 +185,7 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
         if (event.type === "run") {
           reports.push(event.report);
           reportsSent++;
-          if (event.report.repaired > 0) log(`reconciliation: ${event.report.checked} checked, ${event.report.repaired} missing recharges applied`);
+          if (event.report.counts.repaired > 0) log(`reconciliation: ${event.report.counts.checked} checked, ${event.report.counts.repaired} missed recharges applied`);
         } else if (event.type === "report_failed") reportsSent--;
         else log(`reconciliation failed: ${String(event.error)}`);
       },
@@ -252,7 +255,7 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
     await reconciler.stop();
     // One more run over everything: nothing may be missing now.
     const last = await reconciler.run({ since: new Date(started - 60_000) });
-    log(`reconciliation: a last run checked ${last.checked}, ${last.missing} missing`);
+    log(`reconciliation: a last run checked ${last.counts.checked}, ${last.counts.missing} missing`);
 
     // The checks.
     const expected = await expectedBalances(rechargeDb);
@@ -280,10 +283,10 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
       receiver: { ...server.stats },
       reconciliation: {
         runs: reports.length,
-        repaired: reports.reduce((n, r) => n + r.repaired, 0),
-        failed: reports.reduce((n, r) => n + r.failed, 0),
+        repaired: reports.reduce((n, r) => n + r.counts.repaired, 0),
+        failed: reports.reduce((n, r) => n + r.counts.failed, 0),
         reportsSent,
-        finalMissing: last.missing,
+        finalMissing: last.counts.missing,
       },
       outbox: await outbox.counts(),
       inbox: { applied: Number(inboxRow!.applied), failed: Number(inboxRow!.failed), attempts: Number(inboxRow!.attempts) },

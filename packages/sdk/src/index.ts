@@ -84,6 +84,5 @@ export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResu
 export { Reconciler, type ReconcilerEvent, type ReconcilerOptions, type RunWindow, type ScheduleOptions } from "./reconcile/reconciler.ts";
 export type { ConsumerSide } from "./reconcile/consumerRun.ts";
 export type { ProducerSide } from "./reconcile/producerRun.ts";
-export type { FeedMessage, FeedQuery, ReconcileClient } from "./reconcile/reconcileClient.ts";
-export type { ReconcileDifference, ReconciliationReport } from "./domain/reconcileReport.ts";
+export type { ReconcileClient } from "./reconcile/reconcileClient.ts";
 export { parseDuration } from "./domain/duration.ts";

@@ -2,7 +2,6 @@ import { dialectOf } from "../executor/dialect.ts";
 import type { Executor } from "../executor/executor.ts";
 import { TidingsError } from "../errors.ts";
 import {
-  appliedAmong,
   countRecords,
   deleteOldBatch,
   getRecord,
@@ -12,6 +11,7 @@ import {
   lockStatus,
   markApplied,
   recordFailure,
+  statusesOf,
   type InboxMessage,
   type InboxRecord,
   type InboxStatus,
@@ -115,9 +115,9 @@ export class Inbox {
     return listRecords(db, this.consumer, status, limit);
   }
 
-  /** Which of `ids` (full ids) this consumer has applied: one query, for a page of a reconciliation. */
-  appliedAmong(db: Executor, ids: readonly string[]): Promise<Set<string>> {
-    return appliedAmong(db, this.consumer, ids);
+  /** The status of each of `ids` (full ids) this consumer has a record of: one query, for a page of a reconciliation. */
+  statusesOf(db: Executor, ids: readonly string[]): Promise<Map<string, InboxStatus>> {
+    return statusesOf(db, this.consumer, ids);
   }
 
   counts(db: Executor): Promise<Record<InboxStatus, number>> {

@@ -167,15 +167,15 @@ export async function deleteOldBatch(db: Executor, consumer: string, retentionMs
 }
 
 /**
- * Which of `ids` this consumer has applied (params: consumer, ids): one indexed look-up for a
- * page of a reconciliation, however long the window.
+ * The records of `ids` this consumer has, by id, with their status (params: consumer, ids): one
+ * primary-key look-up for a page of a reconciliation, however long the window.
  */
-export async function appliedAmong(db: Executor, consumer: string, ids: readonly string[]): Promise<Set<string>> {
-  if (ids.length === 0) return new Set();
+export async function statusesOf(db: Executor, consumer: string, ids: readonly string[]): Promise<Map<string, InboxStatus>> {
+  if (ids.length === 0) return new Map();
   const d = dialectOf(db.dialect);
-  const rows = await db.query<{ id: string }>(
-    d.sql(`SELECT id FROM tidings_inbox WHERE consumer = ? AND status = 'applied' AND id IN (${ids.map(() => "?").join(", ")})`),
+  const rows = await db.query<{ id: string; status: InboxStatus }>(
+    d.sql(`SELECT id, status FROM tidings_inbox WHERE consumer = ? AND id IN (${ids.map(() => "?").join(", ")})`),
     [consumer, ...ids],
   );
-  return new Set(rows.map((r) => r.id));
+  return new Map(rows.map((r) => [r.id, r.status]));
 }

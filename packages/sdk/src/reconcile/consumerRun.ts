@@ -1,8 +1,9 @@
 import type { Envelope } from "../domain/envelope.ts";
-import type { ReportBuilder } from "../domain/reconcileReport.ts";
+import type { FeedMessage } from "../client/apiTypes.ts";
 import type { Executor } from "../executor/executor.ts";
 import type { Inbox } from "../inbox/inbox.ts";
-import type { FeedMessage, ReconcileClient } from "./reconcileClient.ts";
+import type { ReconcileClient } from "./reconcileClient.ts";
+import type { ReportBuilder } from "./reportBuilder.ts";
 
 /** A consumer's side of a reconciliation: its subscription (or topic), its inbox, and its handler. */
 export interface ConsumerSide {
@@ -18,7 +19,7 @@ export interface ConsumerSide {
   handle?(message: Envelope, tx: Executor): Promise<unknown>;
 }
 
-const ERROR_TEXT_LIMIT = 500;
+const ERROR_TEXT_LIMIT = 2000;
 export const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error)).slice(0, ERROR_TEXT_LIMIT);
 
 /** A message of the feed as a delivery would have brought it: the inbox sees the two as the same. */
@@ -58,16 +59,19 @@ export async function reconcileConsumer(
 }
 
 async function comparePage(db: Executor, side: ConsumerSide, page: readonly FeedMessage[], report: ReportBuilder): Promise<void> {
-  report.checked += page.length;
-  const applied = await side.inbox.appliedAmong(
+  report.counts.checked += page.length;
+  const statuses = await side.inbox.statusesOf(
     db,
     page.map((m) => m.id),
   );
   // In commit order, one at a time: the order a delivery of a keyed subscription keeps.
   for (const message of page) {
-    if (applied.has(message.id)) continue;
+    const status = statuses.get(message.id);
+    if (status === "applied") continue;
+    // Never seen, or seen and its handling failed (the inbox has the error).
+    const problem = status === "failed" ? "failed" : "missing";
     if (!side.handle) {
-      report.add({ id: message.id, difference: "missing", repaired: false });
+      report.add({ id: message.id, problem, action: "none" });
       continue;
     }
     const envelope = envelopeOf(message);
@@ -75,10 +79,10 @@ async function comparePage(db: Executor, side: ConsumerSide, page: readonly Feed
     try {
       const outcome = await side.inbox.handle(db, envelope, (tx) => handle(envelope, tx));
       // A duplicate: a delivery applied it between the look-up and now; nothing was missing.
-      if (outcome.status === "applied") report.add({ id: message.id, difference: "missing", repaired: true });
+      if (outcome.status === "applied") report.add({ id: message.id, problem, action: "applied" });
     } catch (error) {
       // The inbox recorded the failure (status failed, the error); the next run tries it again.
-      report.add({ id: message.id, difference: "missing", repaired: false, error: errorText(error) });
+      report.add({ id: message.id, problem, action: "failed", error: errorText(error) });
     }
   }
 }

@@ -1,7 +1,7 @@
-import type { ReportBuilder } from "../domain/reconcileReport.ts";
 import type { Executor } from "../executor/executor.ts";
 import { failedPage, resendSent, sentPage, type SentCursor } from "../outbox/outboxQueries.ts";
 import type { ReconcileClient } from "./reconcileClient.ts";
+import type { ReportBuilder } from "./reportBuilder.ts";
 
 /** A producer's side of a reconciliation: its outbox (in the reconciler's `db`). */
 export interface ProducerSide {
@@ -49,7 +49,7 @@ export async function reconcileProducer(
     if (rows.length === 0) break;
     const last = rows[rows.length - 1]!;
     cursor = { sentAt: last.sentAt, seq: last.seq };
-    report.checked += rows.length;
+    report.counts.checked += rows.length;
     const unknown = await unknownTo(
       client,
       rows.map((r) => r.id),
@@ -58,14 +58,15 @@ export async function reconcileProducer(
     if (unknown.length === 0) continue;
     // Only rows still marked sent are put back: one a person retried meanwhile is left alone.
     if (repair) await resendSent(db, unknown);
-    for (const id of unknown) report.add({ id, difference: "unknown", repaired: repair });
+    for (const id of unknown) report.add({ id, problem: "unknown_to_service", action: repair ? "resent" : "none" });
   }
   let afterSeq = 0;
   for (;;) {
     const rows = await failedPage(db, window.since, window.until, afterSeq, pageSize);
     if (rows.length === 0) break;
     afterSeq = rows[rows.length - 1]!.seq;
-    report.checked += rows.length;
-    for (const row of rows) report.add({ id: row.id, difference: "failed", repaired: false, error: row.lastError ?? "the relay gave it up" });
+    report.counts.checked += rows.length;
+    // Given up for a reason (refused by the service, or out of attempts): a person decides (`outbox.retry`).
+    for (const row of rows) report.add({ id: row.id, problem: "not_sent", action: "none", error: row.lastError });
   }
 }

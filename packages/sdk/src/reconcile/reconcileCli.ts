@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { TidingsClient } from "../client/client.ts";
 import type { Envelope } from "../domain/envelope.ts";
 import { parseDuration } from "../domain/duration.ts";
-import type { ReconciliationReport } from "../domain/reconcileReport.ts";
+import type { ReconciliationReport } from "../client/apiTypes.ts";
 import { connect } from "../executor/connect.ts";
 import type { Executor } from "../executor/executor.ts";
 import { Inbox } from "../inbox/inbox.ts";
@@ -72,11 +72,10 @@ async function loadHandler(path: string): Promise<Handle> {
 
 function print(report: ReconciliationReport): void {
   const what = report.kind === "consumer" ? `consumer ${report.subscription ?? `topic ${report.topic}`}` : "producer";
-  console.log(
-    `tidings reconcile: ${what} ${report.since} .. ${report.until}: checked ${report.checked}, missing ${report.missing}, repaired ${report.repaired}, failed ${report.failed}`,
-  );
-  for (const d of report.differences) console.log(`  ${d.difference} ${d.id}${d.repaired ? " (repaired)" : ""}${d.error ? `: ${d.error}` : ""}`);
-  if (report.differences.length < report.missing) console.log(`  … and ${report.missing - report.differences.length} more`);
+  const c = report.counts;
+  console.log(`tidings reconcile: ${what} ${report.since} .. ${report.until}: checked ${c.checked}, missing ${c.missing}, repaired ${c.repaired}, failed ${c.failed}`);
+  for (const d of report.differences) console.log(`  ${d.problem} ${d.id}: ${d.action}${d.error ? `: ${d.error}` : ""}`);
+  if (report.differencesOmitted) console.log(`  … and ${report.differencesOmitted} more`);
 }
 
 /** `tidings reconcile`: one run; resolves to the exit code. */
@@ -143,7 +142,7 @@ export async function runReconcileCli(argv: string[], env: NodeJS.ProcessEnv = p
     const report = await reconciler.run(window);
     if (args.json) console.log(JSON.stringify(report, null, 2));
     else print(report);
-    return report.missing > report.repaired ? 1 : 0;
+    return report.counts.missing > report.counts.repaired ? 1 : 0;
   } catch (error) {
     console.error(`tidings reconcile: ${(error as Error).message}`);
     return 2;

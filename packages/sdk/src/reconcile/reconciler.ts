@@ -1,11 +1,12 @@
 import { hostname } from "node:os";
 import { parseDuration } from "../domain/duration.ts";
-import { ReportBuilder, type ReconciliationReport } from "../domain/reconcileReport.ts";
+import type { ReconciliationReport } from "../client/apiTypes.ts";
 import { TidingsError } from "../errors.ts";
 import type { Executor } from "../executor/executor.ts";
 import { reconcileConsumer, type ConsumerSide } from "./consumerRun.ts";
 import { reconcileProducer, type ProducerSide } from "./producerRun.ts";
 import type { ReconcileClient } from "./reconcileClient.ts";
+import { MAX_DIFFERENCES, ReportBuilder } from "./reportBuilder.ts";
 
 export type ReconcilerEvent =
   | { type: "run"; report: ReconciliationReport }
@@ -23,7 +24,7 @@ interface Common {
   name?: string;
   /** Messages (or outbox rows) compared per page: one query of the local database per page (default 1000). */
   pageSize?: number;
-  /** Differences named in a report, at most (default 100); the counts cover all. */
+  /** Differences named in a report, at most (default and most: 1000); the counts cover all. */
   maxDifferences?: number;
   /** Send each run's report to the service (default true). */
   report?: boolean;
@@ -80,7 +81,7 @@ export class Reconciler {
     this.name = options.name ?? `${hostname()}:${process.pid}`;
     this.pageSize = options.pageSize ?? 1000;
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1 || this.pageSize > 1000) throw new TidingsError("config", "pageSize must be from 1 to 1000", { field: "pageSize" });
-    this.maxDifferences = options.maxDifferences ?? 100;
+    this.maxDifferences = Math.min(options.maxDifferences ?? MAX_DIFFERENCES, MAX_DIFFERENCES);
   }
 
   /**
@@ -113,16 +114,14 @@ export class Reconciler {
       kind: this.kind,
       ...(o.consumer?.subscription !== undefined ? { subscription: o.consumer.subscription } : {}),
       ...(o.consumer?.topic !== undefined ? { topic: o.consumer.topic } : {}),
+      reporter: this.name,
       since: since.toISOString(),
       until: until.toISOString(),
-      checked: builder.checked,
-      missing: builder.missing,
-      repaired: builder.repaired,
-      failed: builder.failed,
-      differences: builder.differences,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      reporter: this.name,
+      counts: { ...builder.counts },
+      differences: builder.differences,
+      differencesOmitted: builder.omitted,
     };
     if (o.report !== false) {
       try {

@@ -16,7 +16,7 @@ export interface TestTidings {
   /** A client with the admin key. */
   readonly admin: TidingsClient;
   /** Creates a subscription; resolves to its signing secret. */
-  subscribe(name: string, topic: string, url: string, retry?: { schedule?: string[]; maxAttempts?: number }, tags?: string[]): Promise<string>;
+  subscribe(name: string, topic: string, url: string, retry?: { schedule?: string[]; maxAttempts?: number }, extra?: Record<string, unknown>): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -42,13 +42,13 @@ export async function startTidings(label: string, env: Record<string, string> = 
     apiKey,
     client: new TidingsClient({ url: service.url, apiKey }),
     admin: new TidingsClient({ url: service.url, apiKey: ADMIN_KEY }),
-    async subscribe(name, topic, url, retry, tags) {
+    async subscribe(name, topic, url, retry, extra) {
       const sub = await post(service.url, ADMIN_KEY, "/v1/subscriptions", {
         name,
         topic,
         endpoint: { type: "http", url },
         ...(retry ? { retry } : {}),
-        ...(tags ? { tags } : {}),
+        ...extra,
       });
       return String(sub.secret);
     },

@@ -13,6 +13,8 @@ export interface Sizes {
   transactional: { transactions: number; concurrency: number };
   outbox: { rows: number };
   inbox: { messages: number; concurrency: number };
+  /** Committed messages read through the forward feed. */
+  feed: { messages: number };
   /** Give up waiting for a phase after this long. */
   phaseTimeoutMs: number;
 }
@@ -29,6 +31,7 @@ export const FULL: Sizes = {
   transactional: { transactions: 10_000, concurrency: 32 },
   outbox: { rows: 100_000 },
   inbox: { messages: 10_000, concurrency: 32 },
+  feed: { messages: 1_000_000 },
   phaseTimeoutMs: 300_000,
 };
 
@@ -44,5 +47,6 @@ export const SMOKE: Sizes = {
   transactional: { transactions: 200, concurrency: 8 },
   outbox: { rows: 200 },
   inbox: { messages: 200, concurrency: 8 },
+  feed: { messages: 300 },
   phaseTimeoutMs: 30_000,
 };

@@ -8,6 +8,7 @@ import { brokers } from "./brokers.ts";
 import { inbox } from "./inbox.ts";
 import { orderedDeliver } from "./orderedDeliver.ts";
 import { deliver } from "./deliver.ts";
+import { feed } from "./feed.ts";
 import { latency } from "./latency.ts";
 import { publishBatch } from "./publishBatch.ts";
 import { publishSingle } from "./publishSingle.ts";
@@ -38,6 +39,7 @@ export const WORKLOADS: readonly Workload[] = [
   { number: 8, name: "brokers", run: brokers },
   { number: 9, name: "inbox", run: inbox },
   { number: 10, name: "ordered-deliver", run: orderedDeliver },
+  { number: 11, name: "feed", run: feed },
 ];
 
 /** Picks workloads by name or number ("deliver", "3"); none given: all. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { waitFor } from "@tidings/testkit/wait";
-import { TidingsError, type FeedMessage } from "../src/index.ts";
+import { TidingsError, type FeedMessage, type ReconciliationReport } from "../src/index.ts";
 import { startTidings, type TestTidings } from "./support/tidings.ts";
 
 let tidings: TestTidings;
@@ -84,5 +84,26 @@ test("client.feed wants a topic or a subscription, and the service's refusals na
       for await (const _ of tidings.client.feed({ topic: "t", since: "last week" })) break;
     },
     (e: unknown) => e instanceof TidingsError && /since/.test(e.message),
+  );
+});
+
+test("client.reportReconciliation sends a run's report; the service keeps it under the app", async () => {
+  const report: ReconciliationReport = {
+    kind: "consumer",
+    subscription: "account",
+    reporter: "account-worker",
+    since: "2026-12-05T08:00:00.000Z",
+    until: "2026-12-05T09:00:00.000Z",
+    startedAt: "2026-12-05T09:00:01.000Z",
+    finishedAt: "2026-12-05T09:00:02.000Z",
+    counts: { checked: 10, missing: 1, repaired: 1, failed: 0 },
+    differences: [{ id: "recharge/r-1", problem: "missing", action: "applied" }],
+  };
+  const stored = await tidings.client.reportReconciliation(report);
+  assert.equal(stored.app, (await tidings.admin.apps.list())[0]!.name);
+  assert.deepEqual(stored.differences, [{ id: "recharge/r-1", problem: "missing", action: "applied", error: null }]);
+  await assert.rejects(
+    tidings.client.reportReconciliation({ ...report, counts: { checked: -1, missing: 0, repaired: 0, failed: 0 } }),
+    (e: unknown) => e instanceof TidingsError && /counts\.checked/.test(e.message),
   );
 });

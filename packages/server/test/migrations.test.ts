@@ -3,6 +3,9 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { migrate } from "../src/store/migrate.ts";
+import { feedPage } from "../src/store/feed.ts";
+import { FEED_START } from "../src/domain/feedCursor.ts";
+import { commitPrepared } from "../src/store/preparedMessages.ts";
 
 let database: TestDatabase;
 let db: pg.Pool;
@@ -155,3 +158,24 @@ async function laterVersions(): Promise<number[]> {
   const { loadMigrations } = await import("../src/store/migrate.ts");
   return (await loadMigrations()).map((m) => m.version).filter((v) => v > 8);
 }
+
+test("0023 gives the messages kept so far their place in the feed, in their order; a prepared one takes its place when committed", async () => {
+  const other = await createTestDatabase("migrations_0023", { empty: true });
+  const pool = new pg.Pool({ connectionString: other.url, max: 1 });
+  try {
+    await migrate(pool, { upTo: 22 });
+    await pool.query(
+      `insert into messages (id, app, topic, payload, state, committed_at) select 'shop/m-' || n, 'shop', 't', '{}', 'committed', now() from generate_series(1, 3) n`,
+    );
+    await pool.query(`insert into messages (id, app, topic, payload, state) values ('shop/half', 'shop', 't', '{}', 'prepared')`);
+    await migrate(pool);
+    const place = async () => (await feedPage(pool, { topic: "t", after: FEED_START, limit: 10, maxBytes: 1e6 })).items.map((m) => m.id);
+    assert.deepEqual(await place(), ["shop/m-1", "shop/m-2", "shop/m-3"]);
+    const { outcomes } = await commitPrepared(pool, [{ id: "shop/half", app: "shop" }], null, 30_000);
+    assert.equal(outcomes[0]!.kind, "resolved");
+    assert.deepEqual(await place(), ["shop/m-1", "shop/m-2", "shop/m-3", "shop/half"]);
+  } finally {
+    await pool.end();
+    await other.drop();
+  }
+});

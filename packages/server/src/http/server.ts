@@ -22,6 +22,7 @@ import { relayRoutes } from "./routes/relays.ts";
 import { operatorRoutes } from "./routes/operators.ts";
 import { auditRoutes } from "./routes/audit.ts";
 import { feedRoutes } from "./routes/feed.ts";
+import { reconciliationRoutes } from "./routes/reconciliations.ts";
 
 /** The routes a built server registered, with who may call each (for tests and tools). */
 const routeTables = new WeakMap<FastifyInstance, readonly RouteEntry[]>();
@@ -120,5 +121,6 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   operatorRoutes(app, s);
   auditRoutes(app, s);
   feedRoutes(app, s);
+  reconciliationRoutes(app, s);
   return app;
 }

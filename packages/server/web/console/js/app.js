@@ -5,6 +5,7 @@ import { renderApps } from "./pages/apps.js";
 import { renderChannels } from "./pages/channels.js";
 import { renderAudit } from "./pages/audit.js";
 import { renderOperators } from "./pages/operators.js";
+import { renderReconciliation } from "./pages/reconciliation.js";
 import { renderDeadLetters } from "./pages/deadLetters.js";
 import { renderMessage } from "./pages/message.js";
 import { renderMessages } from "./pages/messages.js";
@@ -43,6 +44,7 @@ const ROUTES = {
   channels: (ctx) => renderChannels(ctx),
   audit: (ctx) => renderAudit(ctx),
   operators: (ctx) => renderOperators(ctx),
+  reconciliation: (ctx) => renderReconciliation(ctx),
 };
 
 /**

@@ -250,31 +250,32 @@ export async function readOutboxHealth(db: Executor, cap: number): Promise<Outbo
   };
 }
 
-/** Where a walk through the outbox's sent rows stands: the last row seen. */
+/**
+ * Where a walk through the outbox's sent rows stands: the last row seen. `sentAt` is the
+ * database's own text of the time, to the microsecond (a JavaScript Date keeps milliseconds: a
+ * cursor rounded down would find its own row again, for ever).
+ */
 export interface SentCursor {
-  sentAt: Date;
+  sentAt: string;
   seq: number;
 }
 
 /**
  * Up to `limit` rows marked sent from `since` up to `until`, in the order they were marked, after
- * `cursor` (params: since, until, cursor's sent_at and seq, limit). Keyset paging on (sent_at,
- * seq) through the sent rows' index: each page costs the same however far the walk is.
+ * `cursor` (params: since, until, cursor's sent_at twice and seq, limit). Keyset paging on
+ * (sent_at, seq) through the sent rows' index: each page costs the same however far the walk is.
  */
-export async function sentPage(
-  db: Executor,
-  since: Date,
-  until: Date,
-  cursor: SentCursor | null,
-  limit: number,
-): Promise<Array<{ seq: number; id: string; sentAt: Date }>> {
+export async function sentPage(db: Executor, since: Date, until: Date, cursor: SentCursor | null, limit: number): Promise<Array<{ seq: number; id: string; sentAt: string }>> {
   const d = dialectOf(db.dialect);
+  const exact = d.name === "postgres" ? "sent_at::text" : "DATE_FORMAT(sent_at, '%Y-%m-%d %H:%i:%s.%f')";
   const after = cursor ? " AND (sent_at > ? OR (sent_at = ? AND seq > ?))" : "";
-  const rows = await db.query<{ seq: number | string; id: string; sent_at: Date | string }>(
-    d.sql(`SELECT seq, id, sent_at FROM tidings_outbox WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?${after} ORDER BY sent_at, seq LIMIT ?`),
+  const rows = await db.query<{ seq: number | string; id: string; sent_text: string }>(
+    d.sql(
+      `SELECT seq, id, ${exact} AS sent_text FROM tidings_outbox WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?${after} ORDER BY sent_at, seq LIMIT ?`,
+    ),
     cursor ? [since, until, cursor.sentAt, cursor.sentAt, cursor.seq, limit] : [since, until, limit],
   );
-  return rows.map((r) => ({ seq: Number(r.seq), id: r.id, sentAt: date(r.sent_at)! }));
+  return rows.map((r) => ({ seq: Number(r.seq), id: r.id, sentAt: r.sent_text }));
 }
 
 /** Up to `limit` failed rows that failed from `since` up to `until`, after `afterSeq`, by seq (params: since, until, afterSeq, limit). */

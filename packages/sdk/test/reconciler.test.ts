@@ -19,7 +19,7 @@ import {
   type ReconciliationReport,
 } from "../src/index.ts";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
-import { startTidings, type TestTidings } from "./support/tidings.ts";
+import { ADMIN_KEY, startTidings, type TestTidings } from "./support/tidings.ts";
 
 // Scheduled reconciliation against a real service: a consumer whose receiver was down while
 // every delivery attempt was used up is made whole by one run, and a producer's outbox row
@@ -112,6 +112,14 @@ test("a consumer that missed a window of messages is made whole by one run: exac
     events.map((e) => e.type),
     ["run"],
     "the report reached the service",
+  );
+  const stored = (await (
+    await fetch(`${tidings.url}/v1/reconciliations?reporter=account-reconciler`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })
+  ).json()) as { items: Array<{ kind: string; subscription: string; counts: unknown }> };
+  assert.deepEqual(
+    stored.items.map((r) => [r.kind, r.subscription, r.counts]),
+    [["consumer", "account", report.counts]],
+    "the service shows the run",
   );
 
   // The failed one is listed with its error in every run until it is fixed; nothing else differs.

@@ -30,7 +30,7 @@ export interface ScenarioResult {
   seed: number;
   relayKills: Array<{ afterSent: number; pendingAtKill: number }>;
   receiver: FlakyStats;
-  /** The account service's reconciliation runs (every second, over the last 10 minutes). */
+  /** The account service's reconciliation runs (every second, over the last 10 minutes but the last 2 seconds). */
   reconciliation: { runs: number; repaired: number; failed: number; reportsSent: number; finalMissing: number };
   outbox: { pending: number; sent: number; failed: number };
   inbox: { applied: number; failed: number; attempts: number };
@@ -172,7 +172,8 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
     log(`account service receiver: ${server.url} (fails ${Math.round(failureRate * 100)}% of calls, half before and half after its commit; 4 attempts)`);
 
     // The account service reconciles: every second, the service's committed recharges of the
-    // last 10 minutes against its inbox (its own app's key, which may read the topic).
+    // last 10 minutes against its inbox (its own app's key, which may read the topic), leaving
+    // out the last 2 seconds: those deliveries are still being tried.
     const accountApp = await api(serviceUrl, adminKey, "/v1/apps", { name: "account", readTopics: [RECHARGE_TOPIC] });
     const reports: ReconciliationReport[] = [];
     let reportsSent = 0;
@@ -190,7 +191,7 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
         else log(`reconciliation failed: ${String(event.error)}`);
       },
     });
-    reconciler.start({ every: "1s", window: "10m" });
+    reconciler.start({ every: "1s", window: "10m", delay: "2s" });
 
     const relayArgs = ["relay", "--database-url", urls.recharge, "--url", serviceUrl, "--api-key", apiKey, "--batch-size", "50", "--quiet"];
     const startRelay = async () => {

@@ -197,9 +197,16 @@ test("a producer's outbox row whose send was lost is found and sent again; rows 
   );
   assert.equal(await tidings.client.messages.get("lost-1"), null);
 
-  const reconciler = new Reconciler({ client: tidings.client, db: producer.db, producer: {}, pageSize: 2 });
+  const events: ReconcilerEvent[] = [];
+  const reconciler = new Reconciler({ client: tidings.client, db: producer.db, producer: { topic: "orders.made" }, pageSize: 2, onEvent: (e) => events.push(e) });
   const report = await reconciler.run({ since });
   assert.equal(report.kind, "producer");
+  assert.equal(report.topic, "orders.made");
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ["run"],
+    "the report reached the service",
+  );
   assert.deepEqual(report.counts, { checked: 5, missing: 2, repaired: 1, failed: 0 });
   assert.deepEqual(report.differences, [
     { id: "lost-1", problem: "unknown_to_service", action: "resent" },
@@ -218,7 +225,7 @@ test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 
   const since = new Date(Date.now() - 1000).toISOString();
   await producer.db.query("DELETE FROM tidings_outbox");
   await producer.db.query(`INSERT INTO tidings_outbox (id, topic, payload, status, attempts, sent_at) VALUES ('lost-2', 'orders.made', '{"i":6}', 'sent', 1, now())`);
-  const args = ["--import", "tsx", CLI, "reconcile", "--producer", "--since", since, "--database-url", producer.url, "--url", tidings.url, "--api-key", tidings.apiKey];
+  const args = ["--import", "tsx", CLI, "reconcile", "--producer", "--topic", "orders.made", "--since", since, "--database-url", producer.url, "--url", tidings.url, "--api-key", tidings.apiKey];
   const found = await run(process.execPath, [...args, "--no-repair"]).then(
     () => assert.fail("exit code 0 with a difference left"),
     (e: { code: number; stdout: string }) => e,
@@ -232,5 +239,5 @@ test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 
   assert.equal(row!.status, "pending", "put back for the relay");
   const usage = await run(process.execPath, ["--import", "tsx", CLI, "reconcile", "--since", since]).catch((e: { code: number; stderr: string }) => e);
   assert.equal((usage as { code: number }).code, 2);
-  assert.match((usage as { stderr: string }).stderr, /give one of --consumer, --topic or --producer/);
+  assert.match((usage as { stderr: string }).stderr, /give --consumer SUBSCRIPTION, --topic TOPIC, or --producer --topic TOPIC/);
 });

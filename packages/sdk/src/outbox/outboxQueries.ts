@@ -261,26 +261,36 @@ export interface SentCursor {
 }
 
 /**
- * Up to `limit` rows marked sent from `since` up to `until`, in the order they were marked, after
- * `cursor` (params: since, until, cursor's sent_at twice and seq, limit). Keyset paging on
- * (sent_at, seq) through the sent rows' index: each page costs the same however far the walk is.
+ * Up to `limit` rows of `topic` marked sent from `since` up to `until`, in the order they were
+ * marked, after `cursor` (params: topic, since, until, cursor's sent_at twice and seq, limit).
+ * Keyset paging on (sent_at, seq) through the sent rows' index: each page costs the same however
+ * far the walk is.
  */
-export async function sentPage(db: Executor, since: Date, until: Date, cursor: SentCursor | null, limit: number): Promise<Array<{ seq: number; id: string; sentAt: string }>> {
+export async function sentPage(
+  db: Executor,
+  topic: string,
+  since: Date,
+  until: Date,
+  cursor: SentCursor | null,
+  limit: number,
+): Promise<Array<{ seq: number; id: string; sentAt: string }>> {
   const d = dialectOf(db.dialect);
   const exact = d.name === "postgres" ? "sent_at::text" : "DATE_FORMAT(sent_at, '%Y-%m-%d %H:%i:%s.%f')";
   const after = cursor ? " AND (sent_at > ? OR (sent_at = ? AND seq > ?))" : "";
   const rows = await db.query<{ seq: number | string; id: string; sent_text: string }>(
     d.sql(
-      `SELECT seq, id, ${exact} AS sent_text FROM tidings_outbox WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?${after} ORDER BY sent_at, seq LIMIT ?`,
+      `SELECT seq, id, ${exact} AS sent_text FROM tidings_outbox
+        WHERE status = 'sent' AND topic = ? AND sent_at >= ? AND sent_at < ?${after} ORDER BY sent_at, seq LIMIT ?`,
     ),
-    cursor ? [since, until, cursor.sentAt, cursor.sentAt, cursor.seq, limit] : [since, until, limit],
+    cursor ? [topic, since, until, cursor.sentAt, cursor.sentAt, cursor.seq, limit] : [topic, since, until, limit],
   );
   return rows.map((r) => ({ seq: Number(r.seq), id: r.id, sentAt: r.sent_text }));
 }
 
-/** Up to `limit` failed rows that failed from `since` up to `until`, after `afterSeq`, by seq (params: since, until, afterSeq, limit). */
+/** Up to `limit` failed rows of `topic` that failed from `since` up to `until`, after `afterSeq`, by seq (params: topic, since, until, afterSeq, limit). */
 export async function failedPage(
   db: Executor,
+  topic: string,
   since: Date,
   until: Date,
   afterSeq: number,
@@ -288,8 +298,8 @@ export async function failedPage(
 ): Promise<Array<{ seq: number; id: string; lastError: string | null }>> {
   const d = dialectOf(db.dialect);
   const rows = await db.query<{ seq: number | string; id: string; last_error: string | null }>(
-    d.sql("SELECT seq, id, last_error FROM tidings_outbox WHERE status = 'failed' AND failed_at >= ? AND failed_at < ? AND seq > ? ORDER BY seq LIMIT ?"),
-    [since, until, afterSeq, limit],
+    d.sql("SELECT seq, id, last_error FROM tidings_outbox WHERE status = 'failed' AND topic = ? AND failed_at >= ? AND failed_at < ? AND seq > ? ORDER BY seq LIMIT ?"),
+    [topic, since, until, afterSeq, limit],
   );
   return rows.map((r) => ({ seq: Number(r.seq), id: r.id, lastError: r.last_error }));
 }

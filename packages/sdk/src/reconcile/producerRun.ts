@@ -3,8 +3,10 @@ import { failedPage, resendSent, sentPage, type SentCursor } from "../outbox/out
 import type { ReconcileClient } from "./reconcileClient.ts";
 import type { ReportBuilder } from "./reportBuilder.ts";
 
-/** A producer's side of a reconciliation: its outbox (in the reconciler's `db`). */
+/** A producer's side of a reconciliation: its outbox's rows of one topic (in the reconciler's `db`). */
 export interface ProducerSide {
+  /** The topic whose outbox rows are compared (a reconciler per topic; reports name it). */
+  topic: string;
   /**
    * Put rows the service does not know back to pending, so the relay sends them again (default
    * true); false: only report them.
@@ -45,7 +47,7 @@ export async function reconcileProducer(
   const concurrency = side.concurrency ?? 8;
   let cursor: SentCursor | null = null;
   for (;;) {
-    const rows = await sentPage(db, window.since, window.until, cursor, pageSize);
+    const rows = await sentPage(db, side.topic, window.since, window.until, cursor, pageSize);
     if (rows.length === 0) break;
     const last = rows[rows.length - 1]!;
     cursor = { sentAt: last.sentAt, seq: last.seq };
@@ -62,7 +64,7 @@ export async function reconcileProducer(
   }
   let afterSeq = 0;
   for (;;) {
-    const rows = await failedPage(db, window.since, window.until, afterSeq, pageSize);
+    const rows = await failedPage(db, side.topic, window.since, window.until, afterSeq, pageSize);
     if (rows.length === 0) break;
     afterSeq = rows[rows.length - 1]!.seq;
     report.counts.checked += rows.length;

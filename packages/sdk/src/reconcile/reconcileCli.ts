@@ -10,19 +10,19 @@ import type { Executor } from "../executor/executor.ts";
 import { Inbox } from "../inbox/inbox.ts";
 import { Reconciler } from "./reconciler.ts";
 
-export const RECONCILE_USAGE = `usage: tidings reconcile (--consumer SUBSCRIPTION | --topic TOPIC | --producer) [options]
+export const RECONCILE_USAGE = `usage: tidings reconcile (--consumer SUBSCRIPTION | --topic TOPIC | --producer --topic TOPIC) [options]
 
 Runs one reconciliation over a window and exits (a job for cron or a scheduler):
   a consumer: the service's committed messages of its subscription against its inbox, the
     missing ones applied through the inbox by --handler (without one they are only listed);
-  a producer: its outbox against the service, rows marked sent that the service does not know
+  a producer: its outbox rows of a topic against the service, rows marked sent that it does not know
     put back to be sent (--no-repair: only listed), and the rows the relay gave up on.
 The report is sent to the service and printed. Exit code 0: nothing left to set right;
 1: differences remain (listed); 2: bad options or the run failed.
 
   --consumer NAME      the subscription to reconcile (its consumer's database and inbox)
-  --topic TOPIC        or a topic (the app needs it in its readTopics)
-  --producer           reconcile the producer's outbox instead
+  --topic TOPIC        or a topic (the app needs it in its readTopics); with --producer, the outbox's topic
+  --producer           reconcile the producer's outbox rows of --topic instead
   --since TIME         the window's start, ISO 8601 (or --window)
   --until TIME         the window's end (now)
   --window DURATION    the window up to --until, e.g. 2h (instead of --since)
@@ -94,8 +94,9 @@ export async function runReconcileCli(argv: string[], env: NodeJS.ProcessEnv = p
     console.log(RECONCILE_USAGE);
     return 0;
   }
-  const sides = [args.consumer !== undefined, args.topic !== undefined, args.producer === true].filter(Boolean).length;
-  if (sides !== 1) return fail("give one of --consumer, --topic or --producer");
+  if (args.producer ? args.topic === undefined || args.consumer !== undefined : (args.consumer === undefined) === (args.topic === undefined)) {
+    return fail("give --consumer SUBSCRIPTION, --topic TOPIC, or --producer --topic TOPIC");
+  }
   if ((args.since === undefined) === (args.window === undefined)) return fail("give --since or --window (one of them)");
   const databaseUrl = args["database-url"] ?? env.DATABASE_URL;
   const url = args.url ?? env.TIDINGS_URL;
@@ -130,7 +131,7 @@ export async function runReconcileCli(argv: string[], env: NodeJS.ProcessEnv = p
       },
     };
     const reconciler = args.producer
-      ? new Reconciler({ ...common, producer: { repair } })
+      ? new Reconciler({ ...common, producer: { topic: args.topic!, repair } })
       : new Reconciler({
           ...common,
           consumer: {

@@ -76,7 +76,10 @@ export class Reconciler {
       this.kind = "consumer";
       const c = options.consumer;
       if ((c.subscription === undefined) === (c.topic === undefined)) throw new TidingsError("config", "a consumer reconciles either a subscription or a topic", { field: "consumer.subscription" });
-    } else if (options.producer) this.kind = "producer";
+    } else if (options.producer) {
+      this.kind = "producer";
+      if (!options.producer.topic) throw new TidingsError("config", "a producer reconciles the outbox rows of one topic: producer: { topic }", { field: "producer.topic" });
+    }
     else throw new TidingsError("config", "a reconciler needs `consumer` or `producer`", { field: "consumer" });
     this.name = options.name ?? `${hostname()}:${process.pid}`;
     this.pageSize = options.pageSize ?? 1000;
@@ -114,6 +117,7 @@ export class Reconciler {
       kind: this.kind,
       ...(o.consumer?.subscription !== undefined ? { subscription: o.consumer.subscription } : {}),
       ...(o.consumer?.topic !== undefined ? { topic: o.consumer.topic } : {}),
+      ...(o.producer ? { topic: o.producer.topic } : {}),
       reporter: this.name,
       since: since.toISOString(),
       until: until.toISOString(),

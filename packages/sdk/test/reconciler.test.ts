@@ -241,3 +241,37 @@ test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 
   assert.equal((usage as { code: number }).code, 2);
   assert.match((usage as { stderr: string }).stderr, /give --consumer SUBSCRIPTION, --topic TOPIC, or --producer --topic TOPIC/);
 });
+
+test("`tidings reconcile --consumer` with a handler module applies what the consumer missed", async () => {
+  const since = new Date(Date.now() - 1000).toISOString();
+  down = true;
+  const missed = await tidings.client.messages.send({ topic: "recharge.paid", payload: { account: "alice", amount: 1000 } });
+  await waitFor("the delivery to go dead", async () => (await deliveryState(missed.id)) === "dead", 10_000, 50);
+  down = false;
+  const before = await balance();
+  const handler = fileURLToPath(new URL("./support/creditHandler.ts", import.meta.url));
+  const { stdout } = await run(process.execPath, [
+    "--import",
+    "tsx",
+    CLI,
+    "reconcile",
+    "--consumer",
+    "account",
+    "--inbox",
+    "account",
+    "--handler",
+    handler,
+    "--since",
+    since,
+    "--database-url",
+    account.url,
+    "--url",
+    tidings.url,
+    "--api-key",
+    tidings.apiKey,
+  ]);
+  assert.match(stdout, /consumer account .*: checked 1, missing 1, repaired 1, failed 0/);
+  assert.match(stdout, new RegExp(`missing ${fullIdOf(missed).replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: applied`));
+  assert.equal(await balance(), before + 1000);
+  assert.equal((await inbox.get(account.db, fullIdOf(missed)))?.status, "applied");
+});

@@ -37,7 +37,12 @@ export async function reconcile(ctx: BenchContext): Promise<Omit<WorkloadResult,
         );
       }
       await sql(serviceDb.url, "vacuum analyze messages");
-      await service.call("POST", "/v1/subscriptions", { name: "ledger", topic: TOPIC, endpoint: { type: "http", url: "http://127.0.0.1:9/ledger" }, enabled: false });
+      await service.call("POST", "/v1/subscriptions", {
+        name: "ledger",
+        topic: TOPIC,
+        endpoint: { type: "http", url: "http://127.0.0.1:9/ledger" },
+        enabled: false,
+      });
       const pool = new pg.Pool({ connectionString: consumerDb.url, max: 4 });
       try {
         const db = fromPg(pool);

@@ -35,14 +35,18 @@ export type Crash = "none" | "before-local-commit" | "after-local-commit";
 export async function payOrder(tidings: TidingsClient, db: Executor, sn: string, beforeCommit?: () => Promise<void>): Promise<void> {
   const [order] = await db.query<{ sku: string; qty: number }>("SELECT sku, qty FROM orders WHERE sn = $1", [sn]);
   if (!order) throw new Error(`no order ${sn}`);
-  await tidings.transaction(db, { topic: ORDER_TOPIC, tag: ORDER_PAID, key: sn, payload: { sn, sku: order.sku, qty: order.qty } }, async (tx, { messageId }) => {
-    const paid = await tx.query("UPDATE orders SET status = 'paid', paid_at = now(), message_id = $2 WHERE sn = $1 AND status = 'new' RETURNING sn", [
-      sn,
-      messageId,
-    ]);
-    if (paid.length === 0) throw new Error(`order ${sn} is not new`);
-    await beforeCommit?.();
-  });
+  await tidings.transaction(
+    db,
+    { topic: ORDER_TOPIC, tag: ORDER_PAID, key: sn, payload: { sn, sku: order.sku, qty: order.qty } },
+    async (tx, { messageId }) => {
+      const paid = await tx.query("UPDATE orders SET status = 'paid', paid_at = now(), message_id = $2 WHERE sn = $1 AND status = 'new' RETURNING sn", [
+        sn,
+        messageId,
+      ]);
+      if (paid.length === 0) throw new Error(`order ${sn} is not new`);
+      await beforeCommit?.();
+    },
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

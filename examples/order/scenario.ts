@@ -195,7 +195,9 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
     const orderApp = new TidingsClient({ url: service.ready, apiKey: app.apiKey });
     for (let i = 0; i < plan.length; i += 500) {
       await orderApp.messages.sendBatch(
-        plan.slice(i, i + 500).map((o) => ({ id: `${o.sn}-created`, topic: ORDER_TOPIC, tag: ORDER_CREATED, key: o.sn, payload: { sn: o.sn, sku: o.sku, qty: o.qty } })),
+        plan
+          .slice(i, i + 500)
+          .map((o) => ({ id: `${o.sn}-created`, topic: ORDER_TOPIC, tag: ORDER_CREATED, key: o.sn, payload: { sn: o.sn, sku: o.sku, qty: o.qty } })),
       );
     }
     log(`${total} ${ORDER_TOPIC} / ${ORDER_CREATED} messages sent (no subscription takes that tag)`);

@@ -186,7 +186,8 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
         if (event.type === "run") {
           reports.push(event.report);
           reportsSent++;
-          if (event.report.counts.repaired > 0) log(`reconciliation: ${event.report.counts.checked} checked, ${event.report.counts.repaired} missed recharges applied`);
+          if (event.report.counts.repaired > 0)
+            log(`reconciliation: ${event.report.counts.checked} checked, ${event.report.counts.repaired} missed recharges applied`);
         } else if (event.type === "report_failed") reportsSent--;
         else log(`reconciliation failed: ${String(event.error)}`);
       },

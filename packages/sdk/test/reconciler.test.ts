@@ -74,16 +74,25 @@ test("a consumer that missed a window of messages is made whole by one run: exac
   };
 
   const before = [await send(1), await send(2)];
-  await delivered(before.map((m) => m.id), "delivered");
+  await delivered(
+    before.map((m) => m.id),
+    "delivered",
+  );
   down = true; // the consumer is down: every delivery attempt of these fails, and they go dead
   const missed = [];
   for (let i = 0; i < 20; i++) missed.push(await send(100));
   refused.add("bob");
   const bad = await send(7, "bob");
-  await delivered([...missed, bad].map((m) => m.id), "dead");
+  await delivered(
+    [...missed, bad].map((m) => m.id),
+    "dead",
+  );
   down = false;
   const afterwards = [await send(4)];
-  await delivered(afterwards.map((m) => m.id), "delivered");
+  await delivered(
+    afterwards.map((m) => m.id),
+    "delivered",
+  );
   assert.equal(await balance(), 7, "only the messages delivered while it was up are applied");
 
   const events: ReconcilerEvent[] = [];
@@ -101,7 +110,8 @@ test("a consumer that missed a window of messages is made whole by one run: exac
   assert.deepEqual(report.counts, { checked: 24, missing: 21, repaired: 20, failed: 1 });
   assert.equal(report.differences.length, 10, "the list of differences is bounded; the counts are not");
   assert.equal(report.differencesOmitted, 11);
-  for (const d of report.differences) assert.deepEqual([missedIds.has(d.id), d.problem, d.action], [true, "missing", "applied"], `${d.id} was one of the missed`);
+  for (const d of report.differences)
+    assert.deepEqual([missedIds.has(d.id), d.problem, d.action], [true, "missing", "applied"], `${d.id} was one of the missed`);
   const counts = await inbox.counts(account.db);
   assert.deepEqual(counts, { applied: 23, failed: 1 }, "the missed ones are in the inbox now; the refused one is recorded failed");
   assert.match((await inbox.get(account.db, fullIdOf(bad)))!.lastError ?? "", /no account bob/);
@@ -185,7 +195,12 @@ test("on a schedule, runs never overlap, each looks back its window, and stop() 
 test("a producer's outbox row whose send was lost is found and sent again; rows the relay gave up on are listed", async () => {
   const outbox = new Outbox({ db: producer.db, tidings: tidings.client });
   const since = new Date(Date.now() - 1000);
-  const ids = await producer.db.transaction((tx) => outbox.add(tx, [1, 2, 3].map((i) => ({ topic: "orders.made", payload: { i } }))));
+  const ids = await producer.db.transaction((tx) =>
+    outbox.add(
+      tx,
+      [1, 2, 3].map((i) => ({ topic: "orders.made", payload: { i } })),
+    ),
+  );
   await outbox.relayOnce();
   assert.deepEqual(await outbox.counts(), { pending: 0, sent: 3, failed: 0 });
   // A send lost: the row is marked sent, the service never got it (as after a reply faked by a proxy).
@@ -198,7 +213,13 @@ test("a producer's outbox row whose send was lost is found and sent again; rows 
   assert.equal(await tidings.client.messages.get("lost-1"), null);
 
   const events: ReconcilerEvent[] = [];
-  const reconciler = new Reconciler({ client: tidings.client, db: producer.db, producer: { topic: "orders.made" }, pageSize: 2, onEvent: (e) => events.push(e) });
+  const reconciler = new Reconciler({
+    client: tidings.client,
+    db: producer.db,
+    producer: { topic: "orders.made" },
+    pageSize: 2,
+    onEvent: (e) => events.push(e),
+  });
   const report = await reconciler.run({ since });
   assert.equal(report.kind, "producer");
   assert.equal(report.topic, "orders.made");
@@ -224,8 +245,26 @@ test("a producer's outbox row whose send was lost is found and sent again; rows 
 test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 while it is left, 0 once set right", async () => {
   const since = new Date(Date.now() - 1000).toISOString();
   await producer.db.query("DELETE FROM tidings_outbox");
-  await producer.db.query(`INSERT INTO tidings_outbox (id, topic, payload, status, attempts, sent_at) VALUES ('lost-2', 'orders.made', '{"i":6}', 'sent', 1, now())`);
-  const args = ["--import", "tsx", CLI, "reconcile", "--producer", "--topic", "orders.made", "--since", since, "--database-url", producer.url, "--url", tidings.url, "--api-key", tidings.apiKey];
+  await producer.db.query(
+    `INSERT INTO tidings_outbox (id, topic, payload, status, attempts, sent_at) VALUES ('lost-2', 'orders.made', '{"i":6}', 'sent', 1, now())`,
+  );
+  const args = [
+    "--import",
+    "tsx",
+    CLI,
+    "reconcile",
+    "--producer",
+    "--topic",
+    "orders.made",
+    "--since",
+    since,
+    "--database-url",
+    producer.url,
+    "--url",
+    tidings.url,
+    "--api-key",
+    tidings.apiKey,
+  ];
   const found = await run(process.execPath, [...args, "--no-repair"]).then(
     () => assert.fail("exit code 0 with a difference left"),
     (e: { code: number; stdout: string }) => e,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
-import { Inbox, Reconciler, type Executor } from "../src/index.ts";
+import { Inbox, Reconciler, type Executor, type ReconciliationReport } from "../src/index.ts";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { startTidings, type TestTidings } from "./support/tidings.ts";
 
@@ -95,7 +95,7 @@ test(`one run over ${TOTAL.toLocaleString("en-US")} messages finds and applies e
     if (pages <= firstFifth) peakFirstFifth = peak;
   }, 50);
   const started = performance.now();
-  let report;
+  let report: ReconciliationReport;
   try {
     report = await reconciler.run({ since: new Date(Date.now() - 3_600_000) });
   } finally {

@@ -298,7 +298,9 @@ export async function failedPage(
 ): Promise<Array<{ seq: number; id: string; lastError: string | null }>> {
   const d = dialectOf(db.dialect);
   const rows = await db.query<{ seq: number | string; id: string; last_error: string | null }>(
-    d.sql("SELECT seq, id, last_error FROM tidings_outbox WHERE status = 'failed' AND topic = ? AND failed_at >= ? AND failed_at < ? AND seq > ? ORDER BY seq LIMIT ?"),
+    d.sql(
+      "SELECT seq, id, last_error FROM tidings_outbox WHERE status = 'failed' AND topic = ? AND failed_at >= ? AND failed_at < ? AND seq > ? ORDER BY seq LIMIT ?",
+    ),
     [topic, since, until, afterSeq, limit],
   );
   return rows.map((r) => ({ seq: Number(r.seq), id: r.id, lastError: r.last_error }));
@@ -316,6 +318,10 @@ export async function resendSent(db: Executor, ids: readonly string[]): Promise<
   // PostgreSQL: the relay is woken in the same statement (on commit), as by an insert.
   if (d.returning) return (await db.query(d.sql(`WITH r AS (${sql} RETURNING 1) SELECT pg_notify('${OUTBOX_CHANNEL}', '') FROM r`), ids)).length;
   await db.query(d.sql(sql), ids);
-  return (await db.query<{ n: number | string }>(d.sql(`SELECT COUNT(*) AS n FROM tidings_outbox WHERE status = 'pending' AND id IN (${placeholders(ids.length)})`), ids))
-    .map((r) => Number(r.n))[0]!;
+  return (
+    await db.query<{ n: number | string }>(
+      d.sql(`SELECT COUNT(*) AS n FROM tidings_outbox WHERE status = 'pending' AND id IN (${placeholders(ids.length)})`),
+      ids,
+    )
+  ).map((r) => Number(r.n))[0]!;
 }

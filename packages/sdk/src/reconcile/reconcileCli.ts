@@ -73,7 +73,9 @@ async function loadHandler(path: string): Promise<Handle> {
 function print(report: ReconciliationReport): void {
   const what = report.kind === "consumer" ? `consumer ${report.subscription ?? `topic ${report.topic}`}` : "producer";
   const c = report.counts;
-  console.log(`tidings reconcile: ${what} ${report.since} .. ${report.until}: checked ${c.checked}, missing ${c.missing}, repaired ${c.repaired}, failed ${c.failed}`);
+  console.log(
+    `tidings reconcile: ${what} ${report.since} .. ${report.until}: checked ${c.checked}, missing ${c.missing}, repaired ${c.repaired}, failed ${c.failed}`,
+  );
   for (const d of report.differences) console.log(`  ${d.problem} ${d.id}: ${d.action}${d.error ? `: ${d.error}` : ""}`);
   if (report.differencesOmitted) console.log(`  … and ${report.differencesOmitted} more`);
 }

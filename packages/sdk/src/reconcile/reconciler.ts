@@ -75,15 +75,17 @@ export class Reconciler {
     if (options.consumer) {
       this.kind = "consumer";
       const c = options.consumer;
-      if ((c.subscription === undefined) === (c.topic === undefined)) throw new TidingsError("config", "a consumer reconciles either a subscription or a topic", { field: "consumer.subscription" });
+      if ((c.subscription === undefined) === (c.topic === undefined))
+        throw new TidingsError("config", "a consumer reconciles either a subscription or a topic", { field: "consumer.subscription" });
     } else if (options.producer) {
       this.kind = "producer";
-      if (!options.producer.topic) throw new TidingsError("config", "a producer reconciles the outbox rows of one topic: producer: { topic }", { field: "producer.topic" });
-    }
-    else throw new TidingsError("config", "a reconciler needs `consumer` or `producer`", { field: "consumer" });
+      if (!options.producer.topic)
+        throw new TidingsError("config", "a producer reconciles the outbox rows of one topic: producer: { topic }", { field: "producer.topic" });
+    } else throw new TidingsError("config", "a reconciler needs `consumer` or `producer`", { field: "consumer" });
     this.name = options.name ?? `${hostname()}:${process.pid}`;
     this.pageSize = options.pageSize ?? 1000;
-    if (!Number.isInteger(this.pageSize) || this.pageSize < 1 || this.pageSize > 1000) throw new TidingsError("config", "pageSize must be from 1 to 1000", { field: "pageSize" });
+    if (!Number.isInteger(this.pageSize) || this.pageSize < 1 || this.pageSize > 1000)
+      throw new TidingsError("config", "pageSize must be from 1 to 1000", { field: "pageSize" });
     this.maxDifferences = Math.min(options.maxDifferences ?? MAX_DIFFERENCES, MAX_DIFFERENCES);
   }
 
@@ -98,9 +100,13 @@ export class Reconciler {
     const inbox = this.options.consumer?.inbox;
     // A record older than the inbox keeps is deleted: its message would look missing and be applied again.
     if (inbox && since.getTime() < Date.now() - inbox.retentionMs) {
-      throw new TidingsError("config", `since is older than the inbox keeps its records (${inbox.retentionMs} ms): messages applied then would be applied again`, {
-        field: "since",
-      });
+      throw new TidingsError(
+        "config",
+        `since is older than the inbox keeps its records (${inbox.retentionMs} ms): messages applied then would be applied again`,
+        {
+          field: "since",
+        },
+      );
     }
     const run = this.current.catch(() => undefined).then(() => this.runNow(since, until));
     this.current = run;

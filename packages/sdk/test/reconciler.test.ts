@@ -18,7 +18,7 @@ import {
   type ReconcilerEvent,
   type ReconciliationReport,
 } from "../src/index.ts";
-import { openDatabase, type OpenDatabase } from "./support/databases.ts";
+import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { ADMIN_KEY, startTidings, type TestTidings } from "./support/tidings.ts";
 
 // Scheduled reconciliation against a real service: a consumer whose receiver was down while
@@ -30,7 +30,7 @@ const run = promisify(execFile);
 
 let tidings: TestTidings;
 let account: OpenDatabase;
-let producer: OpenDatabase;
+let producerPg: OpenDatabase;
 let server: Server;
 let down = false;
 const inbox = new Inbox({ consumer: "account" });
@@ -48,7 +48,7 @@ const deliveryState = async (id: string) => (await tidings.client.messages.get(i
 before(async () => {
   tidings = await startTidings("reconciler");
   account = await openDatabase("postgres", "reconciler_account");
-  producer = await openDatabase("postgres", "reconciler_producer");
+  producerPg = await openDatabase("postgres", "reconciler_producer");
   await account.db.query("CREATE TABLE accounts (id text PRIMARY KEY, balance integer NOT NULL)");
   await account.db.query("INSERT INTO accounts VALUES ('alice', 0)");
   let receiverHandler: ReturnType<typeof nodeHandler> | null = null;
@@ -62,7 +62,7 @@ before(async () => {
 after(async () => {
   await new Promise<void>((r) => server.close(() => r()));
   await account.close();
-  await producer.close();
+  await producerPg.close();
   await tidings.close();
 });
 
@@ -192,7 +192,20 @@ test("on a schedule, runs never overlap, each looks back its window, and stop() 
   assert.ok(reports.every((r) => r.counts.missing === 0 && r.counts.checked === 24));
 });
 
-test("a producer's outbox row whose send was lost is found and sent again; rows the relay gave up on are listed", async () => {
+for (const dialect of DIALECTS) {
+  test(`a producer's outbox row whose send was lost is found and sent again; rows the relay gave up on are listed (${DIALECT_NAME[dialect]})`, async () => {
+    const producer = dialect === "postgres" ? producerPg : await openDatabase("mysql", "reconciler_producer");
+    try {
+      await producerCase(producer, dialect);
+    } finally {
+      if (producer !== producerPg) await producer.close();
+    }
+  });
+}
+
+async function producerCase(producer: OpenDatabase, dialect: string): Promise<void> {
+  const lost = `${dialect}-lost-1`;
+  const givenUp = `${dialect}-given-up-1`;
   const outbox = new Outbox({ db: producer.db, tidings: tidings.client });
   const since = new Date(Date.now() - 1000);
   const ids = await producer.db.transaction((tx) =>
@@ -205,12 +218,12 @@ test("a producer's outbox row whose send was lost is found and sent again; rows 
   assert.deepEqual(await outbox.counts(), { pending: 0, sent: 3, failed: 0 });
   // A send lost: the row is marked sent, the service never got it (as after a reply faked by a proxy).
   await producer.db.query(
-    `INSERT INTO tidings_outbox (id, topic, payload, status, attempts, sent_at) VALUES ('lost-1', 'orders.made', '{"i":4}', 'sent', 1, now())`,
+    `INSERT INTO tidings_outbox (id, topic, payload, headers, status, attempts, sent_at) VALUES ('${lost}', 'orders.made', '{"i":4}', '{}', 'sent', 1, CURRENT_TIMESTAMP(6))`,
   );
   await producer.db.query(
-    `INSERT INTO tidings_outbox (id, topic, payload, status, attempts, failed_at, last_error) VALUES ('given-up-1', 'orders.made', '{"i":5}', 'failed', 25, now(), 'HTTP 409: conflict')`,
+    `INSERT INTO tidings_outbox (id, topic, payload, headers, status, attempts, failed_at, last_error) VALUES ('${givenUp}', 'orders.made', '{"i":5}', '{}', 'failed', 25, CURRENT_TIMESTAMP(6), 'HTTP 409: conflict')`,
   );
-  assert.equal(await tidings.client.messages.get("lost-1"), null);
+  assert.equal(await tidings.client.messages.get(lost), null);
 
   const events: ReconcilerEvent[] = [];
   const reconciler = new Reconciler({
@@ -230,22 +243,22 @@ test("a producer's outbox row whose send was lost is found and sent again; rows 
   );
   assert.deepEqual(report.counts, { checked: 5, missing: 2, repaired: 1, failed: 0 });
   assert.deepEqual(report.differences, [
-    { id: "lost-1", problem: "unknown_to_service", action: "resent" },
-    { id: "given-up-1", problem: "not_sent", action: "none", error: "HTTP 409: conflict" },
+    { id: lost, problem: "unknown_to_service", action: "resent" },
+    { id: givenUp, problem: "not_sent", action: "none", error: "HTTP 409: conflict" },
   ]);
   assert.deepEqual(await outbox.counts(), { pending: 1, sent: 3, failed: 1 }, "the lost row is back to be sent");
   await outbox.relayOnce();
-  assert.ok(await tidings.client.messages.get("lost-1"), "the service has it now");
+  assert.ok(await tidings.client.messages.get(lost), "the service has it now");
   for (const id of ids) assert.ok(await tidings.client.messages.get(id));
 
   const again = await reconciler.run({ since });
   assert.deepEqual(again.counts, { checked: 5, missing: 1, repaired: 0, failed: 0 }, "only the given-up row is left");
-});
+}
 
 test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 while it is left, 0 once set right", async () => {
   const since = new Date(Date.now() - 1000).toISOString();
-  await producer.db.query("DELETE FROM tidings_outbox");
-  await producer.db.query(
+  await producerPg.db.query("DELETE FROM tidings_outbox");
+  await producerPg.db.query(
     `INSERT INTO tidings_outbox (id, topic, payload, status, attempts, sent_at) VALUES ('lost-2', 'orders.made', '{"i":6}', 'sent', 1, now())`,
   );
   const args = [
@@ -259,7 +272,7 @@ test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 
     "--since",
     since,
     "--database-url",
-    producer.url,
+    producerPg.url,
     "--url",
     tidings.url,
     "--api-key",
@@ -274,7 +287,7 @@ test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 
   assert.match(found.stdout, /unknown_to_service lost-2: none\n/);
   const repaired = await run(process.execPath, args);
   assert.match(repaired.stdout, /unknown_to_service lost-2: resent/);
-  const [row] = await producer.db.query<{ status: string }>("SELECT status FROM tidings_outbox WHERE id = 'lost-2'");
+  const [row] = await producerPg.db.query<{ status: string }>("SELECT status FROM tidings_outbox WHERE id = 'lost-2'");
   assert.equal(row!.status, "pending", "put back for the relay");
   const usage = await run(process.execPath, ["--import", "tsx", CLI, "reconcile", "--since", since]).catch((e: { code: number; stderr: string }) => e);
   assert.equal((usage as { code: number }).code, 2);

@@ -327,3 +327,16 @@ test("`tidings reconcile --consumer` with a handler module applies what the cons
   assert.equal(await balance(), before + 1000);
   assert.equal((await inbox.get(account.db, fullIdOf(missed)))?.status, "applied");
 });
+
+test("a window reaching back past the inbox's retention is refused: its applied messages would look missing", async () => {
+  const short = new Inbox({ consumer: "account", retentionMs: 3_600_000 });
+  const reconciler = new Reconciler({ client: tidings.client, db: account.db, consumer: { subscription: "account", inbox: short, handle: credit } });
+  await assert.rejects(reconciler.run({ since: new Date(Date.now() - 2 * 3_600_000) }), { code: "config", field: "since" });
+  assert.throws(() => reconciler.start({ every: "15m", window: "2h" }), { code: "config", field: "window" });
+  assert.throws(() => reconciler.start({ every: "soon", window: "30m" }), { code: "config", field: "every" });
+  assert.throws(() => new Reconciler({ client: tidings.client, db: account.db, consumer: { inbox: short } }), {
+    code: "config",
+    field: "consumer.subscription",
+  });
+  assert.throws(() => new Reconciler({ client: tidings.client, db: account.db, producer: { topic: "" } }), { code: "config", field: "producer.topic" });
+});

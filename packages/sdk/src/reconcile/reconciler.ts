@@ -154,6 +154,10 @@ export class Reconciler {
     const window = parseDuration(schedule.window, "window");
     const delay = parseDuration(schedule.delay ?? 0, "delay");
     if (every < 1) throw new TidingsError("config", "every must be more than 0", { field: "every" });
+    const inbox = this.options.consumer?.inbox;
+    if (inbox && window + delay > inbox.retentionMs) {
+      throw new TidingsError("config", `window (with delay) must stay within the inbox's retention (${inbox.retentionMs} ms)`, { field: "window" });
+    }
     this.stopped = false;
     const tick = async () => {
       this.timer = null;

@@ -15,6 +15,8 @@ export interface Sizes {
   inbox: { messages: number; concurrency: number };
   /** Committed messages read through the forward feed. */
   feed: { messages: number };
+  /** Committed messages compared by one reconciliation run against a consumer's inbox. */
+  reconcile: { messages: number };
   /** Give up waiting for a phase after this long. */
   phaseTimeoutMs: number;
 }
@@ -32,6 +34,7 @@ export const FULL: Sizes = {
   outbox: { rows: 100_000 },
   inbox: { messages: 10_000, concurrency: 32 },
   feed: { messages: 1_000_000 },
+  reconcile: { messages: 1_000_000 },
   phaseTimeoutMs: 300_000,
 };
 
@@ -48,5 +51,6 @@ export const SMOKE: Sizes = {
   outbox: { rows: 200 },
   inbox: { messages: 200, concurrency: 8 },
   feed: { messages: 300 },
+  reconcile: { messages: 300 },
   phaseTimeoutMs: 30_000,
 };

@@ -12,6 +12,7 @@ import { feed } from "./feed.ts";
 import { latency } from "./latency.ts";
 import { publishBatch } from "./publishBatch.ts";
 import { publishSingle } from "./publishSingle.ts";
+import { reconcile } from "./reconcile.ts";
 import { outboxRelay } from "./outboxRelay.ts";
 import { transactional } from "./transactional.ts";
 import { NotAvailable } from "./notAvailable.ts";
@@ -40,6 +41,7 @@ export const WORKLOADS: readonly Workload[] = [
   { number: 9, name: "inbox", run: inbox },
   { number: 10, name: "ordered-deliver", run: orderedDeliver },
   { number: 11, name: "feed", run: feed },
+  { number: 12, name: "reconcile", run: reconcile },
 ];
 
 /** Picks workloads by name or number ("deliver", "3"); none given: all. */

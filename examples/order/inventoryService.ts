@@ -3,6 +3,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createReceiver, Inbox, nodeHandler, type Executor } from "@tidings/sdk";
+import { ORDER_PAID } from "./orderService.ts";
 
 export const INVENTORY_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS stock (sku varchar(40) PRIMARY KEY, qty integer NOT NULL, initial integer NOT NULL)`,
@@ -12,8 +13,8 @@ export const INVENTORY_SCHEMA = [
 
 export interface InventoryServer {
   readonly url: string;
-  /** Deliveries received, and how many of them were duplicates the inbox skipped. */
-  readonly stats: { calls: number; applied: number; duplicates: number };
+  /** Deliveries received, how many were duplicates the inbox skipped, and messages of a tag it did not subscribe to (expected: none). */
+  readonly stats: { calls: number; applied: number; duplicates: number; otherTags: number };
   /** Sets the subscription's signing secret (known once the subscription exists). */
   use(secret: string): void;
   close(): Promise<void>;
@@ -21,7 +22,7 @@ export interface InventoryServer {
 
 export async function startInventoryServer(db: Executor): Promise<InventoryServer> {
   const inbox = new Inbox({ consumer: "inventory" });
-  const stats = { calls: 0, applied: 0, duplicates: 0 };
+  const stats = { calls: 0, applied: 0, duplicates: 0, otherTags: 0 };
   let handler: ReturnType<typeof nodeHandler> | null = null;
   const server = createServer((req, res) => {
     stats.calls++;
@@ -38,6 +39,11 @@ export async function startInventoryServer(db: Executor): Promise<InventoryServe
         db,
         inbox,
         async handle(message, tx) {
+          // The subscription takes ORDER-PAID only: the topic's other tags never come here.
+          if (message.tag !== ORDER_PAID) {
+            stats.otherTags++;
+            return;
+          }
           const { sn, sku, qty } = message.payload as { sn: string; sku: string; qty: number };
           await tx.query("INSERT INTO deductions (sn, sku, qty, message_id) VALUES ($1, $2, $3, $4)", [sn, sku, qty, message.id]);
           await tx.query("UPDATE stock SET qty = qty - $2 WHERE sku = $1", [sku, qty]);

@@ -76,6 +76,7 @@ order service SIGKILLed       ${result.kills}x, with ${c["before-local-commit"]}
 messages                      ${m.committed} committed, ${m.rolledBack} rolled back, ${m.prepared} prepared; ${m.checkedBack} settled by a check-back
 orders paid                   ${result.ordersPaid}
 stock deducted                ${inv.deductions} orders (receiver: ${inv.applied} applied, ${inv.duplicates} duplicates skipped, ${inv.calls} calls)
+tags                          ${result.created} TRADE-ORDER / ORDER-CREATED messages beside them; ${inv.otherTags} reached the inventory (subscribed to ORDER-PAID)
 stock per SKU                 ${result.skus - result.wrongStock.length}/${result.skus} SKUs went down by exactly the quantity of their paid orders
 `);
   for (const w of result.wrongStock) console.log(`  WRONG ${w.sku}: expected -${w.expected}, got -${w.actual}`);
@@ -85,6 +86,7 @@ stock per SKU                 ${result.skus - result.wrongStock.length}/${result
     result.ordersPaid === inv.deductions &&
     result.ordersPaid === m.committed &&
     m.prepared === 0 &&
+    inv.otherTags === 0 &&
     result.wrongStock.length === 0 &&
     result.paidNotDeducted.length === 0 &&
     result.deductedNotPaid.length === 0;

@@ -1,5 +1,6 @@
 // The order service, as its own process: it owns the orders database, serves the app's check-back
-// URL, and pays orders with a transactional message ("order.paid") through tidings.transaction().
+// URL, and pays orders with a transactional message (topic TRADE-ORDER, tag ORDER-PAID) through
+// tidings.transaction().
 //
 // The demo runs it with the orders to pay and where to crash (ORDERS, JSON), then kills it with
 // SIGKILL once every order is paid or stuck at its crash point, and starts the next one on the
@@ -11,7 +12,13 @@ import { createServer } from "node:http";
 import pg from "pg";
 import { fromPg, TidingsClient, type Executor } from "@tidings/sdk";
 
-export const ORDER_TOPIC = "order.paid";
+/**
+ * One topic for the order's life, a tag per event, as a RocketMQ producer does: consumers
+ * subscribe to the topic and the tags they care for (the inventory: ORDER-PAID only).
+ */
+export const ORDER_TOPIC = "TRADE-ORDER";
+export const ORDER_PAID = "ORDER-PAID";
+export const ORDER_CREATED = "ORDER-CREATED";
 
 export const ORDER_SCHEMA = `CREATE TABLE IF NOT EXISTS orders (
   sn         varchar(40) PRIMARY KEY,
@@ -24,18 +31,22 @@ export const ORDER_SCHEMA = `CREATE TABLE IF NOT EXISTS orders (
 
 export type Crash = "none" | "before-local-commit" | "after-local-commit";
 
-/** Marks the order paid in the local transaction of its "order.paid" message. */
+/** Marks the order paid in the local transaction of its TRADE-ORDER / ORDER-PAID message. */
 export async function payOrder(tidings: TidingsClient, db: Executor, sn: string, beforeCommit?: () => Promise<void>): Promise<void> {
   const [order] = await db.query<{ sku: string; qty: number }>("SELECT sku, qty FROM orders WHERE sn = $1", [sn]);
   if (!order) throw new Error(`no order ${sn}`);
-  await tidings.transaction(db, { topic: ORDER_TOPIC, key: sn, payload: { sn, sku: order.sku, qty: order.qty } }, async (tx, { messageId }) => {
-    const paid = await tx.query("UPDATE orders SET status = 'paid', paid_at = now(), message_id = $2 WHERE sn = $1 AND status = 'new' RETURNING sn", [
-      sn,
-      messageId,
-    ]);
-    if (paid.length === 0) throw new Error(`order ${sn} is not new`);
-    await beforeCommit?.();
-  });
+  await tidings.transaction(
+    db,
+    { topic: ORDER_TOPIC, tag: ORDER_PAID, key: sn, payload: { sn, sku: order.sku, qty: order.qty } },
+    async (tx, { messageId }) => {
+      const paid = await tx.query("UPDATE orders SET status = 'paid', paid_at = now(), message_id = $2 WHERE sn = $1 AND status = 'new' RETURNING sn", [
+        sn,
+        messageId,
+      ]);
+      if (paid.length === 0) throw new Error(`order ${sn} is not new`);
+      await beforeCommit?.();
+    },
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -5,7 +5,7 @@ import pg from "pg";
 import { fromPg, migrate, TidingsClient, type Executor, type MessageInfo } from "@tidings/sdk";
 import { runTidings, type Child as TidingsChild } from "../recharge/processes.ts";
 import { INVENTORY_SCHEMA, startInventoryServer, type InventoryServer } from "./inventoryService.ts";
-import { ORDER_SCHEMA, ORDER_TOPIC, type Crash } from "./orderService.ts";
+import { ORDER_CREATED, ORDER_PAID, ORDER_SCHEMA, ORDER_TOPIC, type Crash } from "./orderService.ts";
 import { runScript, type Child } from "./processes.ts";
 
 const ORDER_SERVICE = fileURLToPath(new URL("./orderService.ts", import.meta.url));
@@ -32,7 +32,9 @@ export interface OrderScenarioResult {
   /** Orders the order service's database says are paid. */
   ordersPaid: number;
   messages: { committed: number; rolledBack: number; prepared: number; checkedBack: number };
-  inventory: { deductions: number; applied: number; duplicates: number; calls: number };
+  inventory: { deductions: number; applied: number; duplicates: number; calls: number; otherTags: number };
+  /** ORDER-CREATED messages published on the same topic (the inventory does not subscribe to them). */
+  created: number;
   /** SKUs whose stock went down by other than the quantity of their paid orders (expected: none). */
   wrongStock: Array<{ sku: string; expected: number; actual: number }>;
   skus: number;
@@ -177,17 +179,28 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
       body: JSON.stringify({
         name: "inventory",
         topic: ORDER_TOPIC,
+        tags: [ORDER_PAID],
         endpoint: { type: "http", url: inventory.url },
         retry: { schedule: ["100ms", "500ms", "1s"], maxAttempts: 50 },
       }),
     });
     if (!subscription.ok) throw new Error(`subscription: HTTP ${subscription.status} ${await subscription.text()}`);
     inventory.use(String(((await subscription.json()) as { secret: string }).secret));
-    log(`inventory service receiver: ${inventory.url}`);
+    log(`inventory service receiver: ${inventory.url} (subscribed to ${ORDER_TOPIC}, tag ${ORDER_PAID})`);
 
     const port = await freePort();
     const app = await admin.apps.create({ name: "order", checkUrl: `http://127.0.0.1:${port}/tidings/check` });
     log(`app "order": check URL http://127.0.0.1:${port}/tidings/check (served by whichever order-service process is running)`);
+    // Each order's creation goes out on the same topic with its own tag: the inventory is not told.
+    const orderApp = new TidingsClient({ url: service.ready, apiKey: app.apiKey });
+    for (let i = 0; i < plan.length; i += 500) {
+      await orderApp.messages.sendBatch(
+        plan
+          .slice(i, i + 500)
+          .map((o) => ({ id: `${o.sn}-created`, topic: ORDER_TOPIC, tag: ORDER_CREATED, key: o.sn, payload: { sn: o.sn, sku: o.sku, qty: o.qty } })),
+      );
+    }
+    log(`${total} ${ORDER_TOPIC} / ${ORDER_CREATED} messages sent (no subscription takes that tag)`);
     const orderServiceEnv = {
       ORDER_DB_URL: urls.orders,
       TIDINGS_URL: service.ready,
@@ -222,7 +235,7 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
       "every message committed or rolled back",
       async () => {
         const all: MessageInfo[] = [];
-        for await (const m of admin.messages.listAll({ topic: ORDER_TOPIC, limit: 1000 })) all.push(m);
+        for await (const m of admin.messages.listAll({ topic: ORDER_TOPIC, limit: 1000 })) if (m.tag === ORDER_PAID) all.push(m);
         return all.length === total && all.every((m) => m.state !== "prepared") ? all : null;
       },
       120_000,
@@ -260,7 +273,14 @@ export async function runOrderScenario(options: OrderScenarioOptions): Promise<O
         prepared: messages.filter((m) => m.state === "prepared").length,
         checkedBack: messages.filter((m) => (m.checks ?? 0) > 0).length,
       },
-      inventory: { deductions: deductions.length, applied: inventory.stats.applied, duplicates: inventory.stats.duplicates, calls: inventory.stats.calls },
+      inventory: {
+        deductions: deductions.length,
+        applied: inventory.stats.applied,
+        duplicates: inventory.stats.duplicates,
+        calls: inventory.stats.calls,
+        otherTags: inventory.stats.otherTags,
+      },
+      created: total,
       wrongStock,
       skus: stock.length,
       paidNotDeducted: [...paid.keys()].filter((sn) => !deducted.has(sn)),

@@ -30,11 +30,15 @@ export interface FlakyStats {
   failedAfterCommit: number;
   applied: number;
   duplicates: number;
+  /** Calls answered 503 while the account service was down. */
+  refusedWhileDown: number;
 }
 
 export interface AccountServer {
   readonly url: string;
   readonly stats: FlakyStats;
+  /** Takes the account service down (every call answered 503) or brings it back. */
+  setDown(down: boolean): void;
   close(): Promise<void>;
 }
 
@@ -49,7 +53,8 @@ export async function startAccountServer(options: {
   failureRate: number;
   random: () => number;
 }): Promise<AccountServer & { use(secret: string): void }> {
-  const stats: FlakyStats = { calls: 0, failedBeforeCommit: 0, failedAfterCommit: 0, applied: 0, duplicates: 0 };
+  const stats: FlakyStats = { calls: 0, failedBeforeCommit: 0, failedAfterCommit: 0, applied: 0, duplicates: 0, refusedWhileDown: 0 };
+  let down = false;
   const failures = new Map<string, "before" | "after">();
   let handler: ReturnType<typeof nodeHandler> | null = null;
   const use = (secret: string) => (handler = nodeHandler(receiverFor(secret)));
@@ -69,6 +74,10 @@ export async function startAccountServer(options: {
     });
   const server: Server = createServer((req, res) => {
     if (!handler) return void res.writeHead(503).end("not ready");
+    if (down) {
+      stats.refusedWhileDown++;
+      return void res.writeHead(503).end("down");
+    }
     stats.calls++;
     const id = String(req.headers["webhook-id"]);
     const r = options.random();
@@ -89,6 +98,9 @@ export async function startAccountServer(options: {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     use,
+    setDown: (value) => {
+      down = value;
+    },
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/recharge`,
     stats,
     close: () =>

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { fromPg, Inbox, migrate, Outbox, type Executor } from "@tidings/sdk";
-import { ACCOUNT_SCHEMA, startAccountServer, type FlakyStats } from "./accountService.ts";
+import { fromPg, Inbox, migrate, Outbox, Reconciler, TidingsClient, type Executor, type ReconciliationReport } from "@tidings/sdk";
+import { ACCOUNT_SCHEMA, credit, startAccountServer, type FlakyStats } from "./accountService.ts";
 import { runTidings, type Child } from "./processes.ts";
 import { expectedBalances, RECHARGE_SCHEMA, RECHARGE_TOPIC, recordRecharge } from "./rechargeService.ts";
 
@@ -14,6 +14,8 @@ export interface ScenarioOptions {
   failureRate?: number;
   /** How many times the relay process is killed with SIGKILL; default 2. */
   relayKills?: number;
+  /** How long the account service is down, half way through (every call answered 503); default 3000 ms. */
+  downMs?: number;
   /** Producers recording recharges at once; default 8. */
   producers?: number;
   seed?: number;
@@ -28,6 +30,8 @@ export interface ScenarioResult {
   seed: number;
   relayKills: Array<{ afterSent: number; pendingAtKill: number }>;
   receiver: FlakyStats;
+  /** The account service's reconciliation runs (every second, over the last 10 minutes but the last 2 seconds). */
+  reconciliation: { runs: number; repaired: number; failed: number; reportsSent: number; finalMissing: number };
   outbox: { pending: number; sent: number; failed: number };
   inbox: { applied: number; failed: number; attempts: number };
   /** Rows in the account service's credit journal, and distinct message ids among them. */
@@ -98,8 +102,10 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
  * The recharge -> account demo, for real: a recharge service and an account service, each with its own
  * PostgreSQL database; recharges go out through the outbox, a `tidings relay` process ships them
  * to a `tidings serve` process, which notifies the account service's webhook receiver. The
- * receiver fails a share of its calls (before or after its commit) and the relay is killed with
- * SIGKILL along the way. At the end every balance must equal the sum of its recharges.
+ * receiver fails a share of its calls (before or after its commit), the relay is killed with
+ * SIGKILL along the way, and the account service is down for a while half way: the
+ * subscription gives up after 4 attempts, and the account service's scheduled reconciliation
+ * applies what it missed. At the end every balance must equal the sum of its recharges.
  */
 export async function runRechargeScenario(options: ScenarioOptions): Promise<ScenarioResult> {
   const started = Date.now();
@@ -107,6 +113,7 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
   const accountCount = options.accounts ?? 50;
   const failureRate = options.failureRate ?? 0.3;
   const kills = options.relayKills ?? 2;
+  const downMs = options.downMs ?? 3000;
   const seed = options.seed ?? randomBytes(4).readUInt32BE(0);
   const random = prng(seed);
   const log = options.log ?? (() => undefined);
@@ -116,6 +123,7 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
   const children: Child[] = [];
   const pools: pg.Pool[] = [];
   let accountServer: Awaited<ReturnType<typeof startAccountServer>> | null = null;
+  let reconciler: Reconciler | null = null;
   try {
     const urls = {
       service: await createDatabase(options.postgresUrl, names.service),
@@ -149,15 +157,42 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
     const inbox = new Inbox({ consumer: "account" });
     const server = await startAccountServer({ db: accountDb, inbox, failureRate, random });
     accountServer = server;
-    // Short retries so the demo finishes in seconds; enough attempts that none goes dead.
+    // Short retries, and few: a delivery that runs out of them (the account service down, or
+    // unlucky) goes dead, and the account service's reconciliation applies its message instead.
     const subscription = await api(serviceUrl, adminKey, "/v1/subscriptions", {
       name: "account",
       topic: RECHARGE_TOPIC,
       endpoint: { type: "http", url: server.url },
-      retry: { schedule: ["50ms", "100ms", "200ms", "400ms"], maxAttempts: 60 },
+      retry: { schedule: ["50ms", "100ms", "200ms"], maxAttempts: 4 },
+      // No circuit breaker, so that the deliveries of the outage go dead (with one, they would
+      // wait for its probe, up to 30 s, and be sent then; reconciliation would catch them up first).
+      circuit: null,
     });
     server.use(String(subscription.secret));
-    log(`account service receiver: ${server.url} (fails ${Math.round(failureRate * 100)}% of calls, half before and half after its commit)`);
+    log(`account service receiver: ${server.url} (fails ${Math.round(failureRate * 100)}% of calls, half before and half after its commit; 4 attempts)`);
+
+    // The account service reconciles: every second, the service's committed recharges of the
+    // last 10 minutes against its inbox (its own app's key, which may read the topic), leaving
+    // out the last 2 seconds: those deliveries are still being tried.
+    const accountApp = await api(serviceUrl, adminKey, "/v1/apps", { name: "account", readTopics: [RECHARGE_TOPIC] });
+    const reports: ReconciliationReport[] = [];
+    let reportsSent = 0;
+    reconciler = new Reconciler({
+      client: new TidingsClient({ url: serviceUrl, apiKey: String(accountApp.apiKey) }),
+      db: accountDb,
+      consumer: { subscription: "account", inbox, handle: credit },
+      name: "account-service",
+      onEvent(event) {
+        if (event.type === "run") {
+          reports.push(event.report);
+          reportsSent++;
+          if (event.report.counts.repaired > 0)
+            log(`reconciliation: ${event.report.counts.checked} checked, ${event.report.counts.repaired} missed recharges applied`);
+        } else if (event.type === "report_failed") reportsSent--;
+        else log(`reconciliation failed: ${String(event.error)}`);
+      },
+    });
+    reconciler.start({ every: "1s", window: "10m", delay: "2s" });
 
     const relayArgs = ["relay", "--database-url", urls.recharge, "--url", serviceUrl, "--api-key", apiKey, "--batch-size", "50", "--quiet"];
     const startRelay = async () => {
@@ -194,9 +229,20 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
         relay = await startRelay();
       }
     })();
+    // Half way, the account service goes down for a while: the deliveries of that time go dead.
+    const outage = (async () => {
+      if (downMs <= 0) return;
+      await until(`${Math.floor(total / 2)} rows sent`, async () => (await outbox.counts()).sent >= Math.floor(total / 2), 120_000);
+      server.setDown(true);
+      log(`account service down for ${downMs} ms (every call answered 503)`);
+      await sleep(downMs);
+      server.setDown(false);
+      log(`account service back up after ${server.stats.refusedWhileDown} calls refused`);
+    })();
     await Promise.all(producers);
     log(`${total} recharges recorded`);
     await watcher;
+    await outage;
 
     await until("every outbox row sent", async () => (await outbox.counts()).sent === total, 120_000);
     log(`outbox: all ${total} rows sent`);
@@ -208,6 +254,10 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
       180_000,
     );
     log("service: no delivery pending");
+    await reconciler.stop();
+    // One more run over everything: nothing may be missing now.
+    const last = await reconciler.run({ since: new Date(started - 60_000) });
+    log(`reconciliation: a last run checked ${last.counts.checked}, ${last.counts.missing} missing`);
 
     // The checks.
     const expected = await expectedBalances(rechargeDb);
@@ -233,6 +283,13 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
       seed,
       relayKills,
       receiver: { ...server.stats },
+      reconciliation: {
+        runs: reports.length,
+        repaired: reports.reduce((n, r) => n + r.counts.repaired, 0),
+        failed: reports.reduce((n, r) => n + r.counts.failed, 0),
+        reportsSent,
+        finalMissing: last.counts.missing,
+      },
       outbox: await outbox.counts(),
       inbox: { applied: Number(inboxRow!.applied), failed: Number(inboxRow!.failed), attempts: Number(inboxRow!.attempts) },
       credits: { rows: Number(creditRow!.rows), distinctMessages: Number(creditRow!.distinct_messages) },
@@ -241,6 +298,7 @@ export async function runRechargeScenario(options: ScenarioOptions): Promise<Sce
       seconds: (Date.now() - started) / 1000,
     };
   } finally {
+    await reconciler?.stop();
     await accountServer?.close();
     for (const child of children.reverse()) await child.kill("SIGKILL");
     for (const pool of pools) await pool.end();

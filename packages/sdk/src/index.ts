@@ -88,3 +88,10 @@ export type {
 export { FeedReader } from "./client/feed.ts";
 export type { HttpOptions } from "./client/http.ts";
 export { reconcileIds, reconcileQuery, type ReconcileOptions, type ReconcileResult } from "./client/reconcile.ts";
+
+// scheduled reconciliation: reconciler.run({ since, until }), reconciler.start({ every, window })
+export { Reconciler, type ReconcilerEvent, type ReconcilerOptions, type RunWindow, type ScheduleOptions } from "./reconcile/reconciler.ts";
+export type { ConsumerSide } from "./reconcile/consumerRun.ts";
+export type { ProducerSide } from "./reconcile/producerRun.ts";
+export type { ReconcileClient } from "./reconcile/reconcileClient.ts";
+export { parseDuration } from "./domain/duration.ts";

@@ -6,7 +6,7 @@ import { runOrderScenario } from "../../../examples/order/scenario.ts";
 // The order -> inventory demo (`npm run demo:order`), smaller: `tidings serve` and the
 // order service run as child processes, the order service is SIGKILLed with orders stopped
 // before and after their local commits, and the final check must hold.
-test("the order → inventory demo: orders paid = stock deducted after SIGKILLed order services", async () => {
+test("the order → inventory demo: orders paid = stock deducted after SIGKILLed order services, the inventory told only of its tag", async () => {
   const result = await runOrderScenario({ postgresUrl: TEST_PG_URL, orders: 90, perProcess: 45, log: (line) => console.log(`# ${line}`) });
   const m = result.messages;
   console.log(
@@ -19,6 +19,7 @@ test("the order → inventory demo: orders paid = stock deducted after SIGKILLed
   assert.equal(result.ordersPaid, result.orders - result.crashes["before-local-commit"], "every order not stopped before its local commit is paid");
   assert.equal(m.committed, result.ordersPaid);
   assert.equal(result.inventory.deductions, result.ordersPaid);
+  assert.equal(result.inventory.otherTags, 0, "the inventory subscribed to the ORDER-PAID tag: the topic's ORDER-CREATED messages never reached it");
   assert.deepEqual(result.wrongStock, []);
   assert.deepEqual(result.paidNotDeducted, []);
   assert.deepEqual(result.deductedNotPaid, []);

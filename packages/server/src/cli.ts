@@ -5,6 +5,8 @@ const USAGE = `usage: tidings <command>
   serve     run the service (API, dispatcher, console)
   migrate   apply database migrations and exit
   relay     ship a producer database's outbox rows to the service (tidings relay --help)
+  reconcile one reconciliation of a consumer's inbox or a producer's outbox against the service
+            over a window, reported (tidings reconcile --help)
   subscriptions [--topic T]                      a table: targets, ordering, limits, circuit states, backlogs
   subscription <subscription>                    one subscription's policies, endpoint health and circuit history
   retry-pending <subscription>                   make its waiting retries due now
@@ -28,6 +30,11 @@ async function main(argv: string[]): Promise<number> {
     // The outbox relay sidecar lives in the SDK; it needs none of the service's configuration.
     const { runRelayCli } = await import("@tidings/sdk/relay-cli");
     return runRelayCli(argv.slice(1));
+  }
+  if (command === "reconcile") {
+    // Like the relay: an SDK job against the user's database, none of the service's configuration.
+    const { runReconcileCli } = await import("@tidings/sdk/reconcile-cli");
+    return runReconcileCli(argv.slice(1));
   }
   // The operators' commands only call the API: run from the sources, they load none of the
   // service's modules (0.8 s to start through tsx instead of 2.7 s).

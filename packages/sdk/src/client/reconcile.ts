@@ -44,6 +44,8 @@ async function apply(o: ReconcileOptions, messages: Iterable<MessageInfo> | Asyn
 }
 
 /**
+ * @deprecated for a window of messages use `Reconciler` (streamed, reported); this one stays for a
+ * few known ids.
  * Reconciliation by message id: pulls each message from the service's query API and applies it
  * through the inbox, so a notice the receiver never got has the same effect as if it had come,
  * and one it did get is skipped.
@@ -60,6 +62,8 @@ export async function reconcileIds(o: ReconcileOptions, ids: readonly string[]):
 }
 
 /**
+ * @deprecated use `new Reconciler({ client, db, consumer: { topic, inbox, handle } }).run({ since })`:
+ * it streams the feed page by page and reports the run; this one holds every match in memory.
  * Reconciliation by business key and/or topic (e.g. the transaction number a payment result is
  * about): applies every committed message that matches, oldest first, through the inbox.
  */

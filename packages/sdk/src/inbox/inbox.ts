@@ -11,6 +11,7 @@ import {
   lockStatus,
   markApplied,
   recordFailure,
+  statusesOf,
   type InboxMessage,
   type InboxRecord,
   type InboxStatus,
@@ -44,7 +45,8 @@ const ERROR_TEXT_LIMIT = 2000;
  */
 export class Inbox {
   readonly consumer: string;
-  private readonly retentionMs: number;
+  /** How long records are kept after their last change (a reconciliation window must stay within it). */
+  readonly retentionMs: number;
   private readonly cleanupBatchSize: number;
 
   constructor(options: InboxOptions = {}) {
@@ -111,6 +113,11 @@ export class Inbox {
   /** Records by status, most recently changed first (failed ones: what still needs a look). */
   list(db: Executor, status: InboxStatus, limit = 100): Promise<InboxRecord[]> {
     return listRecords(db, this.consumer, status, limit);
+  }
+
+  /** The status of each of `ids` (full ids) this consumer has a record of: one query, for a page of a reconciliation. */
+  statusesOf(db: Executor, ids: readonly string[]): Promise<Map<string, InboxStatus>> {
+    return statusesOf(db, this.consumer, ids);
   }
 
   counts(db: Executor): Promise<Record<InboxStatus, number>> {

@@ -165,3 +165,17 @@ export async function deleteOldBatch(db: Executor, consumer: string, retentionMs
   await db.query(d.sql(sql), [consumer, retentionMs, limit]);
   return (await db.query(d.sql(`SELECT 1 AS one FROM tidings_inbox WHERE ${where} LIMIT 1`), [consumer, retentionMs])).length > 0;
 }
+
+/**
+ * The records of `ids` this consumer has, by id, with their status (params: consumer, ids): one
+ * primary-key look-up for a page of a reconciliation, however long the window.
+ */
+export async function statusesOf(db: Executor, consumer: string, ids: readonly string[]): Promise<Map<string, InboxStatus>> {
+  if (ids.length === 0) return new Map();
+  const d = dialectOf(db.dialect);
+  const rows = await db.query<{ id: string; status: InboxStatus }>(
+    d.sql(`SELECT id, status FROM tidings_inbox WHERE consumer = ? AND id IN (${ids.map(() => "?").join(", ")})`),
+    [consumer, ...ids],
+  );
+  return new Map(rows.map((r) => [r.id, r.status]));
+}

@@ -249,3 +249,79 @@ export async function readOutboxHealth(db: Executor, cap: number): Promise<Outbo
     oldestPendingSeconds: oldest === null ? null : Math.max(0, (date(row!.now)!.getTime() - oldest.getTime()) / 1000),
   };
 }
+
+/**
+ * Where a walk through the outbox's sent rows stands: the last row seen. `sentAt` is the
+ * database's own text of the time, to the microsecond (a JavaScript Date keeps milliseconds: a
+ * cursor rounded down would find its own row again, for ever).
+ */
+export interface SentCursor {
+  sentAt: string;
+  seq: number;
+}
+
+/**
+ * Up to `limit` rows of `topic` marked sent from `since` up to `until`, in the order they were
+ * marked, after `cursor` (params: topic, since, until, cursor's sent_at twice and seq, limit).
+ * Keyset paging on (sent_at, seq) through the sent rows' index: each page costs the same however
+ * far the walk is.
+ */
+export async function sentPage(
+  db: Executor,
+  topic: string,
+  since: Date,
+  until: Date,
+  cursor: SentCursor | null,
+  limit: number,
+): Promise<Array<{ seq: number; id: string; sentAt: string }>> {
+  const d = dialectOf(db.dialect);
+  const exact = d.name === "postgres" ? "sent_at::text" : "DATE_FORMAT(sent_at, '%Y-%m-%d %H:%i:%s.%f')";
+  const after = cursor ? " AND (sent_at > ? OR (sent_at = ? AND seq > ?))" : "";
+  const rows = await db.query<{ seq: number | string; id: string; sent_text: string }>(
+    d.sql(
+      `SELECT seq, id, ${exact} AS sent_text FROM tidings_outbox
+        WHERE status = 'sent' AND topic = ? AND sent_at >= ? AND sent_at < ?${after} ORDER BY sent_at, seq LIMIT ?`,
+    ),
+    cursor ? [topic, since, until, cursor.sentAt, cursor.sentAt, cursor.seq, limit] : [topic, since, until, limit],
+  );
+  return rows.map((r) => ({ seq: Number(r.seq), id: r.id, sentAt: r.sent_text }));
+}
+
+/** Up to `limit` failed rows of `topic` that failed from `since` up to `until`, after `afterSeq`, by seq (params: topic, since, until, afterSeq, limit). */
+export async function failedPage(
+  db: Executor,
+  topic: string,
+  since: Date,
+  until: Date,
+  afterSeq: number,
+  limit: number,
+): Promise<Array<{ seq: number; id: string; lastError: string | null }>> {
+  const d = dialectOf(db.dialect);
+  const rows = await db.query<{ seq: number | string; id: string; last_error: string | null }>(
+    d.sql(
+      "SELECT seq, id, last_error FROM tidings_outbox WHERE status = 'failed' AND topic = ? AND failed_at >= ? AND failed_at < ? AND seq > ? ORDER BY seq LIMIT ?",
+    ),
+    [topic, since, until, afterSeq, limit],
+  );
+  return rows.map((r) => ({ seq: Number(r.seq), id: r.id, lastError: r.last_error }));
+}
+
+/**
+ * Puts rows marked sent back to pending, to be sent again at once (params: ids): their send was
+ * lost. The message id makes the service's answer the same if it did arrive after all.
+ */
+export async function resendSent(db: Executor, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const d = dialectOf(db.dialect);
+  const sql = `UPDATE tidings_outbox SET status = 'pending', sent_at = NULL, attempts = 0, next_attempt_at = ${d.now}
+    WHERE status = 'sent' AND id IN (${placeholders(ids.length)})`;
+  // PostgreSQL: the relay is woken in the same statement (on commit), as by an insert.
+  if (d.returning) return (await db.query(d.sql(`WITH r AS (${sql} RETURNING 1) SELECT pg_notify('${OUTBOX_CHANNEL}', '') FROM r`), ids)).length;
+  await db.query(d.sql(sql), ids);
+  return (
+    await db.query<{ n: number | string }>(
+      d.sql(`SELECT COUNT(*) AS n FROM tidings_outbox WHERE status = 'pending' AND id IN (${placeholders(ids.length)})`),
+      ids,
+    )
+  ).map((r) => Number(r.n))[0]!;
+}

@@ -8,13 +8,15 @@ export { ADMIN_KEY };
 /** A Tidings service running in this process on its own database, with one producer app. */
 export interface TestTidings {
   readonly url: string;
+  /** The service's own database (tests that seed it directly with SQL). */
+  readonly databaseUrl: string;
   readonly apiKey: string;
   /** A client with the app's key. */
   readonly client: TidingsClient;
   /** A client with the admin key. */
   readonly admin: TidingsClient;
   /** Creates a subscription; resolves to its signing secret. */
-  subscribe(name: string, topic: string, url: string, retry?: { schedule?: string[]; maxAttempts?: number }): Promise<string>;
+  subscribe(name: string, topic: string, url: string, retry?: { schedule?: string[]; maxAttempts?: number }, extra?: Record<string, unknown>): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -36,11 +38,18 @@ export async function startTidings(label: string, env: Record<string, string> = 
   const apiKey = String(app.apiKey);
   return {
     url: service.url,
+    databaseUrl: database.url,
     apiKey,
     client: new TidingsClient({ url: service.url, apiKey }),
     admin: new TidingsClient({ url: service.url, apiKey: ADMIN_KEY }),
-    async subscribe(name, topic, url, retry) {
-      const sub = await post(service.url, ADMIN_KEY, "/v1/subscriptions", { name, topic, endpoint: { type: "http", url }, ...(retry ? { retry } : {}) });
+    async subscribe(name, topic, url, retry, extra) {
+      const sub = await post(service.url, ADMIN_KEY, "/v1/subscriptions", {
+        name,
+        topic,
+        endpoint: { type: "http", url },
+        ...(retry ? { retry } : {}),
+        ...extra,
+      });
       return String(sub.secret);
     },
     async close() {

@@ -1,6 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
+import { TidingsClient } from "@tidings/sdk";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
 import { waitFor } from "@tidings/testkit/wait";
@@ -40,6 +41,7 @@ interface Page {
   items: Array<{ id: string; topic: string; tag: string | null; key: string | null; payload: unknown; committedAt: string }>;
   next: string;
   more: boolean;
+  waiting: boolean;
 }
 
 /** One page of the feed as `who` reads it. */
@@ -213,7 +215,7 @@ test("pages follow one another with the cursor, and since/until bound the commit
   assert.equal(three.more, false);
   // Nothing new: an empty page, the same place to ask from again.
   const four = await page(shop, `topic=${topic}&limit=5&after=${three.next}`);
-  assert.deepEqual(four, { items: [], next: three.next, more: false });
+  assert.deepEqual(four, { items: [], next: three.next, more: false, waiting: false });
   // The payload as sent: the big number keeps its digits.
   const text = await (await fetch(`${service.url}/v1/feed?topic=${topic}&limit=1`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).text();
   assert.match(text, /"big":12345678901234567891/);
@@ -226,6 +228,37 @@ test("pages follow one another with the cursor, and since/until bound the commit
   assert.equal((await readAll(shop, `topic=${topic}&since=${later}`)).ids.length, 0);
   assert.equal((await readAll(shop, `topic=${topic}&until=${later}`, undefined, 2)).ids.length, 12);
   assert.equal((await readAll(shop, `topic=${topic}&until=${committedAt}`)).ids.length, 0);
+});
+
+test("messages held back by an older transaction elsewhere on the server are announced as waiting, and the SDK's reader waits for them", async () => {
+  const start = (await readAll(admin, "topic=held")).next;
+  // A transaction begun before the message, in another database of the same server.
+  const other = await createTestDatabase("feed_blocker", { empty: true });
+  const blocker = new pg.Client({ connectionString: other.url });
+  await blocker.connect();
+  try {
+    await blocker.query("begin");
+    await blocker.query("select pg_current_xact_id()");
+    assert.equal((await admin.post("/v1/messages", { id: "held-1", topic: "held", payload: {} })).status, 201);
+    const held = await page(admin, `topic=held&after=${start}`);
+    assert.deepEqual([held.items.length, held.more, held.waiting], [0, false, true], "committed, not served yet, and said so");
+
+    const reader = new TidingsClient({ url: service.url, apiKey: ADMIN_KEY }).feed({ topic: "held", after: start });
+    const read = (async () => {
+      const ids: string[] = [];
+      for await (const m of reader) ids.push(m.id);
+      return ids;
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await blocker.query("rollback");
+    assert.deepEqual(await read, ["held-1"], "the reader waited for it rather than ending");
+    assert.equal(reader.caughtUp, true);
+    const after = await page(admin, `topic=held&after=${start}`);
+    assert.deepEqual([after.items.map((m) => m.id), after.waiting], [["held-1"], false]);
+  } finally {
+    await blocker.end();
+    await other.drop();
+  }
 });
 
 test("bad input is answered 400 naming the field", async () => {

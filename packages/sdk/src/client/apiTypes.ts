@@ -172,6 +172,12 @@ export interface FeedQuery {
   until?: string | Date;
   /** Messages per request, 1–5000; the service's default is 500. */
   pageSize?: number;
+  /**
+   * How long iterating waits for messages committed but not served yet (an older transaction
+   * still runs on the database server) before it ends anyway: default 30 s; 0: it does not wait.
+   * A reconciliation must see everything committed when it reads.
+   */
+  waitMs?: number;
 }
 
 /** A committed message as the feed gives it. `id` is the full id (`<app>/<id>`), as deliveries carry it. */
@@ -193,6 +199,11 @@ export interface FeedPage {
   next: string;
   /** More may follow now; false: everything committed so far has been read. */
   more: boolean;
+  /**
+   * With `more` false: messages are committed but not served yet (a transaction older than theirs
+   * still runs on the service's database server); ask again shortly.
+   */
+  waiting?: boolean;
 }
 
 /** One difference a reconciliation run found, and what it did about it. */

@@ -34,6 +34,12 @@ export interface FeedPage {
   next: FeedPlace;
   /** More may follow now; false: the reader has what is committed so far (ask again later). */
   more: boolean;
+  /**
+   * With `more` false: messages of the topic (within `until`) are committed but not served yet,
+   * because a transaction older than theirs still runs somewhere on the database server; they are
+   * served as soon as it ends. A reader that needs everything committed so far asks again shortly.
+   */
+  waiting: boolean;
 }
 
 /**
@@ -115,9 +121,21 @@ export async function feedPage(db: Db, f: FeedFilter): Promise<FeedPage> {
     else if (row.kind === "l") last = { place: { tx: row.tx, seq: row.seq }, scanned: Number(row.count) };
   }
   // Matches cut off by the limit or the byte budget: the next page starts after the last one shown.
-  if (lastItem && items.length < hits) return { items, next: lastItem, more: true };
-  if (!last) return { items, next: f.after, more: false };
-  return { items, next: last.place, more: last.scanned === values[3] };
+  if (lastItem && items.length < hits) return { items, next: lastItem, more: true, waiting: false };
+  const more = last !== null && last.scanned === values[3];
+  return { items, next: last ? last.place : f.after, more, waiting: more ? false : await heldBack(db, f.topic, f.until) };
+}
+
+// $1 topic; $2 until or null. Whether committed messages of the topic wait behind an older
+// transaction still running (they are past every place served): one probe of messages_feed.
+async function heldBack(db: Db, topic: string, until: string | undefined): Promise<boolean> {
+  const { rows } = await db.query(
+    `select exists (select 1 from messages m
+                     where m.topic = $1 and m.state = 'committed' and m.commit_tx >= pg_snapshot_xmin(pg_current_snapshot())
+                       and ($2::timestamptz is null or m.committed_at < $2)) as waiting`,
+    [topic, until ?? null],
+  );
+  return rows[0].waiting;
 }
 
 /** (tx, seq) order of two rows, as decimal text too long for a double. */

@@ -57,7 +57,18 @@ export function feedRoutes(app: FastifyInstance, s: RouteServices): void {
         description:
           "Give `topic` or `subscription`. A message takes its place when it becomes committed (accepted committed, or committed from prepared) and appears once every transaction that began before that has ended, so a reader that follows `next` sees each message once, a late-committing prepared message included. `more: false` means the reader has everything committed so far: keep `next` and ask again later. A page may hold fewer than `limit` messages while `more` is true (`since`, `until`, tags or an app's view pass over messages; the byte budget TIDINGS_LIST_BYTES ends a page early). An app reads its own messages and every message of its `readTopics`; people with a role read all.",
         querystring: FeedQuery,
-        response: { 200: Type.Object({ items: Type.Array(FeedItem), next: Type.String(), more: Type.Boolean() }), "4xx": ErrorBody },
+        response: {
+          200: Type.Object({
+            items: Type.Array(FeedItem),
+            next: Type.String(),
+            more: Type.Boolean(),
+            waiting: Type.Boolean({
+              description:
+                "with more false: messages are committed but not served yet (an older transaction still runs on the database server); ask again shortly",
+            }),
+          }),
+          "4xx": ErrorBody,
+        },
       },
     },
     async (request, reply) => {
@@ -94,7 +105,7 @@ export function feedRoutes(app: FastifyInstance, s: RouteServices): void {
       };
       const page = await feedPage(s.db, filter);
       // The native JSON.stringify, payloads kept as exact text written as such.
-      return reply.serializer(stringifyExact).send({ items: page.items, next: encodeFeedCursor(page.next), more: page.more });
+      return reply.serializer(stringifyExact).send({ items: page.items, next: encodeFeedCursor(page.next), more: page.more, waiting: page.waiting });
     },
   );
 }

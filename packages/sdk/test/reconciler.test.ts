@@ -328,6 +328,18 @@ test("`tidings reconcile --consumer` with a handler module applies what the cons
   assert.equal((await inbox.get(account.db, fullIdOf(missed)))?.status, "applied");
 });
 
+test("a run whose window the service still holds back (an older transaction on its database server) fails rather than report nothing missing", async () => {
+  // The feed as the SDK's reader leaves it when it gave up waiting: nothing more given, not caught up.
+  const heldBack = {
+    ...tidings.client,
+    feed: () => ({ caughtUp: false, async *[Symbol.asyncIterator]() {} }),
+    messages: tidings.client.messages,
+    reportReconciliation: tidings.client.reportReconciliation.bind(tidings.client),
+  };
+  const reconciler = new Reconciler({ client: heldBack, db: account.db, consumer: { subscription: "account", inbox }, report: false });
+  await assert.rejects(reconciler.run({ since: new Date(Date.now() - 60_000) }), /holds back committed messages/);
+});
+
 test("a window reaching back past the inbox's retention is refused: its applied messages would look missing", async () => {
   const short = new Inbox({ consumer: "account", retentionMs: 3_600_000 });
   const reconciler = new Reconciler({ client: tidings.client, db: account.db, consumer: { subscription: "account", inbox: short, handle: credit } });

@@ -4,6 +4,7 @@ import type { Executor } from "../executor/executor.ts";
 import type { Inbox } from "../inbox/inbox.ts";
 import type { ReconcileClient } from "./reconcileClient.ts";
 import type { ReportBuilder } from "./reportBuilder.ts";
+import { TidingsError } from "../errors.ts";
 
 /** A consumer's side of a reconciliation: its subscription (or topic), its inbox, and its handler. */
 export interface ConsumerSide {
@@ -48,7 +49,8 @@ export async function reconcileConsumer(
 ): Promise<void> {
   const query = side.subscription !== undefined ? { subscription: side.subscription } : { topic: side.topic };
   let page: FeedMessage[] = [];
-  for await (const message of client.feed({ ...query, since: window.since, until: window.until, pageSize })) {
+  const feed = client.feed({ ...query, since: window.since, until: window.until, pageSize });
+  for await (const message of feed) {
     page.push(message);
     if (page.length >= pageSize) {
       await comparePage(db, side, page, report);
@@ -56,6 +58,14 @@ export async function reconcileConsumer(
     }
   }
   if (page.length > 0) await comparePage(db, side, page, report);
+  // Messages of the window committed but still held back (an older transaction runs on the
+  // service's database server): the run did not see them, so it cannot say nothing is missing.
+  if ((feed as { caughtUp?: boolean }).caughtUp === false) {
+    throw new TidingsError(
+      "unavailable",
+      "the service holds back committed messages of the window (a transaction older than theirs still runs on its database server): run again later",
+    );
+  }
 }
 
 async function comparePage(db: Executor, side: ConsumerSide, page: readonly FeedMessage[], report: ReportBuilder): Promise<void> {

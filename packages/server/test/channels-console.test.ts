@@ -1,10 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { adminConsole, withoutChromium, type AdminConsole } from "./support/browser.ts";
 import { Webhook } from "standardwebhooks";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
@@ -17,16 +15,14 @@ import { waitFor } from "@tidings/testkit/wait";
  * console.test.ts, which installs it when missing) against the real service, sending to a real
  * local receiver. TIDINGS_SCREENSHOTS=1 saves the pages to docs/screenshots/.
  */
-const CHROMIUM = process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium";
-const SCREENSHOTS = fileURLToPath(new URL("../../../docs/screenshots/", import.meta.url));
-const TAKE_SCREENSHOTS = process.env.TIDINGS_SCREENSHOTS === "1";
 
-describe("the console's Channels page", { skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (console.test.ts installs it)` }, () => {
+describe("the console's Channels page", { skip: withoutChromium() }, () => {
   let db: TestDatabase;
   let service: RunningService;
   let receiver: Receiver;
   let browser: Browser;
   let page: Page;
+  let shot: AdminConsole["shot"];
   let sql: pg.Pool;
 
   before(async () => {
@@ -34,11 +30,7 @@ describe("the console's Channels page", { skip: existsSync(CHROMIUM) ? false : `
     service = await startTestService(db.url);
     receiver = await new Receiver((r) => (r.path.startsWith("/down") ? 500 : 200)).start();
     sql = new pg.Pool({ connectionString: db.url, max: 2 });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    context.setDefaultTimeout(30_000);
-    assert.equal((await context.request.post(`${service.url}/v1/session`, { data: { adminKey: ADMIN_KEY } })).status(), 201);
-    page = await context.newPage();
+    ({ browser, page, shot } = await adminConsole(service.url));
   });
   after(async () => {
     await browser?.close();
@@ -47,10 +39,6 @@ describe("the console's Channels page", { skip: existsSync(CHROMIUM) ? false : `
     await sql?.end();
     await db?.drop();
   });
-
-  const shot = async (name: string) => {
-    if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
-  };
 
   test("creates a webhook channel (its secret shown once), sends a test and shows what happened, edits it", async () => {
     await page.goto(`${service.url}/console#/channels`);

@@ -1,9 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { adminConsole, withoutChromium, type AdminConsole } from "./support/browser.ts";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
@@ -14,15 +12,13 @@ import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testk
  * reported through the API as the SDK's reconciler reports them. TIDINGS_SCREENSHOTS=1 saves
  * the pages to docs/screenshots/.
  */
-const CHROMIUM = process.env.TIDINGS_CHROMIUM ?? "/usr/bin/chromium";
-const SCREENSHOTS = fileURLToPath(new URL("../../../docs/screenshots/", import.meta.url));
-const TAKE_SCREENSHOTS = process.env.TIDINGS_SCREENSHOTS === "1";
 
-describe("the console's Reconciliation page", { skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (console.test.ts installs it)` }, () => {
+describe("the console's Reconciliation page", { skip: withoutChromium() }, () => {
   let db: TestDatabase;
   let service: RunningService;
   let browser: Browser;
   let page: Page;
+  let shot: AdminConsole["shot"];
   let repairedRun: number;
 
   before(async () => {
@@ -54,21 +50,13 @@ describe("the console's Reconciliation page", { skip: existsSync(CHROMIUM) ? fal
       differences: [],
     });
     assert.equal(clean.status, 201, JSON.stringify(clean.body));
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    context.setDefaultTimeout(30_000);
-    assert.equal((await context.request.post(`${service.url}/v1/session`, { data: { adminKey: ADMIN_KEY } })).status(), 201);
-    page = await context.newPage();
+    ({ browser, page, shot } = await adminConsole(service.url));
   });
   after(async () => {
     await browser?.close();
     await service?.close();
     await db?.drop();
   });
-
-  const shot = async (name: string) => {
-    if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
-  };
 
   test("lists the runs with what they found and repaired, and shows one run's differences", async () => {
     await page.goto(`${service.url}/console#/overview`);

@@ -7,6 +7,7 @@ const USAGE = `usage: tidings <command>
   relay     ship a producer database's outbox rows to the service (tidings relay --help)
   reconcile one reconciliation of a consumer's inbox or a producer's outbox against the service
             over a window, reported (tidings reconcile --help)
+  listen    a local receiver that prints each delivery and checks its signature (tidings listen --help)
   subscriptions [--topic T]                      a table: targets, ordering, limits, circuit states, backlogs
   subscription <subscription>                    one subscription's policies, endpoint health and circuit history
   retry-pending <subscription>                   make its waiting retries due now
@@ -40,6 +41,7 @@ async function main(argv: string[]): Promise<number> {
   // service's modules (0.8 s to start through tsx instead of 2.7 s).
   if (isOperatorCommand(command)) return runOperatorCommand(command, argv.slice(1));
   if (command === "operators") return (await import("./operatorsCommand.ts")).runOperatorsCommand(argv.slice(1));
+  if (command === "listen") return (await import("./listenCommand.ts")).runListen(argv.slice(1));
   const [{ default: pino }, { ConfigError, loadConfig }, { startService }, { startEmbeddedDb }, { createPool }, { migrate }] = await Promise.all([
     import("pino"),
     import("./runtime/config.ts"),

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { invalid } from "../../domain/errors.ts";
 import { listAudit } from "../../store/auditLog.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
+import { pageLimit } from "../paging.ts";
 
 const Timestamp = Type.String({ format: "date-time" });
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -49,8 +49,7 @@ export function auditRoutes(app: FastifyInstance, s: RouteServices): void {
     },
     async (request) => {
       const q = request.query;
-      const limit = q.limit === undefined ? 100 : Number(q.limit);
-      if (limit < 1 || limit > 1000) throw invalid("query.limit", "limit must be from 1 to 1000");
+      const limit = pageLimit(q.limit, 100, 1000);
       return listAudit(s.db, {
         actor: q.actor,
         action: q.action,

@@ -1,12 +1,13 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
-import { TidingsError, conflict, invalid, notFound } from "../../domain/errors.ts";
+import { TidingsError, conflict, notFound } from "../../domain/errors.ts";
 import { listDeliveries } from "../../store/deliveryList.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
 import { skipDelivery } from "../../store/skipDelivery.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
 import { handAction } from "../../domain/audit.ts";
+import { pageLimit } from "../paging.ts";
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Timestamp = Type.String({ format: "date-time" });
@@ -61,8 +62,7 @@ export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
     },
     async (request) => {
       const q = request.query;
-      const limit = q.limit === undefined ? 50 : Number(q.limit);
-      if (limit < 1 || limit > 1000) throw invalid("query.limit", "limit must be from 1 to 1000");
+      const limit = pageLimit(q.limit, 50, 1000);
       let subscriptionId: number | undefined;
       if (q.subscription !== undefined) {
         const row = await getSubscription(s.db, q.subscription);

@@ -7,6 +7,7 @@ import { feedPage, type FeedFilter } from "../../store/feed.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
+import { pageLimit } from "../paging.ts";
 
 /** A page's default size and the most one may ask for. */
 const DEFAULT_LIMIT = 500;
@@ -76,8 +77,7 @@ export function feedRoutes(app: FastifyInstance, s: RouteServices): void {
       if ((q.topic === undefined) === (q.subscription === undefined)) {
         throw invalid(q.topic === undefined ? "querystring.topic" : "querystring.subscription", "give either topic or subscription (one of them)");
       }
-      const limit = q.limit === undefined ? DEFAULT_LIMIT : Number(q.limit);
-      if (limit < 1 || limit > MAX_LIMIT) throw invalid("querystring.limit", `limit must be from 1 to ${MAX_LIMIT}`);
+      const limit = pageLimit(q.limit, DEFAULT_LIMIT, MAX_LIMIT);
       const after = q.after === undefined ? FEED_START : decodeFeedCursor(q.after);
       if (!after) throw invalid("querystring.after", "after must be the `next` of an earlier page");
       const since = instant("querystring.since", q.since);

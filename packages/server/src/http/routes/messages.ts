@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "@sinclair/typebox";
-import { conflict, forbidden, invalid, notFound, TidingsError } from "../../domain/errors.ts";
+import { conflict, forbidden, notFound, TidingsError } from "../../domain/errors.ts";
 import { RawJson, stringifyExact } from "../../domain/rawJson.ts";
 import { bodyLength, inspectBody, useJsonBody } from "../jsonBody.ts";
 import { uuidv7 } from "../../domain/ids.ts";
@@ -32,6 +32,7 @@ import {
 import { preference } from "../prefer.ts";
 import { noteAudit } from "../audit.ts";
 import { handAction } from "../../domain/audit.ts";
+import { pageLimit } from "../paging.ts";
 
 /** RFC 7240 `Prefer: return=minimal`. */
 const prefersMinimal = (prefer: string | string[] | undefined): boolean => preference(prefer, "return")?.toLowerCase() === "minimal";
@@ -223,8 +224,7 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
     },
     async (request, reply) => {
       const q = request.query;
-      const limit = q.limit === undefined ? 50 : Number(q.limit);
-      if (limit < 1 || limit > 1000) throw invalid("query.limit", "limit must be from 1 to 1000");
+      const limit = pageLimit(q.limit, 50, 1000);
       if (q.subscription !== undefined) await subscriptionId(q.subscription);
       const principal = request.principal;
       const page = await listMessages(s.db, {

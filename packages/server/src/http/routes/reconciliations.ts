@@ -5,6 +5,7 @@ import { storableText } from "../../domain/storableText.ts";
 import { getReconciliation, insertReconciliation, listReconciliations } from "../../store/reconciliations.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody, Name } from "../schemas.ts";
+import { pageLimit } from "../paging.ts";
 
 const Topic = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$" });
 const Time = Type.String({ format: "date-time", maxLength: 40 });
@@ -159,8 +160,7 @@ export function reconciliationRoutes(app: FastifyInstance, s: RouteServices): vo
     },
     async (request) => {
       const q = request.query;
-      const limit = q.limit === undefined ? 50 : Number(q.limit);
-      if (limit < 1 || limit > 500) throw invalid("querystring.limit", "limit must be from 1 to 500");
+      const limit = pageLimit(q.limit, 50, 500);
       return listReconciliations(s.db, {
         kind: q.kind,
         subscription: q.subscription,

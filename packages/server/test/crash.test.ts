@@ -1,10 +1,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { Agent, request } from "undici";
+import { Agent } from "undici";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { ADMIN_KEY, spawnService, type ServiceProcess } from "@tidings/testkit/service";
 import { Receiver } from "@tidings/testkit/receiver";
 import { api } from "./support/api.ts";
+import { sendUntilAcknowledged } from "./support/producer.ts";
 import { waitFor } from "@tidings/testkit/wait";
 
 const TOTAL = Number(process.env.TIDINGS_CRASH_MESSAGES ?? 10_000);
@@ -36,24 +37,8 @@ async function subscribeTwo(url: string, tag: string): Promise<void> {
 }
 
 /** Sends message `i` until the service acknowledges it (a producer retrying with its idempotency key). */
-async function sendUntilAcknowledged(baseUrl: () => string, tag: string, i: number): Promise<void> {
-  const body = JSON.stringify({ id: `${tag}-${i}`, topic: `t.${tag}`, key: String(i), payload: { i } });
-  for (;;) {
-    try {
-      const res = await request(`${baseUrl()}/v1/messages`, {
-        method: "POST",
-        dispatcher: agent,
-        headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
-        body,
-      });
-      await res.body.dump();
-      if (res.statusCode === 201 || res.statusCode === 200) return;
-    } catch {
-      // The service is down: try again shortly, as a producer would.
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const sendMessage = (baseUrl: () => string, tag: string, i: number) =>
+  sendUntilAcknowledged(baseUrl, { id: `${tag}-${i}`, topic: `t.${tag}`, key: String(i), payload: { i } }, agent);
 
 async function sendAll(total: number, baseUrl: (i: number) => string, tag: string, onAck: (acked: number) => void): Promise<void> {
   let next = 0;
@@ -62,7 +47,7 @@ async function sendAll(total: number, baseUrl: (i: number) => string, tag: strin
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < total) {
         const i = next++;
-        await sendUntilAcknowledged(() => baseUrl(i), tag, i);
+        await sendMessage(() => baseUrl(i), tag, i);
         onAck(++acked);
       }
     }),

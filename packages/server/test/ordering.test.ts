@@ -8,6 +8,7 @@ import { ADMIN_KEY, spawnService, startTestService, type RunningService, type Se
 import { Receiver } from "@tidings/testkit/receiver";
 import { waitFor } from "@tidings/testkit/wait";
 import { api } from "./support/api.ts";
+import { sendUntilAcknowledged } from "./support/producer.ts";
 
 const TOTAL = Number(process.env.TIDINGS_ORDERING_MESSAGES ?? 10_000);
 const KEYS = 100;
@@ -265,26 +266,16 @@ test(`${TOTAL} messages over ${KEYS} keys, two processes, a receiver failing 20%
     let acked = 0;
     /** How many messages the receiver had taken when the first process was killed (null: not yet). */
     let deliveredAtKill: number | null = null;
-    /** Sends until a live node acknowledges it: a producer retrying with its idempotency key. */
-    const send = async (key: number, n: number) => {
-      const body = JSON.stringify({ id: `o-${key}-${n}`, topic: "t.ordered", key: `k${key}`, payload: { n } });
-      for (let turn = key + n; ; turn++) {
-        const node = alive[turn % 2] ? turn % 2 : 1 - (turn % 2);
-        try {
-          const res = await request(`${nodes[node]!.url}/v1/messages`, {
-            method: "POST",
-            dispatcher: agent,
-            headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
-            body,
-          });
-          await res.body.dump();
-          if (res.statusCode === 201 || res.statusCode === 200) return;
-        } catch {
-          // The node is down: the next turn goes to the other one.
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
+    /** Sends until a live node acknowledges it (the next one each turn, a killed one passed over). */
+    const send = (key: number, n: number) =>
+      sendUntilAcknowledged(
+        (t) => {
+          const turn = key + n + t;
+          return nodes[alive[turn % 2] ? turn % 2 : 1 - (turn % 2)]!.url;
+        },
+        { id: `o-${key}-${n}`, topic: "t.ordered", key: `k${key}`, payload: { n } },
+        agent,
+      );
     const started = Date.now();
     // One producer per key, each sending its key's messages one after another: the order the
     // service accepted them is the order of n.

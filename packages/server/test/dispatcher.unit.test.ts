@@ -5,7 +5,7 @@ import { ResultWriter } from "../src/delivery/resultWriter.ts";
 import type { SendResult } from "../src/transports/transport.ts";
 import type { AttemptOutcome, AttemptResult, Lease, LeasedDelivery } from "../src/domain/delivery.ts";
 import type { SubscriptionRow } from "../src/domain/subscription.ts";
-import { deferred, recordingLogger, settle, until, type Deferred } from "./support/fakes.ts";
+import { deferred, recordingLogger, recordingResults, settle, until, type Deferred } from "./support/fakes.ts";
 
 // The dispatcher's loop driven by fake operations: every send and claim is a promise the test
 // settles, so what runs at once, and when, is decided here rather than by a receiver's speed.
@@ -109,16 +109,7 @@ function harness(options: Partial<DispatcherOptions> = {}, subscriptions: Subscr
   };
   const written: AttemptResult[] = [];
   const log = recordingLogger();
-  const results = new ResultWriter(
-    async (batch) => {
-      written.push(...batch);
-      const counts: Record<AttemptOutcome, number> = { delivered: 0, failed: 0, dead: 0 };
-      for (const r of batch) counts[r.outcome]++;
-      return counts;
-    },
-    () => {},
-    log,
-  );
+  const results = recordingResults(written, log);
   const dispatcher = new Dispatcher(
     ops,
     results,

@@ -1,11 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Dispatcher, type DispatcherOps } from "../src/delivery/dispatcher.ts";
-import { ResultWriter } from "../src/delivery/resultWriter.ts";
 import type { SendResult } from "../src/transports/transport.ts";
-import type { AttemptOutcome, AttemptResult, Lease, LeasedDelivery } from "../src/domain/delivery.ts";
+import type { AttemptResult, Lease, LeasedDelivery } from "../src/domain/delivery.ts";
 import type { SubscriptionRow } from "../src/domain/subscription.ts";
-import { recordingLogger, until } from "./support/fakes.ts";
+import { recordingLogger, recordingResults, until } from "./support/fakes.ts";
 
 // The dispatcher's side of the circuit breaker and the limits, driven by fake operations: what it
 // lets start, what it gives back, and what a probe's failure becomes.
@@ -63,16 +62,7 @@ function harness(sub: SubscriptionRow, gate: Pick<DispatcherOps, "admit" | "clai
     },
     ...gate,
   };
-  const results = new ResultWriter(
-    async (batch) => {
-      written.push(...batch);
-      const counts: Record<AttemptOutcome, number> = { delivered: 0, failed: 0, dead: 0 };
-      for (const r of batch) counts[r.outcome]++;
-      return counts;
-    },
-    () => {},
-    log,
-  );
+  const results = recordingResults(written, log);
   const dispatcher = new Dispatcher(
     ops,
     results,

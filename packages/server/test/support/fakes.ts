@@ -1,4 +1,6 @@
 import type { Logger } from "pino";
+import { ResultWriter } from "../../src/delivery/resultWriter.ts";
+import type { AttemptOutcome, AttemptResult } from "../../src/domain/delivery.ts";
 import { waitFor } from "@tidings/testkit/wait";
 
 /** A promise the test settles when it chooses: the fake operation it stands for "takes" exactly that long. */
@@ -69,4 +71,18 @@ export const until = <T>(what: string, check: () => T | Promise<T>, timeoutMs = 
 /** Lets the callbacks already queued run (immediates and the promise jobs they start): "nothing more happens". */
 export async function settle(turns = 3): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** A result writer that keeps every attempt result it is given in `written` and counts them as the store would. */
+export function recordingResults(written: AttemptResult[], log: Logger): ResultWriter {
+  return new ResultWriter(
+    async (batch) => {
+      written.push(...batch);
+      const counts: Record<AttemptOutcome, number> = { delivered: 0, failed: 0, dead: 0 };
+      for (const r of batch) counts[r.outcome]++;
+      return counts;
+    },
+    () => {},
+    log,
+  );
 }

@@ -1,38 +1,32 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import pg from "pg";
+import type pg from "pg";
 import pino from "pino";
 import { createRecoverJob } from "../src/store/resendJobs.ts";
 import { ResendDeadJobs } from "../src/workers/resendDeadJobs.ts";
 import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
-import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
-import { Receiver } from "@tidings/testkit/receiver";
-import { ADMIN_KEY, runTidings, startTestService } from "@tidings/testkit/service";
+import { outageWorld, type OutageWorld } from "./support/outageWorld.ts";
+import type { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY, runTidings } from "@tidings/testkit/service";
 import { waitFor } from "@tidings/testkit/wait";
 
 /** After an outage: waiting retries made due now, and a window of dead and failed deliveries re-sent. */
 describe("retry now and recover", () => {
-  let db: TestDatabase;
+  let world: OutageWorld;
   let service: RunningService;
   let receiver: Receiver;
   let admin: ReturnType<typeof api>;
   let sql: pg.Pool;
   /** Receiver paths answered 500. */
-  const down = new Set<string>();
+  let down: Set<string>;
 
   before(async () => {
-    db = await createTestDatabase("recover");
-    service = await startTestService(db.url);
-    receiver = await new Receiver((r) => (down.has(r.path) ? 500 : 200)).start();
-    admin = api(service.url, ADMIN_KEY);
-    sql = new pg.Pool({ connectionString: db.url, max: 3 });
+    world = await outageWorld("recover");
+    ({ service, receiver, admin, sql, down } = world);
   });
   after(async () => {
-    await service?.close();
-    await receiver?.stop();
-    await sql?.end();
-    await db?.drop();
+    await world?.close();
   });
 
   /** A subscription to topic `t.<name>` whose endpoint is down, with the given retry policy. */

@@ -1,11 +1,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import pg from "pg";
+import type pg from "pg";
 import type { RunningService } from "../src/runtime/service.ts";
-import { api } from "./support/api.ts";
-import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
-import { Receiver } from "@tidings/testkit/receiver";
-import { ADMIN_KEY, startTestService } from "@tidings/testkit/service";
+import type { api } from "./support/api.ts";
+import { outageWorld, type OutageWorld } from "./support/outageWorld.ts";
+import type { Receiver } from "@tidings/testkit/receiver";
+import { ADMIN_KEY } from "@tidings/testkit/service";
 import { waitFor } from "@tidings/testkit/wait";
 
 /** Every way an operator re-sends dead deliveries. */
@@ -13,27 +13,21 @@ type ResendPath = "message" | "message-subscription" | "resend-dead" | "resend-d
 const PATHS: readonly ResendPath[] = ["message", "message-subscription", "resend-dead", "resend-dead-jobs"];
 
 describe("re-sending dead deliveries", () => {
-  let db: TestDatabase;
+  let world: OutageWorld;
   let service: RunningService;
   let receiver: Receiver;
   let admin: ReturnType<typeof api>;
   let sql: pg.Pool;
   /** Receiver paths answered 500. */
-  const down = new Set<string>();
+  let down: Set<string>;
   let worlds = 0;
 
   before(async () => {
-    db = await createTestDatabase("resend");
-    service = await startTestService(db.url);
-    receiver = await new Receiver((r) => (down.has(r.path) ? 500 : 200)).start();
-    admin = api(service.url, ADMIN_KEY);
-    sql = new pg.Pool({ connectionString: db.url, max: 3 });
+    world = await outageWorld("resend");
+    ({ service, receiver, admin, sql, down } = world);
   });
   after(async () => {
-    await service?.close();
-    await receiver?.stop();
-    await sql?.end();
-    await db?.drop();
+    await world?.close();
   });
 
   /** A subscription with one attempt per cycle: each failed delivery dies at once, with an alert. */

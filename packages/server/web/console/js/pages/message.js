@@ -112,7 +112,11 @@ export async function renderMessage(ctx, id) {
     let attempts;
     let checks;
     try {
-      [message, attempts, checks] = await Promise.all([api.get(path), api.get(`${path}/attempts`), api.get(`${path}/checks`)]);
+      // The message first, its attempts after: an attempt is written with its delivery's state, so
+      // attempts read after a "delivered" state always include the attempt that delivered it (read
+      // at the same time, they could come from just before, and the page would stop following).
+      message = await api.get(path);
+      [attempts, checks] = await Promise.all([api.get(`${path}/attempts`), api.get(`${path}/checks`)]);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
         clear(view).append(h("h1", {}, "No such message"), h("p", {}, `No message has the id ${id}.`));

@@ -219,7 +219,10 @@ describe("consume.redis", () => {
     try {
       const id = `${name}-slow`;
       await redis.call("XADD", name, "*", "tidings-id", "x", "body", envelope(id, "ok"));
-      await waitFor("the slow entry applied and acked", async () => h.count("applied", id) === 1 && ((await redis.call("XPENDING", name, name)) as [number])[0] === 0);
+      await waitFor(
+        "the slow entry applied and acked",
+        async () => h.count("applied", id) === 1 && ((await redis.call("XPENDING", name, name)) as [number])[0] === 0,
+      );
       // A second handling, had the claim loop taken the entry, would be waiting on the first's inbox row and end just after it.
       await stillAfter("no second handling of the entry", () => h.count("duplicate", id) === 0 && h.count("applied", id) === 1, 700);
       assert.equal(h.seen.get(id), 1, "handed to the handler once");

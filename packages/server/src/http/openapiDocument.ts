@@ -6,7 +6,12 @@
  * missing or wrong one), and a success without a body where none is declared.
  */
 
+import { ErrorBody } from "./schemas.ts";
+
 type Json = Record<string, unknown>;
+
+/** The name of the error body's component. */
+const ERROR_COMPONENT = ErrorBody.$id ?? "Error";
 
 const METHODS = ["get", "put", "post", "patch", "delete", "head", "options"] as const;
 
@@ -25,21 +30,15 @@ export function operationIdOf(method: string, path: string): string {
   return method.toLowerCase() + (parts.length === 0 ? "Root" : parts.join(""));
 }
 
-/** The error body every refusal carries (http/schemas.ts ErrorBody, as JSON Schema). */
-const ERROR_BODY = {
-  type: "object",
-  required: ["error"],
-  properties: {
-    error: {
-      type: "object",
-      required: ["code", "message"],
-      properties: { code: { type: "string" }, message: { type: "string" }, field: { type: "string" } },
-    },
-  },
-};
-
 export function finishOpenApi(document: Json): Json {
   const paths = (document.paths ?? {}) as Record<string, Json>;
+  // The error body every refusal carries, one component that each operation refers to.
+  const components = (document.components ??= {}) as Json;
+  const schemas = (components.schemas ??= {}) as Json;
+  if (!schemas[ERROR_COMPONENT]) {
+    const { $id: _id, ...body } = ErrorBody;
+    schemas[ERROR_COMPONENT] = body;
+  }
   for (const [path, item] of Object.entries(paths)) {
     for (const method of METHODS) {
       const operation = item[method] as Json | undefined;
@@ -52,7 +51,7 @@ export function finishOpenApi(document: Json): Json {
       if (!codes.some((c) => c.startsWith("4"))) {
         responses["4XX"] = {
           description: "Refused: the error names the field at fault, or says what is missing (a key, a role)",
-          content: { "application/json": { schema: ERROR_BODY } },
+          content: { "application/json": { schema: { $ref: `#/components/schemas/${ERROR_COMPONENT}` } } },
         };
       }
     }

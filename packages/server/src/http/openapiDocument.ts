@@ -33,12 +33,10 @@ export function operationIdOf(method: string, path: string): string {
 export function finishOpenApi(document: Json): Json {
   const paths = (document.paths ?? {}) as Record<string, Json>;
   // The error body every refusal carries, one component that each operation refers to.
-  const components = (document.components ??= {}) as Json;
-  const schemas = (components.schemas ??= {}) as Json;
-  if (!schemas[ERROR_COMPONENT]) {
-    const { $id: _id, ...body } = ErrorBody;
-    schemas[ERROR_COMPONENT] = body;
-  }
+  const components = (document.components ?? {}) as Json;
+  const { $id: _id, ...errorBody } = ErrorBody;
+  components.schemas = { ...(components.schemas as Json | undefined), [ERROR_COMPONENT]: errorBody };
+  document.components = components;
   for (const [path, item] of Object.entries(paths)) {
     for (const method of METHODS) {
       const operation = item[method] as Json | undefined;

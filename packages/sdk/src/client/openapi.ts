@@ -1460,8 +1460,36 @@ export interface operations {
                     tags?: string[] | null;
                     endpoint: {
                         /** @enum {string} */
-                        type: "http" | "rabbitmq" | "nats" | "redis";
-                    } & (unknown & unknown & unknown & unknown);
+                        type: "http";
+                        url: string;
+                        headers?: {
+                            [key: string]: string;
+                        };
+                    } | {
+                        /** @enum {string} */
+                        type: "rabbitmq";
+                        /** @description amqp(s)://user:pass@host:port/vhost */
+                        url: string;
+                        /** @description "" is the default exchange */
+                        exchange: string;
+                        /** @description template with {topic}, {tag}, {key}; default {topic} */
+                        routingKey?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "nats";
+                        /** @description nats://[user:pass@|token@]host:port */
+                        url: string;
+                        /** @description JetStream subject; template with {topic}, {tag}, {key} */
+                        subject: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "redis";
+                        /** @description redis(s)://[user:pass@]host:port[/db] */
+                        url: string;
+                        stream: string;
+                        /** @description trim with MAXLEN ~ this */
+                        maxLen?: number;
+                    };
                     retry?: {
                         schedule?: string[];
                         maxAttempts?: number;
@@ -1722,8 +1750,36 @@ export interface operations {
                     tags?: string[] | null;
                     endpoint?: {
                         /** @enum {string} */
-                        type: "http" | "rabbitmq" | "nats" | "redis";
-                    } & (unknown & unknown & unknown & unknown);
+                        type: "http";
+                        url: string;
+                        headers?: {
+                            [key: string]: string;
+                        };
+                    } | {
+                        /** @enum {string} */
+                        type: "rabbitmq";
+                        /** @description amqp(s)://user:pass@host:port/vhost */
+                        url: string;
+                        /** @description "" is the default exchange */
+                        exchange: string;
+                        /** @description template with {topic}, {tag}, {key}; default {topic} */
+                        routingKey?: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "nats";
+                        /** @description nats://[user:pass@|token@]host:port */
+                        url: string;
+                        /** @description JetStream subject; template with {topic}, {tag}, {key} */
+                        subject: string;
+                    } | {
+                        /** @enum {string} */
+                        type: "redis";
+                        /** @description redis(s)://[user:pass@]host:port[/db] */
+                        url: string;
+                        stream: string;
+                        /** @description trim with MAXLEN ~ this */
+                        maxLen?: number;
+                    };
                     retry?: {
                         schedule?: string[];
                         maxAttempts?: number;

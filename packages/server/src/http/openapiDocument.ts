@@ -30,7 +30,30 @@ export function operationIdOf(method: string, path: string): string {
   return method.toLowerCase() + (parts.length === 0 ? "Root" : parts.join(""));
 }
 
+/**
+ * A choice among object schemas by one field, written for the validator as `allOf` of
+ * `if {type: x} then {schema x}` (its errors then name the chosen type's field), is described as
+ * the `oneOf` it amounts to: generators type it as the union of the choices.
+ */
+function describeChoices(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const item of node) describeChoices(item);
+    return;
+  }
+  if (typeof node !== "object" || node === null) return;
+  const schema = node as Json;
+  const allOf = schema.allOf;
+  if (Array.isArray(allOf) && allOf.length > 0 && allOf.every((c) => typeof c === "object" && c !== null && "if" in c && "then" in c)) {
+    delete schema.allOf;
+    delete schema.properties;
+    delete schema.required;
+    schema.oneOf = allOf.map((c) => (c as Json).then);
+  }
+  for (const value of Object.values(schema)) describeChoices(value);
+}
+
 export function finishOpenApi(document: Json): Json {
+  describeChoices(document.paths);
   const paths = (document.paths ?? {}) as Record<string, Json>;
   // The error body every refusal carries, one component that each operation refers to.
   const components = (document.components ?? {}) as Json;

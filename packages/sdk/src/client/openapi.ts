@@ -1245,22 +1245,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -1301,22 +1286,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -1393,22 +1363,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -1589,22 +1544,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -1685,22 +1625,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -1881,22 +1806,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -1942,22 +1852,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2080,22 +1975,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2162,22 +2042,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2239,22 +2104,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2316,22 +2166,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2371,22 +2206,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2426,22 +2246,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2503,22 +2308,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2555,22 +2345,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2632,22 +2407,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2680,22 +2440,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2737,22 +2482,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2816,22 +2546,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2901,22 +2616,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2986,22 +2686,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3042,22 +2727,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3107,22 +2777,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3149,22 +2804,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3234,22 +2874,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3286,22 +2911,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3336,22 +2946,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3409,22 +3004,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3483,22 +3063,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Default Response */
@@ -3507,22 +3072,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3573,22 +3123,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3621,22 +3156,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3670,22 +3190,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3781,22 +3286,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Default Response */
@@ -3805,22 +3295,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3867,22 +3342,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3914,22 +3374,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3960,22 +3405,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4118,22 +3548,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4214,22 +3629,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4373,22 +3773,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4425,22 +3810,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4512,22 +3882,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4566,22 +3921,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4610,22 +3950,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4671,22 +3996,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4731,22 +4041,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4800,22 +4095,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4863,22 +4143,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -4924,22 +4189,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5039,22 +4289,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -5116,22 +4351,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        error: {
-                            /**
-                             * @description stable: match on it, never on the message
-                             * @enum {string}
-                             */
-                            code: "invalid_request" | "invalid_json" | "payload_too_large" | "unauthorized" | "forbidden" | "app_disabled" | "not_found" | "conflict" | "too_many_requests" | "unavailable" | "audit_failed" | "uri_too_long" | "unsupported_media_type" | "request_timeout" | "headers_too_large" | "internal";
-                            message: string;
-                            /** @description the request field at fault */
-                            field?: string;
-                            /** @description 409 on commit/rollback: the message's current state */
-                            state?: string;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };

@@ -60,6 +60,8 @@ export function finishOpenApi(document: Json): Json {
   const { $id: _id, ...errorBody } = ErrorBody;
   components.schemas = { ...(components.schemas as Json | undefined), [ERROR_COMPONENT]: errorBody };
   document.components = components;
+  const errorText = JSON.stringify(errorBody);
+  const errorRef = { $ref: `#/components/schemas/${ERROR_COMPONENT}` };
   for (const [path, item] of Object.entries(paths)) {
     for (const method of METHODS) {
       const operation = item[method] as Json | undefined;
@@ -67,12 +69,17 @@ export function finishOpenApi(document: Json): Json {
       operation.operationId ??= operationIdOf(method, path);
       operation.responses ??= {};
       const responses = operation.responses as Record<string, Json>;
+      // A refusal written out in full is the error component.
+      for (const [code, response] of Object.entries(responses)) {
+        const json = (response.content as Record<string, Json> | undefined)?.["application/json"];
+        if (/^[45]/.test(code) && json && JSON.stringify(json.schema) === errorText) json.schema = errorRef;
+      }
       const codes = Object.keys(responses);
       if (!codes.some((c) => c.startsWith("2"))) responses["204"] = { description: "Done" };
       if (!codes.some((c) => c.startsWith("4"))) {
         responses["4XX"] = {
           description: "Refused: the error names the field at fault, or says what is missing (a key, a role)",
-          content: { "application/json": { schema: { $ref: `#/components/schemas/${ERROR_COMPONENT}` } } },
+          content: { "application/json": { schema: errorRef } },
         };
       }
     }

@@ -29,7 +29,10 @@ export function snippetsOf(readme: string, text: string): Snippet[] {
 test("the READMEs' complete programs compile against the SDK", async () => {
   const snippets = (await Promise.all(READMES.map(async (r) => snippetsOf(r, await readFile(join(ROOT, r), "utf8"))))).flat();
   assert.ok(snippets.filter((s) => s.readme === "README.md").length >= 2, "README.md has its quickstart's programs");
-  assert.ok(snippets.some((s) => s.readme !== "README.md"), "the SDK's README has its program");
+  assert.ok(
+    snippets.some((s) => s.readme !== "README.md"),
+    "the SDK's README has its program",
+  );
   // Inside the repository, so that @tidings/sdk, pg and their types resolve as in a user's project.
   const dir = await mkdtemp(join(ROOT, "packages/sdk/.readme-"));
   try {
@@ -56,7 +59,8 @@ test("the READMEs' complete programs compile against the SDK", async () => {
     });
     const problems = ts.getPreEmitDiagnostics(program).map((d) => {
       const s = d.file ? where.get(resolve(d.file.fileName)) : undefined;
-      const at = s && d.start !== undefined ? `${s.readme}:${s.line + d.file!.getLineAndCharacterOfPosition(d.start).line + 1} (${s.file})` : (d.file?.fileName ?? "");
+      const at =
+        s && d.start !== undefined ? `${s.readme}:${s.line + d.file!.getLineAndCharacterOfPosition(d.start).line + 1} (${s.file})` : (d.file?.fileName ?? "");
       return `${at}: ${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`;
     });
     assert.deepEqual(problems, [], "every README program compiles");

@@ -1,14 +1,17 @@
 import { drizzle as drizzleMysql } from "drizzle-orm/mysql2";
 import { drizzle as drizzlePg } from "drizzle-orm/node-postgres";
+import { PrismaMariaDb } from "@prisma/adapter-mariadb";
+import { PrismaPg } from "@prisma/adapter-pg";
 import knexFactory from "knex";
 import { Kysely, MysqlDialect, PostgresDialect } from "kysely";
 import mysqlCallback from "mysql2";
 import mysql from "mysql2/promise";
 import pg from "pg";
 import postgres from "postgres";
-import { fromKnex, fromMysql2, fromPg, fromPostgresJs, type Executor } from "../../src/index.ts";
+import { fromKnex, fromMysql2, fromPg, fromPostgresJs, fromPrisma, type Executor } from "../../src/index.ts";
 import { fromDrizzle } from "../../src/drizzle.ts";
 import { fromKysely } from "../../src/kysely.ts";
+import { generatedPrisma } from "./prismaClient.ts";
 
 /** An executor over one client library, and a transaction opened with that library's own API. */
 export interface OpenAdapter {
@@ -100,6 +103,19 @@ export const ADAPTERS: readonly AdapterCase[] = [
     },
   },
   {
+    name: "prisma (adapter-pg)",
+    dialect: "postgres",
+    async open(url) {
+      const { PrismaClient } = await generatedPrisma("postgresql");
+      const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: url, max: 4 }) });
+      return {
+        db: fromPrisma(prisma, "postgres"),
+        userTransaction: (fn) => prisma.$transaction((tx) => fn(fromPrisma(tx, "postgres"))),
+        close: () => prisma.$disconnect(),
+      };
+    },
+  },
+  {
     name: "mysql2",
     dialect: "mysql",
     async open(url) {
@@ -158,6 +174,22 @@ export const ADAPTERS: readonly AdapterCase[] = [
         db: fromKnex(knex, "mysql"),
         userTransaction: (fn) => knex.transaction((trx) => fn(fromKnex(trx, "mysql"))),
         close: () => knex.destroy(),
+      };
+    },
+  },
+  {
+    name: "prisma (adapter-mariadb)",
+    dialect: "mysql",
+    async open(url) {
+      const { PrismaClient } = await generatedPrisma("mysql");
+      const u = new URL(url);
+      u.protocol = "mariadb:";
+      u.searchParams.set("connectionLimit", "4");
+      const prisma = new PrismaClient({ adapter: new PrismaMariaDb(u.toString()) });
+      return {
+        db: fromPrisma(prisma, "mysql"),
+        userTransaction: (fn) => prisma.$transaction((tx) => fn(fromPrisma(tx, "mysql"))),
+        close: () => prisma.$disconnect(),
       };
     },
   },

@@ -12,6 +12,7 @@ export { fromMysql2, type Mysql2ConnectionLike, type Mysql2PoolLike } from "./ex
 export { fromKnex, type KnexLike } from "./executor/knexAdapter.ts";
 export {
   fromPrisma,
+  prismaOf,
   type PrismaAdapterOptions,
   type PrismaClientLike,
   type PrismaLike,

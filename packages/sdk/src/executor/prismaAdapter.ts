@@ -1,3 +1,4 @@
+import { TidingsError } from "../errors.ts";
 import type { DialectName } from "./dialect.ts";
 import type { Executor, Row, TransactionOptions } from "./executor.ts";
 import { inSavepoint } from "./savepoints.ts";
@@ -65,6 +66,9 @@ function databaseError(error: unknown, dialect: DialectName): unknown {
  */
 const postgresParam = (value: unknown) => (value instanceof Date ? value.toISOString() : value);
 
+/** The Prisma client or transaction client behind each executor `fromPrisma` made. */
+const behind = new WeakMap<Executor, PrismaLike>();
+
 /**
  * An executor over Prisma (7, the driver-adapter client): `fromPrisma(prisma, "postgres")`, and inside
  * `prisma.$transaction(async (tx) => ...)`, `fromPrisma(tx, "postgres")`. Statements run through
@@ -91,5 +95,17 @@ export function fromPrisma(prisma: PrismaLike, dialect: DialectName, options: Pr
       });
     },
   };
+  behind.set(self, prisma);
   return self;
+}
+
+/**
+ * The Prisma transaction client behind `tx`, the executor of a transaction `fromPrisma` began
+ * (the `tx` that the inbox, the receiver and `transaction()` hand to your function), to use your
+ * models in that transaction: `prismaOf<Prisma.TransactionClient>(tx).order.update(...)`.
+ */
+export function prismaOf<T = PrismaLike>(tx: Executor): T {
+  const prisma = behind.get(tx);
+  if (!prisma) throw new TidingsError("config", "prismaOf(tx): this executor was not made by fromPrisma");
+  return prisma as T;
 }

@@ -1,7 +1,5 @@
 import { drizzle as drizzleMysql } from "drizzle-orm/mysql2";
 import { drizzle as drizzlePg } from "drizzle-orm/node-postgres";
-import { PrismaMariaDb } from "@prisma/adapter-mariadb";
-import { PrismaPg } from "@prisma/adapter-pg";
 import knexFactory from "knex";
 import { Kysely, MysqlDialect, PostgresDialect } from "kysely";
 import mysqlCallback from "mysql2";
@@ -11,7 +9,7 @@ import postgres from "postgres";
 import { fromKnex, fromMysql2, fromPg, fromPostgresJs, fromPrisma, type Executor } from "../../src/index.ts";
 import { fromDrizzle } from "../../src/drizzle.ts";
 import { fromKysely } from "../../src/kysely.ts";
-import { generatedPrisma } from "./prismaClient.ts";
+import { openPrisma } from "./prismaClient.ts";
 
 /** An executor over one client library, and a transaction opened with that library's own API. */
 export interface OpenAdapter {
@@ -106,8 +104,7 @@ export const ADAPTERS: readonly AdapterCase[] = [
     name: "prisma (adapter-pg)",
     dialect: "postgres",
     async open(url) {
-      const { PrismaClient } = await generatedPrisma("postgresql");
-      const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: url, max: 4 }) });
+      const prisma = await openPrisma("postgres", url);
       return {
         db: fromPrisma(prisma, "postgres"),
         userTransaction: (fn) => prisma.$transaction((tx) => fn(fromPrisma(tx, "postgres"))),
@@ -181,11 +178,7 @@ export const ADAPTERS: readonly AdapterCase[] = [
     name: "prisma (adapter-mariadb)",
     dialect: "mysql",
     async open(url) {
-      const { PrismaClient } = await generatedPrisma("mysql");
-      const u = new URL(url);
-      u.protocol = "mariadb:";
-      u.searchParams.set("connectionLimit", "4");
-      const prisma = new PrismaClient({ adapter: new PrismaMariaDb(u.toString()) });
+      const prisma = await openPrisma("mysql", url);
       return {
         db: fromPrisma(prisma, "mysql"),
         userTransaction: (fn) => prisma.$transaction((tx) => fn(fromPrisma(tx, "mysql"))),

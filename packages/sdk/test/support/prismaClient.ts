@@ -1,3 +1,5 @@
+import { PrismaMariaDb } from "@prisma/adapter-mariadb";
+import { PrismaPg } from "@prisma/adapter-pg";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { access, mkdir, rename, rm, writeFile } from "node:fs/promises";
@@ -109,4 +111,17 @@ export function generatedPrisma(provider: PrismaProvider): Promise<GeneratedPris
     generated.set(provider, client);
   }
   return client;
+}
+
+/** A generated PrismaClient on the test database at `url`, through Prisma's pg or MariaDB driver adapter. */
+export async function openPrisma(dialect: "postgres" | "mysql", url: string): Promise<TestPrismaClient> {
+  if (dialect === "postgres") {
+    const { PrismaClient } = await generatedPrisma("postgresql");
+    return new PrismaClient({ adapter: new PrismaPg({ connectionString: url, max: 4 }) });
+  }
+  const { PrismaClient } = await generatedPrisma("mysql");
+  const u = new URL(url);
+  u.protocol = "mariadb:";
+  u.searchParams.set("connectionLimit", "4");
+  return new PrismaClient({ adapter: new PrismaMariaDb(u.toString()) });
 }

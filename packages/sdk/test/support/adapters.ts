@@ -25,6 +25,22 @@ export interface AdapterCase {
   open(url: string): Promise<OpenAdapter>;
 }
 
+/** Prisma's generated client on Prisma's own driver adapter for the database (pg, or MariaDB's). */
+function prismaCase(name: string, dialect: AdapterCase["dialect"]): AdapterCase {
+  return {
+    name,
+    dialect,
+    async open(url) {
+      const prisma = await openPrisma(dialect, url);
+      return {
+        db: fromPrisma(prisma, dialect),
+        userTransaction: (fn) => prisma.$transaction((tx) => fn(fromPrisma(tx, dialect))),
+        close: () => prisma.$disconnect(),
+      };
+    },
+  };
+}
+
 export const ADAPTERS: readonly AdapterCase[] = [
   {
     name: "pg",
@@ -100,18 +116,7 @@ export const ADAPTERS: readonly AdapterCase[] = [
       };
     },
   },
-  {
-    name: "prisma (adapter-pg)",
-    dialect: "postgres",
-    async open(url) {
-      const prisma = await openPrisma("postgres", url);
-      return {
-        db: fromPrisma(prisma, "postgres"),
-        userTransaction: (fn) => prisma.$transaction((tx) => fn(fromPrisma(tx, "postgres"))),
-        close: () => prisma.$disconnect(),
-      };
-    },
-  },
+  prismaCase("prisma (adapter-pg)", "postgres"),
   {
     name: "mysql2",
     dialect: "mysql",
@@ -174,16 +179,5 @@ export const ADAPTERS: readonly AdapterCase[] = [
       };
     },
   },
-  {
-    name: "prisma (adapter-mariadb)",
-    dialect: "mysql",
-    async open(url) {
-      const prisma = await openPrisma("mysql", url);
-      return {
-        db: fromPrisma(prisma, "mysql"),
-        userTransaction: (fn) => prisma.$transaction((tx) => fn(fromPrisma(tx, "mysql"))),
-        close: () => prisma.$disconnect(),
-      };
-    },
-  },
+  prismaCase("prisma (adapter-mariadb)", "mysql"),
 ];

@@ -10,6 +10,14 @@ export { fromPg, type PgAdapterOptions, type PgClientLike, type PgPoolLike } fro
 export { fromPostgresJs, type PostgresJsLike } from "./executor/postgresJsAdapter.ts";
 export { fromMysql2, type Mysql2ConnectionLike, type Mysql2PoolLike } from "./executor/mysql2Adapter.ts";
 export { fromKnex, type KnexLike } from "./executor/knexAdapter.ts";
+export {
+  fromPrisma,
+  prismaOf,
+  type PrismaAdapterOptions,
+  type PrismaClientLike,
+  type PrismaLike,
+  type PrismaTransactionOptions,
+} from "./executor/prismaAdapter.ts";
 export { connect, type Connection } from "./executor/connect.ts";
 export { migrate, sqlMigrations, type SqlMigration } from "./schema/migrate.ts";
 

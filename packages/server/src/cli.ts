@@ -80,6 +80,8 @@ async function main(argv: string[]): Promise<number> {
   }
 
   if (command === "serve") {
+    // Only when OTEL_* asks for traces is the OpenTelemetry SDK loaded at all.
+    const tracing = await (await import("./runtime/tracing.ts")).startTracing(process.env, log);
     const service = await startService(config, log);
     const lines = [
       `Tidings is running at ${service.url}`,
@@ -102,6 +104,7 @@ async function main(argv: string[]): Promise<number> {
       process.once("SIGTERM", stop);
     });
     await service.close();
+    await tracing?.shutdown();
     return 0;
   }
 

@@ -17,6 +17,7 @@ import type {
 import { feedQueryValues } from "./feed.ts";
 import { RawJson, type ResolvedHttpOptions } from "./http.ts";
 import { find, operation } from "./operation.ts";
+import { activeTrace, traceHeaders } from "../tracing/otel.ts";
 
 /**
  * A message as the send API takes it, as JSON text built around the payload's and headers' own
@@ -25,7 +26,21 @@ import { find, operation } from "./operation.ts";
  */
 function wireJson(m: ResolvedMessage, extra = ""): string {
   const deliverAt = m.deliverAt ? `,"deliverAt":${JSON.stringify(m.deliverAt.toISOString())}` : "";
-  return `{"id":${JSON.stringify(m.id)},"topic":${JSON.stringify(m.topic)},"tag":${JSON.stringify(m.tag)},"key":${JSON.stringify(m.key)},"payload":${m.payloadJson},"headers":${m.headersJson}${deliverAt}${extra}}`;
+  const trace = m.trace
+    ? `,"traceparent":${JSON.stringify(m.trace.traceparent)}${m.trace.tracestate ? `,"tracestate":${JSON.stringify(m.trace.tracestate)}` : ""}`
+    : "";
+  return `{"id":${JSON.stringify(m.id)},"topic":${JSON.stringify(m.topic)},"tag":${JSON.stringify(m.tag)},"key":${JSON.stringify(m.key)},"payload":${m.payloadJson},"headers":${m.headersJson}${deliverAt}${trace}${extra}}`;
+}
+
+/**
+ * Gives messages the caller's active trace context (each keeps one it has: an outbox row's), and
+ * answers it for the request's headers: the service's publish span, and the messages'
+ * deliveries, continue the caller's trace.
+ */
+async function traced(messages: readonly ResolvedMessage[]): Promise<Record<string, string>> {
+  const trace = await activeTrace();
+  if (trace) for (const m of messages) m.trace ??= trace;
+  return traceHeaders(trace);
 }
 
 /** A prepared message as the send API takes it. */
@@ -46,8 +61,10 @@ export class MessagesApi {
   constructor(private readonly o: ResolvedHttpOptions) {}
 
   /** Sends one message; idempotent by id (generated when absent), so network errors are retried. */
-  send(message: OutgoingMessage): Promise<MessageInfo> {
-    return operation(this.o, "post", "/v1/messages", { body: new RawJson(wireJson(resolveMessage(message))) }, { idempotent: true });
+  async send(message: OutgoingMessage): Promise<MessageInfo> {
+    const resolved = resolveMessage(message);
+    const headers = await traced([resolved]);
+    return operation(this.o, "post", "/v1/messages", { body: new RawJson(wireJson(resolved)) }, { idempotent: true, headers });
   }
 
   /**
@@ -56,8 +73,10 @@ export class MessagesApi {
    * by id (generated when absent), so network errors are retried. `tidings.transaction()` is
    * the one call most producers need instead.
    */
-  prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter } = {}): Promise<MessageInfo> {
-    return this.prepareResolved(resolveMessage(message), options.checkAfter);
+  async prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter } = {}): Promise<MessageInfo> {
+    const resolved = resolveMessage(message);
+    await traced([resolved]);
+    return this.prepareResolved(resolved, options.checkAfter);
   }
 
   /** `prepare` of a message already resolved. */
@@ -115,13 +134,14 @@ export class MessagesApi {
 
   /** Sends up to 1000 messages, all or nothing. */
   async sendBatch(messages: readonly OutgoingMessage[]): Promise<MessageInfo[]> {
-    return this.sendResolved(messages.map((m, i) => resolveMessage(m, Date.now(), `messages[${i}].`)));
+    const resolved = messages.map((m, i) => resolveMessage(m, Date.now(), `messages[${i}].`));
+    return this.sendResolved(resolved, { headers: await traced(resolved) });
   }
 
   /** Sends messages already resolved, all or nothing; resolves to the stored messages. */
-  async sendResolved(messages: readonly ResolvedMessage[], options: { retry?: boolean } = {}): Promise<MessageInfo[]> {
+  async sendResolved(messages: readonly ResolvedMessage[], options: { retry?: boolean; headers?: Record<string, string> } = {}): Promise<MessageInfo[]> {
     const body = batchJson(messages.map((m) => wireJson(m)));
-    const answer = await operation(this.o, "post", "/v1/messages/batch", { body }, { idempotent: options.retry ?? true });
+    const answer = await operation(this.o, "post", "/v1/messages/batch", { body }, { idempotent: options.retry ?? true, headers: options.headers });
     return (answer.items ?? []).filter((m): m is MessageInfo => m !== null);
   }
 

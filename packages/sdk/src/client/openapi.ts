@@ -1885,6 +1885,10 @@ export interface operations {
                     prepare?: boolean;
                     /** @description an integer and a unit: 500ms, 30s, 5m, 2h, 1d */
                     checkAfter?: string;
+                    /** @description W3C trace context the message was sent in (what an outbox relay sends for each row); absent: the request's `traceparent` header's. Not part of the message's content */
+                    traceparent?: string;
+                    /** @description W3C tracestate going with `traceparent` */
+                    tracestate?: string;
                 };
             };
         };
@@ -2009,6 +2013,10 @@ export interface operations {
                         prepare?: boolean;
                         /** @description an integer and a unit: 500ms, 30s, 5m, 2h, 1d */
                         checkAfter?: string;
+                        /** @description W3C trace context the message was sent in (what an outbox relay sends for each row); absent: the request's `traceparent` header's. Not part of the message's content */
+                        traceparent?: string;
+                        /** @description W3C tracestate going with `traceparent` */
+                        tracestate?: string;
                     }[];
                     /** @description true (default): all or nothing, 409 on any conflict; false: each message on its own, see outcomes */
                     atomic?: boolean;

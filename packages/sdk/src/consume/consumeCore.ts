@@ -3,6 +3,7 @@ import type { Executor } from "../executor/executor.ts";
 import type { Inbox } from "../inbox/inbox.ts";
 import { compileRetryPlan, nextTry, type RetryOptions, type RetryPlan } from "../domain/retrySchedule.ts";
 import { errorText, type OutcomeKind, type OutcomeReporter } from "../outcomes/outcomeReporter.ts";
+import { consumerAttributes, inConsumerSpan } from "../tracing/otel.ts";
 
 /** What the broker said about one delivery of a message. */
 export interface BrokerDelivery {
@@ -110,8 +111,11 @@ export class ConsumeCore {
     }
   }
 
-  /** Applies one delivery's body; never throws. */
-  async process(body: string, delivery: BrokerDelivery): Promise<Verdict> {
+  /**
+   * Applies one delivery's body; never throws. `headers`: the broker message's headers (lower-case
+   * names), whose W3C trace context the handler's consumer span continues.
+   */
+  async process(body: string, delivery: BrokerDelivery, headers: Record<string, unknown> = {}): Promise<Verdict> {
     this.inHand++;
     try {
       this.stats.received++;
@@ -125,10 +129,15 @@ export class ConsumeCore {
         return "dead";
       }
       try {
-        const outcome = await this.options.inbox.handle(
-          this.options.db,
-          { id: message.id, topic: message.topic, key: message.key, payload: message.payload },
-          (tx) => this.options.handle(message, tx, delivery),
+        const outcome = await inConsumerSpan(
+          `process ${message.topic}`,
+          headers,
+          { ...consumerAttributes(message, delivery.subscription ?? this.options.subscription, delivery.attempt), "tidings.broker": delivery.broker },
+          () =>
+            this.options.inbox.handle(this.options.db, { id: message.id, topic: message.topic, key: message.key, payload: message.payload }, (tx) =>
+              this.options.handle(message, tx, delivery),
+            ),
+          (o) => o.status,
         );
         if (outcome.status === "applied") this.stats.applied++;
         else this.stats.duplicates++;

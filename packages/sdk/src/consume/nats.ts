@@ -108,16 +108,20 @@ export async function consumeNats(options: NatsConsumeOptions): Promise<Consumer
     for await (const message of messages) {
       await slots.run(async () => {
         const count = message.info.deliveryCount;
-        const verdict = await core.process(message.string(), {
-          broker: "nats",
-          redelivered: message.redelivered,
-          deliveryCount: count,
-          attempt: attemptOf(message.headers?.get("tidings-attempt")),
-          subscription: message.headers?.get("tidings-subscription") || null,
-          // the delivery count: a redelivery after a consumer died counts as a try too, so that
-          // the last one JetStream makes (MaxDeliver) is always given up on here, not left pending
-          tryNumber: count,
-        });
+        const verdict = await core.process(
+          message.string(),
+          {
+            broker: "nats",
+            redelivered: message.redelivered,
+            deliveryCount: count,
+            attempt: attemptOf(message.headers?.get("tidings-attempt")),
+            subscription: message.headers?.get("tidings-subscription") || null,
+            // the delivery count: a redelivery after a consumer died counts as a try too, so that
+            // the last one JetStream makes (MaxDeliver) is always given up on here, not left pending
+            tryNumber: count,
+          },
+          { traceparent: message.headers?.get("traceparent"), tracestate: message.headers?.get("tracestate") },
+        );
         settle(message, verdict);
       });
     }

@@ -130,14 +130,18 @@ export async function consumeRabbitmq(options: RabbitmqConsumeOptions): Promise<
     const count = attemptOf(headers["x-delivery-count"]);
     const tryNumber = attemptOf(headers[TRY_HEADER]) ?? 1;
     const subscription = headers["tidings-subscription"];
-    const verdict = await core.process(message.content.toString("utf8"), {
-      broker: "rabbitmq",
-      redelivered: message.fields.redelivered || count !== null || tryNumber > 1,
-      deliveryCount: (count ?? 0) + 1,
-      attempt: attemptOf(headers["tidings-attempt"]),
-      subscription: typeof subscription === "string" ? subscription : subscription === undefined ? null : String(subscription),
-      tryNumber,
-    });
+    const verdict = await core.process(
+      message.content.toString("utf8"),
+      {
+        broker: "rabbitmq",
+        redelivered: message.fields.redelivered || count !== null || tryNumber > 1,
+        deliveryCount: (count ?? 0) + 1,
+        attempt: attemptOf(headers["tidings-attempt"]),
+        subscription: typeof subscription === "string" ? subscription : subscription === undefined ? null : String(subscription),
+        tryNumber,
+      },
+      headers,
+    );
     await settle(ch, message, verdict, tryNumber);
   }
 

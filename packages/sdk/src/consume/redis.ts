@@ -107,7 +107,7 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
       entries.map(async ([id, raw]) => {
         const fields = fieldsOf(raw);
         const delivery = redelivered(id);
-        const verdict = await core.process(fields.body ?? "", { ...delivery, subscription: fields["tidings-subscription"] ?? null });
+        const verdict = await core.process(fields.body ?? "", { ...delivery, subscription: fields["tidings-subscription"] ?? null }, fields);
         if (verdict === "ack") done.push(id);
         else if (verdict === "dead") await bury(id, raw, delivery.deliveryCount).catch(() => undefined); // lost: claimed and given up on again
         // else: left pending, claimed again after its step of the schedule

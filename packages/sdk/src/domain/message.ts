@@ -1,5 +1,6 @@
 import { TidingsError } from "../errors.ts";
 import { uuidv7 } from "./ids.ts";
+import type { TraceFields } from "../tracing/otel.ts";
 
 /** A message to publish: what `outbox.add` takes and what the service's send API accepts. */
 export interface OutgoingMessage {
@@ -26,6 +27,8 @@ export interface ResolvedMessage {
   payloadJson: string;
   headersJson: string;
   deliverAt: Date | null;
+  /** Where in a trace it was sent (the sender's active span), when OpenTelemetry is in use. */
+  trace?: TraceFields | null;
 }
 
 // The service's own limits (its request schema), checked here so that a message the service

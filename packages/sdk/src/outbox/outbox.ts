@@ -5,6 +5,7 @@ import { TidingsError } from "../errors.ts";
 import type { Executor } from "../executor/executor.ts";
 import { countByStatus, getByIds, insertOutbox, listFailed, retryFailed, type OutboxRow, type OutboxStatus } from "./outboxQueries.ts";
 import { Relay, type RelayOptions } from "./relay.ts";
+import { activeTrace } from "../tracing/otel.ts";
 
 export interface OutboxOptions extends RelayOptions {
   /** The database the relay, cleanup and queries use (the same one `add` writes to). */
@@ -41,6 +42,9 @@ export class Outbox {
     const list = Array.isArray(input) ? (input as readonly OutgoingMessage[]) : [input as OutgoingMessage];
     const now = Date.now();
     const resolved = list.map((m, i) => resolveMessage(m, now, Array.isArray(input) ? `[${i}].` : ""));
+    // Each row keeps the trace it was added in: the relay sends it, so the deliveries continue the producer's trace.
+    const trace = await activeTrace();
+    if (trace) for (const m of resolved) m.trace = trace;
     for (let i = 0; i < resolved.length; i += INSERT_CHUNK) {
       await insertOutbox(tx, resolved.slice(i, i + INSERT_CHUNK), this.notify);
     }

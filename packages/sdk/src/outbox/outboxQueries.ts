@@ -23,13 +23,23 @@ const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(",
 
 /**
  * Inserts messages in the caller's transaction (params: per row id, topic, tag, key, payload,
- * headers, deliver_at) and, on PostgreSQL, NOTIFYs the relay in the same statement: one round trip.
+ * headers, deliver_at, traceparent, tracestate) and, on PostgreSQL, NOTIFYs the relay in the same statement: one round trip.
  */
 export async function insertOutbox(tx: Executor, messages: readonly ResolvedMessage[], notify: boolean): Promise<void> {
   const d = dialectOf(tx.dialect);
-  const row = `(?, ?, ?, ?, ${d.jsonParam}, ${d.jsonParam}, ?)`;
-  const params = messages.flatMap((m) => [m.id, m.topic, m.tag, m.key, m.payloadJson, m.headersJson, m.deliverAt]);
-  const insert = `INSERT INTO tidings_outbox (id, topic, tag, msg_key, payload, headers, deliver_at) VALUES ${messages.map(() => row).join(", ")}`;
+  const row = `(?, ?, ?, ?, ${d.jsonParam}, ${d.jsonParam}, ?, ?, ?)`;
+  const params = messages.flatMap((m) => [
+    m.id,
+    m.topic,
+    m.tag,
+    m.key,
+    m.payloadJson,
+    m.headersJson,
+    m.deliverAt,
+    m.trace?.traceparent ?? null,
+    m.trace?.tracestate ?? null,
+  ]);
+  const insert = `INSERT INTO tidings_outbox (id, topic, tag, msg_key, payload, headers, deliver_at, traceparent, tracestate) VALUES ${messages.map(() => row).join(", ")}`;
   const wake = notify ? d.notify(OUTBOX_CHANNEL) : null;
   // pg_notify per row is fine: PostgreSQL folds equal notifications of one transaction into one.
   const sql = wake ? `WITH inserted AS (${insert} RETURNING 1) ${wake} FROM inserted` : insert;
@@ -51,6 +61,8 @@ interface RawRow {
   sent_at: Date | string | null;
   failed_at: Date | string | null;
   last_error: string | null;
+  traceparent: string | null;
+  tracestate: string | null;
 }
 
 const date = (v: Date | string | null): Date | null => (v === null ? null : v instanceof Date ? v : new Date(v));
@@ -66,6 +78,7 @@ function toRow(r: RawRow): OutboxRow {
       payloadJson: r.payload,
       headersJson: r.headers,
       deliverAt: date(r.deliver_at),
+      trace: r.traceparent ? { traceparent: r.traceparent, tracestate: r.tracestate } : null,
     },
     status: r.status,
     attempts: Number(r.attempts),
@@ -79,7 +92,7 @@ function toRow(r: RawRow): OutboxRow {
 function columns(tx: Executor): string {
   const d = dialectOf(tx.dialect);
   return `seq, id, topic, tag, msg_key, ${d.jsonText("payload")} AS payload, ${d.jsonText("headers")} AS headers, deliver_at,
-    status, attempts, created_at, sent_at, failed_at, last_error`;
+    status, attempts, created_at, sent_at, failed_at, last_error, traceparent, tracestate`;
 }
 
 /**

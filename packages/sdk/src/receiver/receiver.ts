@@ -4,6 +4,7 @@ import { TidingsError } from "../errors.ts";
 import type { Executor } from "../executor/executor.ts";
 import type { Inbox } from "../inbox/inbox.ts";
 import { errorText, type OutcomeKind, type OutcomeReporter } from "../outcomes/outcomeReporter.ts";
+import { consumerAttributes, inConsumerSpan } from "../tracing/otel.ts";
 
 export interface ReceiverOptions {
   /** The subscription's signing secret (`whsec_...`), or several (rotation, several subscriptions). */
@@ -122,7 +123,13 @@ export function createReceiver(options: ReceiverOptions): Receiver {
       }
     };
     try {
-      const outcome = await options.inbox.handle(options.db, message, (tx) => options.handle(message, tx));
+      const outcome = await inConsumerSpan(
+        `process ${message.topic}`,
+        headers,
+        consumerAttributes(message, subscription, headers["tidings-attempt"]),
+        () => options.inbox.handle(options.db, message, (tx) => options.handle(message, tx)),
+        (o) => o.status,
+      );
       emit({ type: outcome.status, message });
       report(outcome.status);
       return { status: 200, body: { status: outcome.status } };

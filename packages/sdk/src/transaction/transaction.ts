@@ -3,6 +3,7 @@ import { resolveMessage, type OutgoingMessage, type ResolvedMessage } from "../d
 import { TidingsError } from "../errors.ts";
 import { isUniqueViolation } from "../executor/dialect.ts";
 import type { Executor, TransactionOptions } from "../executor/executor.ts";
+import { activeTrace } from "../tracing/otel.ts";
 import { decide, DEFAULT_LOCK_TIMEOUT_MS, insertCommitBarrier, recordIntent, type CheckAnswer } from "./barrier.ts";
 
 /** What the callback of `transaction()` gets besides its transaction. */
@@ -92,6 +93,8 @@ export async function runTransaction<T>(
   options: TransactionCallOptions = {},
 ): Promise<T> {
   const resolved = resolveMessage(message);
+  // Prepared in the caller's trace: the check-back and the deliveries continue it.
+  resolved.trace = await activeTrace();
   const id = resolved.id;
   const lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
   const emit = (event: TransactionEvent) => {

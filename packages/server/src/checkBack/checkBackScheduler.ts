@@ -4,6 +4,8 @@ import type { Logger } from "pino";
 import { storableText } from "../domain/storableText.ts";
 import type { CheckLog, DueCheck } from "../domain/check.ts";
 import { ERROR_TEXT_LIMIT, type HttpTransport } from "../transports/httpTransport.ts";
+import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { startChildSpan } from "../tracing/childSpan.ts";
 
 export type CheckAnswer = "commit" | "rollback" | "unknown";
 
@@ -17,8 +19,8 @@ export interface CheckCall {
 
 export interface CheckBackOps {
   claim(limit: number): Promise<DueCheck[]>;
-  /** Asks the producer app; never throws; bounded by the delivery timeout and `signal`. */
-  call(check: DueCheck, checkNo: number, signal: AbortSignal): Promise<CheckCall>;
+  /** Asks the producer app (`trace`: the check's W3C trace context headers); never throws; bounded by the delivery timeout and `signal`. */
+  call(check: DueCheck, checkNo: number, signal: AbortSignal, trace: Readonly<Record<string, string>>): Promise<CheckCall>;
   /** Gives the check lease back (shutdown). */
   release(check: DueCheck): Promise<void>;
   commit(id: string): Promise<void>;
@@ -49,13 +51,19 @@ export function parseCheckAnswer(text: string): CheckAnswer | null {
  * signed with the app's secret, within the delivery timeout, reading at most 64 KB of the answer.
  * Whatever the app answers is stored as storable text.
  */
-export async function callCheckUrl(transport: HttpTransport, due: DueCheck, checkNo: number, signal: AbortSignal): Promise<CheckCall> {
+export async function callCheckUrl(
+  transport: HttpTransport,
+  due: DueCheck,
+  checkNo: number,
+  signal: AbortSignal,
+  trace: Readonly<Record<string, string>> = {},
+): Promise<CheckCall> {
   if (!due.checkUrl || !due.secret) return { statusCode: null, answer: null, error: "the app has no check URL" };
   const m = due.message;
   // The producer is asked about its own id (its barrier rows are keyed by it), not the full id.
   const id = localId(m.id);
   const body = stringifyExact({ id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
-  const r = await transport.call(due.checkUrl, due.secret, id, body, { "tidings-check": String(checkNo) }, signal);
+  const r = await transport.call(due.checkUrl, due.secret, id, body, { ...trace, "tidings-check": String(checkNo) }, signal);
   if (r.aborted) return { statusCode: null, answer: null, error: r.error, aborted: true };
   if (r.error !== null) return { statusCode: r.statusCode, answer: null, error: storableText(r.error, ERROR_TEXT_LIMIT) };
   const statusCode = r.statusCode!;
@@ -126,10 +134,20 @@ export class CheckBackScheduler {
     const checkNo = due.message.checks + 1;
     const startedAt = new Date();
     const started = performance.now();
-    const result = await this.ops.call(due, checkNo, this.aborts.signal);
+    // A child of the message's trace context: the producer's, as its transaction prepared it.
+    const { span, headers, logFields } = startChildSpan(`check-back ${due.message.topic}`, SpanKind.CLIENT, due.message.trace, {
+      "messaging.destination.name": due.message.topic,
+      "messaging.message.id": id,
+      "tidings.check": checkNo,
+    });
+    const result = await this.ops.call(due, checkNo, this.aborts.signal, headers);
     const latencyMs = Math.round(performance.now() - started);
+    if (result.statusCode !== null) span.setAttribute("http.response.status_code", result.statusCode);
+    span.setAttribute("tidings.answer", result.answer ?? "none");
+    if (result.answer === null && !result.aborted) span.setStatus({ code: SpanStatusCode.ERROR, message: result.error ?? "no answer" });
+    span.end();
     if (result.aborted) {
-      await this.ops.release(due).catch((error: unknown) => this.log.warn({ err: error, messageId: id }, "releasing a check lease failed"));
+      await this.ops.release(due).catch((error: unknown) => this.log.warn({ err: error, messageId: id, ...logFields }, "releasing a check lease failed"));
       return;
     }
     try {
@@ -143,11 +161,11 @@ export class CheckBackScheduler {
         await this.ops.rollback(id);
       } else {
         const after = await this.ops.unresolved(due);
-        if (after?.inDoubt) this.log.warn({ messageId: id, checks: checkNo }, "message is in doubt: checks exhausted");
+        if (after?.inDoubt) this.log.warn({ messageId: id, checks: checkNo, ...logFields }, "message is in doubt: checks exhausted");
       }
     } catch (error) {
       // The lease expires and another round checks again.
-      this.log.warn({ err: error, messageId: id }, "applying a check-back answer failed");
+      this.log.warn({ err: error, messageId: id, ...logFields }, "applying a check-back answer failed");
     }
   }
 

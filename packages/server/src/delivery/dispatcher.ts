@@ -5,6 +5,7 @@ import type { AttemptResult, ClaimBatch, Lease, LeasedDelivery } from "../domain
 import type { SubscriptionRow } from "../domain/subscription.ts";
 import type { SendResult } from "../transports/transport.ts";
 import type { ResultWriter } from "./resultWriter.ts";
+import { startAttemptSpan } from "./attemptSpan.ts";
 
 export interface DispatcherOps {
   /**
@@ -25,7 +26,14 @@ export interface DispatcherOps {
    * nodes: one pushed from memory (leased when it was created) is given back and claimed.
    */
   claimsOnly?(subscription: SubscriptionRow): boolean;
-  send(subscription: SubscriptionRow, delivery: LeasedDelivery, body: string, signal: AbortSignal): Promise<SendResult>;
+  /** `trace`: the attempt's W3C trace context headers, sent along. */
+  send(
+    subscription: SubscriptionRow,
+    delivery: LeasedDelivery,
+    body: string,
+    signal: AbortSignal,
+    trace: Readonly<Record<string, string>>,
+  ): Promise<SendResult>;
   /** The lease token of a delivery leased to this node when it was created. */
   readonly nodeId: string;
 }
@@ -382,8 +390,10 @@ export class Dispatcher {
   private async run(subscription: SubscriptionRow, delivery: LeasedDelivery): Promise<void> {
     const startedAt = new Date();
     const started = performance.now();
-    const sent = await this.ops.send(subscription, delivery, envelope(delivery), this.aborts.signal);
+    const span = startAttemptSpan(subscription, delivery);
+    const sent = await this.ops.send(subscription, delivery, envelope(delivery), this.aborts.signal, span.headers);
     if (sent.aborted) {
+      span.end("aborted", sent);
       // Shutdown cut it short: no attempt is recorded, the delivery is due again at once.
       this.releaseLater(delivery);
       return;
@@ -409,6 +419,7 @@ export class Dispatcher {
       ...(delivery.probe ? { probe: true as const } : {}),
     };
     if (sent.ok) {
+      span.end("delivered", sent);
       this.results.add(base);
       return;
     }
@@ -416,11 +427,21 @@ export class Dispatcher {
     const next = afterFailure(subscription.retry, delivery.attemptInCycle, startedAt.getTime() - firstAt.getTime(), sent.retryAfterMs);
     if (next.kind === "dead" && delivery.probe && subscription.circuit) {
       // A probe finds out whether the endpoint is back; its failure says no more than that.
+      span.end("failed", sent);
       this.results.add({ ...base, outcome: "failed", nextAttemptAt: new Date(startedAt.getTime() + latencyMs + subscription.circuit.probeEveryMs) });
     } else if (next.kind === "dead") {
-      this.log.warn({ messageId: delivery.message.id, subscription: subscription.name, reason: next.reason, error: sent.error }, "delivery is dead");
+      span.end("dead", sent);
+      this.log.warn(
+        { messageId: delivery.message.id, subscription: subscription.name, reason: next.reason, error: sent.error, ...span.logFields },
+        "delivery is dead",
+      );
       this.results.add({ ...base, outcome: "dead", deadReason: next.reason });
     } else {
+      span.end("failed", sent);
+      this.log.debug(
+        { messageId: delivery.message.id, subscription: subscription.name, attempt: delivery.attempt, error: sent.error, ...span.logFields },
+        "delivery attempt failed",
+      );
       this.results.add({ ...base, outcome: "failed", nextAttemptAt: new Date(startedAt.getTime() + latencyMs + next.delayMs) });
     }
   }

@@ -1,5 +1,6 @@
 import type { MessageState } from "./states.ts";
 import { stringifyExact } from "./rawJson.ts";
+import type { TraceContext } from "./traceContext.ts";
 
 /**
  * What the producer chose for a message: its app, topic, tag, key, payload and headers (not
@@ -29,6 +30,8 @@ export interface MessageRecord extends MessageContent {
   inDoubtAt: string | null;
   /** When every delivery was reported applied (or duplicate) by its consumer; null until then. */
   completedAt: string | null;
+  /** Where in a trace it was sent (not shown by the API); absent where a read leaves it out. */
+  trace?: TraceContext | null;
 }
 
 /** What a transport needs of a message: the payload and headers stay JSON text end to end. */
@@ -40,8 +43,10 @@ export interface OutgoingMessage {
   createdAt: string;
   payloadJson: string;
   headersJson: string;
+  /** Its trace context: each attempt's span is a child of it. */
+  trace?: TraceContext | null;
 }
 
 export function outgoingOf(m: MessageRecord, payloadJson = stringifyExact(m.payload), headersJson = JSON.stringify(m.headers)): OutgoingMessage {
-  return { id: m.id, topic: m.topic, tag: m.tag, key: m.key, createdAt: m.createdAt, payloadJson, headersJson };
+  return { id: m.id, topic: m.topic, tag: m.tag, key: m.key, createdAt: m.createdAt, payloadJson, headersJson, trace: m.trace ?? null };
 }

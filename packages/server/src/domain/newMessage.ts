@@ -1,4 +1,5 @@
 import type { MessageContent } from "./message.ts";
+import type { TraceContext } from "./traceContext.ts";
 
 /** A message as it is to be stored: what a publish request decided, ready for the insert. */
 export interface NewMessage extends MessageContent {
@@ -17,4 +18,6 @@ export interface NewMessage extends MessageContent {
   state: "committed" | "prepared";
   /** Prepared messages: how long after storing to first ask the producer (ms). */
   checkAfterMs: number | null;
+  /** Where in a trace it was sent; not part of its content (contentHash). Absent: none. */
+  trace?: TraceContext | null;
 }

@@ -4,6 +4,7 @@ import { contentHashOf } from "./idempotency.ts";
 import { badText, deliverAtProblem, inspectValue, MAX_AHEAD_MS } from "./messageInput.ts";
 import { fullId } from "./messageIds.ts";
 import type { NewMessage } from "./newMessage.ts";
+import type { TraceContext } from "./traceContext.ts";
 import { holdsInexactNumber, RawJson } from "./rawJson.ts";
 
 /** A message of a publish request, as the request schema has validated it. */
@@ -18,6 +19,9 @@ export interface RequestedMessage {
   deliverAt?: string;
   prepare?: boolean;
   checkAfter?: string;
+  /** W3C trace context of the message itself (the request's headers stand for it when absent). */
+  traceparent?: string;
+  tracestate?: string;
 }
 
 /** What a look at the request body's text found beyond its parsed value. */
@@ -39,6 +43,8 @@ export interface PublishContext {
   readonly now: number;
   /** An id for a message sent without one. */
   readonly newId: () => string;
+  /** The trace context to store with a message (`field` prefixes error fields); absent: none. */
+  readonly trace?: (message: RequestedMessage, field: string) => TraceContext | null;
 }
 
 /**
@@ -77,6 +83,7 @@ export function messageToStore(body: RequestedMessage, context: PublishContext, 
     }
   }
   if (context.inspection.walk) refuseBadContent(body, field);
+  const trace = context.trace?.(body, field) ?? null;
   const app = context.app;
   const tag = body.tag ?? null;
   const key = body.key ?? null;
@@ -97,6 +104,7 @@ export function messageToStore(body: RequestedMessage, context: PublishContext, 
     deliverAt,
     state: body.prepare ? "prepared" : "committed",
     checkAfterMs,
+    trace,
   };
   if (exact !== undefined) stored.payloadJson = exact;
   if (body.id !== undefined) {

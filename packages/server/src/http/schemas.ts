@@ -328,6 +328,15 @@ export const NewMessage = Type.Object(
     deliverAt: Type.Optional(Timestamp),
     prepare: Type.Optional(Type.Boolean({ description: "store a half message: invisible to subscribers until committed" })),
     checkAfter: Type.Optional(Duration),
+    traceparent: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        pattern: "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$",
+        description:
+          "W3C trace context the message was sent in (what an outbox relay sends for each row); absent: the request's `traceparent` header's. Not part of the message's content",
+      }),
+    ),
+    tracestate: Type.Optional(Type.String({ maxLength: 512, description: "W3C tracestate going with `traceparent`" })),
   },
   { additionalProperties: false, required: ["topic", "payload"] },
 );

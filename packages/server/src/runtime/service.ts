@@ -211,8 +211,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
       admit: (subscription, delivery) => health.admits(subscription, delivery),
       release: (leases) => releaseDeliveries(db, leases),
       subscription: (id) => subscriptions.get(id),
-      send: (subscription, delivery, body, signal) =>
-        sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret, signal, subscription: subscription.name }),
+      send: (subscription, delivery, body, signal, trace) =>
+        sendVia(transports, subscription.endpoint, { delivery, body, secret: subscription.secret, signal, subscription: subscription.name, trace }),
     },
     results,
     {
@@ -243,7 +243,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const checkBack = new CheckBackScheduler(
     {
       claim: (limit) => claimDueChecks(db, nodeId, config.leaseMs, limit),
-      call: (due, checkNo, signal) => callCheckUrl(transport, due, checkNo, signal),
+      call: (due, checkNo, signal, trace) => callCheckUrl(transport, due, checkNo, signal, trace),
       release: (due) => releaseCheck(db, due.message.id, due.lease),
       commit: async (id) => void (await publisher.commit(id)),
       rollback: async (id) => void (await publisher.rollback(id)),

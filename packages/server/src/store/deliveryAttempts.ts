@@ -2,6 +2,7 @@ import type { AttemptOutcome, AttemptResult, Lease, LeasedDelivery } from "../do
 import { ALERT_CONDITIONS as C, ALERT_EXAMPLES } from "../domain/alerts.ts";
 import { nextStepSql, raiseAlertsSql, resolvedBySystem } from "./alertRaise.ts";
 import type { Db } from "./db.ts";
+import { traceOfRow } from "./messageRows.ts";
 
 let claims = 0;
 /** A token unique to one claim: the node id and a counter (a row is taken at most once per claim). */
@@ -25,7 +26,8 @@ update deliveries d
   from due, messages m
  where d.id = due.id and m.id = d.message_id
 returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
-          m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json`;
+          m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json,
+          m.traceparent, m.tracestate`;
 
 export async function claimDueDeliveries(
   db: Db,
@@ -63,6 +65,7 @@ export function toLeased(row: any, lease: string): LeasedDelivery {
       createdAt: (row.created_at as Date).toISOString(),
       payloadJson: row.payload_json,
       headersJson: row.headers_json,
+      trace: traceOfRow(row),
     },
   };
 }

@@ -23,13 +23,15 @@ const INSERT_SQL = `
 with input as (
   select * from json_to_recordset($1::json)
     as t(id text, app text, topic text, tag text, key text, payload json, headers json, content_hash bytea,
-         deliver_at timestamptz, state message_state, check_after_ms float8)
+         deliver_at timestamptz, state message_state, check_after_ms float8, traceparent text, tracestate text)
 ), ins as (
-  insert into messages (id, app, topic, tag, key, payload, headers, content_hash, state, deliver_at, committed_at, next_check_at)
+  insert into messages (id, app, topic, tag, key, payload, headers, content_hash, state, deliver_at, committed_at, next_check_at,
+                        traceparent, tracestate)
   -- A JSON null payload comes out of json_to_recordset as SQL NULL: store it as JSON null.
   select id, app, topic, tag, key, coalesce(payload, 'null'::json), headers, content_hash, state,
          coalesce(deliver_at, now()), case when state = 'committed' then now() end,
-         case when state = 'prepared' then now() + make_interval(secs => check_after_ms / 1000) end
+         case when state = 'prepared' then now() + make_interval(secs => check_after_ms / 1000) end,
+         traceparent, tracestate
   from input
   on conflict (id) do nothing
   returning id, seq, topic, tag, key, state, deliver_at, created_at, committed_at, next_check_at
@@ -62,6 +64,8 @@ export function rowsJson(messages: readonly NewMessage[]): string {
       deliver_at: m.deliverAt,
       state: m.state,
       check_after_ms: m.checkAfterMs,
+      traceparent: m.trace?.traceparent ?? null,
+      tracestate: m.trace?.tracestate ?? null,
     };
   }
   return stringifyExact(rows);
@@ -126,6 +130,7 @@ export async function insertMessages(
       nextCheckAt: iso(row.check_ms),
       inDoubtAt: null,
       completedAt: null,
+      trace: m.trace ?? null,
     });
   }
   const missing = messages.filter((m) => !created.has(m.id)).map((m) => m.id);

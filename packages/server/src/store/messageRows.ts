@@ -4,9 +4,11 @@ import type { MessageRecord } from "../domain/message.ts";
 import { parseExact } from "../domain/rawJson.ts";
 import type { DeliveryState, MessageState } from "../domain/states.ts";
 import type { ConsumerOutcome } from "../domain/outcome.ts";
+import type { TraceContext } from "../domain/traceContext.ts";
 
 export const MESSAGE_COLUMNS = `m.seq, m.id, m.app, m.topic, m.tag, m.key, m.payload, m.headers, m.state,
-  m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at, m.completed_at`;
+  m.deliver_at, m.created_at, m.committed_at, m.rolled_back_at, m.checks, m.next_check_at, m.in_doubt_at, m.completed_at,
+  m.traceparent, m.tracestate`;
 
 /** Timestamps arrive as Date from columns and as text from to_jsonb(); both become ISO text. */
 const iso = (value: Date | string | null | undefined): string | null =>
@@ -31,7 +33,14 @@ export function toMessage(row: Record<string, unknown>): MessageRecord {
     nextCheckAt: iso(row.next_check_at as Date | null),
     inDoubtAt: iso(row.in_doubt_at as Date | null),
     completedAt: iso(row.completed_at as Date | null),
+    trace: traceOfRow(row),
   };
+}
+
+/** The trace context columns of a row (message or claim), or null. */
+export function traceOfRow(row: Record<string, unknown>): TraceContext | null {
+  const traceparent = row.traceparent as string | null | undefined;
+  return traceparent ? { traceparent, tracestate: (row.tracestate as string | null | undefined) ?? null } : null;
 }
 
 export function toDelivery(row: Record<string, unknown>): DeliveryRecord {

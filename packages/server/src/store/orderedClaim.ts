@@ -58,7 +58,8 @@ with due as (
     from due, messages m
    where d.id = due.id and not due.waits and m.id = d.message_id
   returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
-            m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json
+            m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json,
+            m.traceparent, m.tracestate
 )
 select (select count(*)::int from due) as scanned, taken.* from (select 1) one left join taken on true`;
 

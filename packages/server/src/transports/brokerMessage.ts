@@ -6,7 +6,7 @@ import type { LeasedDelivery } from "../domain/delivery.ts";
  * report what they did with it by the subscription's name.
  * Absent tag or key: the field is left out.
  */
-export function brokerFields(delivery: LeasedDelivery, subscription?: string): Record<string, string> {
+export function brokerFields(delivery: LeasedDelivery, subscription?: string, trace?: Readonly<Record<string, string>>): Record<string, string> {
   const m = delivery.message;
   const fields: Record<string, string> = { "tidings-id": m.id, "tidings-topic": m.topic };
   if (m.tag !== null) fields["tidings-tag"] = m.tag;
@@ -14,6 +14,8 @@ export function brokerFields(delivery: LeasedDelivery, subscription?: string): R
   fields["tidings-attempt"] = String(delivery.attempt);
   // The consumer's half of the key it reports its outcome by (POST /v1/outcomes): subscription + message id.
   if (subscription !== undefined) fields["tidings-subscription"] = subscription;
+  // The attempt's trace context, under its W3C names: a consumer's span continues the trace.
+  if (trace) Object.assign(fields, trace);
   return fields;
 }
 

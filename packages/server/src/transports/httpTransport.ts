@@ -130,11 +130,12 @@ export class HttpTransport implements Transport<HttpEndpoint> {
   }
 
   /** One delivery; a 2xx body is dropped as it arrives, at most ERROR_TEXT_LIMIT bytes of any other are kept. */
-  async send(endpoint: HttpEndpoint, { delivery, body, secret, signal, subscription }: Outgoing): Promise<SendResult> {
+  async send(endpoint: HttpEndpoint, { delivery, body, secret, signal, subscription, trace }: Outgoing): Promise<SendResult> {
     const target = this.targetOf(endpoint);
     const id = delivery.message.id;
     const headers = target.headers.concat(signedHeaders(secret, id, body), "tidings-attempt", String(delivery.attempt));
     if (subscription !== undefined) headers.push("tidings-subscription", subscription);
+    if (trace) for (const name in trace) headers.push(name, trace[name]!);
     const x = await this.exchange(target.origin, target.path, headers, body, { keep: ERROR_TEXT_LIMIT, keepOk: false, limit: ANSWER_LIMIT_BYTES, signal });
     if (x.aborted) return { ok: false, statusCode: null, error: x.error, aborted: true };
     if (x.error !== null) return { ok: false, statusCode: x.statusCode, error: x.error };

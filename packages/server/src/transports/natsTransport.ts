@@ -91,12 +91,12 @@ export class NatsTransport implements Transport<NatsEndpoint> {
     }));
   }
 
-  private async publish(endpoint: NatsEndpoint, { delivery, body, subscription }: Outgoing): Promise<SendResult> {
+  private async publish(endpoint: NatsEndpoint, { delivery, body, subscription, trace }: Outgoing): Promise<SendResult> {
     try {
       const { js, up } = await this.pool.get(endpoint.url);
       if (!up) return { ok: false, statusCode: null, error: "the connection to NATS is down (reconnecting)" };
       const h = headers();
-      for (const [name, value] of Object.entries(brokerFields(delivery, subscription))) h.set(name, value);
+      for (const [name, value] of Object.entries(brokerFields(delivery, subscription, trace))) h.set(name, value);
       h.set("content-type", "application/json");
       const subject = renderTemplate(endpoint.subject, delivery, natsToken);
       await js.publish(subject, body, { msgID: natsMsgId(delivery), headers: h, timeout: this.timeoutMs, retries: 0 });

@@ -93,7 +93,7 @@ export class RabbitmqTransport implements Transport<RabbitmqEndpoint> {
     }));
   }
 
-  private async publish(endpoint: RabbitmqEndpoint, { delivery, body, subscription }: Outgoing): Promise<SendResult> {
+  private async publish(endpoint: RabbitmqEndpoint, { delivery, body, subscription, trace }: Outgoing): Promise<SendResult> {
     try {
       const c = await this.pool.get(endpoint.url);
       const channel = await this.channel(c);
@@ -116,7 +116,7 @@ export class RabbitmqTransport implements Transport<RabbitmqEndpoint> {
             type: m.topic,
             appId: "tidings",
             timestamp: Math.floor(Date.now() / 1000),
-            headers: { ...brokerFields(delivery, subscription), "tidings-delivery": key },
+            headers: { ...brokerFields(delivery, subscription, trace), "tidings-delivery": key },
           },
           (error: unknown) => (error ? reject(error instanceof Error ? error : new Error(`RabbitMQ refused the message: ${String(error)}`)) : resolve()),
         );

@@ -55,14 +55,14 @@ export class RedisTransport implements Transport<RedisEndpoint> {
     return client;
   }
 
-  async send(endpoint: RedisEndpoint, { delivery, body, subscription }: Outgoing): Promise<SendResult> {
+  async send(endpoint: RedisEndpoint, { delivery, body, subscription, trace }: Outgoing): Promise<SendResult> {
     try {
       const client = await this.pool.get(endpoint.url);
       if (client.status !== "ready") return { ok: false, statusCode: null, error: `the connection to Redis is down (${client.status})` };
       const args: (string | number)[] = [endpoint.stream];
       if (endpoint.maxLen !== undefined) args.push("MAXLEN", "~", endpoint.maxLen);
       args.push("*");
-      for (const [name, value] of Object.entries(brokerFields(delivery, subscription))) args.push(name, value);
+      for (const [name, value] of Object.entries(brokerFields(delivery, subscription, trace))) args.push(name, value);
       args.push("body", body);
       const id = await client.call("XADD", ...args);
       if (typeof id !== "string") return { ok: false, statusCode: null, error: `XADD answered ${String(id)}` };

@@ -23,6 +23,8 @@ export interface Outgoing {
   subscription?: string;
   /** Aborted at shutdown: the transport gives up at once and answers `aborted`. */
   signal?: AbortSignal | undefined;
+  /** The attempt's W3C trace context (`traceparent`, `tracestate`): HTTP request headers, broker message headers. */
+  trace?: Readonly<Record<string, string>> | undefined;
 }
 
 /**

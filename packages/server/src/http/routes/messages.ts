@@ -33,13 +33,14 @@ import { preference } from "../prefer.ts";
 import { noteAudit } from "../audit.ts";
 import { handAction } from "../../domain/audit.ts";
 import { pageLimit } from "../paging.ts";
+import { tracedPublish, type TraceOf } from "../publishTrace.ts";
 
 /** RFC 7240 `Prefer: return=minimal`. */
 const prefersMinimal = (prefer: string | string[] | undefined): boolean => preference(prefer, "return")?.toLowerCase() === "minimal";
 
 /** A message as answered: its id as its producer knows it (the app is beside it). */
 export function showMessage(m: MessageRecord, extra: Record<string, unknown> = {}) {
-  const { seq: _seq, ...shown } = m;
+  const { seq: _seq, trace: _trace, ...shown } = m;
   return { ...shown, id: localId(m.id), ...extra };
 }
 
@@ -104,12 +105,13 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
   }
 
   /** What a publish request's messages are decided with: the caller's app, the defaults, the body's text, now. */
-  const publishContext = (request: FastifyRequest, batch: boolean): PublishContext => ({
+  const publishContext = (request: FastifyRequest, batch: boolean, trace: TraceOf): PublishContext => ({
     app: appOf(request.principal),
     checkAfterMs: s.config.checkAfterMs,
     inspection: inspectBody(request, batch),
     now: Date.now(),
     newId: uuidv7,
+    trace,
   });
 
   async function subscriptionId(name: string | undefined): Promise<number | null> {
@@ -132,11 +134,14 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
       },
     },
     async (request, reply) => {
-      const message = messageToStore(request.body, publishContext(request, false));
-      const outcome = await s.publisher.publish(message, bodyLength(request));
-      if (outcome.kind === "conflict") throw conflictOf(outcome);
-      keepExact(reply, outcome.message);
-      return reply.status(outcome.kind === "created" ? 201 : 200).send(showMessage(outcome.message));
+      const attributes = { "messaging.destination.name": request.body.topic, "messaging.operation.type": "send" };
+      return tracedPublish(request, reply, `publish ${request.body.topic}`, attributes, request.body, async (trace) => {
+        const message = messageToStore(request.body, publishContext(request, false, trace));
+        const outcome = await s.publisher.publish(message, bodyLength(request));
+        if (outcome.kind === "conflict") throw conflictOf(outcome);
+        keepExact(reply, outcome.message);
+        return reply.status(outcome.kind === "created" ? 201 : 200).send(showMessage(outcome.message));
+      });
     },
   );
 
@@ -166,48 +171,53 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
       },
     },
     async (request, reply) => {
-      const atomic = request.body.atomic ?? true;
-      const context = publishContext(request, true);
-      // Not atomic: a message refused by the checks fails alone ("invalid"), the others are stored.
-      const refusals = new Map<number, TidingsError>();
-      const stored: StoredMessage[] = [];
-      const prefixes: string[] = [];
-      request.body.messages.forEach((m, i) => {
-        try {
-          stored.push(messageToStore(m, context, `messages[${i}].`, i));
-          prefixes.push(`messages[${i}].`);
-        } catch (error) {
-          if (atomic || !(error instanceof TidingsError)) throw error;
-          refusals.set(i, error);
-        }
-      });
-      const storedOutcomes = stored.length > 0 ? await s.publisher.publishBatch(stored, atomic, prefixes) : [];
-      let next = 0;
-      const outcomes = request.body.messages.map((_, i): BatchOutcome => {
-        const error = refusals.get(i);
-        return error ? { kind: "invalid", error } : storedOutcomes[next++]!;
-      });
-      const kinds = outcomes.map((o) => o.kind);
-      const errors = outcomes.flatMap((o, index) =>
-        o.kind === "invalid" ? [{ index, code: o.error.code, message: o.error.message, ...(o.error.field ? { field: o.error.field } : {}) }] : [],
-      );
-      const extra = errors.length > 0 ? { errors } : {};
-      if (prefersMinimal(request.headers.prefer)) {
-        const ids = outcomes.map((o, i) => (o.kind === "invalid" ? (request.body.messages[i]!.id ?? null) : localId(o.message.id)));
-        return reply
-          .status(201)
-          .header("preference-applied", "return=minimal")
-          .send({ ids, outcomes: kinds, ...extra });
-      }
-      // Up to 1,000 messages with their payloads: the native JSON.stringify writes them in half
-      // the time of the schema's serializer, as one flat string (whose byte length is cheap);
-      // payloads kept as exact text are written as such.
-      return reply
-        .status(201)
-        .serializer(stringifyExact)
-        .send({ items: outcomes.map((o) => (o.kind === "invalid" ? null : showMessage(o.message))), outcomes: kinds, ...extra });
+      const attributes = { "messaging.operation.type": "send", "messaging.batch.message_count": request.body.messages.length };
+      return tracedPublish(request, reply, "publish batch", attributes, null, (trace) => publishBatch(request, reply, trace));
     },
   );
+
+  async function publishBatch(request: FastifyRequest<{ Body: MessageBatch }>, reply: FastifyReply, trace: TraceOf) {
+    const atomic = request.body.atomic ?? true;
+    const context = publishContext(request, true, trace);
+    // Not atomic: a message refused by the checks fails alone ("invalid"), the others are stored.
+    const refusals = new Map<number, TidingsError>();
+    const stored: StoredMessage[] = [];
+    const prefixes: string[] = [];
+    request.body.messages.forEach((m, i) => {
+      try {
+        stored.push(messageToStore(m, context, `messages[${i}].`, i));
+        prefixes.push(`messages[${i}].`);
+      } catch (error) {
+        if (atomic || !(error instanceof TidingsError)) throw error;
+        refusals.set(i, error);
+      }
+    });
+    const storedOutcomes = stored.length > 0 ? await s.publisher.publishBatch(stored, atomic, prefixes) : [];
+    let next = 0;
+    const outcomes = request.body.messages.map((_, i): BatchOutcome => {
+      const error = refusals.get(i);
+      return error ? { kind: "invalid", error } : storedOutcomes[next++]!;
+    });
+    const kinds = outcomes.map((o) => o.kind);
+    const errors = outcomes.flatMap((o, index) =>
+      o.kind === "invalid" ? [{ index, code: o.error.code, message: o.error.message, ...(o.error.field ? { field: o.error.field } : {}) }] : [],
+    );
+    const extra = errors.length > 0 ? { errors } : {};
+    if (prefersMinimal(request.headers.prefer)) {
+      const ids = outcomes.map((o, i) => (o.kind === "invalid" ? (request.body.messages[i]!.id ?? null) : localId(o.message.id)));
+      return reply
+        .status(201)
+        .header("preference-applied", "return=minimal")
+        .send({ ids, outcomes: kinds, ...extra });
+    }
+    // Up to 1,000 messages with their payloads: the native JSON.stringify writes them in half
+    // the time of the schema's serializer, as one flat string (whose byte length is cheap);
+    // payloads kept as exact text are written as such.
+    return reply
+      .status(201)
+      .serializer(stringifyExact)
+      .send({ items: outcomes.map((o) => (o.kind === "invalid" ? null : showMessage(o.message))), outcomes: kinds, ...extra });
+  }
 
   app.get<{ Querystring: ListMessagesQuery }>(
     "/v1/messages",

@@ -1,4 +1,6 @@
 import { readFile } from "node:fs/promises";
+import type { Static } from "@sinclair/typebox";
+import type { Attempt as AttemptSchema, Message as MessageSchema } from "../http/schemas.ts";
 import { withQuery } from "./client.ts";
 import { type Api, printJson, UsageError } from "./context.ts";
 import { fields, oneLine, orNone, table } from "./format.ts";
@@ -6,40 +8,9 @@ import { defined, json, pairs, wholeNumber } from "./values.ts";
 
 /** `tidings send`, `get`, `list` and `resend`: messages through the API. */
 
-export interface Delivery {
-  id: number;
-  subscription: string;
-  state: string;
-  attempts: number;
-  nextAttemptAt: string | null;
-  lastStatus: number | null;
-  lastError: string | null;
-}
-
-export interface Message {
-  id: string;
-  app: string | null;
-  topic: string;
-  tag: string | null;
-  key: string | null;
-  payload: unknown;
-  headers: Record<string, string>;
-  state: string;
-  deliverAt: string;
-  createdAt: string;
-  committedAt: string | null;
-  deliveries?: Delivery[];
-}
-
-interface Attempt {
-  at: string;
-  subscription: string;
-  attempt: number;
-  outcome: string;
-  statusCode: number | null;
-  latencyMs: number;
-  error: string | null;
-}
+/** As the API answers them (type-only imports: nothing of the service is loaded). */
+export type Message = Static<typeof MessageSchema>;
+type Attempt = Static<typeof AttemptSchema>;
 
 const messagePath = (id: string): string => `/v1/messages/${encodeURIComponent(id)}`;
 

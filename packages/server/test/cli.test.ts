@@ -36,7 +36,7 @@ describe("the tidings command", () => {
   });
 
   const env = () => ({ TIDINGS_URL: service.url, TIDINGS_KEY: ADMIN_KEY });
-  const tidings = (args: string[], options: { input?: string; cwd?: string; env?: Record<string, string> } = {}) =>
+  const tidings = (args: string[], options: { input?: string; cwd?: string; tty?: boolean; env?: Record<string, string> } = {}) =>
     runTidings(args, options.env ?? env(), 60_000, options);
   /** `tidings <args>`, which must exit 0: its standard output. */
   const ok = async (...args: string[]) => {
@@ -180,6 +180,13 @@ describe("the tidings command", () => {
     assert.equal(sent.status, 201);
     const dead = async () => (await admin.get("/v1/deliveries?state=dead&subscription=dead&limit=1000")).body.items.length;
     await waitFor("200 dead", async () => (await dead()) === 200);
+
+    // On a terminal: a bar redrawn in place. The receiver still fails: the 50 re-sent die again.
+    const onTty = await tidings(["resend-dead", "dead", "--limit", "50", "--batch-size", "1"], { tty: true });
+    assert.equal(onTty.code, 0, onTty.stdout);
+    assert.match(onTty.stdout, /^dead: re-send job \S+\r?\n\r {2}\[-{30}\] 0\/50 re-sent \(0%\), 0 batches, running/);
+    assert.match(onTty.stdout, /\r {2}\[#{30}\] 50\/50 re-sent \(100%\), 50 batches, succeeded\x1b\[K\r?\n$/);
+    await waitFor("200 dead again", async () => (await dead()) === 200);
     down.delete("/dead");
 
     const followed = await ok("resend-dead", "dead", "--batch-size", "1");

@@ -1,4 +1,4 @@
-import { aboutSubscription, type Call, subscriptionPath } from "./client.ts";
+import { aboutSubscription, type Call, CommandError, subscriptionPath, withQuery } from "./client.ts";
 import { type Api, printJson, UsageError } from "./context.ts";
 import { orNone, table } from "./format.ts";
 import { defined, when, wholeNumber } from "./values.ts";
@@ -54,10 +54,7 @@ export async function followJob(call: Call, started: Job, options: { json: boole
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     job = (await call("GET", `/v1/jobs/${encodeURIComponent(job.id)}`)).body as unknown as Job;
   }
-  if (job.state === "failed") {
-    console.error(`the job failed after re-sending ${job.done}: ${job.error}`);
-    return 1;
-  }
+  if (job.state === "failed") throw new CommandError(`the job ${job.id} failed after re-sending ${job.done}: ${job.error}`);
   return 0;
 }
 
@@ -100,7 +97,7 @@ export async function retryPending({ call, json }: Api, name: string): Promise<v
 }
 
 export async function listJobs({ call, json }: Api, options: { subscription?: string }): Promise<void> {
-  const { body } = await call("GET", options.subscription === undefined ? "/v1/jobs" : `/v1/jobs?subscription=${encodeURIComponent(options.subscription)}`);
+  const { body } = await call("GET", withQuery("/v1/jobs", { subscription: options.subscription }));
   const items = body.items as Job[];
   if (json) printJson(body);
   else if (items.length === 0) console.log("no jobs");

@@ -3,7 +3,7 @@ import { runBench } from "./suite.ts";
 
 const USAGE = `usage: npm run bench [-- [options] [workload...]]
 
-Runs the benchmark suite of issue 7 against a fresh private PostgreSQL 15 (durability on)
+Runs the benchmark suite against a fresh private PostgreSQL 15 (durability on)
 and writes bench/results/<date>.json. Workloads (by name or number; none: all):
   1 publish-single   2 publish-batch   3 deliver   4 latency
   5 transactional    6 backlog         7 outbox-relay

@@ -59,7 +59,7 @@ export async function brokers(ctx: BenchContext): Promise<Omit<WorkloadResult, "
     systems,
     ratios: [],
     targets,
-    notes: [...notes, "Kafka is not measured: no Kafka broker can be installed on these machines."],
+    notes: [...notes, "Kafka is not measured: Tidings does not deliver to Kafka yet."],
   };
 }
 

@@ -6,7 +6,7 @@ import { Producer } from "../lib/producer.ts";
 import { atMost, ratio, type SystemResult, type TargetCheck, type WorkloadResult } from "../lib/report.ts";
 import type { TidingsProcess } from "../lib/tidingsProcess.ts";
 
-/** The memory target: service RSS ≤ 200 MB throughout. */
+/** The memory target: service RSS ≤ 200 MB throughout. */
 export const SERVICE_RSS_LIMIT_MB = 200;
 
 export function serviceRssTarget(tidings: SystemResult): TargetCheck {

@@ -6,7 +6,7 @@ import { fmt, type SystemResult, type TargetCheck, type WorkloadResult } from ".
 import { ACCOUNTS, creditAccount, withAccounts } from "./common.ts";
 
 /**
- * The consumer inbox's cost per message (issue 4): the same business UPDATE applied `total`
+ * The consumer inbox's cost per message: the same business UPDATE applied `total`
  * times, `concurrency` at a time, once in a plain transaction each and once through
  * `inbox.handle()` (the inbox row written in the same transaction); then every message handled
  * again, as duplicates, to show what skipping one costs. One database, no service.

@@ -22,13 +22,13 @@ export { NotAvailable };
 type WorkloadBody = Omit<WorkloadResult, "name" | "startedAt" | "seconds" | "status">;
 
 export interface Workload {
-  /** The issue's number for it (issue 7). */
+  /** Its number in the suite (docs/performance.md). */
   number: number;
   name: string;
   run(ctx: BenchContext): Promise<WorkloadBody>;
 }
 
-/** Every workload of the suite, in the issue's order. */
+/** Every workload of the suite, in their numbered order. */
 export const WORKLOADS: readonly Workload[] = [
   { number: 1, name: "publish-single", run: publishSingle },
   { number: 2, name: "publish-batch", run: publishBatch },

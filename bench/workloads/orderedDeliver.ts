@@ -65,7 +65,7 @@ async function backlog(ctx: BenchContext, total: number, keys: number | null): P
 }
 
 /**
- * Ordered delivery (issue 14): the deliver workload's backlog with ordering "key" over 10,000,
+ * Ordered delivery: the deliver workload's backlog with ordering "key" over 10,000,
  * 100 and 1 keys, beside the same backlog unordered. One key is one delivery at a time, so it
  * gets a smaller backlog.
  */

@@ -1,7 +1,7 @@
 // @tidings/sdk: the public surface. Nothing runs at import time.
 // ORM adapters that import their ORM live in subpaths: "@tidings/sdk/drizzle", "@tidings/sdk/kysely".
 
-export { TidingsError, type TidingsErrorCode } from "./errors.ts";
+export { SERVICE_ERROR_CODES, TidingsError, type ServiceErrorCode, type TidingsErrorCode } from "./errors.ts";
 
 // the executor port and its adapters
 export type { Executor, Listening, Row, TransactionOptions } from "./executor/executor.ts";
@@ -10,6 +10,14 @@ export { fromPg, type PgAdapterOptions, type PgClientLike, type PgPoolLike } fro
 export { fromPostgresJs, type PostgresJsLike } from "./executor/postgresJsAdapter.ts";
 export { fromMysql2, type Mysql2ConnectionLike, type Mysql2PoolLike } from "./executor/mysql2Adapter.ts";
 export { fromKnex, type KnexLike } from "./executor/knexAdapter.ts";
+export {
+  fromPrisma,
+  prismaOf,
+  type PrismaAdapterOptions,
+  type PrismaClientLike,
+  type PrismaLike,
+  type PrismaTransactionOptions,
+} from "./executor/prismaAdapter.ts";
 export { connect, type Connection } from "./executor/connect.ts";
 export { migrate, sqlMigrations, type SqlMigration } from "./schema/migrate.ts";
 
@@ -63,27 +71,65 @@ export {
 export type { NatsConsumeOptions } from "./consume/nats.ts";
 export type { RedisConsumeOptions } from "./consume/redis.ts";
 
-// the service's API
-export { TidingsClient, MessagesApi, AlertsApi, AppsApi, RelaysApi, type TidingsClientOptions } from "./client/client.ts";
+// the service's API, typed from its OpenAPI document (client/openapi.ts, `npm run gen:api`)
+export { TidingsClient, type OutcomeReports, type TidingsClientOptions } from "./client/client.ts";
+export { MessagesApi } from "./client/messagesApi.ts";
+export { AlertsApi, AppsApi, ReconciliationsApi, RelaysApi } from "./client/adminApis.ts";
+export { DeliveriesApi, JobsApi, SubscriptionsApi, type WaitOptions } from "./client/subscriptionsApi.ts";
 export type {
   AlertInfo,
+  AlertPage,
+  ApiAnswer,
+  ApiBody,
+  ApiComponents,
+  ApiError,
+  ApiMethod,
+  ApiParams,
+  ApiPath,
+  ApiPaths,
+  ApiQuery,
+  ApiSuccess,
+  AppChanged,
+  AppChanges,
+  AppCreated,
   AppInfo,
   AttemptInfo,
+  BatchAnswer,
   BatchOutcomes,
   CheckAfter,
   CheckInfo,
+  CommitResult,
   DeliveryInfo,
+  DeliveryPage,
+  DeliveryTarget,
   FeedMessage,
   FeedPage,
   FeedQuery,
+  JobInfo,
+  ListAlertsQuery,
+  ListDeliveriesQuery,
+  ListedDelivery,
   ListMessagesQuery,
+  ListReconciliationsQuery,
   MessageInfo,
   MessagePage,
+  NewApp,
+  NewSubscription,
+  OutcomesRecorded,
   ReconciliationDifference,
   ReconciliationInfo,
+  ReconciliationPage,
   ReconciliationReport,
+  RecoverOptions,
   RelayInfo,
+  RelayList,
   RelayReport,
+  ResendDeadOptions,
+  ResendDeadResult,
+  Stats,
+  SubscriptionChanges,
+  SubscriptionHealth,
+  SubscriptionInfo,
 } from "./client/apiTypes.ts";
 export { FeedReader } from "./client/feed.ts";
 export type { HttpOptions } from "./client/http.ts";

@@ -196,4 +196,41 @@ describe("consume.redis", () => {
       redis.disconnect();
     }
   });
+
+  test("an entry whose handler outlasts the schedule's step is not handed to the handler again while it runs", async () => {
+    const name = `tidings_consume_${randomBytes(4).toString("hex")}`;
+    const h = harness();
+    const consumer = await consume.redis({
+      url: REDIS_URL,
+      stream: name,
+      group: name,
+      db: database.db,
+      inbox: new Inbox({ consumer: name }),
+      retry: { schedule: ["100ms"], maxAttempts: 3 },
+      blockMs: 200,
+      ...h,
+      handle: async (message, tx) => {
+        // Five of the claim loop's rounds, each of which finds the entry idle past its step.
+        await new Promise((r) => setTimeout(r, 500));
+        await h.handle(message, tx);
+      },
+    });
+    const redis = new Redis(REDIS_URL, { protocol: 2 });
+    try {
+      const id = `${name}-slow`;
+      await redis.call("XADD", name, "*", "tidings-id", "x", "body", envelope(id, "ok"));
+      await waitFor(
+        "the slow entry applied and acked",
+        async () => h.count("applied", id) === 1 && ((await redis.call("XPENDING", name, name)) as [number])[0] === 0,
+      );
+      // A second handling, had the claim loop taken the entry, would be waiting on the first's inbox row and end just after it.
+      await stillAfter("no second handling of the entry", () => h.count("duplicate", id) === 0 && h.count("applied", id) === 1, 700);
+      assert.equal(h.seen.get(id), 1, "handed to the handler once");
+      assert.equal(h.count("duplicate", id), 0);
+    } finally {
+      await consumer.close();
+      await redis.del(name, `${name}:dead`);
+      redis.disconnect();
+    }
+  });
 });

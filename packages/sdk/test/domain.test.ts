@@ -93,7 +93,7 @@ test("migration files split into statements on ';' at line end, without comments
   ]);
 });
 
-test("a consumer's retry schedule: the source documents' escalation by default, the last step repeated, then give up", () => {
+test("a consumer's retry schedule: escalating by default, the last step repeated, then give up", () => {
   const plan = compileRetryPlan();
   assert.deepEqual(
     [1, 2, 8, 9].map((n) => nextTry(plan, n)),

@@ -23,5 +23,8 @@ test("the order → inventory demo: orders paid = stock deducted after SIGKILLed
   assert.deepEqual(result.wrongStock, []);
   assert.deepEqual(result.paidNotDeducted, []);
   assert.deepEqual(result.deductedNotPaid, []);
-  assert.equal(m.checkedBack, result.crashes["before-local-commit"] + result.crashes["after-local-commit"]);
+  // Every order whose service died mid-way was settled by check-back; on a loaded machine a live
+  // order slower than its checkAfter may be checked back too (and answered from its barrier).
+  const crashed = result.crashes["before-local-commit"] + result.crashes["after-local-commit"];
+  assert.ok(m.checkedBack >= crashed && m.checkedBack <= result.orders, `${m.checkedBack} checked back for ${crashed} crashed orders`);
 });

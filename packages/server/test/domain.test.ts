@@ -20,7 +20,7 @@ test("durations parse in every unit and reject anything else", () => {
   assert.equal(formatDuration(1500), "1500ms");
 });
 
-test("the default schedule is the source documents' escalation and then dead", () => {
+test("the default schedule escalates from at once to 10 h and then the delivery is dead", () => {
   const policy = compileRetryPolicy();
   assert.equal(policy.maxAttempts, 9);
   const delays: number[] = [];

@@ -10,7 +10,7 @@ import { api } from "./support/api.ts";
 // Endpoint health: a subscription's circuit breaker, with real PostgreSQL, a real service and a
 // real receiver that goes down and comes back.
 
-/** How long the receiver is down in the outage test (the 60 s by default). */
+/** How long the receiver is down in the outage test (60 s by default). */
 const OUTAGE_MS = Number(process.env.TIDINGS_OUTAGE_MS ?? 60_000);
 const PROBE_EVERY_MS = 5000;
 const FAILURES = 5;

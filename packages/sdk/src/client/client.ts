@@ -1,6 +1,6 @@
-import { resolveMessage, type OutgoingMessage, type ResolvedMessage } from "../domain/message.ts";
-import { TidingsError, type TidingsErrorCode } from "../errors.ts";
-import { call, RawJson, resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "./http.ts";
+import type { OutgoingMessage, ResolvedMessage } from "../domain/message.ts";
+import { TidingsError } from "../errors.ts";
+import { resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "./http.ts";
 import type { Executor } from "../executor/executor.ts";
 import {
   runTransaction,
@@ -10,289 +10,14 @@ import {
   type TransactionMessages,
 } from "../transaction/transaction.ts";
 import { CallCombiner } from "./callCombiner.ts";
-import type {
-  AlertInfo,
-  AppInfo,
-  AttemptInfo,
-  BatchOutcomes,
-  CheckAfter,
-  CheckInfo,
-  FeedPage,
-  FeedQuery,
-  ListMessagesQuery,
-  MessageInfo,
-  MessagePage,
-  RelayInfo,
-  ReconciliationInfo,
-  ReconciliationReport,
-  RelayReport,
-} from "./apiTypes.ts";
-import { FeedReader, feedQueryString } from "./feed.ts";
+import type { ApiBody, CheckAfter, FeedQuery, MessageInfo, OutcomesRecorded, ReconciliationInfo, ReconciliationReport, Stats } from "./apiTypes.ts";
+import { FeedReader } from "./feed.ts";
+import { MessagesApi } from "./messagesApi.ts";
+import { AlertsApi, AppsApi, ReconciliationsApi, RelaysApi } from "./adminApis.ts";
+import { DeliveriesApi, JobsApi, SubscriptionsApi } from "./subscriptionsApi.ts";
+import { operation } from "./operation.ts";
 import { cleanupBarriers } from "../transaction/barrier.ts";
 import { createCheckBackHandler, type CheckBackHandler, type CheckBackHandlerOptions } from "../checkBack/checkBackHandler.ts";
-
-/**
- * A message as the send API takes it, as JSON text built around the payload's and headers' own
- * text (a resolved message carries them as text): nothing is parsed and written again. `extra`
- * are more fields, already JSON (`,"prepare":true`).
- */
-function wireJson(m: ResolvedMessage, extra = ""): string {
-  const deliverAt = m.deliverAt ? `,"deliverAt":${JSON.stringify(m.deliverAt.toISOString())}` : "";
-  return `{"id":${JSON.stringify(m.id)},"topic":${JSON.stringify(m.topic)},"tag":${JSON.stringify(m.tag)},"key":${JSON.stringify(m.key)},"payload":${m.payloadJson},"headers":${m.headersJson}${deliverAt}${extra}}`;
-}
-
-/** A prepared message as the send API takes it. */
-function preparedJson(message: ResolvedMessage, checkAfter: CheckAfter | undefined): string {
-  const after =
-    checkAfter === undefined ? "" : `,"checkAfter":${JSON.stringify(typeof checkAfter === "number" ? `${Math.max(0, Math.round(checkAfter))}ms` : checkAfter)}`;
-  return wireJson(message, `,"prepare":true${after}`);
-}
-
-/** A batch request's body around messages already written as JSON. */
-const batchJson = (messages: readonly string[], extra = "") => new RawJson(`{"messages":[${messages.join(",")}]${extra}}`);
-
-/** What the service answers for one id of `commitMany`. */
-interface CommitResult {
-  id: string;
-  state?: "committed" | string;
-  error?: { code: string; message: string; state?: string; [detail: string]: unknown };
-}
-
-/** The status the single commit would have answered with each code. */
-const REFUSAL_STATUS: Record<string, number> = { not_found: 404, forbidden: 403, conflict: 409 };
-
-/** The messages part of the HTTP API: send, and the reconciliation queries. */
-export class MessagesApi {
-  constructor(private readonly o: ResolvedHttpOptions) {}
-
-  /** Sends one message; idempotent by id (generated when absent), so network errors are retried. */
-  send(message: OutgoingMessage): Promise<MessageInfo> {
-    return call<MessageInfo>(this.o, "POST", "/v1/messages", new RawJson(wireJson(resolveMessage(message))), { idempotent: true });
-  }
-
-  /**
-   * Stores a prepared (half) message: invisible to subscribers until `commit(id)`; the service
-   * checks back with the app's check URL if it is still prepared `checkAfter` later. Idempotent
-   * by id (generated when absent), so network errors are retried. `tidings.transaction()` is
-   * the one call most producers need instead.
-   */
-  prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter } = {}): Promise<MessageInfo> {
-    return this.prepareResolved(resolveMessage(message), options.checkAfter);
-  }
-
-  /** `prepare` of a message already resolved. */
-  prepareResolved(message: ResolvedMessage, checkAfter?: CheckAfter): Promise<MessageInfo> {
-    return call<MessageInfo>(this.o, "POST", "/v1/messages", new RawJson(preparedJson(message, checkAfter)), { idempotent: true });
-  }
-
-  /**
-   * Prepares several messages in one request (the batch API, each message on its own): what
-   * `prepare` would have answered for each, the stored message or a `conflict` error. A
-   * request the service refuses as a whole (a bad message, too large) throws.
-   */
-  async prepareMany(
-    items: ReadonlyArray<{ message: ResolvedMessage; checkAfter?: CheckAfter }>,
-  ): Promise<Array<{ value: MessageInfo } | { error: TidingsError }>> {
-    const body = batchJson(
-      items.map((i) => preparedJson(i.message, i.checkAfter)),
-      `,"atomic":false`,
-    );
-    const answer = await call<{ items: MessageInfo[]; outcomes: string[]; errors?: BatchOutcomes["errors"] }>(this.o, "POST", "/v1/messages/batch", body, {
-      idempotent: true,
-    });
-    const errors = answer.errors ?? [];
-    return answer.outcomes.map((outcome, i) => {
-      if (outcome === "conflict") {
-        return { error: new TidingsError("conflict", `message ${items[i]!.message.id} was stored before with other content`, { status: 409 }) };
-      }
-      if (outcome === "invalid") {
-        const e = errors.find((x) => x.index === i);
-        return { error: new TidingsError("invalid_message", e?.message ?? `message ${items[i]!.message.id} was refused`, { status: 400, field: e?.field }) };
-      }
-      return { value: answer.items[i]! };
-    });
-  }
-
-  /** Commits a prepared message (delivered at once). Idempotent; a TidingsError `conflict` (state in `details`) after a rollback. */
-  commit(id: string): Promise<MessageInfo> {
-    return call<MessageInfo>(this.o, "POST", `/v1/messages/${encodeURIComponent(id)}/commit`, undefined, { idempotent: true });
-  }
-
-  /** Rolls a prepared message back (never delivered). Idempotent; a TidingsError `conflict` after a commit. */
-  rollback(id: string): Promise<MessageInfo> {
-    return call<MessageInfo>(this.o, "POST", `/v1/messages/${encodeURIComponent(id)}/rollback`, undefined, { idempotent: true });
-  }
-
-  /** The check-back log of a (once) prepared message. */
-  async checks(id: string): Promise<CheckInfo[]> {
-    return (await call<{ items: CheckInfo[] }>(this.o, "GET", `/v1/messages/${encodeURIComponent(id)}/checks`, undefined, { idempotent: true })).items;
-  }
-
-  /** The delivery log of a message. */
-  async attempts(id: string): Promise<AttemptInfo[]> {
-    return (await call<{ items: AttemptInfo[] }>(this.o, "GET", `/v1/messages/${encodeURIComponent(id)}/attempts`, undefined, { idempotent: true })).items;
-  }
-
-  /** Sends up to 1000 messages, all or nothing. */
-  async sendBatch(messages: readonly OutgoingMessage[]): Promise<MessageInfo[]> {
-    return this.sendResolved(messages.map((m, i) => resolveMessage(m, Date.now(), `messages[${i}].`)));
-  }
-
-  /** Sends messages already resolved, all or nothing; resolves to the stored messages. */
-  async sendResolved(messages: readonly ResolvedMessage[], options: { retry?: boolean } = {}): Promise<MessageInfo[]> {
-    const body = batchJson(messages.map((m) => wireJson(m)));
-    const answer = await call<{ items: MessageInfo[] }>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true });
-    return answer.items;
-  }
-
-  /**
-   * Sends messages already resolved (the outbox relay's rows), all or nothing (or, `atomic:
-   * false`, each on its own), and asks only for their ids and outcomes (`Prefer:
-   * return=minimal`): no payload comes back.
-   */
-  async sendResolvedMinimal(messages: readonly ResolvedMessage[], options: { retry?: boolean; atomic?: boolean } = {}): Promise<BatchOutcomes> {
-    const body = batchJson(
-      messages.map((m) => wireJson(m)),
-      options.atomic === false ? `,"atomic":false` : "",
-    );
-    return call<BatchOutcomes>(this.o, "POST", "/v1/messages/batch", body, { idempotent: options.retry ?? true, headers: { prefer: "return=minimal" } });
-  }
-
-  /**
-   * Commits several prepared messages in one request (`POST /v1/messages/commit`): for each id,
-   * what `commit` would have answered, the service's `{ id, state: "committed" }` or the error
-   * it would have thrown (`not_found`, `forbidden`, `conflict` with the state in `details`).
-   * Idempotent, so network errors are retried.
-   */
-  async commitMany(ids: readonly string[]): Promise<Array<{ value: CommitResult } | { error: TidingsError }>> {
-    const answer = await call<{ results: CommitResult[] }>(this.o, "POST", "/v1/messages/commit", { ids }, { idempotent: true });
-    return ids.map((id, i) => {
-      const result = answer.results[i];
-      if (result?.id === id && result.state === "committed") return { value: result };
-      if (result?.id === id && result.error) {
-        const { code, message, ...details } = result.error;
-        return { error: new TidingsError(code as TidingsErrorCode, message, { status: REFUSAL_STATUS[code], details }) };
-      }
-      return { error: new TidingsError("server_error", `the service's answer to a combined commit has no result for message ${id}`) };
-    });
-  }
-
-  /** A message and its deliveries, or null when there is none with this id (reconciliation by id). */
-  get(id: string): Promise<MessageInfo | null> {
-    return call<MessageInfo | null>(this.o, "GET", `/v1/messages/${encodeURIComponent(id)}`, undefined, { idempotent: true, notFoundIsNull: true });
-  }
-
-  /** Messages by business key and/or topic, newest first, one page (reconciliation by key). */
-  list(query: ListMessagesQuery = {}): Promise<MessagePage> {
-    const params = new URLSearchParams();
-    for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, String(value));
-    const qs = params.toString();
-    return call<MessagePage>(this.o, "GET", `/v1/messages${qs ? `?${qs}` : ""}`, undefined, { idempotent: true });
-  }
-
-  /** One page of the forward feed (`GET /v1/feed`); `client.feed()` reads them all. */
-  feedPage(query: FeedQuery): Promise<FeedPage> {
-    return call<FeedPage>(this.o, "GET", `/v1/feed?${feedQueryString(query)}`, undefined, { idempotent: true });
-  }
-
-  /** Every page of `list`, as an async iterator. */
-  async *listAll(query: Omit<ListMessagesQuery, "cursor"> = {}): AsyncGenerator<MessageInfo> {
-    let cursor: string | undefined;
-    do {
-      const page = await this.list({ ...query, cursor });
-      yield* page.items;
-      cursor = page.nextCursor ?? undefined;
-    } while (cursor);
-  }
-}
-
-/** Alerts (admin key), grouped by condition and subject, with their lifecycle. */
-export class AlertsApi {
-  constructor(private readonly o: ResolvedHttpOptions) {}
-
-  /** Alerts newest first: unresolved ones (open and acknowledged) unless `state` says otherwise. */
-  async list(
-    query: {
-      state?: "open" | "acknowledged" | "resolved" | "unresolved" | "all";
-      condition?: string;
-      subscription?: string;
-      app?: string;
-      limit?: number;
-      cursor?: number;
-    } = {},
-  ): Promise<AlertInfo[]> {
-    const params = new URLSearchParams();
-    for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, String(value));
-    const qs = params.toString();
-    return (await call<{ items: AlertInfo[] }>(this.o, "GET", `/v1/alerts${qs ? `?${qs}` : ""}`, undefined, { idempotent: true })).items;
-  }
-
-  /** One alert, or null. */
-  get(id: number): Promise<AlertInfo | null> {
-    return call<AlertInfo | null>(this.o, "GET", `/v1/alerts/${id}`, undefined, { idempotent: true, notFoundIsNull: true });
-  }
-
-  /** Acknowledges an open alert (idempotent); the caller is who, with an optional note. */
-  async acknowledge(id: number, note?: string): Promise<AlertInfo> {
-    return await call<AlertInfo>(this.o, "POST", `/v1/alerts/${id}/acknowledge`, note === undefined ? {} : { note }, { idempotent: true });
-  }
-
-  /** Resolves an alert by hand (idempotent), with an optional note. */
-  async resolve(id: number, note?: string): Promise<AlertInfo> {
-    return await call<AlertInfo>(this.o, "POST", `/v1/alerts/${id}/resolve`, note === undefined ? {} : { note }, { idempotent: true });
-  }
-}
-
-/** Outbox relays: their heartbeats, and (admin key) the list of them. */
-export class RelaysApi {
-  constructor(private readonly o: ResolvedHttpOptions) {}
-
-  /** Reports a relay's counts, once, within `timeoutMs` (default: the client's), never retried. */
-  async heartbeat(report: RelayReport, options: { timeoutMs?: number } = {}): Promise<void> {
-    await call<null>(this.o, "POST", "/v1/relays/heartbeat", report, { idempotent: false, timeoutMs: options.timeoutMs });
-  }
-
-  /** Every relay with its last heartbeat and whether it is `stale`. */
-  async list(): Promise<{ staleAfterMs: number; items: RelayInfo[] }> {
-    return call(this.o, "GET", "/v1/relays", undefined, { idempotent: true });
-  }
-}
-
-/** Producer apps (admin key): each has an API key, a check-back signing secret and a check URL. */
-export class AppsApi {
-  constructor(private readonly o: ResolvedHttpOptions) {}
-
-  /** Creates an app; the answer carries its `apiKey` and `secret`, shown this once. */
-  create(app: { name: string; checkUrl?: string | null; readTopics?: string[] }): Promise<AppInfo & { apiKey: string; secret: string }> {
-    return call(this.o, "POST", "/v1/apps", app);
-  }
-
-  async list(): Promise<AppInfo[]> {
-    return (await call<{ items: AppInfo[] }>(this.o, "GET", "/v1/apps", undefined, { idempotent: true })).items;
-  }
-
-  /** An app, or null when there is none with this name. */
-  get(name: string): Promise<AppInfo | null> {
-    return call<AppInfo | null>(this.o, "GET", `/v1/apps/${encodeURIComponent(name)}`, undefined, { idempotent: true, notFoundIsNull: true });
-  }
-
-  /**
-   * Changes an app (its check URL, read topics), or rotates its API key or check-back secret:
-   * the new one is in the answer, shown this once. A rotation is not retried after a network
-   * error (a second try would rotate again); other changes are.
-   */
-  update(
-    name: string,
-    changes: { checkUrl?: string | null; readTopics?: string[]; rotateKey?: boolean; rotateSecret?: boolean },
-  ): Promise<AppInfo & { apiKey?: string; secret?: string }> {
-    const rotates = changes.rotateKey === true || changes.rotateSecret === true;
-    return call(this.o, "PATCH", `/v1/apps/${encodeURIComponent(name)}`, changes, { idempotent: !rotates });
-  }
-
-  async delete(name: string): Promise<void> {
-    await call<null>(this.o, "DELETE", `/v1/apps/${encodeURIComponent(name)}`, undefined, { idempotent: true });
-  }
-}
 
 /** The largest batch the service takes, and a request size well under its default body limit (1 MB). */
 const COMBINE_LIMITS = { maxBatch: 1000, maxBytes: 512 * 1024 };
@@ -349,12 +74,23 @@ export interface TidingsClientOptions extends HttpOptions {
   transactions?: TransactionDefaults;
 }
 
-/** A client of the Tidings service. */
+/** A consumer's reports on the deliveries it handled (`POST /v1/outcomes`). */
+export type OutcomeReports = ApiBody<"post", "/v1/outcomes">["outcomes"];
+
+/**
+ * A client of the Tidings service: what an app's key calls (messages, the feed, outcomes,
+ * reconciliation reports, relay heartbeats), and what people's keys call (subscriptions,
+ * deliveries, jobs, alerts, apps, stats). Every answer is typed from the service's API document.
+ */
 export class TidingsClient {
   readonly messages: MessagesApi;
+  readonly subscriptions: SubscriptionsApi;
+  readonly deliveries: DeliveriesApi;
+  readonly jobs: JobsApi;
   readonly alerts: AlertsApi;
   readonly apps: AppsApi;
   readonly relays: RelaysApi;
+  readonly reconciliations: ReconciliationsApi;
   private readonly options: ResolvedHttpOptions;
   private readonly secret: string | readonly string[] | undefined;
   private readonly transactionDefaults: TransactionDefaults;
@@ -364,9 +100,13 @@ export class TidingsClient {
   constructor(options: TidingsClientOptions) {
     this.options = resolveHttpOptions(options);
     this.messages = new MessagesApi(this.options);
+    this.subscriptions = new SubscriptionsApi(this.options);
+    this.deliveries = new DeliveriesApi(this.options, this.messages);
+    this.jobs = new JobsApi(this.options);
     this.alerts = new AlertsApi(this.options);
     this.apps = new AppsApi(this.options);
     this.relays = new RelaysApi(this.options);
+    this.reconciliations = new ReconciliationsApi(this.options);
     this.secret = options.secret;
     this.transactionDefaults = options.transactions ?? {};
     this.transactionCalls = transactionCalls(this.messages, this.transactionDefaults.combineCalls !== false);
@@ -437,7 +177,20 @@ export class TidingsClient {
 
   /** Sends a reconciliation run's report to the service (`POST /v1/reconciliations`), shown in the console. */
   reportReconciliation(report: ReconciliationReport, options: { timeoutMs?: number } = {}): Promise<ReconciliationInfo> {
-    return call<ReconciliationInfo>(this.options, "POST", "/v1/reconciliations", report, { idempotent: false, timeoutMs: options.timeoutMs });
+    return this.reconciliations.report(report, options);
+  }
+
+  /**
+   * Reports what consumers made of deliveries (applied, duplicate, failed), up to 1000 in one
+   * call, once. `OutcomeReporter` batches them off the hot path; this is the single call.
+   */
+  reportOutcomes(outcomes: OutcomeReports): Promise<OutcomesRecorded> {
+    return operation(this.options, "post", "/v1/outcomes", { body: { outcomes } });
+  }
+
+  /** The console's overview (a person's key): counts by state, the oldest pending delivery, throughput per minute. */
+  stats(): Promise<Stats> {
+    return operation(this.options, "get", "/v1/stats", {}, { idempotent: true });
   }
 
   /** The service's base URL. */

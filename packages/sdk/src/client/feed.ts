@@ -1,3 +1,4 @@
+import type { QueryValues } from "./operation.ts";
 import type { FeedMessage, FeedPage, FeedQuery } from "./apiTypes.ts";
 
 /**
@@ -60,15 +61,7 @@ export class FeedReader implements AsyncIterable<FeedMessage> {
   }
 }
 
-/** The query string of `GET /v1/feed` for `query`. */
-export function feedQueryString(query: FeedQuery): string {
-  const params = new URLSearchParams();
-  const time = (t: string | Date) => (t instanceof Date ? t.toISOString() : t);
-  if (query.topic !== undefined) params.set("topic", query.topic);
-  if (query.subscription !== undefined) params.set("subscription", query.subscription);
-  if (query.after !== undefined) params.set("after", query.after);
-  if (query.since !== undefined) params.set("since", time(query.since));
-  if (query.until !== undefined) params.set("until", time(query.until));
-  if (query.pageSize !== undefined) params.set("limit", String(query.pageSize));
-  return params.toString();
+/** A feed query as `GET /v1/feed` takes it. */
+export function feedQueryValues(query: FeedQuery): QueryValues {
+  return { topic: query.topic, subscription: query.subscription, after: query.after, since: query.since, until: query.until, limit: query.pageSize };
 }

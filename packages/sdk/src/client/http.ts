@@ -45,18 +45,22 @@ export class RawJson {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+export type HttpMethod = "GET" | "POST" | "PATCH" | "DELETE";
+
+/** How one call is made: retried (idempotent), 404 as null, extra headers, its own deadline. */
+export interface CallFlags {
+  idempotent?: boolean;
+  notFoundIsNull?: boolean;
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+}
+
 /**
  * One JSON call. Idempotent calls (GETs, and sends that carry their message ids) are retried
  * with growing pauses (100 ms, 400 ms, ...) after network errors, timeouts, 5xx and 429.
  * Resolves to `null` on 404 when `notFoundIsNull`.
  */
-export async function call<T>(
-  o: ResolvedHttpOptions,
-  method: "GET" | "POST" | "PATCH" | "DELETE",
-  path: string,
-  body?: unknown,
-  flags: { idempotent?: boolean; notFoundIsNull?: boolean; headers?: Record<string, string>; timeoutMs?: number } = {},
-): Promise<T> {
+export async function call<T>(o: ResolvedHttpOptions, method: HttpMethod, path: string, body?: unknown, flags: CallFlags = {}): Promise<T> {
   const tries = flags.idempotent ? o.retries + 1 : 1;
   const options = flags.timeoutMs === undefined ? o : { ...o, timeoutMs: flags.timeoutMs };
   for (let attempt = 1; ; attempt++) {

@@ -85,7 +85,23 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
     wasDown = false;
   });
 
+  /**
+   * Entries this consumer is handling or acking now: the claim loop leaves them alone. An entry
+   * whose handler (or whose batch's ack) outlasts the shortest step of the schedule looks idle
+   * to Redis, and would otherwise be claimed and handled a second time by this same consumer.
+   */
+  const working = new Set<string>();
+
   async function handle(entries: Entry[], redelivered: (id: string) => BrokerDelivery): Promise<void> {
+    for (const [id] of entries) working.add(id);
+    try {
+      await handleBatch(entries, redelivered);
+    } finally {
+      for (const [id] of entries) working.delete(id);
+    }
+  }
+
+  async function handleBatch(entries: Entry[], redelivered: (id: string) => BrokerDelivery): Promise<void> {
     const done: string[] = [];
     await Promise.all(
       entries.map(async ([id, raw]) => {
@@ -181,6 +197,7 @@ export async function consumeRedis(options: RedisConsumeOptions): Promise<Consum
     // takes each only if no other consumer took it meanwhile, and counts the delivery.
     const dueByStep = new Map<number, string[]>();
     for (const [id, , idle, deliveries] of pending) {
+      if (working.has(id)) continue;
       const step = stepAfter(Number(deliveries));
       if (Number(idle) >= step) dueByStep.set(step, [...(dueByStep.get(step) ?? []), id]);
     }

@@ -1,7 +1,7 @@
 import { TidingsError } from "../errors.ts";
 
 /**
- * The service's default schedule for subscriptions (the source documents' escalation), and the
+ * The service's default schedule for subscriptions (escalating), and the
  * broker consumers' default too: after a failure, the next tries 1m, 5m, 10m … 10h later.
  */
 export const DEFAULT_RETRY_SCHEDULE = ["1m", "5m", "10m", "30m", "1h", "2h", "5h", "10h"] as const;

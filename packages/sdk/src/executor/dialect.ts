@@ -28,7 +28,7 @@ export interface Dialect {
   readonly skipLocked: string;
   /** Deletes at most `?` rows matching `where` (its own `?`s come first), oldest `orderBy` first. */
   deleteLimited(table: string, where: string, orderBy: string): string;
-  /** A statement that wakes LISTENers on commit, or null where there is no such thing. */
+  /** A SELECT (without FROM) that wakes LISTENers on commit, or null where there is no such thing. */
   notify(channel: string): string | null;
   /** Creates the SDK's migration ledger if missing. */
   readonly ledgerDdl: string;
@@ -39,6 +39,7 @@ export interface Dialect {
   readonly transactionalDdl: boolean;
 }
 
+// Functions returning void are read as text: Prisma refuses to read a void column.
 const postgres: Dialect = {
   name: "postgres",
   sql: (text) => ownStatement(text, questionToDollar),
@@ -53,10 +54,10 @@ const postgres: Dialect = {
   skipLocked: "FOR UPDATE SKIP LOCKED",
   deleteLimited: (table, where, orderBy) =>
     `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${where} ORDER BY ${orderBy} LIMIT ? FOR UPDATE SKIP LOCKED))`,
-  notify: (channel) => `SELECT pg_notify('${channel}', '')`,
+  notify: (channel) => `SELECT pg_notify('${channel}', '')::text`,
   ledgerDdl: `CREATE TABLE IF NOT EXISTS tidings_sdk_migrations (
     version integer PRIMARY KEY, name varchar(200) NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-  migrationLock: "SELECT pg_advisory_xact_lock(7400, 1)",
+  migrationLock: "SELECT pg_advisory_xact_lock(7400, 1)::text",
   migrationUnlock: null,
   transactionalDdl: true,
 };

@@ -32,7 +32,7 @@ export async function insertOutbox(tx: Executor, messages: readonly ResolvedMess
   const insert = `INSERT INTO tidings_outbox (id, topic, tag, msg_key, payload, headers, deliver_at) VALUES ${messages.map(() => row).join(", ")}`;
   const wake = notify ? d.notify(OUTBOX_CHANNEL) : null;
   // pg_notify per row is fine: PostgreSQL folds equal notifications of one transaction into one.
-  const sql = wake ? `WITH inserted AS (${insert} RETURNING 1) SELECT pg_notify('${OUTBOX_CHANNEL}', '') FROM inserted` : insert;
+  const sql = wake ? `WITH inserted AS (${insert} RETURNING 1) ${wake} FROM inserted` : insert;
   await tx.query(d.sql(sql), params);
 }
 
@@ -316,7 +316,8 @@ export async function resendSent(db: Executor, ids: readonly string[]): Promise<
   const sql = `UPDATE tidings_outbox SET status = 'pending', sent_at = NULL, attempts = 0, next_attempt_at = ${d.now}
     WHERE status = 'sent' AND id IN (${placeholders(ids.length)})`;
   // PostgreSQL: the relay is woken in the same statement (on commit), as by an insert.
-  if (d.returning) return (await db.query(d.sql(`WITH r AS (${sql} RETURNING 1) SELECT pg_notify('${OUTBOX_CHANNEL}', '') FROM r`), ids)).length;
+  const wake = d.notify(OUTBOX_CHANNEL);
+  if (wake) return (await db.query(d.sql(`WITH r AS (${sql} RETURNING 1) ${wake} FROM r`), ids)).length;
   await db.query(d.sql(sql), ids);
   return (
     await db.query<{ n: number | string }>(

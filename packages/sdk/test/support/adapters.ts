@@ -6,9 +6,10 @@ import mysqlCallback from "mysql2";
 import mysql from "mysql2/promise";
 import pg from "pg";
 import postgres from "postgres";
-import { fromKnex, fromMysql2, fromPg, fromPostgresJs, type Executor } from "../../src/index.ts";
+import { fromKnex, fromMysql2, fromPg, fromPostgresJs, fromPrisma, type Executor } from "../../src/index.ts";
 import { fromDrizzle } from "../../src/drizzle.ts";
 import { fromKysely } from "../../src/kysely.ts";
+import { openPrisma } from "./prismaClient.ts";
 
 /** An executor over one client library, and a transaction opened with that library's own API. */
 export interface OpenAdapter {
@@ -22,6 +23,22 @@ export interface AdapterCase {
   readonly name: string;
   readonly dialect: "postgres" | "mysql";
   open(url: string): Promise<OpenAdapter>;
+}
+
+/** Prisma's generated client on Prisma's own driver adapter for the database (pg, or MariaDB's). */
+function prismaCase(name: string, dialect: AdapterCase["dialect"]): AdapterCase {
+  return {
+    name,
+    dialect,
+    async open(url) {
+      const prisma = await openPrisma(dialect, url);
+      return {
+        db: fromPrisma(prisma, dialect),
+        userTransaction: (fn) => prisma.$transaction((tx) => fn(fromPrisma(tx, dialect))),
+        close: () => prisma.$disconnect(),
+      };
+    },
+  };
 }
 
 export const ADAPTERS: readonly AdapterCase[] = [
@@ -99,6 +116,7 @@ export const ADAPTERS: readonly AdapterCase[] = [
       };
     },
   },
+  prismaCase("prisma (adapter-pg)", "postgres"),
   {
     name: "mysql2",
     dialect: "mysql",
@@ -161,4 +179,5 @@ export const ADAPTERS: readonly AdapterCase[] = [
       };
     },
   },
+  prismaCase("prisma (adapter-mariadb)", "mysql"),
 ];

@@ -1,6 +1,6 @@
 import { parseDuration } from "./duration.ts";
 
-/** The source documents' escalating schedule: at once, then 1m, 5m, 10m, 30m, 1h, 2h, 5h, 10h. */
+/** The default escalating schedule: at once, then 1m, 5m, 10m, 30m, 1h, 2h, 5h, 10h. */
 export const DEFAULT_SCHEDULE = ["1m", "5m", "10m", "30m", "1h", "2h", "5h", "10h"] as const;
 
 export interface RetryPolicy {

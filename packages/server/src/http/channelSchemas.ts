@@ -79,45 +79,48 @@ export type PatchChannel = Static<typeof PatchChannel>;
 export const ChannelParams = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,18}$" }) });
 export type ChannelParams = Static<typeof ChannelParams>;
 
-export const Channel = Type.Object({
-  id: Type.Integer(),
-  name: Type.String(),
-  type: Type.String(),
-  url: Type.Union([Type.String(), Type.Null()], { description: "a Slack URL with its token masked" }),
-  smtp: Type.Union([
-    Type.Object({
-      host: Type.String(),
-      port: Type.Integer(),
-      tls: Type.String(),
-      username: Type.Union([Type.String(), Type.Null()]),
-      password: Type.Union([Type.String(), Type.Null()], { description: "*** when set" }),
-      from: Type.String(),
-      to: Type.Array(Type.String()),
+export const Channel = Type.Object(
+  {
+    id: Type.Integer(),
+    name: Type.String(),
+    type: Type.String(),
+    url: Type.Union([Type.String(), Type.Null()], { description: "a Slack URL with its token masked" }),
+    smtp: Type.Union([
+      Type.Object({
+        host: Type.String(),
+        port: Type.Integer(),
+        tls: Type.String(),
+        username: Type.Union([Type.String(), Type.Null()]),
+        password: Type.Union([Type.String(), Type.Null()], { description: "*** when set" }),
+        from: Type.String(),
+        to: Type.Array(Type.String()),
+      }),
+      Type.Null(),
+    ]),
+    filter: Type.Object({ conditions: Type.Union([Type.Array(Type.String()), Type.Null()]), events: Type.Union([Type.Array(Type.String()), Type.Null()]) }),
+    perMinute: Type.Integer(),
+    retry: Type.Object({ schedule: Type.Array(Type.String()) }),
+    enabled: Type.Boolean(),
+    state: Type.Object({
+      waiting: Type.Integer({ description: "alert events not told of yet (at most 10000 counted)" }),
+      failures: Type.Integer({ description: "failed notifications in a row" }),
+      lastError: Type.Union([Type.String(), Type.Null()]),
+      lastErrorAt: NullableTimestamp,
+      lastSentAt: NullableTimestamp,
+      nextAttemptAt: NullableTimestamp,
+      sent: Type.Integer(),
     }),
-    Type.Null(),
-  ]),
-  filter: Type.Object({ conditions: Type.Union([Type.Array(Type.String()), Type.Null()]), events: Type.Union([Type.Array(Type.String()), Type.Null()]) }),
-  perMinute: Type.Integer(),
-  retry: Type.Object({ schedule: Type.Array(Type.String()) }),
-  enabled: Type.Boolean(),
-  state: Type.Object({
-    waiting: Type.Integer({ description: "alert events not told of yet (at most 10000 counted)" }),
-    failures: Type.Integer({ description: "failed notifications in a row" }),
-    lastError: Type.Union([Type.String(), Type.Null()]),
-    lastErrorAt: NullableTimestamp,
-    lastSentAt: NullableTimestamp,
-    nextAttemptAt: NullableTimestamp,
-    sent: Type.Integer(),
-  }),
-  recent: Type.Optional(
-    Type.Array(Type.Object({ at: Timestamp, events: Type.Integer(), ok: Type.Boolean(), error: Type.Union([Type.String(), Type.Null()]) }), {
-      description: "its last 10 notifications, newest first",
-    }),
-  ),
-  createdAt: Timestamp,
-  updatedAt: Timestamp,
-  secret: Type.Optional(Type.String({ description: "a webhook's signing secret: shown once" })),
-});
+    recent: Type.Optional(
+      Type.Array(Type.Object({ at: Timestamp, events: Type.Integer(), ok: Type.Boolean(), error: Type.Union([Type.String(), Type.Null()]) }), {
+        description: "its last 10 notifications, newest first",
+      }),
+    ),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    secret: Type.Optional(Type.String({ description: "a webhook's signing secret: shown once" })),
+  },
+  { $id: "Channel" },
+);
 
 export const ChannelTestResult = Type.Object({
   ok: Type.Boolean(),

@@ -19,6 +19,22 @@ const STATUS: Record<ErrorCode, number> = {
   audit_failed: 500,
 };
 
+/** Codes answered here alone: failures met before a route runs, or outside every handler. */
+const FRAMEWORK_STATUS = {
+  uri_too_long: 414,
+  unsupported_media_type: 415,
+  request_timeout: 408,
+  headers_too_large: 431,
+  internal: 500,
+} as const;
+
+/** Every `error.code` the service answers with (the SDK keeps the same list: test/apiTypes.test.ts). */
+export type ServiceErrorCode = ErrorCode | keyof typeof FRAMEWORK_STATUS;
+export const ERROR_CODES: readonly ServiceErrorCode[] = [
+  ...(Object.keys(STATUS) as ErrorCode[]),
+  ...(Object.keys(FRAMEWORK_STATUS) as Array<keyof typeof FRAMEWORK_STATUS>),
+];
+
 interface AjvError {
   instancePath: string;
   keyword: string;
@@ -67,13 +83,15 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
       void reply.status(400).send({ error: { code: "invalid_request", message: "the URL has an invalid percent-escape", field: "url" } });
       return;
     case "FST_ERR_MAX_PARAM_LENGTH":
-      void reply.status(414).send({ error: { code: "uri_too_long", message: "a path segment is longer than the limit", field: "url" } });
+      void reply
+        .status(FRAMEWORK_STATUS.uri_too_long)
+        .send({ error: { code: "uri_too_long", message: "a path segment is longer than the limit", field: "url" } });
       return;
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       void reply.status(413).send({ error: { code: "payload_too_large", message: "the request body is larger than the limit" } });
       return;
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      void reply.status(415).send({ error: { code: "unsupported_media_type", message: "send application/json" } });
+      void reply.status(FRAMEWORK_STATUS.unsupported_media_type).send({ error: { code: "unsupported_media_type", message: "send application/json" } });
       return;
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       void reply.status(400).send({ error: { code: "invalid_json", message: "the body is empty; send a JSON object" } });
@@ -102,7 +120,7 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
     return;
   }
   request.log.error({ err: error }, "request failed");
-  void reply.status(500).send({ error: { code: "internal", message: "internal error" } });
+  void reply.status(FRAMEWORK_STATUS.internal).send({ error: { code: "internal", message: "internal error" } });
 }
 
 /**
@@ -112,11 +130,11 @@ export function errorHandler(error: FastifyError | TidingsError, request: Fastif
  */
 export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket): void {
   if (error.code === "ECONNRESET" || socket.destroyed) return;
-  const [status, code, message] =
+  const [status, code, message]: [number, ServiceErrorCode, string] =
     error.code === "HPE_HEADER_OVERFLOW"
-      ? [431, "headers_too_large", "the request's headers are larger than the limit"]
+      ? [FRAMEWORK_STATUS.headers_too_large, "headers_too_large", "the request's headers are larger than the limit"]
       : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-        ? [408, "request_timeout", "the request was not received within the request timeout"]
+        ? [FRAMEWORK_STATUS.request_timeout, "request_timeout", "the request was not received within the request timeout"]
         : [400, "invalid_request", "the request is not valid HTTP"];
   // Only when nothing was written yet: a reply half sent cannot be followed by another.
   if (socket.writable && socket.bytesWritten === 0) {

@@ -1,4 +1,5 @@
 import { Type, type Static, type TNull, type TSchema, type TUnion } from "@sinclair/typebox";
+import { ERROR_CODES, type ServiceErrorCode } from "./errors.ts";
 
 /**
  * Request and response schemas: the one source of request types (Static<>), of validation
@@ -25,17 +26,23 @@ const Nullable = <T extends TSchema>(schema: T): TUnion<[T, TNull]> => {
   return Type.Union([schema, Type.Null()]);
 };
 
-export const ErrorBody = Type.Object({
-  error: Type.Object(
-    {
-      code: Type.String(),
-      message: Type.String(),
-      field: Type.Optional(Type.String({ description: "the request field at fault" })),
-      state: Type.Optional(Type.String({ description: "409 on commit/rollback: the message's current state" })),
-    },
-    { additionalProperties: true },
-  ),
-});
+/** One of the service's error codes (a plain string to the serializer: no check per answer). */
+const ErrorCodeSchema = Type.Unsafe<ServiceErrorCode>({ type: "string", enum: [...ERROR_CODES], description: "stable: match on it, never on the message" });
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object(
+      {
+        code: ErrorCodeSchema,
+        message: Type.String(),
+        field: Type.Optional(Type.String({ description: "the request field at fault" })),
+        state: Type.Optional(Type.String({ description: "409 on commit/rollback: the message's current state" })),
+      },
+      { additionalProperties: true },
+    ),
+  },
+  { $id: "Error" },
+);
 
 // ---- apps
 const ReadTopics = Type.Array(Topic, { maxItems: 100, description: "topics whose messages this app may read (to reconcile what it consumes)" });
@@ -59,14 +66,17 @@ export const PatchApp = Type.Object(
   { additionalProperties: false },
 );
 export type PatchApp = Static<typeof PatchApp>;
-export const App = Type.Object({
-  name: Type.String(),
-  checkUrl: Nullable(Type.String()),
-  readTopics: Type.Array(Type.String()),
-  enabled: Type.Boolean({ description: "false while disabled: the app's key is refused with 403 app_disabled" }),
-  createdAt: Timestamp,
-  updatedAt: Timestamp,
-});
+export const App = Type.Object(
+  {
+    name: Type.String(),
+    checkUrl: Nullable(Type.String()),
+    readTopics: Type.Array(Type.String()),
+    enabled: Type.Boolean({ description: "false while disabled: the app's key is refused with 403 app_disabled" }),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  },
+  { $id: "App" },
+);
 export const AppCreated = Type.Intersect([App, Type.Object({ apiKey: Type.String(), secret: Type.String() })]);
 export const AppChanged = Type.Intersect([App, Type.Object({ apiKey: Type.Optional(Type.String()), secret: Type.Optional(Type.String()) })]);
 export const NameParams = Type.Object({ name: Type.String({ maxLength: 100 }) });
@@ -183,29 +193,32 @@ const CircuitOptions = Type.Union(
   { description: "the circuit breaker; absent: the defaults; null or false: no breaker" },
 );
 export type CircuitOptions = Static<typeof CircuitOptions>;
-const SubscriptionHealth = Type.Object({
-  state: Type.String({ description: "closed, open (deliveries wait; one probe at intervals) or half_open (a probe in flight)" }),
-  consecutiveFailures: Type.Integer(),
-  openedAt: Nullable(Timestamp),
-  nextProbeAt: Nullable(Timestamp),
-  closedAt: Nullable(Timestamp),
-  throttledUntil: Nullable({ ...Timestamp, description: "a receiver's 429 Retry-After: nothing of the subscription is sent before" }),
-  window: Nullable(
-    Type.Object(
-      { startedAt: Timestamp, attempts: Type.Integer(), failures: Type.Integer() },
-      { description: "with a failure ratio: the window being counted (it ends a window's length after startedAt); null: none yet" },
+const SubscriptionHealth = Type.Object(
+  {
+    state: Type.String({ description: "closed, open (deliveries wait; one probe at intervals) or half_open (a probe in flight)" }),
+    consecutiveFailures: Type.Integer(),
+    openedAt: Nullable(Timestamp),
+    nextProbeAt: Nullable(Timestamp),
+    closedAt: Nullable(Timestamp),
+    throttledUntil: Nullable({ ...Timestamp, description: "a receiver's 429 Retry-After: nothing of the subscription is sent before" }),
+    window: Nullable(
+      Type.Object(
+        { startedAt: Timestamp, attempts: Type.Integer(), failures: Type.Integer() },
+        { description: "with a failure ratio: the window being counted (it ends a window's length after startedAt); null: none yet" },
+      ),
     ),
-  ),
-  opens: Type.Integer({ description: "times the circuit opened" }),
-  history: Type.Array(
-    Type.Object({
-      event: Type.String({ description: "opened, closed, auto_paused or reset" }),
-      at: Timestamp,
-      detail: Type.String(),
-    }),
-    { description: "the last 20 transitions, newest first" },
-  ),
-});
+    opens: Type.Integer({ description: "times the circuit opened" }),
+    history: Type.Array(
+      Type.Object({
+        event: Type.String({ description: "opened, closed, auto_paused or reset" }),
+        at: Timestamp,
+        detail: Type.String(),
+      }),
+      { description: "the last 20 transitions, newest first" },
+    ),
+  },
+  { $id: "SubscriptionHealth" },
+);
 export const CreateSubscription = Type.Object(
   {
     name: Name,
@@ -240,46 +253,49 @@ export const PatchSubscription = Type.Object(
   { additionalProperties: false },
 );
 export type PatchSubscription = Static<typeof PatchSubscription>;
-export const Subscription = Type.Object({
-  name: Type.String(),
-  topic: Type.String(),
-  tags: Nullable(Type.Array(Type.String())),
-  endpoint: Type.Object({
-    type: Type.String(),
-    url: Type.String({ description: "broker URLs with the password masked: amqp://user:***@host" }),
-    headers: Type.Optional(StringMap),
-    exchange: Type.Optional(Type.String()),
-    routingKey: Type.Optional(Type.String()),
-    subject: Type.Optional(Type.String()),
-    stream: Type.Optional(Type.String()),
-    maxLen: Type.Optional(Type.Integer()),
-  }),
-  retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
-  enabled: Type.Boolean(),
-  circuitState: Type.Optional(
-    Type.Union([Type.Literal("closed"), Type.Literal("open"), Type.Literal("half_open")], {
-      description: "in lists: the circuit's state (its details in `health`)",
+export const Subscription = Type.Object(
+  {
+    name: Type.String(),
+    topic: Type.String(),
+    tags: Nullable(Type.Array(Type.String())),
+    endpoint: Type.Object({
+      type: Type.String(),
+      url: Type.String({ description: "broker URLs with the password masked: amqp://user:***@host" }),
+      headers: Type.Optional(StringMap),
+      exchange: Type.Optional(Type.String()),
+      routingKey: Type.Optional(Type.String()),
+      subject: Type.Optional(Type.String()),
+      stream: Type.Optional(Type.String()),
+      maxLen: Type.Optional(Type.Integer()),
     }),
-  ),
-  maxInFlight: Nullable(Type.Integer({ description: "null: the service default" })),
-  rateLimit: Nullable(Type.Number({ description: "attempts per second across all nodes; null: none" })),
-  ordering: Ordering,
-  onDead: OnDead,
-  circuit: Nullable(
-    Type.Object({
-      failures: Nullable(Type.Integer({ description: "null: only the failure ratio opens it" })),
-      failureRatio: Nullable(Type.Number({ description: "null: no ratio" })),
-      window: Nullable(Type.String()),
-      minAttempts: Nullable(Type.Integer()),
-      probeEvery: Type.String(),
-      pauseAfter: Nullable(Type.String()),
-    }),
-  ),
-  health: Type.Optional(SubscriptionHealth),
-  createdAt: Timestamp,
-  updatedAt: Timestamp,
-  secret: Type.Optional(Type.String({ description: "only when created or rotated" })),
-});
+    retry: Type.Object({ schedule: Type.Array(Type.String()), maxAttempts: Type.Integer(), window: Nullable(Type.String()) }),
+    enabled: Type.Boolean(),
+    circuitState: Type.Optional(
+      Type.Union([Type.Literal("closed"), Type.Literal("open"), Type.Literal("half_open")], {
+        description: "in lists: the circuit's state (its details in `health`)",
+      }),
+    ),
+    maxInFlight: Nullable(Type.Integer({ description: "null: the service default" })),
+    rateLimit: Nullable(Type.Number({ description: "attempts per second across all nodes; null: none" })),
+    ordering: Ordering,
+    onDead: OnDead,
+    circuit: Nullable(
+      Type.Object({
+        failures: Nullable(Type.Integer({ description: "null: only the failure ratio opens it" })),
+        failureRatio: Nullable(Type.Number({ description: "null: no ratio" })),
+        window: Nullable(Type.String()),
+        minAttempts: Nullable(Type.Integer()),
+        probeEvery: Type.String(),
+        pauseAfter: Nullable(Type.String()),
+      }),
+    ),
+    health: Type.Optional(SubscriptionHealth),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    secret: Type.Optional(Type.String({ description: "only when created or rotated" })),
+  },
+  { $id: "Subscription" },
+);
 export const ResendDead = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
@@ -324,54 +340,63 @@ export const MessageBatch = Type.Object(
   { additionalProperties: false },
 );
 export type MessageBatch = Static<typeof MessageBatch>;
-export const Delivery = Type.Object({
-  id: Type.Integer({ description: "the delivery's id (for POST /v1/deliveries/:id/skip)" }),
-  subscription: Type.String(),
-  state: Type.String(),
-  attempts: Type.Integer(),
-  nextAttemptAt: Nullable(Timestamp),
-  lastStatus: Nullable(Type.Integer()),
-  lastError: Nullable(Type.String()),
-  deliveredAt: Nullable(Timestamp),
-  deadAt: Nullable(Timestamp),
-  deadReason: Nullable(Type.String()),
-  outcome: Nullable(
-    Type.String({ description: "what the consumer reported (POST /v1/outcomes): applied, duplicate or failed; null when it reported nothing" }),
-  ),
-  outcomeAt: Nullable(Timestamp),
-  outcomeError: Nullable(Type.String({ description: "a failed outcome's error" })),
-});
-export const Message = Type.Object({
-  id: Type.String(),
-  app: Nullable(Type.String()),
-  topic: Type.String(),
-  tag: Nullable(Type.String()),
-  key: Nullable(Type.String()),
-  payload: Type.Unknown(),
-  headers: StringMap,
-  state: Type.String(),
-  deliverAt: Timestamp,
-  createdAt: Timestamp,
-  committedAt: Nullable(Timestamp),
-  rolledBackAt: Nullable(Timestamp),
-  checks: Type.Integer({ description: "check-backs made while prepared" }),
-  nextCheckAt: Nullable(Timestamp),
-  inDoubtAt: Nullable(Timestamp),
-  completedAt: Type.Optional(Nullable({ ...Timestamp, description: "when every delivery's consumer reported it applied (or duplicate)" })),
-  deliveries: Type.Optional(Type.Array(Delivery)),
-});
+export const Delivery = Type.Object(
+  {
+    id: Type.Integer({ description: "the delivery's id (for POST /v1/deliveries/:id/skip)" }),
+    subscription: Type.String(),
+    state: Type.String(),
+    attempts: Type.Integer(),
+    nextAttemptAt: Nullable(Timestamp),
+    lastStatus: Nullable(Type.Integer()),
+    lastError: Nullable(Type.String()),
+    deliveredAt: Nullable(Timestamp),
+    deadAt: Nullable(Timestamp),
+    deadReason: Nullable(Type.String()),
+    outcome: Nullable(
+      Type.String({ description: "what the consumer reported (POST /v1/outcomes): applied, duplicate or failed; null when it reported nothing" }),
+    ),
+    outcomeAt: Nullable(Timestamp),
+    outcomeError: Nullable(Type.String({ description: "a failed outcome's error" })),
+  },
+  { $id: "Delivery" },
+);
+export const Message = Type.Object(
+  {
+    id: Type.String(),
+    app: Nullable(Type.String()),
+    topic: Type.String(),
+    tag: Nullable(Type.String()),
+    key: Nullable(Type.String()),
+    payload: Type.Unknown(),
+    headers: StringMap,
+    state: Type.String(),
+    deliverAt: Timestamp,
+    createdAt: Timestamp,
+    committedAt: Nullable(Timestamp),
+    rolledBackAt: Nullable(Timestamp),
+    checks: Type.Integer({ description: "check-backs made while prepared" }),
+    nextCheckAt: Nullable(Timestamp),
+    inDoubtAt: Nullable(Timestamp),
+    completedAt: Type.Optional(Nullable({ ...Timestamp, description: "when every delivery's consumer reported it applied (or duplicate)" })),
+    deliveries: Type.Optional(Type.Array(Delivery)),
+  },
+  { $id: "Message" },
+);
 export const CommitMany = Type.Object({ ids: Type.Array(MessageId, { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false });
 export type CommitMany = Static<typeof CommitMany>;
-export const CommitResult = Type.Object({
-  id: Type.String(),
-  state: Type.Optional(Type.String({ description: "committed" })),
-  error: Type.Optional(
-    Type.Object(
-      { code: Type.String(), message: Type.String(), state: Type.Optional(Type.String({ description: "conflict: the message's current state" })) },
-      { additionalProperties: true },
+export const CommitResult = Type.Object(
+  {
+    id: Type.String(),
+    state: Type.Optional(Type.String({ description: "committed" })),
+    error: Type.Optional(
+      Type.Object(
+        { code: ErrorCodeSchema, message: Type.String(), state: Type.Optional(Type.String({ description: "conflict: the message's current state" })) },
+        { additionalProperties: true },
+      ),
     ),
-  ),
-});
+  },
+  { $id: "CommitResult" },
+);
 export const MessageIdParams = Type.Object({ id: Type.String({ maxLength: 200 }) });
 export type MessageIdParams = Static<typeof MessageIdParams>;
 export const ListMessagesQuery = Type.Object(
@@ -402,20 +427,26 @@ export const SubscriptionTarget = Type.Object(
   { additionalProperties: false },
 );
 export type SubscriptionTarget = Static<typeof SubscriptionTarget>;
-export const Check = Type.Object({
-  at: Timestamp,
-  check: Type.Integer(),
-  statusCode: Nullable(Type.Integer()),
-  answer: Nullable(Type.String()),
-  latencyMs: Type.Integer(),
-  error: Nullable(Type.String()),
-});
-export const Attempt = Type.Object({
-  at: Timestamp,
-  subscription: Type.String(),
-  attempt: Type.Integer(),
-  outcome: Type.String(),
-  statusCode: Nullable(Type.Integer()),
-  latencyMs: Type.Integer(),
-  error: Nullable(Type.String()),
-});
+export const Check = Type.Object(
+  {
+    at: Timestamp,
+    check: Type.Integer(),
+    statusCode: Nullable(Type.Integer()),
+    answer: Nullable(Type.String()),
+    latencyMs: Type.Integer(),
+    error: Nullable(Type.String()),
+  },
+  { $id: "Check" },
+);
+export const Attempt = Type.Object(
+  {
+    at: Timestamp,
+    subscription: Type.String(),
+    attempt: Type.Integer(),
+    outcome: Type.String(),
+    statusCode: Nullable(Type.Integer()),
+    latencyMs: Type.Integer(),
+    error: Nullable(Type.String()),
+  },
+  { $id: "Attempt" },
+);

@@ -87,6 +87,9 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },
+    // A schema with an `$id` (Message, Delivery, Error, …) inside an answer is a component of that
+    // name, so that types generated from the document read as the API's nouns, not `def-0`.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === "string" ? json.$id : `def-${i}`) },
     transformObject: (document) =>
       "openapiObject" in document
         ? (finishOpenApi(document.openapiObject as Record<string, unknown>) as typeof document.openapiObject)

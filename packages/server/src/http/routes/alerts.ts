@@ -11,38 +11,41 @@ import { ErrorBody } from "../schemas.ts";
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 const Time = Type.String({ format: "date-time" });
 
-const Alert = Type.Object({
-  id: Type.Integer(),
-  condition: Type.String({
-    description:
-      "delivery_dead, key_blocked, message_in_doubt, circuit_open, subscription_auto_paused, pending_too_old, check_url_failing (or one raised from outside, e.g. a relay's)",
-  }),
-  subject: Type.String({ description: 'what it is about, and its group: "subscription orders", "app shop", "admin"' }),
-  subscription: Nullable(Type.String()),
-  app: Nullable(Type.String()),
-  state: Type.String({ description: "open, acknowledged or resolved" }),
-  count: Type.Integer({ description: "occurrences counted into it (for pending_too_old and check_url_failing: checks that found it, failures in a row)" }),
-  firstAt: Time,
-  lastAt: Time,
-  detail: Type.String({ description: "the latest occurrence" }),
-  examples: Type.Array(
-    Type.Object({
-      messageId: Type.Optional(Type.String()),
-      deliveryId: Type.Optional(Type.Integer()),
-      detail: Type.Optional(Type.String()),
-      at: Type.Optional(Type.String()),
+const Alert = Type.Object(
+  {
+    id: Type.Integer(),
+    condition: Type.String({
+      description:
+        "delivery_dead, key_blocked, message_in_doubt, circuit_open, subscription_auto_paused, pending_too_old, check_url_failing (or one raised from outside, e.g. a relay's)",
     }),
-    { description: "the latest occurrences, newest first, at most 10" },
-  ),
-  link: Nullable(Type.String({ description: "the console page to act on it (a hash path)" })),
-  nextStep: Nullable(Type.String()),
-  acknowledgedAt: Nullable(Time),
-  acknowledgedBy: Nullable(Type.String()),
-  acknowledgeNote: Nullable(Type.String()),
-  resolvedAt: Nullable(Time),
-  resolvedBy: Nullable(Type.String({ description: '"tidings" when its condition cleared' })),
-  resolveNote: Nullable(Type.String()),
-});
+    subject: Type.String({ description: 'what it is about, and its group: "subscription orders", "app shop", "admin"' }),
+    subscription: Nullable(Type.String()),
+    app: Nullable(Type.String()),
+    state: Type.String({ description: "open, acknowledged or resolved" }),
+    count: Type.Integer({ description: "occurrences counted into it (for pending_too_old and check_url_failing: checks that found it, failures in a row)" }),
+    firstAt: Time,
+    lastAt: Time,
+    detail: Type.String({ description: "the latest occurrence" }),
+    examples: Type.Array(
+      Type.Object({
+        messageId: Type.Optional(Type.String()),
+        deliveryId: Type.Optional(Type.Integer()),
+        detail: Type.Optional(Type.String()),
+        at: Type.Optional(Type.String()),
+      }),
+      { description: "the latest occurrences, newest first, at most 10" },
+    ),
+    link: Nullable(Type.String({ description: "the console page to act on it (a hash path)" })),
+    nextStep: Nullable(Type.String()),
+    acknowledgedAt: Nullable(Time),
+    acknowledgedBy: Nullable(Type.String()),
+    acknowledgeNote: Nullable(Type.String()),
+    resolvedAt: Nullable(Time),
+    resolvedBy: Nullable(Type.String({ description: '"tidings" when its condition cleared' })),
+    resolveNote: Nullable(Type.String()),
+  },
+  { $id: "Alert" },
+);
 const AlertQuery = Type.Object(
   {
     state: Type.Optional(

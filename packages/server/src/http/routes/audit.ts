@@ -21,18 +21,21 @@ const AuditQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const AuditEntry = Type.Object({
-  id: Type.Integer(),
-  at: Timestamp,
-  actorKind: Type.Union([Type.Literal("admin"), Type.Literal("operator"), Type.Literal("app")]),
-  actor: Type.String(),
-  address: Nullable(Type.String()),
-  action: Type.String(),
-  target: Nullable(Type.String()),
-  before: Type.Unknown({ description: "a configuration object before the change, as the API shows it, secrets left out" }),
-  after: Type.Unknown({ description: "the object after the change (null after a deletion)" }),
-  detail: Type.Unknown({ description: "the request's options and a hand action's result" }),
-});
+const AuditEntry = Type.Object(
+  {
+    id: Type.Integer(),
+    at: Timestamp,
+    actorKind: Type.Union([Type.Literal("admin"), Type.Literal("operator"), Type.Literal("app")]),
+    actor: Type.String(),
+    address: Nullable(Type.String()),
+    action: Type.String(),
+    target: Nullable(Type.String()),
+    before: Type.Unknown({ description: "a configuration object before the change, as the API shows it, secrets left out" }),
+    after: Type.Unknown({ description: "the object after the change (null after a deletion)" }),
+    detail: Type.Unknown({ description: "the request's options and a hand action's result" }),
+  },
+  { $id: "AuditEntry" },
+);
 
 /** The audit log: who changed what, newest first (every person may read it). */
 export function auditRoutes(app: FastifyInstance, s: RouteServices): void {

@@ -23,27 +23,30 @@ const ListDeliveriesQuery = Type.Object(
 );
 type ListDeliveriesQuery = Static<typeof ListDeliveriesQuery>;
 
-const ListedDelivery = Type.Object({
-  id: Type.Integer(),
-  messageId: Type.String(),
-  topic: Type.String(),
-  tag: Nullable(Type.String()),
-  key: Nullable(Type.String()),
-  subscription: Type.String(),
-  state: Type.String(),
-  attempts: Type.Integer(),
-  nextAttemptAt: Nullable(Timestamp),
-  lastAttemptAt: Nullable(Timestamp),
-  lastStatus: Nullable(Type.Integer()),
-  lastError: Nullable(Type.String()),
-  deliveredAt: Nullable(Timestamp),
-  deadAt: Nullable(Timestamp),
-  deadReason: Nullable(Type.String()),
-  outcome: Nullable(Type.String({ description: "what the consumer reported: applied, duplicate or failed; null when it reported nothing" })),
-  outcomeAt: Nullable(Timestamp),
-  outcomeError: Nullable(Type.String()),
-  createdAt: Timestamp,
-});
+const ListedDelivery = Type.Object(
+  {
+    id: Type.Integer(),
+    messageId: Type.String(),
+    topic: Type.String(),
+    tag: Nullable(Type.String()),
+    key: Nullable(Type.String()),
+    subscription: Type.String(),
+    state: Type.String(),
+    attempts: Type.Integer(),
+    nextAttemptAt: Nullable(Timestamp),
+    lastAttemptAt: Nullable(Timestamp),
+    lastStatus: Nullable(Type.Integer()),
+    lastError: Nullable(Type.String()),
+    deliveredAt: Nullable(Timestamp),
+    deadAt: Nullable(Timestamp),
+    deadReason: Nullable(Type.String()),
+    outcome: Nullable(Type.String({ description: "what the consumer reported: applied, duplicate or failed; null when it reported nothing" })),
+    outcomeAt: Nullable(Timestamp),
+    outcomeError: Nullable(Type.String()),
+    createdAt: Timestamp,
+  },
+  { $id: "ListedDelivery" },
+);
 
 const DeliveryIdParams = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,18}$", description: "the delivery's id" }) }, { additionalProperties: false });
 

@@ -28,16 +28,19 @@ const FeedQuery = Type.Object(
 );
 type FeedQuery = Static<typeof FeedQuery>;
 
-const FeedItem = Type.Object({
-  id: Type.String({ description: "the message's full id (`<app>/<id>`), as its deliveries carry it" }),
-  topic: Type.String(),
-  tag: Type.Union([Type.String(), Type.Null()]),
-  key: Type.Union([Type.String(), Type.Null()]),
-  payload: Type.Unknown(),
-  headers: Type.Record(Type.String(), Type.String()),
-  createdAt: Type.String({ format: "date-time" }),
-  committedAt: Type.String({ format: "date-time" }),
-});
+const FeedItem = Type.Object(
+  {
+    id: Type.String({ description: "the message's full id (`<app>/<id>`), as its deliveries carry it" }),
+    topic: Type.String(),
+    tag: Type.Union([Type.String(), Type.Null()]),
+    key: Type.Union([Type.String(), Type.Null()]),
+    payload: Type.Unknown(),
+    headers: Type.Record(Type.String(), Type.String()),
+    createdAt: Type.String({ format: "date-time" }),
+    committedAt: Type.String({ format: "date-time" }),
+  },
+  { $id: "FeedMessage" },
+);
 
 /** A time as the database compares it; the schema checked its form, this that it is a real instant. */
 function instant(field: string, text: string | undefined): string | undefined {

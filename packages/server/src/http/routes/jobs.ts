@@ -9,23 +9,26 @@ import { preference } from "../prefer.ts";
 import { handAction } from "../../domain/audit.ts";
 import { ErrorBody, NameParams, ResendDead } from "../schemas.ts";
 
-export const Job = Type.Object({
-  id: Type.String(),
-  kind: Type.String({ description: "resend_dead, or recover" }),
-  subscription: Type.String(),
-  state: Type.Union([Type.Literal("running"), Type.Literal("succeeded"), Type.Literal("failed")]),
-  total: Type.Integer({ description: "how many it will re-send" }),
-  done: Type.Integer({ description: "how many it has re-sent: it moves with each committed batch" }),
-  batches: Type.Integer(),
-  batchSize: Type.Integer(),
-  error: Type.Union([Type.String(), Type.Null()]),
-  createdAt: Type.String({ format: "date-time" }),
-  finishedAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
-  since: Type.Union([Type.String({ format: "date-time" }), Type.Null()], { description: "a recovery's window: messages created from this time" }),
-  until: Type.Union([Type.String({ format: "date-time" }), Type.Null()], {
-    description: "a recovery's window: messages created before this time (null: open)",
-  }),
-});
+export const Job = Type.Object(
+  {
+    id: Type.String(),
+    kind: Type.String({ description: "resend_dead, or recover" }),
+    subscription: Type.String(),
+    state: Type.Union([Type.Literal("running"), Type.Literal("succeeded"), Type.Literal("failed")]),
+    total: Type.Integer({ description: "how many it will re-send" }),
+    done: Type.Integer({ description: "how many it has re-sent: it moves with each committed batch" }),
+    batches: Type.Integer(),
+    batchSize: Type.Integer(),
+    error: Type.Union([Type.String(), Type.Null()]),
+    createdAt: Type.String({ format: "date-time" }),
+    finishedAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+    since: Type.Union([Type.String({ format: "date-time" }), Type.Null()], { description: "a recovery's window: messages created from this time" }),
+    until: Type.Union([Type.String({ format: "date-time" }), Type.Null()], {
+      description: "a recovery's window: messages created before this time (null: open)",
+    }),
+  },
+  { $id: "Job" },
+);
 const JobParams = Type.Object({ id: Type.String({ maxLength: 100 }) });
 type JobParams = Static<typeof JobParams>;
 const ListJobsQuery = Type.Object({ subscription: Type.Optional(Type.String({ maxLength: 100 })) }, { additionalProperties: false });

@@ -21,12 +21,15 @@ const PatchOperator = Type.Object(
   },
   { additionalProperties: false, minProperties: 1 },
 );
-const Operator = Type.Object({
-  name: Type.String(),
-  role: Role,
-  createdAt: Type.String({ format: "date-time" }),
-  updatedAt: Type.String({ format: "date-time" }),
-});
+const Operator = Type.Object(
+  {
+    name: Type.String(),
+    role: Role,
+    createdAt: Type.String({ format: "date-time" }),
+    updatedAt: Type.String({ format: "date-time" }),
+  },
+  { $id: "Operator" },
+);
 const OperatorWithKey = Type.Intersect([Operator, Type.Object({ key: Type.Optional(Type.String({ description: "the operator's key, shown this once" })) })]);
 
 /** Whether the caller is the operator named `name` (who may not remove or demote themselves). */

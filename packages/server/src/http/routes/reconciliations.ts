@@ -54,24 +54,27 @@ const Report = Type.Object(
 );
 type Report = Static<typeof Report>;
 
-const Run = Type.Object({
-  id: Type.Integer(),
-  app: Type.Union([Type.String(), Type.Null()], { description: "the app whose key reported it; null: a person" }),
-  kind: Type.String(),
-  subscription: Type.Union([Type.String(), Type.Null()]),
-  topic: Type.Union([Type.String(), Type.Null()]),
-  reporter: Type.String(),
-  since: Type.String({ format: "date-time" }),
-  until: Type.String({ format: "date-time" }),
-  startedAt: Type.String({ format: "date-time" }),
-  finishedAt: Type.String({ format: "date-time" }),
-  counts: Type.Object({ checked: Type.Integer(), missing: Type.Integer(), repaired: Type.Integer(), failed: Type.Integer() }),
-  differences: Type.Optional(
-    Type.Array(Type.Object({ id: Type.String(), problem: Type.String(), action: Type.String(), error: Type.Union([Type.String(), Type.Null()]) })),
-  ),
-  differencesOmitted: Type.Integer(),
-  receivedAt: Type.String({ format: "date-time" }),
-});
+const Run = Type.Object(
+  {
+    id: Type.Integer(),
+    app: Type.Union([Type.String(), Type.Null()], { description: "the app whose key reported it; null: a person" }),
+    kind: Type.String(),
+    subscription: Type.Union([Type.String(), Type.Null()]),
+    topic: Type.Union([Type.String(), Type.Null()]),
+    reporter: Type.String(),
+    since: Type.String({ format: "date-time" }),
+    until: Type.String({ format: "date-time" }),
+    startedAt: Type.String({ format: "date-time" }),
+    finishedAt: Type.String({ format: "date-time" }),
+    counts: Type.Object({ checked: Type.Integer(), missing: Type.Integer(), repaired: Type.Integer(), failed: Type.Integer() }),
+    differences: Type.Optional(
+      Type.Array(Type.Object({ id: Type.String(), problem: Type.String(), action: Type.String(), error: Type.Union([Type.String(), Type.Null()]) })),
+    ),
+    differencesOmitted: Type.Integer(),
+    receivedAt: Type.String({ format: "date-time" }),
+  },
+  { $id: "ReconciliationRun" },
+);
 
 const ListQuery = Type.Object(
   {

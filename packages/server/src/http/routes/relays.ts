@@ -31,20 +31,23 @@ const Heartbeat = Type.Object(
 );
 type Heartbeat = Static<typeof Heartbeat>;
 
-const Relay = Type.Object({
-  app: Type.Union([Type.String(), Type.Null()], { description: "null for a relay that ships the admin's own messages" }),
-  name: Type.String(),
-  pending: Type.Integer(),
-  failed: Type.Integer(),
-  oldestPendingSeconds: Type.Union([Type.Number(), Type.Null()]),
-  lastSentAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
-  intervalMs: Type.Integer(),
-  firstSeenAt: Type.String({ format: "date-time" }),
-  lastSeenAt: Type.String({ format: "date-time" }),
-  stoppedAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
-  heartbeatAgeSeconds: Type.Number(),
-  stale: Type.Boolean({ description: "not stopped, and no heartbeat for longer than TIDINGS_RELAY_STALE_AFTER" }),
-});
+const Relay = Type.Object(
+  {
+    app: Type.Union([Type.String(), Type.Null()], { description: "null for a relay that ships the admin's own messages" }),
+    name: Type.String(),
+    pending: Type.Integer(),
+    failed: Type.Integer(),
+    oldestPendingSeconds: Type.Union([Type.Number(), Type.Null()]),
+    lastSentAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+    intervalMs: Type.Integer(),
+    firstSeenAt: Type.String({ format: "date-time" }),
+    lastSeenAt: Type.String({ format: "date-time" }),
+    stoppedAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+    heartbeatAgeSeconds: Type.Number(),
+    stale: Type.Boolean({ description: "not stopped, and no heartbeat for longer than TIDINGS_RELAY_STALE_AFTER" }),
+  },
+  { $id: "Relay" },
+);
 const RelayParams = Type.Object({ app: Type.String({ pattern: "^(-|[a-z0-9][a-z0-9_.-]{0,62})$" }), name: RelayName });
 
 /** A relay's clock may be off; a lastSentAt further ahead than this is no real time. */

@@ -1,3 +1,5 @@
+import type { Static } from "@sinclair/typebox";
+import type { Job as JobSchema } from "../http/routes/jobs.ts";
 import { aboutSubscription, type Call, CommandError, subscriptionPath, withQuery } from "./client.ts";
 import { type Api, printJson, UsageError } from "./context.ts";
 import { orNone, table } from "./format.ts";
@@ -9,18 +11,8 @@ import { defined, when, wholeNumber } from "./values.ts";
  * and `jobs` to list and show them.
  */
 
-interface Job {
-  id: string;
-  kind: string;
-  subscription: string;
-  state: "running" | "succeeded" | "failed";
-  total: number;
-  done: number;
-  batches: number;
-  error: string | null;
-  createdAt: string;
-  finishedAt: string | null;
-}
+/** A job as the API answers it (a type-only import: nothing of the service is loaded). */
+type Job = Static<typeof JobSchema>;
 
 /** How often a followed job's progress is read. */
 const POLL_MS = 200;

@@ -1,47 +1,20 @@
-import { isOperatorCommand, runOperatorCommand } from "./operatorCommands.ts";
+import { existsSync } from "node:fs";
+import { CommanderError } from "commander";
+import { buildProgram } from "./cli/program.ts";
 
-const USAGE = `usage: tidings <command>
+/**
+ * The `tidings` command's entry point: the settings of `.env`, the program (cli/program.ts),
+ * and `serve` and `migrate`, the commands that start the service's parts (only this file may
+ * import them).
+ */
 
-  serve     run the service (API, dispatcher, console)
-  migrate   apply database migrations and exit
-  relay     ship a producer database's outbox rows to the service (tidings relay --help)
-  reconcile one reconciliation of a consumer's inbox or a producer's outbox against the service
-            over a window, reported (tidings reconcile --help)
-  listen    a local receiver that prints each delivery and checks its signature (tidings listen --help)
-  subscriptions [--topic T]                      a table: targets, ordering, limits, circuit states, backlogs
-  subscription <subscription>                    one subscription's policies, endpoint health and circuit history
-  retry-pending <subscription>                   make its waiting retries due now
-  recover <subscription> --since T [--until T]   re-send its dead and failed deliveries of a window
-  operators [list] | add <name> --role R | role <name> R | rotate-key <name> | remove <name>
-                                                 named operators with roles (viewer, operator, admin)
-            (these five call a running service: --url / TIDINGS_URL, --admin-key / TIDINGS_ADMIN_KEY
-            — the admin key or an operator's key with the role needed; --json prints the API's answer; --help)
+/** `.env` in the working directory, as most tools read it; a variable already set wins over the file. */
+function loadDotEnv(): void {
+  if (existsSync(".env")) process.loadEnvFile(".env");
+}
 
-Configuration comes from the environment: TIDINGS_PORT (7400), TIDINGS_HOST (127.0.0.1),
-TIDINGS_DATA_DIR (./.tidings), DATABASE_URL (none: embedded PostgreSQL), TIDINGS_ADMIN_KEY,
-TIDINGS_LOG_LEVEL (info). See the README for the rest.`;
-
-async function main(argv: string[]): Promise<number> {
-  const command = argv[0];
-  if (!command || command === "help" || command === "--help" || command === "-h") {
-    console.log(USAGE);
-    return command ? 0 : 2;
-  }
-  if (command === "relay") {
-    // The outbox relay sidecar lives in the SDK; it needs none of the service's configuration.
-    const { runRelayCli } = await import("@tidings/sdk/relay-cli");
-    return runRelayCli(argv.slice(1));
-  }
-  if (command === "reconcile") {
-    // Like the relay: an SDK job against the user's database, none of the service's configuration.
-    const { runReconcileCli } = await import("@tidings/sdk/reconcile-cli");
-    return runReconcileCli(argv.slice(1));
-  }
-  // The operators' commands only call the API: run from the sources, they load none of the
-  // service's modules (0.8 s to start through tsx instead of 2.7 s).
-  if (isOperatorCommand(command)) return runOperatorCommand(command, argv.slice(1));
-  if (command === "operators") return (await import("./operatorsCommand.ts")).runOperatorsCommand(argv.slice(1));
-  if (command === "listen") return (await import("./listenCommand.ts")).runListen(argv.slice(1));
+/** Starts the service's parts for `serve` and `migrate`; resolves to the exit code. */
+async function runServiceCommand(command: "serve" | "migrate"): Promise<number> {
   const [{ default: pino }, { ConfigError, loadConfig }, { startService }, { startEmbeddedDb }, { createPool }, { migrate }] = await Promise.all([
     import("pino"),
     import("./runtime/config.ts"),
@@ -108,8 +81,22 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  console.error(`tidings: unknown command "${command}"\n\n${USAGE}`);
   return 2;
+}
+
+/** What an exception of the argument parser means as an exit code: 0 after a help asked for, 2 for bad usage. */
+const parserExit = (error: CommanderError): number => (error.code === "commander.helpDisplayed" || error.code === "commander.version" ? 0 : 2);
+
+async function main(argv: string[]): Promise<number> {
+  loadDotEnv();
+  const program = buildProgram({ serve: () => runServiceCommand("serve"), migrate: () => runServiceCommand("migrate") });
+  try {
+    await program.parseAsync(argv, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) return parserExit(error);
+    throw error;
+  }
+  return Number(process.exitCode ?? 0);
 }
 
 main(process.argv.slice(2)).then(

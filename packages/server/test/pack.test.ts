@@ -153,7 +153,7 @@ test("the packed SDK and server, installed from their tarballs without a TypeScr
 
   // `npx tidings` from the installed server: built JavaScript behind a shebang.
   const help = await run("npx", ["--no", "--", "tidings", "--help"], { cwd: app, env: envFor({}) });
-  assert.match(help.stdout, /usage: tidings <command>/);
+  assert.match(help.stdout, /Usage: tidings <command>/);
   // `tidings relay` is the installed SDK's (its "./relay-cli" export).
   const relayHelp = await run("npx", ["--no", "--", "tidings", "relay", "--help"], { cwd: app, env: envFor({}) });
   assert.match(relayHelp.stdout, /--database-url/);

@@ -136,7 +136,7 @@ describe("the CLI shows subscriptions' policies and health", () => {
     assert.deepEqual([retried.code, retried.stderr], [1, "tidings retry-pending: no subscription named nope\n"]);
 
     const usage = await tidings("subscription");
-    assert.deepEqual([usage.code, /name one subscription/.test(usage.stderr)], [2, true]);
+    assert.deepEqual([usage.code, /missing required argument .subscription./.test(usage.stderr)], [2, true]);
 
     const unreachable = await runTidings(["subscriptions", "--url", "http://127.0.0.1:1"], { TIDINGS_ADMIN_KEY: ADMIN_KEY });
     assert.deepEqual([unreachable.code, /cannot reach http:\/\/127\.0\.0\.1:1/.test(unreachable.stderr)], [1, true]);

@@ -88,14 +88,28 @@ export interface TidingsRun {
   stderr: string;
 }
 
-/** Runs `tidings <args>` (from the same bundle) to its end, within `timeoutMs`; a non-zero exit is an answer, not an error. */
-export function runTidings(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<TidingsRun> {
+/**
+ * Runs `tidings <args>` (from the same bundle) to its end, within `timeoutMs`; a non-zero exit is
+ * an answer, not an error. `input` is its standard input (none: empty), `cwd` where it runs, `tty`:
+ * on a terminal (its output then as the terminal shows it).
+ */
+export function runTidings(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 60_000,
+  options: { input?: string; cwd?: string; tty?: boolean } = {},
+): Promise<TidingsRun> {
+  const command = [process.execPath, tidingsBundle(), ...args];
+  // tty: on a terminal of its own (script(1) gives it one), as a person runs it.
+  const quoted = command.map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(" ");
+  const [file, argv] = options.tty ? ["script", ["-qec", quoted, "/dev/null"]] : [command[0]!, command.slice(1)];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [tidingsBundle(), ...args], { env: { ...process.env, ...env }, timeout: timeoutMs }, (error, stdout, stderr) => {
+    const child = execFile(file, argv, { env: { ...process.env, ...env }, timeout: timeoutMs, cwd: options.cwd }, (error, stdout, stderr) => {
       const code = error ? (error as { code?: unknown }).code : 0;
       if (typeof code !== "number") reject(new Error(`tidings ${args[0]} did not end: ${error?.message}\n${stdout}${stderr}`));
       else resolve({ code, stdout, stderr });
     });
+    child.stdin?.end(options.input ?? "");
   });
 }
 

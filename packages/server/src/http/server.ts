@@ -7,6 +7,7 @@ import { recordAudit } from "./audit.ts";
 import { finishOpenApi } from "./openapiDocument.ts";
 import { nulField } from "./nul.ts";
 import { invalid } from "../domain/errors.ts";
+import { migrationState } from "../store/migrate.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { channelRoutes } from "./routes/channels.ts";
 import { messageRoutes } from "./routes/messages.ts";
@@ -115,7 +116,9 @@ export async function buildServer(s: RouteServices): Promise<FastifyInstance> {
   app.get("/healthz", { config, schema: { hide: true } }, async () => ({ ok: true }));
   app.get("/readyz", { config, schema: { hide: true } }, async (_request, reply) => {
     const ready = await s.ready();
-    return reply.status(ready ? 200 : 503).send({ ready });
+    // The migrations, for `tidings doctor`: those of the database against those this version has.
+    const migrations = ready ? await migrationState(s.db).catch(() => null) : null;
+    return reply.status(ready ? 200 : 503).send({ ready, ...(migrations ? { migrations } : {}) });
   });
   app.get("/metrics", { config, schema: { hide: true } }, async (_request, reply) => {
     const text = await s.metrics.registry.metrics();

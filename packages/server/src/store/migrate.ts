@@ -43,3 +43,17 @@ export async function migrate(db: Db, options: { upTo?: number } = {}): Promise<
     return applied;
   });
 }
+
+let latestKnown: number | undefined;
+
+/**
+ * The newest migration this version of the service has and the newest the database has
+ * applied (null: none): `/readyz` reports both, so that `tidings doctor` can tell a database
+ * behind the service, or ahead of it (another node upgraded first).
+ */
+export async function migrationState(db: Db): Promise<{ latest: number; applied: number | null }> {
+  latestKnown ??= Math.max(0, ...(await loadMigrations()).map((m) => m.version));
+  // Parameters: none. The ledger exists once the service has started on this database.
+  const { rows } = await db.query<{ version: number | null }>("select max(version) as version from tidings_migrations");
+  return { latest: latestKnown, applied: rows[0]?.version ?? null };
+}

@@ -1,6 +1,6 @@
 /**
- * The HTTP client of the operators' commands (`tidings retry-pending`, `recover`,
- * `subscriptions`, `subscription`): a running service's API, with the admin key.
+ * The HTTP client of the commands that call a running service's API (every command but serve,
+ * migrate, relay, reconcile and listen), with an app's key, an operator's or the admin key.
  */
 
 /** A failure to show the operator as is (exit 1); `status` is the service's answer, if it gave one. */
@@ -21,11 +21,19 @@ export interface Answer {
 
 export type Call = (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<Answer>;
 
-/** Each call is answered at once (`recover` asks with `Prefer: wait=0` and polls). */
+/** Each call is answered at once (the job commands ask with `Prefer: wait=0` or start a job, and poll). */
 const CALL_TIMEOUT_MS = 30_000;
 
-/** The service's address: --url, else TIDINGS_URL, else the default port on this host. */
-export const serviceUrl = (given: string | undefined, env: NodeJS.ProcessEnv): string => given ?? env.TIDINGS_URL ?? "http://127.0.0.1:7400";
+/** Where the service is when neither --url nor TIDINGS_URL says. */
+export const DEFAULT_URL = "http://127.0.0.1:7400";
+
+/** A path with a query string of the values given (undefined ones left out). */
+export function withQuery(path: string, query: Record<string, string | number | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, String(value));
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
 
 export function client(url: string, key: string): Call {
   return async (method, path, body, headers = {}) => {
@@ -59,12 +67,15 @@ export function client(url: string, key: string): Call {
 /** A subscription's path in the API. */
 export const subscriptionPath = (name: string): string => `/v1/subscriptions/${encodeURIComponent(name)}`;
 
-/** A call about one subscription, its 404 said plainly (the API's answer names the route instead). */
-export async function aboutSubscription<T>(name: string, call: () => Promise<T>): Promise<T> {
+/** A call about one thing named, its 404 said plainly (`no subscription named x`). */
+export async function about<T>(what: string, name: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
-    if (error instanceof CommandError && error.status === 404) throw new CommandError(`no subscription named ${name}`, 404);
+    if (error instanceof CommandError && error.status === 404) throw new CommandError(`no ${what} named ${name}`, 404);
     throw error;
   }
 }
+
+/** A call about one subscription, its 404 said plainly. */
+export const aboutSubscription = <T>(name: string, call: () => Promise<T>): Promise<T> => about("subscription", name, call);

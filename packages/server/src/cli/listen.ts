@@ -1,8 +1,9 @@
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
-import { parseArgs } from "node:util";
-import { signWebhook } from "./transports/signature.ts";
+import { signWebhook } from "../transports/signature.ts";
+import { UsageError } from "./context.ts";
+import { cut } from "./format.ts";
 
 /**
  * `tidings listen`: a local receiver for trying Tidings out or watching what a subscription
@@ -10,16 +11,6 @@ import { signWebhook } from "./transports/signature.ts";
  * subscription's secret (a bad one is answered 401, as a real receiver would), and answers the
  * rest with --status.
  */
-export const LISTEN_USAGE = `usage: tidings listen [--port N] [--host H] [--secret whsec_…] [--status N] [--json]
-
-  Receives deliveries and prints each: when, the message id, its topic, the signature, the body.
-
-  --port N       where to listen (default 7401; 0: any free port)
-  --host H       the address to listen on (default 127.0.0.1)
-  --secret S     the subscription's signing secret: deliveries with a bad or stale signature
-                 are answered 401 (env TIDINGS_LISTEN_SECRET)
-  --status N     the status to answer good deliveries with (default 200; e.g. 500 to see retries)
-  --json         one JSON object per delivery instead of a line`;
 
 /** A delivery's body is read up to this; a larger one is answered 413. */
 const MAX_BODY = 1024 * 1024;
@@ -43,37 +34,19 @@ export function checkSignature(secret: string, headers: IncomingMessage["headers
   });
 }
 
-const cut = (text: string, n: number) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+export interface ListenOptions {
+  port: string;
+  host: string;
+  secret?: string;
+  status: string;
+  json?: boolean;
+}
 
-export async function runListen(argv: string[]): Promise<number> {
-  const parse = () =>
-    parseArgs({
-      args: argv,
-      options: {
-        port: { type: "string", default: "7401" },
-        host: { type: "string", default: "127.0.0.1" },
-        secret: { type: "string" },
-        status: { type: "string", default: "200" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  let options: ReturnType<typeof parse>;
-  try {
-    options = parse();
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${LISTEN_USAGE}`);
-    return 2;
-  }
-  if (options.help) {
-    console.log(LISTEN_USAGE);
-    return 0;
-  }
+export async function runListen(options: ListenOptions): Promise<number> {
   const port = Number(options.port);
   const status = Number(options.status);
-  if (!Number.isInteger(port) || port < 0 || port > 65535 || !Number.isInteger(status) || status < 200 || status > 599) {
-    console.error(`--port must be 0-65535 and --status 200-599\n\n${LISTEN_USAGE}`);
-    return 2;
+  if (!/^\d+$/.test(options.port) || port > 65535 || !/^\d+$/.test(options.status) || status < 200 || status > 599) {
+    throw new UsageError("--port must be 0-65535 and --status 200-599");
   }
   const secret = options.secret ?? process.env.TIDINGS_LISTEN_SECRET;
 

@@ -1,7 +1,9 @@
 import type { Static } from "@sinclair/typebox";
-import type { Subscription as SubscriptionSchema } from "./http/schemas.ts";
-import type { Stats as StatsSchema } from "./http/routes/stats.ts";
-import { aboutSubscription, type Call, subscriptionPath } from "./operatorClient.ts";
+import type { Subscription as SubscriptionSchema } from "../http/schemas.ts";
+import type { Stats as StatsSchema } from "../http/routes/stats.ts";
+import { aboutSubscription, type Call, subscriptionPath } from "./client.ts";
+import { printJson } from "./context.ts";
+import { cut, fields, orNone, table } from "./format.ts";
 
 /**
  * `tidings subscriptions` and `tidings subscription <name>`: the delivery policies of each
@@ -13,8 +15,6 @@ type Stats = Static<typeof StatsSchema>;
 
 /** A target longer than this is cut (the table stays readable on a terminal). */
 const TARGET_WIDTH = 48;
-
-const cut = (text: string, width: number): string => (text.length > width ? `${text.slice(0, width - 1)}…` : text);
 
 const hostOf = (url: string): string => {
   try {
@@ -54,17 +54,11 @@ const countOf = (stats: Stats, counts: Record<string, number> | undefined, state
   return n >= stats.countCap ? `${n}+` : String(n);
 };
 
-/** Rows of cells as columns padded to their widest cell. */
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n");
-}
-
 export async function showSubscriptions(call: Call, options: { topic?: string; json: boolean }): Promise<number> {
   const list = (await call("GET", "/v1/subscriptions")).body as unknown as { items: Subscription[] };
   const items = options.topic === undefined ? list.items : list.items.filter((s) => s.topic === options.topic);
   if (options.json) {
-    console.log(JSON.stringify({ ...list, items }, null, 2));
+    printJson({ ...list, items });
     return 0;
   }
   if (items.length === 0) {
@@ -93,15 +87,10 @@ export async function showSubscriptions(call: Call, options: { topic?: string; j
   return 0;
 }
 
-const orNone = (value: string | null | undefined): string => value ?? "-";
-
-/** Label and value lines, the values lined up. */
-const fields = (pairs: Array<[string, string]>): string => pairs.map(([label, value]) => `  ${label.padEnd(22)}${value}`).join("\n");
-
 export async function showSubscription(call: Call, name: string, options: { json: boolean }): Promise<number> {
   const s = (await aboutSubscription(name, () => call("GET", subscriptionPath(name)))).body as unknown as Subscription;
   if (options.json) {
-    console.log(JSON.stringify(s, null, 2));
+    printJson(s);
     return 0;
   }
   const stats = (await call("GET", "/v1/stats")).body as unknown as Stats;

@@ -342,10 +342,12 @@ start_postgres() {
       -E UTF8 --locale=C.UTF-8 --no-sync --no-instructions ) > "$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log"; return 1; }
   local t1; t1=$(now_ms)
+  # max_connections 300: two test files at once can hold more than the default 100 (the crash matrix's
+  # producers park a connection per transaction they are killed in, beside two services' pools).
   # pg_ctl -w polls until the server accepts connections (postmaster.pid + a test connection); the postmaster
   # detaches from pg_ctl, so its pid comes from postmaster.pid.
   ( cd "$dir" && "${asuser[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t "$DEADLINE_S" \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock -c fsync=off -c full_page_writes=off" start ) \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock -c fsync=off -c full_page_writes=off -c max_connections=300" start ) \
       > "$dir/pg_ctl.log" 2>&1 </dev/null || rc=$?
   # SIGINT = "fast" shutdown (rolls back, disconnects, clean stop)
   [[ -f $dir/data/postmaster.pid ]] && record_pid "$dir" "$(head -1 "$dir/data/postmaster.pid")" INT

@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
-import { ADMIN_KEY, spawnTidings, startTestService, type RunningService } from "@tidings/testkit/service";
+import { ADMIN_KEY, runTidings, spawnTidings, startTestService, type RunningService } from "@tidings/testkit/service";
 import { waitFor } from "@tidings/testkit/wait";
 import { api } from "./support/api.ts";
 
@@ -64,5 +64,13 @@ test("tidings listen prints each delivery with its signature checked; a delivery
     await waitFor("that delivery dead", async () => (await admin.get(`/v1/messages/${forged.body.id}`)).body.deliveries[0].state === "dead");
   } finally {
     await listener.kill("SIGTERM");
+  }
+});
+
+test("tidings listen refuses a secret that is empty or not a signing secret (an unset variable), instead of checking nothing", async () => {
+  for (const secret of ["", "not-a-secret"]) {
+    const run = await runTidings(["listen", "--port", "0", "--secret", secret]);
+    assert.equal(run.code, 2, `--secret ${JSON.stringify(secret)}: ${run.stdout}${run.stderr}`);
+    assert.match(run.stderr, /--secret must be the subscription's signing secret/);
   }
 });

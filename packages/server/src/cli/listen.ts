@@ -49,6 +49,8 @@ export async function runListen(options: ListenOptions): Promise<number> {
     throw new UsageError("--port must be 0-65535 and --status 200-599");
   }
   const secret = options.secret ?? process.env.TIDINGS_LISTEN_SECRET;
+  // An empty one is a mistake (a variable that was not set), not "check nothing".
+  if (secret !== undefined && !/^whsec_\S+$/.test(secret)) throw new UsageError("--secret must be the subscription's signing secret, whsec_…");
 
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];

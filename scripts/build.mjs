@@ -4,6 +4,8 @@
 // package stays in node_modules. The SQL (the service's migrations, the SDK's tables) is inlined
 // (scripts/inlineSql.mjs); the console's files are found from the package root.
 import { build } from "esbuild";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { inlineSql } from "./inlineSql.mjs";
 
@@ -20,9 +22,21 @@ const option = (name) => {
 const outfile = option("--outfile") ?? `${root}packages/server/dist/tidings.mjs`;
 const entry = option("--entry") ?? `${root}packages/server/src/cli.ts`;
 
+// Split at the dynamic imports: a command loads only its own modules and packages (`tidings
+// --help` or `tidings send` none of the service's: 0.15 s instead of 0.65 s). The chunks sit
+// beside the entry (`tidings-<chunk>-<hash>.mjs`), named after it, so builds of other entries in the same folder (one per test
+// process) never share or overwrite one; every module stays one level below the package root.
+const name = basename(outfile).replace(/\.mjs$/, "");
+// The chunks of an earlier build of this entry are replaced, not left to pile up.
+if (existsSync(dirname(outfile))) {
+  for (const file of readdirSync(dirname(outfile))) if (file.startsWith(`${name}-`)) rmSync(join(dirname(outfile), file), { force: true });
+}
 await build({
-  entryPoints: [entry],
-  outfile,
+  entryPoints: [{ in: entry, out: name }],
+  outdir: dirname(outfile),
+  outExtension: { ".js": ".mjs" },
+  splitting: true,
+  chunkNames: `${name}-[name]-[hash]`,
   bundle: true,
   platform: "node",
   format: "esm",

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
-import { basename, dirname } from "node:path";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const BUILD = fileURLToPath(new URL("../../../scripts/build.mjs", import.meta.url));
@@ -23,8 +23,11 @@ export function bundled(entry: string, outfile?: string): string {
   const result = spawnSync(process.execPath, [BUILD, "--quiet", "--entry", entry, "--outfile", out], { stdio: "inherit" });
   if (result.status !== 0) throw new Error(`bundling ${entry} failed (exit ${result.status})`);
   process.once("exit", () => {
-    rmSync(out, { force: true });
-    rmSync(`${out}.map`, { force: true });
+    // The entry, and the chunks built beside it (named after it: scripts/build.mjs).
+    const chunks = `${basename(out).replace(/\.mjs$/, "")}-`;
+    for (const file of [basename(out), `${basename(out)}.map`, ...readdirSync(dirname(out)).filter((f) => f.startsWith(chunks))]) {
+      rmSync(join(dirname(out), file), { force: true });
+    }
   });
   built.set(entry, out);
   return out;

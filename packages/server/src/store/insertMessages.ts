@@ -52,7 +52,7 @@ export function rowsJson(messages: readonly NewMessage[]): string {
   const rows = new Array<unknown>(messages.length);
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i]!;
-    rows[i] = {
+    const row: Record<string, unknown> = {
       id: m.id,
       app: m.app,
       topic: m.topic,
@@ -64,9 +64,14 @@ export function rowsJson(messages: readonly NewMessage[]): string {
       deliver_at: m.deliverAt,
       state: m.state,
       check_after_ms: m.checkAfterMs,
-      traceparent: m.trace?.traceparent ?? null,
-      tracestate: m.trace?.tracestate ?? null,
     };
+    // Only when there is one (most messages carry none): a key absent from the JSON is SQL NULL
+    // in json_to_recordset, and 40 bytes less per message to write and parse.
+    if (m.trace) {
+      row.traceparent = m.trace.traceparent;
+      row.tracestate = m.trace.tracestate;
+    }
+    rows[i] = row;
   }
   return stringifyExact(rows);
 }

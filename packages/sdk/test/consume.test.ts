@@ -23,10 +23,7 @@ import {
 } from "../src/index.ts";
 import { stillAfter, waitFor } from "@tidings/testkit/wait";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
-
-const AMQP_URL = process.env.TIDINGS_TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
-const NATS_URL = process.env.TIDINGS_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
-const REDIS_URL = process.env.TIDINGS_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+import { TEST_AMQP_URL as AMQP_URL, TEST_NATS_URL as NATS_URL, TEST_REDIS_URL as REDIS_URL } from "@tidings/testkit/brokers";
 
 let database: OpenDatabase;
 before(async () => {

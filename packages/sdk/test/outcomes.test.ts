@@ -31,10 +31,8 @@ import {
 } from "../src/index.ts";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { ADMIN_KEY, startTidings, type TestTidings } from "./support/tidings.ts";
+import { TEST_AMQP_URL as AMQP_URL, TEST_NATS_URL as NATS_URL, TEST_REDIS_URL as REDIS_URL } from "@tidings/testkit/brokers";
 
-const AMQP_URL = process.env.TIDINGS_TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
-const NATS_URL = process.env.TIDINGS_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
-const REDIS_URL = process.env.TIDINGS_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 const COMPLETED_TOPIC = "tidings.message.completed";
 
 let database: OpenDatabase;

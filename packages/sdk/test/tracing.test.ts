@@ -19,8 +19,7 @@ import { waitFor } from "@tidings/testkit/wait";
 import { consume, createReceiver, Inbox, nodeHandler, Outbox, type Consumer, type Executor } from "../src/index.ts";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { startTidings, type TestTidings } from "./support/tidings.ts";
-
-const REDIS_URL = process.env.TIDINGS_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+import { TEST_REDIS_URL as REDIS_URL } from "@tidings/testkit/brokers";
 
 const exporter = new InMemorySpanExporter();
 const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });

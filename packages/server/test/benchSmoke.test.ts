@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { runBench } from "../../../bench/suite.ts";
 import { WORKLOADS } from "../../../bench/workloads/index.ts";
-
-/** The test PostgreSQL; the bench creates and drops its own uniquely named databases there. */
-const TEST_PG_URL = process.env.TIDINGS_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+// The test PostgreSQL; the bench creates and drops its own uniquely named databases there.
+import { TEST_PG_URL } from "@tidings/testkit/db";
 
 // The benchmark is not a test (its figures mean nothing on a shared CI box); this only proves
 // that every workload and every peer still runs end to end, so the suite cannot rot.

@@ -17,6 +17,8 @@ export interface MonitoringSources {
   oldestPending(): Promise<ReadonlyArray<{ subscription: string; seconds: number }>>;
   /** The relays that did not stop on purpose. */
   relays(): Promise<ReadonlyArray<RelayGauges>>;
+  /** Days past the retention this node's last retention pass kept for a message not finished. */
+  heldPartitions?(): number;
 }
 
 /**
@@ -76,6 +78,17 @@ export function registerMonitoringGauges(registry: Registry, sources: Monitoring
       for (const r of rows) this.set({ subscription: r.subscription }, r.seconds);
     },
   });
+  if (sources.heldPartitions) {
+    const held = sources.heldPartitions;
+    new Gauge({
+      name: "tidings_retention_held_partitions",
+      help: "Days past the retention kept because a message of them is not finished (prepared, or a delivery pending or dead)",
+      registers: [registry],
+      collect() {
+        this.set(held());
+      },
+    });
+  }
   relayGauge(
     "tidings_relay_heartbeat_age_seconds",
     "Seconds since an outbox relay's last heartbeat (relays that stopped on purpose left out)",

@@ -19,7 +19,8 @@ import { claimChannels, eventsAfter, recentSends, recordSend, releaseChannel } f
 import { AlertWatch } from "../workers/alertWatch.ts";
 import { checkPendingAge, resolveClearedAlerts } from "../store/alerts.ts";
 import { checkUrlAnswered, checkUrlFailed } from "../store/checkUrlHealth.ts";
-import { deleteFinishedMessages } from "../store/retention.ts";
+import { createDayPartitions, dropFinishedDays } from "../store/retention.ts";
+import { DayRetention } from "../workers/dayRetention.ts";
 import { sweepAudit } from "../store/auditLog.ts";
 import { checkUnresolved, claimDueChecks, countCheck, logCheck, releaseCheck } from "../store/preparedMessages.ts";
 import { ResultWriter } from "../delivery/resultWriter.ts";
@@ -78,6 +79,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const db = createPool(databaseUrl, config.poolSize, { connectTimeoutMs: config.dbConnectTimeoutMs, statementTimeoutMs: config.dbStatementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) log.info({ applied }, "migrations applied");
+  // Today's partitions and the days ahead, before anything is published.
+  await createDayPartitions(db);
 
   const admin = await resolveAdminKey(config.adminKey, config.dataDir);
   const nodeId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
@@ -99,6 +102,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       openAlerts: () => countOpenAlertsByCondition(db),
       inDoubt: () => countInDoubt(db),
       oldestPending: () => oldestPendingBySubscription(db),
+      heldPartitions: () => retention.held,
       relays: async () =>
         (await listRelays(db, config.relayStaleAfterMs))
           .filter((r) => r.stoppedAt === null)
@@ -317,9 +321,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
     },
   });
   await server.listen({ port: config.port, host: config.host });
-  const retention = new RetentionSweeper(
-    (batchSize) => deleteFinishedMessages(db, config.retentionMs, batchSize),
-    { intervalMs: config.retentionIntervalMs, batchSize: 1000 },
+  const retention = new DayRetention(
+    { createAhead: () => createDayPartitions(db), pass: () => dropFinishedDays(db, config.retentionMs) },
+    { intervalMs: config.retentionIntervalMs },
     log,
   );
   const auditRetention = new RetentionSweeper(

@@ -31,7 +31,7 @@ with input as (
     from input i
     join subscriptions s on s.name = i.s
     join deliveries d on d.subscription_id = s.id and d.message_id = i.m
-    join messages m on m.id = d.message_id
+    join messages m on m.id = d.message_id and m.day = d.message_day
    where m.state = 'committed' and ($2::text is null or m.app = $2 or m.topic = any ($3::text[]))
 ), upd as (
   update deliveries d
@@ -62,8 +62,8 @@ select (select count(*)::int from target) as matched, (select count(*)::int from
 const COMPLETE_SQL = `
 update messages m set completed_at = now()
  where m.id = any ($1::text[]) and m.completed_at is null and m.state = 'committed'
-   and exists (select 1 from deliveries d where d.message_id = m.id)
-   and not exists (select 1 from deliveries d where d.message_id = m.id and (d.outcome is null or d.outcome = 'failed'))
+   and exists (select 1 from deliveries d where d.message_id = m.id and d.message_day = m.day)
+   and not exists (select 1 from deliveries d where d.message_id = m.id and d.message_day = m.day and (d.outcome is null or d.outcome = 'failed'))
 returning m.id, m.app, m.topic, m.completed_at`;
 
 export interface RecordedOutcomes {

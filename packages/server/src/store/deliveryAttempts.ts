@@ -24,7 +24,7 @@ with due as (
 update deliveries d
    set lease_owner = $1, resend_due = false, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
   from due, messages m
- where d.id = due.id and m.id = d.message_id
+ where d.id = due.id and m.id = d.message_id and m.day = d.message_day
 returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
           m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json,
           m.traceparent, m.tracestate`;
@@ -104,7 +104,7 @@ with r as (
          skipped_at = case when r.outcome = 'dead' and not d.resend_due then null else d.skipped_at end
     from r
    where d.id = r.id and d.state = 'pending' and d.lease_owner = r.lease
-  returning d.id, d.subscription_id, d.order_key, d.message_id, case d.state when 'pending' then 'failed' else d.state::text end as outcome,
+  returning d.id, d.subscription_id, d.order_key, d.message_id, d.message_day, case d.state when 'pending' then 'failed' else d.state::text end as outcome,
             case when d.order_key is null or d.state = 'pending' then false
                  when d.state = 'delivered' then true
                  else exists (select 1 from subscriptions s where s.id = d.subscription_id and s.on_dead = 'skip') end as frees
@@ -112,8 +112,8 @@ with r as (
   insert into key_wakes (subscription_id, order_key, message_id)
   select upd.subscription_id, upd.order_key, upd.message_id from upd where upd.frees
 ), log as (
-  insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, status_code, error, outcome)
-  select r.id, r.message_id, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, upd.outcome
+  insert into attempts (delivery_id, message_id, message_day, subscription_id, attempt, started_at, latency_ms, status_code, error, outcome)
+  select r.id, r.message_id, upd.message_day, r.subscription_id, r.attempt, r.started_at, r.latency_ms, r.status_code, r.error, upd.outcome
   from r join upd using (id)
 ), dead as (
   select upd.subscription_id, count(*)::int as n, count(*) filter (where upd.order_key is not null and not upd.frees)::int as blocked,

@@ -36,7 +36,7 @@ export async function listDeliveries(db: Db, filter: DeliveryFilter): Promise<{ 
   values.push(filter.limit + 1);
   const { rows } = await db.query(
     `select d.*, s.name as subscription, m.topic, m.tag, m.key
-       from deliveries d join subscriptions s on s.id = d.subscription_id join messages m on m.id = d.message_id
+       from deliveries d join subscriptions s on s.id = d.subscription_id join messages m on m.id = d.message_id and m.day = d.message_day
       ${where.length ? `where ${where.join(" and ")}` : ""}
       order by d.id desc limit $${values.length}`,
     values,

@@ -20,7 +20,8 @@ export const PARK_MS = 30_000;
 
 /**
  * The `dels` CTE: one delivery per matching subscription (topic, and tag when it lists tags)
- * for each committed row of `source`. Deliveries due now on an enabled subscription are leased
+ * for each committed row of `source` (which has the message's `day`: its deliveries go in that
+ * day's partition). Deliveries due now on an enabled subscription are leased
  * to the node `nodeParam` (unless it is null), so that it can dispatch them from memory without
  * a claim round trip; the rest wait for the poller.
  *
@@ -35,15 +36,15 @@ export const PARK_MS = 30_000;
  */
 export function fanOut(source: string, nodeParam: string, leaseParam: string): string {
   return `dels as (
-  insert into deliveries (message_id, subscription_id, next_attempt_at, lease_owner, order_key, order_at, parked)
-  select f.id, f.subscription_id,
+  insert into deliveries (message_id, message_day, subscription_id, next_attempt_at, lease_owner, order_key, order_at, parked)
+  select f.id, f.day, f.subscription_id,
          case when f.parked then now() + make_interval(secs => ${PARK_MS / 1000})
               when ${nodeParam}::text is not null and f.lease then now() + make_interval(secs => ${leaseParam}::float8 / 1000)
               else f.deliver_at end,
          case when f.lease then ${nodeParam}::text end,
          f.order_key, f.order_at, f.parked
   from (
-    select src.id, src.seq, src.deliver_at, s.id as subscription_id,
+    select src.id, src.day, src.seq, src.deliver_at, s.id as subscription_id,
            s.enabled and src.deliver_at <= now() and not (s.ordering = 'key' and src.key is not null) as lease,
            case when s.ordering = 'key' then src.key end as order_key,
            case when s.ordering = 'key' and src.key is not null then greatest(src.deliver_at, now()) end as order_at,

@@ -33,8 +33,13 @@ with input as (
          case when state = 'prepared' then now() + make_interval(secs => check_after_ms / 1000) end,
          traceparent, tracestate
   from input
-  on conflict (id) do nothing
-  returning id, seq, topic, tag, key, state, deliver_at, created_at, committed_at, next_check_at
+  -- A producer's id stored on an earlier day (its own partition) is taken too: checked here, in
+  -- the same statement; today's partition catches it atomically by its key. Ids the service
+  -- generates (no content hash) are UUIDv7 and cannot clash: no probe for them.
+  where content_hash is null
+     or not exists (select 1 from messages o where o.id = input.id and o.day < (now() at time zone 'utc')::date)
+  on conflict (id, day) do nothing
+  returning id, day, seq, topic, tag, key, state, deliver_at, created_at, committed_at, next_check_at
 ), ${fanOut("ins", "$2", "$3")}
 select ins.id, ins.seq, ${ms("ins.created_at")} as created_ms, ${ms("ins.deliver_at")} as deliver_ms,
        ${ms("ins.committed_at")} as committed_ms, ${ms("ins.next_check_at")} as check_ms,

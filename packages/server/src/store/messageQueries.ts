@@ -94,7 +94,7 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
   else if (filter.state !== undefined) add("m.state = ?::message_state", filter.state);
   if (filter.beforeSeq !== undefined) add("m.seq < ?", filter.beforeSeq);
   if (filter.subscription !== undefined || filter.deliveryState !== undefined) {
-    const inner: string[] = ["d.message_id = m.id"];
+    const inner: string[] = ["d.message_id = m.id and d.message_day = m.day"];
     if (filter.subscription !== undefined) {
       values.push(filter.subscription);
       inner.push(`d.subscription_id = (select id from subscriptions where name = $${values.length})`);

@@ -1,7 +1,7 @@
 import { storableText } from "../domain/storableText.ts";
 import { ALERT_CONDITIONS } from "../domain/alerts.ts";
 import { nextStepSql, raiseAlertsSql } from "./alertRaise.ts";
-import type { Db } from "./db.ts";
+import { inTransaction, type Db } from "./db.ts";
 
 /**
  * The SET list of a re-send: pending, on a new retry cycle, history kept. A delivery whose
@@ -98,9 +98,9 @@ export async function markDead(db: Db, messageId: string, subscriptionId: number
   return rows[0].n;
 }
 
-// $1 message id. Deletes the message (its deliveries, attempts and checks go with it), and wakes
-// the deliveries parked behind its deliveries in their keys (ordering "key"): a claim takes the
-// next of each key, or parks it again if something else still holds the key.
+// $1 message id. Deletes the message, and wakes the deliveries parked behind its deliveries in
+// their keys (ordering "key"): a claim takes the next of each key, or parks it again if something
+// else still holds the key.
 const DELETE_SQL = `
 with keys as (
   select subscription_id, order_key from deliveries where message_id = $1 and order_key is not null
@@ -113,9 +113,23 @@ with keys as (
 )
 select count(*)::int as n from gone`;
 
+/**
+ * Deletes a message with its deliveries, attempts and checks (no foreign keys carry them since
+ * 0027: dropping a day's partitions would otherwise check every row referring to it). The
+ * message goes first: its row lock waits for a commit fanning it out or a check being logged
+ * (logCheck locks the row it logs for), so the next statements, each with a fresh snapshot in
+ * read committed, see what those wrote; the deliveries go before their attempts, so a result
+ * landing meanwhile finds no delivery to log an attempt for.
+ */
 export async function deleteMessage(db: Db, messageId: string): Promise<boolean> {
-  const { rows } = await db.query(DELETE_SQL, [messageId]);
-  return rows[0].n > 0;
+  return inTransaction(db, async (tx) => {
+    const { rows } = await tx.query(DELETE_SQL, [messageId]);
+    if (rows[0].n === 0) return false;
+    await tx.query("delete from deliveries where message_id = $1", [messageId]);
+    await tx.query("delete from attempts where message_id = $1", [messageId]);
+    await tx.query("delete from checks where message_id = $1", [messageId]);
+    return true;
+  });
 }
 
 export async function countPending(db: Db): Promise<number> {
@@ -134,7 +148,7 @@ export async function retryPendingNow(db: Db, subscriptionId: number): Promise<n
     `update deliveries d set next_attempt_at = now()
        from messages m
       where d.subscription_id = $1 and d.state = 'pending' and d.next_attempt_at > now() and d.lease_owner is null and not d.parked
-        and m.id = d.message_id and m.deliver_at <= now()`,
+        and m.id = d.message_id and m.day = d.message_day and m.deliver_at <= now()`,
     [subscriptionId],
   );
   return rowCount ?? 0;

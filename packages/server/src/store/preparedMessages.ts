@@ -31,9 +31,9 @@ with input as (
   update messages m set state = 'committed', committed_at = now(), commit_tx = pg_current_xact_id(), next_check_at = null, check_owner = null
     from input i
    where m.id = i.id and m.state = 'prepared' and (i.app is null or m.app = i.app)
-  returning ${MESSAGE_COLUMNS}
+  returning ${MESSAGE_COLUMNS}, m.day
 ), ${fanOut("upd", "$3", "$4")}
-select 'm' as kind, (to_jsonb(upd) - 'payload') || jsonb_build_object('payload_text', upd.payload::text) as row from upd
+select 'm' as kind, (to_jsonb(upd) - 'payload' - 'day') || jsonb_build_object('payload_text', upd.payload::text) as row from upd
 union all
 select 'd', to_jsonb(dels) from dels`;
 
@@ -121,10 +121,12 @@ export async function claimDueChecks(db: Db, nodeId: string, leaseMs: number, li
 }
 
 // $1..$7 the check's message id, number, start, latency, status, answer, error (storable text).
+// Logged only while the message exists (no foreign key since 0027), in its day's partition; the
+// row's lock keeps an operator's delete (deleteMessage) from missing the check.
 export async function logCheck(db: Db, c: CheckLog): Promise<void> {
   await db.query(
-    `insert into checks (message_id, check_no, started_at, latency_ms, status_code, answer, error)
-     select $1, $2, $3, $4, $5, $6, $7 where exists (select 1 from messages where id = $1)`,
+    `insert into checks (message_id, message_day, check_no, started_at, latency_ms, status_code, answer, error)
+     select $1, m.day, $2, $3, $4, $5, $6, $7 from messages m where m.id = $1 for key share`,
     [c.messageId, c.checkNo, c.startedAt, c.latencyMs, c.statusCode, c.answer, c.error],
   );
 }

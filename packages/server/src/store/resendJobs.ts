@@ -148,7 +148,7 @@ const recoverable = (sub: string, since: string, until: string, at: string) =>
 // it for its retry) is skipped: it is being acted on already.
 const RECOVER_BATCH_SQL = resendStatement({
   with: BATCH_JOB,
-  picked: `select d.id from deliveries d join messages m on m.id = d.message_id, job
+  picked: `select d.id from deliveries d join messages m on m.id = d.message_id and m.day = d.message_day, job
    where d.id > job.after_id and ${recoverable("job.subscription_id", "job.window_start", "job.window_end", "job.created_at")}
    order by d.id limit (select take from job)
    for update of d skip locked`,
@@ -173,7 +173,7 @@ export interface RecoverWindow {
 // window is running or succeeded (the unique index jobs_recover_window): then nothing.
 const CREATE_RECOVER_SQL = `
 with n as (
-  select count(*)::int as total from deliveries d join messages m on m.id = d.message_id
+  select count(*)::int as total from deliveries d join messages m on m.id = d.message_id and m.day = d.message_day
    where ${recoverable("$2", "$5::timestamptz", "$6::timestamptz", "now()")}
 ), j as (
   insert into jobs (id, kind, subscription_id, total, batch_size, owner, state, finished_at, window_start, window_end)

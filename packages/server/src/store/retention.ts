@@ -1,21 +1,138 @@
 import type { Db } from "./db.ts";
+import { inTransaction } from "./db.ts";
 
-// $1 retention in ms; $2 batch size. Deletes (with their deliveries, attempts and checks) the
-// oldest messages that are finished and older than the retention: committed with every delivery
-// delivered, or rolled back. Messages with a pending or dead delivery stay until people act.
-const SWEEP_SQL = `
-with doomed as (
-  select m.id from messages m
-   where ((m.state = 'committed' and m.committed_at < now() - make_interval(secs => $1::float8 / 1000))
-       or (m.state = 'rolled_back' and m.rolled_back_at < now() - make_interval(secs => $1::float8 / 1000)))
-     and not exists (select 1 from deliveries d where d.message_id = m.id and d.state <> 'delivered')
-   order by m.seq
-   limit $2
-   for update skip locked
-)
-delete from messages m using doomed where m.id = doomed.id`;
+/** The four tables partitioned by their message's day (0027), dropped together. */
+const DAY_TABLES = ["attempts", "deliveries", "checks", "messages"] as const;
 
-export async function deleteFinishedMessages(db: Db, retentionMs: number, batchSize: number): Promise<number> {
-  const { rowCount } = await db.query({ name: "retention_sweep", text: SWEEP_SQL, values: [retentionMs, batchSize] });
-  return rowCount ?? 0;
+/**
+ * Days created ahead of today: a node that stops running its maintenance (or a database that
+ * refuses the lock for a while) leaves three days before publishes find no partition.
+ */
+export const DAYS_AHEAD = 3;
+
+/**
+ * How long the drop of a day waits for its locks: it needs the four parents exclusively for a
+ * moment, and publishes queue behind a waiting lock, so a busy table (a long console search,
+ * a feed read) makes it give up quickly and try at the next sweep rather than stall writes.
+ */
+export const DROP_LOCK_TIMEOUT_MS = 500;
+
+/** One day's partitions (or the legacy ones, which hold every day before migration 0027). */
+export interface DayPartition {
+  /** The name's suffix shared by the four tables' partitions: "20261205", or "legacy". */
+  suffix: string;
+  /** The first day after it (its upper bound, exclusive), as YYYY-MM-DD. */
+  until: string;
+  /** Whether it starts at MINVALUE: the legacy partitions, whose rows' day says nothing. */
+  legacy: boolean;
+}
+
+/**
+ * Creates the day partitions of today (UTC, the database's clock) and DAYS_AHEAD days after it
+ * where missing. Run at start and by every retention sweep on every node: idempotent, and the
+ * function serializes nodes on an advisory lock. Returns the tables created.
+ */
+export async function createDayPartitions(db: Db, daysAhead = DAYS_AHEAD): Promise<number> {
+  const { rows } = await db.query(
+    `select tidings_create_day_partitions((now() at time zone 'utc')::date, (now() at time zone 'utc')::date + $1::int) as made`,
+    [daysAhead],
+  );
+  return rows[0].made;
+}
+
+/** The partitions of messages, oldest first, from the catalog. */
+export async function dayPartitions(db: Db): Promise<DayPartition[]> {
+  const { rows } = await db.query<{ name: string; bound: string }>(
+    `select c.relname as name, pg_get_expr(c.relpartbound, c.oid) as bound
+       from pg_inherits i join pg_class c on c.oid = i.inhrelid
+      where i.inhparent = 'messages'::regclass`,
+  );
+  const parts: DayPartition[] = [];
+  for (const { name, bound } of rows) {
+    const until = /TO \('(\d{4}-\d{2}-\d{2})'\)/.exec(bound)?.[1];
+    if (!until || !name.startsWith("messages_")) continue;
+    parts.push({ suffix: name.slice("messages_".length), until, legacy: bound.includes("MINVALUE") });
+  }
+  return parts.sort((a, b) => a.until.localeCompare(b.until));
+}
+
+// A partition's tables by name: the suffix comes from the catalog, quoted all the same.
+const table = (name: string, suffix: string) => `"${`${name}_${suffix}`.replaceAll('"', '""')}"`;
+
+/**
+ * What keeps a partition: a message not finished (prepared, or committed with a delivery pending
+ * or dead), each found through a small partial index of its partition. Rows committed or rolled
+ * back more recently than the retention are checked apart (RECENT), by a read of the partition.
+ */
+const holdsSql = (suffix: string) => `select
+  exists (select 1 from ${table("messages", suffix)} where state = 'prepared')
+  or exists (select 1 from ${table("deliveries", suffix)} where state = 'pending')
+  or exists (select 1 from ${table("deliveries", suffix)} where state = 'dead') as held`;
+
+// $1 retention in ms. Whether any message of the partition finished more recently than that.
+const recentSql = (suffix: string) => `select exists (
+  select 1 from ${table("messages", suffix)}
+   where committed_at >= now() - make_interval(secs => $1::float8 / 1000)
+      or rolled_back_at >= now() - make_interval(secs => $1::float8 / 1000)) as recent`;
+
+// $1 retention in ms. Whether the partition's whole range is older than the retention: a day's
+// end (its upper bound, midnight UTC) for a day, the newest message for the legacy partitions.
+async function pastRetention(db: Db, p: DayPartition, retentionMs: number): Promise<boolean> {
+  const { rows } = await db.query(
+    p.legacy
+      ? `select coalesce(max(created_at) < now() - make_interval(secs => $1::float8 / 1000), true) as past from ${table("messages", p.suffix)}`
+      : `select ($2::date::timestamp at time zone 'utc') <= now() - make_interval(secs => $1::float8 / 1000) as past`,
+    p.legacy ? [retentionMs] : [retentionMs, p.until],
+  );
+  return rows[0].past;
+}
+
+export interface RetentionPass {
+  /** Suffixes of the partitions dropped. */
+  dropped: string[];
+  /** Suffixes of the partitions past the retention kept for a message not finished. */
+  held: string[];
+  /** Suffixes whose drop gave up waiting for its locks (tried again at the next pass). */
+  busy: string[];
+}
+
+/**
+ * One retention pass: drops each day's partitions (attempts, deliveries, checks, messages: one
+ * transaction) once the whole day is older than the retention and every message of it is
+ * finished (committed with every delivery delivered, or rolled back), and finished longer ago
+ * than the retention: today's rule for rows, by days. A day with a message not finished is kept
+ * whole (`held`); nothing acknowledged and unfinished is ever dropped. The conditions are read
+ * again under the exclusive locks, so a re-send that made a delivery pending meanwhile keeps it.
+ * Today (and any later day) is never dropped: its end is in the future.
+ */
+export async function dropFinishedDays(db: Db, retentionMs: number): Promise<RetentionPass> {
+  const pass: RetentionPass = { dropped: [], held: [], busy: [] };
+  for (const p of await dayPartitions(db)) {
+    if (!(await pastRetention(db, p, retentionMs))) continue;
+    if ((await db.query(holdsSql(p.suffix))).rows[0].held || (await db.query(recentSql(p.suffix), [retentionMs])).rows[0].recent) {
+      pass.held.push(p.suffix);
+      continue;
+    }
+    const outcome = await dropDay(db, p.suffix);
+    pass[outcome].push(p.suffix);
+  }
+  return pass;
+}
+
+async function dropDay(db: Db, suffix: string): Promise<"dropped" | "held" | "busy"> {
+  try {
+    return await inTransaction(db, async (tx) => {
+      await tx.query(`set local lock_timeout = ${DROP_LOCK_TIMEOUT_MS}`);
+      // Parents first, in the order a publish takes them, then the partitions: a statement
+      // holding a parent never waits here for a partition this transaction holds.
+      await tx.query("lock table only messages, deliveries, attempts, checks in access exclusive mode");
+      await tx.query(`lock table ${DAY_TABLES.map((t) => table(t, suffix)).join(", ")} in access exclusive mode`);
+      if ((await tx.query(holdsSql(suffix))).rows[0].held) return "held";
+      await tx.query(`drop table ${DAY_TABLES.map((t) => table(t, suffix)).join(", ")}`);
+      return "dropped";
+    });
+  } catch (error) {
+    if ((error as { code?: string }).code === "55P03") return "busy";
+    throw error;
+  }
 }

@@ -152,5 +152,11 @@ begin
   alter table attempts_legacy alter column message_day drop default;
   alter table checks_legacy alter column message_day drop default;
 
+  -- A database with nothing stored yet (a new install) keeps no legacy partitions.
+  if not exists (select 1 from messages_legacy) and not exists (select 1 from deliveries_legacy)
+     and not exists (select 1 from attempts_legacy) and not exists (select 1 from checks_legacy) then
+    drop table attempts_legacy, deliveries_legacy, checks_legacy, messages_legacy;
+  end if;
+
   perform tidings_create_day_partitions(first_day, first_day + 3);
 end $$;

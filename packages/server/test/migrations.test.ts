@@ -7,6 +7,9 @@ import { waitFor } from "@tidings/testkit/wait";
 import { feedPage } from "../src/store/feed.ts";
 import { FEED_START } from "../src/domain/feedCursor.ts";
 import { commitPrepared } from "../src/store/preparedMessages.ts";
+import { ADMIN_KEY, startTestService } from "@tidings/testkit/service";
+import { Receiver } from "@tidings/testkit/receiver";
+import { api } from "./support/api.ts";
 
 let database: TestDatabase;
 let db: pg.Pool;
@@ -180,6 +183,118 @@ test("0023 gives the messages kept so far their place in the feed, in their orde
     await waitFor("the committed one in the feed", async () => (await place()).length === 4);
     assert.deepEqual(await place(), ["shop/m-1", "shop/m-2", "shop/m-3", "shop/half"]);
   } finally {
+    await pool.end();
+    await other.drop();
+  }
+});
+
+test("0027 makes the tables as they stand the legacy partitions: everything reads as before, pending deliveries go out, old ids answer as stored, new messages go in today's partition", async () => {
+  const other = await createTestDatabase("migrations_0027", { empty: true });
+  const pool = new pg.Pool({ connectionString: other.url, max: 2 });
+  const receiver = await new Receiver(() => 200).start();
+  let service: Awaited<ReturnType<typeof startTestService>> | null = null;
+  try {
+    await migrate(pool, { upTo: 26 });
+    await pool.query(
+      `insert into subscriptions (name, topic, endpoint, secret, retry)
+                      values ('up', 't', $1, 'whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=', '{"schedule":[100],"maxAttempts":5,"windowMs":null}')`,
+      [JSON.stringify({ type: "http", url: `${receiver.url}/up` })],
+    );
+    // 3000 messages of the admin (bare ids, a producer's: with a content hash), by n % 6:
+    // 0, 1 delivered; 2 pending, due now; 3 dead; 4 prepared (with a check-back); 5 rolled back.
+    await pool.query(`
+      insert into messages (id, topic, key, payload, content_hash, state, created_at, committed_at, rolled_back_at, next_check_at)
+      select 'm-' || n, 't', 'k' || (n % 10), json_build_object('n', n), '\\x01',
+             (case n % 6 when 4 then 'prepared' when 5 then 'rolled_back' else 'committed' end)::message_state,
+             now() - interval '2 days', case when n % 6 < 4 then now() - interval '2 days' end,
+             case when n % 6 = 5 then now() - interval '2 days' end, case when n % 6 = 4 then now() + interval '1 hour' end
+        from generate_series(1, 3000) n`);
+    await pool.query(`
+      insert into deliveries (message_id, subscription_id, state, attempts, next_attempt_at, delivered_at, dead_at, dead_reason)
+      select m.id, s.id, (case n % 6 when 2 then 'pending' when 3 then 'dead' else 'delivered' end)::delivery_state,
+             case n % 6 when 2 then 0 else 1 end, now() - interval '1 minute',
+             case when n % 6 < 2 then now() end, case when n % 6 = 3 then now() end, case when n % 6 = 3 then 'gave up' end
+        from generate_series(1, 3000) n join messages m on m.id = 'm-' || n, subscriptions s
+       where n % 6 < 4`);
+    await pool.query(`
+      insert into attempts (delivery_id, message_id, subscription_id, attempt, started_at, latency_ms, status_code, outcome)
+      select d.id, d.message_id, d.subscription_id, 1, now() - interval '2 days', 5, case when d.state = 'dead' then 500 else 200 end,
+             case when d.state = 'dead' then 'dead' else 'delivered' end
+        from deliveries d where d.state <> 'pending'`);
+    await pool.query(`insert into checks (message_id, check_no, started_at, latency_ms, answer)
+                      select id, 1, now() - interval '2 days', 3, 'unknown' from messages where state <> 'committed'`);
+    await pool.query(`insert into alerts (condition, subject, subscription_id, detail, state, first_at, last_at, count)
+                      select 'delivery_dead', 'subscription up', id, 'dead', 'open', now(), now(), 500 from subscriptions`);
+    const counts = async () =>
+      (
+        await pool.query(`select (select count(*) from messages)::int as messages, (select count(*) from deliveries)::int as deliveries,
+                                 (select count(*) from attempts)::int as attempts, (select count(*) from checks)::int as checks,
+                                 (select count(*) from alerts)::int as alerts, (select max(seq) from messages)::int as seq`)
+      ).rows[0];
+    const before = await counts();
+    assert.deepEqual(before, { messages: 3000, deliveries: 2000, attempts: 1500, checks: 1000, alerts: 1, seq: 3000 });
+
+    assert.deepEqual(
+      await migrate(pool),
+      (await laterVersions()).filter((v) => v >= 27),
+    );
+    assert.deepEqual(await counts(), before);
+    const { rows: parts } = await pool.query(
+      `select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'messages'::regclass order by 1`,
+    );
+    const today = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+    assert.ok(parts.some((p) => p.name === "messages_legacy") && parts.some((p) => p.name === `messages_${today}`), JSON.stringify(parts));
+
+    service = await startTestService(other.url);
+    const admin = api(service.url, ADMIN_KEY);
+    const delivered = await admin.get("/v1/messages/m-6");
+    assert.equal(delivered.status, 200);
+    assert.deepEqual(delivered.body.payload, { n: 6 });
+    assert.equal(delivered.body.deliveries[0].state, "delivered");
+    assert.equal(delivered.body.attempts?.length ?? 1, 1);
+    assert.equal((await admin.get("/v1/messages/m-3")).body.deliveries[0].state, "dead");
+    assert.equal((await admin.get("/v1/messages/m-4")).body.state, "prepared");
+    assert.equal((await admin.get("/v1/messages/m-5")).body.state, "rolled_back");
+    const keyed = await admin.get("/v1/messages?topic=t&key=k7&limit=500");
+    assert.equal(keyed.status, 200);
+    assert.equal(keyed.body.items.length, 300);
+    // The 500 pending deliveries go out.
+    await waitFor("the pending deliveries delivered", () => receiver.counts.size === 500, 30_000);
+    assert.equal((await admin.get("/v1/messages/m-2")).body.deliveries[0].state, "delivered");
+    // Ids stored before the migration are taken: the same content answers 200 as stored, other content 409.
+    const again = await admin.post("/v1/messages", { id: "m-1", topic: "t", key: "k1", payload: { n: 1 } });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.createdAt, (await admin.get("/v1/messages/m-1")).body.createdAt);
+    assert.ok(Date.parse(again.body.createdAt) < Date.now() - 86_400_000);
+    assert.equal((await admin.post("/v1/messages", { id: "m-1", topic: "t", key: "k1", payload: { n: 2 } })).status, 409);
+    // A prepared message of before commits, its delivery in its own day's partition.
+    assert.equal((await admin.post("/v1/messages/m-4/commit")).status, 200);
+    await waitFor("m-4 delivered", () => receiver.counts.get("m-4") === 1);
+    // A new message goes in today's partition, with a seq after the old ones.
+    const fresh = await admin.post("/v1/messages", { id: "m-3001", topic: "t", payload: 1 });
+    assert.equal(fresh.status, 201);
+    await waitFor("m-3001 delivered", () => receiver.counts.get("m-3001") === 1);
+    const { rows } = await pool.query(
+      `select (select tableoid::regclass::text from messages where id = 'm-3001') as message,
+              (select tableoid::regclass::text from deliveries where message_id = 'm-3001') as delivery,
+              (select tableoid::regclass::text from attempts where message_id = 'm-3001') as attempt,
+              (select tableoid::regclass::text from deliveries where message_id = 'm-4') as old_delivery`,
+    );
+    assert.deepEqual(rows[0], {
+      message: `messages_${today}`,
+      delivery: `deliveries_${today}`,
+      attempt: `attempts_${today}`,
+      old_delivery: "deliveries_legacy",
+    });
+    // An operator's delete of an old message takes its rows with it.
+    assert.equal((await admin.delete("/v1/messages/m-3")).status, 204);
+    const left = await pool.query(
+      "select (select count(*) from deliveries where message_id = 'm-3')::int + (select count(*) from attempts where message_id = 'm-3')::int as n",
+    );
+    assert.equal(left.rows[0].n, 0);
+  } finally {
+    await service?.close();
+    await receiver.stop();
     await pool.end();
     await other.drop();
   }

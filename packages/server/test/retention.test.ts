@@ -103,7 +103,10 @@ test("a day past the retention is dropped whole once every message of it is fini
     await db.query("update messages set state = 'rolled_back', rolled_back_at = now() - interval '3 days', next_check_at = null where id = 'prepared-1'");
     const next = await dropFinishedDays(db, 2 * DAY_MS);
     assert.deepEqual(next, { dropped: [suffix(9), suffix(7)], held: [suffix(8), suffix(6)], busy: [] });
-    assert.deepEqual((await db.query("select id from messages order by id")).rows.map((r) => r.id), ["dead-1", "late-1", "today-1"]);
+    assert.deepEqual(
+      (await db.query("select id from messages order by id")).rows.map((r) => r.id),
+      ["dead-1", "late-1", "today-1"],
+    );
   } finally {
     await db.end();
     await database.drop();

@@ -41,10 +41,10 @@ try {
   // Three deliveries per message (busy, calm, archive): busy keeps 196,000 pending, calm 4,000,
   // 20,000 of archive are dead; the rest delivered. idle has none.
   await db.query(
-    `insert into deliveries (message_id, subscription_id, state, next_attempt_at, delivered_at, dead_at, created_at)
-     select id, subscription_id, state, now() + interval '1 hour',
+    `insert into deliveries (message_id, message_day, subscription_id, state, next_attempt_at, delivered_at, dead_at, created_at)
+     select id, day, subscription_id, state, now() + interval '1 hour',
             case when state = 'delivered' then now() end, case when state = 'dead' then now() end, created_at
-       from (select m.id, s.id as subscription_id, m.created_at,
+       from (select m.id, m.day, s.id as subscription_id, m.created_at,
                     case when s.name = 'busy' and m.seq % 5 <> 0 and m.seq > $1 - 245000 then 'pending'
                          when s.name = 'calm' and m.seq > $1 - 4000 then 'pending'
                          when s.name = 'archive' and m.seq <= 20000 then 'dead'

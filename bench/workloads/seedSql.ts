@@ -26,10 +26,10 @@ export async function seedBacklogSql(ctx: BenchContext, dbUrl: string, subscript
                 p, '{}'::jsonb, sha256(convert_to(p::text, 'UTF8')), 'committed', now(), now()
            from generate_series($3::int, $4::int) g,
                 lateral (select $2::jsonb || jsonb_build_object('orderId', 'ord_' || lpad(g::text, 10, '0')) as p) x
-         returning id, deliver_at
+         returning id, day, deliver_at
        )
-       insert into deliveries (message_id, subscription_id, next_attempt_at)
-       select id, $5, deliver_at from m`,
+       insert into deliveries (message_id, message_day, subscription_id, next_attempt_at)
+       select id, day, $5, deliver_at from m`,
       [TOPIC, base, first, last, sub.id],
     );
   }

@@ -29,9 +29,14 @@ export class Producer {
 
   /** POST /v1/messages/batch with messages first..first+count-1. */
   /** Messages first … first+count-1; `keys`: message i gets key `key_<i mod keys>` instead of one key each. */
-  async publishBatch(first: number, count: number, topic = TOPIC, keys?: number): Promise<void> {
+  /** `idPrefix`: message i gets the producer's id `<idPrefix><i>` instead of one the service makes. */
+  async publishBatch(first: number, count: number, topic = TOPIC, keys?: number, idPrefix?: string): Promise<void> {
     const key = (i: number) => (keys === undefined ? `ord_${i}` : `key_${i % keys}`);
-    const messages = Array.from({ length: count }, (_, k) => ({ topic, key: key(first + k), payload: payload(first + k) }));
+    const messages = Array.from({ length: count }, (_, k) =>
+      idPrefix === undefined
+        ? { topic, key: key(first + k), payload: payload(first + k) }
+        : { id: `${idPrefix}${first + k}`, topic, key: key(first + k), payload: payload(first + k) },
+    );
     const response = await this.pool.request({
       method: "POST",
       path: "/v1/messages/batch",

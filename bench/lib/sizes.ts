@@ -17,6 +17,11 @@ export interface Sizes {
   feed: { messages: number };
   /** Committed messages compared by one reconciliation run against a consumer's inbox. */
   reconcile: { messages: number };
+  /**
+   * Finished messages retained (with a delivery and an attempt each) over the past days, the
+   * small table it is compared with, and the messages published (then delivered) on each.
+   */
+  partitions: { retained: number; small: number; publish: number };
   /** Give up waiting for a phase after this long. */
   phaseTimeoutMs: number;
 }
@@ -35,6 +40,7 @@ export const FULL: Sizes = {
   inbox: { messages: 10_000, concurrency: 32 },
   feed: { messages: 1_000_000 },
   reconcile: { messages: 1_000_000 },
+  partitions: { retained: 10_000_000, small: 10_000, publish: 50_000 },
   phaseTimeoutMs: 300_000,
 };
 
@@ -52,5 +58,6 @@ export const SMOKE: Sizes = {
   inbox: { messages: 200, concurrency: 8 },
   feed: { messages: 300 },
   reconcile: { messages: 300 },
+  partitions: { retained: 2_000, small: 200, publish: 200 },
   phaseTimeoutMs: 30_000,
 };

@@ -14,6 +14,7 @@ import { publishBatch } from "./publishBatch.ts";
 import { publishSingle } from "./publishSingle.ts";
 import { reconcile } from "./reconcile.ts";
 import { outboxRelay } from "./outboxRelay.ts";
+import { partitions } from "./partitions.ts";
 import { transactional } from "./transactional.ts";
 import { NotAvailable } from "./notAvailable.ts";
 
@@ -42,6 +43,7 @@ export const WORKLOADS: readonly Workload[] = [
   { number: 10, name: "ordered-deliver", run: orderedDeliver },
   { number: 11, name: "feed", run: feed },
   { number: 12, name: "reconcile", run: reconcile },
+  { number: 13, name: "partitions", run: partitions },
 ];
 
 /** Picks workloads by name or number ("deliver", "3"); none given: all. */

@@ -70,7 +70,14 @@ async function searchMs(service: TidingsProcess, path: (i: number) => string): P
     await service.call("GET", path(i));
     times.push(performance.now() - started);
   }
-  return Math.round(percentile(times.sort((a, b) => a - b), 50) * 10) / 10;
+  return (
+    Math.round(
+      percentile(
+        times.sort((a, b) => a - b),
+        50,
+      ) * 10,
+    ) / 10
+  );
 }
 
 /**
@@ -92,9 +99,9 @@ async function runSize(ctx: BenchContext, label: string, retained: number): Prom
       const seedSeconds = await seedRetained(ctx, db.url, sub!.id, retained);
       const requests = Math.ceil(publish / BATCH);
       const send = (idPrefix?: string) => () =>
-        closedLoop(requests, CONCURRENCY, (b) =>
-          producer.publishBatch(b * BATCH, Math.min(BATCH, publish - b * BATCH), TOPIC, undefined, idPrefix),
-        ).then(() => 0);
+        closedLoop(requests, CONCURRENCY, (b) => producer.publishBatch(b * BATCH, Math.min(BATCH, publish - b * BATCH), TOPIC, undefined, idPrefix)).then(
+          () => 0,
+        );
       const timed = async (fn: () => Promise<number>) => {
         const started = performance.now();
         const { processes } = await measure(ctx, service.pid, () => publish, fn);
@@ -120,6 +127,20 @@ async function runSize(ctx: BenchContext, label: string, retained: number): Prom
       const passMs = Math.round(performance.now() - passStarted);
       if (pass.dropped.length !== 1) throw new Error(`the retention pass dropped ${JSON.stringify(pass)}, not the one old day`);
       const rate = (seconds: number) => Math.round(publish / seconds);
+      const extra = {
+        publishOwnIdsPerSecond: rate(own.seconds),
+        deliverPerSecond: Math.round((2 * publish) / deliver.seconds),
+        searchTopicKeyP50Ms: byKey,
+        searchTopicP50Ms: byTopic,
+        retentionPassMs: passMs,
+        droppedMessages: Math.ceil(retained / DAYS),
+        seedSeconds: Math.round(seedSeconds),
+      };
+      ctx.log(
+        `  publish ${fmt(rate(generated.seconds))} msg/s; ${Object.entries(extra)
+          .map(([k, v]) => `${k} ${fmt(v, v < 100 ? 1 : 0)}`)
+          .join("; ")}`,
+      );
       return {
         system: `tidings, ${fmt(retained)} retained`,
         role: "tidings",
@@ -129,15 +150,7 @@ async function runSize(ctx: BenchContext, label: string, retained: number): Prom
         seconds: generated.seconds,
         processes: generated.processes,
         config: `${fmt(retained)} finished messages (with a delivery and an attempt each) over the ${DAYS} days before today; POST /v1/messages/batch of ${BATCH} × ${CONCURRENCY}, service-made ids, subscription paused; service defaults`,
-        extra: {
-          publishOwnIdsPerSecond: rate(own.seconds),
-          deliverPerSecond: Math.round((2 * publish) / deliver.seconds),
-          searchTopicKeyP50Ms: byKey,
-          searchTopicP50Ms: byTopic,
-          retentionPassMs: passMs,
-          droppedMessages: Math.ceil(retained / DAYS),
-          seedSeconds: Math.round(seedSeconds),
-        },
+        extra,
       } satisfies SystemResult;
     } finally {
       await producer.close();

@@ -1,8 +1,9 @@
 import type { Logger } from "pino";
 
 /**
- * Deletes what is past its retention period (finished messages; audit entries), in small batches so that no sweep
- * holds locks or bloats a transaction. Every node runs it; SKIP LOCKED keeps them apart.
+ * Deletes rows past their retention period (audit entries; messages go by whole days, see
+ * dayRetention.ts), in small batches so that no sweep holds locks or bloats a transaction.
+ * Every node runs it; SKIP LOCKED keeps them apart.
  */
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;

@@ -79,8 +79,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const db = createPool(databaseUrl, config.poolSize, { connectTimeoutMs: config.dbConnectTimeoutMs, statementTimeoutMs: config.dbStatementTimeoutMs });
   const applied = await migrate(db);
   if (applied.length > 0) log.info({ applied }, "migrations applied");
-  // Today's partitions and the days ahead, before anything is published.
-  await createDayPartitions(db);
+  // Today's partitions and the days ahead, before anything is published. A busy table may
+  // refuse the lock for now: the days made ahead before, and each retention pass, cover it.
+  await createDayPartitions(db).catch((error: unknown) => log.warn({ err: error }, "retention: could not create day partitions yet"));
 
   const admin = await resolveAdminKey(config.adminKey, config.dataDir);
   const nodeId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;

@@ -11,11 +11,12 @@ const DAY_TABLES = ["attempts", "deliveries", "checks", "messages"] as const;
 export const DAYS_AHEAD = 3;
 
 /**
- * How long the drop of a day waits for its locks: it needs the four parents exclusively for a
- * moment, and publishes queue behind a waiting lock, so a busy table (a long console search,
- * a feed read) makes it give up quickly and try at the next sweep rather than stall writes.
+ * How long creating or dropping a day's partitions waits for its locks: it needs the parents
+ * exclusively for a moment, and publishes queue behind a waiting lock, so a busy table (a long
+ * console search, a feed read) makes it give up quickly and try at the next pass rather than
+ * stall writes.
  */
-export const DROP_LOCK_TIMEOUT_MS = 500;
+export const LOCK_TIMEOUT_MS = 500;
 
 /** One day's partitions (or the legacy ones, which hold every day before migration 0027). */
 export interface DayPartition {
@@ -29,15 +30,20 @@ export interface DayPartition {
 
 /**
  * Creates the day partitions of today (UTC, the database's clock) and DAYS_AHEAD days after it
- * where missing. Run at start and by every retention sweep on every node: idempotent, and the
- * function serializes nodes on an advisory lock. Returns the tables created.
+ * where missing. Run at start and by every retention pass on every node: idempotent, and the
+ * function serializes nodes on an advisory lock. Creating a partition locks its parent
+ * exclusively for a moment, so it waits for its lock no longer than a drop does (the days ahead
+ * leave many passes to try again). Returns the tables created.
  */
 export async function createDayPartitions(db: Db, daysAhead = DAYS_AHEAD): Promise<number> {
-  const { rows } = await db.query(
-    `select tidings_create_day_partitions((now() at time zone 'utc')::date, (now() at time zone 'utc')::date + $1::int) as made`,
-    [daysAhead],
-  );
-  return rows[0].made;
+  return inTransaction(db, async (tx) => {
+    await tx.query(`set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
+    const { rows } = await tx.query(
+      `select tidings_create_day_partitions((now() at time zone 'utc')::date, (now() at time zone 'utc')::date + $1::int) as made`,
+      [daysAhead],
+    );
+    return rows[0].made;
+  });
 }
 
 /** The partitions of messages, oldest first, from the catalog. */
@@ -122,7 +128,7 @@ export async function dropFinishedDays(db: Db, retentionMs: number): Promise<Ret
 async function dropDay(db: Db, suffix: string): Promise<"dropped" | "held" | "busy"> {
   try {
     return await inTransaction(db, async (tx) => {
-      await tx.query(`set local lock_timeout = ${DROP_LOCK_TIMEOUT_MS}`);
+      await tx.query(`set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
       // Parents first, in the order a publish takes them, then the partitions: a statement
       // holding a parent never waits here for a partition this transaction holds.
       await tx.query("lock table only messages, deliveries, attempts, checks in access exclusive mode");

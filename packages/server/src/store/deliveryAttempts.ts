@@ -81,6 +81,11 @@ export function toLeased(row: any, lease: string): LeasedDelivery {
 // (delivered, or dead with onDead "skip") leaves its key in key_wakes, for the next claim to wake
 // what waits behind it. A re-send asked while the attempt was in flight (resend_due) turns
 // failed or dead into due-now on a fresh cycle. Returns the outcome of the rows written.
+// The lease is matched as coalesce(lease_owner, '') (a token is never empty): written as
+// lease_owner = token, the planner may prove the partial index deliveries_leased_by_key usable
+// and, its statistics taken while nothing was leased, read every leased row of a partition for
+// each result instead of probing by id. Seen on the partitioned table (0027): the deliver bench's
+// results took 325 ms a statement instead of 5, releases 2.4 s instead of 21 ms.
 const RECORD_SQL = `
 with r as (
   select * from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::timestamptz[], $8::int[],
@@ -103,7 +108,7 @@ with r as (
          dead_reason = case when r.outcome = 'dead' and not d.resend_due then r.dead_reason end,
          skipped_at = case when r.outcome = 'dead' and not d.resend_due then null else d.skipped_at end
     from r
-   where d.id = r.id and d.state = 'pending' and d.lease_owner = r.lease
+   where d.id = r.id and d.state = 'pending' and coalesce(d.lease_owner, '') = r.lease
   returning d.id, d.subscription_id, d.order_key, d.message_id, d.message_day, case d.state when 'pending' then 'failed' else d.state::text end as outcome,
             case when d.order_key is null or d.state = 'pending' then false
                  when d.state = 'delivered' then true
@@ -169,14 +174,15 @@ export async function recordAttempts(db: Db, results: readonly AttemptResult[]):
 
 // $1 delivery ids; $2 their lease tokens. Gives leases back without an attempt (subscription
 // paused or removed while the delivery waited in memory, over its subscription's in-flight
-// cap for too long, or the node is shutting down): due again at once.
+// cap for too long, or the node is shutting down): due again at once. The lease matched as in
+// RECORD_SQL, by id rather than through the leased rows' index.
 export async function releaseDeliveries(db: Db, leases: readonly Lease[]): Promise<void> {
   if (leases.length === 0) return;
   await db.query({
     name: "release_deliveries",
     text: `update deliveries d set lease_owner = null, resend_due = false, next_attempt_at = now()
              from unnest($1::bigint[], $2::text[]) as l(id, lease)
-            where d.id = l.id and d.state = 'pending' and d.lease_owner = l.lease`,
+            where d.id = l.id and d.state = 'pending' and coalesce(d.lease_owner, '') = l.lease`,
     values: [leases.map((l) => l.deliveryId), leases.map((l) => l.lease)],
   });
 }

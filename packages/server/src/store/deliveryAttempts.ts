@@ -12,10 +12,11 @@ export const claimToken = (nodeId: string): string => `${nodeId}/${++claims}`;
 // Takes the oldest due pending deliveries nobody holds, skipping rows another node is
 // taking right now, and moves their due time to the end of the lease. Deliveries with a place
 // in a key (order_key) are left to the ordered claim (orderedClaim.ts): a node that does not
-// know yet that a subscription became ordered cannot start them out of turn.
+// know yet that a subscription became ordered cannot start them out of turn. The rows are found
+// again by their whole key (id and day): one partition's probe each, not every day's.
 const CLAIM_SQL = `
 with due as (
-  select d.id from deliveries d
+  select d.id, d.message_day from deliveries d
   where d.state = 'pending' and d.next_attempt_at <= now() and d.subscription_id = any ($4::bigint[]) and d.order_key is null
   order by d.next_attempt_at
   limit $3
@@ -24,7 +25,7 @@ with due as (
 update deliveries d
    set lease_owner = $1, resend_due = false, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
   from due, messages m
- where d.id = due.id and m.id = d.message_id and m.day = d.message_day
+ where d.id = due.id and d.message_day = due.message_day and m.id = d.message_id and m.day = d.message_day
 returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
           m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json,
           m.traceparent, m.tracestate`;

@@ -33,7 +33,7 @@ select count(*)::int as n from freed`;
 // stay fast with many keys and deep backlogs. Answers the rows taken and how many rows it read.
 const CLAIM_ORDERED_SQL = `
 with due as (
-  select d.id,
+  select d.id, d.message_day,
          d.order_key is not null and (
            exists (select 1 from deliveries e
                     where e.subscription_id = d.subscription_id and e.order_key = d.order_key
@@ -51,12 +51,12 @@ with due as (
   for update of d skip locked
 ), parked as (
   update deliveries d set parked = true, next_attempt_at = now() + make_interval(secs => $5::float8 / 1000)
-    from due where d.id = due.id and due.waits
+    from due where d.id = due.id and d.message_day = due.message_day and due.waits
 ), taken as (
   update deliveries d
      set lease_owner = $1, resend_due = false, parked = false, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
     from due, messages m
-   where d.id = due.id and not due.waits and m.id = d.message_id and m.day = d.message_day
+   where d.id = due.id and d.message_day = due.message_day and not due.waits and m.id = d.message_id and m.day = d.message_day
   returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
             m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json,
             m.traceparent, m.tracestate

@@ -133,6 +133,7 @@ async function runSize(ctx: BenchContext, label: string, retained: number): Prom
         searchTopicKeyP50Ms: byKey,
         searchTopicP50Ms: byTopic,
         retentionPassMs: passMs,
+        retentionLockedMs: pass.lockedMs,
         droppedMessages: Math.ceil(retained / DAYS),
         seedSeconds: Math.round(seedSeconds),
       };

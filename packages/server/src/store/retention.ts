@@ -100,6 +100,8 @@ export interface RetentionPass {
   held: string[];
   /** Suffixes whose drop gave up waiting for its locks (tried again at the next pass). */
   busy: string[];
+  /** The longest a drop held (or waited for) the parents' locks, in ms: what a publish may wait. */
+  lockedMs: number;
 }
 
 /**
@@ -112,14 +114,16 @@ export interface RetentionPass {
  * Today (and any later day) is never dropped: its end is in the future.
  */
 export async function dropFinishedDays(db: Db, retentionMs: number): Promise<RetentionPass> {
-  const pass: RetentionPass = { dropped: [], held: [], busy: [] };
+  const pass: RetentionPass = { dropped: [], held: [], busy: [], lockedMs: 0 };
   for (const p of await dayPartitions(db)) {
     if (!(await pastRetention(db, p, retentionMs))) continue;
     if ((await db.query(holdsSql(p.suffix))).rows[0].held || (await db.query(recentSql(p.suffix), [retentionMs])).rows[0].recent) {
       pass.held.push(p.suffix);
       continue;
     }
+    const started = performance.now();
     const outcome = await dropDay(db, p.suffix);
+    pass.lockedMs = Math.max(pass.lockedMs, Math.round(performance.now() - started));
     pass[outcome].push(p.suffix);
   }
   return pass;

@@ -9,9 +9,10 @@ import { TEST_PG_URL } from "@tidings/testkit/db";
 // that every workload and every peer still runs end to end, so the suite cannot rot.
 test("every benchmark workload and its peers run at a tiny size", { timeout: 180_000 }, async () => {
   const lines: string[] = [];
-  // Three runs side by side (each workload makes its own databases and processes; the smoke run
-  // mostly waits for processes to start): the brokers, the queues' own workloads, the rest.
-  const groups = [["brokers"], ["publish-single", "publish-batch", "deliver", "latency"]];
+  // Four runs side by side (each workload makes its own databases and processes; the smoke run
+  // mostly waits for processes to start): the brokers, the queues' own workloads, partitions
+  // (two services one after the other), the rest.
+  const groups = [["brokers"], ["publish-single", "publish-batch", "deliver", "latency"], ["partitions"]];
   const rest = WORKLOADS.map((w) => w.name).filter((name) => !groups.flat().includes(name));
   const reports = await Promise.all(
     [...groups, rest].map((workloads) => runBench({ workloads, smoke: true, pgUrl: TEST_PG_URL, out: null, log: (line) => lines.push(line) })),
@@ -35,6 +36,7 @@ test("every benchmark workload and its peers run at a tiny size", { timeout: 180
   for (const name of ["publish-single", "publish-batch"]) assert.deepEqual(systems(name), ["tidings", "peer", "peer", "limit"]);
   for (const name of ["deliver", "latency"]) assert.deepEqual(systems(name), ["tidings", "peer", "peer"]);
   assert.deepEqual(systems("backlog"), ["tidings", "tidings"]);
+  assert.deepEqual(systems("partitions"), ["tidings", "tidings"]);
   for (const name of ["transactional", "outbox-relay"]) assert.deepEqual(systems(name), ["tidings"]);
   assert.equal(systems("inbox").length, 3);
   assert.ok(

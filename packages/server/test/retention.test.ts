@@ -108,6 +108,13 @@ test("a day past the retention is dropped whole once every message of it is fini
       (await db.query("select id from messages order by id")).rows.map((r) => r.id),
       ["dead-1", "late-1", "today-1"],
     );
+
+    // A pass that stopped between detaching a day and dropping its tables: the next one drops them.
+    await seedDay(db, 11, [{ id: "done-4", state: "committed", delivery: "delivered" }]);
+    for (const table of ["attempts", "deliveries", "checks", "messages"]) await db.query(`alter table ${table} detach partition ${table}_${suffix(11)}`);
+    await dropFinishedDays(db, 2 * DAY_MS);
+    const { rows: left } = await db.query("select count(*)::int as n from pg_class where relname like $1", [`%_${suffix(11)}`]);
+    assert.equal(left[0].n, 0);
   } finally {
     await db.end();
     await database.drop();

@@ -63,11 +63,17 @@ describe("behind PgBouncer in transaction mode", { skip: withoutPgBouncer() }, (
   });
 
   test("singles, a batch and a prepared message settled by its check-back are published and delivered, and listed", async () => {
-    const sub = await admins[0]!.post("/v1/subscriptions", { name: "billing", topic: "order.paid", endpoint: { type: "http", url: `${receiver.url}/billing` } });
+    const sub = await admins[0]!.post("/v1/subscriptions", {
+      name: "billing",
+      topic: "order.paid",
+      endpoint: { type: "http", url: `${receiver.url}/billing` },
+    });
     assert.equal(sub.status, 201, JSON.stringify(sub.body));
     const singles = await Promise.all(Array.from({ length: 30 }, (_, i) => app.post("/v1/messages", { id: `s-${i}`, topic: "order.paid", payload: { i } })));
     assert.deepEqual(new Set(singles.map((r) => r.status)), new Set([201]));
-    const batch = await app.post("/v1/messages/batch", { messages: Array.from({ length: 20 }, (_, i) => ({ id: `b-${i}`, topic: "order.paid", payload: { i } })) });
+    const batch = await app.post("/v1/messages/batch", {
+      messages: Array.from({ length: 20 }, (_, i) => ({ id: `b-${i}`, topic: "order.paid", payload: { i } })),
+    });
     assert.equal(batch.status, 201, JSON.stringify(batch.body));
     const prepared = await app.post("/v1/messages", { id: "p-1", topic: "order.paid", payload: { p: 1 }, prepare: true, checkAfter: "100ms" });
     assert.equal(prepared.body.state, "prepared");
@@ -86,7 +92,10 @@ describe("behind PgBouncer in transaction mode", { skip: withoutPgBouncer() }, (
       assert.equal(listed.body.items.length, 51);
       const deliveries = await admin.get("/v1/deliveries?subscription=billing&state=delivered&limit=100");
       assert.equal(deliveries.status, 200);
-      await waitFor("the delivered ones listed", async () => (await admin.get("/v1/deliveries?subscription=billing&state=delivered&limit=100")).body.items.length === 51);
+      await waitFor(
+        "the delivered ones listed",
+        async () => (await admin.get("/v1/deliveries?subscription=billing&state=delivered&limit=100")).body.items.length === 51,
+      );
       const stats = await admin.get("/v1/stats");
       assert.equal(stats.status, 200);
       assert.equal(stats.body.messages.delivered ?? stats.body.deliveries.total.delivered, 51);
@@ -100,7 +109,9 @@ describe("behind PgBouncer in transaction mode", { skip: withoutPgBouncer() }, (
     const requests = 120;
     const answers = await Promise.all(
       Array.from({ length: requests }, (_, i) =>
-        i % 2 === 0 ? app.post("/v1/messages", { topic: "shared.test", payload: { i } }) : admins[i % 4 === 1 ? 0 : 1]!.get("/v1/messages?topic=order.paid&limit=5"),
+        i % 2 === 0
+          ? app.post("/v1/messages", { topic: "shared.test", payload: { i } })
+          : admins[i % 4 === 1 ? 0 : 1]!.get("/v1/messages?topic=order.paid&limit=5"),
       ),
     );
     assert.deepEqual(new Set(answers.map((a) => a.status).filter((s) => s >= 300)), new Set(), "no request failed");
@@ -132,12 +143,51 @@ describe("behind PgBouncer in transaction mode", { skip: withoutPgBouncer() }, (
     assert.equal(rows.length, 2);
     for (const row of rows) assert.match(row.query, /^listen /i);
     const started = Date.now();
-    assert.equal((await admins[0]!.post("/v1/subscriptions", { name: "fresh", topic: "order.new", endpoint: { type: "http", url: `${receiver.url}/fresh` } })).status, 201);
-    await waitFor("node 2 knows the new subscription", async () => (await (await fetch(`${nodes[1]!.url}/metrics`)).text()).includes('subscription="fresh"'), 8000);
+    assert.equal(
+      (await admins[0]!.post("/v1/subscriptions", { name: "fresh", topic: "order.new", endpoint: { type: "http", url: `${receiver.url}/fresh` } })).status,
+      201,
+    );
+    await waitFor(
+      "node 2 knows the new subscription",
+      async () => (await (await fetch(`${nodes[1]!.url}/metrics`)).text()).includes('subscription="fresh"'),
+      8000,
+    );
     // Its safety-net reload runs every 10 s: seen well before, it came by NOTIFY.
     assert.ok(Date.now() - started < 8000);
     await app.post("/v1/messages", { id: "n-1", topic: "order.new", payload: {} });
     await waitFor("delivery of the new subscription's first message", () => receiver.received.some((r) => r.path === "/fresh" && r.id === "shop/n-1"));
+  });
+
+  test("a pooler whose server connections are all taken: requests answer 503 after its query_wait_timeout, and the service lives on", async (t) => {
+    const narrow = await startPgBouncer(1, { query_wait_timeout: 1 });
+    const listenUrl = new URL(database.url);
+    const node = await startTestService(narrow.url(database.name), { TIDINGS_DB_POOLING: "transaction", DATABASE_LISTEN_URL: listenUrl.toString() });
+    const holder = new pg.Client({ connectionString: narrow.url(database.name) });
+    try {
+      const client = api(node.url, ADMIN_KEY);
+      // An open transaction keeps PgBouncer's only server connection to itself.
+      await holder.connect();
+      await holder.query("begin");
+      await holder.query("select 1");
+      const started = Date.now();
+      const [list, batch] = await Promise.all([
+        client.get("/v1/messages?topic=order.paid"),
+        client.post("/v1/messages/batch", { messages: [{ topic: "wait.test", payload: {} }] }),
+      ]);
+      assert.equal(list.status, 503, JSON.stringify(list.body));
+      assert.equal(batch.status, 503, JSON.stringify(batch.body));
+      t.diagnostic(`answered 503 after ${Date.now() - started} ms`);
+      await holder.query("commit");
+      await waitFor(
+        "the service answering again",
+        async () => (await client.post("/v1/messages/batch", { messages: [{ topic: "wait.test", payload: {} }] })).status === 201,
+      );
+      assert.equal((await client.get("/v1/messages?topic=wait.test")).status, 200);
+    } finally {
+      await holder.end().catch(() => {});
+      await node.close();
+      await narrow.stop();
+    }
   });
 
   test("without TIDINGS_DB_POOLING=transaction the service refuses to start behind PgBouncer, saying what to set", async () => {

@@ -55,6 +55,12 @@ export function createPool(connectionString: string, max: number, limits?: PoolL
   });
   // An idle client's error (server restart) must not crash the process; the pool drops it.
   pool.on("error", () => {});
+  // Nor a checked-out one's: pg emits "Connection terminated unexpectedly" on the client itself
+  // when its connection ends between the statements of a transaction (a pooler's
+  // query_wait_timeout ends the client's connection while its "begin" waits; a terminated
+  // backend), after the statement in flight has failed with it. The transaction's code sees that
+  // failure; the client, no longer queryable, is dropped when released.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }
 

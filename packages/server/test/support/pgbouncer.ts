@@ -45,9 +45,10 @@ export interface PgBouncer {
 
 /**
  * A PgBouncer of one test, in front of the test PostgreSQL: own directory, free port,
- * `pool_mode = transaction` and `poolSize` server connections per database and user.
+ * `pool_mode = transaction` and `poolSize` server connections per database and user; `settings`:
+ * more of its [pgbouncer] section (query_wait_timeout…).
  */
-export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
+export async function startPgBouncer(poolSize: number, settings: Record<string, string | number> = {}): Promise<PgBouncer> {
   const upstream = new URL(TEST_PG_URL);
   const user = decodeURIComponent(upstream.username || "postgres");
   const runAs = await unprivilegedUser();
@@ -71,6 +72,7 @@ export async function startPgBouncer(poolSize: number): Promise<PgBouncer> {
       "pool_mode = transaction",
       `default_pool_size = ${poolSize}`,
       "max_client_conn = 500",
+      ...Object.entries(settings).map(([name, value]) => `${name} = ${value}`),
     ].join("\n");
     const iniFile = join(dir, "pgbouncer.ini");
     await writeFile(iniFile, `${ini}\n`, { mode: 0o644 });

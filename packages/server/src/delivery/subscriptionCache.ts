@@ -23,6 +23,8 @@ export class SubscriptionCache {
     private readonly refreshMs = 10_000,
     /** Other channels to listen on with the same connection, and what to do on each. */
     private readonly channels: Readonly<Record<string, () => void>> = {},
+    /** Where the LISTEN connection comes from: a direct one when `db` is a transaction-mode pooler, which cannot carry LISTEN. */
+    private readonly listenDb: Db = db,
   ) {}
 
   async start(): Promise<void> {
@@ -34,7 +36,7 @@ export class SubscriptionCache {
 
   private async listen(): Promise<void> {
     try {
-      const client = await this.db.connect();
+      const client = await this.listenDb.connect();
       client.on("notification", (note) => {
         const other = this.channels[note.channel];
         if (other) other();

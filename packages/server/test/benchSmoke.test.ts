@@ -9,9 +9,10 @@ import { TEST_PG_URL } from "@tidings/testkit/db";
 // that every workload and every peer still runs end to end, so the suite cannot rot.
 test("every benchmark workload and its peers run at a tiny size", { timeout: 180_000 }, async () => {
   const lines: string[] = [];
-  // Three runs side by side (each workload makes its own databases and processes; the smoke run
-  // mostly waits for processes to start): the brokers, the queues' own workloads, the rest.
-  const groups = [["brokers"], ["publish-single", "publish-batch", "deliver", "latency"]];
+  // Four runs side by side (each workload makes its own databases and processes; the smoke run
+  // mostly waits for processes to start): the brokers, the queues' own workloads, multi-node
+  // (six service processes one phase after another), the rest.
+  const groups = [["brokers"], ["publish-single", "publish-batch", "deliver", "latency"], ["multi-node"]];
   const rest = WORKLOADS.map((w) => w.name).filter((name) => !groups.flat().includes(name));
   const reports = await Promise.all(
     [...groups, rest].map((workloads) => runBench({ workloads, smoke: true, pgUrl: TEST_PG_URL, out: null, log: (line) => lines.push(line) })),
@@ -36,6 +37,13 @@ test("every benchmark workload and its peers run at a tiny size", { timeout: 180
   for (const name of ["deliver", "latency"]) assert.deepEqual(systems(name), ["tidings", "peer", "peer"]);
   assert.deepEqual(systems("backlog"), ["tidings", "tidings"]);
   for (const name of ["transactional", "outbox-relay"]) assert.deepEqual(systems(name), ["tidings"]);
+  // Multi-node: 1, 2 and 3 service processes, each node's share read from its own /metrics.
+  const multi = report.workloads.find((w) => w.name === "multi-node")!;
+  assert.deepEqual(
+    multi.systems.map((s) => s.processes.filter((p) => p.name.startsWith("service")).length),
+    [1, 2, 3],
+  );
+  // At this size the first node's claim may take the whole backlog: the shares are not judged here.
   assert.equal(systems("inbox").length, 3);
   assert.ok(
     report.workloads.find((w) => w.name === "inbox")!.targets.every((t) => t.met),

@@ -115,8 +115,12 @@ test("the primary's machine dies: Tidings serves again within seconds of the sta
     const publisher = publishSteadily(service.url, agent, outcomes);
     await waitFor("a steady stream of acknowledged messages", () => outcomes.filter((o) => o.status === 201).length >= RATE * 3, 20_000, 50);
 
+    // Only a synchronous standby is sure to hold every acknowledged message when it is promoted.
+    const standby = (await cluster.nodes()).find((n) => n.role !== "leader")!;
+    assert.equal(standby.role, "sync_standby");
     const { node: killed, at: killedAt } = await cluster.killPrimary();
     const survivor = (await cluster.nodes()).find((n) => n.name !== killed.name)!;
+    assert.equal(survivor.name, standby.name);
     const promotedAt = await waitFor("the standby's promotion", async () => ((await cluster.isPrimary(survivor)) ? Date.now() : 0), 60_000, 50);
     const servedAgain = await waitFor(
       "a 201 for a request started after the promotion",
@@ -161,6 +165,8 @@ test("the primary's machine dies: Tidings serves again within seconds of the sta
 
     // Synchronous replication: every 201, before, during and after the switch, is delivered.
     await waitFor("every acknowledged message delivered", () => acked.every((o) => receiver.counts.has(o.id)), 30_000, 100);
+    const sent = receiver.received.filter((r) => r.id.startsWith("f-"));
+    console.log(`failover: ${new Set(sent.map((r) => r.id)).size} messages delivered, ${sent.length} deliveries (the difference: sent again after their result was lost)`);
 
     // LISTEN is re-established on the new primary (a new session: the old one died with its machine) ...
     const relistened = await waitFor("the service's LISTEN session on the new primary", () => listener(admin), 20_000, 100);

@@ -285,18 +285,18 @@ start() {
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
     --initial-cluster "etcd0=http://127.0.0.1:$ETCD_PEER" --initial-cluster-state new \
     --initial-cluster-token "$SCOPE" --log-level warn >/dev/null
-  wait_until "etcd" http_get "$ETCD_CLIENT" /health || exit 1
+  wait_until "etcd" http_get "$ETCD_CLIENT" /health || return 1
   log "etcd up at $(( $(now_ms) - t0 )) ms"
 
   # node1 first, alone, so that it is the one that bootstraps (initdb) and leads; node2 then copies it
   spawn node1 "$DIR/node1.log" patroni "$DIR/node1.yml" >/dev/null
-  wait_until "node1 to lead" http_get "$REST1" /primary || exit 1
+  wait_until "node1 to lead" http_get "$REST1" /primary || return 1
   log "node1 leads at $(( $(now_ms) - t0 )) ms"
   spawn node2 "$DIR/node2.log" patroni "$DIR/node2.yml" >/dev/null
   spawn haproxy "$DIR/haproxy.log" haproxy -db -f "$DIR/haproxy.cfg" >/dev/null
 
-  wait_until "node2 to be the sync standby" sync_standby_ready || exit 1
-  wait_until "a write through HAProxy" writable || exit 1
+  wait_until "node2 to be the sync standby" sync_standby_ready || return 1
+  wait_until "a write through HAProxy" writable || return 1
   log "ready in $(( $(now_ms) - t0 )) ms"
   status
 }
@@ -356,7 +356,10 @@ stop() {
 }
 
 case $CMD in
-  start) start ;;
+  start)
+    # (not `start || ...`: that would turn off set -e inside start)
+    trap 'rc=$?; if [[ $rc != 0 && $rc != 3 ]]; then log "start failed; logs in $DIR; end what did start with: $0 stop $DIR"; fi' EXIT
+    start ;;
   status) [[ -f $DIR/ports ]] || die "no cluster in $DIR"; status ;;
   stop) stop ;;
   *) usage >&2; exit 2 ;;

@@ -166,7 +166,9 @@ test("the primary's machine dies: Tidings serves again within seconds of the sta
     // Synchronous replication: every 201, before, during and after the switch, is delivered.
     await waitFor("every acknowledged message delivered", () => acked.every((o) => receiver.counts.has(o.id)), 30_000, 100);
     const sent = receiver.received.filter((r) => r.id.startsWith("f-"));
-    console.log(`failover: ${new Set(sent.map((r) => r.id)).size} messages delivered, ${sent.length} deliveries (the difference: sent again after their result was lost)`);
+    console.log(
+      `failover: ${new Set(sent.map((r) => r.id)).size} messages delivered, ${sent.length} deliveries (the difference: sent again after their result was lost)`,
+    );
 
     // LISTEN is re-established on the new primary (a new session: the old one died with its machine) ...
     const relistened = await waitFor("the service's LISTEN session on the new primary", () => listener(admin), 20_000, 100);

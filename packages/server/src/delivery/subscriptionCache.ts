@@ -13,6 +13,9 @@ export class SubscriptionCache {
   private enabled: number[] = [];
   private ordered = false;
   private listener: pg.PoolClient | null = null;
+  /** The next attempt to listen, when one is due (at most one: two would each hold a connection). */
+  private retry: NodeJS.Timeout | null = null;
+  private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private reloading: Promise<void> | null = null;
   private again = false;
@@ -34,27 +37,58 @@ export class SubscriptionCache {
     this.timer.unref();
   }
 
+  private listenLater(): void {
+    if (this.stopped || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      void this.listen();
+    }, 1000);
+    this.retry.unref();
+  }
+
+  /**
+   * Takes a connection of its own and LISTENs on it; on any failure the connection goes back
+   * destroyed and one attempt follows a second later. A failed LISTEN used to keep its connection
+   * (checked out for good: during a failover a router may reach the new primary before its
+   * promotion ends, where LISTEN is refused, once a second, until the pool had no connection
+   * left), and a connection lost during the LISTEN started two attempts, then two listeners.
+   */
   private async listen(): Promise<void> {
+    let client: pg.PoolClient | null = null;
+    let lost = false;
+    const drop = (c: pg.PoolClient) => {
+      if (lost) return;
+      lost = true;
+      c.release(true);
+      if (this.listener === c) this.listener = null;
+      this.listenLater();
+    };
     try {
-      const client = await this.listenDb.connect();
-      client.on("notification", (note) => {
+      const c = await this.listenDb.connect();
+      client = c;
+      c.on("notification", (note) => {
         const other = this.channels[note.channel];
         if (other) other();
         else void this.reload().catch(() => {});
       });
-      client.on("error", () => {
-        client.release(true);
-        this.listener = null;
-        setTimeout(() => void this.listen(), 1000).unref();
-      });
-      await client.query(`listen ${SUBSCRIPTIONS_CHANNEL}`);
-      for (const channel of Object.keys(this.channels)) await client.query(`listen ${channel}`);
-      this.listener = client;
-      await this.reload();
+      c.on("error", () => drop(c));
+      await c.query(`listen ${SUBSCRIPTIONS_CHANNEL}`);
+      for (const channel of Object.keys(this.channels)) await c.query(`listen ${channel}`);
+      if (this.stopped) {
+        c.removeAllListeners("error");
+        c.on("error", () => {});
+        c.release(true);
+        return;
+      }
+      this.listener = c;
     } catch (error) {
       this.log.warn({ err: error }, "could not listen for subscription changes; retrying");
-      setTimeout(() => void this.listen(), 1000).unref();
+      if (client) drop(client);
+      else this.listenLater();
+      return;
     }
+    // What changed while nobody listened.
+    await this.reload().catch(() => {});
   }
 
   /** Reloads; concurrent calls coalesce into at most one more load. */
@@ -95,6 +129,8 @@ export class SubscriptionCache {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
     if (this.timer) clearInterval(this.timer);
     if (this.listener) {
       // No reconnect from here on, but keep a listener: the connection closes asynchronously, and

@@ -175,7 +175,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
     config.pollIntervalMs,
     log,
   );
-  const subscriptions = new SubscriptionCache(db, log, 10_000, { [HEALTH_CHANNEL]: () => health.changed() }, listenDb);
+  // Changes arrive by LISTEN/NOTIFY; the reload every 10 s (or every poll, when that is rarer) is
+  // the safety net for a notification lost with a connection, like the poll is for deliveries.
+  const subscriptions = new SubscriptionCache(db, log, Math.max(10_000, config.pollIntervalMs), { [HEALTH_CHANNEL]: () => health.changed() }, listenDb);
   await subscriptions.start();
   /** What claims take: the enabled subscriptions, less those `skip` names and those the circuits or a Retry-After hold. */
   const claimable = (skip: ReadonlySet<number>): number[] => subscriptions.enabledIds().filter((id) => !skip.has(id) && !health.holds(id));

@@ -113,11 +113,14 @@ export const isDataException = (error: unknown): boolean => sqlState(error)?.sta
 
 /**
  * Whether the database is slow or away rather than the request wrong: no free connection in
- * time, statement_timeout, too many connections, shutdown, lost connection. Answered with 503.
+ * time, statement_timeout, too many connections, shutdown, lost connection, or a server still in
+ * recovery (25006, read_only_sql_transaction: during a failover a router such as HAProxy behind
+ * Patroni sends connections to the new primary a few hundred ms before its promotion ends, and
+ * those writes fail; the same connection writes once it has). Answered with 503.
  */
 export function isDbUnavailable(error: unknown): boolean {
   const state = sqlState(error);
-  if (state !== undefined) return state === "57014" || state === "53300" || state.startsWith("57P") || state.startsWith("08");
+  if (state !== undefined) return state === "57014" || state === "53300" || state === "25006" || state.startsWith("57P") || state.startsWith("08");
   const message = error instanceof Error ? error.message : "";
   const code = (error as { code?: unknown } | null)?.code;
   return /timeout exceeded when trying to connect|Connection terminated|connection timeout/i.test(message) || code === "ECONNREFUSED" || code === "ECONNRESET";

@@ -258,3 +258,88 @@ test("a LISTEN the server refuses gives its connection back: retrying once a sec
     await database.drop();
   }
 });
+
+/**
+ * A TCP relay to PostgreSQL that can go silent: its open connections stop passing bytes either
+ * way without closing (a machine that died, a network that dropped everything), while new
+ * connections pass again.
+ */
+async function silentRelay(target: URL): Promise<{ url: string; connections(): number; silence(): void; close(): Promise<void> }> {
+  const net = await import("node:net");
+  const open = new Set<{ silent: boolean; sockets: import("node:net").Socket[] }>();
+  let count = 0;
+  const server = net.createServer((client) => {
+    count++;
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    const pair = { silent: false, sockets: [client, upstream] };
+    open.add(pair);
+    client.on("data", (d) => void (pair.silent || upstream.write(d)));
+    upstream.on("data", (d) => void (pair.silent || client.write(d)));
+    const end = () => {
+      open.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("close", end).on("error", end);
+    upstream.on("close", end).on("error", end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as import("node:net").AddressInfo).port;
+  const url = new URL(target.toString());
+  url.hostname = "127.0.0.1";
+  url.port = String(port);
+  return {
+    url: url.toString(),
+    connections: () => count,
+    silence: () => {
+      for (const pair of open) pair.silent = true;
+    },
+    close: async () => {
+      for (const pair of open) for (const s of pair.sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+test("a LISTEN connection that goes silent without closing is found by the refresh's check and replaced", { timeout: 60_000 }, async () => {
+  const database = await createTestDatabase("failover_silent_listen");
+  const relay = await silentRelay(new URL(database.url));
+  const db = createPool(database.url, 3, { connectTimeoutMs: 2000, statementTimeoutMs: 5000 });
+  const listenDb = createPool(relay.url, 1, { connectTimeoutMs: 2000, statementTimeoutMs: 0 });
+  const warnings: string[] = [];
+  const log = pino({ level: "warn" }, { write: (line: string) => void warnings.push(line) });
+  const cache = new SubscriptionCache(db, log, 300, {}, listenDb);
+  try {
+    await cache.start();
+    assert.equal(relay.connections(), 1);
+    relay.silence();
+    // The check on a refresh waits 5 s for an answer, then listens anew on a new connection.
+    await waitFor("a new LISTEN connection", () => relay.connections() >= 2, 15_000, 50);
+    assert.ok(
+      warnings.some((w) => w.includes("the LISTEN connection is gone")),
+      warnings.join("\n"),
+    );
+    const admin = new pg.Client({ connectionString: database.url });
+    await admin.connect();
+    try {
+      await waitFor(
+        "one LISTEN session answering",
+        async () => {
+          const { rows } = await admin.query(
+            "select count(*)::int as n from pg_stat_activity where datname = current_database() and query like 'listen%' and state = 'idle'",
+          );
+          return rows[0].n >= 1;
+        },
+        10_000,
+        50,
+      );
+    } finally {
+      await admin.end();
+    }
+  } finally {
+    await cache.stop();
+    await relay.close();
+    await Promise.race([Promise.all([db.end(), listenDb.end()]), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    await database.drop();
+  }
+});

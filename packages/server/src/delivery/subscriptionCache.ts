@@ -13,6 +13,10 @@ export class SubscriptionCache {
   private enabled: number[] = [];
   private ordered = false;
   private listener: pg.PoolClient | null = null;
+  /** Gives the listener's connection up (destroyed) and listens anew a second later. */
+  private dropListener: (() => void) | null = null;
+  /** A check of the listener's connection is waiting for its answer. */
+  private checking = false;
   /** The next attempt to listen, when one is due (at most one: two would each hold a connection). */
   private retry: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -33,7 +37,10 @@ export class SubscriptionCache {
   async start(): Promise<void> {
     await this.reload();
     await this.listen();
-    this.timer = setInterval(() => void this.reload().catch(() => {}), this.refreshMs);
+    this.timer = setInterval(() => {
+      void this.reload().catch(() => {});
+      void this.checkListener();
+    }, this.refreshMs);
     this.timer.unref();
   }
 
@@ -60,7 +67,10 @@ export class SubscriptionCache {
       if (lost) return;
       lost = true;
       c.release(true);
-      if (this.listener === c) this.listener = null;
+      if (this.listener === c) {
+        this.listener = null;
+        this.dropListener = null;
+      }
       this.listenLater();
     };
     try {
@@ -81,6 +91,7 @@ export class SubscriptionCache {
         return;
       }
       this.listener = c;
+      this.dropListener = () => drop(c);
     } catch (error) {
       this.log.warn({ err: error }, "could not listen for subscription changes; retrying");
       if (client) drop(client);
@@ -89,6 +100,33 @@ export class SubscriptionCache {
     }
     // What changed while nobody listened.
     await this.reload().catch(() => {});
+  }
+
+  /**
+   * A LISTEN connection to a machine that died without closing it (power, network) would wait
+   * for the kernel's keepalive for many minutes, deaf to every change; a query with a deadline
+   * on each refresh finds it and listens anew.
+   */
+  private async checkListener(): Promise<void> {
+    const listener = this.listener;
+    const drop = this.dropListener;
+    if (!listener || !drop || this.checking) return;
+    this.checking = true;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the LISTEN connection did not answer in 5 s")), 5000);
+      timer.unref();
+    });
+    try {
+      await Promise.race([listener.query("select 1"), deadline]);
+    } catch (error) {
+      if (this.listener !== listener) return;
+      this.log.warn({ err: error }, "the LISTEN connection is gone; listening anew");
+      drop();
+    } finally {
+      clearTimeout(timer);
+      this.checking = false;
+    }
   }
 
   /** Reloads; concurrent calls coalesce into at most one more load. */
@@ -139,6 +177,7 @@ export class SubscriptionCache {
       this.listener.on("error", () => {});
       this.listener.release(true);
       this.listener = null;
+      this.dropListener = null;
     }
   }
 }

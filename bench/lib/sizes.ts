@@ -17,6 +17,8 @@ export interface Sizes {
   feed: { messages: number };
   /** Committed messages compared by one reconciliation run against a consumer's inbox. */
   reconcile: { messages: number };
+  /** The backlog delivered by 1, 2 and 3 service processes on one database (each N its own). */
+  multiNode: { messages: number };
   /**
    * Finished messages retained (with a delivery and an attempt each) over the past days, the
    * small table it is compared with, and the messages published (then delivered) on each.
@@ -40,6 +42,7 @@ export const FULL: Sizes = {
   inbox: { messages: 10_000, concurrency: 32 },
   feed: { messages: 1_000_000 },
   reconcile: { messages: 1_000_000 },
+  multiNode: { messages: 50_000 },
   partitions: { retained: 10_000_000, small: 10_000, publish: 50_000 },
   phaseTimeoutMs: 300_000,
 };
@@ -58,6 +61,7 @@ export const SMOKE: Sizes = {
   inbox: { messages: 200, concurrency: 8 },
   feed: { messages: 300 },
   reconcile: { messages: 300 },
+  multiNode: { messages: 200 },
   partitions: { retained: 2_000, small: 200, publish: 200 },
   phaseTimeoutMs: 30_000,
 };

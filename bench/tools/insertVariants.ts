@@ -20,7 +20,7 @@ insert into messages (id, app, topic, tag, key, payload, headers, content_hash, 
 select id, app, topic, tag, key, payload::jsonb, headers::jsonb, content_hash, 'committed', now(), now()
   from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
     as t(id, app, topic, tag, key, payload, headers, content_hash)
-on conflict (id) do nothing
+on conflict (id, day) do nothing
 returning seq, id, created_at`;
 
 const ROUNDS = 10;

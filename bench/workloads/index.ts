@@ -10,6 +10,7 @@ import { orderedDeliver } from "./orderedDeliver.ts";
 import { deliver } from "./deliver.ts";
 import { feed } from "./feed.ts";
 import { latency } from "./latency.ts";
+import { multiNode } from "./multiNode.ts";
 import { publishBatch } from "./publishBatch.ts";
 import { publishSingle } from "./publishSingle.ts";
 import { reconcile } from "./reconcile.ts";
@@ -43,7 +44,8 @@ export const WORKLOADS: readonly Workload[] = [
   { number: 10, name: "ordered-deliver", run: orderedDeliver },
   { number: 11, name: "feed", run: feed },
   { number: 12, name: "reconcile", run: reconcile },
-  { number: 13, name: "partitions", run: partitions },
+  { number: 13, name: "multi-node", run: multiNode },
+  { number: 14, name: "partitions", run: partitions },
 ];
 
 /** Picks workloads by name or number ("deliver", "3"); none given: all. */

@@ -160,7 +160,7 @@ async function runSize(ctx: BenchContext, label: string, retained: number): Prom
   });
 }
 
-/** Workload 13: the hot paths and a retention pass over a large retained history, against a small one. */
+/** Workload 14: the hot paths and a retention pass over a large retained history, against a small one. */
 export async function partitions(ctx: BenchContext): Promise<Omit<WorkloadResult, "name" | "startedAt" | "seconds" | "status">> {
   const { small } = ctx.sizes.partitions;
   // BENCH_PARTITIONS_RETAINED: a smaller (or larger) history than the size's, where seeding

@@ -41,7 +41,7 @@ async function runServiceCommand(command: "serve" | "migrate"): Promise<number> 
 
   if (command === "migrate") {
     const embedded = config.databaseUrl ? null : await startEmbeddedDb(config.dataDir, log);
-    const db = createPool(config.databaseUrl ?? embedded!.url, 2);
+    const db = createPool(config.databaseUrl ?? embedded!.url, 2, undefined, config.dbPooling);
     try {
       const applied = await migrate(db);
       console.log(applied.length ? `applied migrations ${applied.join(", ")}` : "the database is up to date");
@@ -55,7 +55,16 @@ async function runServiceCommand(command: "serve" | "migrate"): Promise<number> 
   if (command === "serve") {
     // Only when OTEL_* asks for traces is the OpenTelemetry SDK loaded at all.
     const tracing = await (await import("./runtime/tracing.ts")).startTracing(process.env, log);
-    const service = await startService(config, log);
+    let service: Awaited<ReturnType<typeof startService>>;
+    try {
+      service = await startService(config, log);
+    } catch (error) {
+      // A setting the database showed to be wrong (a pooler not declared): said as a setting is.
+      if (!(error instanceof ConfigError)) throw error;
+      await tracing?.shutdown();
+      console.error(`tidings: ${error.message}`);
+      return 2;
+    }
     const lines = [
       `Tidings is running at ${service.url}`,
       `  console:  ${service.url}/console`,

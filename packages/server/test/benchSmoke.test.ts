@@ -10,9 +10,11 @@ import { TEST_PG_URL } from "@tidings/testkit/db";
 test("every benchmark workload and its peers run at a tiny size", { timeout: 180_000 }, async () => {
   const lines: string[] = [];
   // Four runs side by side (each workload makes its own databases and processes; the smoke run
-  // mostly waits for processes to start): the brokers, the queues' own workloads, partitions
-  // (two services one after the other), the rest.
-  const groups = [["brokers"], ["publish-single", "publish-batch", "deliver", "latency"], ["partitions"]];
+  // Five runs side by side (each workload makes its own databases and processes; the smoke run
+  // mostly waits for processes to start): the brokers, the queues' own workloads, multi-node
+  // (six service processes one phase after another), partitions (two services one after the
+  // other), the rest.
+  const groups = [["brokers"], ["publish-single", "publish-batch", "deliver", "latency"], ["multi-node"], ["partitions"]];
   const rest = WORKLOADS.map((w) => w.name).filter((name) => !groups.flat().includes(name));
   const reports = await Promise.all(
     [...groups, rest].map((workloads) => runBench({ workloads, smoke: true, pgUrl: TEST_PG_URL, out: null, log: (line) => lines.push(line) })),
@@ -38,6 +40,13 @@ test("every benchmark workload and its peers run at a tiny size", { timeout: 180
   assert.deepEqual(systems("backlog"), ["tidings", "tidings"]);
   assert.deepEqual(systems("partitions"), ["tidings", "tidings"]);
   for (const name of ["transactional", "outbox-relay"]) assert.deepEqual(systems(name), ["tidings"]);
+  // Multi-node: 1, 2 and 3 service processes, each node's share read from its own /metrics.
+  const multi = report.workloads.find((w) => w.name === "multi-node")!;
+  assert.deepEqual(
+    multi.systems.map((s) => s.processes.filter((p) => p.name.startsWith("service")).length),
+    [1, 2, 3],
+  );
+  // At this size the first node's claim may take the whole backlog: the shares are not judged here.
   assert.equal(systems("inbox").length, 3);
   assert.ok(
     report.workloads.find((w) => w.name === "inbox")!.targets.every((t) => t.met),

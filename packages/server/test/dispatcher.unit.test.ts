@@ -382,6 +382,22 @@ test("a delivery held back past the time it had to start by is given back, not s
   await h.dispatcher.stop(0);
 });
 
+test("a delivery that waited in the queue past the time it had to start by is given back, not sent", async () => {
+  // All slots busy (no subscription cap involved): a node working through a large claim.
+  // startBy = push + max(lease - attempt - 1 s, lease / 2) = push + 20 ms.
+  const h = harness({ concurrency: 1, leaseMs: 40, attemptMs: 20 });
+  const [first, late] = many(2, 1);
+  const pushedAt = Date.now();
+  h.dispatcher.push([first!, late!]);
+  assert.equal(h.sends.length, 1);
+  await until("its start-by time to pass", () => Date.now() - pushedAt > 25);
+  h.sends[0]!.reply.resolve(OK);
+  await until("the late one released", () => h.released.length === 1);
+  assert.deepEqual(h.released, [{ deliveryId: late!.deliveryId, lease: late!.lease }]);
+  assert.equal(h.sends.length, 1, "not sent: its lease may run out during the attempt, and another node may send it too");
+  await h.dispatcher.stop(0);
+});
+
 test("deliveries of a paused or removed subscription are given back, also those waiting behind its cap", async () => {
   const h = harness({}, [subscription(1, { enabled: false }), subscription(2, { maxInFlight: 1 }), subscription(3, { maxInFlight: 1 })]);
   const paused = delivery(1);

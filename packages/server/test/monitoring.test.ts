@@ -7,6 +7,7 @@ import pg from "pg";
 import { parse as parseYaml } from "yaml";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
+import { readMetric } from "@tidings/testkit/metrics";
 import { waitFor } from "@tidings/testkit/wait";
 import { staleOrFailingRelays } from "../src/store/relays.ts";
 import { api } from "./support/api.ts";
@@ -61,16 +62,8 @@ const beat = (over: Record<string, unknown> = {}) => ({
   ...over,
 });
 
-/** One sample of /metrics: its value, or undefined when the series is absent. */
-async function sample(name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
-  const text = await (await fetch(`${service.url}/metrics`)).text();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split("\n")) {
-    const match = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match?.[1] === name && want.every((w) => (match[2] ?? "").split(",").includes(w))) return Number(match[3]);
-  }
-  return undefined;
-}
+/** One sample of this service's /metrics: its value, or undefined when the series is absent. */
+const sample = (name: string, labels: Record<string, string> = {}) => readMetric(service.url, name, labels);
 
 describe("relay heartbeats", () => {
   test("an app's relay reports; the admin lists it, and it goes stale when the heartbeats stop", async () => {

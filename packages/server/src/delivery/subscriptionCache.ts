@@ -13,6 +13,13 @@ export class SubscriptionCache {
   private enabled: number[] = [];
   private ordered = false;
   private listener: pg.PoolClient | null = null;
+  /** Gives the listener's connection up (destroyed) and listens anew a second later. */
+  private dropListener: (() => void) | null = null;
+  /** A check of the listener's connection is waiting for its answer. */
+  private checking = false;
+  /** The next attempt to listen, when one is due (at most one: two would each hold a connection). */
+  private retry: NodeJS.Timeout | null = null;
+  private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private reloading: Promise<void> | null = null;
   private again = false;
@@ -23,35 +30,102 @@ export class SubscriptionCache {
     private readonly refreshMs = 10_000,
     /** Other channels to listen on with the same connection, and what to do on each. */
     private readonly channels: Readonly<Record<string, () => void>> = {},
+    /** Where the LISTEN connection comes from: a direct one when `db` is a transaction-mode pooler, which cannot carry LISTEN. */
+    private readonly listenDb: Db = db,
   ) {}
 
   async start(): Promise<void> {
     await this.reload();
     await this.listen();
-    this.timer = setInterval(() => void this.reload().catch(() => {}), this.refreshMs);
+    this.timer = setInterval(() => {
+      void this.reload().catch(() => {});
+      void this.checkListener();
+    }, this.refreshMs);
     this.timer.unref();
   }
 
+  private listenLater(): void {
+    if (this.stopped || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      void this.listen();
+    }, 1000);
+    this.retry.unref();
+  }
+
+  /**
+   * Takes a connection of its own and LISTENs on it; on any failure the connection goes back
+   * destroyed and one attempt follows a second later. A failed LISTEN used to keep its connection
+   * (checked out for good: during a failover a router may reach the new primary before its
+   * promotion ends, where LISTEN is refused, once a second, until the pool had no connection
+   * left), and a connection lost during the LISTEN started two attempts, then two listeners.
+   */
   private async listen(): Promise<void> {
+    let client: pg.PoolClient | null = null;
+    let lost = false;
+    const drop = (c: pg.PoolClient) => {
+      if (lost) return;
+      lost = true;
+      c.release(true);
+      if (this.listener === c) {
+        this.listener = null;
+        this.dropListener = null;
+      }
+      this.listenLater();
+    };
     try {
-      const client = await this.db.connect();
-      client.on("notification", (note) => {
+      const c = await this.listenDb.connect();
+      client = c;
+      c.on("notification", (note) => {
         const other = this.channels[note.channel];
         if (other) other();
         else void this.reload().catch(() => {});
       });
-      client.on("error", () => {
-        client.release(true);
-        this.listener = null;
-        setTimeout(() => void this.listen(), 1000).unref();
-      });
-      await client.query(`listen ${SUBSCRIPTIONS_CHANNEL}`);
-      for (const channel of Object.keys(this.channels)) await client.query(`listen ${channel}`);
-      this.listener = client;
-      await this.reload();
+      c.on("error", () => drop(c));
+      await c.query(`listen ${SUBSCRIPTIONS_CHANNEL}`);
+      for (const channel of Object.keys(this.channels)) await c.query(`listen ${channel}`);
+      if (this.stopped) {
+        c.removeAllListeners("error");
+        c.on("error", () => {});
+        c.release(true);
+        return;
+      }
+      this.listener = c;
+      this.dropListener = () => drop(c);
     } catch (error) {
       this.log.warn({ err: error }, "could not listen for subscription changes; retrying");
-      setTimeout(() => void this.listen(), 1000).unref();
+      if (client) drop(client);
+      else this.listenLater();
+      return;
+    }
+    // What changed while nobody listened.
+    await this.reload().catch(() => {});
+  }
+
+  /**
+   * A LISTEN connection to a machine that died without closing it (power, network) would wait
+   * for the kernel's keepalive for many minutes, deaf to every change; a query with a deadline
+   * on each refresh finds it and listens anew.
+   */
+  private async checkListener(): Promise<void> {
+    const listener = this.listener;
+    const drop = this.dropListener;
+    if (!listener || !drop || this.checking) return;
+    this.checking = true;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the LISTEN connection did not answer in 5 s")), 5000);
+      timer.unref();
+    });
+    try {
+      await Promise.race([listener.query("select 1"), deadline]);
+    } catch (error) {
+      if (this.listener !== listener) return;
+      this.log.warn({ err: error }, "the LISTEN connection is gone; listening anew");
+      drop();
+    } finally {
+      clearTimeout(timer);
+      this.checking = false;
     }
   }
 
@@ -93,6 +167,8 @@ export class SubscriptionCache {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
     if (this.timer) clearInterval(this.timer);
     if (this.listener) {
       // No reconnect from here on, but keep a listener: the connection closes asynchronously, and
@@ -101,6 +177,7 @@ export class SubscriptionCache {
       this.listener.on("error", () => {});
       this.listener.release(true);
       this.listener = null;
+      this.dropListener = null;
     }
   }
 }

@@ -37,6 +37,7 @@ export async function buildApiDocument(): Promise<Record<string, unknown>> {
   const app = await buildServer({
     config: SETTINGS,
     db: unusable("db"),
+    readDb: unusable("readDb"),
     log: pino({ level: "silent" }),
     auth: unusable("auth"),
     publisher: unusable("publisher"),

@@ -32,6 +32,11 @@ export interface HttpSettings {
 export interface RouteServices {
   config: HttpSettings;
   db: Db;
+  /**
+   * For lists, search and stats only (DATABASE_READ_URL, a replica that may lag; else `db`):
+   * never for a read that must see the caller's own fresh write.
+   */
+  readDb: Db;
   log: Logger;
   auth: Authenticator;
   publisher: Publisher;

@@ -9,6 +9,15 @@ export interface Config {
   readonly dataDir: string;
   /** null: run the embedded PostgreSQL in dataDir. */
   readonly databaseUrl: string | null;
+  /**
+   * "transaction": DATABASE_URL leads to a transaction-mode pooler (PgBouncer): no named
+   * prepared statements, no statement_timeout at connection start, LISTEN on databaseListenUrl.
+   */
+  readonly dbPooling: "none" | "transaction";
+  /** A direct connection for LISTEN (required behind a transaction-mode pooler); null: DATABASE_URL. */
+  readonly databaseListenUrl: string | null;
+  /** A read-only connection (a replica, which may lag) for lists, search and stats; null: DATABASE_URL. */
+  readonly databaseReadUrl: string | null;
   readonly adminKey: string | null;
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   /** Safety-net poll for due deliveries (retries, crashed nodes' leases). */
@@ -144,6 +153,27 @@ function publicUrl(env: Env): string | null {
   return url.toString();
 }
 
+/** An optional second PostgreSQL URL, which only makes sense beside DATABASE_URL. */
+function secondUrl(env: Env, name: string, databaseUrl: string | null): string | null {
+  const raw = env[name] || null;
+  if (raw === null) return null;
+  if (!/^postgres(ql)?:\/\//.test(raw)) throw new ConfigError(`${name} must be a postgres:// or postgresql:// URL`);
+  if (databaseUrl === null) throw new ConfigError(`${name} needs DATABASE_URL (the embedded database has no replica or pooler)`);
+  return raw;
+}
+
+/** TIDINGS_DB_POOLING: "transaction" behind a transaction-mode pooler, which needs a direct URL for LISTEN. */
+function dbPooling(env: Env, databaseUrl: string | null): Config["dbPooling"] {
+  const raw = env.TIDINGS_DB_POOLING || "none";
+  if (raw !== "none" && raw !== "transaction") throw new ConfigError(`TIDINGS_DB_POOLING must be none or transaction, got "${raw}"`);
+  if (raw === "transaction" && databaseUrl === null) throw new ConfigError("TIDINGS_DB_POOLING=transaction needs DATABASE_URL (the pooler's address)");
+  if (raw === "transaction" && !env.DATABASE_LISTEN_URL)
+    throw new ConfigError(
+      "TIDINGS_DB_POOLING=transaction needs DATABASE_LISTEN_URL: a direct connection to PostgreSQL (not through the pooler) for LISTEN, which a transaction-mode pooler cannot carry",
+    );
+  return raw;
+}
+
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -165,6 +195,9 @@ export function loadConfig(env: Env = process.env): Config {
     host: env.TIDINGS_HOST || "127.0.0.1",
     dataDir: resolve(env.TIDINGS_DATA_DIR || "./.tidings"),
     databaseUrl,
+    dbPooling: dbPooling(env, databaseUrl),
+    databaseListenUrl: secondUrl(env, "DATABASE_LISTEN_URL", databaseUrl),
+    databaseReadUrl: secondUrl(env, "DATABASE_READ_URL", databaseUrl),
     adminKey,
     logLevel,
     pollIntervalMs: duration(env, "TIDINGS_POLL_INTERVAL", "1s"),

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type { SubscriptionRow } from "../domain/subscription.ts";
 import type { Logger } from "pino";
-import type { Config } from "./config.ts";
+import { ConfigError, type Config } from "./config.ts";
 import { resolveAdminKey } from "./adminKey.ts";
 import { startEmbeddedDb, type EmbeddedDb } from "./embeddedDb.ts";
 import { Dispatcher } from "../delivery/dispatcher.ts";
@@ -34,7 +34,7 @@ import { describeCircuit } from "../domain/circuitBreaker.ts";
 import { Publisher } from "../publish/publisher.ts";
 import { appByKeyHash } from "../store/apps.ts";
 import { operatorByKeyHash } from "../store/operators.ts";
-import { createPool } from "../store/db.ts";
+import { createPool, statementTimeoutMs, type Db } from "../store/db.ts";
 import { claimDueDeliveries, recordAttempts, releaseDeliveries } from "../store/deliveryAttempts.ts";
 import { claimOrderedDeliveries } from "../store/orderedClaim.ts";
 import { claimWithinLimits } from "../store/subscriptionLimits.ts";
@@ -58,6 +58,34 @@ function within(work: Promise<unknown>, ms: number): Promise<void> {
   ]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * A start that failed because DATABASE_URL leads to a transaction-mode pooler the service was
+ * not told about: PgBouncer refuses statement_timeout at connection start. Said plainly, with
+ * the settings that fix it, instead of the pooler's words (or a hang on session state later).
+ */
+function poolerRefusal(error: unknown, config: Config): unknown {
+  const message = error instanceof Error ? error.message : "";
+  if (config.dbPooling !== "none" || !/unsupported startup parameter/i.test(message)) return error;
+  return new ConfigError(
+    `DATABASE_URL refused a connection's startup parameters (${message}): it looks like a connection pooler such as PgBouncer. ` +
+      "Behind a transaction-mode pooler set TIDINGS_DB_POOLING=transaction and DATABASE_LISTEN_URL (a direct connection for LISTEN); see docs/operations.md, Behind a pooler",
+  );
+}
+
+/**
+ * The role's statement_timeout as the pooler's server connections get it, against
+ * TIDINGS_DB_STATEMENT_TIMEOUT: behind a transaction-mode pooler the setting cannot travel with
+ * each connection, so a difference is reported once at start with the statement that aligns it.
+ */
+async function checkRoleStatementTimeout(db: Db, config: Config, log: Logger): Promise<void> {
+  const roleMs = await statementTimeoutMs(db);
+  if (roleMs === config.dbStatementTimeoutMs) return;
+  log.warn(
+    { roleStatementTimeoutMs: roleMs, wantedStatementTimeoutMs: config.dbStatementTimeoutMs },
+    `behind a transaction-mode pooler statement_timeout is the database role's setting, not TIDINGS_DB_STATEMENT_TIMEOUT: ALTER ROLE <the pooler's server user> SET statement_timeout = '${config.dbStatementTimeoutMs}ms'`,
+  );
+}
+
 export interface RunningService {
   readonly url: string;
   readonly adminKey: string;
@@ -76,8 +104,24 @@ export async function startService(config: Config, log: Logger): Promise<Running
     embedded = await startEmbeddedDb(config.dataDir, log);
     databaseUrl = embedded.url;
   }
-  const db = createPool(databaseUrl, config.poolSize, { connectTimeoutMs: config.dbConnectTimeoutMs, statementTimeoutMs: config.dbStatementTimeoutMs });
-  const applied = await migrate(db);
+  const limits = { connectTimeoutMs: config.dbConnectTimeoutMs, statementTimeoutMs: config.dbStatementTimeoutMs };
+  const db = createPool(databaseUrl, config.poolSize, limits, config.dbPooling);
+  // LISTEN holds one session for the process's life: directly to PostgreSQL when asked.
+  const listenDb = config.databaseListenUrl ? createPool(config.databaseListenUrl, 1, limits) : db;
+  // Lists, search and stats (the console's refreshes): half as many connections as the primary's.
+  const readDb = config.databaseReadUrl ? createPool(config.databaseReadUrl, Math.max(2, Math.ceil(config.poolSize / 2)), limits, config.dbPooling) : db;
+  const endPools = async () => {
+    await Promise.all([db.end(), listenDb !== db && listenDb.end(), readDb !== db && readDb.end()]);
+  };
+  let applied: number[];
+  try {
+    applied = await migrate(db);
+    if (config.dbPooling === "transaction") await checkRoleStatementTimeout(db, config, log);
+  } catch (error) {
+    await endPools().catch(() => {});
+    await embedded?.stop();
+    throw poolerRefusal(error, config);
+  }
   if (applied.length > 0) log.info({ applied }, "migrations applied");
   // Today's partitions and the days ahead, before anything is published. A busy table may
   // refuse the lock for now: the days made ahead before, and each retention pass, cover it.
@@ -136,7 +180,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
     config.pollIntervalMs,
     log,
   );
-  const subscriptions = new SubscriptionCache(db, log, 10_000, { [HEALTH_CHANNEL]: () => health.changed() });
+  // Changes arrive by LISTEN/NOTIFY; the reload every 10 s (or every poll, when that is rarer) is
+  // the safety net for a notification lost with a connection, like the poll is for deliveries.
+  const subscriptions = new SubscriptionCache(db, log, Math.max(10_000, config.pollIntervalMs), { [HEALTH_CHANNEL]: () => health.changed() }, listenDb);
   await subscriptions.start();
   /** What claims take: the enabled subscriptions, less those `skip` names and those the circuits or a Retry-After hold. */
   const claimable = (skip: ReadonlySet<number>): number[] => subscriptions.enabledIds().filter((id) => !skip.has(id) && !health.holds(id));
@@ -303,6 +349,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const server = await buildServer({
     config,
     db,
+    readDb,
     log,
     auth,
     publisher,
@@ -378,7 +425,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
           ]),
           2000,
         );
-        await db.end();
+        await endPools();
         await embedded?.stop();
       })()),
   };

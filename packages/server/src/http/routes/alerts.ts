@@ -91,7 +91,7 @@ export function alertRoutes(app: FastifyInstance, s: RouteServices): void {
       const q = request.query;
       const limit = Math.min(1000, Math.max(1, Number(q.limit ?? 100)));
       const state = q.state === "all" || (q.state === undefined && q.open === "false") ? null : (q.state ?? "unresolved");
-      const items = await listAlerts(s.db, {
+      const items = await listAlerts(s.readDb, {
         state,
         condition: q.condition,
         subscription: q.subscription,

@@ -53,7 +53,7 @@ export function auditRoutes(app: FastifyInstance, s: RouteServices): void {
     async (request) => {
       const q = request.query;
       const limit = pageLimit(q.limit, 100, 1000);
-      return listAudit(s.db, {
+      return listAudit(s.readDb, {
         actor: q.actor,
         action: q.action,
         target: q.target,

@@ -72,7 +72,7 @@ export function deliveryRoutes(app: FastifyInstance, s: RouteServices): void {
         if (!row) throw new TidingsError("not_found", `subscription ${q.subscription} not found`, "query.subscription");
         subscriptionId = row.id;
       }
-      return listDeliveries(s.db, {
+      return listDeliveries(s.readDb, {
         state: q.state,
         subscriptionId,
         beforeId: q.cursor === undefined ? undefined : Number(q.cursor),

@@ -237,7 +237,9 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
       const limit = pageLimit(q.limit, 50, 1000);
       if (q.subscription !== undefined) await subscriptionId(q.subscription);
       const principal = request.principal;
-      const page = await listMessages(s.db, {
+      // A search may be answered by a replica that lags; a look-up of given ids (a producer
+      // checking what it just published) by the primary.
+      const page = await listMessages(q.id === undefined ? s.readDb : s.db, {
         app: q.app,
         ids: q.id === undefined ? undefined : q.id.includes("/") || principal.kind === "app" ? [refToFullId(appOf(principal), q.id)] : { anyApp: q.id },
         visibleTo: principal.kind === "app" ? { app: principal.app, readTopics: principal.readTopics } : undefined,

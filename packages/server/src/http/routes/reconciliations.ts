@@ -164,7 +164,7 @@ export function reconciliationRoutes(app: FastifyInstance, s: RouteServices): vo
     async (request) => {
       const q = request.query;
       const limit = pageLimit(q.limit, 50, 500);
-      return listReconciliations(s.db, {
+      return listReconciliations(s.readDb, {
         kind: q.kind,
         subscription: q.subscription,
         topic: q.topic,

@@ -41,11 +41,11 @@ export function statsRoutes(app: FastifyInstance, s: RouteServices): void {
 
   async function compute() {
     const [messages, openAlerts, subscriptions, oldest, throughput] = await Promise.all([
-      countMessagesByState(s.db),
-      countOpenAlerts(s.db),
-      countDeliveriesBySubscription(s.db),
-      oldestPending(s.db),
-      throughputPerMinute(s.db, 60),
+      countMessagesByState(s.readDb),
+      countOpenAlerts(s.readDb),
+      countDeliveriesBySubscription(s.readDb),
+      oldestPending(s.readDb),
+      throughputPerMinute(s.readDb, 60),
     ]);
     const total: Record<string, number> = {};
     for (const sub of subscriptions) {

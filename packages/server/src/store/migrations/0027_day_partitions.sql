@@ -106,6 +106,13 @@ begin
   perform setval(pg_get_serial_sequence('attempts', 'id'), greatest(1, (select last_value from pg_sequences where schemaname = 'public' and sequencename = (select split_part(pg_get_serial_sequence('attempts_legacy', 'id'), '.', 2)))));
   perform setval(pg_get_serial_sequence('checks', 'id'), greatest(1, (select last_value from pg_sequences where schemaname = 'public' and sequencename = (select split_part(pg_get_serial_sequence('checks_legacy', 'id'), '.', 2)))));
 
+  -- Their own identities are no longer used (rows come in through the parents), and PostgreSQL
+  -- 17 and later refuse to attach a table that has one.
+  alter table messages_legacy alter column seq drop identity;
+  alter table deliveries_legacy alter column id drop identity;
+  alter table attempts_legacy alter column id drop identity;
+  alter table checks_legacy alter column id drop identity;
+
   alter table messages add primary key (id, day);
   create index messages_seq on messages (seq);
   create index messages_key on messages (key, seq) where key is not null;
@@ -142,11 +149,6 @@ begin
   execute format('alter table deliveries attach partition deliveries_legacy for values from (minvalue) to (%L)', first_day);
   execute format('alter table attempts attach partition attempts_legacy for values from (minvalue) to (%L)', first_day);
   execute format('alter table checks attach partition checks_legacy for values from (minvalue) to (%L)', first_day);
-  -- Their own identities are no longer used (rows come in through the parents).
-  alter table messages_legacy alter column seq drop identity;
-  alter table deliveries_legacy alter column id drop identity;
-  alter table attempts_legacy alter column id drop identity;
-  alter table checks_legacy alter column id drop identity;
   alter table messages_legacy alter column day drop default;
   alter table deliveries_legacy alter column message_day drop default;
   alter table attempts_legacy alter column message_day drop default;

@@ -123,7 +123,7 @@ test("onDead block: a dead delivery holds its key with a key_blocked alert until
   await publish("block", "b-6", "k1");
   await waitFor("the key_blocked alert of b-5", async () => (await openAlerts("key_blocked", "b-5")) === 1, 10_000);
   assert.equal((await admin.delete("/v1/messages/b-5")).status, 204);
-  await waitFor("b-6 delivered after b-5 was deleted", () => firstDeliveries("/block").includes("b-6"), 5_000);
+  await waitFor("b-6 delivered after b-5 was deleted", () => firstDeliveries("/block").includes("b-6"), 10_000);
   assert.deepEqual(
     firstDeliveries("/block").filter((id) => /^b-\d$/.test(id)),
     ["b-0", "b-1", "b-2", "b-4", "b-6"],

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { Repeating } from "./repeating.ts";
 import type { RetentionPass } from "../store/retention.ts";
 
 /**
@@ -8,8 +9,7 @@ import type { RetentionPass } from "../store/retention.ts";
  * held by a message not finished, for the gauge, and says so in the log once per day held.
  */
 export class DayRetention {
-  private timer: NodeJS.Timeout | null = null;
-  private stopped = false;
+  private readonly repeating: Repeating;
   private readonly told = new Set<string>();
   /** Days past the retention kept at the last pass because a message of them is not finished. */
   held = 0;
@@ -18,16 +18,12 @@ export class DayRetention {
     private readonly store: { createAhead(): Promise<number>; pass(): Promise<RetentionPass> },
     private readonly options: { intervalMs: number },
     private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.schedule();
+  ) {
+    this.repeating = new Repeating(this.options.intervalMs, () => this.sweep());
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => void this.sweep().finally(() => this.schedule()), this.options.intervalMs);
-    this.timer.unref();
+  start(): void {
+    this.repeating.start();
   }
 
   /** One pass; returns what it did (null when it failed: logged, tried again next interval). */
@@ -53,7 +49,6 @@ export class DayRetention {
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.repeating.stop();
   }
 }

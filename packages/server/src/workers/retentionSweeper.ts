@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { Repeating } from "./repeating.ts";
 
 /**
  * Deletes rows past their retention period (audit entries; messages go by whole days, see
@@ -6,24 +7,19 @@ import type { Logger } from "pino";
  * Every node runs it; SKIP LOCKED keeps them apart.
  */
 export class RetentionSweeper {
-  private timer: NodeJS.Timeout | null = null;
-  private stopped = false;
+  private readonly repeating: Repeating;
 
   constructor(
     private readonly sweepBatch: (batchSize: number) => Promise<number>,
     /** `what`: what it deletes, as the log says it (default: finished messages). */
     private readonly options: { intervalMs: number; batchSize: number; what?: string },
     private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.schedule();
+  ) {
+    this.repeating = new Repeating(this.options.intervalMs, () => this.sweep());
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => void this.sweep().finally(() => this.schedule()), this.options.intervalMs);
-    this.timer.unref();
+  start(): void {
+    this.repeating.start();
   }
 
   /** One sweep: batches until a batch comes back short. Returns the rows deleted. */
@@ -33,7 +29,7 @@ export class RetentionSweeper {
       for (;;) {
         const n = await this.sweepBatch(this.options.batchSize);
         total += n;
-        if (n < this.options.batchSize || this.stopped) break;
+        if (n < this.options.batchSize || this.repeating.isStopped) break;
       }
       if (total > 0) this.log.info({ deleted: total }, `retention: deleted ${this.options.what ?? "finished messages"}`);
     } catch (error) {
@@ -43,7 +39,6 @@ export class RetentionSweeper {
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.repeating.stop();
   }
 }

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { chmod, chown, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { TEST_PG_URL } from "@tidings/testkit/db";
+import { freePort, postgresUser } from "./privatePostgres.ts";
 
 /** Debian's pgbouncer (the package `pgbouncer`; .ci/run installs it, without starting its service). */
 export const PGBOUNCER = process.env.TIDINGS_PGBOUNCER_BIN ?? "/usr/sbin/pgbouncer";
@@ -13,24 +13,6 @@ export const PGBOUNCER = process.env.TIDINGS_PGBOUNCER_BIN ?? "/usr/sbin/pgbounc
 /** Why the PgBouncer tests cannot run here, or false. */
 export const withoutPgBouncer = (): string | false =>
   existsSync(PGBOUNCER) ? false : `no pgbouncer at ${PGBOUNCER}: install the Debian package pgbouncer (.ci/run does)`;
-
-/** PgBouncer refuses to run as root: as root the tests run it as the OS user postgres. */
-async function unprivilegedUser(): Promise<{ uid: number; gid: number } | null> {
-  if (process.getuid?.() !== 0) return null;
-  const line = (await readFile("/etc/passwd", "utf8")).split("\n").find((l) => l.startsWith("postgres:") || l.startsWith("nobody:"));
-  if (!line) throw new Error("running as root without an OS user postgres or nobody to run pgbouncer as");
-  const [, , uid, gid] = line.split(":");
-  return { uid: Number(uid), gid: Number(gid) };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export interface PgBouncer {
   readonly port: number;
@@ -51,7 +33,7 @@ export interface PgBouncer {
 export async function startPgBouncer(poolSize: number, settings: Record<string, string | number> = {}): Promise<PgBouncer> {
   const upstream = new URL(TEST_PG_URL);
   const user = decodeURIComponent(upstream.username || "postgres");
-  const runAs = await unprivilegedUser();
+  const runAs = await postgresUser();
   const dir = await mkdtemp(join(tmpdir(), "tidings-test-pgbouncer-"));
   await chmod(dir, 0o755);
   if (runAs) await chown(dir, runAs.uid, runAs.gid);

@@ -6,7 +6,8 @@ import { join } from "node:path";
 
 const PG_BIN = process.env.TIDINGS_PG_BIN ?? "/usr/lib/postgresql/15/bin";
 
-async function postgresUser(): Promise<{ uid: number; gid: number } | null> {
+/** As root, the OS user postgres (PostgreSQL and PgBouncer refuse to run as root); otherwise null: run as ourselves. */
+export async function postgresUser(): Promise<{ uid: number; gid: number } | null> {
   if (process.getuid?.() !== 0) return null;
   const line = (await readFile("/etc/passwd", "utf8")).split("\n").find((l) => l.startsWith("postgres:"));
   if (!line) throw new Error("running as root without an OS user postgres");
@@ -14,7 +15,8 @@ async function postgresUser(): Promise<{ uid: number; gid: number } | null> {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-async function freePort(): Promise<number> {
+/** A port nothing listens on now, on 127.0.0.1. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const server = createServer().listen(0, "127.0.0.1", () => {
       const { port } = server.address() as { port: number };

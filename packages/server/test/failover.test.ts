@@ -308,10 +308,29 @@ test("a LISTEN connection that goes silent without closing is found by the refre
   const listenDb = createPool(relay.url, 1, { connectTimeoutMs: 2000, statementTimeoutMs: 0 });
   const warnings: string[] = [];
   const log = pino({ level: "warn" }, { write: (line: string) => void warnings.push(line) });
-  const cache = new SubscriptionCache(db, log, 300, {}, listenDb);
+  // A channel of the test's own: its notifications reach the cache only through a live LISTEN.
+  let pings = 0;
+  const cache = new SubscriptionCache(db, log, 300, { tidings_test_ping: () => pings++ }, listenDb);
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  // Notifies until one is heard (one sent before the new connection's LISTEN would be lost).
+  const ping = async () => {
+    const before = pings;
+    await waitFor(
+      "the notification heard",
+      async () => {
+        if (pings > before) return true;
+        await admin.query("select pg_notify('tidings_test_ping', '')");
+        return false;
+      },
+      10_000,
+      50,
+    );
+  };
   try {
     await cache.start();
     assert.equal(relay.connections(), 1);
+    await ping();
     relay.silence();
     // The check on a refresh waits 5 s for an answer, then listens anew on a new connection.
     await waitFor("a new LISTEN connection", () => relay.connections() >= 2, 15_000, 50);
@@ -319,24 +338,10 @@ test("a LISTEN connection that goes silent without closing is found by the refre
       warnings.some((w) => w.includes("the LISTEN connection is gone")),
       warnings.join("\n"),
     );
-    const admin = new pg.Client({ connectionString: database.url });
-    await admin.connect();
-    try {
-      await waitFor(
-        "one LISTEN session answering",
-        async () => {
-          const { rows } = await admin.query(
-            "select count(*)::int as n from pg_stat_activity where datname = current_database() and query like 'listen%' and state = 'idle'",
-          );
-          return rows[0].n >= 1;
-        },
-        10_000,
-        50,
-      );
-    } finally {
-      await admin.end();
-    }
+    // Heard again: the new connection LISTENs (the silent one would never pass it on).
+    await ping();
   } finally {
+    await admin.end();
     await cache.stop();
     await relay.close();
     await Promise.race([Promise.all([db.end(), listenDb.end()]), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);

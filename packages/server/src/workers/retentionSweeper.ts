@@ -11,8 +11,8 @@ export class RetentionSweeper {
 
   constructor(
     private readonly sweepBatch: (batchSize: number) => Promise<number>,
-    /** `what`: what it deletes, as the log says it (default: finished messages). */
-    private readonly options: { intervalMs: number; batchSize: number; what?: string },
+    /** `what`: what it deletes, as the log says it. */
+    private readonly options: { intervalMs: number; batchSize: number; what: string },
     private readonly log: Logger,
   ) {
     this.repeating = new Repeating(this.options.intervalMs, () => this.sweep());
@@ -31,7 +31,7 @@ export class RetentionSweeper {
         total += n;
         if (n < this.options.batchSize || this.repeating.isStopped) break;
       }
-      if (total > 0) this.log.info({ deleted: total }, `retention: deleted ${this.options.what ?? "finished messages"}`);
+      if (total > 0) this.log.info({ deleted: total }, `retention: deleted ${this.options.what}`);
     } catch (error) {
       this.log.warn({ err: error }, "retention sweep failed");
     }

@@ -27,10 +27,13 @@ export class Producer {
     return match[1]!;
   }
 
-  /** POST /v1/messages/batch with messages first..first+count-1. */
-  /** Messages first … first+count-1; `keys`: message i gets key `key_<i mod keys>` instead of one key each. */
-  /** `idPrefix`: message i gets the producer's id `<idPrefix><i>` instead of one the service makes. */
-  async publishBatch(first: number, count: number, topic = TOPIC, keys?: number, idPrefix?: string): Promise<void> {
+  /**
+   * POST /v1/messages/batch with messages first … first+count-1. `keys`: message i gets key
+   * `key_<i mod keys>` instead of one key each; `idPrefix`: message i gets the producer's id
+   * `<idPrefix><i>` instead of one the service makes; `minimal`: asks for ids and outcomes only
+   * (`Prefer: return=minimal`) instead of every stored message.
+   */
+  async publishBatch(first: number, count: number, topic = TOPIC, keys?: number, idPrefix?: string, minimal = false): Promise<void> {
     const key = (i: number) => (keys === undefined ? `ord_${i}` : `key_${i % keys}`);
     const messages = Array.from({ length: count }, (_, k) =>
       idPrefix === undefined
@@ -40,7 +43,7 @@ export class Producer {
     const response = await this.pool.request({
       method: "POST",
       path: "/v1/messages/batch",
-      headers: this.headers,
+      headers: minimal ? { ...this.headers, prefer: "return=minimal" } : this.headers,
       body: JSON.stringify({ messages }),
     });
     const text = await response.body.text();

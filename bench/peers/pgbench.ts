@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { withDatabase, measure, sql, type BenchContext } from "../lib/context.ts";
 import { payloadSqlLiteral, TOPIC } from "../lib/payload.ts";
 import { PG_BIN } from "../lib/postgres.ts";
+import { summarize } from "../lib/load.ts";
 import type { SystemResult } from "../lib/report.ts";
 
 // A table shaped like a message store's: identity key, topic, jsonb payload, timestamp.
@@ -79,6 +80,56 @@ export async function pgbenchInsert(
         processes: processes.filter((p) => p.name !== "runner"),
         config: `${opts.clients} clients, ${threads} threads, -M prepared, ${opts.seconds} s, ${opts.rowsPerInsert} row(s) per INSERT, one transaction each`,
         extra: { tps: Math.round(tps) },
+      } satisfies SystemResult;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/**
+ * The latency limit: pgbench single-row INSERTs of the same payload at `rate`/s (`-R`, open loop),
+ * each its own durable commit, logged per transaction (`-l`). pgbench measures each from its
+ * scheduled start, so waiting behind a slow commit counts, as it does for the message workloads:
+ * what one durable commit costs on this machine's disk at that rate, with no HTTP and no queue.
+ */
+export async function pgbenchLatency(ctx: BenchContext, label: string, rate: number, seconds: number): Promise<SystemResult> {
+  return withDatabase(ctx, `${label}_pgbench`, async (db) => {
+    await sql(db.url, TABLE);
+    const dir = mkdtempSync(join(tmpdir(), "tidings-bench-pgbench-"));
+    const file = join(dir, "insert.sql");
+    writeFileSync(file, `INSERT INTO bench_messages (topic, payload) VALUES ('${TOPIC}', ${payloadSqlLiteral()});\n`);
+    try {
+      const clients = 8;
+      const args = ["-n", "-M", "prepared", "-c", String(clients), "-j", "2", "-R", String(rate), "-T", String(Math.max(1, Math.round(seconds)))];
+      args.push("-l", "--log-prefix", join(dir, "tx"), "-f", file);
+      const { result: out, processes } = await measure(
+        ctx,
+        null,
+        () => 0,
+        () => runPgbench(args, pgEnv(db.url)),
+      );
+      // Each line: client, transaction, latency µs, script, epoch s, µs[, schedule lag µs].
+      const latencies: number[] = [];
+      for (const name of readdirSync(dir).filter((f) => f.startsWith("tx"))) {
+        for (const line of readFileSync(join(dir, name), "utf8").split("\n")) {
+          const us = Number(line.split(" ")[2]);
+          if (line && Number.isFinite(us)) latencies.push(us / 1000);
+        }
+      }
+      if (latencies.length === 0) throw new Error(`pgbench logged no transaction:\n${out}`);
+      const latency = summarize(latencies);
+      for (const p of processes) p.cpuPer1000 = Math.round((p.cpuSeconds * 1000 * 10_000) / latencies.length) / 10_000;
+      return {
+        system: "pgbench single-row INSERT at the same rate (limit)",
+        role: "limit",
+        figure: latency.p50,
+        unit: "ms p50",
+        messages: latencies.length,
+        seconds,
+        latency,
+        processes: processes.filter((p) => p.name !== "runner"),
+        config: `-R ${rate} (open loop), ${clients} clients, 2 threads, -M prepared, one durable commit per row; latency from each transaction's scheduled start`,
       } satisfies SystemResult;
     } finally {
       rmSync(dir, { recursive: true, force: true });

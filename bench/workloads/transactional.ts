@@ -6,9 +6,10 @@ import { atLeast, fmt, type SystemResult, type WorkloadResult } from "../lib/rep
 import { ACCOUNTS, creditAccount, serviceRssTarget, withAccounts } from "./common.ts";
 
 /**
- * Workload 5: the SDK's `transaction()`: record the intent, prepare the half message at the
- * service, run the local transaction (barrier row + a business UPDATE) in the producer's own
- * PostgreSQL database, commit, then commit the message. `concurrency` callers; transactions/s.
+ * Workload 5: the SDK's `transaction()`: prepare the half message at the service (with the
+ * producer database's identity as its check context), run the local transaction (barrier row +
+ * a business UPDATE) in the producer's own PostgreSQL database, commit, then commit the
+ * message. `concurrency` callers; transactions/s.
  */
 export async function transactional(ctx: BenchContext): Promise<Omit<WorkloadResult, "name" | "startedAt" | "seconds" | "status">> {
   const { transactions: total, concurrency } = ctx.sizes.transactional;
@@ -49,7 +50,7 @@ export async function transactional(ctx: BenchContext): Promise<Omit<WorkloadRes
           seconds,
           processes,
           config:
-            `TidingsClient.transaction() × ${concurrency} concurrent (SDK over pg, pool ${concurrency}): intent row, prepare (HTTP), ` +
+            `TidingsClient.transaction() × ${concurrency} concurrent (SDK over pg, pool ${concurrency}): prepare (HTTP), ` +
             `local transaction with barrier row + UPDATE of 1 of ${fmt(ACCOUNTS)} accounts, commit, message commit (HTTP); ` +
             `producer database on the same PostgreSQL server; service defaults`,
         } satisfies SystemResult;

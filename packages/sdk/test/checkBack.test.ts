@@ -6,7 +6,8 @@ import { after, before, describe, test } from "node:test";
 import express from "express";
 import Fastify from "fastify";
 import { Hono } from "hono";
-import { TidingsClient, type CheckBackHandler, type Executor } from "../src/index.ts";
+import { migrate, TidingsClient, type CheckBackHandler, type Executor } from "../src/index.ts";
+import { databaseIdentity, recordIntent } from "../src/transaction/barrier.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { waitFor } from "@tidings/testkit/wait";
 import { addOrders, barrierOf, countRows, createOrders, lockWaiters, orderStatus, payOrder, signedCheck } from "./support/txCommon.ts";
@@ -35,8 +36,9 @@ function gate() {
 }
 
 /**
- * A producer that prepared its message and died before its local transaction: the intent is
- * recorded and the message prepared at the service, and nothing else happened.
+ * A producer that prepared its message and died before its local transaction: the message is
+ * prepared at the service (with the database's identity as its check context), and nothing
+ * else happened.
  */
 async function preparedThenCrashed(db: Executor, id: string): Promise<void> {
   const crashing = new TidingsClient({
@@ -67,11 +69,14 @@ for (const dialect of DIALECTS) {
   describe(`check-back handler on ${DIALECT_NAME[dialect]}`, () => {
     let database: OpenDatabase;
     let db: Executor;
+    /** This database's identity: what the service sends back as the check's context for the messages transaction() prepared here. */
+    let context: string;
     // InnoDB's lock wait is whole seconds: 1 s is its shortest.
     const shortWait = dialect === "mysql" ? 1000 : 150;
     before(async () => {
       database = await openDatabase(dialect, "checkback");
       db = database.db;
+      context = await databaseIdentity(db);
       await createOrders(db);
     });
     after(async () => {
@@ -88,11 +93,62 @@ for (const dialect of DIALECTS) {
       await preparedThenCrashed(db, crashed);
 
       for (let check = 1; check <= 3; check++) {
-        assert.deepEqual(await ask(handler, signedCheck(world.secret, committed, { checks: check })), { status: 200, body: { status: "commit" } });
-        assert.deepEqual(await ask(handler, signedCheck(world.secret, crashed, { checks: check })), { status: 200, body: { status: "rollback" } });
+        assert.deepEqual(await ask(handler, signedCheck(world.secret, committed, { checks: check, context })), { status: 200, body: { status: "commit" } });
+        assert.deepEqual(await ask(handler, signedCheck(world.secret, crashed, { checks: check, context })), { status: 200, body: { status: "rollback" } });
       }
       assert.equal(await barrierOf(db, committed), "commit");
       assert.equal(await barrierOf(db, crashed), "rollback");
+    });
+
+    test("the check's context decides whose message it is: another database's gets 404 and writes nothing, this one's is decided", async () => {
+      const handler = world.tidings.checkBackHandler(db);
+      const other = await openDatabase(dialect, "checkother");
+      let otherIdentity: string;
+      try {
+        otherIdentity = await databaseIdentity(other.db);
+      } finally {
+        await other.close();
+      }
+      assert.notEqual(otherIdentity, context, "each database has an identity of its own");
+      const id = newId("crashed");
+      await preparedThenCrashed(db, id);
+      assert.equal(await world.storedCheckContext(id), context, "the prepare carried this database's identity");
+      assert.equal(await countRows(db, "tidings_tx_intent"), 0, "transaction() records no intent");
+
+      const foreign = await ask(handler, signedCheck(world.secret, id, { context: otherIdentity }));
+      assert.equal(foreign.status, 404);
+      assert.equal((foreign.body.error as { code: string }).code, "unknown_message");
+      assert.equal(await barrierOf(db, id), null, "nothing written for another database's message");
+
+      // This database's message whose local transaction never committed: decided, rolled back, the same every time.
+      for (let check = 1; check <= 2; check++) {
+        assert.deepEqual(await ask(handler, signedCheck(world.secret, id, { context, checks: check })), { status: 200, body: { status: "rollback" } });
+      }
+      assert.equal(await barrierOf(db, id), "rollback");
+      assert.equal(await countRows(db, "tidings_tx_intent"), 0);
+    });
+
+    test("a message prepared without a context (by an earlier SDK, with its intent row) is still answered from the intent", async () => {
+      const handler = world.tidings.checkBackHandler(db);
+      const id = newId("older");
+      // What transaction() did before prepares carried the database's identity.
+      await recordIntent(db, id, world.topic, null);
+      assert.equal((await world.tidings.messages.prepare({ id, topic: world.topic, payload: { id } }, { checkAfter: "1h" })).state, "prepared");
+      assert.equal(await world.storedCheckContext(id), null);
+      assert.equal((await ask(handler, signedCheck(world.secret, newId("older-unknown")))).status, 404, "no intent: unknown");
+      assert.deepEqual(await ask(handler, signedCheck(world.secret, id)), { status: 200, body: { status: "rollback" } });
+      assert.equal(await barrierOf(db, id), "rollback");
+    });
+
+    test("migrate gives the database one identity, kept when migrations run again, two at a time", async () => {
+      await db.query("DELETE FROM tidings_sdk_migrations WHERE version = 5");
+      const again = await Promise.all([migrate(db), migrate(db)]);
+      assert.deepEqual(again.flat(), [5], "one of the two ran it again, the other found it done");
+      const rows = await db.query<{ id: string }>("SELECT id FROM tidings_tx_database");
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        [context],
+      );
     });
 
     test("a local transaction still running gets unknown; a check waiting behind it gets its real outcome", async () => {
@@ -116,11 +172,11 @@ for (const dialect of DIALECTS) {
         await waitFor("the callback is running", () => inside);
 
         const started = Date.now();
-        assert.deepEqual(await ask(quick, signedCheck(world.secret, sn)), { status: 200, body: { status: "unknown" } });
+        assert.deepEqual(await ask(quick, signedCheck(world.secret, sn, { context })), { status: 200, body: { status: "unknown" } });
         assert.ok(Date.now() - started >= shortWait - 50, "it waited for the lock before saying unknown");
         assert.equal(await barrierOf(db, sn), null, "unknown writes nothing");
 
-        const waiting = ask(patient, signedCheck(world.secret, sn, { checks: 2 }));
+        const waiting = ask(patient, signedCheck(world.secret, sn, { checks: 2, context }));
         await waitFor("the second check waiting for the transaction's barrier key", async () => (await lockWaiters(db)) > 0, 15_000, 150);
         if (ending === "commits") g.open();
         else g.fail(new Error("declined"));
@@ -155,19 +211,23 @@ for (const dialect of DIALECTS) {
         return { status: response.status, body: (await response.json()) as Record<string, unknown> };
       };
       const before = { barriers: await countRows(db, "tidings_tx_barrier"), intents: await countRows(db, "tidings_tx_intent") };
-      const good = signedCheck(world.secret, id);
+      const good = signedCheck(world.secret, id, { context });
       const otherSecret = `whsec_${randomBytes(24).toString("base64")}`;
       const cases: Array<[string, { body: string; headers: Record<string, string> }, number, string]> = [
         ["no signature headers", { body: good.body, headers: { "content-type": "application/json" } }, 401, "invalid_signature"],
-        ["signed with another secret", signedCheck(otherSecret, id), 401, "invalid_signature"],
-        ["signed ten minutes ago", signedCheck(world.secret, id, { at: new Date(Date.now() - 600_000) }), 401, "invalid_signature"],
+        ["signed with another secret", signedCheck(otherSecret, id, { context }), 401, "invalid_signature"],
+        ["signed ten minutes ago", signedCheck(world.secret, id, { at: new Date(Date.now() - 600_000), context }), 401, "invalid_signature"],
         ["body changed after signing", { body: good.body.replace('"checks":1', '"checks":2'), headers: good.headers }, 401, "invalid_signature"],
         ["signature of another message id", { body: good.body, headers: { ...good.headers, "webhook-id": newId("other") } }, 401, "invalid_signature"],
         ["body not JSON", signedCheck(world.secret, id, { body: "{not json" }), 400, "invalid_request"],
         ["body a JSON array", signedCheck(world.secret, id, { body: JSON.stringify([id]) }), 400, "invalid_request"],
         ["body without an id", signedCheck(world.secret, id, { body: JSON.stringify({ topic: "x", checks: 1 }) }), 400, "invalid_request"],
         ["body id is not the webhook-id", signedCheck(world.secret, id, { body: JSON.stringify({ id: newId("else"), checks: 1 }) }), 400, "invalid_request"],
-        ["unknown message", signedCheck(world.secret, newId("never-prepared-here")), 404, "unknown_message"],
+        ["context not a string", signedCheck(world.secret, id, { body: JSON.stringify({ id, checks: 1, context: 7 }) }), 400, "invalid_request"],
+        ["context over 200 characters", signedCheck(world.secret, id, { context: "c".repeat(201) }), 400, "invalid_request"],
+        ["unknown message without a context", signedCheck(world.secret, newId("never-prepared-here")), 404, "unknown_message"],
+        ["this message without its context (no intent recorded)", signedCheck(world.secret, id), 404, "unknown_message"],
+        ["this message with another database's context", signedCheck(world.secret, id, { context: "another-database-identity" }), 404, "unknown_message"],
       ];
       try {
         for (const [name, check, status, code] of cases) {
@@ -255,8 +315,10 @@ describe("check-back handler mounts", () => {
   let database: OpenDatabase;
   let handler: CheckBackHandler;
   let committed: string;
+  let context: string;
   before(async () => {
     database = await openDatabase("postgres", "checkmount");
+    context = await databaseIdentity(database.db);
     await createOrders(database.db);
     handler = world.tidings.checkBackHandler(database.db);
     committed = newId("mounted");
@@ -329,8 +391,8 @@ describe("check-back handler mounts", () => {
     test(`on ${mount.name}: a signed check is answered from the barrier, a forged one refused`, async () => {
       const { post, close } = await mount.setup();
       try {
-        assert.deepEqual(await post(signedCheck(world.secret, committed)), { status: 200, body: { status: "commit" } });
-        const forged = await post(signedCheck(`whsec_${randomBytes(24).toString("base64")}`, committed));
+        assert.deepEqual(await post(signedCheck(world.secret, committed, { context })), { status: 200, body: { status: "commit" } });
+        const forged = await post(signedCheck(`whsec_${randomBytes(24).toString("base64")}`, committed, { context }));
         assert.equal(forged.status, 401);
       } finally {
         await close();
@@ -350,8 +412,11 @@ test("rotating the app's check-back secret: a handler given the old and the new 
     const id = newId("rotated");
     await client.transaction(database.db, { id, topic: world.topic, payload: {} }, async () => undefined, { checkAfter: "1h" });
     const handler = client.checkBackHandler(database.db);
-    for (const secret of [created.secret, rotated.secret!]) assert.deepEqual((await handler.receive(signedCheck(secret, id))).body, { status: "commit" });
-    assert.equal((await handler.receive(signedCheck(world.secret, id))).status, 401);
+    const context = await databaseIdentity(database.db);
+    for (const secret of [created.secret, rotated.secret!]) {
+      assert.deepEqual((await handler.receive(signedCheck(secret, id, { context }))).body, { status: "commit" });
+    }
+    assert.equal((await handler.receive(signedCheck(world.secret, id, { context }))).status, 401);
     await world.admin.apps.delete(created.name);
     assert.equal(await world.admin.apps.get(created.name), null);
   } finally {

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import postgres from "postgres";
 import { fromPostgresJs, isUniqueViolation, migrate, TidingsClient, TidingsError, type Executor, type TransactionEvent } from "../src/index.ts";
+import { databaseIdentity } from "../src/transaction/barrier.ts";
 import { ADAPTERS } from "./support/adapters.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { addOrders, barrierOf, createOrders, orderStatus, paidOrders, payOrder, signedCheck, sqlFor } from "./support/txCommon.ts";
@@ -93,6 +94,35 @@ for (const dialect of DIALECTS) {
       assert.deepEqual((await left(fresh)).sort(), [...fresh].sort(), "the fresh barriers stay");
     });
 
+    test("the prepare carries the database's identity as its check context; no intent row is written", async () => {
+      const sn = newId("stamped");
+      await addOrders(db, [sn]);
+      const intents = async () => Number((await db.query<{ n: unknown }>("SELECT count(*) AS n FROM tidings_tx_intent"))[0]!.n);
+      const before = await intents();
+      await world.tidings.transaction(db, { id: sn, topic: world.topic, payload: { sn } }, (tx) => payOrder(tx, sn), { checkAfter: "1h" });
+      assert.equal(await intents(), before, "no intent row");
+      const [identity] = await db.query<{ id: string }>("SELECT id FROM tidings_tx_database");
+      assert.match(identity!.id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      assert.equal(await world.storedCheckContext(sn), identity!.id, "the service keeps the identity with the message");
+      assert.equal(await barrierOf(db, sn), "commit");
+      assert.equal((await world.tidings.messages.get(sn))?.state, "committed");
+    });
+
+    test("without the identity table (migrate not run) transaction() says so and prepares nothing", async () => {
+      const bare = await openDatabase(dialect, "txbare");
+      try {
+        await bare.db.query("DROP TABLE tidings_tx_database");
+        const sn = newId("bare");
+        await assert.rejects(
+          world.tidings.transaction(bare.db, { id: sn, topic: world.topic, payload: {} }, async () => assert.fail("never runs")),
+          (e: unknown) => e instanceof TidingsError && e.code === "config" && /migrate\(db\)/.test(e.message),
+        );
+        assert.equal(await world.tidings.messages.get(sn), null);
+      } finally {
+        await bare.close();
+      }
+    });
+
     test("commits the business change and the message together; the subscriber gets it once", async () => {
       const sn = newId("ok");
       await addOrders(db, [sn]);
@@ -173,7 +203,11 @@ for (const dialect of DIALECTS) {
       // The check-back arrives between the prepare's answer and the local BEGIN.
       const client = clientWith(async (url, init, real) => {
         const response = await real(url, init);
-        if (url.endsWith("/v1/messages") && init?.method === "POST") answered = (await handler.receive(signedCheck(world.secret, sn))).body;
+        if (url.endsWith("/v1/messages") && init?.method === "POST") {
+          // With the context the prepare carried, as the service sends it back.
+          const { checkContext } = JSON.parse(String(init.body)) as { checkContext: string };
+          answered = (await handler.receive(signedCheck(world.secret, sn, { context: checkContext }))).body;
+        }
         return response;
       });
       let ran = false;
@@ -324,10 +358,10 @@ for (const dialect of DIALECTS) {
       const client = clientWith(async (url, init, real) => {
         if (url.endsWith("/v1/messages/batch")) batched += (JSON.parse(String(init?.body)) as { messages: unknown[] }).messages.length;
         else if (url.endsWith("/v1/messages") && init?.method === "POST" && ++singles === 1) {
-          // Hold the first prepare until every transaction recorded its intent: the others'
-          // prepares are then waiting for it, and go together after it.
-          const intents = sqlFor(db, `SELECT count(*) AS n FROM tidings_tx_intent WHERE id IN (${sns.map(() => "?").join(", ")})`);
-          await waitFor("every intent recorded", async () => Number((await db.query<{ n: number | string }>(intents, sns))[0]!.n) === sns.length);
+          // Hold the first prepare for a turn of the event loop: the database's identity is
+          // known already (read by the earlier transactions on this executor), so the other
+          // calls reach their prepares in that turn, wait for this one, and go together after it.
+          await new Promise((resolve) => setImmediate(resolve));
         }
         return real(url, init);
       });
@@ -502,8 +536,9 @@ describe("transaction() and the check-back through every executor adapter", () =
           ),
           /declined/,
         );
-        assert.deepEqual((await handler.receive(signedCheck(world.secret, good))).body, { status: "commit" });
-        assert.deepEqual((await handler.receive(signedCheck(world.secret, bad))).body, { status: "rollback" });
+        const context = await databaseIdentity(db);
+        assert.deepEqual((await handler.receive(signedCheck(world.secret, good, { context }))).body, { status: "commit" });
+        assert.deepEqual((await handler.receive(signedCheck(world.secret, bad, { context }))).body, { status: "rollback" });
 
         // A check arriving while the local transaction runs waits for it, then answers commit.
         let inside = false;
@@ -518,7 +553,7 @@ describe("transaction() and the check-back through every executor adapter", () =
           { checkAfter: "1h" },
         );
         await waitFor("the callback running", () => inside);
-        const answer = await handler.receive(signedCheck(world.secret, slow));
+        const answer = await handler.receive(signedCheck(world.secret, slow, { context }));
         await producing;
         assert.deepEqual(answer.body, { status: "commit" });
         assert.deepEqual([await orderStatus(db, good), await orderStatus(db, bad), await orderStatus(db, slow)], ["paid", "new", "paid"]);

@@ -187,6 +187,50 @@ test("an unresolved prepared message is checked back with its app, signed, and t
   assert.equal(deliveredTo("o-4"), 0);
 });
 
+test("a prepared message's checkContext, sent alone or in a batch, comes back in its check-back body as context", async () => {
+  answers.set("c-single", "rollback");
+  answers.set("c-batch", "rollback");
+  answers.set("c-none", "rollback");
+  const context = "5b1a8c1e-9d1f-4a57-b7a4-0f6f3c1d2e3f";
+  const single = await app.post("/v1/messages", {
+    id: "c-single",
+    topic: "order.paid",
+    payload: {},
+    prepare: true,
+    checkAfter: "100ms",
+    checkContext: context,
+  });
+  assert.equal(single.status, 201, JSON.stringify(single.body));
+  const batch = await app.post("/v1/messages/batch", {
+    atomic: false,
+    messages: [
+      { id: "c-batch", topic: "order.paid", payload: {}, prepare: true, checkAfter: "100ms", checkContext: "other-database" },
+      { id: "c-none", topic: "order.paid", payload: {}, prepare: true, checkAfter: "100ms" },
+    ],
+  });
+  assert.equal(batch.status, 201, JSON.stringify(batch.body));
+  assert.deepEqual(batch.body.outcomes, ["created", "created"]);
+  const stored = await db.query("select id, check_context from messages where id like 'orders/c-%' order by id");
+  assert.deepEqual(stored.rows, [
+    { id: "orders/c-batch", check_context: "other-database" },
+    { id: "orders/c-none", check_context: null },
+    { id: "orders/c-single", check_context: context },
+  ]);
+  // Not part of the content: the same prepare again with another context is a repeat, kept as first stored.
+  const again = await app.post("/v1/messages", { id: "c-single", topic: "order.paid", payload: {}, prepare: true, checkAfter: "100ms", checkContext: "x" });
+  assert.equal(again.status, 200);
+  const sent = async (id: string) => {
+    const check = await waitFor(`a check-back of ${id}`, () => checks.find((r) => r.id === id));
+    return JSON.parse(check.body) as Record<string, unknown>;
+  };
+  assert.deepEqual(await sent("c-single"), { id: "c-single", topic: "order.paid", tag: null, key: null, payload: {}, checks: 1, context });
+  assert.equal((await sent("c-batch")).context, "other-database");
+  assert.ok(!("context" in (await sent("c-none"))), "no context key when none was sent");
+  for (const id of ["c-single", "c-batch", "c-none"]) {
+    await waitFor(`${id} rolled back`, async () => (await app.get(`/v1/messages/${id}`)).body.state === "rolled_back");
+  }
+});
+
 test("a producer that answers unknown every time leaves the message in doubt, with an alert; a hand commit delivers it", async () => {
   await app.post("/v1/messages", { id: "o-5", topic: "order.paid", payload: { sn: 5 }, prepare: true, checkAfter: "100ms" });
   const doubtful = await waitFor("o-5 in doubt", async () => {
@@ -240,5 +284,26 @@ test("bad input to prepare is refused with the field named", async () => {
   assert.equal(bad.body.error.field, "checkAfter");
   const notPrepared = await app.post("/v1/messages", { topic: "order.paid", payload: {}, checkAfter: "1s" });
   assert.equal(notPrepared.body.error.field, "checkAfter");
+  const refused = async (path: string, body: unknown) => {
+    const answer = await app.post(path, body);
+    assert.equal(answer.status, 400, JSON.stringify(answer.body));
+    return answer.body.error.field;
+  };
+  assert.equal(await refused("/v1/messages", { topic: "order.paid", payload: {}, checkContext: "db" }), "checkContext");
+  assert.equal(await refused("/v1/messages", { topic: "order.paid", payload: {}, prepare: false, checkContext: "db" }), "checkContext");
+  assert.equal(await refused("/v1/messages", { topic: "order.paid", payload: {}, prepare: true, checkContext: "d".repeat(201) }), "checkContext");
+  assert.equal(await refused("/v1/messages", { topic: "order.paid", payload: {}, prepare: true, checkContext: "" }), "checkContext");
+  assert.equal(await refused("/v1/messages", { topic: "order.paid", payload: {}, prepare: true, checkContext: "a\u0000b" }), "checkContext");
+  assert.equal(
+    await refused("/v1/messages/batch", {
+      messages: [
+        { topic: "order.paid", payload: {}, prepare: true, checkContext: "d".repeat(200) },
+        { topic: "order.paid", payload: {}, checkContext: "db" },
+      ],
+    }),
+    "messages[1].checkContext",
+  );
+  const longest = await app.post("/v1/messages", { topic: "order.paid", payload: {}, prepare: true, checkAfter: "1h", checkContext: "d".repeat(200) });
+  assert.equal(longest.status, 201, "200 characters are fine");
   assert.equal((await app.post("/v1/messages/nope/commit")).status, 404);
 });

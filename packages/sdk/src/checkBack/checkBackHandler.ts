@@ -4,7 +4,7 @@ import { TidingsError } from "../errors.ts";
 import type { Executor } from "../executor/executor.ts";
 import { fastifyPlugin, honoHandler, nodeHandler, type FastifyLike } from "../receiver/mounts.ts";
 import type { RawDelivery, Receiver } from "../receiver/receiver.ts";
-import { decide, DEFAULT_LOCK_TIMEOUT_MS, hasIntent, type CheckAnswer } from "../transaction/barrier.ts";
+import { databaseIdentity, decide, DEFAULT_LOCK_TIMEOUT_MS, hasIntent, type CheckAnswer } from "../transaction/barrier.ts";
 
 export interface CheckBackHandlerOptions {
   /** The app's check-back signing secret (`whsec_...`), or several (rotation). */
@@ -30,9 +30,11 @@ export interface CheckBackAnswer {
   body: { status: CheckAnswer } | { error: { code: string; message: string } };
 }
 
-/** The service's check-back request: `{"id","topic","tag","key","payload","checks"}`. */
+/** The service's check-back request: `{"id","topic","tag","key","payload","checks"}`, and `"context"` when the prepare sent one. */
 export interface CheckRequest {
   id: string;
+  /** The message's check context: the identity of the database whose `transaction()` prepared it; null: none (an older SDK's message). */
+  context: string | null;
   topic: string | null;
   tag: string | null;
   key: string | null;
@@ -81,9 +83,13 @@ export function parseCheckRequest(body: string): CheckRequest {
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error("the body is not a JSON object");
   const v = value as Record<string, unknown>;
   if (typeof v.id !== "string" || v.id.length < 1 || v.id.length > 200) throw new Error("id must be a string of 1 to 200 characters");
+  if (v.context !== undefined && (typeof v.context !== "string" || v.context.length < 1 || v.context.length > 200)) {
+    throw new Error("context must be a string of 1 to 200 characters");
+  }
   const text = (x: unknown) => (typeof x === "string" ? x : null);
   return {
     id: v.id,
+    context: text(v.context),
     topic: text(v.topic),
     tag: text(v.tag),
     key: text(v.key),
@@ -142,9 +148,10 @@ export function createCheckBackHandler(db: Executor, options: CheckBackHandlerOp
     }
     if (check.id !== headers["webhook-id"]) return refuse(400, "invalid_request", "the body's id is not the webhook-id", check.id);
     try {
-      if (!(await hasIntent(db, check.id))) {
-        return refuse(404, "unknown_message", `no transaction() ran for message ${check.id} on this database`, check.id);
-      }
+      // A message with a context is this database's when the context is its identity; one without
+      // (prepared by an older SDK) when its intent was recorded here.
+      const ours = check.context !== null ? check.context === (await databaseIdentity(db)) : await hasIntent(db, check.id);
+      if (!ours) return refuse(404, "unknown_message", `no transaction() ran for message ${check.id} on this database`, check.id);
       const status = await decide(db, check.id, lockTimeoutMs);
       emit({ type: "answered", id: check.id, status, check: check.checks });
       return { status: 200, body: { status } };

@@ -32,13 +32,13 @@ const ONE_MESSAGE_ERRORS = new Set(["invalid_request", "invalid_message", "paylo
  */
 function transactionCalls(messages: MessagesApi, combine: boolean): TransactionMessages {
   const alone: TransactionMessages = {
-    prepare: (message, checkAfter) => messages.prepareResolved(message, checkAfter),
+    prepare: (message, checkAfter, checkContext) => messages.prepareResolved(message, checkAfter, checkContext),
     commit: (id) => messages.commit(id),
     rollback: (id) => messages.rollback(id),
   };
   if (!combine) return alone;
-  type Prepare = { message: ResolvedMessage; checkAfter: CheckAfter | undefined };
-  const sendAlone = (p: Prepare) => alone.prepare(p.message, p.checkAfter);
+  type Prepare = { message: ResolvedMessage; checkAfter: CheckAfter | undefined; checkContext: string };
+  const sendAlone = (p: Prepare) => alone.prepare(p.message, p.checkAfter, p.checkContext);
   const prepares = new CallCombiner<Prepare, MessageInfo>(
     sendAlone,
     async (items) => {
@@ -56,11 +56,11 @@ function transactionCalls(messages: MessagesApi, combine: boolean): TransactionM
         );
       }
     },
-    { ...COMBINE_LIMITS, bytesOf: (p) => 300 + p.message.payloadJson.length + p.message.headersJson.length },
+    { ...COMBINE_LIMITS, bytesOf: (p) => 300 + p.checkContext.length + p.message.payloadJson.length + p.message.headersJson.length },
   );
   const commits = new CallCombiner<string, unknown>(alone.commit, (ids) => messages.commitMany(ids), { ...COMBINE_LIMITS, bytesOf: (id) => id.length + 3 });
   return {
-    prepare: (message, checkAfter) => prepares.push({ message, checkAfter }),
+    prepare: (message, checkAfter, checkContext) => prepares.push({ message, checkAfter, checkContext }),
     commit: (id) => commits.push(id),
     rollback: alone.rollback,
   };

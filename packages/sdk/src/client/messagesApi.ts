@@ -44,10 +44,11 @@ async function traced(messages: readonly ResolvedMessage[]): Promise<Record<stri
 }
 
 /** A prepared message as the send API takes it. */
-function preparedJson(message: ResolvedMessage, checkAfter: CheckAfter | undefined): string {
+function preparedJson(message: ResolvedMessage, checkAfter: CheckAfter | undefined, checkContext: string | undefined): string {
   const after =
     checkAfter === undefined ? "" : `,"checkAfter":${JSON.stringify(typeof checkAfter === "number" ? `${Math.max(0, Math.round(checkAfter))}ms` : checkAfter)}`;
-  return wireJson(message, `,"prepare":true${after}`);
+  const context = checkContext === undefined ? "" : `,"checkContext":${JSON.stringify(checkContext)}`;
+  return wireJson(message, `,"prepare":true${after}${context}`);
 }
 
 /** A batch request's body around messages already written as JSON. */
@@ -70,18 +71,19 @@ export class MessagesApi {
   /**
    * Stores a prepared (half) message: invisible to subscribers until `commit(id)`; the service
    * checks back with the app's check URL if it is still prepared `checkAfter` later. Idempotent
-   * by id (generated when absent), so network errors are retried. `tidings.transaction()` is
-   * the one call most producers need instead.
+   * by id (generated when absent), so network errors are retried. `checkContext` (1 to 200
+   * characters) is sent back as `context` in each check-back. `tidings.transaction()` is the one
+   * call most producers need instead.
    */
-  async prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter } = {}): Promise<MessageInfo> {
+  async prepare(message: OutgoingMessage, options: { checkAfter?: CheckAfter; checkContext?: string } = {}): Promise<MessageInfo> {
     const resolved = resolveMessage(message);
     await traced([resolved]);
-    return this.prepareResolved(resolved, options.checkAfter);
+    return this.prepareResolved(resolved, options.checkAfter, options.checkContext);
   }
 
   /** `prepare` of a message already resolved. */
-  prepareResolved(message: ResolvedMessage, checkAfter?: CheckAfter): Promise<MessageInfo> {
-    return operation(this.o, "post", "/v1/messages", { body: new RawJson(preparedJson(message, checkAfter)) }, { idempotent: true });
+  prepareResolved(message: ResolvedMessage, checkAfter?: CheckAfter, checkContext?: string): Promise<MessageInfo> {
+    return operation(this.o, "post", "/v1/messages", { body: new RawJson(preparedJson(message, checkAfter, checkContext)) }, { idempotent: true });
   }
 
   /**
@@ -90,10 +92,10 @@ export class MessagesApi {
    * request the service refuses as a whole (a bad message, too large) throws.
    */
   async prepareMany(
-    items: ReadonlyArray<{ message: ResolvedMessage; checkAfter?: CheckAfter }>,
+    items: ReadonlyArray<{ message: ResolvedMessage; checkAfter?: CheckAfter; checkContext?: string }>,
   ): Promise<Array<{ value: MessageInfo } | { error: TidingsError }>> {
     const body = batchJson(
-      items.map((i) => preparedJson(i.message, i.checkAfter)),
+      items.map((i) => preparedJson(i.message, i.checkAfter, i.checkContext)),
       `,"atomic":false`,
     );
     const answer = await operation(this.o, "post", "/v1/messages/batch", { body }, { idempotent: true });

@@ -1885,6 +1885,8 @@ export interface operations {
                     prepare?: boolean;
                     /** @description an integer and a unit: 500ms, 30s, 5m, 2h, 1d */
                     checkAfter?: string;
+                    /** @description prepared messages only: sent back as `context` in the body of each check-back (the SDK's transaction() sends its database's identity, so that a check reaching another database is refused). Not part of the message's content */
+                    checkContext?: string;
                     /** @description W3C trace context the message was sent in (what an outbox relay sends for each row); absent: the request's `traceparent` header's. Not part of the message's content */
                     traceparent?: string;
                     /** @description W3C tracestate going with `traceparent` */
@@ -2013,6 +2015,8 @@ export interface operations {
                         prepare?: boolean;
                         /** @description an integer and a unit: 500ms, 30s, 5m, 2h, 1d */
                         checkAfter?: string;
+                        /** @description prepared messages only: sent back as `context` in the body of each check-back (the SDK's transaction() sends its database's identity, so that a check reaching another database is refused). Not part of the message's content */
+                        checkContext?: string;
                         /** @description W3C trace context the message was sent in (what an outbox relay sends for each row); absent: the request's `traceparent` header's. Not part of the message's content */
                         traceparent?: string;
                         /** @description W3C tracestate going with `traceparent` */

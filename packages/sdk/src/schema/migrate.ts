@@ -33,7 +33,7 @@ export function sqlMigrations(dialect: DialectName): SqlMigration[] {
 
 /**
  * Creates or updates the SDK's tables in the user's database (outbox, inbox, the transactional
- * messages' intent and barrier tables): applies the
+ * messages' identity, intent and barrier tables): applies the
  * missing numbered SQL files under a lock, recording each in `tidings_sdk_migrations` first,
  * so processes racing to migrate wait for each other. Returns the versions it applied.
  * (On MySQL each DDL statement commits by itself: there IF NOT EXISTS makes a rerun safe.)

@@ -19,11 +19,42 @@ function isMissingTable(error: unknown): boolean {
 function missingTables(error: unknown): TidingsError {
   return new TidingsError(
     "config",
-    "the tidings_tx_intent / tidings_tx_barrier tables are missing: run `await migrate(db)` (or sql/<dialect>/0002_transaction_barrier.sql)",
+    "the tidings_tx_database / tidings_tx_intent / tidings_tx_barrier tables are missing: run `await migrate(db)` (or sql/<dialect>/0002_transaction_barrier.sql and 0005_transaction_database.sql)",
     {
       cause: error,
     },
   );
+}
+
+/** Each executor's database identity, read once (the promise, so concurrent first calls share one read). */
+const identities = new WeakMap<Executor, Promise<string>>();
+
+/**
+ * This database's identity (tidings_tx_database, made by migrate): `transaction()` sends it with
+ * each prepare as the message's check context, and the check-back handler answers only for
+ * messages that carry it. Read once per executor.
+ */
+export function databaseIdentity(db: Executor): Promise<string> {
+  let identity = identities.get(db);
+  if (!identity) {
+    identity = readIdentity(db);
+    identities.set(db, identity);
+    // A failed read is not kept: the next call reads again (after migrate(db), say).
+    identity.catch(() => identities.delete(db));
+  }
+  return identity;
+}
+
+async function readIdentity(db: Executor): Promise<string> {
+  let rows: Array<{ id: unknown }>;
+  try {
+    rows = await db.query<{ id: unknown }>("SELECT id FROM tidings_tx_database WHERE one = 1");
+  } catch (error) {
+    throw isMissingTable(error) ? missingTables(error) : error;
+  }
+  const id = rows[0]?.id;
+  if (typeof id !== "string" || id.length === 0) throw missingTables(new Error("tidings_tx_database has no row"));
+  return id;
 }
 
 /**
@@ -42,7 +73,9 @@ export function isLockTimeout(error: unknown): boolean {
 
 /**
  * Records, in a statement of its own (committed before the message is prepared), that this
- * database is about to run the local transaction of message `id`. Idempotent.
+ * database is about to run the local transaction of message `id`. Idempotent. What
+ * `transaction()` did before messages carried the database's identity (`databaseIdentity`):
+ * kept for the checks of messages prepared that way, and for a prepare without one.
  */
 export async function recordIntent(db: Executor, id: string, topic: string, key: string | null): Promise<void> {
   const d = dialectOf(db.dialect);
@@ -53,7 +86,7 @@ export async function recordIntent(db: Executor, id: string, topic: string, key:
   }
 }
 
-/** Whether `transaction()` on this database ever meant to run message `id`. */
+/** Whether `transaction()` on this database recorded the intent to run message `id` (messages prepared without a check context). */
 export async function hasIntent(db: Executor, id: string): Promise<boolean> {
   const d = dialectOf(db.dialect);
   try {

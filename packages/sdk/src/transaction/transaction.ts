@@ -4,7 +4,7 @@ import { TidingsError } from "../errors.ts";
 import { isUniqueViolation } from "../executor/dialect.ts";
 import type { Executor, TransactionOptions } from "../executor/executor.ts";
 import { activeTrace } from "../tracing/otel.ts";
-import { decide, DEFAULT_LOCK_TIMEOUT_MS, insertCommitBarrier, recordIntent, type CheckAnswer } from "./barrier.ts";
+import { databaseIdentity, decide, DEFAULT_LOCK_TIMEOUT_MS, insertCommitBarrier, type CheckAnswer } from "./barrier.ts";
 
 /** What the callback of `transaction()` gets besides its transaction. */
 export interface TransactionContext {
@@ -67,7 +67,8 @@ export interface TransactionCallOptions extends TransactionDefaults {
 
 /** The calls of the message API that `transaction()` makes (the client's; concurrent ones combined unless `combineCalls: false`). */
 export interface TransactionMessages {
-  prepare(message: ResolvedMessage, checkAfter: CheckAfter | undefined): Promise<MessageInfo>;
+  /** Prepares `message`; `checkContext` (the database's identity) must reach the service, which sends it back in each check-back. */
+  prepare(message: ResolvedMessage, checkAfter: CheckAfter | undefined, checkContext: string): Promise<MessageInfo>;
   commit(id: string): Promise<unknown>;
   rollback(id: string): Promise<unknown>;
 }
@@ -75,10 +76,11 @@ export interface TransactionMessages {
 /**
  * The half-message protocol on the producer's side (see `TidingsClient.transaction`):
  *
- * 1. record the intent (its own statement: the check-back handler answers only for these ids);
- * 2. prepare the message (idempotent by id, retried);
- * 3. local transaction: the 'commit' barrier row first, then `fn`; commit;
- * 4. commit the message.
+ * 1. prepare the message (idempotent by id, retried) with this database's identity as its check
+ *    context: the service sends it back in each check-back, and the check-back handler answers
+ *    only for messages carrying its own database's identity (read once per executor);
+ * 2. local transaction: the 'commit' barrier row first, then `fn`; commit;
+ * 3. commit the message.
  *
  * The message is only ever moved to the state a committed barrier row says: committed after
  * our local commit (which carries the 'commit' row), rolled back only after `decide` put a
@@ -105,8 +107,7 @@ export async function runTransaction<T>(
     }
   };
 
-  await recordIntent(db, id, resolved.topic, resolved.key);
-  const prepared = await messages.prepare(resolved, options.checkAfter);
+  const prepared = await messages.prepare(resolved, options.checkAfter, await databaseIdentity(db));
   if (prepared.state !== "prepared") {
     throw new TidingsError("conflict", `message ${id} is already ${prepared.state}: each transaction needs a message id of its own`, {
       details: { state: prepared.state },

@@ -61,13 +61,18 @@ export async function countRows(db: Executor, table: "tidings_tx_barrier" | "tid
   return Number(rows[0]?.n ?? 0);
 }
 
-/** A check-back request as the service sends it, signed with `secret` (or with what `options` says). */
+/**
+ * A check-back request as the service sends it, signed with `secret` (or with what `options`
+ * says). `context`: the message's check context (what transaction() prepared it with, the
+ * database's identity); absent: none, as for a message prepared without one.
+ */
 export function signedCheck(
   secret: string,
   id: string,
-  options: { body?: string; at?: Date; webhookId?: string; checks?: number; topic?: string } = {},
+  options: { body?: string; at?: Date; webhookId?: string; checks?: number; topic?: string; context?: string } = {},
 ): { body: string; headers: Record<string, string> } {
-  const body = options.body ?? JSON.stringify({ id, topic: options.topic ?? "order.paid", tag: null, key: id, payload: { id }, checks: options.checks ?? 1 });
+  const fields = { id, topic: options.topic ?? "order.paid", tag: null, key: id, payload: { id }, checks: options.checks ?? 1 };
+  const body = options.body ?? JSON.stringify(options.context === undefined ? fields : { ...fields, context: options.context });
   const at = options.at ?? new Date();
   const webhookId = options.webhookId ?? id;
   return {

@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { Receiver } from "@tidings/testkit/receiver";
 import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
-import { TidingsClient, type CheckBackHandler, type MessageInfo } from "../../src/index.ts";
+import { connect, TidingsClient, type CheckBackHandler, type MessageInfo } from "../../src/index.ts";
 
 export interface TxWorld {
   readonly url: string;
@@ -33,6 +33,8 @@ export interface TxWorld {
   readonly checkRequests: Array<{ id: string; at: number }>;
   /** Every message whose id starts with `prefix`, by id. */
   messages(prefix: string): Promise<Map<string, MessageInfo>>;
+  /** The check context the service stored with the app's message `id` (null: none; undefined: no such message). */
+  storedCheckContext(id: string): Promise<string | null | undefined>;
   close(): Promise<void>;
 }
 
@@ -98,6 +100,15 @@ export async function startTxWorld(label: string, options: TxWorldOptions = {}):
         // The service's ids are listed newest first; filter by prefix here.
         for await (const m of admin.messages.listAll({ topic, limit: 1000 })) if (m.id.startsWith(prefix)) out.set(m.id, m);
         return out;
+      },
+      async storedCheckContext(id) {
+        const service = await connect(database.url, 1);
+        try {
+          const rows = await service.db.query<{ check_context: string | null }>("SELECT check_context FROM messages WHERE id = $1", [full(id)]);
+          return rows[0]?.check_context;
+        } finally {
+          await service.close();
+        }
       },
       async close() {
         await runningService.close();

@@ -47,7 +47,8 @@ export function parseCheckAnswer(text: string): CheckAnswer | null {
 }
 
 /**
- * One check-back: POSTs `{"id","topic","tag","key","payload","checks"}` to the app's check URL,
+ * One check-back: POSTs `{"id","topic","tag","key","payload","checks"}` (and `"context"`, the
+ * message's checkContext, when it was prepared with one) to the app's check URL,
  * signed with the app's secret, within the delivery timeout, reading at most 64 KB of the answer.
  * Whatever the app answers is stored as storable text.
  */
@@ -62,7 +63,10 @@ export async function callCheckUrl(
   const m = due.message;
   // The producer is asked about its own id (its barrier rows are keyed by it), not the full id.
   const id = localId(m.id);
-  const body = stringifyExact({ id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo });
+  const fields: Record<string, unknown> = { id, topic: m.topic, tag: m.tag, key: m.key, payload: m.payload, checks: checkNo };
+  // The producer's check context, only when it sent one: the SDK answers for its own database only.
+  if (due.context != null) fields.context = due.context;
+  const body = stringifyExact(fields);
   const r = await transport.call(due.checkUrl, due.secret, id, body, { ...trace, "tidings-check": String(checkNo) }, signal);
   if (r.aborted) return { statusCode: null, answer: null, error: r.error, aborted: true };
   if (r.error !== null) return { statusCode: r.statusCode, answer: null, error: storableText(r.error, ERROR_TEXT_LIMIT) };

@@ -18,6 +18,8 @@ export interface NewMessage extends MessageContent {
   state: "committed" | "prepared";
   /** Prepared messages: how long after storing to first ask the producer (ms). */
   checkAfterMs: number | null;
+  /** Prepared messages: what the producer asked to get back in each check-back (`context`); absent: none. Not part of its content. */
+  checkContext?: string | null;
   /** Where in a trace it was sent; not part of its content (contentHash). Absent: none. */
   trace?: TraceContext | null;
 }

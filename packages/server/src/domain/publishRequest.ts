@@ -19,6 +19,8 @@ export interface RequestedMessage {
   deliverAt?: string;
   prepare?: boolean;
   checkAfter?: string;
+  /** Prepared messages: what the check-back sends back as `context`. */
+  checkContext?: string;
   /** W3C trace context of the message itself (the request's headers stand for it when absent). */
   traceparent?: string;
   tracestate?: string;
@@ -72,6 +74,7 @@ export function messageToStore(body: RequestedMessage, context: PublishContext, 
     deliverAt = new Date(at);
   }
   if (body.checkAfter !== undefined && !body.prepare) throw invalid(`${field}checkAfter`, "checkAfter applies to prepared messages only");
+  if (body.checkContext !== undefined && !body.prepare) throw invalid(`${field}checkContext`, "checkContext applies to prepared messages only");
   let checkAfterMs: number | null = null;
   if (body.prepare) {
     checkAfterMs = context.checkAfterMs;
@@ -104,6 +107,7 @@ export function messageToStore(body: RequestedMessage, context: PublishContext, 
     deliverAt,
     state: body.prepare ? "prepared" : "committed",
     checkAfterMs,
+    checkContext: body.prepare ? (body.checkContext ?? null) : null,
     trace,
   };
   if (exact !== undefined) stored.payloadJson = exact;
@@ -117,9 +121,11 @@ export function messageToStore(body: RequestedMessage, context: PublishContext, 
 
 /** The first NUL, lone surrogate or too deep nesting in a message's free text, as a 400 naming the field. */
 function refuseBadContent(body: RequestedMessage, field: string): void {
-  if (body.key != null) {
-    const bad = badText(body.key);
-    if (bad) throw invalid(`${field}key`, `${field}key ${bad}`);
+  for (const name of ["key", "checkContext"] as const) {
+    const text = body[name];
+    if (text == null) continue;
+    const bad = badText(text);
+    if (bad) throw invalid(`${field}${name}`, `${field}${name} ${bad}`);
   }
   if (body.headers) {
     const found = inspectValue(body.headers, `${field}headers`);

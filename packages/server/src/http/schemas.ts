@@ -328,6 +328,14 @@ export const NewMessage = Type.Object(
     deliverAt: Type.Optional(Timestamp),
     prepare: Type.Optional(Type.Boolean({ description: "store a half message: invisible to subscribers until committed" })),
     checkAfter: Type.Optional(Duration),
+    checkContext: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description:
+          "prepared messages only: sent back as `context` in the body of each check-back (the SDK's transaction() sends its database's identity, so that a check reaching another database is refused). Not part of the message's content",
+      }),
+    ),
     traceparent: Type.Optional(
       Type.String({
         maxLength: 256,

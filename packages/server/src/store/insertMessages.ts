@@ -23,15 +23,15 @@ const INSERT_SQL = `
 with input as (
   select * from json_to_recordset($1::json)
     as t(id text, app text, topic text, tag text, key text, payload json, headers json, content_hash bytea,
-         deliver_at timestamptz, state message_state, check_after_ms float8, traceparent text, tracestate text)
+         deliver_at timestamptz, state message_state, check_after_ms float8, traceparent text, tracestate text, check_context text)
 ), ins as (
   insert into messages (id, app, topic, tag, key, payload, headers, content_hash, state, deliver_at, committed_at, next_check_at,
-                        traceparent, tracestate)
+                        traceparent, tracestate, check_context)
   -- A JSON null payload comes out of json_to_recordset as SQL NULL: store it as JSON null.
   select id, app, topic, tag, key, coalesce(payload, 'null'::json), headers, content_hash, state,
          coalesce(deliver_at, now()), case when state = 'committed' then now() end,
          case when state = 'prepared' then now() + make_interval(secs => check_after_ms / 1000) end,
-         traceparent, tracestate
+         traceparent, tracestate, check_context
   from input
   -- A producer's id stored on an earlier day (its own partition) is taken too: checked here, in
   -- the same statement; today's partition catches it atomically by its key. Ids the service
@@ -76,6 +76,7 @@ export function rowsJson(messages: readonly NewMessage[]): string {
       row.traceparent = m.trace.traceparent;
       row.tracestate = m.trace.tracestate;
     }
+    if (m.checkContext) row.check_context = m.checkContext;
     rows[i] = row;
   }
   return stringifyExact(rows);

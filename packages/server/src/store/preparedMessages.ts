@@ -110,14 +110,20 @@ export async function claimDueChecks(db: Db, nodeId: string, leaseMs: number, li
     ), claimed as (
       update messages m set check_owner = $1, next_check_at = now() + make_interval(secs => $2::float8 / 1000)
         from due where m.id = due.id
-      returning ${MESSAGE_COLUMNS}
+      returning ${MESSAGE_COLUMNS}, m.check_context
     )
     select m.*, a.check_url, a.secret from claimed m left join apps a on a.name = m.app`,
     values: [lease, leaseMs, limit],
     // The payload as stored (exact text where parsing would round a number): the check-back shows it.
     types: EXACT_TYPES,
   });
-  return rows.map((row) => ({ message: toMessage(row), checkUrl: row.check_url ?? null, secret: row.secret ?? null, lease }));
+  return rows.map((row) => ({
+    message: toMessage(row),
+    context: row.check_context ?? null,
+    checkUrl: row.check_url ?? null,
+    secret: row.secret ?? null,
+    lease,
+  }));
 }
 
 // $1..$7 the check's message id, number, start, latency, status, answer, error (storable text).

@@ -12,7 +12,10 @@ export interface SystemResult {
   /** Messages (jobs, rows, deliveries) the figure was measured over. */
   messages: number;
   seconds: number;
+  /** Latency from the producer's acknowledgement (201 reply, send/addJob resolved) to the handler. */
   latency?: LatencySummary;
+  /** Latency end to end: from just before the producer sends (publish, send, addJob) to the handler. */
+  endToEnd?: LatencySummary;
   processes: ProcessUsage[];
   /** How it was run and tuned. */
   config: string;
@@ -115,6 +118,24 @@ export function machineState(w: WorkloadResult): string {
   return `load average ${w.loadAverage.start} → ${w.loadAverage.end}${stolen}${calibration}`;
 }
 
+/** The latency columns: from the producer's acknowledgement to the handler, then end to end (send → handler). */
+export const LATENCY_HEADER = ["p50 ms", "p95 ms", "p99 ms", "max ms", "e2e p50 ms", "e2e p99 ms", "n"];
+export const LATENCY_LEGEND = "p50 … max: producer's acknowledgement → handler; e2e: producer sends → handler";
+
+/** A system's cells under LATENCY_HEADER ("-" for a measure it lacks). */
+export function latencyCells(s: SystemResult): string[] {
+  const l = s.latency;
+  return [
+    fmt(l?.p50 ?? NaN, 2),
+    fmt(l?.p95 ?? NaN, 2),
+    fmt(l?.p99 ?? NaN, 2),
+    fmt(l?.max ?? NaN, 1),
+    fmt(s.endToEnd?.p50 ?? NaN, 2),
+    fmt(s.endToEnd?.p99 ?? NaN, 2),
+    fmt(l?.count ?? NaN),
+  ];
+}
+
 /** The printed table of one workload. */
 export function formatWorkload(w: WorkloadResult): string {
   const load = w.loadAverage ? ` [${w.seconds} s, ${machineState(w)}]` : "";
@@ -128,20 +149,11 @@ export function formatWorkload(w: WorkloadResult): string {
   }
   const latency = w.systems.some((s) => s.latency);
   const header = latency
-    ? ["system", "p50 ms", "p95 ms", "p99 ms", "max ms", "n", "peak RSS MB", "CPU s / 1k msgs"]
+    ? ["system", ...LATENCY_HEADER, "peak RSS MB", "CPU s / 1k msgs"]
     : ["system", "figure", "msgs", "secs", "CPU ceiling/s", "peak RSS MB", "CPU s / 1k msgs"];
   const rows = w.systems.map((s) =>
     latency && s.latency
-      ? [
-          s.system,
-          fmt(s.latency.p50, 2),
-          fmt(s.latency.p95, 2),
-          fmt(s.latency.p99, 2),
-          fmt(s.latency.max, 1),
-          fmt(s.latency.count),
-          usageCell(s.processes, "peakRssMb"),
-          usageCell(s.processes, "cpuPer1000"),
-        ]
+      ? [s.system, ...latencyCells(s), usageCell(s.processes, "peakRssMb"), usageCell(s.processes, "cpuPer1000")]
       : [
           s.system,
           `${fmt(s.figure)} ${s.unit}`,
@@ -152,6 +164,7 @@ export function formatWorkload(w: WorkloadResult): string {
           usageCell(s.processes, "cpuPer1000"),
         ],
   );
+  if (latency) lines.push(`   ${LATENCY_LEGEND}`);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const numeric = (i: number) => i > 0 && i < header.length - 2;
   lines.push(`   ${header.map((h, i) => pad(h, widths[i]!, numeric(i))).join("  ")}`);

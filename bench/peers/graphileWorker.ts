@@ -3,7 +3,9 @@ import pg from "pg";
 import { measure, sql, withDatabase, type BenchContext } from "../lib/context.ts";
 import { closedLoop, openLoop, PEER_MAX_SECONDS, summarize, timedLoop, until, warmupCount } from "../lib/load.ts";
 import { payload } from "../lib/payload.ts";
+import type { Receiver } from "../lib/receiver.ts";
 import type { SystemResult } from "../lib/report.ts";
+import { type PeerJob, SENDER_CONFIG, type WebhookSender, withReceiver } from "../lib/webhookSender.ts";
 
 const TASK = "bench";
 export const GRAPHILE_WORKER = "graphile-worker 0.17.3";
@@ -17,7 +19,17 @@ const UTILS_POOL = 32;
  * round trip, and batched completion (completeJobBatchDelay / failJobBatchDelay 0).
  */
 const WORKER = { concurrency: 24, maxPoolSize: 25, localQueue: 500 };
-const WORK_CONFIG = `concurrentJobs ${WORKER.concurrency}, maxPoolSize ${WORKER.maxPoolSize}, localQueue.size ${WORKER.localQueue}, completeJobBatchDelay 0, failJobBatchDelay 0 (its performance page's settings); LISTEN/NOTIFY wake-up`;
+/**
+ * The signed-POST variant's jobs wait on the network: graphile-worker's docs advise a higher
+ * concurrency for I/O-bound tasks, and a pool at least as large (it warns when smaller). 128
+ * jobs at once, as many as Tidings' deliveries in flight and the sender's connections; the
+ * local queue and batched completion keep the connections in use few.
+ */
+const POST_WORKER = { concurrency: 128, maxPoolSize: 128, localQueue: 500 };
+type WorkerSettings = typeof WORKER;
+const workConfig = (w: WorkerSettings, why: string) =>
+  `concurrentJobs ${w.concurrency}, maxPoolSize ${w.maxPoolSize}, localQueue.size ${w.localQueue}, completeJobBatchDelay 0, failJobBatchDelay 0 (${why}); LISTEN/NOTIFY wake-up`;
+const WORK_CONFIG = workConfig(WORKER, "its performance page's settings");
 
 /** Our own pools (ended by us, with an error listener) so that dropping the database never crashes the runner. */
 function pool(dbUrl: string, max: number): pg.Pool {
@@ -41,21 +53,21 @@ async function withUtils<T>(ctx: BenchContext, label: string, fn: (utils: Worker
   });
 }
 
-async function startWorker(dbUrl: string, task: (payload: unknown) => void): Promise<Runner> {
-  const pgPool = pool(dbUrl, WORKER.maxPoolSize);
+async function startWorker(dbUrl: string, task: (payload: unknown, jobId: string) => void | Promise<void>, settings: WorkerSettings = WORKER): Promise<Runner> {
+  const pgPool = pool(dbUrl, settings.maxPoolSize);
   const runner = await run({
     pgPool,
-    concurrency: WORKER.concurrency,
+    concurrency: settings.concurrency,
     noHandleSignals: true,
     logger: silent,
     taskList: {
-      [TASK]: async (p) => {
-        task(p);
+      [TASK]: async (p, helpers) => {
+        await task(p, helpers.job.id);
       },
     },
     preset: {
       worker: {
-        localQueue: { size: WORKER.localQueue },
+        localQueue: { size: settings.localQueue },
         completeJobBatchDelay: 0,
         failJobBatchDelay: 0,
       },
@@ -126,8 +138,16 @@ async function remaining(dbUrl: string): Promise<number> {
   return rows[0]!.n;
 }
 
-/** A backlog of `total` jobs, then a no-op worker until every job is completed (deleted). */
-export async function graphileProcess(ctx: BenchContext, label: string, total: number): Promise<SystemResult> {
+/**
+ * A backlog of `total` jobs, then a worker until every job is completed (deleted): no-op jobs,
+ * or each job a signed POST to the receiver (also timed until the receiver saw every job).
+ */
+export async function graphileProcess(ctx: BenchContext, label: string, total: number, job: PeerJob = "no-op"): Promise<SystemResult> {
+  if (job === "signed POST") return withReceiver((sender, receiver) => graphileRun(ctx, label, total, { sender, receiver }));
+  return graphileRun(ctx, label, total);
+}
+
+async function graphileRun(ctx: BenchContext, label: string, total: number, post?: { sender: WebhookSender; receiver: Receiver }): Promise<SystemResult> {
   return withUtils(ctx, label, async (utils, dbUrl) => {
     for (let b = 0; b * 1000 < total; b++) {
       const n = Math.min(1000, total - b * 1000);
@@ -136,6 +156,7 @@ export async function graphileProcess(ctx: BenchContext, label: string, total: n
     await sql(dbUrl, "analyze");
     let handled = 0;
     let runner: Runner | null = null;
+    const settings = post ? POST_WORKER : WORKER;
     try {
       const { result: seconds, processes } = await measure(
         ctx,
@@ -143,23 +164,31 @@ export async function graphileProcess(ctx: BenchContext, label: string, total: n
         () => total,
         async () => {
           const started = performance.now();
-          runner = await startWorker(dbUrl, () => {
-            handled++;
-          });
+          runner = await startWorker(
+            dbUrl,
+            async (data, jobId) => {
+              if (post) await post.sender.send(jobId, data);
+              handled++;
+            },
+            settings,
+          );
           await until("graphile-worker to handle every job", () => handled >= total, ctx.sizes.phaseTimeoutMs, 10);
           await until("graphile-worker to complete every job", async () => (await remaining(dbUrl)) === 0, ctx.sizes.phaseTimeoutMs, 50);
+          if (post) await post.receiver.waitFor(total, ctx.sizes.phaseTimeoutMs);
           return (performance.now() - started) / 1000;
         },
       );
       return {
-        system: GRAPHILE_WORKER,
+        system: `${GRAPHILE_WORKER} ${post ? "signed POST" : "no-op"}`,
         role: "peer",
         figure: Math.round(total / seconds),
         unit: "jobs/s",
         messages: total,
         seconds,
         processes,
-        config: `no-op task; ${WORK_CONFIG}; timed until every job is completed (deleted)`,
+        config: post
+          ? `${SENDER_CONFIG}; ${workConfig(POST_WORKER, "higher concurrency for I/O-bound tasks, pool to match")}; timed until every job is completed (deleted) and the receiver saw every job`
+          : `no-op task; ${WORK_CONFIG}; timed until every job is completed (deleted)`,
       } satisfies SystemResult;
     } finally {
       await (runner as Runner | null)?.stop().catch(() => {});
@@ -167,9 +196,13 @@ export async function graphileProcess(ctx: BenchContext, label: string, total: n
   });
 }
 
-/** Open-loop `addJob()` at `rate`/s; latency from addJob()'s resolve to the task's start. */
+/**
+ * Open-loop `addJob()` at `rate`/s; latency from addJob()'s resolve to the task's start, and end
+ * to end from just before addJob() to the task's start.
+ */
 export async function graphileLatency(ctx: BenchContext, label: string, rate: number, seconds: number, warmupSeconds: number): Promise<SystemResult> {
   return withUtils(ctx, label, async (utils, dbUrl) => {
+    const sentAt = new Map<number, number>();
     const enqueued = new Map<number, number>();
     const started = new Map<number, number>();
     const runner = await startWorker(dbUrl, (p) => {
@@ -178,6 +211,7 @@ export async function graphileLatency(ctx: BenchContext, label: string, rate: nu
     });
     try {
       const send = async (i: number) => {
+        sentAt.set(i, performance.now());
         await utils.addJob(TASK, { ...payload(i), i });
         enqueued.set(i, performance.now());
       };
@@ -194,7 +228,9 @@ export async function graphileLatency(ctx: BenchContext, label: string, rate: nu
           return r;
         },
       );
-      const latency = summarize([...Array(total).keys()].map((i) => started.get(i)! - enqueued.get(i)!));
+      const ids = [...Array(total).keys()];
+      const latency = summarize(ids.map((i) => started.get(i)! - enqueued.get(i)!));
+      const endToEnd = summarize(ids.map((i) => started.get(i)! - sentAt.get(i)!));
       return {
         system: GRAPHILE_WORKER,
         role: "peer",
@@ -203,6 +239,7 @@ export async function graphileLatency(ctx: BenchContext, label: string, rate: nu
         messages: total,
         seconds: run.seconds,
         latency,
+        endToEnd,
         processes,
         config: `addJob() at ${rate}/s open loop; ${WORK_CONFIG}`,
       } satisfies SystemResult;

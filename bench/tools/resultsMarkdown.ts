@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { BenchReport } from "../suite.ts";
-import { fmt, machineState } from "../lib/report.ts";
+import { fmt, LATENCY_HEADER, LATENCY_LEGEND, latencyCells, machineState } from "../lib/report.ts";
 
 /**
  * Renders a results file (bench/results/<date>.json) as the markdown tables of
@@ -32,13 +32,11 @@ for (const w of report.workloads) {
   }
   const latency = w.systems.some((s) => s.latency);
   if (latency) {
-    out.push("| system | p50 ms | p95 ms | p99 ms | max ms | n | peak RSS MB | CPU s / 1k msgs |", "|---|--:|--:|--:|--:|--:|---|---|");
+    out.push(`| system | ${LATENCY_HEADER.join(" | ")} | peak RSS MB | CPU s / 1k msgs |`, `|---|${LATENCY_HEADER.map(() => "--:").join("|")}|---|---|`);
     for (const s of w.systems) {
-      const l = s.latency!;
-      out.push(
-        `| ${s.system} | ${fmt(l.p50, 2)} | ${fmt(l.p95, 2)} | ${fmt(l.p99, 2)} | ${fmt(l.max, 1)} | ${fmt(l.count)} | ${usage(s.processes, "peakRssMb")} | ${usage(s.processes, "cpuPer1000")} |`,
-      );
+      out.push(`| ${s.system} | ${latencyCells(s).join(" | ")} | ${usage(s.processes, "peakRssMb")} | ${usage(s.processes, "cpuPer1000")} |`);
     }
+    out.push("", `${LATENCY_LEGEND}.`);
   } else {
     out.push("| system | figure | msgs | secs | CPU ceiling/s | peak RSS MB | CPU s / 1k msgs |", "|---|--:|--:|--:|--:|---|---|");
     for (const s of w.systems) {

@@ -14,9 +14,20 @@ export function serviceRssTarget(tidings: SystemResult): TargetCheck {
   return atMost(`service RSS ≤ ${SERVICE_RSS_LIMIT_MB} MB`, service?.peakRssMb ?? NaN, SERVICE_RSS_LIMIT_MB, "MB", 0);
 }
 
-/** Ratios of Tidings' figure to each other system's ("tidings/pg-boss 10.4.2 7.5"). */
+/**
+ * A short name of a system for ratio labels: its first word, and what sets it apart from others
+ * of the same name ("pg-boss 10.4.2 signed POST" → "pg-boss POST", "… no-op" → "pg-boss no-op").
+ */
+export function shortName(system: SystemResult): string {
+  if (system.role === "limit") return "limit";
+  const words = system.system.split(" ");
+  const variant = words.includes("POST") ? " POST" : words.includes("no-op") ? " no-op" : "";
+  return `${words[0]}${variant}`;
+}
+
+/** Ratios of Tidings' figure to each other system's ("tidings/pg-boss 7.5", "tidings/pg-boss POST 3.1"). */
 export function ratiosToOthers(tidings: SystemResult, others: readonly SystemResult[]): WorkloadResult["ratios"] {
-  return others.map((o) => ({ label: `tidings/${o.role === "limit" ? "limit" : o.system.split(" ")[0]}`, value: ratio(tidings.figure, o.figure) }));
+  return others.map((o) => ({ label: `tidings/${shortName(o)}`, value: ratio(tidings.figure, o.figure) }));
 }
 
 /**

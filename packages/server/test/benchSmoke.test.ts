@@ -7,9 +7,8 @@ import { TEST_PG_URL } from "@tidings/testkit/db";
 
 // The benchmark is not a test (its figures mean nothing on a shared CI box); this only proves
 // that every workload and every peer still runs end to end, so the suite cannot rot.
-test("every benchmark workload and its peers run at a tiny size", { timeout: 180_000 }, async () => {
+test("every benchmark workload and its peers run at a tiny size", { timeout: 240_000 }, async () => {
   const lines: string[] = [];
-  // Four runs side by side (each workload makes its own databases and processes; the smoke run
   // Five runs side by side (each workload makes its own databases and processes; the smoke run
   // mostly waits for processes to start): the brokers, the queues' own workloads, multi-node
   // (six service processes one phase after another), partitions (two services one after the
@@ -38,7 +37,22 @@ test("every benchmark workload and its peers run at a tiny size", { timeout: 180
   assert.deepEqual(systems("publish-single"), ["tidings", "peer", "peer", "limit"]);
   // publish-batch: the full answer and return=minimal, then the peers and the limit.
   assert.deepEqual(systems("publish-batch"), ["tidings", "tidings", "peer", "peer", "limit"]);
-  for (const name of ["deliver", "latency"]) assert.deepEqual(systems(name), ["tidings", "peer", "peer"]);
+  // Deliver: each peer with jobs that POST as a delivery does, and with no-op jobs.
+  assert.deepEqual(systems("deliver"), ["tidings", "peer", "peer", "peer", "peer"]);
+  const deliver = report.workloads.find((w) => w.name === "deliver")!;
+  assert.equal(new Set(deliver.systems.map((s) => s.system)).size, 5, "every deliver system has its own name");
+  assert.equal(new Set(deliver.ratios.map((r) => r.label)).size, 4, `every deliver ratio has its own label: ${deliver.ratios.map((r) => r.label)}`);
+  // Latency: every system measured from the acknowledgement and end to end.
+  assert.deepEqual(systems("latency"), ["tidings", "peer", "peer"]);
+  for (const s of report.workloads.find((w) => w.name === "latency")!.systems) {
+    for (const [measure, summary] of [
+      ["ack → handler", s.latency],
+      ["send → handler", s.endToEnd],
+    ] as const) {
+      assert.ok(summary && summary.count > 0, `latency/${s.system}: no ${measure} measure`);
+      for (const v of [summary.p50, summary.p99]) assert.ok(Number.isFinite(v) && v >= 0, `latency/${s.system}: ${measure} ${v}`);
+    }
+  }
   assert.deepEqual(systems("backlog"), ["tidings", "tidings"]);
   assert.deepEqual(systems("partitions"), ["tidings", "tidings"]);
   for (const name of ["transactional", "outbox-relay"]) assert.deepEqual(systems(name), ["tidings"]);

@@ -57,7 +57,7 @@ with due as (
      set lease_owner = $1, resend_due = false, parked = false, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
     from due, messages m
    where d.id = due.id and d.message_day = due.message_day and not due.waits and m.id = d.message_id and m.day = d.message_day
-  returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
+  returning d.id as delivery_id, d.message_day::text as message_day, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
             m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json,
             m.traceparent, m.tracestate
 )

@@ -7,6 +7,7 @@ const prepareValue = (pg as unknown as { utils: { prepareValue(v: unknown): unkn
 import { createTestDatabase } from "@tidings/testkit/db";
 import type { AttemptResult, LeasedDelivery } from "../src/domain/delivery.ts";
 import { claimDueDeliveries, recordQuery, releaseQuery } from "../src/store/deliveryAttempts.ts";
+import { resendMessageQuery } from "../src/store/operatorActions.ts";
 
 const DAY_MS = 86_400_000;
 const ymd = (daysAgo: number) => new Date(Date.now() - daysAgo * DAY_MS).toISOString().slice(0, 10);
@@ -59,14 +60,15 @@ async function seed(): Promise<number> {
  * Runs a statement as the service does, prepared, under EXPLAIN ANALYZE (in a transaction rolled
  * back afterwards, after `check` has looked at what it wrote), with the plan `planning` makes of
  * it (one for its values, or the generic one a prepared statement comes to), and answers the
- * deliveries partitions its plan read. Pruning happens as the statement runs (the days come in
- * an array, not as constants), so only the actual loops tell: a partition pruned is never executed.
+ * deliveries partitions its plan read: in all, and to find the rows it updates in deliveries.
+ * Pruning happens as the statement runs (the days come in an array, not as constants), so only
+ * the actual loops tell: a partition pruned is never executed.
  */
 async function partitionsRead(
   planning: string,
   query: { text: string; values: unknown[] },
   check: (client: pg.PoolClient) => Promise<void>,
-): Promise<string[]> {
+): Promise<{ all: string[]; updating: string[] }> {
   const client = await db.connect();
   try {
     await client.query("begin");
@@ -76,14 +78,19 @@ async function partitionsRead(
     const args = query.values.map((v) => (v === null ? "null" : client.escapeLiteral(String(prepareValue(v))))).join(", ");
     const { rows } = await client.query(`explain (analyze, format json) execute under_test(${args})`);
     await check(client);
-    const read = new Set<string>();
-    const walk = (node: Record<string, unknown>) => {
+    const all = new Set<string>();
+    const updating = new Set<string>();
+    const walk = (node: Record<string, unknown>, underUpdate: boolean) => {
       const relation = node["Relation Name"];
-      if (typeof relation === "string" && relation.startsWith("deliveries_") && (node["Actual Loops"] as number) > 0) read.add(relation);
-      for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      const under = underUpdate || (node["Node Type"] === "ModifyTable" && relation === "deliveries");
+      if (typeof relation === "string" && relation.startsWith("deliveries_") && (node["Actual Loops"] as number) > 0) {
+        all.add(relation);
+        if (under) updating.add(relation);
+      }
+      for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child, under);
     };
-    walk(rows[0]["QUERY PLAN"][0].Plan);
-    return [...read].sort();
+    walk(rows[0]["QUERY PLAN"][0].Plan, false);
+    return { all: [...all].sort(), updating: [...updating].sort() };
   } finally {
     await client.query("rollback");
     await client.query("deallocate all");
@@ -113,7 +120,8 @@ function resultOf(d: LeasedDelivery): AttemptResult {
 
 const subscriptionId = await seed();
 const [claimed] = await claimDueDeliveries(db, "node-a", 60_000, 10, [subscriptionId]);
-const partitionOfDue = `deliveries_${ymd(DUE_DAY).replaceAll("-", "")}`;
+const partitionOf = (daysAgo: number) => `deliveries_${ymd(daysAgo).replaceAll("-", "")}`;
+const partitionOfDue = partitionOf(DUE_DAY);
 
 test("a claimed delivery carries its message's day", () => {
   assert.ok(claimed, "the due delivery was claimed");
@@ -127,7 +135,7 @@ for (const planning of ["force_custom_plan", "force_generic_plan"]) {
       const { rows } = await client.query("select state::text, lease_owner from deliveries where id = $1", [claimed!.deliveryId]);
       assert.deepEqual(rows, [{ state: "delivered", lease_owner: null }], "the result was written");
     });
-    assert.deepEqual(read, [partitionOfDue]);
+    assert.deepEqual(read.all, [partitionOfDue]);
   });
 
   test(`a lease is given back by reading its own day's partition alone, of ${DAYS.length} (${planning})`, async () => {
@@ -139,6 +147,17 @@ for (const planning of ["force_custom_plan", "force_generic_plan"]) {
         assert.deepEqual(rows, [{ lease_owner: null, due: true }], "the lease was given back");
       },
     );
-    assert.deepEqual(read, [partitionOfDue]);
+    assert.deepEqual(read.all, [partitionOfDue]);
+  });
+
+  test(`a message's re-send updates its deliveries in their day's partition alone (${planning})`, async () => {
+    // The message's id does not say its day: its deliveries are looked up in every day's
+    // partition; what is updated, by id and day, is probed in its day's alone.
+    const day = ymd(5);
+    const read = await partitionsRead(planning, resendMessageQuery(`m-${day}`, null), async (client) => {
+      const { rows } = await client.query("select state::text, next_attempt_at <= now() as due from deliveries where message_id = $1", [`m-${day}`]);
+      assert.deepEqual(rows, [{ state: "pending", due: true }], "the delivery was re-sent");
+    });
+    assert.deepEqual(read.updating, [partitionOf(5)]);
   });
 }

@@ -40,6 +40,7 @@ function delivery(subscriptionId: number, extra: Partial<LeasedDelivery> = {}): 
   const id = nextDeliveryId++;
   return {
     deliveryId: id,
+    messageDay: "2026-01-01",
     subscriptionId,
     attempt: 1,
     attemptInCycle: 1,
@@ -376,7 +377,7 @@ test("a delivery held back past the time it had to start by is given back, not s
   await until("its start-by time to pass", () => Date.now() - pushedAt > 25);
   h.sends[0]!.reply.resolve(OK);
   await until("the late one released", () => h.released.length === 1);
-  assert.deepEqual(h.released, [{ deliveryId: late!.deliveryId, lease: late!.lease }]);
+  assert.deepEqual(h.released, [{ deliveryId: late!.deliveryId, messageDay: late!.messageDay, lease: late!.lease }]);
   assert.equal(h.sends.length, 1, "not sent: its lease may run out during the attempt");
   await until("the first one's result", () => h.written.length === 1);
   await h.dispatcher.stop(0);
@@ -393,7 +394,7 @@ test("a delivery that waited in the queue past the time it had to start by is gi
   await until("its start-by time to pass", () => Date.now() - pushedAt > 25);
   h.sends[0]!.reply.resolve(OK);
   await until("the late one released", () => h.released.length === 1);
-  assert.deepEqual(h.released, [{ deliveryId: late!.deliveryId, lease: late!.lease }]);
+  assert.deepEqual(h.released, [{ deliveryId: late!.deliveryId, messageDay: late!.messageDay, lease: late!.lease }]);
   assert.equal(h.sends.length, 1, "not sent: its lease may run out during the attempt, and another node may send it too");
   await h.dispatcher.stop(0);
 });
@@ -420,19 +421,19 @@ test("deliveries of a paused or removed subscription are given back, also those 
   await h.dispatcher.stop(0);
 });
 
-test("results and releases carry the lease token each delivery is held under", async () => {
+test("results and releases carry the lease token and the day each delivery is held under", async () => {
   const h = harness();
-  const claimed = delivery(1, { lease: `${NODE}/claim-17` });
-  const pushed = delivery(1, { lease: undefined }); // leased to this node when it was created
-  const gone = delivery(99, { lease: undefined });
+  const claimed = delivery(1, { lease: `${NODE}/claim-17`, messageDay: "2026-03-01" });
+  const pushed = delivery(1, { lease: undefined, messageDay: "2026-03-02" }); // leased to this node when it was created
+  const gone = delivery(99, { lease: undefined, messageDay: "2026-03-03" });
   h.dispatcher.push([claimed, pushed, gone]);
   for (const s of h.running()) s.reply.resolve(OK);
   await until("both written", () => h.written.length === 2);
   await until("the other released", () => h.released.length === 1);
-  const leaseOf = new Map(h.written.map((r) => [r.deliveryId, r.lease]));
-  assert.equal(leaseOf.get(claimed.deliveryId), `${NODE}/claim-17`);
-  assert.equal(leaseOf.get(pushed.deliveryId), NODE);
-  assert.deepEqual(h.released, [{ deliveryId: gone.deliveryId, lease: NODE }]);
+  const heldAs = new Map(h.written.map((r) => [r.deliveryId, `${r.lease} ${r.messageDay}`]));
+  assert.equal(heldAs.get(claimed.deliveryId), `${NODE}/claim-17 2026-03-01`);
+  assert.equal(heldAs.get(pushed.deliveryId), `${NODE} 2026-03-02`);
+  assert.deepEqual(h.released, [{ deliveryId: gone.deliveryId, messageDay: "2026-03-03", lease: NODE }]);
   await h.dispatcher.stop(0);
 });
 
@@ -490,8 +491,8 @@ test("stop aborts the attempts still running after the grace and gives their lea
   assert.deepEqual(
     [...h.released].sort((a, b) => a.deliveryId - b.deliveryId),
     [
-      { deliveryId: work[0]!.deliveryId, lease: work[0]!.lease },
-      { deliveryId: work[1]!.deliveryId, lease: NODE },
+      { deliveryId: work[0]!.deliveryId, messageDay: work[0]!.messageDay, lease: work[0]!.lease },
+      { deliveryId: work[1]!.deliveryId, messageDay: work[1]!.messageDay, lease: NODE },
     ],
   );
   await settle();
@@ -517,6 +518,7 @@ function result(deliveryId: number, extra: Partial<AttemptResult> = {}): Attempt
   const startedAt = new Date();
   return {
     deliveryId,
+    messageDay: "2026-01-01",
     lease: `${NODE}/${deliveryId}`,
     messageId: `shop/order-${deliveryId}-paid`,
     subscriptionId: 1,

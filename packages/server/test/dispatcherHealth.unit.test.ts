@@ -32,6 +32,7 @@ function delivery(extra: Partial<LeasedDelivery> = {}): LeasedDelivery {
   const id = nextId++;
   return {
     deliveryId: id,
+    messageDay: "2026-01-01",
     subscriptionId: 1,
     attempt: 1,
     attemptInCycle: 1,

@@ -124,6 +124,7 @@ test("a result batch refused for its data is split: the others are written, the 
   assert.equal(leased.length, 9);
   const results: AttemptResult[] = leased.map((d, i) => ({
     deliveryId: d.deliveryId,
+    messageDay: d.messageDay,
     lease: d.lease!,
     messageId: d.message.id,
     subscriptionId,

@@ -405,6 +405,7 @@ export class Dispatcher {
     const latencyMs = Math.round(performance.now() - started);
     const base: AttemptResult = {
       deliveryId: delivery.deliveryId,
+      messageDay: delivery.messageDay,
       lease: this.leaseOf(delivery),
       messageId: delivery.message.id,
       subscriptionId: delivery.subscriptionId,
@@ -456,7 +457,7 @@ export class Dispatcher {
   }
 
   private releaseLater(delivery: LeasedDelivery, claimAfter = false): void {
-    this.releases.push({ deliveryId: delivery.deliveryId, lease: this.leaseOf(delivery) });
+    this.releases.push({ deliveryId: delivery.deliveryId, messageDay: delivery.messageDay, lease: this.leaseOf(delivery) });
     if (claimAfter) this.claimAfterRelease = true;
     if (this.releases.length === 1 && !this.stopped) {
       setImmediate(() => {

@@ -24,6 +24,8 @@ export interface DeliveryRecord {
 /** A delivery this node holds the lease of, with what it needs to send it. */
 export interface LeasedDelivery {
   deliveryId: number;
+  /** The UTC day of its message ("YYYY-MM-DD"), its partition: results and releases find the row by id and day. */
+  messageDay: string;
   subscriptionId: number;
   /** The number of this attempt (1-based, counted over the delivery's life). */
   attempt: number;
@@ -47,6 +49,8 @@ export type ClaimBatch = LeasedDelivery[] & { more?: boolean };
 /** A delivery's lease, as results and releases name it. */
 export interface Lease {
   deliveryId: number;
+  /** The delivery's partition day, as LeasedDelivery carries it. */
+  messageDay: string;
   lease: string;
 }
 
@@ -55,6 +59,8 @@ export type AttemptOutcome = "delivered" | "failed" | "dead";
 /** One attempt's outcome, as it is recorded on its delivery and in the attempt log. */
 export interface AttemptResult {
   deliveryId: number;
+  /** The delivery's partition day, as LeasedDelivery carries it. */
+  messageDay: string;
   /** The lease token the attempt ran under. */
   lease: string;
   messageId: string;

@@ -210,7 +210,15 @@ export class Publisher {
         message = outgoingOf(record, text?.payloadJson, text?.headersJson);
         outgoing.set(record.id, message);
       }
-      leased.push({ deliveryId: d.deliveryId, subscriptionId: d.subscriptionId, attempt: 1, attemptInCycle: 1, firstAttemptAt: null, message });
+      leased.push({
+        deliveryId: d.deliveryId,
+        messageDay: d.messageDay,
+        subscriptionId: d.subscriptionId,
+        attempt: 1,
+        attemptInCycle: 1,
+        firstAttemptAt: null,
+        message,
+      });
     }
     if (leased.length > 0) this.deps.dispatch(leased);
     if (leased.length < deliveries.length) this.deps.unleased?.();

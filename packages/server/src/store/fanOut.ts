@@ -5,6 +5,8 @@ import { parseExact } from "../domain/rawJson.ts";
 /** A delivery created for a committed message; leased to this node when due now. */
 export interface CreatedDelivery {
   deliveryId: number;
+  /** Its message's UTC day ("YYYY-MM-DD"): the partition it went in. */
+  messageDay: string;
   messageId: string;
   subscriptionId: number;
   leased: boolean;
@@ -57,7 +59,7 @@ export function fanOut(source: string, nodeParam: string, leaseParam: string): s
     where src.state = 'committed'
   ) f
   order by f.seq
-  returning id, message_id, subscription_id, lease_owner
+  returning id, message_id, message_day::text as message_day, subscription_id, lease_owner
 )`;
 }
 
@@ -78,6 +80,7 @@ export function splitFanOutRows(rows: Array<{ kind: string; row: Record<string, 
     } else {
       deliveries.push({
         deliveryId: row.id as number,
+        messageDay: row.message_day as string,
         messageId: row.message_id as string,
         subscriptionId: row.subscription_id as number,
         leased: row.lease_owner !== null,

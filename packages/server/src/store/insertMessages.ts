@@ -43,10 +43,10 @@ with input as (
 ), ${fanOut("ins", "$2", "$3")}
 select ins.id, ins.seq, ${ms("ins.created_at")} as created_ms, ${ms("ins.deliver_at")} as deliver_ms,
        ${ms("ins.committed_at")} as committed_ms, ${ms("ins.next_check_at")} as check_ms,
-       null::bigint as delivery_id, null::bigint as subscription_id, null::boolean as leased
+       null::bigint as delivery_id, null::text as message_day, null::bigint as subscription_id, null::boolean as leased
   from ins
 union all
-select dels.message_id, null, null, null, null, null, dels.id, dels.subscription_id, dels.lease_owner is not null from dels`;
+select dels.message_id, null, null, null, null, null, dels.id, dels.message_day, dels.subscription_id, dels.lease_owner is not null from dels`;
 
 /**
  * The batch as the one JSON parameter of INSERT_SQL: one native JSON.stringify of the rows,
@@ -119,7 +119,7 @@ export async function insertMessages(
   const deliveries: CreatedDelivery[] = [];
   for (const row of rows) {
     if (row.delivery_id !== null) {
-      deliveries.push({ deliveryId: row.delivery_id, messageId: row.id, subscriptionId: row.subscription_id, leased: row.leased });
+      deliveries.push({ deliveryId: row.delivery_id, messageDay: row.message_day, messageId: row.id, subscriptionId: row.subscription_id, leased: row.leased });
       continue;
     }
     const m = byId.get(row.id)!;

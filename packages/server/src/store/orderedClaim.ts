@@ -9,18 +9,21 @@ const ORDERED_CLAIM_LOCK = 7_400_012;
 // RECORD_SQL, a skip, or a change of onDead), the key's next pending delivery if it was parked
 // (the subscription's key_blocked alert is resolved once no key is held: resolveClearedAlerts). A woken delivery is due
 // from its place (order_at, in the past): the claim that follows reads it first, before the
-// deliveries that have not been looked at yet.
+// deliveries that have not been looked at yet. The woken rows are found by id and day, as
+// re-sends find theirs (resendStatement): each in its own day's partition alone.
 const WAKE_SQL = `
 with freed as (
   delete from key_wakes returning subscription_id, order_key, message_id
-), nxt as (
-  select (select e.id from deliveries e
-           where e.subscription_id = k.subscription_id and e.order_key = k.order_key and e.state = 'pending'
-           order by e.order_at, e.id limit 1) as id
+), nxt as materialized (
+  select n.id, n.message_day
     from (select distinct subscription_id, order_key from freed) k
+   cross join lateral (select e.id, e.message_day from deliveries e
+                        where e.subscription_id = k.subscription_id and e.order_key = k.order_key and e.state = 'pending'
+                        order by e.order_at, e.id limit 1) n
 ), woken as (
   update deliveries d set parked = false, next_attempt_at = least(d.order_at, now())
-   where d.id = any (array(select id from nxt)) and d.parked and d.state = 'pending'
+    from unnest(array(select id from nxt), array(select message_day from nxt)) as w(id, day)
+   where d.id = w.id and d.message_day = w.day and d.parked and d.state = 'pending'
 )
 select count(*)::int as n from freed`;
 
@@ -57,7 +60,7 @@ with due as (
      set lease_owner = $1, resend_due = false, parked = false, next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
     from due, messages m
    where d.id = due.id and d.message_day = due.message_day and not due.waits and m.id = d.message_id and m.day = d.message_day
-  returning d.id as delivery_id, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
+  returning d.id as delivery_id, d.message_day::text as message_day, d.subscription_id, d.attempts, d.retry_base, d.first_attempt_at,
             m.id, m.topic, m.tag, m.key, m.created_at, m.payload::text as payload_json, m.headers::text as headers_json,
             m.traceparent, m.tracestate
 )

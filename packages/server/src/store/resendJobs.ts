@@ -117,7 +117,7 @@ const BATCH_JOB = `job as (
 // as every re-send does, and records the progress.
 const RESEND_DEAD_BATCH_SQL = resendStatement({
   with: BATCH_JOB,
-  picked: `select d.id from deliveries d, job
+  picked: `select d.id, d.message_day from deliveries d, job
    where d.subscription_id = job.subscription_id and d.state = 'dead'
    order by d.id limit (select take from job)
    for update of d skip locked`,
@@ -148,7 +148,7 @@ const recoverable = (sub: string, since: string, until: string, at: string) =>
 // it for its retry) is skipped: it is being acted on already.
 const RECOVER_BATCH_SQL = resendStatement({
   with: BATCH_JOB,
-  picked: `select d.id from deliveries d join messages m on m.id = d.message_id and m.day = d.message_day, job
+  picked: `select d.id, d.message_day from deliveries d join messages m on m.id = d.message_id and m.day = d.message_day, job
    where d.id > job.after_id and ${recoverable("job.subscription_id", "job.window_start", "job.window_end", "job.created_at")}
    order by d.id limit (select take from job)
    for update of d skip locked`,

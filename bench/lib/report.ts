@@ -132,7 +132,7 @@ export function latencyCells(s: SystemResult): string[] {
     fmt(l?.max ?? NaN, 1),
     fmt(s.endToEnd?.p50 ?? NaN, 2),
     fmt(s.endToEnd?.p99 ?? NaN, 2),
-    fmt(l?.count ?? NaN),
+    fmt(l?.count ?? s.endToEnd?.count ?? NaN),
   ];
 }
 
@@ -152,7 +152,7 @@ export function formatWorkload(w: WorkloadResult): string {
     ? ["system", ...LATENCY_HEADER, "peak RSS MB", "CPU s / 1k msgs"]
     : ["system", "figure", "msgs", "secs", "CPU ceiling/s", "peak RSS MB", "CPU s / 1k msgs"];
   const rows = w.systems.map((s) =>
-    latency && s.latency
+    latency && (s.latency || s.endToEnd)
       ? [s.system, ...latencyCells(s), usageCell(s.processes, "peakRssMb"), usageCell(s.processes, "cpuPer1000")]
       : [
           s.system,

@@ -103,7 +103,7 @@ export async function runWorkload(ctx: BenchContext, workload: Workload): Promis
   ctx.log(`[${workload.number}] ${workload.name}`);
   try {
     const body = await workload.run(ctx);
-    for (const s of body.systems) if (!s.latency) s.cpuCeiling = cpuCeiling(s.processes);
+    for (const s of body.systems) if (!s.latency && !s.endToEnd) s.cpuCeiling = cpuCeiling(s.processes);
     loadAverage.end = load();
     const stolenPercent = stolen(cpuAtStart, cpuTicks());
     calibrationMs.end = calibrate();

@@ -6,6 +6,7 @@ import { Receiver } from "../lib/receiver.ts";
 import { atMost, fmt, ratio, type SystemResult, type WorkloadResult } from "../lib/report.ts";
 import { graphileLatency } from "../peers/graphileWorker.ts";
 import { pgBossLatency } from "../peers/pgBoss.ts";
+import { pgbenchLatency } from "../peers/pgbench.ts";
 import { peer, serviceRssTarget, shortName } from "./common.ts";
 
 /**
@@ -89,6 +90,14 @@ export async function latency(ctx: BenchContext): Promise<Omit<WorkloadResult, "
     await peer(ctx, notes, "pg-boss latency", () => pgBossLatency(ctx, "latency", rate, seconds, warmupSeconds)),
     await peer(ctx, notes, "graphile-worker latency", () => graphileLatency(ctx, "latency", rate, seconds, warmupSeconds)),
   ].filter((s): s is SystemResult => s !== null);
+  // What one durable commit takes on this machine at the same rate: the floor under every
+  // system's send → handler (each stores the message with a commit before anyone can take it).
+  const limit = await peer(ctx, notes, "pgbench latency", () => pgbenchLatency(ctx, "latency", rate, seconds));
+  if (limit) {
+    notes.push(
+      `the commit-latency limit at ${fmt(rate)}/s (pgbench single-row INSERT, from each scheduled start): p50 ${limit.endToEnd!.p50} ms, p99 ${limit.endToEnd!.p99} ms`,
+    );
+  }
   const lat = tidings.latency!;
   const e2e = tidings.endToEnd!;
   const targets = [
@@ -104,7 +113,7 @@ export async function latency(ctx: BenchContext): Promise<Omit<WorkloadResult, "
   targets.push(serviceRssTarget(tidings));
   return {
     title: `${fmt(rate)} messages/s offered for ${seconds} s; producer's acknowledgement → handler, and send → handler`,
-    systems: [tidings, ...others],
+    systems: [tidings, ...others, ...(limit ? [limit] : [])],
     ratios: others.flatMap((o) => [
       { label: `tidings p99/${shortName(o)} p99`, value: ratio(lat.p99, o.latency!.p99) },
       { label: `tidings end-to-end p99/${shortName(o)} end-to-end p99`, value: ratio(e2e.p99, o.endToEnd!.p99) },

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import pg from "pg";
 import postgres from "postgres";
-import { fromPostgresJs, isUniqueViolation, migrate, TidingsClient, TidingsError, type Executor, type TransactionEvent } from "../src/index.ts";
+import { fromPg, fromPostgresJs, isUniqueViolation, migrate, TidingsClient, TidingsError, type Executor, type TransactionEvent } from "../src/index.ts";
 import { databaseIdentity } from "../src/transaction/barrier.ts";
 import { ADAPTERS } from "./support/adapters.ts";
 import { DIALECT_NAME, DIALECTS, openDatabase, type OpenDatabase } from "./support/databases.ts";
@@ -499,6 +500,61 @@ describe("transaction() with postgres.js", () => {
     assert.equal((await world.tidings.messages.get(good))?.state, "committed");
     assert.equal((await world.tidings.messages.get(bad))?.state, "rolled_back");
     await waitFor("delivery", () => world.deliveries(good) === 1);
+  });
+});
+
+describe("transaction() through node-postgres's Pool", () => {
+  let database: OpenDatabase;
+  let pool: pg.Pool;
+  const sent: string[] = [];
+  before(async () => {
+    database = await openDatabase("postgres", "txpgpool");
+    pool = new pg.Pool({ connectionString: database.url, max: 1 });
+    // Every statement the pool's one connection is sent, as the server gets them.
+    pool.on("connect", (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        const first = args[0] as string | { text: string };
+        sent.push(typeof first === "string" ? first : first.text);
+        return query(...args);
+      };
+    });
+    await createOrders(fromPg(pool));
+  });
+  after(async () => {
+    await pool.end();
+    await database.close();
+  });
+
+  test("the barrier row goes with BEGIN: three round trips to the producer's database, the callback's own statement between", async () => {
+    const db = fromPg(pool);
+    const id = newId("pg-pool");
+    await addOrders(db, [id]);
+    await databaseIdentity(db);
+    sent.length = 0;
+    await world.tidings.transaction(db, { id, topic: world.topic, payload: { sn: id } }, (tx) => payOrder(tx, id), { checkAfter: "1h" });
+    // Left out: the client's background clean-up of old barrier and intent rows (its first run).
+    const ours = sent.filter((text) => !/^SELECT id FROM tidings_tx_(barrier|intent) WHERE created_at </.test(text));
+    assert.equal(ours.length, 3, `statements sent: ${JSON.stringify(sent)}`);
+    assert.match(ours[0]!, /^BEGIN; INSERT INTO tidings_tx_barrier \(id, outcome\) VALUES \('pg-pool-[0-9a-f]+', 'commit'\)$/);
+    assert.match(ours[1]!, /update orders/i);
+    assert.equal(ours[2], "COMMIT");
+    assert.equal(await barrierOf(db, id), "commit");
+    assert.equal(await orderStatus(db, id), "paid");
+    assert.equal((await world.tidings.messages.get(id))?.state, "committed");
+  });
+
+  test("a check-back's rollback row, in before BEGIN, still refuses the local transaction", async () => {
+    const db = fromPg(pool);
+    const id = newId("pg-pool-late");
+    await addOrders(db, [id]);
+    await db.query("INSERT INTO tidings_tx_barrier (id, outcome) VALUES ($1, 'rollback')", [id]);
+    await assert.rejects(
+      world.tidings.transaction(db, { id, topic: world.topic, payload: { sn: id } }, (tx) => payOrder(tx, id), { checkAfter: "1h" }),
+      (error: unknown) => error instanceof TidingsError && error.code === "conflict" && /rolled back by a check-back/.test(error.message),
+    );
+    assert.equal(await orderStatus(db, id), "new");
+    assert.equal((await world.tidings.messages.get(id))?.state, "rolled_back");
   });
 });
 

@@ -33,6 +33,13 @@ export interface Executor {
    */
   transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /**
+   * Optional: `transaction()` whose first statement, `first` (SQL without parameters), goes to
+   * the database together with BEGIN in one round trip, before `fn` runs. `transaction()` of
+   * transactional messages sends its barrier row this way where the adapter offers it (`fromPg`
+   * outside a transaction of its own).
+   */
+  transactionFrom?<T>(first: string, fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /**
    * Optional: LISTEN on a channel on a dedicated connection (PostgreSQL drivers only). The relay
    * uses it to wake at once after a commit; without it, it polls.
    */

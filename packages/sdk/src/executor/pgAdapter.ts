@@ -42,7 +42,27 @@ export function fromPg(db: PgPoolLike | PgClientLike, options: PgAdapterOptions 
   return isPool(db) ? poolExecutor(db, prepare) : clientExecutor(db, false, prepare);
 }
 
+/**
+ * The statements that open a transaction, as one simple query: BEGIN (with its isolation level),
+ * then `first` when given, sent together in one round trip (a simple query takes several
+ * statements when it has no parameters).
+ */
+function opening(options: TransactionOptions | undefined, first?: string): string {
+  return [...beginStatements(options, "postgres"), ...(first === undefined ? [] : [first])].join("; ");
+}
+
 function clientExecutor(client: PgClientLike, inTransaction: boolean, prepare: boolean): Executor {
+  const inNew = async <T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions | undefined, first?: string): Promise<T> => {
+    try {
+      await client.query(opening(options, first));
+      const result = await fn(clientExecutor(client, true, prepare));
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    }
+  };
   const self: Executor = {
     dialect: "postgres",
     async query<R extends Row>(sql: string, params: readonly unknown[] = []) {
@@ -50,19 +70,36 @@ function clientExecutor(client: PgClientLike, inTransaction: boolean, prepare: b
     },
     async transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {
       if (inTransaction) return inSavepoint(self, fn);
-      for (const statement of beginStatements(options, "postgres")) await client.query(statement);
-      const tx = clientExecutor(client, true, prepare);
-      try {
-        const result = await fn(tx);
-        await client.query("COMMIT");
-        return result;
-      } catch (error) {
-        await client.query("ROLLBACK").catch(() => undefined);
-        throw error;
-      }
+      return inNew(fn, options);
     },
   };
+  // Inside a transaction of ours a nested one is a savepoint: no BEGIN to send `first` with.
+  if (!inTransaction) self.transactionFrom = (first, fn, options) => inNew(fn, options, first);
   return self;
+}
+
+/** A transaction on a client of its own from the pool (with `first` sent along with BEGIN). */
+async function inPooled<T>(
+  pool: PgPoolLike,
+  prepare: boolean,
+  fn: (tx: Executor) => Promise<T>,
+  options: TransactionOptions | undefined,
+  first?: string,
+): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query(opening(options, first));
+    const result = await fn(clientExecutor(client, true, prepare));
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    // A connection whose ROLLBACK fails (reset, killed) must not go back to the pool.
+    await client.query("ROLLBACK").catch((e: Error) => (broken = e));
+    throw error;
+  } finally {
+    client.release(broken);
+  }
 }
 
 function poolExecutor(pool: PgPoolLike, prepare: boolean): Executor {
@@ -71,21 +108,11 @@ function poolExecutor(pool: PgPoolLike, prepare: boolean): Executor {
     async query<R extends Row>(sql: string, params: readonly unknown[] = []) {
       return (await run(pool, sql, params, prepare)).rows as R[];
     },
-    async transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {
-      const client = await pool.connect();
-      let broken: Error | undefined;
-      try {
-        for (const statement of beginStatements(options, "postgres")) await client.query(statement);
-        const result = await fn(clientExecutor(client, true, prepare));
-        await client.query("COMMIT");
-        return result;
-      } catch (error) {
-        // A connection whose ROLLBACK fails (reset, killed) must not go back to the pool.
-        await client.query("ROLLBACK").catch((e: Error) => (broken = e));
-        throw error;
-      } finally {
-        client.release(broken);
-      }
+    transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {
+      return inPooled(pool, prepare, fn, options);
+    },
+    transactionFrom<T>(first: string, fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T> {
+      return inPooled(pool, prepare, fn, options, first);
     },
     async listen(channel, onNotify, onError): Promise<Listening> {
       const client = await pool.connect();

@@ -110,6 +110,21 @@ export async function insertCommitBarrier(tx: Executor, id: string): Promise<voi
   }
 }
 
+/**
+ * The commit barrier as SQL without parameters, for `Executor.transactionFrom` (PostgreSQL: sent
+ * with BEGIN in one round trip). The id is a message id (letters, digits and `_.:@=+-`, checked
+ * before the prepare); it is quoted as a standard string literal all the same.
+ */
+export function commitBarrierSql(id: string): string {
+  if (id.includes("\\") || id.includes("\0")) throw new TidingsError("invalid_message", `message id ${JSON.stringify(id)} cannot be a barrier key`);
+  return `INSERT INTO tidings_tx_barrier (id, outcome) VALUES ('${id.replaceAll("'", "''")}', 'commit')`;
+}
+
+/** An error of a barrier statement, with a missing table said as the config error it is. */
+export function barrierError(error: unknown): unknown {
+  return isMissingTable(error) ? missingTables(error) : error;
+}
+
 /** The committed barrier of message `id`, if any (a statement of its own: a fresh snapshot). */
 export async function readBarrier(db: Executor, id: string): Promise<BarrierOutcome | null> {
   const d = dialectOf(db.dialect);

@@ -4,7 +4,7 @@ import { TidingsError } from "../errors.ts";
 import { isUniqueViolation } from "../executor/dialect.ts";
 import type { Executor, TransactionOptions } from "../executor/executor.ts";
 import { activeTrace } from "../tracing/otel.ts";
-import { databaseIdentity, decide, DEFAULT_LOCK_TIMEOUT_MS, insertCommitBarrier, type CheckAnswer } from "./barrier.ts";
+import { barrierError, commitBarrierSql, databaseIdentity, decide, DEFAULT_LOCK_TIMEOUT_MS, insertCommitBarrier, type CheckAnswer } from "./barrier.ts";
 
 /** What the callback of `transaction()` gets besides its transaction. */
 export interface TransactionContext {
@@ -117,9 +117,29 @@ export async function runTransaction<T>(
   let value: T | undefined;
   let ranToCommit = false;
   let barrierRefused = false;
+  const txOptions = options.isolation ? { isolation: options.isolation } : undefined;
+  let callbackStarted = false;
   try {
-    await db.transaction(
-      async (tx) => {
+    if (db.transactionFrom && db.dialect === "postgres") {
+      // The barrier row goes with BEGIN in one round trip; a unique violation before the
+      // callback started can only be the barrier's.
+      try {
+        await db.transactionFrom(
+          commitBarrierSql(id),
+          async (tx) => {
+            callbackStarted = true;
+            value = await fn(tx, { messageId: id });
+            ranToCommit = true;
+          },
+          txOptions,
+        );
+      } catch (error) {
+        if (callbackStarted) throw error;
+        barrierRefused = isUniqueViolation(error);
+        throw barrierError(error);
+      }
+    } else {
+      await db.transaction(async (tx) => {
         try {
           await insertCommitBarrier(tx, id);
         } catch (error) {
@@ -128,9 +148,8 @@ export async function runTransaction<T>(
         }
         value = await fn(tx, { messageId: id });
         ranToCommit = true;
-      },
-      options.isolation ? { isolation: options.isolation } : undefined,
-    );
+      }, txOptions);
+    }
   } catch (error) {
     // The callback threw, the barrier insert was refused, or COMMIT failed (perhaps after it
     // took effect: a lost reply). Settle it the way the check-back would.

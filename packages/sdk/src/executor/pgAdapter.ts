@@ -51,18 +51,29 @@ function opening(options: TransactionOptions | undefined, first?: string): strin
   return [...beginStatements(options, "postgres"), ...(first === undefined ? [] : [first])].join("; ");
 }
 
+/** BEGIN (with `first`), `fn`, COMMIT on `client`; ROLLBACK when anything throws (its own failure told to `rollbackFailed`). */
+async function inTransactionOn<T>(
+  client: PgClientLike,
+  prepare: boolean,
+  fn: (tx: Executor) => Promise<T>,
+  options: TransactionOptions | undefined,
+  first?: string,
+  rollbackFailed: (error: Error) => void = () => undefined,
+): Promise<T> {
+  try {
+    await client.query(opening(options, first));
+    const result = await fn(clientExecutor(client, true, prepare));
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(rollbackFailed);
+    throw error;
+  }
+}
+
 function clientExecutor(client: PgClientLike, inTransaction: boolean, prepare: boolean): Executor {
-  const inNew = async <T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions | undefined, first?: string): Promise<T> => {
-    try {
-      await client.query(opening(options, first));
-      const result = await fn(clientExecutor(client, true, prepare));
-      await client.query("COMMIT");
-      return result;
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    }
-  };
+  const inNew = <T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions | undefined, first?: string): Promise<T> =>
+    inTransactionOn(client, prepare, fn, options, first);
   const self: Executor = {
     dialect: "postgres",
     async query<R extends Row>(sql: string, params: readonly unknown[] = []) {
@@ -89,14 +100,8 @@ async function inPooled<T>(
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    await client.query(opening(options, first));
-    const result = await fn(clientExecutor(client, true, prepare));
-    await client.query("COMMIT");
-    return result;
-  } catch (error) {
     // A connection whose ROLLBACK fails (reset, killed) must not go back to the pool.
-    await client.query("ROLLBACK").catch((e: Error) => (broken = e));
-    throw error;
+    return await inTransactionOn(client, prepare, fn, options, first, (e) => (broken = e));
   } finally {
     client.release(broken);
   }

@@ -81,6 +81,56 @@ test("the client's default transport: no answer in time is a timeout, a closed p
   );
 });
 
+for (const transport of ["undici", "fetch"] as const) {
+  const options = transport === "fetch" ? { fetch: globalThis.fetch } : {};
+
+  test(`the client (${transport}) reads at most maxAnswerBytes of an answer, and does not ask again`, async () => {
+    const big = JSON.stringify({ items: ["x".repeat(300_000)] });
+    // The first answer says its length; the second is chunked, its length unknown until read.
+    const s = await server((req, res) => {
+      if (req.url?.includes("sized")) return void res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(big) }).end(big);
+      res.writeHead(200, { "content-type": "application/json" });
+      for (let i = 0; i < big.length; i += 16_384) res.write(big.slice(i, i + 16_384));
+      res.end();
+    });
+    try {
+      const client = new TidingsClient({ url: s.url, apiKey: "k", retries: 2, maxAnswerBytes: 100_000, ...options });
+      for (const id of ["sized", "chunked"]) {
+        await assert.rejects(
+          client.messages.get(id),
+          (error: unknown) => error instanceof TidingsError && error.code === "payload_too_large" && /maxAnswerBytes \(100000 bytes\)/.test(error.message),
+        );
+      }
+      assert.equal(s.requests(), 2, "a too-large answer is not asked for again");
+      // Under the limit, the same answer is read whole.
+      const roomy = new TidingsClient({ url: s.url, apiKey: "k", retries: 0, maxAnswerBytes: 1_000_000, ...options });
+      assert.equal(((await roomy.messages.get("chunked")) as unknown as { items: string[] }).items[0]!.length, 300_000);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test(`the client (${transport}): one deadline for the whole answer, a byte at a time included`, async () => {
+    const timers: NodeJS.Timeout[] = [];
+    const s = await server((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"items":[');
+      // A byte every 50 ms: each well inside any idle timeout, the answer never done.
+      timers.push(setInterval(() => res.write(" "), 50));
+    });
+    try {
+      const client = new TidingsClient({ url: s.url, apiKey: "k", retries: 0, timeoutMs: 400, ...options });
+      const started = performance.now();
+      await assert.rejects(client.messages.get("m"), (error: unknown) => error instanceof TidingsError && error.code === "timeout");
+      const took = performance.now() - started;
+      assert.ok(took < 2_000, `the call ended ${Math.round(took)} ms after it began (deadline 400 ms)`);
+    } finally {
+      for (const t of timers) clearInterval(t);
+      await s.close();
+    }
+  });
+}
+
 // The client against a real service (in this process, on its own database): one call of each
 // operation, its answer typed from the service's API document.
 describe("the client against the service", () => {

@@ -4,6 +4,9 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { client, CommandError, MAX_ANSWER_BYTES } from "../src/cli/client.ts";
 import type { RunningService } from "../src/runtime/service.ts";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
@@ -268,4 +271,34 @@ describe("the tidings command", () => {
     assert.deepEqual(report.checks.find((c: { check: string }) => c.check === "endpoint broken").status, "fail");
     assert.deepEqual([unreachable.code, /^fail +service +http:\/\/127\.0\.0\.1:1 cannot be reached/m.test(unreachable.stdout)], [1, true]);
   });
+});
+
+test("a command reads at most MAX_ANSWER_BYTES of an answer: an endless one fails the command instead of filling its memory", async () => {
+  let written = 0;
+  const chunk = Buffer.alloc(1024 * 1024, 32);
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.write("[");
+    // Chunked, no length said: written until the client stops reading (or far past the cap).
+    const more = () => {
+      while (written < MAX_ANSWER_BYTES * 2 && !res.destroyed) {
+        written += chunk.length;
+        if (!res.write(chunk)) return void res.once("drain", more);
+      }
+      res.end();
+    };
+    more();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const call = client(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, "key");
+    await assert.rejects(
+      call("GET", "/v1/messages"),
+      (error: unknown) => error instanceof CommandError && /answer is larger than 67108864 bytes/.test(error.message),
+    );
+    assert.ok(written < MAX_ANSWER_BYTES * 2, `the server could write ${written} bytes: the client read on past the cap`);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 });

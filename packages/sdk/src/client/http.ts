@@ -6,8 +6,14 @@ export interface HttpOptions {
   url: string;
   /** An app's API key (or the admin key). */
   apiKey: string;
-  /** Per-request timeout; default 10 s. */
+  /** Per-request timeout, the whole answer read included; default 10 s. */
   timeoutMs?: number;
+  /**
+   * The largest answer read, in bytes; default 64 MiB (the service's list and feed pages stay
+   * under 4 MiB by default). A longer answer is not read on: the call fails with
+   * `payload_too_large`, not retried.
+   */
+  maxAnswerBytes?: number;
   /** Extra tries of an idempotent call after a network error, timeout or 5xx/429; default 2. */
   retries?: number;
   /**
@@ -22,6 +28,7 @@ export interface ResolvedHttpOptions {
   readonly baseUrl: string;
   readonly apiKey: string;
   readonly timeoutMs: number;
+  readonly maxAnswerBytes: number;
   readonly retries: number;
   readonly fetch: typeof fetch | null;
 }
@@ -33,6 +40,7 @@ export function resolveHttpOptions(options: HttpOptions): ResolvedHttpOptions {
     baseUrl: options.url.replace(/\/+$/, ""),
     apiKey: options.apiKey,
     timeoutMs: options.timeoutMs ?? 10_000,
+    maxAnswerBytes: options.maxAnswerBytes ?? 64 * 1024 * 1024,
     retries: options.retries ?? 2,
     fetch: options.fetch ?? null,
   };
@@ -93,8 +101,10 @@ async function once<T>(
   try {
     response = o.fetch ? await viaFetch(o, o.fetch, method, path, headers, payload) : await viaUndici(o, method, path, headers, payload);
   } catch (error) {
+    if (error instanceof TidingsError) throw error;
     const e = error as Error & { code?: string; cause?: { code?: string; message?: string } };
-    if (e.name === "TimeoutError" || e.name === "AbortError" || e.code === "UND_ERR_HEADERS_TIMEOUT" || e.code === "UND_ERR_BODY_TIMEOUT") {
+    const timedOut = e.name === "TimeoutError" || e.name === "AbortError" || e.code === "UND_ERR_ABORTED";
+    if (timedOut || e.code === "UND_ERR_HEADERS_TIMEOUT" || e.code === "UND_ERR_BODY_TIMEOUT") {
       throw new TidingsError("timeout", `${method} ${path}: no answer in ${o.timeoutMs} ms`, { cause: error });
     }
     throw new TidingsError("network", `${method} ${path}: ${e.cause?.code ?? e.code ?? e.cause?.message ?? e.message}`, { cause: error });
@@ -119,14 +129,46 @@ async function viaUndici(
   headers: Record<string, string>,
   body: string | undefined,
 ): Promise<RawResponse> {
+  // One deadline for the whole call: a service that answers a byte at a time is cut off too.
   const response = await request(o.baseUrl + path, {
     method: method as "GET",
     headers,
     body,
     headersTimeout: o.timeoutMs,
     bodyTimeout: o.timeoutMs,
+    signal: AbortSignal.timeout(o.timeoutMs),
   });
-  return { status: response.statusCode, text: await response.body.text() };
+  const length = Number(response.headers["content-length"]);
+  return { status: response.statusCode, text: await readCapped(response.body, length, o.maxAnswerBytes, method, path) };
+}
+
+/**
+ * The answer's text, reading at most `limit` bytes: past it (or when its content-length says it
+ * would be), the rest is left unread and the call fails.
+ */
+async function readCapped(body: AsyncIterable<Uint8Array>, length: number, limit: number, method: string, path: string): Promise<string> {
+  const tooLarge = () =>
+    new TidingsError("payload_too_large", `${method} ${path}: the service's answer is larger than maxAnswerBytes (${limit} bytes)`, {
+      details: { maxAnswerBytes: limit },
+    });
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (Number.isFinite(length) && length > limit) {
+    await closeUnread(body);
+    throw tooLarge();
+  }
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    // Leaving the loop ends the stream: nothing more is read.
+    if (size > limit) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
+}
+
+/** Ends a body without reading it. */
+async function closeUnread(body: AsyncIterable<Uint8Array>): Promise<void> {
+  await body[Symbol.asyncIterator]().return?.();
 }
 
 async function viaFetch(
@@ -138,5 +180,7 @@ async function viaFetch(
   body: string | undefined,
 ): Promise<RawResponse> {
   const response = await fetcher(o.baseUrl + path, { method, headers, body, signal: AbortSignal.timeout(o.timeoutMs) });
-  return { status: response.status, text: await response.text().catch(() => "") };
+  if (!response.body) return { status: response.status, text: "" };
+  const length = Number(response.headers.get("content-length") ?? Number.NaN);
+  return { status: response.status, text: await readCapped(response.body as unknown as AsyncIterable<Uint8Array>, length, o.maxAnswerBytes, method, path) };
 }

@@ -24,6 +24,9 @@ export type Call = (method: string, path: string, body?: unknown, headers?: Reco
 /** Each call is answered at once (the job commands ask with `Prefer: wait=0` or start a job, and poll). */
 const CALL_TIMEOUT_MS = 30_000;
 
+/** The largest answer a command reads (the service's pages stay under 4 MiB by default). */
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
 /** Where the service is when neither --url nor TIDINGS_URL says. */
 export const DEFAULT_URL = "http://127.0.0.1:7400";
 
@@ -49,7 +52,7 @@ export function client(url: string, key: string): Call {
     } catch (error) {
       throw new CommandError(`cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}`);
     }
-    const text = await response.text();
+    const text = await answerText(response, method, path);
     let parsed: Answer["body"];
     try {
       parsed = text ? JSON.parse(text) : {};
@@ -62,6 +65,30 @@ export function client(url: string, key: string): Call {
     }
     return { status: response.status, headers: response.headers, body: parsed };
   };
+}
+
+/** The answer's text, at most MAX_ANSWER_BYTES of it: a longer one is not read on, and the command fails. */
+async function answerText(response: Response, method: string, path: string): Promise<string> {
+  const tooLarge = () => new CommandError(`${method} ${path}: the service's answer is larger than ${MAX_ANSWER_BYTES} bytes`, response.status);
+  if (Number(response.headers.get("content-length") ?? 0) > MAX_ANSWER_BYTES) {
+    await response.body?.cancel();
+    throw tooLarge();
+  }
+  if (!response.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      size += chunk.byteLength;
+      // Leaving the loop cancels the stream: nothing more is read.
+      if (size > MAX_ANSWER_BYTES) throw tooLarge();
+      chunks.push(chunk);
+    }
+  } catch (error) {
+    if (error instanceof CommandError) throw error;
+    throw new CommandError(`${method} ${path}: the answer was cut off: ${(error as Error).message}`, response.status);
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
 }
 
 /** A subscription's path in the API. */

@@ -274,6 +274,8 @@ test("0027 makes the tables as they stand the legacy partitions: everything read
     const fresh = await admin.post("/v1/messages", { id: "m-3001", topic: "t", payload: 1 });
     assert.equal(fresh.status, 201);
     await waitFor("m-3001 delivered", () => receiver.counts.get("m-3001") === 1);
+    // The receiver's 200 comes before the attempt is recorded: wait for the record.
+    await waitFor("m-3001's attempt recorded", async () => (await pool.query("select 1 from attempts where message_id = 'm-3001'")).rowCount === 1);
     const { rows } = await pool.query(
       `select (select tableoid::regclass::text from messages where id = 'm-3001') as message,
               (select tableoid::regclass::text from deliveries where message_id = 'm-3001') as delivery,

@@ -33,7 +33,11 @@ export class Producer {
    * `<idPrefix><i>` instead of one the service makes; `minimal`: asks for ids and outcomes only
    * (`Prefer: return=minimal`) instead of every stored message.
    */
-  async publishBatch(first: number, count: number, topic = TOPIC, keys?: number, idPrefix?: string, minimal = false): Promise<void> {
+  async publishBatch(
+    first: number,
+    count: number,
+    { topic = TOPIC, keys, idPrefix, minimal = false }: { topic?: string; keys?: number; idPrefix?: string; minimal?: boolean } = {},
+  ): Promise<void> {
     const key = (i: number) => (keys === undefined ? `ord_${i}` : `key_${i % keys}`);
     const messages = Array.from({ length: count }, (_, k) =>
       idPrefix === undefined

@@ -27,7 +27,7 @@ async function backlog(ctx: BenchContext, total: number, keys: number | null): P
       const producer = new Producer(service.url, apiKey, 4);
       try {
         const batch = Math.min(1_000, total);
-        await closedLoop(Math.ceil(total / batch), 4, (b) => producer.publishBatch(b * batch, Math.min(batch, total - b * batch), TOPIC, keys ?? undefined));
+        await closedLoop(Math.ceil(total / batch), 4, (b) => producer.publishBatch(b * batch, Math.min(batch, total - b * batch), { keys: keys ?? undefined }));
       } finally {
         await producer.close();
       }

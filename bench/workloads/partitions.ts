@@ -99,9 +99,7 @@ async function runSize(ctx: BenchContext, label: string, retained: number): Prom
       const seedSeconds = await seedRetained(ctx, db.url, sub!.id, retained);
       const requests = Math.ceil(publish / BATCH);
       const send = (idPrefix?: string) => () =>
-        closedLoop(requests, CONCURRENCY, (b) => producer.publishBatch(b * BATCH, Math.min(BATCH, publish - b * BATCH), TOPIC, undefined, idPrefix)).then(
-          () => 0,
-        );
+        closedLoop(requests, CONCURRENCY, (b) => producer.publishBatch(b * BATCH, Math.min(BATCH, publish - b * BATCH), { idPrefix })).then(() => 0);
       const timed = async (fn: () => Promise<number>) => {
         const started = performance.now();
         const { processes } = await measure(ctx, service.pid, () => publish, fn);

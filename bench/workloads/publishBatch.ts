@@ -31,7 +31,7 @@ export async function publishBatch(ctx: BenchContext): Promise<Omit<WorkloadResu
           () => total,
           () =>
             closedLoop(requests, concurrency, (b) =>
-              producer.publishBatch(offset + b * batch, Math.min(batch, total - b * batch), undefined, undefined, undefined, answer === "minimal"),
+              producer.publishBatch(offset + b * batch, Math.min(batch, total - b * batch), { minimal: answer === "minimal" }),
             ),
         );
         if (answer === "full") statements = await topStatements(ctx, db.url);

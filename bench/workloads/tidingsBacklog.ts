@@ -93,7 +93,7 @@ async function warmUp(ctx: BenchContext, service: TidingsProcess, apiKey: string
   await service.createSubscription("warmup", topic, receiver.url, false);
   const producer = new Producer(service.url, apiKey, 1);
   try {
-    for (let first = 0; first < count; first += 1_000) await producer.publishBatch(first, Math.min(1_000, count - first), topic);
+    for (let first = 0; first < count; first += 1_000) await producer.publishBatch(first, Math.min(1_000, count - first), { topic });
   } finally {
     await producer.close();
   }

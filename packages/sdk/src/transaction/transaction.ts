@@ -119,36 +119,27 @@ export async function runTransaction<T>(
   let barrierRefused = false;
   const txOptions = options.isolation ? { isolation: options.isolation } : undefined;
   let callbackStarted = false;
+  const local = async (tx: Executor) => {
+    callbackStarted = true;
+    value = await fn(tx, { messageId: id });
+    ranToCommit = true;
+  };
   try {
-    if (db.transactionFrom && db.dialect === "postgres") {
-      // The barrier row goes with BEGIN in one round trip; a unique violation before the
-      // callback started can only be the barrier's.
-      try {
-        await db.transactionFrom(
-          commitBarrierSql(id),
-          async (tx) => {
-            callbackStarted = true;
-            value = await fn(tx, { messageId: id });
-            ranToCommit = true;
-          },
-          txOptions,
-        );
-      } catch (error) {
-        if (callbackStarted) throw error;
-        barrierRefused = isUniqueViolation(error);
-        throw barrierError(error);
-      }
-    } else {
-      await db.transaction(async (tx) => {
-        try {
+    try {
+      if (db.transactionFrom && db.dialect === "postgres") {
+        // The barrier row goes with BEGIN in one round trip.
+        await db.transactionFrom(commitBarrierSql(id), local, txOptions);
+      } else {
+        await db.transaction(async (tx) => {
           await insertCommitBarrier(tx, id);
-        } catch (error) {
-          barrierRefused = isUniqueViolation(error);
-          throw error;
-        }
-        value = await fn(tx, { messageId: id });
-        ranToCommit = true;
-      }, txOptions);
+          await local(tx);
+        }, txOptions);
+      }
+    } catch (error) {
+      if (callbackStarted) throw error;
+      // Before the callback started, a unique violation can only be the barrier's.
+      barrierRefused = isUniqueViolation(error);
+      throw barrierError(error);
     }
   } catch (error) {
     // The callback threw, the barrier insert was refused, or COMMIT failed (perhaps after it

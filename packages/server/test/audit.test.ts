@@ -190,6 +190,174 @@ describe("the audit log", () => {
     assert.equal((await app.get("/v1/audit")).status, 403, "an app does not read the audit log");
   });
 
+  test("a person's every other action: commits and rollbacks, skip, re-send dead, recover, retry pending, channels, apps, relays — who, what, on what, before/after, no secret", async () => {
+    const [{ last }] = (await sql.query("select coalesce(max(id), 0)::int as last from audit_log")).rows;
+    const since = new Date(Date.now() - 1000).toISOString();
+    const ottoCreated = await admin().post("/v1/operators", { name: "otto", role: "operator" });
+    const depotCreated = await admin().post("/v1/apps", { name: "depot" });
+    secrets.push(ottoCreated.body.key, depotCreated.body.apiKey, depotCreated.body.secret);
+    const otto = api(service.url, ottoCreated.body.key);
+    const depot = api(service.url, depotCreated.body.apiKey);
+    // Ordered by key, a failure is dead at once (the receiver answers 500): its key waits on it.
+    const ledger = await admin().post("/v1/subscriptions", {
+      name: "ledger",
+      topic: "stock.moved",
+      endpoint: { type: "http", url: `${receiver.url}/ledger` },
+      ordering: "key",
+      onDead: "block",
+      retry: { schedule: [], maxAttempts: 1 },
+      circuit: null,
+    });
+    assert.equal(ledger.status, 201, JSON.stringify(ledger.body));
+    secrets.push(ledger.body.secret);
+    const headOf = async () => (await otto.get("/v1/messages/depot%2Fl-1")).body.deliveries?.[0];
+    const deadHead = () => waitFor("l-1's delivery dead", async () => ((await headOf())?.state === "dead" ? headOf() : undefined), 10_000);
+    assert.equal((await depot.post("/v1/messages", { id: "l-1", topic: "stock.moved", key: "sku-1", payload: { n: 1 } })).status, 201);
+    const head = await deadHead();
+
+    // Hand actions on the subscription's deliveries, by an operator.
+    assert.deepEqual((await otto.post(`/v1/deliveries/${head.id}/skip`, {})).body, { id: head.id, skipped: true });
+    assert.deepEqual((await otto.post("/v1/subscriptions/ledger/resend-dead", {})).body, { resent: 1, batches: 1 });
+    await waitFor("l-1 attempted again", async () => (await headOf()).attempts >= 2, 10_000);
+    await deadHead();
+    const recovered = await otto.post("/v1/subscriptions/ledger/recover", { since });
+    assert.equal(recovered.status, 200, JSON.stringify(recovered.body));
+    await waitFor("l-1 attempted a third time", async () => (await headOf()).attempts >= 3, 10_000);
+    await deadHead();
+    assert.deepEqual((await otto.post("/v1/subscriptions/ledger/retry-pending")).body, { retried: 0 });
+
+    // Prepared messages committed and rolled back by people, one by one and several at once; an app's own bulk commit is not recorded.
+    for (const id of ["p-1", "p-2", "p-3"])
+      assert.equal((await depot.post("/v1/messages", { id, topic: "stock.counted", payload: {}, prepare: true, checkAfter: "1h" })).status, 201);
+    for (const id of ["a-1", "a-2"])
+      assert.equal((await admin().post("/v1/messages", { id, topic: "stock.counted", payload: {}, prepare: true, checkAfter: "1h" })).status, 201);
+    assert.equal((await otto.post("/v1/messages/depot%2Fp-1/commit", {})).body.state, "committed");
+    assert.equal((await otto.post("/v1/messages/depot%2Fp-2/rollback", {})).body.state, "rolled_back");
+    assert.deepEqual((await depot.post("/v1/messages/commit", { ids: ["p-3"] })).body.results, [{ id: "p-3", state: "committed" }]);
+    assert.deepEqual(
+      (await admin().post("/v1/messages/commit", { ids: ["a-1", "a-2", "a-1"] })).body.results.map((r: { state: string }) => r.state),
+      ["committed", "committed", "committed"],
+    );
+
+    // Channels: their secrets (a Slack URL's token, an SMTP password) never reach the log.
+    const slack = await admin().post("/v1/channels", { name: "team-slack", type: "slack", url: `${receiver.url}/services/T01/slackTOKENs3cret` });
+    assert.equal(slack.status, 201, JSON.stringify(slack.body));
+    const smtp = { host: "127.0.0.1", port: 2525, tls: "none", username: "tidings", from: "tidings@example.test", to: ["oncall@example.test"] };
+    const mail = await admin().post("/v1/channels", { name: "mail-oncall", type: "email", smtp: { ...smtp, password: "smtpPASSs3cret" } });
+    assert.equal(mail.status, 201, JSON.stringify(mail.body));
+    secrets.push("slackTOKENs3cret", "smtpPASSs3cret", "slackTOKEN2s3cret", "smtpPASS2s3cret");
+    const tested = await otto.post(`/v1/channels/${slack.body.id}/test`);
+    assert.deepEqual([tested.body.ok, tested.body.statusCode], [false, 500]);
+    const slackSaved = await admin().patch(`/v1/channels/${slack.body.id}`, { url: `${receiver.url}/services/T02/slackTOKEN2s3cret`, perMinute: 12 });
+    assert.equal(slackSaved.status, 200, JSON.stringify(slackSaved.body));
+    assert.equal((await admin().patch(`/v1/channels/${mail.body.id}`, { smtp: { ...smtp, password: "smtpPASS2s3cret" } })).status, 200);
+    assert.equal((await admin().delete(`/v1/channels/${slack.body.id}`)).status, 204);
+    assert.equal((await admin().delete(`/v1/channels/${mail.body.id}`)).status, 204);
+
+    // A relay that will not come back is forgotten; the app is changed, then deleted.
+    const beat = { name: "outbox-1", pending: 0, failed: 0, oldestPendingSeconds: null, lastSentAt: null };
+    assert.equal((await depot.post("/v1/relays/heartbeat", beat)).status, 204);
+    assert.equal((await otto.delete("/v1/relays/depot/outbox-1")).status, 204);
+    const depotSaved = await admin().patch("/v1/apps/depot", { checkUrl: `${receiver.url}/check`, rotateKey: true });
+    assert.equal(depotSaved.status, 200, JSON.stringify(depotSaved.body));
+    secrets.push(depotSaved.body.apiKey);
+    assert.equal((await admin().delete("/v1/apps/depot")).status, 204);
+
+    const trail = (await readAll(ottoCreated.body.key)).filter((e) => e.id > last);
+    const slackTarget = `channel/${slack.body.id}`;
+    const mailTarget = `channel/${mail.body.id}`;
+    assert.deepEqual(
+      trail.map((e) => [e.actor, e.action, e.target]),
+      [
+        ["admin key", "operator.create", "operator/otto"],
+        ["admin key", "app.create", "app/depot"],
+        ["admin key", "subscription.create", "subscription/ledger"],
+        ["otto", "delivery.skip", `delivery/${head.id}`],
+        ["otto", "subscription.resend_dead", "subscription/ledger"],
+        ["otto", "subscription.recover", "subscription/ledger"],
+        ["otto", "subscription.retry_pending", "subscription/ledger"],
+        ["otto", "message.commit", "message/depot/p-1"],
+        ["otto", "message.rollback", "message/depot/p-2"],
+        ["admin key", "message.commit", "message/a-1, message/a-2"],
+        ["admin key", "channel.create", slackTarget],
+        ["admin key", "channel.create", mailTarget],
+        ["otto", "channel.test", slackTarget],
+        ["admin key", "channel.update", slackTarget],
+        ["admin key", "channel.update", mailTarget],
+        ["admin key", "channel.delete", slackTarget],
+        ["admin key", "channel.delete", mailTarget],
+        ["otto", "relay.forget", "relay/depot/outbox-1"],
+        ["admin key", "app.update", "app/depot"],
+        ["admin key", "app.delete", "app/depot"],
+      ],
+    );
+    assert.ok(
+      trail.every((e) => e.actorKind === (e.actor === "otto" ? "operator" : "admin")),
+      "each entry says which kind of person did it",
+    );
+    const [
+      ,
+      ,
+      ,
+      skip,
+      resendDead,
+      recover,
+      retryPending,
+      commit,
+      rollback,
+      bulkCommit,
+      slackCreate,
+      mailCreate,
+      test,
+      slackUpdate,
+      mailUpdate,
+      slackDelete,
+      mailDelete,
+      forget,
+      appUpdate,
+      appDelete,
+    ] = trail;
+
+    // Hand actions: no before/after; the options given and what came of them.
+    for (const e of [skip, resendDead, recover, retryPending, commit, rollback, bulkCommit, test, forget])
+      assert.deepEqual([e!.before, e!.after], [null, null], e!.action);
+    assert.deepEqual(skip!.detail, { result: { id: head.id, skipped: true } });
+    assert.deepEqual(resendDead!.detail, { result: { resent: 1, batches: 1 } });
+    assert.deepEqual(recover!.detail!.request, { since });
+    assert.deepEqual([recover!.detail!.result.kind, recover!.detail!.result.state, recover!.detail!.result.done], ["recover", "succeeded", 1]);
+    assert.deepEqual(retryPending!.detail, { result: { retried: 0 } });
+    assert.equal(commit!.detail!.result.state, "committed");
+    assert.equal(rollback!.detail!.result.state, "rolled_back");
+    assert.equal(commit!.detail!.result.payload, undefined, "a message's payload is not copied into the log");
+    assert.deepEqual(bulkCommit!.detail!.request, { ids: ["a-1", "a-2", "a-1"] });
+    assert.deepEqual(test!.detail!.result.statusCode, 500);
+    assert.deepEqual(forget!.detail, {});
+
+    // Configuration: the channel as the API shows it, masked, before and after.
+    const maskedSlack = `${receiver.url}/services/***`;
+    assert.equal(slackCreate!.before, null);
+    assert.deepEqual([slackCreate!.after!.id, slackCreate!.after!.name, slackCreate!.after!.url], [slack.body.id, "team-slack", maskedSlack]);
+    assert.deepEqual(mailCreate!.after!.smtp, { ...smtp, to: ["oncall@example.test"] }, "the SMTP settings without the password");
+    assert.deepEqual([slackUpdate!.before!.perMinute, slackUpdate!.before!.url], [6, maskedSlack]);
+    assert.deepEqual([slackUpdate!.after!.perMinute, slackUpdate!.after!.url], [12, maskedSlack]);
+    assert.deepEqual([mailUpdate!.before!.smtp, mailUpdate!.after!.smtp], [mailCreate!.after!.smtp, mailCreate!.after!.smtp]);
+    assert.equal(mailUpdate!.before!.updatedAt, mailCreate!.after!.updatedAt, "the before is the channel as it was");
+    assert.deepEqual([slackDelete!.before!.name, slackDelete!.before!.perMinute, slackDelete!.after], ["team-slack", 12, null]);
+    assert.deepEqual([mailDelete!.before!.name, mailDelete!.after], ["mail-oncall", null]);
+    assert.deepEqual([appUpdate!.before!.checkUrl, appUpdate!.after!.checkUrl], [null, `${receiver.url}/check`]);
+    assert.deepEqual(appUpdate!.detail, { request: { rotateKey: true } });
+    assert.deepEqual([appDelete!.before!.name, appDelete!.before!.checkUrl, appDelete!.after], ["depot", `${receiver.url}/check`, null]);
+
+    const text = JSON.stringify(trail);
+    for (const secret of secrets) assert.ok(secret && !text.includes(secret), `a secret is in the audit log: ${secret?.slice(0, 8)}…`);
+    assert.ok(!/whsec_|tdk_|tdo_|s3cret/.test(text), "no key, signing secret, token or password of any kind");
+    assert.deepEqual(
+      (await readAll(ottoCreated.body.key, `&target=${encodeURIComponent(slackTarget)}`)).map((e) => e.action),
+      ["channel.create", "channel.test", "channel.update", "channel.delete"],
+      "a channel's every entry is found by its target",
+    );
+  });
+
   test("the log is append-only: no update, delete or truncate; the retention sweep removes only what is past TIDINGS_AUDIT_RETENTION", async () => {
     const before = (await sql.query("select count(*)::int as n from audit_log")).rows[0].n;
     assert.ok(before > 0);

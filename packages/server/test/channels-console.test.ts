@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
 import type { Browser, Page } from "playwright-core";
-import { adminConsole, withoutChromium, type AdminConsole } from "./support/browser.ts";
+import { adminConsole, signedInPage, withoutChromium, type AdminConsole } from "./support/browser.ts";
 import { Webhook } from "standardwebhooks";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
@@ -114,5 +114,62 @@ describe("the console's Channels page", { skip: withoutChromium() }, () => {
       assert.ok(scroll! <= client!, `${hash}: the page is ${scroll}px wide in a ${client}px viewport`);
     }
     await shot("channel-390");
+  });
+
+  test("roles: a viewer sees the channels and no control; an operator sends a test but neither creates, edits, stops nor deletes", async () => {
+    const admin = api(service.url, ADMIN_KEY);
+    const channel = await admin.post("/v1/channels", { name: "roles-hook", type: "webhook", url: `${receiver.url}/roles` });
+    assert.equal(channel.status, 201);
+    const keyOf = async (name: string, role: string): Promise<string> => {
+      const created = await admin.post("/v1/operators", { name, role });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return created.body.key;
+    };
+    const viewer = await signedInPage(browser, service.url, await keyOf("vera", "viewer"));
+    const operator = await signedInPage(browser, service.url, await keyOf("otto", "operator"));
+    /** The buttons and links to act with that a person can see on the page (the navigation and paging aside). */
+    const controls = async (p: Page) => {
+      const buttons = (await p.locator("main").getByRole("button").allInnerTexts()).map((text) => text.trim());
+      const edits = (
+        await p
+          .locator("main")
+          .getByRole("link", { name: /^Edit / })
+          .allInnerTexts()
+      ).map((text) => text.trim());
+      return [...buttons, ...edits];
+    };
+    const listed = async (p: Page) => {
+      await p.goto(`${service.url}/console#/channels`);
+      await p.getByRole("row", { name: /roles-hook/ }).waitFor();
+    };
+    const opened = async (p: Page) => {
+      await p.goto(`${service.url}/console#/channels/${channel.body.id}`);
+      await p.getByRole("heading", { name: "Channel roles-hook", level: 1 }).waitFor();
+      await p.getByRole("region", { name: "Last notifications" }).waitFor();
+    };
+
+    await listed(viewer);
+    assert.match(await viewer.getByRole("row", { name: /roles-hook/ }).innerText(), new RegExp(`roles-hook\\s+webhook\\s+${receiver.url}/roles`));
+    assert.deepEqual(await controls(viewer), [], "a viewer has no control on the list");
+    assert.equal(await viewer.getByRole("region", { name: "New channel" }).count(), 0, "a viewer has no New channel form");
+    await opened(viewer);
+    assert.deepEqual(await controls(viewer), [], "a viewer has no control on a channel's page");
+    assert.equal(await viewer.getByRole("region", { name: "Settings" }).count(), 0, "a viewer has no Settings form");
+
+    await listed(operator);
+    assert.deepEqual([...new Set(await controls(operator))], ["Send a test"], "an operator may send tests, nothing else");
+    const row = operator.getByRole("row", { name: /roles-hook/ });
+    assert.equal(await row.getByRole("button", { name: "Send a test to roles-hook" }).count(), 1);
+    assert.equal(await operator.getByRole("region", { name: "New channel" }).count(), 0, "an operator has no New channel form");
+    await opened(operator);
+    assert.deepEqual(await controls(operator), ["Send a test"], "an operator may send a test, nothing else");
+    assert.equal(await operator.getByRole("region", { name: "Settings" }).count(), 0, "an operator has no Settings form");
+    await operator.getByRole("button", { name: "Send a test" }).click();
+    await operator
+      .locator("#test-result")
+      .getByText(/Test of roles-hook sent \(200\)/)
+      .waitFor();
+    await waitFor("the operator's test", () => receiver.received.find((r) => r.path === "/roles"));
+    await Promise.all([viewer.context().close(), operator.context().close()]);
   });
 });

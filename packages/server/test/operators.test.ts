@@ -1,5 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { api } from "./support/api.ts";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { Receiver } from "@tidings/testkit/receiver";
@@ -69,8 +70,8 @@ const EXPECTED: Record<string, "public" | "app" | "viewer" | "operator" | "admin
   "POST /v1/apps": "admin",
   "PATCH /v1/apps/:name": "admin",
   "DELETE /v1/apps/:name": "admin",
-  "GET /v1/operators": "admin",
-  "GET /v1/operators/:name": "admin",
+  "GET /v1/operators": "viewer",
+  "GET /v1/operators/:name": "viewer",
   "POST /v1/operators": "admin",
   "PATCH /v1/operators/:name": "admin",
   "DELETE /v1/operators/:name": "admin",
@@ -200,6 +201,32 @@ describe("operators and roles", () => {
     assert.equal((await admin.delete("/v1/operators/ana")).status, 404);
   });
 
+  test("a viewer reads the operators: names, roles and dates, never a key or its hash; changing them stays the admins'", async () => {
+    const viewer = api(service.url, keys.viewer!);
+    const listed = await viewer.get("/v1/operators");
+    assert.equal(listed.status, 200);
+    const viewerRow = listed.body.items.find((o: { name: string }) => o.name === "viewer");
+    assert.deepEqual(Object.keys(viewerRow).sort(), ["createdAt", "name", "role", "updatedAt"]);
+    const one = await viewer.get("/v1/operators/operator");
+    assert.equal(one.status, 200);
+    assert.deepEqual(Object.keys(one.body).sort(), ["createdAt", "name", "role", "updatedAt"]);
+    assert.equal(one.body.role, "operator");
+    assert.equal((await viewer.get("/v1/operators/nobody")).status, 404);
+    // No key, nor the stored hash of one, in any form.
+    const texts = [JSON.stringify(listed.body), JSON.stringify(one.body)];
+    for (const who of ["viewer", "operator", "admin operator"] as const) {
+      const hash = createHash("sha256").update(keys[who]!).digest();
+      for (const secret of [keys[who]!, hash.toString("hex"), hash.toString("base64"), hash.toString("base64url")])
+        assert.ok(
+          texts.every((text) => !text.includes(secret)),
+          `no key material of ${who} in the answers`,
+        );
+    }
+    const refused = await viewer.post("/v1/operators", { name: "by-viewer", role: "admin" });
+    assert.equal(refused.status, 403);
+    assert.match(refused.body.error.message, /the admin role/);
+  });
+
   test("an admin operator may not lower their own role or remove themselves; another admin may", async () => {
     const self = api(service.url, keys["admin operator"]!);
     const demote = await self.patch("/v1/operators/admin-operator", { role: "viewer" });
@@ -295,7 +322,11 @@ describe("operators and roles", () => {
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /no operator named cli-op/);
     assert.equal((await runTidings(["operators", "add", "x"], env)).code, 2, "add without --role is bad usage");
-    const asViewer = await runTidings(["operators", "list"], { ...env, TIDINGS_ADMIN_KEY: keys.viewer! });
+    const viewerEnv = { ...env, TIDINGS_ADMIN_KEY: keys.viewer! };
+    const readByViewer = await runTidings(["operators", "list"], viewerEnv);
+    assert.equal(readByViewer.code, 0, readByViewer.stderr);
+    assert.match(readByViewer.stdout, /^viewer +viewer /m, "a viewer reads the operators");
+    const asViewer = await runTidings(["operators", "add", "by-viewer", "--role", "admin"], viewerEnv);
     assert.equal(asViewer.code, 1);
     assert.match(asViewer.stderr, /403 this needs the admin role/);
   });

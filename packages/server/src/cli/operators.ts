@@ -3,8 +3,8 @@ import { type Api, printJson } from "./context.ts";
 import { table } from "./format.ts";
 
 /**
- * `tidings operators`: named operators with roles, through a running service's API (an admin's
- * key: the admin key or an admin operator's).
+ * `tidings operators`: named operators with roles, through a running service's API (listing them:
+ * any person's key; changing them: an admin's, the admin key or an admin operator's).
  */
 const operatorPath = (name: string): string => `/v1/operators/${encodeURIComponent(name)}`;
 

@@ -29,6 +29,22 @@ export interface AuditEntry {
   detail: unknown;
 }
 
+/** At most this many characters of objects named in one target (the audit filter takes 400). */
+const TARGETS_LENGTH = 300;
+
+/**
+ * The target of an action on several objects of a kind: `message/a, message/b` (one alone is its
+ * own target, as a single call records it), as many as fit in 300 characters, then `and 990 more`.
+ */
+export function targetOfMany(object: string, names: readonly string[]): string | null {
+  const distinct = [...new Set(names)].map((name) => `${object}/${name}`);
+  if (distinct.length === 0) return null;
+  let named = distinct[0]!;
+  let count = 1;
+  while (count < distinct.length && named.length + 2 + distinct[count]!.length <= TARGETS_LENGTH) named += `, ${distinct[count++]}`;
+  return count < distinct.length ? `${named} and ${distinct.length - count} more` : named;
+}
+
 /** Fields that hold a secret wherever they appear (keys, signing secrets, passwords, tokens). */
 const SECRET_FIELDS = new Set(["secret", "apiKey", "key", "adminKey", "keyHash", "password", "token", "csrfToken"]);
 /** A URL's user information: its password masked, or all of it when it is a token (`nats://token@host`). */

@@ -23,13 +23,18 @@ export interface AdminConsole {
   shot(name: string): Promise<void>;
 }
 
+/** A new page in `browser`, in a context of its own signed in to the service's console with `key`, 1280×800. */
+export async function signedInPage(browser: Browser, serviceUrl: string, key: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  context.setDefaultTimeout(30_000);
+  assert.equal((await context.request.post(`${serviceUrl}/v1/session`, { data: { key } })).status(), 201);
+  return context.newPage();
+}
+
 /** A browser page signed in to the service's console with the admin key, 1280×800. */
 export async function adminConsole(serviceUrl: string): Promise<AdminConsole> {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(30_000);
-  assert.equal((await context.request.post(`${serviceUrl}/v1/session`, { data: { adminKey: ADMIN_KEY } })).status(), 201);
-  const page = await context.newPage();
+  const page = await signedInPage(browser, serviceUrl, ADMIN_KEY);
   return {
     browser,
     page,

@@ -128,6 +128,8 @@ export function channelRoutes(app: FastifyInstance, s: RouteServices): void {
         enabled: b.enabled ?? true,
       });
       if (!created) throw conflict(`a channel named ${b.name} exists`);
+      // By its id, as its changes and its deletion are recorded.
+      noteAudit(request, { target: `channel/${created.id}` });
       return reply.status(201).send(showChannel(created, 0, b.type === "webhook" ? { secret: secret! } : {}));
     },
   );

@@ -31,7 +31,7 @@ import {
 } from "../schemas.ts";
 import { preference } from "../prefer.ts";
 import { noteAudit } from "../audit.ts";
-import { handAction } from "../../domain/audit.ts";
+import { handAction, targetOfMany } from "../../domain/audit.ts";
 import { pageLimit } from "../paging.ts";
 import { tracedPublish, type TraceOf } from "../publishTrace.ts";
 
@@ -372,7 +372,9 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
     },
     async (request) => {
       const app = appOf(request.principal);
-      const outcomes = await Promise.all(request.body.ids.map((id) => s.publisher.commit(fullId(app, id), app)));
+      const ids = request.body.ids.map((id) => fullId(app, id));
+      noteAudit(request, { target: targetOfMany("message", ids) ?? undefined });
+      const outcomes = await Promise.all(ids.map((id) => s.publisher.commit(id, app)));
       const results = outcomes.map((outcome, i) => {
         const id = request.body.ids[i]!;
         try {

@@ -35,10 +35,14 @@ const OperatorWithKey = Type.Intersect([Operator, Type.Object({ key: Type.Option
 /** Whether the caller is the operator named `name` (who may not remove or demote themselves). */
 const isSelf = (principal: Principal, name: string): boolean => principal.kind === "operator" && principal.name === name;
 
-/** Named operators with roles and keys of their own (admins only). */
+/**
+ * Named operators with roles and keys of their own: read by every person (names and roles, never
+ * a key: keys are stored hashed and shown once, to the admin who issues them), changed by admins.
+ */
 export function operatorRoutes(app: FastifyInstance, s: RouteServices): void {
   const tags = ["operators"];
   const config = { auth: "admin" } as const;
+  const read = { auth: "viewer" } as const;
 
   app.post<{ Body: Static<typeof CreateOperator> }>(
     "/v1/operators",
@@ -61,7 +65,7 @@ export function operatorRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get(
     "/v1/operators",
-    { config, schema: { tags, summary: "List operators and their roles", response: { 200: Type.Object({ items: Type.Array(Operator) }) } } },
+    { config: read, schema: { tags, summary: "List operators and their roles", response: { 200: Type.Object({ items: Type.Array(Operator) }) } } },
     async () => ({
       items: await listOperators(s.db),
     }),
@@ -69,7 +73,7 @@ export function operatorRoutes(app: FastifyInstance, s: RouteServices): void {
 
   app.get<{ Params: NameParams }>(
     "/v1/operators/:name",
-    { config, schema: { tags, summary: "Get an operator", params: NameParams, response: { 200: Operator, "4xx": ErrorBody } } },
+    { config: read, schema: { tags, summary: "Get an operator", params: NameParams, response: { 200: Operator, "4xx": ErrorBody } } },
     async (request) => {
       const found = await getOperator(s.db, request.params.name);
       if (!found) throw notFound(`operator ${request.params.name}`);

@@ -4,6 +4,7 @@ import { forbidden, invalid, notFound } from "../../domain/errors.ts";
 import { deleteRelay, listRelays, recordHeartbeat } from "../../store/relays.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { handAction } from "../../domain/audit.ts";
+import { noteAudit } from "../audit.ts";
 import { ErrorBody } from "../schemas.ts";
 
 const AppName = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" });
@@ -127,6 +128,8 @@ export function relayRoutes(app: FastifyInstance, s: RouteServices): void {
     },
     async (request, reply) => {
       const owner = request.params.app === "-" ? "" : request.params.app;
+      // Named within its app: two apps may each have a relay of the same name.
+      noteAudit(request, { target: `relay/${request.params.app}/${request.params.name}` });
       if (!(await deleteRelay(s.db, owner, request.params.name))) throw notFound(`relay ${request.params.app}/${request.params.name}`);
       return reply.status(204).send();
     },

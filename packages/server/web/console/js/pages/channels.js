@@ -214,13 +214,19 @@ export async function renderChannels(ctx) {
             { class: "row" },
             h(
               "button",
-              { type: "button", class: "small", "aria-label": `Send a test to ${c.name}`, onclick: (e) => sendTest(e.currentTarget, c, out) },
+              {
+                type: "button",
+                class: "small",
+                "data-needs": "operator",
+                "aria-label": `Send a test to ${c.name}`,
+                onclick: (e) => sendTest(e.currentTarget, c, out),
+              },
               "Send a test",
             ),
-            h("a", { class: "button small quiet", href: `#/channels/${c.id}`, "aria-label": `Edit ${c.name}` }, "Edit"),
+            h("a", { class: "button small quiet", href: `#/channels/${c.id}`, "data-needs": "admin", "aria-label": `Edit ${c.name}` }, "Edit"),
           ),
         ]),
-        { empty: "No channel yet: add one below to be told about alerts." },
+        { empty: "No channel yet: an admin can add one, to be told about alerts." },
       ),
       out,
       h(
@@ -229,7 +235,7 @@ export async function renderChannels(ctx) {
         "Each channel is told of every alert event its filter lets through: several waiting at once go as one digest, at most its limit a minute. A failing channel is retried on its own schedule; the others do not wait for it.",
       ),
     ),
-    h("section", { class: "panel", "aria-labelledby": "h-new" }, h("h2", { id: "h-new" }, "New channel"), form),
+    h("section", { class: "panel", "aria-labelledby": "h-new", "data-needs": "admin" }, h("h2", { id: "h-new" }, "New channel"), form),
   );
 }
 
@@ -299,10 +305,12 @@ async function renderChannel(ctx, id) {
       h(
         "div",
         { class: "row" },
-        h("button", { type: "button", onclick: (e) => sendTest(e.currentTarget, c, out) }, "Send a test"),
-        h("button", { type: "button", class: "quiet", onclick: (e) => toggle(e.currentTarget) }, c.enabled ? "Stop" : "Resume"),
-        c.type === "webhook" ? h("button", { type: "button", class: "quiet", onclick: (e) => rotate(e.currentTarget) }, "New signing secret…") : null,
-        h("button", { type: "button", class: "danger", onclick: (e) => remove(e.currentTarget) }, "Delete…"),
+        h("button", { type: "button", "data-needs": "operator", onclick: (e) => sendTest(e.currentTarget, c, out) }, "Send a test"),
+        h("button", { type: "button", class: "quiet", "data-needs": "admin", onclick: (e) => toggle(e.currentTarget) }, c.enabled ? "Stop" : "Resume"),
+        c.type === "webhook"
+          ? h("button", { type: "button", class: "quiet", "data-needs": "admin", onclick: (e) => rotate(e.currentTarget) }, "New signing secret…")
+          : null,
+        h("button", { type: "button", class: "danger", "data-needs": "admin", onclick: (e) => remove(e.currentTarget) }, "Delete…"),
       ),
       out,
     ),
@@ -316,6 +324,6 @@ async function renderChannel(ctx, id) {
         { empty: "None yet." },
       ),
     ),
-    h("section", { class: "panel", "aria-labelledby": "h-edit" }, h("h2", { id: "h-edit" }, "Settings"), form),
+    h("section", { class: "panel", "aria-labelledby": "h-edit", "data-needs": "admin" }, h("h2", { id: "h-edit" }, "Settings"), form),
   );
 }

@@ -14,7 +14,10 @@ const roleSelect = (name, selected, id) =>
     ROLES.map(([value, label]) => h("option", { value, selected: value === selected }, label)),
   );
 
-/** People who may use the console and the API under their own name: add (key shown once), change the role, rotate the key, remove. Admins only. */
+/**
+ * People who may use the console and the API under their own name, read by everyone signed in;
+ * admins also add (key shown once), change the role, rotate the key, remove.
+ */
 export async function renderOperators(ctx) {
   ctx.title("Operators");
   const { items } = await api.get("/v1/operators");
@@ -102,7 +105,7 @@ export async function renderOperators(ctx) {
           time(operator.createdAt),
           h(
             "div",
-            { class: "row" },
+            { class: "row", "data-needs": "admin" },
             h(
               "button",
               { type: "button", class: "small quiet", "aria-label": `Change the role of ${operator.name}`, onclick: () => changeRole(operator) },
@@ -120,7 +123,7 @@ export async function renderOperators(ctx) {
             ),
           ),
         ]),
-        { empty: "No operator yet: the admin key is the only one. Add people below." },
+        { empty: "No operator yet: the admin key is the only one. An admin can add people." },
       ),
       h(
         "p",
@@ -128,6 +131,6 @@ export async function renderOperators(ctx) {
         "An operator's key is shown once, when they are added or get a new one. The admin key always stays an admin; what each person does is in the Audit log.",
       ),
     ),
-    h("section", { class: "panel", "aria-labelledby": "h-new-operator" }, h("h2", { id: "h-new-operator" }, "Add an operator"), form),
+    h("section", { class: "panel", "aria-labelledby": "h-new-operator", "data-needs": "admin" }, h("h2", { id: "h-new-operator" }, "Add an operator"), form),
   );
 }

@@ -50,13 +50,14 @@ after(async () => {
 });
 
 /** A subscription whose failed deliveries die at once (one attempt per cycle), without a breaker. */
-async function subscribe(name: string, retry: unknown = { schedule: [], maxAttempts: 1 }): Promise<void> {
+async function subscribe(name: string, retry: unknown = { schedule: [], maxAttempts: 1 }, more: Record<string, unknown> = {}): Promise<void> {
   const created = await admin.post("/v1/subscriptions", {
     name,
     topic: `t.${name}`,
     endpoint: { type: "http", url: `${receiver.url}/${name}` },
     retry,
     circuit: null,
+    ...more,
   });
   assert.equal(created.status, 201);
 }
@@ -251,7 +252,7 @@ test("a subscription whose oldest pending delivery waits past the threshold gets
     15_000,
   );
   assert.equal(alert.subject, "subscription slow");
-  assert.match(alert.detail, new RegExp(`oldest pending delivery \\(${id}\\) has waited`));
+  assert.match(alert.detail, new RegExp(`oldest pending delivery \\(${id}\\) has waited \\d+m \\d+s, over the service's default threshold of 2s$`));
   assert.equal(alert.link, "#/subscriptions/slow");
   down.delete("/slow");
   assert.equal((await admin.post("/v1/subscriptions/slow/retry-pending")).status, 200);
@@ -265,6 +266,91 @@ test("a subscription whose oldest pending delivery waits past the threshold gets
     (await eventsOf(alert.id)).map((e) => e.event),
     ["opened", "resolved"],
   );
+});
+
+test("each subscription's own pending-age threshold: the short one alerts, the long one and the one turned off do not; a change applies at the next round", async () => {
+  // Failures wait an hour for their retry: each delivery stays pending, all of the same age.
+  const hourly = { schedule: ["1h"], maxAttempts: 5 };
+  await subscribe("age-short", hourly, { pendingAgeAlert: "1s" });
+  await subscribe("age-long", hourly, { pendingAgeAlert: "1h" });
+  await subscribe("age-off", hourly, { pendingAgeAlert: false });
+  for (const name of ["age-short", "age-long", "age-off"]) down.add(`/${name}`);
+  const sent = await admin.post("/v1/messages/batch", {
+    messages: ["age-short", "age-long", "age-off"].map((name) => ({ topic: `t.${name}`, payload: {} })),
+  });
+  assert.equal(sent.status, 201);
+
+  // A round that found the short one's delivery 3s old (past the service's 2s) left the other two alone.
+  const waitedS = (detail: string) => {
+    const m = /has waited (\d+)m (\d+)s/.exec(detail);
+    return m ? Number(m[1]) * 60 + Number(m[2]) : 0;
+  };
+  const short = await waitFor(
+    "a round that found the short one's delivery 3s old",
+    async () => (await alertsOf("pending_too_old", "age-short")).find((a: { state: string; detail: string }) => a.state === "open" && waitedS(a.detail) >= 3),
+    20_000,
+  );
+  assert.match(short.detail, /, over the subscription's threshold of 1s$/);
+  assert.deepEqual(await alertsOf("pending_too_old", "age-long"), []);
+  assert.deepEqual(await alertsOf("pending_too_old", "age-off"), []);
+
+  // The API and the metrics show each one's threshold.
+  const listed = (await admin.get("/v1/subscriptions")).body.items.filter((s: { name: string }) => s.name.startsWith("age-"));
+  assert.deepEqual(
+    listed.map((s: { name: string; pendingAgeAlert: unknown }) => [s.name, s.pendingAgeAlert]),
+    [
+      ["age-long", "1h"],
+      ["age-off", false],
+      ["age-short", "1s"],
+    ],
+  );
+  assert.equal((await admin.get("/v1/subscriptions/slow")).body.pendingAgeAlert, null, "created without one: the service's default");
+  const metrics = await (await fetch(`${service.url}/metrics`)).text();
+  for (const [name, label] of [
+    ["age-short", "1s"],
+    ["age-off", "off"],
+    ["slow", "2s"],
+  ]) {
+    const info = metrics.split("\n").find((l) => l.startsWith("tidings_subscription_info{") && l.includes(`subscription="${name}"`));
+    assert.ok(info?.includes(`pending_age_alert="${label}"`), `${name}: ${info}`);
+  }
+
+  // Shortened, the long one alerts with its new threshold; turned off, the short one's alert resolves.
+  const patched = await admin.patch("/v1/subscriptions/age-long", { pendingAgeAlert: "2s" });
+  assert.equal(patched.status, 200);
+  assert.equal(patched.body.pendingAgeAlert, "2s");
+  const long = await waitFor("the long one's alert", async () =>
+    (await alertsOf("pending_too_old", "age-long")).find((a: { state: string }) => a.state === "open"),
+  );
+  assert.match(long.detail, /, over the subscription's threshold of 2s$/);
+  assert.equal((await admin.patch("/v1/subscriptions/age-short", { pendingAgeAlert: false })).body.pendingAgeAlert, false);
+  const off = await waitFor("the short one's alert resolved", async () => {
+    const [a] = await alertsOf("pending_too_old", "age-short");
+    return a.state === "resolved" ? a : null;
+  });
+  assert.equal(off.resolveNote, "the pending-age alert is off for the subscription");
+  // null: back to the service's default.
+  assert.equal((await admin.patch("/v1/subscriptions/age-long", { pendingAgeAlert: null })).body.pendingAgeAlert, null);
+  assert.equal((await admin.get("/v1/subscriptions/age-long")).body.pendingAgeAlert, null);
+});
+
+test("a bad pendingAgeAlert is refused with 400 naming the field, on create and on change", async () => {
+  const refused = async (answer: Promise<{ status: number; body: { error: { field?: string } } }>) => {
+    const a = await answer;
+    assert.equal(a.status, 400, JSON.stringify(a.body));
+    assert.equal(a.body.error.field, "pendingAgeAlert", JSON.stringify(a.body));
+  };
+  const create = (pendingAgeAlert: unknown) =>
+    admin.post("/v1/subscriptions", { name: "age-bad", topic: "t.x", endpoint: { type: "http", url: `${receiver.url}/x` }, pendingAgeAlert });
+  for (const bad of ["soon", "500ms", "31d", "", true, 5, "x".repeat(21)]) {
+    await refused(create(bad));
+    await refused(admin.patch("/v1/subscriptions/slow", { pendingAgeAlert: bad }));
+  }
+  assert.equal((await admin.get("/v1/subscriptions/age-bad")).status, 404);
+  // The bounds themselves are taken.
+  assert.equal((await admin.patch("/v1/subscriptions/slow", { pendingAgeAlert: "30d" })).body.pendingAgeAlert, "30d");
+  assert.equal((await admin.patch("/v1/subscriptions/slow", { pendingAgeAlert: "1000ms" })).body.pendingAgeAlert, "1s");
+  assert.equal((await admin.patch("/v1/subscriptions/slow", { pendingAgeAlert: null })).body.pendingAgeAlert, null);
 });
 
 test("an app's check URL failing in a row raises check_url_failing for the app; its next answer resolves it", async () => {

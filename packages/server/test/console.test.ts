@@ -797,6 +797,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     await page.getByRole("heading", { name: "Subscription shipping" }).waitFor();
     await page.getByLabel("Max in flight").fill("3");
     await page.getByLabel("Rate limit").fill("2.5");
+    await page.getByLabel("Pending-age alert").fill("2h");
     // A failure ratio instead of failures in a row: its fields appear, the count's go.
     await page.getByLabel("Circuit breaker").selectOption("ratio");
     assert.equal(await page.getByLabel("Failures in a row").isVisible(), false);
@@ -810,6 +811,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     const saved = (await world.admin.get("/v1/subscriptions/shipping")).body;
     assert.equal(saved.maxInFlight, 3);
     assert.equal(saved.rateLimit, 2.5);
+    assert.equal(saved.pendingAgeAlert, "2h");
     assert.deepEqual(saved.circuit, { failures: null, failureRatio: 0.4, window: "30s", minAttempts: 10, probeEvery: "10s", pauseAfter: null });
 
     await page.reload();
@@ -819,8 +821,11 @@ describe("console in a real browser", { concurrency: 4 }, () => {
       await health.innerText(),
       /Opens when 40% or more of the attempts in 30s fail \(once there are 10\); while open, one probe every 10s; never paused automatically\./,
     );
+    assert.equal(await page.locator("#sub-pending-age").innerText(), "Alert (pending too old) when the oldest pending delivery has waited longer than 2h.");
     // The form shows the policy as saved; back to failures in a row, emptied limits go back to none.
     assert.equal(await page.getByLabel("Circuit breaker").inputValue(), "ratio");
+    assert.equal(await page.getByLabel("Pending-age alert").inputValue(), "2h");
+    await page.getByLabel("Pending-age alert").fill("off");
     assert.equal(await page.getByLabel("Failure ratio").inputValue(), "0.4");
     await page.getByLabel("Circuit breaker").selectOption("failures");
     await page.getByLabel("Failures in a row").fill("7");
@@ -830,6 +835,7 @@ describe("console in a real browser", { concurrency: 4 }, () => {
     const again = (await world.admin.get("/v1/subscriptions/shipping")).body;
     assert.equal(again.rateLimit, null);
     assert.equal(again.maxInFlight, 3);
+    assert.equal(again.pendingAgeAlert, false);
     assert.deepEqual(again.circuit, { failures: 7, failureRatio: null, window: null, minAttempts: null, probeEvery: "10s", pauseAfter: null });
   });
 

@@ -29,6 +29,7 @@ function subscription(id: number, extra: Partial<SubscriptionRow> = {}): Subscri
     onDead: "block",
     circuit: null,
     rateLimit: null,
+    pendingAgeAlertMs: null,
     createdAt: "2026-01-01T00:00:00.000Z",
     updatedAt: "2026-01-01T00:00:00.000Z",
     ...extra,

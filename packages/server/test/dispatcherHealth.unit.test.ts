@@ -23,6 +23,7 @@ const SUB: SubscriptionRow = {
   ordering: "none",
   onDead: "block",
   circuit: { failures: 5, ratio: null, probeEveryMs: 30_000, pauseAfterMs: null },
+  pendingAgeAlertMs: null,
   createdAt: "2026-01-01T00:00:00.000Z",
   updatedAt: "2026-01-01T00:00:00.000Z",
 };

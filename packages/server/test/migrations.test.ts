@@ -301,3 +301,23 @@ test("0027 makes the tables as they stand the legacy partitions: everything read
     await other.drop();
   }
 });
+
+test("0029 leaves the subscriptions stored before it on the service's pending-age threshold", async () => {
+  const other = await createTestDatabase("migrations_0029", { empty: true });
+  const pool = new pg.Pool({ connectionString: other.url, max: 1 });
+  try {
+    await migrate(pool, { upTo: 28 });
+    await pool.query(`insert into subscriptions (name, topic, endpoint, secret, retry)
+                      values ('inv', 't', '{"type":"http","url":"http://127.0.0.1:1/"}', 'whsec_s', '{"schedule":[],"maxAttempts":1,"windowMs":null}')`);
+    assert.deepEqual(await migrate(pool, { upTo: 29 }), [29]);
+    const { getSubscription } = await import("../src/store/subscriptions.ts");
+    assert.equal((await getSubscription(pool, "inv"))?.pendingAgeAlertMs, null);
+    // A threshold fits past 24 days (30d in milliseconds is over 2^31); none is negative.
+    await pool.query("update subscriptions set pending_age_alert_ms = 2592000000");
+    assert.equal((await getSubscription(pool, "inv"))?.pendingAgeAlertMs, 2_592_000_000);
+    await assert.rejects(pool.query("update subscriptions set pending_age_alert_ms = -1"), /check/);
+  } finally {
+    await pool.end();
+    await other.drop();
+  }
+});

@@ -129,6 +129,20 @@ describe("the CLI shows subscriptions' policies and health", () => {
     );
   });
 
+  test("--pending-age-alert sets a subscription's own threshold, off or back to the default; tidings subscription <name> says which applies", async () => {
+    const line = async () => /^ {2}pendingAgeAlert +(.*)$/m.exec(await ok("subscription", "aged"))?.[1];
+    await ok("subscriptions", "create", "aged", "--topic", "t.aged", "--endpoint", `${receiver.url}/aged`, "--pending-age-alert", "5m");
+    assert.equal(await line(), "a pending_too_old alert when the oldest pending delivery has waited over 5m");
+    await ok("subscriptions", "update", "aged", "--pending-age-alert", "off");
+    assert.equal(await line(), "off (no pending_too_old alert)");
+    assert.equal((await admin.get("/v1/subscriptions/aged")).body.pendingAgeAlert, false);
+    await ok("subscriptions", "update", "aged", "--pending-age-alert", "default");
+    assert.equal(await line(), "- (the service's default, TIDINGS_ALERT_PENDING_AGE)");
+    const bad = await tidings("subscriptions", "update", "aged", "--pending-age-alert", "soon");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /pendingAgeAlert must be a duration from 1s to 30d/);
+  });
+
   test("an unknown subscription, a missing name and an unreachable service exit non-zero and say why", async () => {
     const unknown = await tidings("subscription", "nope");
     assert.deepEqual([unknown.code, unknown.stdout, unknown.stderr], [1, "", "tidings subscription: no subscription named nope\n"]);

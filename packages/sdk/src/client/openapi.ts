@@ -826,6 +826,8 @@ export interface components {
             ordering: "none" | "key";
             /** @description with ordering "key": a dead delivery holds its key, with a key_blocked alert, until it is re-sent, skipped or its message deleted ("block", default), or the next goes at once ("skip") */
             onDead: "block" | "skip";
+            /** @description the age of the oldest pending delivery that raises a pending_too_old alert; false: none; null: the service's default */
+            pendingAgeAlert: string | false | null;
             circuit: {
                 /** @description null: only the failure ratio opens it */
                 failures: number | null;
@@ -1475,6 +1477,8 @@ export interface operations {
                     } | null | false;
                     /** @description attempts per second, across all service processes (a token bucket of a fifth of a second's worth); null or absent: no limit */
                     rateLimit?: number | null;
+                    /** @description a pending_too_old alert when the subscription's oldest pending delivery has waited longer than this duration (1s to 30d, e.g. 15m); false: no such alert for it; null or absent: the service's default (TIDINGS_ALERT_PENDING_AGE) */
+                    pendingAgeAlert?: string | false | null;
                 };
             };
         };
@@ -1518,6 +1522,8 @@ export interface operations {
                         ordering: "none" | "key";
                         /** @description with ordering "key": a dead delivery holds its key, with a key_blocked alert, until it is re-sent, skipped or its message deleted ("block", default), or the next goes at once ("skip") */
                         onDead: "block" | "skip";
+                        /** @description the age of the oldest pending delivery that raises a pending_too_old alert; false: none; null: the service's default */
+                        pendingAgeAlert: string | false | null;
                         circuit: {
                             /** @description null: only the failure ratio opens it */
                             failures: number | null;
@@ -1599,6 +1605,8 @@ export interface operations {
                         ordering: "none" | "key";
                         /** @description with ordering "key": a dead delivery holds its key, with a key_blocked alert, until it is re-sent, skipped or its message deleted ("block", default), or the next goes at once ("skip") */
                         onDead: "block" | "skip";
+                        /** @description the age of the oldest pending delivery that raises a pending_too_old alert; false: none; null: the service's default */
+                        pendingAgeAlert: string | false | null;
                         circuit: {
                             /** @description null: only the failure ratio opens it */
                             failures: number | null;
@@ -1735,6 +1743,8 @@ export interface operations {
                     } | null | false;
                     /** @description attempts per second, across all service processes (a token bucket of a fifth of a second's worth); null or absent: no limit */
                     rateLimit?: number | null;
+                    /** @description a pending_too_old alert when the subscription's oldest pending delivery has waited longer than this duration (1s to 30d, e.g. 15m); false: no such alert for it; null or absent: the service's default (TIDINGS_ALERT_PENDING_AGE) */
+                    pendingAgeAlert?: string | false | null;
                     /** @description issue a new signing secret, returned once */
                     rotateSecret?: boolean;
                 };
@@ -1780,6 +1790,8 @@ export interface operations {
                         ordering: "none" | "key";
                         /** @description with ordering "key": a dead delivery holds its key, with a key_blocked alert, until it is re-sent, skipped or its message deleted ("block", default), or the next goes at once ("skip") */
                         onDead: "block" | "skip";
+                        /** @description the age of the oldest pending delivery that raises a pending_too_old alert; false: none; null: the service's default */
+                        pendingAgeAlert: string | false | null;
                         circuit: {
                             /** @description null: only the failure ratio opens it */
                             failures: number | null;

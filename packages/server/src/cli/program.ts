@@ -228,6 +228,7 @@ function addSubscriptionCommands(program: Command): void {
       .option("--on-dead <policy>", "with ordering key: block or skip")
       .option("--rate-limit <n>", "attempts per second")
       .option("--max-in-flight <n>", "deliveries in flight at once")
+      .option("--pending-age-alert <duration>", "an alert when the oldest pending delivery waits longer than this (15m); off: none; default: the service's")
       .option("--body <json>", "more fields of the API's body, as JSON (a broker endpoint, the circuit breaker)");
   apiOptions(
     policy(subscriptions.command("create").description("a new subscription; its signing secret is printed once").argument("<name>")).option(

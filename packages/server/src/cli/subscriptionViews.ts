@@ -119,6 +119,14 @@ export async function showSubscription(call: Call, name: string, options: { json
     ["maxInFlight", s.maxInFlight === null ? "- (the service's share per process)" : `${s.maxInFlight}, across all processes`],
     ["rateLimit", s.rateLimit === null ? "- (none)" : `${s.rateLimit} attempts/s, across all processes`],
     [
+      "pendingAgeAlert",
+      s.pendingAgeAlert === null
+        ? "- (the service's default, TIDINGS_ALERT_PENDING_AGE)"
+        : s.pendingAgeAlert === false
+          ? "off (no pending_too_old alert)"
+          : `a pending_too_old alert when the oldest pending delivery has waited over ${s.pendingAgeAlert}`,
+    ],
+    [
       "circuit",
       s.circuit === null
         ? "off (no breaker)"

@@ -16,6 +16,7 @@ export interface PolicyOptions {
   onDead?: string;
   rateLimit?: string;
   maxInFlight?: string;
+  pendingAgeAlert?: string;
   body?: string;
 }
 
@@ -37,6 +38,8 @@ function policyBody(o: PolicyOptions): Record<string, unknown> {
       onDead: o.onDead,
       rateLimit: number("--rate-limit", o.rateLimit),
       maxInFlight: wholeNumber("--max-in-flight", o.maxInFlight),
+      // The service checks the duration; "off" and "default" are the API's false and null.
+      pendingAgeAlert: o.pendingAgeAlert === "off" ? false : o.pendingAgeAlert === "default" ? null : o.pendingAgeAlert,
     }),
   };
 }

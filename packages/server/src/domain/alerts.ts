@@ -1,3 +1,6 @@
+import { formatDuration, parseDuration } from "./duration.ts";
+import { invalid } from "./errors.ts";
+
 /**
  * Alerts for people, grouped: one alert is open per condition and subject at a time and counts
  * its occurrences. open → acknowledged (who, note) → resolved (its condition cleared, or by hand).
@@ -62,3 +65,27 @@ export const NEXT_STEPS: Record<AlertCondition, string> = {
 
 /** A note given with an acknowledge or a resolve, as stored. */
 export const ALERT_NOTE_MAX = 1000;
+
+/** The bounds of a subscription's own pending-age threshold (`pendingAgeAlert`). */
+export const PENDING_AGE_ALERT_MIN_MS = 1_000;
+export const PENDING_AGE_ALERT_MAX_MS = 30 * 86_400_000;
+
+/**
+ * A subscription's `pendingAgeAlert` as stored: a duration (1s to 30d) in milliseconds, false
+ * as 0 (no pending-age alert), null as null (the service's default); undefined stays undefined.
+ */
+export function pendingAgeAlertMs(value: string | false | null | undefined): number | null | undefined {
+  if (value === undefined || value === null) return value;
+  if (value === false) return 0;
+  const ms = parseDuration(value);
+  if (ms === undefined || ms < PENDING_AGE_ALERT_MIN_MS || ms > PENDING_AGE_ALERT_MAX_MS) {
+    throw invalid(
+      "pendingAgeAlert",
+      `pendingAgeAlert must be a duration from 1s to 30d (e.g. 15m), false (no pending-age alert) or null (the service's default), not ${JSON.stringify(value)}`,
+    );
+  }
+  return ms;
+}
+
+/** A subscription's `pendingAgeAlert` as the API shows it: a duration, false (off) or null (the service's default). */
+export const showPendingAgeAlert = (ms: number | null): string | false | null => (ms === null ? null : ms === 0 ? false : formatDuration(ms));

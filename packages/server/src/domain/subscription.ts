@@ -59,6 +59,11 @@ export interface SubscriptionRow {
   onDead: OnDead;
   /** The circuit breaker's policy; null: no breaker. */
   circuit: CircuitPolicy | null;
+  /**
+   * The age its oldest pending delivery may reach before its pending_too_old alert is raised, in
+   * milliseconds; null: the service's default (TIDINGS_ALERT_PENDING_AGE); 0: no such alert.
+   */
+  pendingAgeAlertMs: number | null;
   createdAt: string;
   updatedAt: string;
 }

@@ -193,6 +193,10 @@ const CircuitOptions = Type.Union(
   { description: "the circuit breaker; absent: the defaults; null or false: no breaker" },
 );
 export type CircuitOptions = Static<typeof CircuitOptions>;
+const PendingAgeAlert = Type.Union([Type.String({ maxLength: 20 }), Type.Literal(false), Type.Null()], {
+  description:
+    "a pending_too_old alert when the subscription's oldest pending delivery has waited longer than this duration (1s to 30d, e.g. 15m); false: no such alert for it; null or absent: the service's default (TIDINGS_ALERT_PENDING_AGE)",
+});
 const SubscriptionHealth = Type.Object(
   {
     state: Type.String({ description: "closed, open (deliveries wait; one probe at intervals) or half_open (a probe in flight)" }),
@@ -232,6 +236,7 @@ export const CreateSubscription = Type.Object(
     onDead: Type.Optional(OnDead),
     circuit: Type.Optional(CircuitOptions),
     rateLimit: Type.Optional(Nullable(RateLimit)),
+    pendingAgeAlert: Type.Optional(PendingAgeAlert),
   },
   { additionalProperties: false },
 );
@@ -248,6 +253,7 @@ export const PatchSubscription = Type.Object(
     onDead: Type.Optional(OnDead),
     circuit: Type.Optional(CircuitOptions),
     rateLimit: Type.Optional(Nullable(RateLimit)),
+    pendingAgeAlert: Type.Optional(PendingAgeAlert),
     rotateSecret: Type.Optional(Type.Boolean({ description: "issue a new signing secret, returned once" })),
   },
   { additionalProperties: false },
@@ -279,6 +285,9 @@ export const Subscription = Type.Object(
     rateLimit: Nullable(Type.Number({ description: "attempts per second across all nodes; null: none" })),
     ordering: Ordering,
     onDead: OnDead,
+    pendingAgeAlert: Type.Union([Type.String(), Type.Literal(false), Type.Null()], {
+      description: "the age of the oldest pending delivery that raises a pending_too_old alert; false: none; null: the service's default",
+    }),
     circuit: Nullable(
       Type.Object({
         failures: Nullable(Type.Integer({ description: "null: only the failure ratio opens it" })),

@@ -10,7 +10,7 @@ export interface Metrics {
   readonly pending: Gauge;
   readonly circuitOpen: Gauge<"subscription">;
   readonly throttled: Gauge<"subscription">;
-  readonly policies: Gauge<"subscription" | "ordering" | "on_dead" | "rate_limit" | "max_in_flight" | "circuit" | "enabled">;
+  readonly policies: Gauge<"subscription" | "ordering" | "on_dead" | "rate_limit" | "max_in_flight" | "circuit" | "pending_age_alert" | "enabled">;
   readonly deliveryLatency: Histogram;
   readonly circuitOpens: Counter<"subscription">;
 }
@@ -29,6 +29,8 @@ export interface SubscriptionState {
   maxInFlight: number | null;
   /** The breaker's policy in a word: "off", "20 in a row", "50% of 20+ in 60s", or both. */
   circuit: string;
+  /** The pending-age alert's threshold that applies (its own or the service's default), or "off". */
+  pendingAgeAlert: string;
 }
 export type SubscriptionStates = () => ReadonlyArray<SubscriptionState>;
 
@@ -72,8 +74,8 @@ export function createMetrics(countPending: () => Promise<number>, subscriptions
     }),
     policies: new Gauge({
       name: "tidings_subscription_info",
-      help: "Each subscription's delivery policies as labels (value 1); rate_limit and max_in_flight empty when none",
-      labelNames: ["subscription", "ordering", "on_dead", "rate_limit", "max_in_flight", "circuit", "enabled"],
+      help: "Each subscription's delivery policies as labels (value 1); rate_limit and max_in_flight empty when none; pending_age_alert the threshold that applies, or off",
+      labelNames: ["subscription", "ordering", "on_dead", "rate_limit", "max_in_flight", "circuit", "pending_age_alert", "enabled"],
       registers: [registry],
       collect() {
         this.reset();
@@ -86,6 +88,7 @@ export function createMetrics(countPending: () => Promise<number>, subscriptions
               rate_limit: c.rateLimit === null ? "" : String(c.rateLimit),
               max_in_flight: c.maxInFlight === null ? "" : String(c.maxInFlight),
               circuit: c.circuit,
+              pending_age_alert: c.pendingAgeAlert,
               enabled: String(c.enabled),
             },
             1,

@@ -31,6 +31,7 @@ import { buildServer, routesOf } from "../http/server.ts";
 import type { RouteEntry } from "../http/access.ts";
 import { createMetrics } from "./metrics.ts";
 import { describeCircuit } from "../domain/circuitBreaker.ts";
+import { showPendingAgeAlert } from "../domain/alerts.ts";
 import { Publisher } from "../publish/publisher.ts";
 import { appByKeyHash } from "../store/apps.ts";
 import { operatorByKeyHash } from "../store/operators.ts";
@@ -142,6 +143,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         rateLimit: sub.rateLimit,
         maxInFlight: sub.maxInFlight,
         circuit: describeCircuit(sub.circuit),
+        pendingAgeAlert: showPendingAgeAlert(sub.pendingAgeAlertMs ?? config.alertPendingAgeMs) || "off",
       })),
     {
       openAlerts: () => countOpenAlertsByCondition(db),

@@ -217,28 +217,41 @@ export async function resolveClearedAlerts(db: Db): Promise<number> {
   return rowCount ?? 0;
 }
 
-// $1 threshold ms (0: no subscription is late). Each enabled subscription's oldest pending delivery (by the partial index
+/** SQL spelling a positive number of milliseconds as formatDuration does (`90000` → `90s`). */
+const durationSql = (ms: string): string =>
+  `case when ${ms} % 86400000 = 0 then (${ms} / 86400000) || 'd' when ${ms} % 3600000 = 0 then (${ms} / 3600000) || 'h'
+        when ${ms} % 60000 = 0 then (${ms} / 60000) || 'm' when ${ms} % 1000 = 0 then (${ms} / 1000) || 's' else ${ms} || 'ms' end`;
+
+// $1 the service's threshold in ms (0: none). Each enabled subscription's threshold is its own
+// (pending_age_alert_ms; 0: none) or else the service's; a subscription with none is left out
+// before its deliveries are read. Its oldest pending delivery (by the partial index
 // deliveries_subscription, its pending ones): older than the threshold, its pending_too_old
-// alert is raised (or its detail brought up to date); no longer (or paused, or gone), resolved.
+// alert is raised (or its detail, with the threshold that applied, brought up to date); no
+// longer (or paused, or its threshold turned off, or gone), resolved.
 const PENDING_AGE_SQL = `
 with late as (
-  select s.id, s.name, o.message_id, o.created_at, extract(epoch from now() - o.created_at)::bigint as age_s
+  select s.id, s.name, o.message_id, o.created_at, extract(epoch from now() - o.created_at)::bigint as age_s,
+         s.pending_age_alert_ms is not null as own, t.ms as threshold_ms
     from subscriptions s
+    cross join lateral (select coalesce(s.pending_age_alert_ms, $1::bigint) as ms) t
     cross join lateral (select d.message_id, d.created_at from deliveries d
                          where d.subscription_id = s.id and d.state = 'pending' order by d.created_at limit 1) o
-   where $1::float8 > 0 and s.enabled and o.created_at < now() - make_interval(secs => $1::float8 / 1000)
+   where t.ms > 0 and s.enabled and o.created_at < now() - make_interval(secs => t.ms / 1000.0)
 ), raised as (
   ${raiseAlertsSql(
     `select '${C.pendingTooOld}' as condition, 'subscription ' || late.name as subject, late.id as subscription_id, null::text as app, 1 as n,
             'the oldest pending delivery (' || late.message_id || ') has waited ' ||
-              case when late.age_s >= 3600 then (late.age_s / 3600) || 'h ' || (late.age_s % 3600 / 60) || 'm' else (late.age_s / 60) || 'm ' || (late.age_s % 60) || 's' end as detail,
+              case when late.age_s >= 3600 then (late.age_s / 3600) || 'h ' || (late.age_s % 3600 / 60) || 'm' else (late.age_s / 60) || 'm ' || (late.age_s % 60) || 's' end ||
+              ', over ' || case when late.own then 'the subscription''s threshold of ' else 'the service''s default threshold of ' end ||
+              ${durationSql("late.threshold_ms")} as detail,
             jsonb_build_array(jsonb_build_object('messageId', late.message_id, 'at', late.created_at, 'detail', 'pending since ' || late.created_at)) as examples,
             '#/subscriptions/' || late.name as link, ${nextStepSql(C.pendingTooOld)} as next_step
        from late`,
     "set",
   )}
 ), cleared as (
-  update alerts a set ${resolvedBySystem("'no pending delivery is older than the threshold'")}
+  update alerts a set ${resolvedBySystem(`case when exists (select 1 from subscriptions s where s.id = a.subscription_id and coalesce(s.pending_age_alert_ms, $1::bigint) = 0)
+      then 'the pending-age alert is off for the subscription' else 'no pending delivery is older than the threshold' end`)}
    where a.condition = '${C.pendingTooOld}' and a.resolved_at is null and (a.subscription_id is null or a.subscription_id <> all (array(select id from late)))
 )
 select count(*)::int as n from late`;

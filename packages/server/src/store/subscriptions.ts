@@ -17,6 +17,8 @@ const toSubscription = (r: Record<string, unknown>): SubscriptionRow => ({
   ordering: r.ordering as Ordering,
   onDead: r.on_dead as OnDead,
   circuit: storedCircuitPolicy(r.circuit),
+  // A bigint, which pg answers as text.
+  pendingAgeAlertMs: r.pending_age_alert_ms === null || r.pending_age_alert_ms === undefined ? null : Number(r.pending_age_alert_ms),
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });
@@ -30,9 +32,9 @@ export type NewSubscription = Omit<SubscriptionRow, "id" | "createdAt" | "update
 /** Returns null when the name is taken. */
 export async function createSubscription(db: Db, s: NewSubscription): Promise<SubscriptionRow | null> {
   const { rows } = await db.query(
-    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead, circuit, rate_limit)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) on conflict (name) do nothing returning *`,
-    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead, s.circuit, s.rateLimit],
+    `insert into subscriptions (name, topic, tags, endpoint, secret, retry, enabled, max_in_flight, ordering, on_dead, circuit, rate_limit, pending_age_alert_ms)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) on conflict (name) do nothing returning *`,
+    [s.name, s.topic, s.tags, s.endpoint, s.secret, s.retry, s.enabled, s.maxInFlight, s.ordering, s.onDead, s.circuit, s.rateLimit, s.pendingAgeAlertMs],
   );
   if (!rows[0]) return null;
   await announce(db);
@@ -64,6 +66,8 @@ export interface SubscriptionPatch {
   circuit?: CircuitPolicy | null | undefined;
   /** null: no limit. */
   rateLimit?: number | null | undefined;
+  /** null: back to the service default; 0: no pending-age alert. */
+  pendingAgeAlertMs?: number | null | undefined;
 }
 
 export async function updateSubscription(db: Db, name: string, p: SubscriptionPatch): Promise<SubscriptionRow | null> {
@@ -80,6 +84,7 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
          on_dead = coalesce($12, on_dead),
          circuit = case when $13 then $14::jsonb else circuit end,
          rate_limit = case when $15 then $16::float8 else rate_limit end,
+         pending_age_alert_ms = case when $17 then $18::bigint else pending_age_alert_ms end,
          updated_at = now()
        where name = $1 returning *`,
     [
@@ -99,6 +104,8 @@ export async function updateSubscription(db: Db, name: string, p: SubscriptionPa
       p.circuit ? JSON.stringify(p.circuit) : null,
       p.rateLimit !== undefined,
       p.rateLimit ?? null,
+      p.pendingAgeAlertMs !== undefined,
+      p.pendingAgeAlertMs ?? null,
     ],
   );
   if (!rows[0]) return null;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { Type } from "@sinclair/typebox";
 import { conflict, invalid, notFound } from "../../domain/errors.ts";
 import { formatDuration } from "../../domain/duration.ts";
+import { pendingAgeAlertMs, showPendingAgeAlert } from "../../domain/alerts.ts";
 import { CircuitPolicyError, compileCircuitPolicy, type CircuitPolicy } from "../../domain/circuitBreaker.ts";
 import { compileRetryPolicy, RetryPolicyError, type RetryPolicy } from "../../domain/retrySchedule.ts";
 import type { Endpoint, SubscriptionRow } from "../../domain/subscription.ts";
@@ -88,6 +89,7 @@ export function showSubscription(row: SubscriptionRow, secret?: string, health?:
     rateLimit: row.rateLimit,
     ordering: row.ordering,
     onDead: row.onDead,
+    pendingAgeAlert: showPendingAgeAlert(row.pendingAgeAlertMs),
     circuit:
       row.circuit === null
         ? null
@@ -161,6 +163,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
         onDead: body.onDead ?? "block",
         circuit: circuitPolicy(body.circuit),
         rateLimit: body.rateLimit ?? null,
+        pendingAgeAlertMs: pendingAgeAlertMs(body.pendingAgeAlert) ?? null,
       });
       if (!created) throw conflict(`a subscription named ${body.name} exists`);
       await s.subscriptions.reload();
@@ -211,6 +214,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
       const secret = body.rotateSecret ? newSigningSecret() : undefined;
       const circuit = body.circuit === undefined ? undefined : circuitPolicy(body.circuit);
       const retry = body.retry && retryPolicy(body.retry);
+      const pendingAge = pendingAgeAlertMs(body.pendingAgeAlert);
       const closing = body.enabled === true || circuit === null;
       const current = await getSubscription(s.db, request.params.name);
       if (current) noteAudit(request, { before: showSubscription(current) });
@@ -229,6 +233,7 @@ export function subscriptionRoutes(app: FastifyInstance, s: RouteServices): void
         onDead: body.onDead,
         circuit,
         rateLimit: body.rateLimit,
+        pendingAgeAlertMs: pendingAge,
         secret,
       });
       if (!row) throw notFound(`subscription ${request.params.name}`);

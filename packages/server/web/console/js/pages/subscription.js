@@ -222,6 +222,15 @@ export async function renderSubscription(ctx, name) {
             ? `Ordered by key: one delivery of a key at a time, in order; a dead one ${sub.onDead === "block" ? "blocks its key (alert: key blocked) until re-sent, skipped or deleted" : "is skipped"}.`
             : "Not ordered: deliveries go out in any order.",
         ),
+        h(
+          "p",
+          { class: "small", id: "sub-pending-age" },
+          sub.pendingAgeAlert === false
+            ? "No pending-age alert for this subscription."
+            : sub.pendingAgeAlert === null
+              ? "Alert (pending too old) when the oldest pending delivery has waited longer than the service's default."
+              : `Alert (pending too old) when the oldest pending delivery has waited longer than ${sub.pendingAgeAlert}.`,
+        ),
       ),
       h(
         "section",

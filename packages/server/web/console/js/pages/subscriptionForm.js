@@ -76,6 +76,18 @@ export function subscriptionFields(s = null) {
       h("input", { name: "rateLimit", type: "number", min: 0, max: 100000, step: "any", value: s?.rateLimit ?? "" }),
       h("span", { class: "hint" }, "attempts per second, across all processes; empty: none"),
     ),
+    h(
+      "label",
+      {},
+      "Pending-age alert",
+      h("input", {
+        name: "pendingAgeAlert",
+        value: s?.pendingAgeAlert === false ? "off" : (s?.pendingAgeAlert ?? ""),
+        placeholder: "e.g. 15m",
+        autocomplete: "off",
+      }),
+      h("span", { class: "hint" }, "an alert when the oldest pending delivery waits longer (1s to 30d); off: none; empty: the service's default"),
+    ),
     circuitFields(s ? s.circuit : undefined),
   );
 }
@@ -179,6 +191,8 @@ export function subscriptionBody(values, { creating }) {
     // Emptied: back to the default (no hard limit, no rate limit).
     maxInFlight: values.maxInFlight ? Number(values.maxInFlight) : null,
     rateLimit: values.rateLimit ? Number(values.rateLimit) : null,
+    // Emptied: the service's default threshold; "off": no pending-age alert.
+    pendingAgeAlert: !values.pendingAgeAlert?.trim() ? null : values.pendingAgeAlert.trim() === "off" ? false : values.pendingAgeAlert.trim(),
     circuit: circuitBody(values),
   };
   if (creating) body.name = values.name;

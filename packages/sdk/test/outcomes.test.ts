@@ -6,7 +6,7 @@
 // reporting to a service that does not answer never holds up the handling.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { createServer, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
@@ -28,6 +28,8 @@ import {
   type Consumer,
   type Envelope,
   type Executor,
+  type OutcomeReporterEvent,
+  type OutcomeReporterOptions,
 } from "../src/index.ts";
 import { openDatabase, type OpenDatabase } from "./support/databases.ts";
 import { ADMIN_KEY, startTidings, type TestTidings } from "./support/tidings.ts";
@@ -81,10 +83,10 @@ async function effects(id: string): Promise<number> {
   return rows[0]!.n;
 }
 
-/** A consumer app that reads (consumes) `topics`, and a reporter with its key. */
-async function consumerApp(topics: string[]): Promise<OutcomeReporter> {
+/** A consumer app that reads (consumes) `topics`, and a reporter with its key (to the service, or through `via`). */
+async function consumerApp(topics: string[], options: Partial<OutcomeReporterOptions> = {}): Promise<OutcomeReporter> {
   const created = await tidings.admin.apps.create({ name: `consumer-${randomBytes(3).toString("hex")}`, readTopics: topics });
-  return new OutcomeReporter({ url: tidings.url, apiKey: created.apiKey, flushIntervalMs: 50 });
+  return new OutcomeReporter({ url: tidings.url, apiKey: created.apiKey, flushIntervalMs: 50, ...options });
 }
 
 describe("outcomes of an HTTP receiver", () => {
@@ -307,6 +309,119 @@ for (const [kind, world] of Object.entries(BROKERS)) {
   });
 }
 
+/**
+ * A TCP door to the service: open, it forwards each connection to the service; shut, it resets
+ * every connection at once (a service that is down).
+ */
+class Door {
+  open = false;
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  url = "";
+
+  async start(target: string): Promise<this> {
+    const { hostname, port } = new URL(target);
+    this.server = createServer((socket) => {
+      if (!this.open) return void socket.resetAndDestroy();
+      const upstream = connect(Number(port), hostname);
+      for (const s of [socket, upstream]) {
+        this.sockets.add(s);
+        s.on("error", () => undefined);
+        s.on("close", () => this.sockets.delete(s));
+      }
+      socket.pipe(upstream).pipe(socket);
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+describe("a give-up reported while the service cannot be reached", () => {
+  test("is kept and sent again: once the service answers, the delivery is dead and among the dead letters", async () => {
+    const world = BROKERS.redis;
+    const door = await new Door().start(tidings.url);
+    const name = `tidings_outcomes_${randomBytes(4).toString("hex")}`;
+    const topic = `t.kept.${randomBytes(3).toString("hex")}`;
+    const events: OutcomeReporterEvent[] = [];
+    const reporter = await consumerApp([topic], { url: door.url, retryMs: 50, timeoutMs: 2000, onEvent: (e) => void events.push(e) });
+    const consumer = await world.start(name, {
+      retry: { schedule: ["100ms", "200ms"] },
+      outcomes: reporter,
+      handle: async () => {
+        throw new Error("the ledger is read-only");
+      },
+    });
+    try {
+      await post("/v1/subscriptions", { name, topic, endpoint: world.endpoint(name) });
+      const sent = await tidings.client.messages.send({ topic, payload: { amount: 7 } });
+      const fullId = `${sent.app}/${sent.id}`;
+      await waitFor("the consumer to give up", () => world.deadLettered(name, fullId));
+      await waitFor("the give-up report refused twice and kept", () => reporter.stats.retried >= 2 && reporter.waiting.kept === 1);
+      const meanwhile = await deliveryOf(fullId, name);
+      assert.equal(meanwhile?.state, "delivered", "the service has not heard of the give-up");
+      const waits = events.flatMap((e) => (e.type === "retrying" ? [e.inMs] : []));
+      assert.deepEqual(waits.slice(0, 2), [50, 100], "sent again after a growing wait");
+
+      door.open = true;
+      const dead = await waitFor("the delivery among the dead letters", async () => {
+        const page = await get<{ items: (DeliveryView & { messageId: string })[] }>(`/v1/deliveries?state=dead&subscription=${name}`);
+        return page.items.find((d) => d.messageId === fullId) ?? null;
+      });
+      assert.equal(dead.deadReason, "consumer gave up: the ledger is read-only");
+      assert.deepEqual(reporter.waiting, { kept: 0, queued: 0 });
+    } finally {
+      await consumer.close();
+      await reporter.close();
+      await door.stop();
+      await world.cleanup(name);
+    }
+  });
+
+  test("the kept give-ups are bounded, the other reports of a failed call are dropped, and close() gives up within its deadline", async () => {
+    const door = await new Door().start(tidings.url); // shut throughout
+    const events: OutcomeReporterEvent[] = [];
+    const reporter = new OutcomeReporter({
+      url: door.url,
+      apiKey: "k",
+      maxKept: 5,
+      retryMs: 10,
+      flushIntervalMs: 10,
+      closeTimeoutMs: 1000,
+      onEvent: (e) => void events.push(e),
+    });
+    try {
+      const giveUp = (i: number) => reporter.report({ subscription: "s", messageId: `m-${i}`, outcome: "failed", error: "no", gaveUp: true });
+      for (let i = 0; i < 8; i++) giveUp(i);
+      reporter.report({ subscription: "s", messageId: "a-1", outcome: "applied" });
+      reporter.report({ subscription: "s", messageId: "a-2", outcome: "duplicate" });
+      assert.deepEqual(reporter.waiting, { kept: 5, queued: 2 });
+      assert.equal(reporter.stats.dropped, 3, "give-ups past maxKept are dropped");
+      await waitFor("three calls refused", () => reporter.stats.retried >= 15);
+      assert.deepEqual(reporter.waiting, { kept: 5, queued: 0 }, "the give-ups kept, still bounded");
+      assert.equal(reporter.stats.lost, 2, "the applied and duplicate reports of the failed call are dropped");
+      giveUp(99);
+      assert.equal(reporter.stats.dropped, 4);
+      const waits = events.flatMap((e) => (e.type === "retrying" ? [e.inMs] : []));
+      assert.deepEqual(waits.slice(0, 3), [10, 20, 40]);
+      const closing = Date.now();
+      await reporter.close();
+      assert.ok(Date.now() - closing < 2000, "close() keeps to its deadline");
+      assert.deepEqual(reporter.waiting, { kept: 0, queued: 0 });
+      assert.equal(reporter.stats.lost, 7, "what the service never took is counted lost");
+      assert.equal(reporter.stats.sent, 0);
+    } finally {
+      await reporter.close();
+      await door.stop();
+    }
+  });
+});
+
 describe("reporting to a service that does not answer", () => {
   let silent: Server;
   const sockets: Socket[] = [];
@@ -325,7 +440,8 @@ describe("reporting to a service that does not answer", () => {
       url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
       apiKey: "k",
       flushIntervalMs: 10,
-      timeoutMs: 500,
+      timeoutMs: 2000, // longer than handling the 20 messages takes on a loaded machine
+      closeTimeoutMs: 2500,
     });
     const secret = `whsec_${randomBytes(24).toString("base64")}`;
     const signer = new Webhook(secret);

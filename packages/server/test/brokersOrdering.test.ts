@@ -53,6 +53,8 @@ interface Arrival {
 /** A broker that can be made to refuse every publish of the endpoint, and read back in its order. */
 interface Gate {
   endpoint: Record<string, unknown>;
+  /** What a refused attempt's error says (the reason an operator reads in lastError). */
+  refusal: RegExp;
   refuse(): Promise<void>;
   accept(): Promise<void>;
   /** Everything the broker took, in the order it took it. */
@@ -72,6 +74,7 @@ async function redisGate(): Promise<Gate> {
   const entries = (raw: unknown) => (raw as [string, string[]][]).map(([, fields]) => fromEnvelope(fields[fields.indexOf("body") + 1]!));
   return {
     endpoint: { type: "redis", url: TEST_REDIS_URL, stream },
+    refusal: /WRONGTYPE/,
     // In one transaction: keep what the stream holds, then put a string in its place.
     async refuse() {
       const results = await redis.multi().xrange(stream, "-", "+").del(stream).set(stream, "refusing").exec();
@@ -99,6 +102,7 @@ async function natsGate(): Promise<Gate> {
   await jsm.streams.add({ name: stream, subjects: [`${stream}.>`] });
   return {
     endpoint: { type: "nats", url: TEST_NATS_URL, subject: `${stream}.{topic}` },
+    refusal: /^no JetStream stream captures subject "tidings_order_/,
     // The stream keeps what it holds but captures another subject: a publish finds no stream.
     async refuse() {
       await jsm.streams.update(stream, { subjects: [`${stream}_elsewhere.>`] });
@@ -128,6 +132,7 @@ async function rabbitmqGate(): Promise<Gate> {
   await ch.bindQueue(queue, exchange, "#");
   return {
     endpoint: { type: "rabbitmq", url: TEST_AMQP_URL, exchange },
+    refusal: /unroutable|NO_ROUTE|no queue/i,
     // No queue bound: the broker returns the mandatory message as unroutable.
     refuse: () => ch.unbindQueue(queue, exchange, "#").then(() => undefined),
     accept: () => ch.bindQueue(queue, exchange, "#").then(() => undefined),
@@ -191,6 +196,10 @@ async function orderedThroughRefusals(kind: string, open: () => Promise<Gate>): 
     await waitFor(`${kind}: all ${TOTAL} delivered`, async () => (await progress(name)).delivered === TOTAL, 60_000, 50);
     const { failed, errors } = await progress(name);
     assert.ok(failed >= CYCLES * 5, `${failed} refused attempts`);
+    assert.ok(
+      errors.some((e) => gate.refusal.test(e)),
+      `a refused attempt says why (${gate.refusal}): ${errors.join("; ")}`,
+    );
 
     const arrived = await gate.arrived();
     const firsts = new Map<string, number[]>();

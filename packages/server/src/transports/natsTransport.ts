@@ -92,21 +92,31 @@ export class NatsTransport implements Transport<NatsEndpoint> {
   }
 
   private async publish(endpoint: NatsEndpoint, { delivery, body, subscription, trace }: Outgoing): Promise<SendResult> {
+    const subject = renderTemplate(endpoint.subject, delivery, natsToken);
     try {
       const { js, up } = await this.pool.get(endpoint.url);
       if (!up) return { ok: false, statusCode: null, error: "the connection to NATS is down (reconnecting)" };
       const h = headers();
       for (const [name, value] of Object.entries(brokerFields(delivery, subscription, trace))) h.set(name, value);
       h.set("content-type", "application/json");
-      const subject = renderTemplate(endpoint.subject, delivery, natsToken);
       await js.publish(subject, body, { msgID: natsMsgId(delivery), headers: h, timeout: this.timeoutMs, retries: 0 });
       return { ok: true, statusCode: null, error: null };
     } catch (error) {
-      return { ok: false, statusCode: null, error: scrubSecrets(errorText(error), endpoint.url) };
+      return { ok: false, statusCode: null, error: scrubSecrets(natsErrorText(error, subject), endpoint.url) };
     }
   }
 
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/**
+ * The client names a publish nobody answered (no stream captures the subject, so no server
+ * replies) "jetstream is not enabled": say what an operator can act on instead.
+ */
+function natsErrorText(error: unknown, subject: string): string {
+  if (error instanceof Error && error.name === "JetStreamNotEnabled")
+    return `no JetStream stream captures subject "${subject}" (no responders; or JetStream is not enabled on the server)`;
+  return errorText(error);
 }

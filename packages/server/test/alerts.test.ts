@@ -314,6 +314,12 @@ test("each subscription's own pending-age threshold: the short one alerts, the l
     const info = metrics.split("\n").find((l) => l.startsWith("tidings_subscription_info{") && l.includes(`subscription="${name}"`));
     assert.ok(info?.includes(`pending_age_alert="${label}"`), `${name}: ${info}`);
   }
+  const threshold = (name: string) =>
+    metrics
+      .split("\n")
+      .find((l) => l.startsWith(`tidings_subscription_pending_age_alert_seconds{subscription="${name}"}`))
+      ?.split(" ")[1];
+  assert.deepEqual([threshold("age-short"), threshold("age-long"), threshold("age-off"), threshold("slow")], ["1", "3600", undefined, "2"]);
 
   // Shortened, the long one alerts with its new threshold; turned off, the short one's alert resolves.
   const patched = await admin.patch("/v1/subscriptions/age-long", { pendingAgeAlert: "2s" });

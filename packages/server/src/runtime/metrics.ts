@@ -11,6 +11,7 @@ export interface Metrics {
   readonly circuitOpen: Gauge<"subscription">;
   readonly throttled: Gauge<"subscription">;
   readonly policies: Gauge<"subscription" | "ordering" | "on_dead" | "rate_limit" | "max_in_flight" | "circuit" | "pending_age_alert" | "enabled">;
+  readonly pendingAgeThreshold: Gauge<"subscription">;
   readonly deliveryLatency: Histogram;
   readonly circuitOpens: Counter<"subscription">;
 }
@@ -31,6 +32,8 @@ export interface SubscriptionState {
   circuit: string;
   /** The pending-age alert's threshold that applies (its own or the service's default), or "off". */
   pendingAgeAlert: string;
+  /** The same threshold in seconds; null when off. */
+  pendingAgeAlertSeconds: number | null;
 }
 export type SubscriptionStates = () => ReadonlyArray<SubscriptionState>;
 
@@ -93,6 +96,16 @@ export function createMetrics(countPending: () => Promise<number>, subscriptions
             },
             1,
           );
+      },
+    }),
+    pendingAgeThreshold: new Gauge({
+      name: "tidings_subscription_pending_age_alert_seconds",
+      help: "Per subscription, the pending-age alert's threshold that applies (its own or the service's default); absent when the alert is off",
+      labelNames: ["subscription"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of subscriptions()) if (c.pendingAgeAlertSeconds !== null) this.set({ subscription: c.subscription }, c.pendingAgeAlertSeconds);
       },
     }),
     deliveryLatency: new Histogram({

@@ -133,18 +133,22 @@ export async function startService(config: Config, log: Logger): Promise<Running
   const metrics = createMetrics(
     () => countPending(db),
     () =>
-      [...subscriptions.all()].map((sub) => ({
-        subscription: sub.name,
-        enabled: sub.enabled,
-        open: health.health(sub.id).state !== "closed",
-        throttled: (health.health(sub.id).throttledUntil ?? 0) > Date.now(),
-        ordering: sub.ordering,
-        onDead: sub.onDead,
-        rateLimit: sub.rateLimit,
-        maxInFlight: sub.maxInFlight,
-        circuit: describeCircuit(sub.circuit),
-        pendingAgeAlert: showPendingAgeAlert(sub.pendingAgeAlertMs ?? config.alertPendingAgeMs) || "off",
-      })),
+      [...subscriptions.all()].map((sub) => {
+        const pendingAgeMs = sub.pendingAgeAlertMs ?? config.alertPendingAgeMs;
+        return {
+          subscription: sub.name,
+          enabled: sub.enabled,
+          open: health.health(sub.id).state !== "closed",
+          throttled: (health.health(sub.id).throttledUntil ?? 0) > Date.now(),
+          ordering: sub.ordering,
+          onDead: sub.onDead,
+          rateLimit: sub.rateLimit,
+          maxInFlight: sub.maxInFlight,
+          circuit: describeCircuit(sub.circuit),
+          pendingAgeAlert: showPendingAgeAlert(pendingAgeMs) || "off",
+          pendingAgeAlertSeconds: pendingAgeMs > 0 ? pendingAgeMs / 1000 : null,
+        };
+      }),
     {
       openAlerts: () => countOpenAlertsByCondition(db),
       inDoubt: () => countInDoubt(db),

@@ -13,8 +13,8 @@ export interface Sizes {
   transactional: { transactions: number; concurrency: number };
   outbox: { rows: number };
   inbox: { messages: number; concurrency: number };
-  /** Committed messages read through the forward feed. */
-  feed: { messages: number };
+  /** Committed messages read through the forward feed; then a window of this many committed after them, read with `since`. */
+  feed: { messages: number; window: number };
   /** Committed messages compared by one reconciliation run against a consumer's inbox. */
   reconcile: { messages: number };
   /** The backlog delivered by 1, 2 and 3 service processes on one database (each N its own). */
@@ -40,7 +40,7 @@ export const FULL: Sizes = {
   transactional: { transactions: 10_000, concurrency: 32 },
   outbox: { rows: 100_000 },
   inbox: { messages: 10_000, concurrency: 32 },
-  feed: { messages: 1_000_000 },
+  feed: { messages: 1_000_000, window: 1_000 },
   reconcile: { messages: 1_000_000 },
   multiNode: { messages: 50_000 },
   partitions: { retained: 10_000_000, small: 10_000, publish: 50_000 },
@@ -59,7 +59,7 @@ export const SMOKE: Sizes = {
   transactional: { transactions: 200, concurrency: 8 },
   outbox: { rows: 200 },
   inbox: { messages: 200, concurrency: 8 },
-  feed: { messages: 300 },
+  feed: { messages: 300, window: 20 },
   reconcile: { messages: 300 },
   multiNode: { messages: 200 },
   partitions: { retained: 2_000, small: 200, publish: 200 },

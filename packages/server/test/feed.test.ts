@@ -5,6 +5,7 @@ import { TidingsClient } from "@tidings/sdk";
 import { createTestDatabase, type TestDatabase } from "@tidings/testkit/db";
 import { ADMIN_KEY, startTestService, type RunningService } from "@tidings/testkit/service";
 import { waitFor } from "@tidings/testkit/wait";
+import { encodeFeedCursor, FEED_START } from "../src/domain/feedCursor.ts";
 import { api } from "./support/api.ts";
 
 let database: TestDatabase;
@@ -51,16 +52,44 @@ async function page(who: ReturnType<typeof api>, query: string): Promise<Page> {
   return answer.body;
 }
 
-/** Everything the feed holds now after `cursor`, following `next` while `more`; returns the ids and where to go on. */
-async function readAll(who: ReturnType<typeof api>, query: string, cursor?: string, limit = 500): Promise<{ ids: string[]; next: string }> {
+/** Everything the feed holds now after `cursor`, following `next` while `more`; returns the ids, where to go on and the requests it took. */
+async function readAll(who: ReturnType<typeof api>, query: string, cursor?: string, limit = 500): Promise<{ ids: string[]; next: string; requests: number }> {
   const ids: string[] = [];
   let after = cursor;
-  for (;;) {
+  for (let requests = 1; ; requests++) {
     const p = await page(who, `${query}&limit=${limit}${after ? `&after=${after}` : ""}`);
     ids.push(...p.items.map((m) => m.id));
     after = p.next;
-    if (!p.more) return { ids, next: after };
+    if (!p.more) return { ids, next: after, requests };
   }
+}
+
+/** Until a commit of a prepared message waits inside its statement on a row lock. */
+function commitWaitingOnLock(): Promise<boolean> {
+  return waitFor("the commit waiting on the row lock", async () => {
+    const { rows } = await db.query(
+      "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%committed%'",
+    );
+    return rows[0].n > 0;
+  });
+}
+
+/** Stores messages <topic>-<first>…<topic>-<first + count − 1> of `topic` (app shop) committed three hours ago, in one transaction. */
+async function storeOld(topic: string, first: number, count: number): Promise<void> {
+  await db.query(
+    `insert into messages (id, app, topic, payload, headers, content_hash, state, deliver_at, committed_at)
+     select 'shop/' || $1 || '-' || g, 'shop', $1, '{}', '{}', sha256(g::text::bytea), 'committed', now(), now() - interval '3 hours'
+       from generate_series($2::int, $2::int + $3::int - 1) g`,
+    [topic, first, count],
+  );
+}
+
+/** A `since` of now by the database's clock, once that clock has passed it: what commits later is in the window. */
+async function sinceNow(): Promise<string> {
+  const { rows } = await db.query("select date_trunc('milliseconds', clock_timestamp()) + interval '1 ms' as since");
+  const since = (rows[0].since as Date).toISOString();
+  await waitFor("the database clock past since", async () => (await db.query("select clock_timestamp() > $1 as past", [since])).rows[0].past);
+  return since;
 }
 
 test("a prepared message committed late comes after those committed before it, and a reader that started earlier does not skip it", async () => {
@@ -82,12 +111,7 @@ test("a prepared message committed late comes after those committed before it, a
     await blocker.query("begin");
     await blocker.query("select 1 from messages where id = 'shop/p' for update");
     const commit = shop.post("/v1/messages/p/commit");
-    await waitFor("the commit waiting on the row lock", async () => {
-      const { rows } = await db.query(
-        "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%committed%'",
-      );
-      return rows[0].n > 0;
-    });
+    await commitWaitingOnLock();
     assert.equal((await shop.post("/v1/messages", { id: "c", topic, payload: { n: "c" } })).status, 201);
     const meanwhile = await readAll(admin, `topic=${topic}`, first.next);
     assert.deepEqual(meanwhile.ids, [], "nothing after b while an earlier transaction may still commit before c");
@@ -228,6 +252,83 @@ test("pages follow one another with the cursor, and since/until bound the commit
   assert.equal((await readAll(shop, `topic=${topic}&since=${later}`)).ids.length, 0);
   assert.equal((await readAll(shop, `topic=${topic}&until=${later}`, undefined, 2)).ids.length, 12);
   assert.equal((await readAll(shop, `topic=${topic}&until=${committedAt}`)).ids.length, 0);
+});
+
+test("a window read with since starts near its start on a long topic, and skips no message committed in it", async () => {
+  const topic = "long.topic";
+  // 50,000 messages committed three hours ago, 500 to a transaction (each its own place in the feed).
+  for (let first = 0; first < 50_000; first += 500) await storeOld(topic, first, 500);
+  // Prepared before the window: one committed in it, one whose commit began before it.
+  for (const id of ["in", "out"]) {
+    assert.equal((await shop.post("/v1/messages", { id, topic, payload: {}, prepare: true, checkAfter: "1h" })).status, 201);
+  }
+  const blocker = await db.connect();
+  let since: string;
+  try {
+    // The commit of `out` begins (its transaction's time is its committed_at), held inside its
+    // statement by a row lock until the window has begun.
+    await blocker.query("begin");
+    await blocker.query("select 1 from messages where id = 'shop/out' for update");
+    const commitOut = shop.post("/v1/messages/out/commit");
+    await commitWaitingOnLock();
+    since = await sinceNow();
+    await blocker.query("rollback");
+    assert.equal((await commitOut).status, 200);
+  } finally {
+    blocker.release();
+  }
+  const fresh = Array.from({ length: 20 }, (_, i) => `new-${i}`);
+  for (const id of fresh.slice(0, 10)) assert.equal((await shop.post("/v1/messages", { id, topic, payload: {} })).status, 201);
+  assert.equal((await shop.post("/v1/messages/in/commit")).status, 200);
+  assert.equal((await shop.post("/v1/messages/batch", { messages: fresh.slice(10).map((id) => ({ id, topic, payload: {} })) })).status, 201);
+
+  const want = [...fresh.slice(0, 10), "in", ...fresh.slice(10)].map((id) => `shop/${id}`);
+  const read = await waitFor("the window's messages in the feed", async () => {
+    const all = await readAll(admin, `topic=${topic}&since=${since}`);
+    return all.ids.length >= want.length ? all : null;
+  });
+  assert.deepEqual(read.ids, want, "every message committed in the window, in commit order; `out` committed before it");
+  assert.ok(read.requests <= 2, `${read.requests} requests for a window of 21 messages`);
+  // The same read from the start cursor given explicitly.
+  const start = encodeFeedCursor(FEED_START);
+  assert.deepEqual(
+    (await page(admin, `topic=${topic}&since=${since}&after=${start}`)).items.map((m) => m.id),
+    want,
+  );
+  // `out` is in the feed, before the window: its transaction began before since.
+  const out = (await page(admin, `topic=${topic}&since=${new Date(Date.parse(since) - 60_000).toISOString()}`)).items[0]!;
+  assert.equal(out.id, "shop/out");
+  assert.ok(out.committedAt < since);
+});
+
+test("a transaction whose messages carry commit times older than its own does not make a window read skip a message", async () => {
+  // Migration 0023 gave the messages stored before it its transaction, with the times they had
+  // committed at: such a transaction says nothing about when it began. Here: `late`, committed in
+  // the window by a transaction that began before the old-looking one.
+  const topic = "relabelled.topic";
+  await storeOld(topic, 0, 500);
+  const since = await sinceNow();
+  const earlier = await db.connect();
+  try {
+    await earlier.query("begin");
+    await earlier.query("select pg_current_xact_id()");
+    // Transactions go by (ids handed out) before the old-looking one.
+    await db.query("do $$ begin for i in 1..1000 loop perform pg_current_xact_id(); commit; end loop; end $$");
+    await storeOld(topic, 500, 500);
+    await earlier.query(
+      `insert into messages (id, app, topic, payload, headers, content_hash, state, deliver_at, committed_at)
+       values ('shop/late', 'shop', $1, '{}', '{}', sha256('late'), 'committed', now(), now())`,
+      [topic],
+    );
+    await earlier.query("commit");
+  } finally {
+    earlier.release();
+  }
+  const ids = await waitFor("late in the feed", async () => {
+    const read = await readAll(admin, `topic=${topic}&since=${since}`);
+    return read.ids.length > 0 ? read.ids : null;
+  });
+  assert.deepEqual(ids, ["shop/late"]);
 });
 
 test("messages held back by an older transaction elsewhere on the server are announced as waiting, and the SDK's reader waits for them", async () => {

@@ -4135,7 +4135,7 @@ export interface operations {
                 after?: string;
                 /** @description messages per page, 1–5000 (500) */
                 limit?: string;
-                /** @description only messages committed at or after this */
+                /** @description only messages committed at or after this; with no `after`, the read starts near it, not at the topic's first message */
                 since?: string;
                 /** @description only messages committed before this */
                 until?: string;

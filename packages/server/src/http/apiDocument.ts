@@ -27,6 +27,7 @@ const SETTINGS: RouteServices["config"] = {
   checkAfterMs: 10_000,
   relayStaleAfterMs: 60_000,
   completedTopic: null,
+  dbStatementTimeoutMs: 30_000,
 };
 
 /**

@@ -26,6 +26,8 @@ export interface HttpSettings {
   readonly relayStaleAfterMs: number;
   /** The topic completed messages are announced on (`message.completed`); null: not announced. */
   readonly completedTopic: string | null;
+  /** PostgreSQL statement_timeout of every statement (0: none): the feed's `since` margin grows with it. */
+  readonly dbStatementTimeoutMs: number;
 }
 
 /** What the HTTP routes need, passed in rather than reached for. */

@@ -1,4 +1,4 @@
-import type { FeedPlace } from "../domain/feedCursor.ts";
+import { FEED_START, type FeedPlace } from "../domain/feedCursor.ts";
 import type { Db } from "./db.ts";
 import { EXACT_TYPES } from "./messageRows.ts";
 
@@ -124,6 +124,102 @@ export async function feedPage(db: Db, f: FeedFilter): Promise<FeedPage> {
   if (lastItem && items.length < hits) return { items, next: lastItem, more: true, waiting: false };
   const more = last !== null && last.scanned === values[3];
   return { items, next: last ? last.place : f.after, more, waiting: more ? false : await heldBack(db, f.topic, f.until) };
+}
+
+/**
+ * The least margin between a `since` and the commit times the seek below relies on. A statement
+ * that writes messages gets its transaction id within this of its transaction's start; see
+ * feedSeekMarginMs.
+ */
+const SEEK_MARGIN_MS = 10 * 60_000;
+
+/**
+ * The margin feedStart leaves before `since`: ten minutes, or twice the statement timeout when
+ * that is longer (the statement that writes messages is cut off by it, and the begin before an
+ * atomic batch's insert adds a round trip).
+ */
+export function feedSeekMarginMs(statementTimeoutMs: number): number {
+  return Math.max(SEEK_MARGIN_MS, 2 * statementTimeoutMs);
+}
+
+// $1 topic; $2 a transaction id; $3 the cutoff (since − margin). The first committed message of
+// the topic whose commit_tx is at least $2, in feed order, and whether it committed before the
+// cutoff: one probe of messages_feed. With "<" and "desc": the last one whose commit_tx is below $2.
+const probeSql = (op: ">=" | "<", dir: "" | "desc") => `
+  select m.commit_tx::text as tx, m.committed_at < $3::timestamptz as early
+    from messages m
+   where m.topic = $1 and m.state = 'committed' and m.commit_tx ${op} $2::xid8
+   order by m.commit_tx ${dir}, m.seq ${dir}
+   limit 1`;
+const FROM_SQL = probeSql(">=", "");
+const BEFORE_SQL = probeSql("<", "desc");
+/** Above every transaction id (xid8's largest value). */
+const TOP = 2n ** 64n - 1n;
+
+interface Probe {
+  tx: bigint;
+  early: boolean;
+}
+
+/**
+ * Where a read of the topic's messages committed at or after `since` can start instead of the
+ * topic's first message, without passing over any of them: a place before most of an old topic.
+ *
+ * Why it skips none. committed_at is the `now()` of the transaction that made the message
+ * committed (the start of that transaction: the insert of a message accepted committed, or the
+ * commit of a prepared one, store/insertMessages.ts and store/preparedMessages.ts), and commit_tx
+ * is that transaction's id, which it got after it started. Transaction ids are handed out in
+ * increasing order, so if message M has commit_tx below P's, M's transaction got its id before
+ * P's did: M's transaction began before P's got its id, which is within the margin T of P's
+ * start (feedSeekMarginMs). So committed_at(M) < committed_at(P) + T: when committed_at(P) <
+ * since − T, every message of the window has a commit_tx above P's (a message of P's own
+ * transaction has P's committed_at). That holds whether M's transaction has ended or not, and
+ * however the commit times of other messages interleave: only P's own transaction must have got
+ * its id within T.
+ *
+ * Migration 0023 is the one transaction whose messages' committed_at is not its own start: the
+ * messages stored before it took its id with the times they had committed at, which are earlier,
+ * so they say nothing about when its id was handed out. The start is therefore taken at two
+ * such messages of different transactions, A and B, both committed before since − T, and the
+ * read starts before A's transaction: at least one of the two is an ordinary transaction, and
+ * either bound keeps every message of the window after A's (if B's holds, a message below A's
+ * commit_tx is below B's too). Two messages found this way are usually neighbours: the start is
+ * then one transaction's messages earlier than it could be.
+ *
+ * Finding them: a binary search over the topic's commit_tx values (at most 64 probes of
+ * messages_feed, each the first message at or after a value), for the latest message committed
+ * before since − T; then the message of the transaction before it, or, when that one is not
+ * early enough (commit times need not follow ids), the search's previous find. A topic whose
+ * oldest message is not that old (or that has none) is read from its start.
+ */
+export async function feedStart(db: Db, topic: string, since: string, marginMs: number): Promise<FeedPlace> {
+  const cutoff = new Date(Date.parse(since) - marginMs).toISOString();
+  const probe = async (sql: string, tx: bigint): Promise<Probe | null> => {
+    const { rows } = await db.query(sql, [topic, tx.toString(), cutoff]);
+    return rows[0] ? { tx: BigInt(rows[0].tx), early: rows[0].early } : null;
+  };
+  const first = await probe(FROM_SQL, 0n);
+  if (!first?.early) return FEED_START;
+  const last = await probe(BEFORE_SQL, TOP);
+  // found: the latest message known to have committed before the cutoff; earlier: the one found before it.
+  let found = first;
+  let earlier: Probe | null = null;
+  let lo = first.tx;
+  let hi = last?.tx ?? first.tx;
+  while (lo < hi) {
+    const mid = (lo + hi + 1n) / 2n;
+    const at = await probe(FROM_SQL, mid);
+    if (at?.early) {
+      earlier = found;
+      found = at;
+      lo = at.tx;
+    } else {
+      hi = mid - 1n;
+    }
+  }
+  const before = await probe(BEFORE_SQL, found.tx);
+  const start = before?.early ? before : earlier;
+  return start ? { tx: start.tx.toString(), seq: "0" } : FEED_START;
 }
 
 // $1 topic; $2 until or null. Whether committed messages of the topic wait behind an older

@@ -3,7 +3,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { invalid, TidingsError } from "../../domain/errors.ts";
 import { decodeFeedCursor, encodeFeedCursor, FEED_START } from "../../domain/feedCursor.ts";
 import { stringifyExact } from "../../domain/rawJson.ts";
-import { feedPage, type FeedFilter } from "../../store/feed.ts";
+import { feedPage, feedSeekMarginMs, feedStart, type FeedFilter } from "../../store/feed.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
 import type { RouteServices } from "../routeServices.ts";
 import { ErrorBody } from "../schemas.ts";
@@ -21,7 +21,12 @@ const FeedQuery = Type.Object(
     ),
     after: Type.Optional(Type.String({ maxLength: 80, description: "`next` of the page before; none: from the first message kept" })),
     limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,5}$", description: `messages per page, 1–${MAX_LIMIT} (${DEFAULT_LIMIT})` })),
-    since: Type.Optional(Type.String({ format: "date-time", description: "only messages committed at or after this" })),
+    since: Type.Optional(
+      Type.String({
+        format: "date-time",
+        description: "only messages committed at or after this; with no `after`, the read starts near it, not at the topic's first message",
+      }),
+    ),
     until: Type.Optional(Type.String({ format: "date-time", description: "only messages committed before this" })),
   },
   { additionalProperties: false },
@@ -94,6 +99,10 @@ export function feedRoutes(app: FastifyInstance, s: RouteServices): void {
         topic = subscription.topic;
         tags = subscription.tags ?? undefined;
       }
+      // A window read from the start: the first page starts near `since` (see feedStart); the
+      // cursor it hands back goes on from there as any other.
+      const fromStart = BigInt(after.tx) === 0n && BigInt(after.seq) === 0n;
+      const start = fromStart && since !== undefined ? await feedStart(s.db, topic!, since, feedSeekMarginMs(s.config.dbStatementTimeoutMs)) : after;
       const p = request.principal;
       const filter: FeedFilter = {
         topic: topic!,
@@ -102,7 +111,7 @@ export function feedRoutes(app: FastifyInstance, s: RouteServices): void {
         ownApp: p.kind === "app" && !p.readTopics.includes(topic!) ? p.app : undefined,
         since,
         until,
-        after,
+        after: start,
         limit,
         maxBytes: s.config.listBytes,
       };

@@ -138,6 +138,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/messages/lookup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Which of up to 1000 messages exist, and their state: the reconciliation query for many ids
+         * @description What `GET /v1/messages/:id` would answer for each id, in one request and without the messages: each id asked is in `found` (with the message's `state`) or in `missing` (none, or one the caller may not read: another app's message is never confirmed), as it was asked, in the order asked. The SDK's producer reconciliation checks its outbox this way.
+         */
+        post: operations["postMessagesLookup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/messages/{id}/attempts": {
         parameters: {
             query?: never;
@@ -2152,6 +2172,50 @@ export interface operations {
                 content?: never;
             };
             /** @description Refused: the error names the field at fault, or says what is missing (a key, a role) */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    postMessagesLookup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description as `GET /v1/messages/:id` takes them: the caller's own (bare) ids, or full ids `<app>/<id>` */
+                    ids: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description the ids asked (as asked, in their order) of messages the caller may read, with their state */
+                        found: {
+                            id: string;
+                            state: string;
+                        }[];
+                        /** @description the other ids asked, in their order: no such message, or one the caller may not read */
+                        missing: string[];
+                    };
+                };
+            };
+            /** @description Default Response */
             "4XX": {
                 headers: {
                     [name: string]: unknown;

@@ -17,6 +17,8 @@ const ACCESS: ReadonlySet<unknown> = new Set<Access>(ACCESS_LEVELS);
 declare module "fastify" {
   interface FastifyContextConfig {
     auth?: Access;
+    /** A POST that only reads (a query too large for a URL): people need a viewer's role for it, as for a GET. */
+    reads?: boolean;
   }
 }
 
@@ -28,6 +30,8 @@ export interface RouteEntry {
   method: string;
   url: string;
   auth: Access;
+  /** Its `config.reads`: a POST that only reads. */
+  reads: boolean;
 }
 
 /**
@@ -42,7 +46,7 @@ export function requireDeclaredAccess(app: FastifyInstance): RouteEntry[] {
     if (!ACCESS.has(auth)) {
       throw new Error(`route ${methods.join(",")} ${route.url} declares no access: add config: { auth: ${ACCESS_LEVELS.map((a) => `"${a}"`).join(" | ")} }`);
     }
-    for (const method of methods) routes.push({ method, url: route.url, auth: auth as Access });
+    for (const method of methods) routes.push({ method, url: route.url, auth: auth as Access, reads: route.config?.reads === true });
   });
   return routes;
 }
@@ -86,7 +90,7 @@ export function authorizeRoutes(app: FastifyInstance, auth: Authenticator, sessi
       throw forbidden("this route declares no access");
     }
     const principal = await authenticate(request);
-    const needed = roleNeeded(access, request.method, principal);
+    const needed = roleNeeded(access, request.routeOptions.config.reads ? "GET" : request.method, principal);
     if (needed !== null) {
       throw forbidden(principal.kind === "app" ? `this needs an operator's key with the ${needed} role, not an app's` : `this needs the ${needed} role`);
     }

@@ -424,6 +424,26 @@ export const CommitResult = Type.Object(
   { $id: "CommitResult" },
 );
 export const MessageIdParams = Type.Object({ id: Type.String({ maxLength: 200 }) });
+export const LookupMessages = Type.Object(
+  {
+    ids: Type.Array(Type.String({ minLength: 1, maxLength: 200 }), {
+      minItems: 1,
+      maxItems: 1000,
+      description: "as `GET /v1/messages/:id` takes them: the caller's own (bare) ids, or full ids `<app>/<id>`",
+    }),
+  },
+  { additionalProperties: false },
+);
+export type LookupMessages = Static<typeof LookupMessages>;
+export const MessageLookup = Type.Object(
+  {
+    found: Type.Array(Type.Object({ id: Type.String(), state: Type.String() }), {
+      description: "the ids asked (as asked, in their order) of messages the caller may read, with their state",
+    }),
+    missing: Type.Array(Type.String(), { description: "the other ids asked, in their order: no such message, or one the caller may not read" }),
+  },
+  { $id: "MessageLookup" },
+);
 export type MessageIdParams = Static<typeof MessageIdParams>;
 export const ListMessagesQuery = Type.Object(
   {

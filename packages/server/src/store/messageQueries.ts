@@ -45,12 +45,35 @@ export async function getAttempts(db: Db, messageId: string): Promise<AttemptRec
   }));
 }
 
+/** An app key's view: its own messages and those of its read topics (its two parameters pushed onto `values`). */
+export interface Visibility {
+  app: string;
+  readTopics: readonly string[];
+}
+function visibleTo(values: unknown[], v: Visibility): string {
+  values.push(v.app, v.readTopics);
+  return `(m.app = $${values.length - 1} or m.topic = any ($${values.length}::text[]))`;
+}
+
+/**
+ * Of the messages with these full ids, those `visible` (all when undefined), with their state:
+ * one statement, a primary-key probe per id in each day's partition (as `getMessage`'s); an id
+ * is unique across the days (the insert checks the older days), so at most one row per id.
+ */
+export async function lookupMessages(db: Db, ids: readonly string[], visible: Visibility | undefined): Promise<Map<string, string>> {
+  const values: unknown[] = [ids];
+  const where = visible === undefined ? "" : ` and ${visibleTo(values, visible)}`;
+  // $1 the full ids; with an app's view, $2 its app and $3 its read topics
+  const { rows } = await db.query<{ id: string; state: string }>(`select m.id, m.state from messages m where m.id = any ($1::text[])${where}`, values);
+  return new Map(rows.map((r) => [r.id, r.state]));
+}
+
 export interface MessageFilter {
   app?: string | undefined;
   /** Full ids; or `anyApp`: a bare id in every app's namespace and the admin's own. */
   ids?: string[] | { anyApp: string } | undefined;
   /** An app key's view: its own messages and those of its read topics. */
-  visibleTo?: { app: string; readTopics: readonly string[] } | undefined;
+  visibleTo?: Visibility | undefined;
   topic?: string | undefined;
   key?: string | undefined;
   tag?: string | undefined;
@@ -81,10 +104,7 @@ export async function listMessages(db: Db, filter: MessageFilter): Promise<{ ite
     const id = `$${values.length}::text`;
     where.push(`m.id = any (array(select name || '/' || ${id} from apps) || ${id})`);
   }
-  if (filter.visibleTo !== undefined) {
-    values.push(filter.visibleTo.app, filter.visibleTo.readTopics);
-    where.push(`(m.app = $${values.length - 1} or m.topic = any ($${values.length}::text[]))`);
-  }
+  if (filter.visibleTo !== undefined) where.push(visibleTo(values, filter.visibleTo));
   if (filter.topic !== undefined) add("m.topic = ?", filter.topic);
   if (filter.key !== undefined) add("m.key = ?", filter.key);
   if (filter.tag !== undefined) add("m.tag = ?", filter.tag);

@@ -8,7 +8,7 @@ import type { NewMessage as StoredMessage } from "../../domain/newMessage.ts";
 import { messageToStore, type PublishContext } from "../../domain/publishRequest.ts";
 import type { InsertOutcome } from "../../store/insertMessages.ts";
 import type { BatchOutcome } from "../../publish/publisher.ts";
-import { getAttempts, getDeliveries, getMessage, listMessages } from "../../store/messageQueries.ts";
+import { getAttempts, getDeliveries, getMessage, listMessages, lookupMessages } from "../../store/messageQueries.ts";
 import { deleteMessage, markDead, resendMessage } from "../../store/operatorActions.ts";
 import type { MessageRecord } from "../../domain/message.ts";
 import { getSubscription } from "../../store/subscriptions.ts";
@@ -23,9 +23,11 @@ import {
   CommitResult,
   ErrorBody,
   ListMessagesQuery,
+  LookupMessages,
   Message,
   MessageBatch,
   MessageIdParams,
+  MessageLookup,
   NewMessage,
   SubscriptionTarget,
 } from "../schemas.ts";
@@ -275,6 +277,36 @@ export function messageRoutes(app: FastifyInstance, s: RouteServices): void {
       const message = await readable(request.principal, request.params.id);
       keepExact(reply, message);
       return showMessage(message, { deliveries: await getDeliveries(s.db, message.id) });
+    },
+  );
+
+  app.post<{ Body: LookupMessages }>(
+    "/v1/messages/lookup",
+    {
+      // Reads only: a viewer may ask, as for `GET /v1/messages/:id`.
+      config: { auth: "app", reads: true },
+      schema: {
+        tags,
+        summary: "Which of up to 1000 messages exist, and their state: the reconciliation query for many ids",
+        description:
+          "What `GET /v1/messages/:id` would answer for each id, in one request and without the messages: each id asked is in `found` (with the message's `state`) or in `missing` (none, or one the caller may not read: another app's message is never confirmed), as it was asked, in the order asked. The SDK's producer reconciliation checks its outbox this way.",
+        body: LookupMessages,
+        response: { 200: MessageLookup, "4xx": ErrorBody },
+      },
+    },
+    async (request) => {
+      const principal = request.principal;
+      const app = appOf(principal);
+      const visible = principal.kind === "app" ? { app: principal.app, readTopics: principal.readTopics } : undefined;
+      const states = await lookupMessages(s.db, [...new Set(request.body.ids.map((ref) => refToFullId(app, ref)))], visible);
+      const found: Array<{ id: string; state: string }> = [];
+      const missing: string[] = [];
+      for (const id of request.body.ids) {
+        const state = states.get(refToFullId(app, id));
+        if (state === undefined) missing.push(id);
+        else found.push({ id, state });
+      }
+      return { found, missing };
     },
   );
 

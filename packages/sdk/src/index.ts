@@ -112,6 +112,7 @@ export type {
   ListMessagesQuery,
   ListReconciliationsQuery,
   MessageInfo,
+  MessageLookup,
   MessagePage,
   NewApp,
   NewSubscription,

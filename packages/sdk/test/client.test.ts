@@ -266,6 +266,25 @@ describe("the client against the service", () => {
     assert.equal(await tidings.client.messages.get(sent.id), null);
   });
 
+  test("messages.lookup: which of many ids the service has, with their state, in one call; a bad id names its index", async () => {
+    const sent = await tidings.client.messages.send({ topic, payload: {}, delayMs: 60_000 });
+    const prepared = await tidings.client.messages.prepare({ topic: `${topic}.half`, payload: {} }, { checkAfter: "1h" });
+    const answer = await tidings.client.messages.lookup([prepared.id, "never-sent", sent.id]);
+    assert.deepEqual(answer, {
+      found: [
+        { id: prepared.id, state: "prepared" },
+        { id: sent.id, state: "committed" },
+      ],
+      missing: ["never-sent"],
+    });
+    await assert.rejects(tidings.client.messages.lookup([sent.id, "x".repeat(201)]), (error: unknown) => {
+      assert.ok(error instanceof TidingsError);
+      assert.equal(error.code, "invalid_request");
+      assert.equal(error.field, "ids[1]");
+      return true;
+    });
+  });
+
   test("apps, relays and reconciliation reports", async () => {
     const name = `app-${randomBytes(3).toString("hex")}`;
     const app = await tidings.admin.apps.create({ name });

@@ -255,6 +255,58 @@ async function producerCase(producer: OpenDatabase, dialect: string): Promise<vo
   assert.deepEqual(again.counts, { checked: 5, missing: 1, repaired: 0, failed: 0 }, "only the given-up row is left");
 }
 
+test("a producer run asks the service one request per page of sent rows, a bounded number at once, and lists the lost rows in the order they were sent", async () => {
+  const topic = "orders.many";
+  const since = new Date(Date.now() - 1000);
+  const id = (i: number) => `many-${String(i).padStart(4, "0")}`;
+  const lost = [id(7), id(1200), id(2499)];
+  await producerPg.db.query(
+    `INSERT INTO tidings_outbox (id, topic, payload, status, attempts, sent_at)
+     SELECT 'many-' || lpad(i::text, 4, '0'), $1, '{}', 'sent', 1, now() FROM generate_series(0, 2499) i ORDER BY i`,
+    [topic],
+  );
+  // The service as the lookup answers: it has every row but the lost ones. The first page's
+  // answer waits for the second page's question: the pages after it are read and asked meanwhile.
+  const asked: number[] = [];
+  let inFlight = 0;
+  let mostInFlight = 0;
+  let secondAsked!: () => void;
+  const second = new Promise<void>((resolve) => (secondAsked = resolve));
+  const client = {
+    feed: (query: Parameters<typeof tidings.client.feed>[0]) => tidings.client.feed(query),
+    reportReconciliation: async () => undefined,
+    messages: {
+      lookup: async (ids: readonly string[]) => {
+        asked.push(ids.length);
+        mostInFlight = Math.max(mostInFlight, ++inFlight);
+        // (A deadline, so that a run asking one page at a time fails below instead of waiting here.)
+        if (asked.length === 1) await Promise.race([second, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+        else if (asked.length === 2) secondAsked();
+        inFlight--;
+        return { found: ids.filter((i) => !lost.includes(i)).map((i) => ({ id: i, state: "committed" })), missing: ids.filter((i) => lost.includes(i)) };
+      },
+    },
+  };
+  try {
+    const reconciler = new Reconciler({ client, db: producerPg.db, producer: { topic, concurrency: 2 }, report: false });
+    const report = await reconciler.run({ since });
+    assert.deepEqual(asked, [1000, 1000, 500], "one look-up per page of 1,000 rows");
+    assert.equal(mostInFlight, 2, "two look-ups at once, as asked");
+    assert.deepEqual(report.counts, { checked: 2500, missing: 3, repaired: 3, failed: 0 });
+    assert.deepEqual(
+      report.differences,
+      lost.map((i) => ({ id: i, problem: "unknown_to_service", action: "resent" })),
+    );
+    const back = await producerPg.db.query<{ id: string }>("SELECT id FROM tidings_outbox WHERE topic = $1 AND status = 'pending' ORDER BY id", [topic]);
+    assert.deepEqual(
+      back.map((r) => r.id),
+      lost,
+    );
+  } finally {
+    await producerPg.db.query("DELETE FROM tidings_outbox WHERE topic = $1", [topic]);
+  }
+});
+
 test("`tidings reconcile --producer` runs as a job: lists what differs, exits 1 while it is left, 0 once set right", async () => {
   const since = new Date(Date.now() - 1000).toISOString();
   await producerPg.db.query("DELETE FROM tidings_outbox");

@@ -57,6 +57,12 @@ export type CheckInfo = Schemas["Check"];
 /** What the service answers for one id of a combined commit. */
 export type CommitResult = Schemas["CommitResult"];
 
+/**
+ * `messages.lookup`'s answer: of the ids asked, those of messages the key may read with their
+ * state (`found`), and the others (`missing`), each as asked and in the order asked.
+ */
+export type MessageLookup = ApiAnswer<"post", "/v1/messages/lookup">;
+
 /** How long the service waits before checking a prepared message back: "500ms", "10s", "5m", or milliseconds. */
 export type CheckAfter = string | number;
 

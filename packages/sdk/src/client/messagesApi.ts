@@ -12,6 +12,7 @@ import type {
   FeedQuery,
   ListMessagesQuery,
   MessageInfo,
+  MessageLookup,
   MessagePage,
 } from "./apiTypes.ts";
 import { feedQueryValues } from "./feed.ts";
@@ -189,6 +190,15 @@ export class MessagesApi {
   /** A message and its deliveries, or null when there is none with this id (reconciliation by id). */
   get(id: string): Promise<MessageInfo | null> {
     return find(this.o, "get", "/v1/messages/{id}", { params: { id } });
+  }
+
+  /**
+   * Which of up to 1000 ids (the key's own, or full ids `<app>/<id>`) the service has, and their
+   * state, in one request (`POST /v1/messages/lookup`): what `get` would find for each, without
+   * the messages. A message the key may not read is `missing`, as with `get`.
+   */
+  lookup(ids: readonly string[]): Promise<MessageLookup> {
+    return operation(this.o, "post", "/v1/messages/lookup", { body: { ids: [...ids] } }, { idempotent: true });
   }
 
   /**

@@ -12,28 +12,29 @@ export interface ProducerSide {
    * true); false: only report them.
    */
   repair?: boolean;
-  /** Look-ups at the service in flight at once (default 8). */
+  /**
+   * Look-ups at the service in flight at once (default 4), each of one page of rows (up to
+   * 1,000 ids, `POST /v1/messages/lookup`): the pages after the one being settled are read meanwhile.
+   */
   concurrency?: number;
 }
 
-/** Which of `ids` (the app's own) the service does not have: `concurrency` look-ups at a time. */
-async function unknownTo(client: ReconcileClient, ids: readonly string[], concurrency: number): Promise<string[]> {
-  const unknown: string[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < ids.length) {
-      const id = ids[next++]!;
-      if ((await client.messages.get(id)) === null) unknown.push(id);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, worker));
+/**
+ * Which of `ids` (up to 1000 of the app's own) the service does not have: one request, under way.
+ * Awaited in page order, perhaps after a later page's look-up failed: that failure is thrown
+ * then, and is not an unhandled rejection meanwhile.
+ */
+function unknownTo(client: ReconcileClient, ids: string[]): Promise<string[]> {
+  const unknown = client.messages.lookup(ids).then((answer) => answer.missing);
+  unknown.catch(() => undefined);
   return unknown;
 }
 
 /**
- * Walks the outbox rows marked sent in the window, a page at a time, asking the service for
- * each (a lost send: marked sent, unknown to the service) and putting the unknown ones back to
- * be sent; then lists the rows the relay gave up on in the window. Holds one page.
+ * Walks the outbox rows marked sent in the window, a page at a time, asking the service about
+ * each page in one request (a lost send: marked sent, unknown to the service) and putting the
+ * unknown ones back to be sent; then lists the rows the relay gave up on in the window. Holds
+ * `concurrency` pages' ids at most.
  */
 export async function reconcileProducer(
   client: ReconcileClient,
@@ -44,7 +45,16 @@ export async function reconcileProducer(
   report: ReportBuilder,
 ): Promise<void> {
   const repair = side.repair ?? true;
-  const concurrency = side.concurrency ?? 8;
+  const concurrency = side.concurrency ?? 4;
+  const inFlight: Array<Promise<string[]>> = [];
+  // In page order, so that the report lists the differences as the rows were marked sent.
+  const settle = async (asked: Promise<string[]>) => {
+    const unknown = await asked;
+    if (unknown.length === 0) return;
+    // Only rows still marked sent are put back: one a person retried meanwhile is left alone.
+    if (repair) await resendSent(db, unknown);
+    for (const id of unknown) report.add({ id, problem: "unknown_to_service", action: repair ? "resent" : "none" });
+  };
   let cursor: SentCursor | null = null;
   for (;;) {
     const rows = await sentPage(db, side.topic, window.since, window.until, cursor, pageSize);
@@ -52,16 +62,15 @@ export async function reconcileProducer(
     const last = rows[rows.length - 1]!;
     cursor = { sentAt: last.sentAt, seq: last.seq };
     report.counts.checked += rows.length;
-    const unknown = await unknownTo(
-      client,
-      rows.map((r) => r.id),
-      concurrency,
+    inFlight.push(
+      unknownTo(
+        client,
+        rows.map((r) => r.id),
+      ),
     );
-    if (unknown.length === 0) continue;
-    // Only rows still marked sent are put back: one a person retried meanwhile is left alone.
-    if (repair) await resendSent(db, unknown);
-    for (const id of unknown) report.add({ id, problem: "unknown_to_service", action: repair ? "resent" : "none" });
+    if (inFlight.length >= concurrency) await settle(inFlight.shift()!);
   }
+  while (inFlight.length > 0) await settle(inFlight.shift()!);
   let afterSeq = 0;
   for (;;) {
     const rows = await failedPage(db, side.topic, window.since, window.until, afterSeq, pageSize);

@@ -10,7 +10,8 @@ and writes bench/results/<date>.json. Workloads (by name or number; none: all):
   8 brokers (deliveries/s into RabbitMQ, NATS JetStream, Redis Streams; SDK consumer applied/s)
   9 inbox            10 ordered-deliver (ordered by key: 10,000, 100 and 1 keys beside unordered)
   11 feed (a reader pulls 1,000,000 committed messages through GET /v1/feed, then a window at the end with since)
-  12 reconcile       13 multi-node (deliver with 1, 2 and 3 service processes on one database)
+  12 reconcile (one consumer run over 1,000,000 committed messages; one producer run over 1,000,000 outbox rows)
+  13 multi-node (deliver with 1, 2 and 3 service processes on one database)
 
 options:
   --smoke              tiny sizes (seconds per workload), no results file unless --out

@@ -15,7 +15,7 @@ export interface Sizes {
   inbox: { messages: number; concurrency: number };
   /** Committed messages read through the forward feed; then a window of this many committed after them, read with `since`. */
   feed: { messages: number; window: number };
-  /** Committed messages compared by one reconciliation run against a consumer's inbox. */
+  /** Committed messages compared by one reconciliation run against a consumer's inbox; as many outbox rows marked sent, by a producer's. */
   reconcile: { messages: number };
   /** The backlog delivered by 1, 2 and 3 service processes on one database (each N its own). */
   multiNode: { messages: number };

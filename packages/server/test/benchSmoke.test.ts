@@ -55,6 +55,11 @@ test("every benchmark workload and its peers run at a tiny size", { timeout: 240
   assert.deepEqual(systems("backlog"), ["tidings", "tidings"]);
   assert.deepEqual(systems("partitions"), ["tidings", "tidings"]);
   for (const name of ["transactional", "outbox-relay"]) assert.deepEqual(systems(name), ["tidings"]);
+  // Reconcile: a consumer's run, then a producer's.
+  assert.deepEqual(
+    report.workloads.find((w) => w.name === "reconcile")!.systems.map((s) => s.system),
+    ["tidings", "tidings producer"],
+  );
   // Multi-node: 1, 2 and 3 service processes, each node's share read from its own /metrics.
   const multi = report.workloads.find((w) => w.name === "multi-node")!;
   assert.deepEqual(

@@ -172,6 +172,12 @@ test("re-sending and skipping every dead delivery resolves the alert; one still 
   // Two re-sent and delivered: the alert resolves on that success.
   for (const id of ids.slice(0, 2)) assert.equal((await admin.post(`/v1/messages/${id}/resend`, {})).status, 200);
   await waitFor("resolved by the success", async () => (await alertsOf("delivery_dead", "flaky"))[0].state === "resolved");
+  // The first success resolves it; the other re-sent one must be delivered too before the next
+  // outage, or it could die in it and be the new alert's example instead of the late message.
+  await waitFor("both re-sent ones delivered", async () => {
+    const { rows } = await db.query("select count(*)::int as n from deliveries where message_id = any($1) and state = 'delivered'", [ids.slice(0, 2)]);
+    return rows[0].n === 2;
+  });
 
   // A second outage: one dies; while it stays dead the alert stays open; skipped, it resolves.
   down.add("/flaky");

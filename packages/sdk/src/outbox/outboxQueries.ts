@@ -275,9 +275,9 @@ export interface SentCursor {
 
 /**
  * Up to `limit` rows of `topic` marked sent from `since` up to `until`, in the order they were
- * marked, after `cursor` (params: topic, since, until, cursor's sent_at twice and seq, limit).
- * Keyset paging on (sent_at, seq) through the sent rows' index: each page costs the same however
- * far the walk is.
+ * marked, after `cursor` (params: topic, since, until, the cursor's sent_at and seq, limit).
+ * Keyset paging on (sent_at, seq) through the index of a topic's sent rows (SDK migration 0006):
+ * each page starts at its cursor and costs the same however far the walk is.
  */
 export async function sentPage(
   db: Executor,
@@ -289,13 +289,18 @@ export async function sentPage(
 ): Promise<Array<{ seq: number; id: string; sentAt: string }>> {
   const d = dialectOf(db.dialect);
   const exact = d.name === "postgres" ? "sent_at::text" : "DATE_FORMAT(sent_at, '%Y-%m-%d %H:%i:%s.%f')";
-  const after = cursor ? " AND (sent_at > ? OR (sent_at = ? AND seq > ?))" : "";
+  // PostgreSQL bounds the index scan by the row comparison; MariaDB/MySQL by the two ranges of the OR.
+  const after = !cursor ? "" : d.name === "postgres" ? " AND (sent_at, seq) > (?::timestamptz, ?::bigint)" : " AND (sent_at > ? OR (sent_at = ? AND seq > ?))";
   const rows = await db.query<{ seq: number | string; id: string; sent_text: string }>(
     d.sql(
       `SELECT seq, id, ${exact} AS sent_text FROM tidings_outbox
         WHERE status = 'sent' AND topic = ? AND sent_at >= ? AND sent_at < ?${after} ORDER BY sent_at, seq LIMIT ?`,
     ),
-    cursor ? [topic, since, until, cursor.sentAt, cursor.sentAt, cursor.seq, limit] : [topic, since, until, limit],
+    !cursor
+      ? [topic, since, until, limit]
+      : d.name === "postgres"
+        ? [topic, since, until, cursor.sentAt, cursor.seq, limit]
+        : [topic, since, until, cursor.sentAt, cursor.sentAt, cursor.seq, limit],
   );
   return rows.map((r) => ({ seq: Number(r.seq), id: r.id, sentAt: r.sent_text }));
 }

@@ -1,4 +1,5 @@
 import { call, resolveHttpOptions, type HttpOptions, type ResolvedHttpOptions } from "../client/http.ts";
+import { backoffDelayMs } from "../domain/backoff.ts";
 import { TidingsError } from "../errors.ts";
 
 /** What a consumer did with one delivered message. */
@@ -195,8 +196,10 @@ export class OutcomeReporter {
           this.emit({ type: "dropped", count: over });
         }
         this.stats.retried += again.length;
-        const inMs = Math.min(this.retryMs * 2 ** this.failures, Math.max(MAX_RETRY_MS, this.retryMs));
         this.failures++;
+        // The relay's spacing (the retry wait, doubled per failed call in a row, capped), without
+        // its jitter: one reporter makes one call at a time, so there is no burst to spread.
+        const inMs = backoffDelayMs(this.failures, { baseMs: this.retryMs, maxMs: Math.max(MAX_RETRY_MS, this.retryMs) }, () => 0.5);
         this.resumeAt = Date.now() + inMs;
         this.emit({ type: "retrying", count: again.length, error, inMs });
       }

@@ -1,5 +1,6 @@
 import type { MessageRecord } from "../domain/message.ts";
 import { toMessage } from "./messageRows.ts";
+import { TODAY_UTC } from "./retention.ts";
 import { parseExact } from "../domain/rawJson.ts";
 
 /** A delivery created for a committed message; leased to this node when due now. */
@@ -52,7 +53,7 @@ export function fanOut(source: string, nodeParam: string, leaseParam: string): s
            case when s.ordering = 'key' and src.key is not null then greatest(src.deliver_at, now()) end as order_at,
            case when s.ordering = 'key' and src.key is not null and src.deliver_at <= now()
                 then (select count(*) from (select 1 from deliveries e
-                        where e.subscription_id = s.id and e.order_key = src.key
+                        where e.subscription_id = s.id and e.order_key = src.key and e.message_day <= ${TODAY_UTC}
                           and (e.state = 'pending' or (e.state = 'dead' and e.skipped_at is null)) limit 2) two) = 2
                 else false end as parked
     from ${source} src join subscriptions s on s.topic = src.topic and (s.tags is null or src.tag = any (s.tags))

@@ -2,6 +2,7 @@ import type { MessageRecord } from "../domain/message.ts";
 import type { Db, Tx } from "./db.ts";
 import { EXACT_TYPES, MESSAGE_COLUMNS, toMessage } from "./messageRows.ts";
 import { fanOut, type CreatedDelivery } from "./fanOut.ts";
+import { TODAY_UTC } from "./retention.ts";
 import { stringifyExact } from "../domain/rawJson.ts";
 import { sameMessage } from "../domain/idempotency.ts";
 import type { NewMessage } from "../domain/newMessage.ts";
@@ -37,7 +38,7 @@ with input as (
   -- the same statement; today's partition catches it atomically by its key. Ids the service
   -- generates (no content hash) are UUIDv7 and cannot clash: no probe for them.
   where content_hash is null
-     or not exists (select 1 from messages o where o.id = input.id and o.day < (now() at time zone 'utc')::date)
+     or not exists (select 1 from messages o where o.id = input.id and o.day < ${TODAY_UTC})
   on conflict (id, day) do nothing
   returning id, day, seq, topic, tag, key, state, deliver_at, created_at, committed_at, next_check_at
 ), ${fanOut("ins", "$2", "$3")}

@@ -2,14 +2,7 @@ import type { ClaimBatch } from "../domain/delivery.ts";
 import type { Db } from "./db.ts";
 import { claimToken, toLeased } from "./deliveryAttempts.ts";
 import { PARK_MS } from "./fanOut.ts";
-
-/**
- * No message is of a day after today (a message's day is its insert's UTC date, on the
- * database's clock): said in the probes of a key's deliveries, it lets PostgreSQL leave the
- * partitions created ahead (empty) out of each probe when the statement starts, instead of
- * probing every day's index for every candidate.
- */
-const TODAY = "(now() at time zone 'utc')::date";
+import { TODAY_UTC } from "./retention.ts";
 
 /** Arbitrary constant naming the ordered claims' lock among other advisory locks. */
 const ORDERED_CLAIM_LOCK = 7_400_012;
@@ -27,7 +20,7 @@ with freed as (
     from (select distinct subscription_id, order_key from freed) k
    cross join lateral (select e.id, e.message_day from deliveries e
                         where e.subscription_id = k.subscription_id and e.order_key = k.order_key and e.state = 'pending'
-                          and e.message_day <= ${TODAY}
+                          and e.message_day <= ${TODAY_UTC}
                         order by e.order_at, e.id limit 1) n
 ), woken as (
   update deliveries d set parked = false, next_attempt_at = least(d.order_at, now())
@@ -42,19 +35,21 @@ select count(*)::int as n from freed`;
 // order_at, then id) is pending, or dead and holding the key (not skipped, onDead "block"), and
 // no other delivery of the key is leased. One that waits is parked (left out of claims until
 // woken). Both checks are probes of partial indexes (deliveries_key_order, _leased), so claims
-// stay fast with many keys and deep backlogs. Answers the rows taken and how many rows it read.
+// stay fast with many keys and deep backlogs; each says the key's deliveries are of no later day
+// than today (TODAY_UTC), so it leaves the days created ahead out. Answers the rows taken and how
+// many rows it read.
 const CLAIM_ORDERED_SQL = `
 with due as (
   select d.id, d.message_day,
          d.order_key is not null and (
            exists (select 1 from deliveries e
-                    where e.subscription_id = d.subscription_id and e.order_key = d.order_key and e.message_day <= ${TODAY}
+                    where e.subscription_id = d.subscription_id and e.order_key = d.order_key and e.message_day <= ${TODAY_UTC}
                       and (e.order_at, e.id) < (d.order_at, d.id)
                       and (e.state = 'pending'
                            or (e.state = 'dead' and e.skipped_at is null
                                and exists (select 1 from subscriptions s where s.id = e.subscription_id and s.on_dead = 'block'))))
            or exists (select 1 from deliveries e
-                       where e.subscription_id = d.subscription_id and e.order_key = d.order_key and e.id <> d.id and e.message_day <= ${TODAY}
+                       where e.subscription_id = d.subscription_id and e.order_key = d.order_key and e.id <> d.id and e.message_day <= ${TODAY_UTC}
                          and e.state = 'pending' and e.lease_owner is not null and e.next_attempt_at > now())) as waits
   from deliveries d
   where d.state = 'pending' and d.next_attempt_at <= now() and d.subscription_id = any ($4::bigint[])

@@ -1,6 +1,13 @@
 import type { Db } from "./db.ts";
 import { inTransaction } from "./db.ts";
 
+/**
+ * Today, UTC, on the database's clock: a message's day is this at its insert, so no message (nor
+ * its deliveries, attempts, checks) is of a later day. Said in a probe of the partitioned tables,
+ * it lets PostgreSQL leave the days created ahead (always empty) out when the statement starts.
+ */
+export const TODAY_UTC = "(now() at time zone 'utc')::date";
+
 /** The four tables partitioned by their message's day (0027), dropped together. */
 const DAY_TABLES = ["attempts", "deliveries", "checks", "messages"] as const;
 
@@ -38,10 +45,7 @@ export interface DayPartition {
 export async function createDayPartitions(db: Db, daysAhead = DAYS_AHEAD): Promise<number> {
   return inTransaction(db, async (tx) => {
     await tx.query(`set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
-    const { rows } = await tx.query(
-      `select tidings_create_day_partitions((now() at time zone 'utc')::date, (now() at time zone 'utc')::date + $1::int) as made`,
-      [daysAhead],
-    );
+    const { rows } = await tx.query(`select tidings_create_day_partitions(${TODAY_UTC}, ${TODAY_UTC} + $1::int) as made`, [daysAhead]);
     return rows[0].made;
   });
 }
